@@ -1,0 +1,154 @@
+"""Helpers shared by the benchmark drivers: where things are, running one measurement.
+
+Each measurement is a script that prints one JSON line; it runs in its own subprocess (its
+own virtual environment for the peers), so memory, JIT and compile caches do not leak from
+one measurement into the next.  A failure is returned as a record with an ``error`` key
+rather than raised, so one broken simulator does not stop a whole benchmark run.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from time import perf_counter
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+PEERS_DIR = BENCH_DIR / "peers"
+BRIAN2_PYTHON = BENCH_DIR / ".venv-brian2" / "bin" / "python"
+NEST_PYTHON = BENCH_DIR / ".venv-nest" / "bin" / "python"
+#: The ranvier side runs with the interpreter that runs the driver (the ranvier venv).
+RANVIER_PYTHON = Path(sys.executable)
+
+
+def ranvier_env(cache_dir):
+    """Environment additions for a ranvier process whose compile caches live in ``cache_dir``.
+
+    The working tree's ``ranvier`` is made importable whether or not it is installed, and
+    both ranvier's generated-kernel cache and numba's cache go under ``cache_dir``, so a
+    fresh directory means a cold start and stale caches elsewhere play no part.
+    """
+    cache = Path(cache_dir)
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {
+        "PYTHONPATH": path,
+        "RANVIER_CACHE_DIR": str(cache / "ranvier"),
+        "NUMBA_CACHE_DIR": str(cache / "numba"),
+    }
+
+
+def run_timed(cmd, timeout, env=None):
+    """Run ``cmd`` from the repository root; return ``{"wall_s", "stdout"}``.
+
+    On a non-zero exit or a timeout, return ``{"error": ...}`` instead, with the last line
+    of stderr (normally the exception) in the message and the last lines of stderr under
+    ``stderr_tail``.  ``env`` entries are added to the current environment.
+    """
+    t0 = perf_counter()
+    try:
+        proc = subprocess.run(
+            [str(c) for c in cmd],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+            cwd=REPO,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    except OSError as exc:
+        return {"error": f"could not start {cmd[0]}: {exc}"}
+    wall_s = perf_counter() - t0
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-20:] or [""]
+        return {"error": f"exit {proc.returncode}: {tail[-1]}", "stderr_tail": tail}
+    return {"wall_s": wall_s, "stdout": proc.stdout}
+
+
+def run_json(cmd, timeout, env=None):
+    """Run ``cmd`` like :func:`run_timed`; return the JSON record on its last stdout line."""
+    result = run_timed(cmd, timeout, env)
+    if "error" in result:
+        return result
+    lines = result["stdout"].strip().splitlines()
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        return {"error": f"no JSON record on stdout: {lines[-1:]}"}
+
+
+def cuba_args(n, k, seed, duration):
+    """Command-line arguments common to every CUBA script."""
+    return ["--n", n, "--k", k, "--seed", seed, "--duration", duration]
+
+
+def brian2_cmd(n, k, seed, duration, build_root):
+    """Command running Brian 2 C++ standalone CUBA, compiling under ``build_root``."""
+    return [
+        BRIAN2_PYTHON,
+        PEERS_DIR / "cuba_brian2.py",
+        *cuba_args(n, k, seed, duration),
+        "--target",
+        "cpp_standalone",
+        "--build-root",
+        build_root,
+    ]
+
+
+def nest_cmd(n, k, seed, duration, threads):
+    """Command running NEST CUBA with ``threads`` threads."""
+    return [
+        NEST_PYTHON,
+        PEERS_DIR / "cuba_nest.py",
+        *cuba_args(n, k, seed, duration),
+        "--threads",
+        threads,
+    ]
+
+
+def tool_version(python, module):
+    """``module.__version__`` as seen by interpreter ``python``, or None if it fails."""
+    code = f"import {module}; print({module}.__version__)"
+    try:
+        proc = subprocess.run(
+            [str(python), "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYNEST_QUIET": "1"},
+            check=False,
+        )
+    except OSError:
+        return None
+    lines = proc.stdout.strip().splitlines()
+    return lines[-1] if proc.returncode == 0 and lines else None
+
+
+def machine_info():
+    """CPU model, core count, RAM and the Python/library versions of all participants."""
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kib = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+            break
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gib": round(mem_kib / 2**20, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": tool_version(RANVIER_PYTHON, "numpy"),
+        "numba": tool_version(RANVIER_PYTHON, "numba"),
+        "ranvier": tool_version(RANVIER_PYTHON, "ranvier"),
+        "brian2": tool_version(BRIAN2_PYTHON, "brian2"),
+        "brian2_numpy": tool_version(BRIAN2_PYTHON, "numpy"),
+        "nest": tool_version(NEST_PYTHON, "nest"),
+    }

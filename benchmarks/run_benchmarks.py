@@ -1,0 +1,484 @@
+"""Side-by-side benchmarks of ranvier against Brian 2 and NEST; writes ``BENCHMARKS.md``.
+
+Run from the repository root with the ranvier venv, after ``benchmarks/setup_peers.sh``::
+
+    .venv/bin/python benchmarks/run_benchmarks.py            # cuba, dense, example
+    .venv/bin/python benchmarks/run_benchmarks.py --scale    # ... and the 100 M synapse run
+    .venv/bin/python benchmarks/run_benchmarks.py --quick    # 1 repetition, cuba and example
+    .venv/bin/python benchmarks/run_benchmarks.py --only dense
+
+Sections:
+
+- ``cuba`` (N=4000, K=80) and ``dense`` (N=10000, K=1000), 1 s at dt = 0.1 ms: Brian 2 C++
+  standalone (after an untimed warm-up run that fills its compile cache), NEST with 1 and 2
+  threads, and ranvier's numba backend (with and without per-synapse delays); the median of
+  the repetitions is reported, with the ratio ranvier / peer of the run times.
+- ``example``: wall time of ``python examples/cuba.py`` in a fresh process, with an empty
+  numba cache (cold) and again with the cache it left (warm).
+- ``scale`` (only with ``--scale`` or ``--only scale``): ranvier alone, N=100000, K=1000
+  (100 M synapses), 1 s: build and run time, peak memory.
+
+Every measurement runs in its own subprocess.  Raw records go to ``benchmarks/results/``
+(one JSON file per section); ``BENCHMARKS.md`` is rendered from all the section files there,
+so a section run on its own updates the report without discarding the others.  A simulator
+that fails shows as an error row; the driver itself goes on.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import sys
+import tempfile
+
+from harness import (
+    BENCH_DIR,
+    RANVIER_PYTHON,
+    REPO,
+    brian2_cmd,
+    cuba_args,
+    machine_info,
+    nest_cmd,
+    ranvier_env,
+    run_json,
+    run_timed,
+)
+
+RESULTS_DIR = BENCH_DIR / "results"
+REPORT = BENCH_DIR / "BENCHMARKS.md"
+RANVIER_SCRIPT = BENCH_DIR / "ranvier_cuba.py"
+EXAMPLE = REPO / "examples" / "cuba.py"
+
+SEED, DURATION = 1, 1.0
+#: Network sections: name -> (title, N, mean in-degree K, subprocess timeout in s).
+WORKLOADS = {
+    "cuba": ("CUBA", 4000, 80, 900),
+    "dense": ("CUBA-dense", 10000, 1000, 1800),
+}
+SCALE_N, SCALE_K, SCALE_TIMEOUT = 100_000, 1000, 7200
+EXAMPLE_TIMEOUT = 600
+SECTIONS = ("cuba", "dense", "example", "scale")
+
+#: Rows of a network section: key in the section's runs -> label.
+PEERS = {
+    "brian2": "Brian 2 C++ standalone",
+    "nest_1": "NEST, 1 thread",
+    "nest_2": "NEST, 2 threads",
+}
+RANVIER_VARIANTS = {
+    "ranvier": "ranvier numba",
+    "ranvier_hetero": "ranvier numba, per-synapse delays",
+}
+
+#: Targets: upper bounds.
+RUN_RATIO_TARGETS = {"cuba": 0.5, "dense": 1.0}
+BYTES_PER_SYNAPSE_TARGETS = {"ranvier": 8.0, "ranvier_hetero": 10.0}
+EXAMPLE_TARGETS = {"cold": 10.0, "warm": 3.0}
+SCALE_RSS_LIMIT_MB = 24 * 1024
+
+
+def log(message):
+    """Progress message on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def repeat(label, cmd, reps, timeout, env=None):
+    """Run ``cmd`` ``reps`` times; return the list of records."""
+    records = []
+    for i in range(reps):
+        record = run_json(cmd, timeout, env)
+        summary = record.get("error") or f"run_s={record.get('run_s')}"
+        log(f"  {label} [{i + 1}/{reps}]: {summary}")
+        records.append(record)
+    return records
+
+
+def now():
+    """Current UTC time, ISO 8601, to the second."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def bench_network(name, reps, cache_dir):
+    """Run one network section on every simulator; return its result dict.
+
+    ranvier's compile caches are in ``cache_dir``, shared by all its runs of this invocation.
+    """
+    title, n, k, timeout = WORKLOADS[name]
+    log(f"{title}: N={n}, K={k}, {reps} repetition(s)")
+    args = (n, k, SEED, DURATION)
+    ranvier = [RANVIER_PYTHON, RANVIER_SCRIPT, *cuba_args(*args)]
+    runs = {}
+    with tempfile.TemporaryDirectory(prefix="ranvier-bench-brian2-") as build_root:
+        runs["brian2_warmup"] = repeat("brian2 warm-up", brian2_cmd(*args, build_root), 1, timeout)
+        runs["brian2"] = repeat("brian2", brian2_cmd(*args, build_root), reps, timeout)
+    for threads in (1, 2):
+        runs[f"nest_{threads}"] = repeat(f"nest {threads} thread(s)", nest_cmd(*args, threads), reps, timeout)
+    runs["ranvier"] = repeat("ranvier", ranvier, reps, timeout, ranvier_env(cache_dir))
+    runs["ranvier_hetero"] = repeat(
+        "ranvier hetero",
+        [*ranvier, "--hetero-delay"],
+        1,
+        timeout,
+        ranvier_env(cache_dir),
+    )
+    return {
+        "title": title,
+        "n": n,
+        "k": k,
+        "seed": SEED,
+        "duration": DURATION,
+        "runs": runs,
+    }
+
+
+def bench_example(reps):
+    """Time ``examples/cuba.py`` in fresh processes, with empty then warm caches, ``reps`` times."""
+    log(f"example: {EXAMPLE.relative_to(REPO)}, {reps} repetition(s)")
+    runs = {"cold": [], "warm": []}
+    cmd = [RANVIER_PYTHON, EXAMPLE]
+    for _ in range(reps):
+        with tempfile.TemporaryDirectory(prefix="ranvier-cache-") as cache_dir:
+            for state in ("cold", "warm"):
+                result = run_timed(cmd, EXAMPLE_TIMEOUT, ranvier_env(cache_dir))
+                result.pop("stdout", None)
+                log(f"  {state}: {result}")
+                runs[state].append(result)
+    return {"runs": runs}
+
+
+def bench_scale(cache_dir):
+    """Build and run ranvier's CUBA with 100 M synapses once, compile caches in ``cache_dir``."""
+    log(f"scale: N={SCALE_N}, K={SCALE_K}")
+    cmd = [
+        RANVIER_PYTHON,
+        RANVIER_SCRIPT,
+        *cuba_args(SCALE_N, SCALE_K, SEED, DURATION),
+        "--single",
+    ]
+    return {
+        "n": SCALE_N,
+        "k": SCALE_K,
+        "runs": {"ranvier": repeat("ranvier", cmd, 1, SCALE_TIMEOUT, ranvier_env(cache_dir))},
+    }
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def ok(records):
+    """The records without an error."""
+    return [r for r in records if "error" not in r]
+
+
+def median(records, key):
+    """Median of ``key`` over the successful records that have it, or None."""
+    values = [r[key] for r in ok(records) if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(value, digits=3):
+    """A number to ``digits`` significant digits, or a dash for None."""
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def fmt_time(records, key="run_s"):
+    """Median of ``key`` with its min-max range when there are several values."""
+    values = [r[key] for r in ok(records) if r.get(key) is not None]
+    if not values:
+        return "-"
+    text = fmt(statistics.median(values))
+    if len(values) > 1:
+        text += f" ({fmt(min(values))}-{fmt(max(values))})"
+    return text
+
+
+def error_of(records):
+    """The first error message among ``records``, or None."""
+    return next((r["error"] for r in records if "error" in r), None)
+
+
+def table(headers, rows):
+    """Markdown table lines."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return lines
+
+
+def verdict(value, limit):
+    """PASS/FAIL of ``value <= limit``; ERROR when there is no value."""
+    if value is None:
+        return "ERROR"
+    return "PASS" if value <= limit else "FAIL"
+
+
+def heading(title, result):
+    """Section heading with when the section ran and how loaded the machine was then."""
+    return f"## {title}\n\nFinished {result['date']}; load average {result['load_avg']:.2f} when the section started."
+
+
+def network_section(result):
+    """Markdown lines of a network section: timings, activity and memory."""
+    runs = result["runs"]
+    ranvier_run = median(runs.get("ranvier", []), "run_s")
+    headers = [
+        "simulator",
+        "build (s)",
+        "compile / first run (s)",
+        "run (s)",
+        "ranvier / peer (run)",
+        "rate (Hz)",
+        "ISI CV",
+        "synapses",
+        "peak RSS (MB)",
+    ]
+    rows = []
+    for key, label in {**PEERS, **RANVIER_VARIANTS}.items():
+        records = runs.get(key, [])
+        if not ok(records):
+            rows.append([label, f"error: {error_of(records) or 'not run'}", *["-"] * 7])
+            continue
+        if key == "brian2":
+            compile_ = (
+                f"{fmt(median(runs['brian2_warmup'], 'compile_s'))} cold, {fmt(median(records, 'compile_s'))} cached"
+            )
+        else:
+            compile_ = fmt_time(records, "first_run_s")
+        peer_run = median(records, "run_s")
+        ratio = fmt(ranvier_run / peer_run) if key in PEERS and ranvier_run else "-"
+        rows.append(
+            [
+                label,
+                fmt_time(records, "build_s"),
+                compile_,
+                fmt_time(records),
+                ratio,
+                fmt(median(records, "rate_hz")),
+                fmt(median(records, "isi_cv")),
+                ok(records)[0]["synapses"],
+                fmt(median(records, "peak_rss_mb")),
+            ]
+        )
+    title = f"{result['title']}: N = {result['n']}, K = {result['k']}, {result['duration']:g} s, seed {result['seed']}"
+    lines = [heading(title, result), ""]
+    lines += table(headers, rows)
+    memory_rows = [
+        [
+            label,
+            ok(runs[key])[0]["synapses"],
+            fmt(median(runs[key], "mem_delta_mb")),
+            fmt(median(runs[key], "bytes_per_synapse")),
+            fmt(median(runs[key], "retained_mb")),
+            fmt(median(runs[key], "retained_bytes_per_synapse")),
+        ]
+        for key, label in RANVIER_VARIANTS.items()
+        if ok(runs.get(key, []))
+    ]
+    if memory_rows:
+        lines += [
+            "",
+            "ranvier memory: growth of the resident memory over building and running the second",
+            "network, at its peak (the targets) and what stays resident after the run.",
+            "",
+        ]
+        headers = [
+            "variant",
+            "synapses",
+            "peak growth (MB)",
+            "bytes / synapse",
+            "retained (MB)",
+            "retained bytes / synapse",
+        ]
+        lines += table(headers, memory_rows)
+    return lines
+
+
+def example_section(result):
+    """Markdown lines of the example section."""
+    rows = []
+    for state in ("cold", "warm"):
+        records = result["runs"][state]
+        error = error_of(records)
+        rows.append([state, f"error: {error}" if error else fmt_time(records, "wall_s")])
+    return [
+        heading("`python examples/cuba.py`, fresh process", result),
+        "",
+        *table(["numba cache", "wall time (s)"], rows),
+    ]
+
+
+def scale_section(result):
+    """Markdown lines of the scale section."""
+    records = result["runs"]["ranvier"]
+    header = heading(f"Scale: ranvier, N = {result['n']}, K = {result['k']}, {DURATION:g} s", result)
+    if not ok(records):
+        return [header, "", f"error: {error_of(records)}"]
+    record = ok(records)[0]
+    headers = [
+        "synapses",
+        "build (s)",
+        "run (s)",
+        "rate (Hz)",
+        "bytes / synapse",
+        "retained bytes / synapse",
+        "peak RSS (MB)",
+    ]
+    keys = ["build_s", "run_s", "rate_hz", "bytes_per_synapse", "retained_bytes_per_synapse", "peak_rss_mb"]
+    row = [record["synapses"], *(fmt(record.get(key)) for key in keys)]
+    return [header, "", *table(headers, [row])]
+
+
+def target_rows(results):
+    """Rows (target, measured, verdict) for the sections present in ``results``."""
+    rows = []
+    for name, limit in RUN_RATIO_TARGETS.items():
+        if name in results:
+            runs = results[name]["runs"]
+            ranvier, brian2 = (
+                median(runs["ranvier"], "run_s"),
+                median(runs["brian2"], "run_s"),
+            )
+            ratio = ranvier / brian2 if ranvier and brian2 else None
+            rows.append(
+                [
+                    f"{results[name]['title']}: ranvier run <= {limit}x Brian 2 standalone",
+                    fmt(ratio),
+                    verdict(ratio, limit),
+                ]
+            )
+    if "dense" in results:
+        for key, limit in BYTES_PER_SYNAPSE_TARGETS.items():
+            value = median(results["dense"]["runs"].get(key, []), "bytes_per_synapse")
+            rows.append(
+                [
+                    f"CUBA-dense: {RANVIER_VARIANTS[key]} <= {limit:g} bytes / synapse",
+                    fmt(value),
+                    verdict(value, limit),
+                ]
+            )
+    if "example" in results:
+        for state, limit in EXAMPLE_TARGETS.items():
+            value = median(results["example"]["runs"][state], "wall_s")
+            rows.append(
+                [
+                    f"examples/cuba.py {state} <= {limit:g} s",
+                    fmt(value),
+                    verdict(value, limit),
+                ]
+            )
+    if "scale" in results:
+        runs = results["scale"]["runs"]["ranvier"]
+        per_synapse = BYTES_PER_SYNAPSE_TARGETS["ranvier"]
+        for label, key, limit in (
+            (
+                f"scale: bytes / synapse <= {per_synapse:g}",
+                "bytes_per_synapse",
+                per_synapse,
+            ),
+            (
+                f"scale: peak RSS <= {SCALE_RSS_LIMIT_MB} MB",
+                "peak_rss_mb",
+                SCALE_RSS_LIMIT_MB,
+            ),
+        ):
+            value = median(runs, key)
+            rows.append([label, fmt(value), verdict(value, limit)])
+    return rows
+
+
+def render_report(results, machine):
+    """The whole of BENCHMARKS.md for the section results present."""
+    versions = ", ".join(
+        f"{name} {machine[key]}"
+        for name, key in (
+            ("Python", "python"),
+            ("numpy", "numpy"),
+            ("numba", "numba"),
+            ("ranvier", "ranvier"),
+            ("Brian 2", "brian2"),
+            ("NEST", "nest"),
+        )
+    )
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `benchmarks/run_benchmarks.py`; raw records in `benchmarks/results/`.",
+        "Each measurement ran in its own process; times are medians of the repetitions, with",
+        "their range in parentheses. Run times exclude building the network and compiling:",
+        "Brian 2's is the C++ simulation loop (`last_run_info.txt`; compile shown for the",
+        "first, uncached build and for the cached rebuild), NEST's is `nest.Run` (build",
+        "includes `nest.Prepare`), ranvier's is the run of a second identical network in the",
+        "same process (JIT already compiled; compile / first run is the first network's run).",
+        "Rates and ISI CVs are the activity each simulator produced (definitions in",
+        "`benchmarks/peers/cuba_common.py`).",
+        "",
+        (
+            f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB "
+            f"RAM, {machine['os']}. Versions: {versions} (Brian 2 with numpy "
+            f"{machine['brian2_numpy']}). Report written {now()}."
+        ),
+        "",
+        "## Targets",
+        "",
+        *table(["target", "measured", "result"], target_rows(results)),
+    ]
+    renderers = {
+        "cuba": network_section,
+        "dense": network_section,
+        "example": example_section,
+        "scale": scale_section,
+    }
+    for name in SECTIONS:
+        if name in results:
+            lines += ["", *renderers[name](results[name])]
+    return "\n".join(lines) + "\n"
+
+
+def load_results():
+    """Section name -> result dict, for every section file in the results folder."""
+    return {
+        name: json.loads((RESULTS_DIR / f"{name}.json").read_text())
+        for name in SECTIONS
+        if (RESULTS_DIR / f"{name}.json").exists()
+    }
+
+
+def main():
+    """Run the chosen sections, save their records, and rewrite the report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="one repetition; skip the dense and scale sections",
+    )
+    parser.add_argument("--only", choices=SECTIONS, help="run this section only")
+    parser.add_argument("--scale", action="store_true", help="also run the scale section")
+    args = parser.parse_args()
+
+    if args.only:
+        sections = [args.only]
+    else:
+        sections = ["cuba", "example"] if args.quick else ["cuba", "dense", "example"]
+        if args.scale and not args.quick:
+            sections.append("scale")
+    reps = 1 if args.quick else 3
+
+    machine = machine_info()
+    RESULTS_DIR.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ranvier-bench-cache-") as cache_dir:
+        for name in sections:
+            load_avg = os.getloadavg()[0]
+            if name in WORKLOADS:
+                result = bench_network(name, reps, cache_dir)
+            elif name == "example":
+                result = bench_example(reps)
+            else:
+                result = bench_scale(cache_dir)
+            result.update(date=now(), load_avg=load_avg, machine=machine, repetitions=reps)
+            (RESULTS_DIR / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+            REPORT.write_text(render_report(load_results(), machine))
+    log(f"wrote {REPORT.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

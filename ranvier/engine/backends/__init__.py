@@ -1,0 +1,40 @@
+"""Backends: each executes a lowered network for a stretch of steps.
+
+A backend module provides ``prepare(lowered)`` returning an object with
+``advance(start, stop) -> reached``: it runs min-delay chunks from step ``start`` until
+``stop`` or until a spike buffer needs emptying, updates the lowered arrays in place, and
+leaves a status code in ``lowered.status``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+from ...errors import BackendError
+
+_MODULES = {"numpy": "numpy_backend", "numba": "numba_backend", "cuda": "cuda_backend"}
+
+
+def available() -> dict[str, str]:
+    """Backend name -> ``"yes"`` or the reason it cannot run here."""
+    status = {"numpy": "yes", "numba": "yes"}
+    try:
+        from numba import cuda
+
+        simulated = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+        status["cuda"] = "not implemented yet" if (simulated or cuda.is_available()) else "no CUDA GPU found"
+    except ImportError as error:  # pragma: no cover - numba always ships numba.cuda
+        status["cuda"] = f"numba.cuda unavailable ({error})"
+    return status
+
+
+def prepare(name: str, lowered):
+    """The runner of backend ``name`` for ``lowered``."""
+    if name not in _MODULES:
+        raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(_MODULES)}")
+    reason = available()[name]
+    if reason != "yes":
+        raise BackendError(f"backend {name!r} cannot run here: {reason}")
+    module = importlib.import_module(f".{_MODULES[name]}", __name__)
+    return module.prepare(lowered)

@@ -1,0 +1,202 @@
+"""Connection rules (``ranvier.connect``): which (pre, post) pairs a projection contains.
+
+Every rule builds its synapses directly in compressed sparse row form sorted by source neuron:
+``row_ptr`` (int64, ``n_pre + 1``) and ``post_ids`` (int32), so that synapse ``s`` of source
+``i`` is ``row_ptr[i] <= s < row_ptr[i + 1]``. Nothing is held twice: a projection keeps these
+arrays and the backends deliver spikes from them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+from ..errors import ProjectionError
+
+_CHUNK = 1 << 24
+
+
+@dataclass
+class Synapses:
+    """The synapses a rule built: CSR by source, plus per-synapse values the rule carries."""
+
+    row_ptr: np.ndarray
+    post_ids: np.ndarray
+    weight: np.ndarray | None = None
+    delay: np.ndarray | None = None
+
+
+class Rule:
+    """Base class of connection rules."""
+
+    def build(self, n_pre: int, n_post: int, rng: np.random.Generator, same: bool, name: str) -> Synapses:
+        """Build the synapses of projection ``name`` between ``n_pre`` and ``n_post`` neurons.
+
+        ``same`` is true when source and target are the same population (autapses possible).
+        """
+        raise NotImplementedError
+
+
+def _row_ptr_from_counts(counts: np.ndarray) -> np.ndarray:
+    row_ptr = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=row_ptr[1:])
+    return row_ptr
+
+
+@dataclass(frozen=True)
+class AllToAll(Rule):
+    """Every source connects to every target (``autapses=False`` drops i -> i)."""
+
+    autapses: bool = True
+
+    def build(self, n_pre, n_post, rng, same, name):
+        post = np.tile(np.arange(n_post, dtype=np.int32), n_pre)
+        counts = np.full(n_pre, n_post, dtype=np.int64)
+        if same and not self.autapses:
+            keep = post != np.repeat(np.arange(n_pre, dtype=np.int32), n_post)
+            post = post[keep]
+            counts -= 1
+        return Synapses(_row_ptr_from_counts(counts), post)
+
+
+@dataclass(frozen=True)
+class OneToOne(Rule):
+    """Source i connects to target i; both populations must have the same size."""
+
+    def build(self, n_pre, n_post, rng, same, name):
+        if n_pre != n_post:
+            raise ProjectionError(f"projection {name!r}: OneToOne needs equal sizes, got {n_pre} -> {n_post}")
+        return Synapses(np.arange(n_pre + 1, dtype=np.int64), np.arange(n_post, dtype=np.int32))
+
+
+@dataclass(frozen=True)
+class Bernoulli(Rule):
+    """Each (pre, post) pair is connected independently with probability ``p``.
+
+    Drawn by geometric skipping over the ``n_pre * n_post`` pairs in row order, so the cost is
+    proportional to the number of synapses, not of pairs (Brian 2's ``connect(p=...)``, NEST's
+    ``pairwise_bernoulli``).
+    """
+
+    p: float
+    autapses: bool = True
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= float(self.p) <= 1.0):
+            raise ProjectionError(f"Bernoulli: p must be within [0, 1], got p={self.p!r}")
+
+    def build(self, n_pre, n_post, rng, same, name):
+        total = n_pre * n_post
+        counts = np.zeros(n_pre, dtype=np.int64)
+        pieces = []
+        if self.p > 0:
+            position = -1
+            expected = total * self.p
+            chunk = int(min(_CHUNK, expected + 6 * np.sqrt(expected) + 64))
+            while True:
+                gaps = rng.geometric(self.p, size=chunk) if self.p < 1 else np.ones(chunk, dtype=np.int64)
+                positions = position + np.cumsum(gaps)
+                position = int(positions[-1])
+                positions = positions[positions < total]
+                pre, post = np.divmod(positions, n_post)
+                if same and not self.autapses:
+                    keep = pre != post
+                    pre, post = pre[keep], post[keep]
+                counts += np.bincount(pre, minlength=n_pre)
+                pieces.append(post.astype(np.int32))
+                if position >= total:
+                    break
+        post_ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+        return Synapses(_row_ptr_from_counts(counts), post_ids)
+
+
+@numba.njit(cache=True)
+def _group_by_source(pre_ids, post_ids, n_pre):
+    """Counting sort of (pre, post) pairs by pre, stable: returns row_ptr and reordered posts."""
+    counts = np.zeros(n_pre + 1, dtype=np.int64)
+    for s in range(pre_ids.shape[0]):
+        counts[pre_ids[s] + 1] += 1
+    for i in range(n_pre):
+        counts[i + 1] += counts[i]
+    row_ptr = counts.copy()
+    order = np.empty(pre_ids.shape[0], dtype=np.int64)
+    for s in range(pre_ids.shape[0]):
+        order[counts[pre_ids[s]]] = s
+        counts[pre_ids[s]] += 1
+    return row_ptr, post_ids[order], order
+
+
+@dataclass(frozen=True)
+class FixedInDegree(Rule):
+    """Every target receives exactly ``k`` synapses from sources drawn uniformly at random.
+
+    ``multapses=True`` (NEST's default for ``fixed_indegree``) draws with replacement; with
+    ``multapses=False`` the ``k`` sources of a target are distinct.
+    """
+
+    k: int
+    autapses: bool = True
+    multapses: bool = True
+
+    def __post_init__(self) -> None:
+        if int(self.k) != self.k or self.k < 0:
+            raise ProjectionError(f"FixedInDegree: k must be a non-negative integer, got k={self.k!r}")
+
+    def build(self, n_pre, n_post, rng, same, name):
+        k = int(self.k)
+        available = n_pre - (1 if same and not self.autapses else 0)
+        if k > available and (not self.multapses or available == 0) and k > 0:
+            raise ProjectionError(
+                f"projection {name!r}: FixedInDegree k={k} exceeds the {available} available sources"
+            )
+        post = np.repeat(np.arange(n_post, dtype=np.int32), k)
+        if self.multapses:
+            pre = rng.integers(0, available, size=n_post * k)
+        else:
+            pre = np.concatenate([rng.choice(available, size=k, replace=False) for _ in range(n_post)]) \
+                if n_post * k else np.zeros(0, dtype=np.int64)
+        if same and not self.autapses:
+            pre = pre + (pre >= post)  # skip the target's own index
+        row_ptr, post_ids, _ = _group_by_source(pre.astype(np.int64), post, n_pre)
+        return Synapses(row_ptr, post_ids)
+
+
+@dataclass(frozen=True, eq=False)
+class FromArrays(Rule):
+    """Explicit synapses ``pre[s] -> post[s]``, optionally with their own weights and delays."""
+
+    pre: np.ndarray
+    post: np.ndarray
+    weight: np.ndarray | float | None = field(default=None)
+    delay: np.ndarray | float | None = field(default=None)
+
+    def build(self, n_pre, n_post, rng, same, name):
+        pre = np.asarray(self.pre)
+        post = np.asarray(self.post)
+        if pre.ndim != 1 or pre.shape != post.shape:
+            raise ProjectionError(
+                f"projection {name!r}: FromArrays pre and post must be 1-D of equal length, "
+                f"got shapes {pre.shape} and {post.shape}"
+            )
+        for label, ids, size in (("pre", pre, n_pre), ("post", post, n_post)):
+            if ids.size and (not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= size):
+                bad = ids[(ids < 0) | (ids >= size)] if np.issubdtype(ids.dtype, np.integer) else ids
+                raise ProjectionError(
+                    f"projection {name!r}: FromArrays {label} ids must be integers in [0, {size}), "
+                    f"got {bad[:5].tolist()}"
+                )
+        row_ptr, post_ids, order = _group_by_source(pre.astype(np.int64), post.astype(np.int32), n_pre)
+        reordered = []
+        for label, values in (("weight", self.weight), ("delay", self.delay)):
+            if values is not None and np.ndim(values) == 1:
+                values = np.asarray(values, dtype=np.float64)
+                if values.shape != pre.shape:
+                    raise ProjectionError(
+                        f"projection {name!r}: FromArrays {label} has length {len(values)}, "
+                        f"expected {len(pre)} (one per synapse)"
+                    )
+                values = values[order]
+            reordered.append(values)
+        return Synapses(row_ptr, post_ids, *reordered)

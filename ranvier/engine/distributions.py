@@ -1,0 +1,95 @@
+"""Random distributions for initial state, weights, delays and parameters (``ranvier.init``).
+
+Each distribution draws ``size`` values from a ``numpy.random.Generator`` that the network
+derives from its seed, so the same seed gives the same values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class Distribution:
+    """Base class: a recipe for drawing values."""
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """Draw ``size`` float64 values."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Constant(Distribution):
+    """Every value equals ``value``."""
+
+    value: float
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return np.full(size, float(self.value))
+
+
+@dataclass(frozen=True)
+class Uniform(Distribution):
+    """Uniform on ``[low, high)``."""
+
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.low) and np.isfinite(self.high)) or self.high < self.low:
+            raise ValueError(f"Uniform: need finite low <= high, got low={self.low!r}, high={self.high!r}")
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return rng.uniform(self.low, self.high, size)
+
+
+@dataclass(frozen=True)
+class Normal(Distribution):
+    """Gaussian with ``mean`` and standard deviation ``std``."""
+
+    mean: float
+    std: float
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.mean) and np.isfinite(self.std)) or self.std < 0:
+            raise ValueError(f"Normal: need finite mean and std >= 0, got mean={self.mean!r}, std={self.std!r}")
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return rng.normal(self.mean, self.std, size)
+
+
+@dataclass(frozen=True)
+class Cauchy(Distribution):
+    """Cauchy (Lorentzian) with location ``loc`` and half-width ``scale``:
+    ``p(x) = scale / (pi * ((x - loc)^2 + scale^2))``."""
+
+    loc: float
+    scale: float
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.loc) and np.isfinite(self.scale)) or self.scale <= 0:
+            raise ValueError(f"Cauchy: need finite loc and scale > 0, got loc={self.loc!r}, scale={self.scale!r}")
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return self.loc + self.scale * rng.standard_cauchy(size)
+
+
+def materialise(value, rng: np.random.Generator, size: int, what: str, owner: str) -> np.ndarray:
+    """Turn a scalar, array or :class:`Distribution` into a float64 array of ``size`` values.
+
+    Raises ``ValueError`` naming ``owner`` and ``what`` for a wrong length or a non-finite value;
+    callers wrap it in their own :class:`~ranvier.RanvierError` subclass.
+    """
+    if isinstance(value, Distribution):
+        values = value.sample(rng, size)
+    else:
+        values = np.asarray(value, dtype=np.float64)
+        if values.ndim == 0:
+            values = np.full(size, float(values))
+        elif values.shape != (size,):
+            raise ValueError(f"{owner}: {what} has shape {values.shape}, expected ({size},)")
+    if not np.all(np.isfinite(values)):
+        bad = values[~np.isfinite(values)][0]
+        raise ValueError(f"{owner}: {what} contains a non-finite value ({bad})")
+    return values

@@ -1,0 +1,171 @@
+"""Lowering: from declared populations and projections to the flat arrays a backend runs.
+
+The lowered network holds references to the declarations' own arrays (state, synapses,
+weights), plus what a run needs besides: per-neuron constants for this ``dt``, a delay ring
+buffer per target population, spike buffers, monitor buffers and counters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .network import Network, Population, Projection
+
+#: chunk length (steps) of a network without projections
+_FREE_CHUNK = 100
+_MIN_SPIKE_CAPACITY = 1 << 16
+
+
+@dataclass
+class LoweredPopulation:
+    """One population as flat arrays.
+
+    ``flags`` holds each neuron's spike count of the current step (uint16, padded to a
+    multiple of four so it can be scanned as 64-bit words). ``ring`` is the delay ring buffer
+    ``(slots, receptors, n)``: slot ``k % slots`` holds the
+    input arriving in step ``k``. Spikes of the current stretch collect in ``spike_ids`` /
+    ``spike_steps`` (``spike_count[0]`` used).
+    """
+
+    name: str
+    n: int
+    kind: str
+    step_function: object
+    state: np.ndarray
+    consts: np.ndarray
+    ring: np.ndarray
+    key: np.uint64
+    spike_bound: int
+    flags: np.ndarray
+    spike_ids: np.ndarray
+    spike_steps: np.ndarray
+    spike_count: np.ndarray
+    source_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    source_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    source_next: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+
+
+@dataclass
+class LoweredProjection:
+    """One projection: CSR synapses, and where its spikes land."""
+
+    name: str
+    pre: int
+    post: int
+    receptor: int
+    row_ptr: np.ndarray
+    post_ids: np.ndarray
+    weights: np.ndarray
+    delay_steps: int | np.ndarray
+
+    @property
+    def per_synapse_delays(self) -> bool:
+        return isinstance(self.delay_steps, np.ndarray)
+
+
+@dataclass
+class LoweredStateMonitor:
+    """A state monitor: samples ``state[row, ids]`` of population ``population``."""
+
+    population: int
+    row: int
+    ids: np.ndarray
+    every: int
+    values: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    count: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+
+    def allocate(self, start: int, stop: int) -> None:
+        """Room for the samples of steps ``start .. stop - 1``."""
+        samples = stop // self.every - start // self.every
+        self.values = np.zeros((samples, len(self.ids)), dtype=np.float32)
+        self.steps = np.zeros(samples, dtype=np.int64)
+        self.count[0] = 0
+
+
+@dataclass
+class LoweredNetwork:
+    """Everything a backend needs, as arrays; ``chunk`` is the min-delay chunk length (steps)."""
+
+    dt: float
+    chunk: int
+    populations: list[LoweredPopulation]
+    projections: list[LoweredProjection]
+    state_monitors: list[LoweredStateMonitor]
+    synaptic_events: np.ndarray
+    status: np.ndarray
+
+
+def _ring_slots(network: Network, population: Population) -> int:
+    incoming = [p.max_delay_steps for p in network.projections if p.post is population]
+    return max(incoming, default=0) + 1
+
+
+def _resize_ring(population: Population, slots: int, step: int) -> None:
+    """Make the ring buffer ``slots`` long, keeping input already scheduled for later steps."""
+    shape = (slots, len(population.model.receptors), population.n)
+    old = population.ring
+    if old is not None and old.shape == shape:
+        return
+    ring = np.zeros(shape, dtype=np.float32)
+    if old is not None:
+        for ahead in range(min(old.shape[0], slots)):
+            ring[(step + ahead) % slots] = old[(step + ahead) % old.shape[0]]
+    population.ring = ring
+
+
+def lower(network: Network) -> LoweredNetwork:
+    """Lower ``network`` for a run starting at its current step."""
+    dt = network.dt
+    populations = []
+    for population in network.populations.values():
+        model = population.model
+        _resize_ring(population, _ring_slots(network, population), network.step)
+        bound = int(model.spike_bound(population.params, dt, population.n))
+        lowered = LoweredPopulation(
+            name=population.name, n=population.n, kind=model.kind,
+            step_function=getattr(model, "step", None), state=population.state,
+            consts=np.ascontiguousarray(model.constants(population.params, dt), dtype=np.float32),
+            ring=population.ring, key=np.uint64(_population_key(network.seed, population.index)),
+            spike_bound=bound, flags=np.zeros(-(-population.n // 4) * 4, dtype=np.uint16),
+            spike_ids=np.zeros(0, dtype=np.int32), spike_steps=np.zeros(0, dtype=np.int64),
+            spike_count=np.zeros(1, dtype=np.int64),
+        )
+        if model.kind == "scheduled":
+            steps, ids = model.schedule(dt, population.name)
+            lowered.source_steps, lowered.source_ids = steps, ids
+            lowered.source_next[0] = np.searchsorted(steps, network.step)
+        populations.append(lowered)
+    projections = [_lower_projection(p) for p in network.projections]
+    chunk = min((p.min_delay_steps for p in network.projections), default=_FREE_CHUNK)
+    for lowered in populations:
+        capacity = max(_MIN_SPIKE_CAPACITY, 4 * lowered.spike_bound * chunk)
+        lowered.spike_ids = np.zeros(capacity, dtype=np.int32)
+        lowered.spike_steps = np.zeros(capacity, dtype=np.int64)
+    monitors = [
+        LoweredStateMonitor(m.population.index, m.row, m.ids, m.every_steps) for m in network.state_monitors
+    ]
+    return LoweredNetwork(dt, chunk, populations, projections, monitors,
+                          synaptic_events=np.zeros(len(projections), dtype=np.int64),
+                          status=np.zeros(3, dtype=np.int64))
+
+
+def _lower_projection(projection: Projection) -> LoweredProjection:
+    return LoweredProjection(
+        name=projection.name, pre=projection.pre.index, post=projection.post.index,
+        receptor=projection.receptor_index, row_ptr=projection.row_ptr,
+        post_ids=projection._post_ids, weights=projection._weights, delay_steps=projection.delay_steps,
+    )
+
+
+def _population_key(seed: int, index: int) -> int:
+    """A 64-bit key for the counter-based random numbers of population ``index``."""
+    return int(np.random.SeedSequence([seed, index, 0x5EED]).generate_state(1, dtype=np.uint64)[0])
+
+
+#: status codes a backend leaves in ``LoweredNetwork.status[0]``
+STATUS_OK = 0
+STATUS_NOT_FINITE = 1
+STATUS_SPIKE_OVERFLOW = 2

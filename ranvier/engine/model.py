@@ -1,0 +1,176 @@
+"""The model language: what a neuron model declares, and the helpers its update may use.
+
+A model is defined once (architecture principle 2). Its update is a plain Python function of
+the form ``step(state, consts, arriving, i, k, key) -> spike count`` written with scalar
+arithmetic, :func:`select` for branches and :func:`uniform01` for random numbers. Backends call
+it in different ways:
+
+* the numpy backend passes ``i = np.arange(n)``, so every expression is a vectorised array
+  expression;
+* the numba backend compiles it and calls it in a loop over ``i`` (LLVM inlines it);
+* a GPU backend compiles the same function as a device function with ``i`` the thread index.
+
+Arguments of ``step``:
+
+``state``    float32 array ``(n_state, n)``: the model's state variables, one row each.
+``consts``   float32 array ``(n_consts, n)``: per-neuron constants computed once per run by
+             :meth:`Model.constants` (propagators ``exp(-dt / tau)``, thresholds, ...).
+``arriving`` a tuple with one float32 array ``(n,)`` per receptor: the synaptic input
+             arriving in this step, the sum of the weights of the spikes whose delay ends
+             now. A tuple, so its length is known to the compiler and a loop over
+             receptors (``for r in range(len(arriving))``) unrolls.
+``i``        neuron index (an integer, or an index array in the numpy backend).
+``k``        the step being computed, which advances the state from ``k * dt`` to
+             ``(k + 1) * dt``.
+``key``      a 64-bit integer that seeds the population's random numbers.
+
+Rules that keep backends bit-identical: take every float constant from ``consts`` (a float
+literal is float64 in numba but adopts float32 in numpy), and write branches with
+:func:`select`, never ``if`` on a state value.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+from numba.extending import overload
+
+from ..errors import ModelError
+from .distributions import Distribution
+
+
+def model_function(function):
+    """Make a helper of the model language callable from compiled step functions.
+
+    The same Python code serves both: numpy runs it on arrays, and numba compiles it for
+    scalars when a compiled step function calls it.
+    """
+    @functools.wraps(function)  # numba matches the typing function's signature to the helper's
+    def typing(*args):
+        return function
+
+    overload(function)(typing)
+    return function
+
+
+def select(condition, if_true, if_false):
+    """Elementwise ``if_true if condition else if_false`` (``np.where`` on arrays)."""
+    return np.where(condition, if_true, if_false)
+
+
+@overload(select)
+def _select_scalar(condition, if_true, if_false):
+    def impl(condition, if_true, if_false):
+        return if_true if condition else if_false
+
+    return impl
+
+
+def any_true(condition):
+    """True where any element of ``condition`` is (a plain ``bool`` on scalars).
+
+    Lets a model write a data-dependent ``while`` loop that runs per neuron when compiled and
+    over the whole population, until every neuron is done, in the numpy backend.
+    """
+    return bool(np.any(condition))
+
+
+@overload(any_true)
+def _any_true_scalar(condition):
+    def impl(condition):
+        return condition
+
+    return impl
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_SHIFT30 = np.uint64(30)
+_SHIFT27 = np.uint64(27)
+_SHIFT31 = np.uint64(31)
+_SHIFT11 = np.uint64(11)
+_TWO_TO_MINUS_53 = 1.0 / 9007199254740992.0
+
+
+@model_function
+def _mix64(x):
+    """splitmix64 finaliser: a bijective 64-bit hash with good avalanche."""
+    x = (x ^ (x >> _SHIFT30)) * _MIX1
+    x = (x ^ (x >> _SHIFT27)) * _MIX2
+    return x ^ (x >> _SHIFT31)
+
+
+@model_function
+def uniform01(key, k, i):
+    """A uniform random number in [0, 1) that depends only on ``(key, k, i)``.
+
+    Counter-based (a splitmix64 hash of the population key, the step and the neuron index), so
+    every backend, in any order and on any number of threads, draws the same numbers.
+    Returns float64.
+    """
+    x = _mix64(np.uint64(key) + np.uint64(k) * _GOLDEN)
+    x = _mix64(x ^ (np.uint64(i) * _MIX1 + _GOLDEN))
+    return (x >> _SHIFT11) * _TWO_TO_MINUS_53
+
+
+ParameterValue = float | Distribution | np.ndarray
+
+
+class Model:
+    """Base class of neuron models.
+
+    Subclasses set the class attributes, store their parameters in ``self.parameters`` (name ->
+    float, array or :class:`~ranvier.init.Distribution`) and implement :meth:`constants`.
+    """
+
+    #: the name of the update function's family, used in messages
+    kind: ClassVar[str] = "spiking"
+    #: the update function ``step(state, consts, arriving, i, k, key) -> count``
+    step: ClassVar[Callable[..., Any]]
+    def __init__(self) -> None:
+        self.parameters: dict[str, ParameterValue] = {}
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """Names of the state variables, in the row order of the ``state`` array."""
+        raise NotImplementedError
+
+    @property
+    def receptors(self) -> tuple[str, ...]:
+        """Names of the synaptic receptors, in the row order of ``arriving``."""
+        return ()
+
+    def initial_state(self) -> dict[str, ParameterValue]:
+        """Default initial value of every state variable."""
+        return {name: 0.0 for name in self.state_names}
+
+    def constants(self, params: Mapping[str, np.ndarray], dt: float) -> np.ndarray:
+        """Per-neuron constants ``(n_consts, n)`` for a step of ``dt`` seconds."""
+        raise NotImplementedError
+
+    def spike_bound(self, params: Mapping[str, np.ndarray], dt: float, n: int) -> int:
+        """The most spikes ``n`` neurons emit together in one step (sizes the spike buffers)."""
+        return n
+
+    def _check_positive(self, **values: ParameterValue) -> None:
+        for name, value in values.items():
+            if isinstance(value, Distribution):
+                continue
+            array = np.asarray(value, dtype=float)
+            if not np.all(np.isfinite(array)) or np.any(array <= 0):
+                raise ModelError(f"{type(self).__name__}: {name} must be positive and finite, got {value!r}")
+
+    def _check_finite(self, **values: ParameterValue) -> None:
+        for name, value in values.items():
+            if isinstance(value, Distribution):
+                continue
+            if not np.all(np.isfinite(np.asarray(value, dtype=float))):
+                raise ModelError(f"{type(self).__name__}: {name} must be finite, got {value!r}")
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.parameters.items())
+        return f"{type(self).__name__}({shown})"

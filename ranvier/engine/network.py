@@ -1,0 +1,386 @@
+"""Declaring a network: populations, projections, monitors and callbacks.
+
+Declarations are plain objects holding numpy arrays. ``Network.run`` lowers them into flat
+arrays once (see :mod:`ranvier.engine.lowering`) and hands those to a backend; the arrays a
+population or projection holds are the ones the backends update, so nothing is copied back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import PopulationError, ProjectionError, RecordingError, RunError
+from .connectivity import Rule
+from .distributions import Distribution, materialise
+from .model import Model
+from .monitors import SpikeMonitor, StateMonitor
+from .queue import EventQueue
+from .stats import Stats
+
+if TYPE_CHECKING:
+    from .simulation import Simulation
+
+_MAX_DELAY_STEPS = np.iinfo(np.uint16).max
+
+
+class Population:
+    """``n`` neurons of one model.
+
+    ``params`` maps each model parameter to its per-neuron values (float64); ``state`` is the
+    float32 ``(n_state, n)`` array the backends advance. Read and write state with
+    :meth:`get` and :meth:`set`.
+    """
+
+    def __init__(self, network: Network, model: Model, n: int, name: str, index: int,
+                 params: dict[str, np.ndarray], state: np.ndarray):
+        self.network = network
+        self.model = model
+        self.n = n
+        self.name = name
+        self.index = index
+        self.params = params
+        self.state = state
+        self.ring: np.ndarray | None = None  # delay ring buffer (slots, receptors, n), made by lowering
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        return f"Population({self.name!r}, {type(self.model).__name__}, n={self.n})"
+
+    def _row(self, variable: str) -> int:
+        names = self.model.state_names
+        if variable not in names:
+            raise RecordingError(
+                f"population {self.name!r}: unknown variable {variable!r}; it has {', '.join(names) or 'none'}"
+            )
+        return names.index(variable)
+
+    def get(self, variable: str) -> np.ndarray:
+        """A copy of state ``variable`` of every neuron (float64)."""
+        return self.state[self._row(variable)].astype(np.float64)
+
+    def set(self, variable: str, value) -> None:
+        """Set state ``variable`` from a scalar, an array of ``n`` or a distribution."""
+        row = self._row(variable)
+        try:
+            values = materialise(value, self.network._rng(), self.n, f"value of {variable!r}",
+                                 f"population {self.name!r}")
+        except ValueError as error:
+            raise PopulationError(str(error)) from None
+        self.state[row] = values
+
+
+class Projection:
+    """Synapses from ``pre`` to receptor ``receptor`` of ``post``, stored by source (CSR).
+
+    ``pre_ids``, ``post_ids``, ``weights`` (V) and ``delays`` (s) are read-only arrays with one
+    entry per synapse, sorted by source neuron.
+    """
+
+    def __init__(self, name: str, pre: Population, post: Population, receptor: str, row_ptr: np.ndarray,
+                 post_ids: np.ndarray, weights: np.ndarray, delay_steps: int | np.ndarray):
+        self.name = name
+        self.pre = pre
+        self.post = post
+        self.receptor = receptor
+        self.receptor_index = post.model.receptors.index(receptor)
+        self.row_ptr = row_ptr
+        self._post_ids = post_ids
+        self._weights = weights
+        self.delay_steps = delay_steps
+
+    def __len__(self) -> int:
+        return len(self._post_ids)
+
+    def __repr__(self) -> str:
+        return f"Projection({self.name!r}, {len(self)} synapses)"
+
+    @staticmethod
+    def _read_only(array: np.ndarray) -> np.ndarray:
+        view = array.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def pre_ids(self) -> np.ndarray:
+        return self._read_only(np.repeat(np.arange(self.pre.n, dtype=np.int32), np.diff(self.row_ptr)))
+
+    @property
+    def post_ids(self) -> np.ndarray:
+        return self._read_only(self._post_ids)
+
+    @property
+    def weights(self) -> np.ndarray:
+        return self._read_only(self._weights)
+
+    @property
+    def delays(self) -> np.ndarray:
+        dt = self.pre.network.dt
+        if isinstance(self.delay_steps, np.ndarray):
+            return self._read_only(self.delay_steps * dt)
+        return self._read_only(np.full(len(self), self.delay_steps * dt))
+
+    @property
+    def max_delay_steps(self) -> int:
+        if isinstance(self.delay_steps, np.ndarray):
+            return int(self.delay_steps.max(initial=1))
+        return int(self.delay_steps)
+
+    @property
+    def min_delay_steps(self) -> int:
+        if isinstance(self.delay_steps, np.ndarray):
+            return int(self.delay_steps.min(initial=1))
+        return int(self.delay_steps)
+
+    def out_degrees(self) -> np.ndarray:
+        """Number of synapses of each source neuron."""
+        return np.diff(self.row_ptr)
+
+
+class Network:
+    """A network of populations and projections, advanced on a grid of step ``dt`` (s).
+
+    ``seed`` fixes every random draw (connectivity, initial values, Poisson input); the same
+    seed gives the same spikes on every backend. ``seed=None`` draws one (see ``net.seed``).
+    """
+
+    def __init__(self, dt: float = 1e-4, seed: int | None = None):
+        if not (np.isfinite(dt) and dt > 0):
+            raise RunError(f"Network: dt must be positive and finite, got {dt!r}")
+        self.dt = float(dt)
+        self.seed = int(np.random.SeedSequence().entropy % (2**63)) if seed is None else int(seed)
+        self._seeds = np.random.SeedSequence(self.seed)
+        self.populations: dict[str, Population] = {}
+        self.projections: list[Projection] = []
+        self.spike_monitors: list[SpikeMonitor] = []
+        self.state_monitors: list[StateMonitor] = []
+        self.stats = Stats()
+        self.step = 0
+        self._events = EventQueue()
+        self._structure_version = 0
+        self._simulation: Simulation | None = None
+
+    # -- declaration ---------------------------------------------------------------------------
+
+    def _rng(self) -> np.random.Generator:
+        """A generator with its own stream, derived from the seed in declaration order."""
+        return np.random.default_rng(self._seeds.spawn(1)[0])
+
+    def _changed(self) -> None:
+        self._structure_version += 1
+
+    @property
+    def t(self) -> float:
+        """Simulated time so far (s)."""
+        return self.step * self.dt
+
+    def __getitem__(self, name: str) -> Population:
+        try:
+            return self.populations[name]
+        except KeyError:
+            raise PopulationError(
+                f"no population named {name!r}; the network has {', '.join(self.populations) or 'none'}"
+            ) from None
+
+    def population(self, model: Model, n: int | None = None, name: str | None = None,
+                   init: Mapping[str, object] | None = None) -> Population:
+        """Add ``n`` neurons of ``model``; ``init`` maps state variables to initial values."""
+        name = f"pop{len(self.populations)}" if name is None else str(name)
+        if name in self.populations:
+            raise PopulationError(f"population {name!r}: the name is already taken")
+        if not isinstance(model, Model):
+            raise PopulationError(f"population {name!r}: model must be a ranvier neuron model, got {model!r}")
+        if n is None:
+            n = getattr(model, "size", None)
+            if n is None:
+                raise PopulationError(f"population {name!r}: n is required for {type(model).__name__}")
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n <= 0:
+            raise PopulationError(f"population {name!r}: n must be a positive integer, got {n!r}")
+        size = getattr(model, "size", None)
+        if size is not None and size != n:
+            raise PopulationError(f"population {name!r}: the source has {size} neurons, got n={n}")
+        n = int(n)
+        owner = f"population {name!r}"
+        rng = self._rng()
+        try:
+            params = {key: materialise(value, rng, n, f"parameter {key!r}", owner)
+                      for key, value in model.parameters.items()}
+            model.constants(params, self.dt)  # validates parameter values now, not at run time
+            initial = dict(model.initial_state())
+            for variable in (init or {}):
+                if variable not in initial:
+                    raise PopulationError(
+                        f"{owner}: init names unknown variable {variable!r}; "
+                        f"{type(model).__name__} has {', '.join(model.state_names) or 'none'}"
+                    )
+            initial.update(init or {})
+            state = np.zeros((len(model.state_names), n), dtype=np.float32)
+            for row, variable in enumerate(model.state_names):
+                state[row] = materialise(initial[variable], rng, n, f"initial {variable!r}", owner)
+        except ValueError as error:
+            if isinstance(error, PopulationError):
+                raise
+            raise PopulationError(str(error)) from None
+        population = Population(self, model, n, name, len(self.populations), params, state)
+        self.populations[name] = population
+        self._changed()
+        return population
+
+    def _own(self, population: object, role: str) -> Population:
+        if not isinstance(population, Population):
+            raise ProjectionError(f"connect: {role} must be a Population, got {population!r}")
+        if population.network is not self or self.populations.get(population.name) is not population:
+            raise ProjectionError(
+                f"connect: {role} population {population.name!r} belongs to another network"
+            )
+        return population
+
+    def connect(self, pre: Population | Iterable[Population], post: Population | Iterable[Population],
+                rule: Rule, weight: float | np.ndarray | Distribution | None = None,
+                delay: float | np.ndarray | Distribution | None = None,
+                receptor: str | None = None) -> Projection | list[Projection]:
+        """Connect ``pre`` to ``post`` by ``rule``.
+
+        ``weight`` (V, added to the receptor's current per spike) and ``delay`` (s, at least
+        ``dt``, rounded to whole steps) are scalars, per-synapse arrays or distributions;
+        ``FromArrays`` may carry its own. ``delay=None`` means one step. ``receptor`` defaults
+        to the target model's only receptor. Lists of populations connect every pair and
+        return a list of projections.
+        """
+        pres = [pre] if isinstance(pre, Population) else list(pre)
+        posts = [post] if isinstance(post, Population) else list(post)
+        made = [self._connect_one(a, b, rule, weight, delay, receptor) for a in pres for b in posts]
+        return made[0] if isinstance(pre, Population) and isinstance(post, Population) else made
+
+    def _connect_one(self, pre, post, rule, weight, delay, receptor) -> Projection:
+        pre = self._own(pre, "pre")
+        post = self._own(post, "post")
+        if not isinstance(rule, Rule):
+            raise ProjectionError(
+                f"connect {pre.name!r} -> {post.name!r}: rule must be a ranvier.connect rule, got {rule!r}"
+            )
+        receptors = post.model.receptors
+        if receptor is None:
+            if len(receptors) != 1:
+                raise ProjectionError(
+                    f"connect {pre.name!r} -> {post.name!r}: say which receptor, one of {list(receptors)}"
+                )
+            receptor = receptors[0]
+        name = f"{pre.name}->{post.name}:{receptor}"
+        if receptor not in receptors:
+            raise ProjectionError(
+                f"projection {name!r}: unknown receptor {receptor!r}; {post.name!r} has {list(receptors) or 'none'}"
+            )
+        if post.model.kind != "spiking":
+            raise ProjectionError(f"projection {name!r}: {post.name!r} takes no synaptic input")
+        taken = {p.name for p in self.projections}
+        base, copy = name, 1
+        while name in taken:
+            copy += 1
+            name = f"{base}#{copy}"
+        rng = self._rng()
+        synapses = rule.build(pre.n, post.n, rng, pre is post, name)
+        n_synapses = len(synapses.post_ids)
+        weight = synapses.weight if weight is None else weight
+        delay = synapses.delay if delay is None else delay
+        if weight is None:
+            raise ProjectionError(f"projection {name!r}: weight is required")
+        try:
+            weights = materialise(weight, rng, n_synapses, "weight", f"projection {name!r}").astype(np.float32)
+        except ValueError as error:
+            raise ProjectionError(str(error)) from None
+        delay_steps = self._delay_steps(delay, rng, n_synapses, name)
+        projection = Projection(name, pre, post, receptor, synapses.row_ptr, synapses.post_ids, weights, delay_steps)
+        self.projections.append(projection)
+        self._changed()
+        return projection
+
+    def _delay_steps(self, delay, rng, n_synapses: int, name: str) -> int | np.ndarray:
+        if delay is None:
+            return 1
+        per_synapse = isinstance(delay, Distribution) or np.ndim(delay) > 0
+        try:
+            values = materialise(delay, rng, n_synapses if per_synapse else 1, "delay", f"projection {name!r}")
+        except ValueError as error:
+            raise ProjectionError(str(error)) from None
+        steps = np.rint(values / self.dt)
+        if values.size and values.min() < self.dt * (1 - 1e-6):
+            raise ProjectionError(
+                f"projection {name!r}: delay {values.min():.6g} s is below dt = {self.dt:.6g} s"
+            )
+        if steps.size and steps.max() > _MAX_DELAY_STEPS:
+            raise ProjectionError(
+                f"projection {name!r}: delay {values.max():.6g} s exceeds {_MAX_DELAY_STEPS} steps of dt"
+            )
+        if not per_synapse:
+            return int(steps[0])
+        return steps.astype(np.uint16)
+
+    def record(self, population: Population | str, variable: str = "spikes", ids=None,
+               every: float | None = None) -> SpikeMonitor | StateMonitor:
+        """Record ``"spikes"`` or a state variable of ``population`` (all neurons by default).
+
+        State is sampled every ``every`` seconds (default: every step).
+        """
+        if isinstance(population, str):
+            population = self[population]
+        if not isinstance(population, Population) or population.network is not self:
+            raise RecordingError(f"record: {population!r} is not a population of this network")
+        owner = f"population {population.name!r}"
+        if ids is not None:
+            ids = np.unique(np.asarray(ids).ravel())
+            if ids.size and (not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= population.n):
+                raise RecordingError(f"{owner}: ids must be integers in [0, {population.n}), got {ids[:5].tolist()}")
+            ids = ids.astype(np.int64)
+        if variable == "spikes":
+            if population.model.kind not in ("spiking", "scheduled"):
+                raise RecordingError(f"{owner}: {type(population.model).__name__} does not spike")
+            monitor = SpikeMonitor(population, ids)
+            self.spike_monitors.append(monitor)
+        else:
+            row = population._row(variable)
+            every_steps = 1 if every is None else int(round(every / self.dt))
+            if every is not None and (not np.isfinite(every) or every_steps < 1
+                                      or abs(every_steps * self.dt - every) > 1e-6 * self.dt + 1e-12):
+                raise RecordingError(f"{owner}: every must be a positive multiple of dt = {self.dt}, got {every!r}")
+            ids = np.arange(population.n, dtype=np.int64) if ids is None else ids
+            monitor = StateMonitor(population, variable, row, ids, every_steps)
+            self.state_monitors.append(monitor)
+        self._changed()
+        return monitor
+
+    def at(self, t: float, fn: Callable[[Network], object]) -> None:
+        """Call ``fn(net)`` when the simulation reaches time ``t`` (s), before that step runs."""
+        if not callable(fn):
+            raise RunError(f"at({t!r}): fn must be callable, got {fn!r}")
+        if not np.isfinite(t):
+            raise RunError(f"at: time must be finite, got {t!r}")
+        step = int(round(t / self.dt))
+        if step < self.step:
+            raise RunError(f"at: time {t!r} s is in the past (the network is at {self.t:.6g} s)")
+        self._events.push(step, lambda: fn(self))
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run(self, duration: float, backend: str = "numba", progress: bool = False) -> None:
+        """Advance the network by ``duration`` seconds; a later call continues from here.
+
+        ``backend`` is ``"numba"`` (compiled, default) or ``"numpy"`` (the reference).
+        ``progress=True`` shows a progress bar of simulated time.
+        """
+        from .simulation import Simulation
+
+        is_number = isinstance(duration, int | float | np.floating | np.integer) and not isinstance(duration, bool)
+        if not is_number or not np.isfinite(duration) or duration < 0:
+            raise RunError(f"run: duration must be a finite number of seconds >= 0, got {duration!r}")
+        if not self.populations:
+            raise RunError("run: the network has no populations")
+        simulation = self._simulation
+        if simulation is None or simulation.backend_name != backend or simulation.version != self._structure_version:
+            simulation = Simulation(self, backend)
+            self._simulation = simulation
+        simulation.run(int(round(duration / self.dt)), progress)

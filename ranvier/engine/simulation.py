@@ -1,0 +1,105 @@
+"""The run loop: lowered arrays + a backend + the event queue."""
+
+from __future__ import annotations
+
+from ..errors import BackendError, NumericalError
+from . import backends
+from .lowering import STATUS_NOT_FINITE, STATUS_OK, lower
+from .network import Network
+from .queue import PROGRESS
+
+_PROGRESS_TICKS = 100
+
+
+class Simulation:
+    """A network lowered for one backend; ``run`` advances it, handling queued events."""
+
+    def __init__(self, network: Network, backend: str):
+        self.network = network
+        self.backend_name = backend
+        self._lower()
+
+    def _lower(self) -> None:
+        self.version = self.network._structure_version
+        self.lowered = lower(self.network)
+        self.runner = backends.prepare(self.backend_name, self.lowered)
+
+    def run(self, n_steps: int, progress: bool) -> None:
+        network = self.network
+        stop = network.step + n_steps
+        for monitor in self.lowered.state_monitors:
+            monitor.allocate(network.step, stop)
+        bar = self._progress_bar(n_steps) if progress else None
+        self._handle_events()
+        try:
+            while network.step < stop:
+                target = min(network._events.next_step(stop), stop)
+                while network.step < target:
+                    reached = self.runner.advance(network.step, target)
+                    self._collect(network.step, reached)
+                    network.step = reached
+                    self._check_status()
+                if bar is not None:
+                    bar.update(round(network.step * network.dt - bar.n, 9))
+                self._handle_events()
+                if self.version != network._structure_version:
+                    self._lower()
+                    for monitor in self.lowered.state_monitors:
+                        monitor.allocate(network.step, stop)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _handle_events(self) -> None:
+        for event in self.network._events.pop_due(self.network.step):
+            event.action()
+
+    def _progress_bar(self, n_steps: int):
+        from tqdm.auto import tqdm
+
+        network = self.network
+        tick = max(1, n_steps // _PROGRESS_TICKS)
+        for step in range(network.step + tick, network.step + n_steps, tick):
+            network._events.push(step, lambda: None, PROGRESS, kind="progress")
+        start = network.step * network.dt
+        return tqdm(total=round(start + n_steps * network.dt, 9), initial=round(start, 9), unit="s",
+                    desc="simulating", bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} s [{elapsed}<{remaining}]")
+
+    def _collect(self, start: int, reached: int) -> None:
+        """Move what the backend produced since ``start`` into monitors and stats."""
+        network, lowered, stats = self.network, self.lowered, self.network.stats
+        steps = reached - start
+        stats.steps += steps
+        stats.duration = stats.steps * network.dt
+        monitors_of = {}
+        for monitor in network.spike_monitors:
+            monitors_of.setdefault(monitor.population.name, []).append(monitor)
+        for population in lowered.populations:
+            count = int(population.spike_count[0])
+            name = population.name
+            stats.spikes_by_population[name] = stats.spikes_by_population.get(name, 0) + count
+            if population.kind != "scheduled":
+                stats.neuron_updates_by_population[name] = (
+                    stats.neuron_updates_by_population.get(name, 0) + population.n * steps
+                )
+            for monitor in monitors_of.get(name, ()):
+                monitor._append(population.spike_steps[:count], population.spike_ids[:count])
+            population.spike_count[0] = 0
+        for projection, events in zip(lowered.projections, lowered.synaptic_events, strict=True):
+            stats.synaptic_events_by_projection[projection.name] = (
+                stats.synaptic_events_by_projection.get(projection.name, 0) + int(events)
+            )
+        lowered.synaptic_events[:] = 0
+        for monitor, lowered_monitor in zip(network.state_monitors, lowered.state_monitors, strict=True):
+            count = int(lowered_monitor.count[0])
+            monitor._append(lowered_monitor.steps[:count], lowered_monitor.values[:count])
+            lowered_monitor.count[0] = 0
+
+    def _check_status(self) -> None:
+        code, index, step = (int(x) for x in self.lowered.status)
+        if code == STATUS_OK:
+            return
+        name = self.lowered.populations[index].name
+        if code == STATUS_NOT_FINITE:
+            raise NumericalError(name, step, step * self.network.dt)
+        raise BackendError(f"population {name!r}: spike buffer overflow in step {step}; please report this")

@@ -1,0 +1,58 @@
+"""Errors raised by ranvier.
+
+Every error a user can trigger with bad input is a :class:`RanvierError`. Subclasses also
+derive from the matching built-in (``ValueError``, ``TypeError``, ``RuntimeError``) so code that
+already catches those keeps working. Messages name the population or projection and the
+offending value.
+"""
+
+from __future__ import annotations
+
+
+class RanvierError(Exception):
+    """Base class of every error ranvier raises on bad input or a failed run."""
+
+
+class PopulationError(RanvierError, ValueError):
+    """A population was declared with an invalid size, name, model or initial state."""
+
+
+class ModelError(RanvierError, ValueError):
+    """A neuron model was given an invalid parameter."""
+
+
+class ProjectionError(RanvierError, ValueError):
+    """A projection has an invalid rule, weight, delay, receptor or endpoint."""
+
+
+class RecordingError(RanvierError, ValueError):
+    """A monitor asks for a variable, neuron id or interval that does not exist."""
+
+
+class RunError(RanvierError, ValueError):
+    """``Network.run`` was called with an invalid duration, backend or callback time."""
+
+
+class BackendError(RanvierError, RuntimeError):
+    """The requested backend is unknown or not available on this machine."""
+
+
+class NumericalError(RanvierError, FloatingPointError):
+    """A state variable became NaN or infinite during a run.
+
+    Attributes
+    ----------
+    population:
+        Name of the population whose state went bad.
+    step:
+        Index of the time step (``t = step * dt``) whose update produced it.
+    """
+
+    def __init__(self, population: str, step: int, time: float):
+        self.population = population
+        self.step = step
+        self.time = time
+        super().__init__(
+            f"population {population!r}: state became NaN or infinite in step {step} "
+            f"(t = {time:.6g} s); the run stopped there"
+        )

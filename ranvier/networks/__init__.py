@@ -1,0 +1,6 @@
+"""Builders of classic networks, each returning a ready :class:`~ranvier.Network`."""
+
+from .brunel import brunel
+from .cuba import cuba
+
+__all__ = ["brunel", "cuba"]

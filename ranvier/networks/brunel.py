@@ -1,0 +1,51 @@
+"""Brunel (2000) model A: sparse excitatory-inhibitory network of delta-synapse LIF neurons."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..engine.connectivity import FixedInDegree, FromArrays
+from ..engine.network import Network
+from ..neurons.lif import LIF
+from ..neurons.sources import PoissonSource
+from ..units import ms, mV
+
+
+def brunel(n: int = 12500, g: float = 5.0, eta: float = 2.0, seed: int | None = None,
+           epsilon: float = 0.1, j: float = 0.1 * mV, delay: float = 1.5 * ms,
+           dt: float = 0.1 * ms) -> Network:
+    """Brunel (2000), J. Comput. Neurosci. 8:183, model A.
+
+    ``N_E = 0.8 n`` excitatory and ``N_I = 0.2 n`` inhibitory LIF neurons (``tau_m = 20 ms``,
+    ``theta = 20 mV``, ``V_r = 10 mV``, ``t_ref = 2 ms``, rest at 0) with delta synapses: each
+    neuron receives ``C_E = epsilon N_E`` excitatory inputs of ``J`` and ``C_I = epsilon N_I``
+    inhibitory inputs of ``-g J``, all with delay ``D = 1.5 ms``, plus ``C_E`` external Poisson
+    inputs of ``J`` at ``nu_ext = eta * nu_thr`` with ``nu_thr = theta / (J C_E tau_m)``
+    (population ``"ext"``: one Poisson source per neuron at ``C_E nu_ext``, their sum).
+
+    ``g`` and ``eta`` select the regime (Brunel 2000, Fig. 8): ``g=3, eta=2`` synchronous
+    regular (SR); ``g=5, eta=2`` asynchronous irregular (AI); ``g=6, eta=4`` synchronous
+    irregular, fast (SI); ``g=4.5, eta=0.9`` synchronous irregular, slow.
+
+    Populations: ``"exc"``, ``"inh"``, ``"ext"``.
+    """
+    tau_m, theta = 20 * ms, 20 * mV
+    n_exc = int(0.8 * n)
+    n_inh = n - n_exc
+    c_exc = max(1, int(round(epsilon * n_exc)))
+    c_inh = max(1, int(round(epsilon * n_inh)))
+    nu_threshold = theta / (j * c_exc * tau_m)
+    net = Network(dt=dt, seed=seed)
+    model = LIF(tau_m=tau_m, v_rest=0.0, v_th=theta, v_reset=10 * mV, t_ref=2 * ms, tau_syn={"delta": 0.0})
+    exc = net.population(model, n_exc, name="exc")
+    inh = net.population(model, n_inh, name="inh")
+    ext = net.population(PoissonSource(rate=eta * nu_threshold * c_exc), n, name="ext")
+    for target in (exc, inh):
+        net.connect(exc, target, FixedInDegree(c_exc), weight=j, delay=delay)
+        net.connect(inh, target, FixedInDegree(c_inh), weight=-g * j, delay=delay)
+    offset = 0
+    for target in (exc, inh):
+        ids = np.arange(target.n)
+        net.connect(ext, target, FromArrays(offset + ids, ids), weight=j, delay=delay)
+        offset += target.n
+    return net

@@ -1,0 +1,162 @@
+"""Leaky integrate-and-fire neuron with exponentially decaying, current-based synapses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..engine.distributions import Distribution
+from ..engine.model import Model, ParameterValue, select
+from ..errors import ModelError
+from ..units import ms, mV
+
+# rows of the state array
+V = 0
+REFRACTORY = 1  # steps of refractoriness left
+FIRST_CURRENT = 2  # then one row per receptor
+
+# rows of the constants array
+V_EQUILIBRIUM = 0
+P_VV = 1
+V_THRESHOLD = 2
+V_RESET = 3
+REFRACTORY_STEPS = 4
+FIRST_RECEPTOR = 5  # then the four constants of each receptor:
+RECEPTOR_CONSTS = 4  # current decay, current -> v, arrival -> v (delta receptors), arrival -> current
+
+
+def _lif_step(state, consts, arriving, i, k, key):
+    """Advance LIF neurons ``i`` from ``k * dt`` to ``(k + 1) * dt``; return 1 where they spike.
+
+    Exact integration of the linear subthreshold system (Rotter & Diesmann 1999, as NEST's
+    ``iaf_psc_exp`` and Brian 2's ``method='exact'``), with ``v_eq = v_rest + i_bias``::
+
+        v(t+dt)   = v_eq + (v - v_eq) e^{-dt/tau_m} + sum_r I_r P_r
+        I_r(t+dt) = I_r e^{-dt/tau_r} + (weights arriving in this step)
+        P_r       = tau_r / (tau_r - tau_m) (e^{-dt/tau_r} - e^{-dt/tau_m})
+
+    A receptor with ``tau_r = 0`` is a delta synapse (NEST's ``iaf_psc_delta``): its weights
+    jump ``v`` directly. A refractory neuron keeps ``v``, counts its refractory steps down and
+    discards delta input; currents keep decaying. ``v >= v_th`` emits a spike, sets
+    ``v = v_reset`` and starts ``t_ref / dt`` refractory steps. Arriving input is added after
+    the voltage update, so a spike sent at time t with delay d first moves ``v`` in the step
+    that starts at ``t + d``.
+    """
+    v = state[V, i]
+    refractory = state[REFRACTORY, i]
+    v_equilibrium = consts[V_EQUILIBRIUM, i]
+    v_free = v_equilibrium + (v - v_equilibrium) * consts[P_VV, i]
+    for r in range(len(arriving)):
+        row = FIRST_RECEPTOR + RECEPTOR_CONSTS * r
+        current = state[FIRST_CURRENT + r, i]
+        spike_input = arriving[r][i]
+        v_free = v_free + current * consts[row + 1, i] + spike_input * consts[row + 2, i]
+        state[FIRST_CURRENT + r, i] = current * consts[row, i] + spike_input * consts[row + 3, i]
+    active = refractory <= 0
+    v_new = select(active, v_free, v)
+    refractory = select(active, refractory, refractory - 1)
+    fired = v_new >= consts[V_THRESHOLD, i]
+    state[V, i] = select(fired, consts[V_RESET, i], v_new)
+    state[REFRACTORY, i] = select(fired, consts[REFRACTORY_STEPS, i], refractory)
+    return fired
+
+
+def _propagator(dt: float, tau_syn: np.ndarray, tau_m: np.ndarray) -> np.ndarray:
+    """Voltage response at ``dt`` to a unit current that decays with ``tau_syn``."""
+    same = np.isclose(tau_syn, tau_m, rtol=1e-9, atol=0.0)
+    safe_difference = np.where(same, 1.0, tau_syn - tau_m)
+    general = tau_syn / safe_difference * (np.exp(-dt / tau_syn) - np.exp(-dt / tau_m))
+    degenerate = dt / tau_m * np.exp(-dt / tau_m)
+    return np.where(same, degenerate, general)
+
+
+class LIF(Model):
+    r"""Leaky integrate-and-fire neuron, current-based synapses (ranvier's reference model).
+
+    .. math::
+
+        \tau_m \frac{dv}{dt} = v_{rest} - v + \sum_r I_r + i_{bias}, \qquad
+        \frac{dI_r}{dt} = -\frac{I_r}{\tau_r}
+
+    Synaptic currents and ``i_bias`` are voltage-equivalent (volts), as in Brian 2's CUBA
+    example: a spike adds its weight (volts) to ``I_r`` of its target. ``v >= v_th`` emits a
+    spike, sets ``v = v_reset`` and holds it for ``t_ref``.
+
+    Parameters
+    ----------
+    tau_m : membrane time constant (s)
+    v_rest, v_th, v_reset : resting, threshold and reset potentials (V)
+    t_ref : refractory period (s), rounded to whole steps
+    tau_syn : receptor name -> synaptic time constant (s); 0 makes a delta synapse, whose
+        weight jumps ``v`` at once
+    i_bias : constant voltage-equivalent input (V)
+
+    Each value may be a float, a per-neuron array or a ``ranvier.init`` distribution.
+    State variables: ``v``, ``refractory`` (steps left) and ``I_<receptor>`` per receptor.
+    """
+
+    step = staticmethod(_lif_step)
+
+    def __init__(
+        self,
+        tau_m: ParameterValue = 20 * ms,
+        v_rest: ParameterValue = -65 * mV,
+        v_th: ParameterValue = -50 * mV,
+        v_reset: ParameterValue = -65 * mV,
+        t_ref: ParameterValue = 2 * ms,
+        tau_syn: Mapping[str, ParameterValue] | None = None,
+        i_bias: ParameterValue = 0.0,
+    ) -> None:
+        super().__init__()
+        tau_syn = {"exc": 5 * ms, "inh": 5 * ms} if tau_syn is None else dict(tau_syn)
+        if not tau_syn:
+            raise ModelError("LIF: tau_syn needs at least one receptor, e.g. {'exc': 5e-3}")
+        self._check_positive(tau_m=tau_m)
+        for receptor, tau in tau_syn.items():
+            if not isinstance(tau, Distribution) and (
+                    not np.all(np.isfinite(np.asarray(tau, dtype=float))) or np.any(np.asarray(tau, dtype=float) < 0)):
+                raise ModelError(f"LIF: tau_syn[{receptor!r}] must be >= 0 and finite, got {tau!r}")
+        self._check_finite(v_rest=v_rest, v_th=v_th, v_reset=v_reset, i_bias=i_bias)
+        if not isinstance(t_ref, Distribution) and np.any(np.asarray(t_ref, dtype=float) < 0):
+            raise ModelError(f"LIF: t_ref must be >= 0, got {t_ref!r}")
+        self.tau_syn = tau_syn
+        self.parameters = {
+            "tau_m": tau_m, "v_rest": v_rest, "v_th": v_th, "v_reset": v_reset,
+            "t_ref": t_ref, "i_bias": i_bias,
+            **{f"tau_{r}": tau for r, tau in tau_syn.items()},
+        }
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return ("v", "refractory", *(f"I_{r}" for r in self.tau_syn))
+
+    @property
+    def receptors(self) -> tuple[str, ...]:
+        return tuple(self.tau_syn)
+
+    def initial_state(self) -> dict[str, ParameterValue]:
+        state = {name: 0.0 for name in self.state_names}
+        state["v"] = self.parameters["v_rest"]
+        return state
+
+    def constants(self, params: Mapping[str, np.ndarray], dt: float) -> np.ndarray:
+        tau_m = params["tau_m"]
+        rows = [
+            params["v_rest"] + params["i_bias"],
+            np.exp(-dt / tau_m),
+            params["v_th"],
+            params["v_reset"],
+            np.round(params["t_ref"] / dt),
+        ]
+        for receptor in self.tau_syn:
+            tau = params[f"tau_{receptor}"]
+            delta = tau == 0
+            safe_tau = np.where(delta, 1.0, tau)
+            rows += [
+                np.where(delta, 0.0, np.exp(-dt / safe_tau)),
+                np.where(delta, 0.0, _propagator(dt, safe_tau, tau_m)),
+                delta.astype(np.float64),
+                (~delta).astype(np.float64),
+            ]
+        return np.asarray(np.broadcast_arrays(*rows), dtype=np.float32)
