@@ -119,6 +119,7 @@ def tool_version(python, module):
             text=True,
             timeout=120,
             env={**os.environ, "PYNEST_QUIET": "1"},
+            cwd=REPO,
             check=False,
         )
     except OSError:

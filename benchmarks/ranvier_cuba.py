@@ -100,7 +100,6 @@ def measured(n, k, seed, duration, hetero_delay):
 def main():
     """Parse arguments, build and run the network(s), print the JSON record."""
     parser = argument_parser(__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, help="numba threads (default: numba's)")
     parser.add_argument(
         "--hetero-delay",
         action="store_true",
@@ -112,8 +111,6 @@ def main():
         help="compile on a small network, then build and run only once",
     )
     args = parser.parse_args()
-    if args.threads:
-        numba.set_num_threads(args.threads)
     common = {"seed": args.seed, "hetero_delay": args.hetero_delay}
 
     record = {}
@@ -141,7 +138,7 @@ def main():
             "n": args.n,
             "k": args.k,
             "seed": args.seed,
-            "threads": numba.get_num_threads(),
+            "threads": numba.get_num_threads(),  # numba's thread pool, whether used or not
             "duration": args.duration,
             "hetero_delay": args.hetero_delay,
             "synapses": synapse_count(net),

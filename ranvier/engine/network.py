@@ -210,6 +210,8 @@ class Network:
             params = {key: materialise(value, rng, n, f"parameter {key!r}", owner)
                       for key, value in model.parameters.items()}
             model.constants(params, self.dt)  # validates parameter values now, not at run time
+            if model.kind == "scheduled":
+                model.schedule(self.dt, name)
             initial = dict(model.initial_state())
             for variable in (init or {}):
                 if variable not in initial:
@@ -333,8 +335,11 @@ class Network:
         owner = f"population {population.name!r}"
         if ids is not None:
             ids = np.unique(np.asarray(ids).ravel())
-            if ids.size and (not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= population.n):
-                raise RecordingError(f"{owner}: ids must be integers in [0, {population.n}), got {ids[:5].tolist()}")
+            if ids.size and not np.issubdtype(ids.dtype, np.integer):
+                raise RecordingError(f"{owner}: ids must be integers, got {ids[:5].tolist()}")
+            outside = ids[(ids < 0) | (ids >= population.n)]
+            if outside.size:
+                raise RecordingError(f"{owner}: ids must be in [0, {population.n}), got {outside[:5].tolist()}")
             ids = ids.astype(np.int64)
         if variable == "spikes":
             if population.model.kind not in ("spiking", "scheduled"):

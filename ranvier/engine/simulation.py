@@ -40,7 +40,7 @@ class Simulation:
                     network.step = reached
                     self._check_status()
                 if bar is not None:
-                    bar.update(round(network.step * network.dt - bar.n, 9))
+                    bar.update(network.step - (stop - n_steps) - bar.n)
                 self._handle_events()
                 if self.version != network._structure_version:
                     self._lower()
@@ -61,9 +61,8 @@ class Simulation:
         tick = max(1, n_steps // _PROGRESS_TICKS)
         for step in range(network.step + tick, network.step + n_steps, tick):
             network._events.push(step, lambda: None, PROGRESS, kind="progress")
-        start = network.step * network.dt
-        return tqdm(total=round(start + n_steps * network.dt, 9), initial=round(start, 9), unit="s",
-                    desc="simulating", bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} s [{elapsed}<{remaining}]")
+        return tqdm(total=n_steps, unit="s", unit_scale=network.dt, desc="simulating",
+                    bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} s biological [{elapsed}<{remaining}]")
 
     def _collect(self, start: int, reached: int) -> None:
         """Move what the backend produced since ``start`` into monitors and stats."""

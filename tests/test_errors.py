@@ -1,0 +1,148 @@
+"""Bad input raises a named RanvierError that says where and what."""
+
+import numpy as np
+import pytest
+
+import ranvier as rv
+from ranvier.units import ms
+
+
+@pytest.fixture
+def net():
+    network = rv.Network(dt=0.1 * ms, seed=0)
+    network.population(rv.neurons.LIF(), 10, name="a")
+    network.population(rv.neurons.LIF(), 20, name="b")
+    return network
+
+
+@pytest.mark.parametrize("n", [0, -3, 2.5, True])
+def test_bad_population_size(net, n):
+    with pytest.raises(rv.PopulationError, match=rf"'c'.*{n!r}") as info:
+        net.population(rv.neurons.LIF(), n, name="c")
+    assert isinstance(info.value, rv.RanvierError) and isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.5, float("nan")])
+def test_bernoulli_probability_outside_unit_interval(p):
+    with pytest.raises(rv.ProjectionError, match=f"p={p!r}"):
+        rv.connect.Bernoulli(p=p)
+
+
+@pytest.mark.parametrize("delay", [0.05 * ms, 0.0, -1 * ms])
+def test_delay_below_dt(net, delay):
+    with pytest.raises(rv.ProjectionError, match=r"'a->b:exc'.*delay"):
+        net.connect(net["a"], net["b"], rv.connect.AllToAll(), weight=1e-3, delay=delay, receptor="exc")
+
+
+def test_per_synapse_delay_below_dt(net):
+    with pytest.raises(rv.ProjectionError, match=r"'a->b:exc'.*5e-05"):
+        net.connect(net["a"], net["b"], rv.connect.AllToAll(), weight=1e-3,
+                    delay=np.r_[np.full(199, 1 * ms), 0.05 * ms], receptor="exc")
+
+
+@pytest.mark.parametrize("weight", [float("nan"), float("inf"), np.r_[np.ones(199), np.nan]])
+def test_non_finite_weights(net, weight):
+    with pytest.raises(rv.ProjectionError, match=r"'a->b:exc'.*(nan|inf)"):
+        net.connect(net["a"], net["b"], rv.connect.AllToAll(), weight=weight, receptor="exc")
+
+
+def test_weight_array_of_wrong_length(net):
+    with pytest.raises(rv.ProjectionError, match=r"'a->b:exc'.*\(7,\).*\(200,\)"):
+        net.connect(net["a"], net["b"], rv.connect.AllToAll(), weight=np.ones(7), receptor="exc")
+
+
+def test_init_array_of_wrong_length(net):
+    with pytest.raises(rv.PopulationError, match=r"'c'.*'v'.*\(3,\)"):
+        net.population(rv.neurons.LIF(), 5, name="c", init={"v": np.zeros(3)})
+
+
+def test_parameter_array_of_wrong_length(net):
+    with pytest.raises(rv.PopulationError, match=r"'c'.*'tau_m'.*\(4,\)"):
+        net.population(rv.neurons.LIF(tau_m=np.full(4, 10 * ms)), 5, name="c")
+
+
+def test_from_arrays_of_different_lengths(net):
+    with pytest.raises(rv.ProjectionError, match=r"'a->b:exc'.*\(3,\).*\(2,\)"):
+        net.connect(net["a"], net["b"], rv.connect.FromArrays([0, 1, 2], [0, 1]), weight=1e-3, receptor="exc")
+
+
+def test_from_arrays_ids_out_of_range(net):
+    with pytest.raises(rv.ProjectionError, match=r"'a->b:exc'.*post.*\[25\]"):
+        net.connect(net["a"], net["b"], rv.connect.FromArrays([0, 1], [0, 25]), weight=1e-3, receptor="exc")
+
+
+def test_unknown_receptor(net):
+    with pytest.raises(rv.ProjectionError, match=r"'a->b:nmda'.*'nmda'.*'exc', 'inh'"):
+        net.connect(net["a"], net["b"], rv.connect.AllToAll(), weight=1e-3, receptor="nmda")
+
+
+def test_unknown_recorded_variable(net):
+    with pytest.raises(rv.RecordingError, match=r"'a'.*'w'.*v, refractory, I_exc, I_inh"):
+        net.record(net["a"], "w")
+
+
+def test_recorded_ids_out_of_range(net):
+    with pytest.raises(rv.RecordingError, match=r"'a'.*\[10\]"):
+        net.record(net["a"], "v", ids=[0, 10])
+
+
+@pytest.mark.parametrize("duration", [-1.0, float("nan"), float("inf"), "1s"])
+def test_bad_duration(net, duration):
+    with pytest.raises(rv.RunError, match="duration"):
+        net.run(duration)
+
+
+def test_connecting_populations_of_another_network(net):
+    other = rv.Network(seed=1)
+    stranger = other.population(rv.neurons.LIF(), 5, name="stranger")
+    with pytest.raises(rv.ProjectionError, match="'stranger' belongs to another network"):
+        net.connect(net["a"], stranger, rv.connect.AllToAll(), weight=1e-3, receptor="exc")
+    with pytest.raises(rv.ProjectionError, match="'stranger' belongs to another network"):
+        net.connect(stranger, net["a"], rv.connect.AllToAll(), weight=1e-3, receptor="exc")
+
+
+def test_unknown_population_name(net):
+    with pytest.raises(rv.PopulationError, match="'nope'.*a, b"):
+        net["nope"]
+
+
+def test_unknown_backend(net):
+    with pytest.raises(rv.BackendError, match="'fortran'.*numpy, numba"):
+        net.run(1 * ms, backend="fortran")
+
+
+def test_bad_model_parameters():
+    with pytest.raises(rv.ModelError, match="tau_m.*-0.01"):
+        rv.neurons.LIF(tau_m=-10 * ms)
+    with pytest.raises(rv.ModelError, match="rate.*-5"):
+        rv.neurons.PoissonSource(rate=-5.0)
+
+
+def test_spike_source_time_before_first_step():
+    net = rv.Network(dt=0.1 * ms)
+    with pytest.raises(rv.PopulationError, match="'input'.*0.0"):
+        net.population(rv.neurons.SpikeSource(times=[0.0, 1 * ms], ids=[0, 0]), name="input")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_nan_in_state_stops_the_run_with_population_and_step(backend):
+    net = rv.networks.cuba(n=400, seed=1)
+
+    def poison(network):
+        network["inh"].state[0, 3] = np.nan  # bypasses set(), which refuses non-finite values
+
+    net.at(5 * ms, poison)
+    with pytest.raises(rv.NumericalError, match=r"'inh'.*step 50") as info:
+        net.run(10 * ms, backend=backend)
+    assert info.value.population == "inh" and info.value.step == 50
+
+
+def test_set_refuses_non_finite_values(net):
+    with pytest.raises(rv.PopulationError, match=r"'a'.*'v'.*nan"):
+        net["a"].set("v", np.full(10, np.nan))
+
+
+def test_callback_in_the_past(net):
+    net.run(2 * ms, backend="numpy")
+    with pytest.raises(rv.RunError, match="in the past"):
+        net.at(1 * ms, lambda network: None)
