@@ -23,9 +23,12 @@ def brunel(n: int = 12500, g: float = 5.0, eta: float = 2.0, seed: int | None = 
     inputs of ``J`` at ``nu_ext = eta * nu_thr`` with ``nu_thr = theta / (J C_E tau_m)``
     (population ``"ext"``: one Poisson source per neuron at ``C_E nu_ext``, their sum).
 
-    ``g`` and ``eta`` select the regime (Brunel 2000, Fig. 8): ``g=3, eta=2`` synchronous
-    regular (SR); ``g=5, eta=2`` asynchronous irregular (AI); ``g=6, eta=4`` synchronous
-    irregular, fast (SI); ``g=4.5, eta=0.9`` synchronous irregular, slow.
+    ``g`` (relative inhibition) and ``eta`` (external drive) select the regime; the panels of
+    Brunel (2000), Fig. 8: ``g=3, eta=2`` synchronous regular (SR: excitation dominates,
+    neurons fire regularly near saturation); ``g=6, eta=4`` synchronous irregular with a fast
+    global oscillation; ``g=5, eta=2`` asynchronous irregular (AI: inhibition dominates,
+    irregular firing at tens of Hz, the default); ``g=4.5, eta=0.9`` synchronous irregular,
+    slow. Neurons start at rest (0 V), as in NEST's ``brunel_delta_nest`` example.
 
     Populations: ``"exc"``, ``"inh"``, ``"ext"``.
     """

@@ -1,0 +1,27 @@
+"""Every example in examples/ runs, at a small size."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+SMALL = {
+    "cuba.py": ["--n", "500", "--duration", "0.1"],
+    "brunel.py": ["--n", "1250", "--duration", "0.1"],
+}
+
+
+def test_every_example_has_a_small_configuration():
+    assert sorted(path.name for path in EXAMPLES.glob("*.py")) == sorted(SMALL)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_example_runs(name, in_tmp):
+    result = subprocess.run([sys.executable, str(EXAMPLES / name), *SMALL[name]], capture_output=True, text=True,
+                            cwd=in_tmp, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "saved" in result.stdout
+    assert list(in_tmp.glob("*.png"))
