@@ -146,3 +146,8 @@ def test_callback_in_the_past(net):
     net.run(2 * ms, backend="numpy")
     with pytest.raises(rv.RunError, match="in the past"):
         net.at(1 * ms, lambda network: None)
+
+
+def test_weight_beyond_float32_range(net):
+    with pytest.raises(rv.ProjectionError, match=r"'a->b:exc'.*1e\+39"):
+        net.connect(net["a"], net["b"], rv.connect.AllToAll(), weight=1e39, receptor="exc")

@@ -292,9 +292,13 @@ class Network:
         if weight is None:
             raise ProjectionError(f"projection {name!r}: weight is required")
         try:
-            weights = materialise(weight, rng, n_synapses, "weight", f"projection {name!r}").astype(np.float32)
+            weights = materialise(weight, rng, n_synapses, "weight", f"projection {name!r}")
         except ValueError as error:
             raise ProjectionError(str(error)) from None
+        too_large = np.abs(weights) > np.finfo(np.float32).max
+        if np.any(too_large):
+            raise ProjectionError(f"projection {name!r}: weight {weights[too_large][0]!r} overflows float32")
+        weights = weights.astype(np.float32)
         delay_steps = self._delay_steps(delay, rng, n_synapses, name)
         projection = Projection(name, pre, post, receptor, synapses.row_ptr, synapses.post_ids, weights, delay_steps)
         self.projections.append(projection)

@@ -1,0 +1,110 @@
+"""Compiled building blocks of the numba backend, shared by every generated network kernel.
+
+Each is a small loop over flat arrays. Keeping them out of the generated code means they are
+compiled once (and cached on disk) for all network structures, and LLVM optimises each loop
+on its own rather than as part of one large function.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_EXPONENT = np.uint32(0x7F800000)
+_EXPONENT_UNIT = np.uint32(0x00800000)
+_SIGN = np.uint32(0x80000000)
+
+
+@njit(cache=True, nogil=True)
+def collect_spikes(flags, flag_words, k, spike_ids, spike_steps, count):
+    """Append the neurons with non-zero spike counts in ``flags`` (one entry per spike).
+
+    Scans the uint16 counts four at a time, since most words are zero. Returns the new count,
+    or -1 when the buffer is full.
+    """
+    capacity = spike_ids.shape[0]
+    for word in range(flag_words.shape[0]):
+        if flag_words[word] != 0:
+            for i in range(4 * word, 4 * word + 4):
+                spikes = flags[i]
+                while spikes > 0:
+                    if count == capacity:
+                        return -1
+                    spike_ids[count] = i
+                    spike_steps[count] = k
+                    count += 1
+                    spikes -= 1
+    return count
+
+
+@njit(cache=True, nogil=True)
+def all_finite(state_bits):
+    """Whether every float32 (given as its uint32 bits) is finite.
+
+    A float32 is NaN or infinite exactly when its exponent bits are all ones; adding one
+    exponent unit then carries into the sign bit. An OR over all words vectorises, unlike a
+    loop of isfinite tests.
+    """
+    carries = np.uint32(0)
+    for word in range(state_bits.shape[0]):
+        carries |= (state_bits[word] & _EXPONENT) + _EXPONENT_UNIT
+    return not (carries & _SIGN)
+
+
+@njit(cache=True, nogil=True)
+def emit_scheduled(source_steps, source_ids, source_next, k, spike_ids, spike_steps, count):
+    """Append the scheduled spikes of step ``k``; returns the new count."""
+    following = source_next[0]
+    while following < source_steps.shape[0] and source_steps[following] <= k:
+        spike_ids[count] = source_ids[following]
+        spike_steps[count] = k
+        count += 1
+        following += 1
+    source_next[0] = following
+    return count
+
+
+@njit(cache=True, nogil=True)
+def deliver(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights, delay_steps, ring, receptor):
+    """Add the weights of spikes ``first .. last - 1`` to the ring slots of their arrival step.
+
+    One delay for the whole projection. Returns the number of synaptic events.
+    """
+    slots = ring.shape[0]
+    events = 0
+    for s in range(first, last):
+        neuron = spike_ids[s]
+        begin = row_ptr[neuron]
+        end = row_ptr[neuron + 1]
+        events += end - begin
+        target = ring[(spike_steps[s] + delay_steps) % slots, receptor]
+        for synapse in range(begin, end):
+            target[post_ids[synapse]] += weights[synapse]
+    return events
+
+
+@njit(cache=True, nogil=True)
+def deliver_per_synapse(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights, delay_steps, ring,
+                        receptor):
+    """As :func:`deliver`, with a delay (in steps) per synapse."""
+    slots = ring.shape[0]
+    events = 0
+    for s in range(first, last):
+        neuron = spike_ids[s]
+        begin = row_ptr[neuron]
+        end = row_ptr[neuron + 1]
+        events += end - begin
+        sent = spike_steps[s]
+        for synapse in range(begin, end):
+            ring[(sent + delay_steps[synapse]) % slots, receptor, post_ids[synapse]] += weights[synapse]
+    return events
+
+
+@njit(cache=True, nogil=True)
+def sample_state(state, row, ids, values, steps, count, k):
+    """Store ``state[row, ids]`` as sample ``count[0]`` taken after step ``k``."""
+    sample = count[0]
+    for column in range(ids.shape[0]):
+        values[sample, column] = state[row, ids[column]]
+    steps[sample] = k
+    count[0] = sample + 1
