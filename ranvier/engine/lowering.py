@@ -33,6 +33,7 @@ class LoweredPopulation:
     n: int
     kind: str
     step_function: object
+    checks_finite: bool
     state: np.ndarray
     consts: np.ndarray
     ring: np.ndarray
@@ -126,7 +127,8 @@ def lower(network: Network) -> LoweredNetwork:
         bound = int(model.spike_bound(population.params, dt, population.n))
         lowered = LoweredPopulation(
             name=population.name, n=population.n, kind=model.kind,
-            step_function=getattr(model, "step", None), state=population.state,
+            step_function=getattr(model, "step", None), checks_finite=model.checks_finite,
+            state=population.state,
             consts=np.ascontiguousarray(model.constants(population.params, dt), dtype=np.float32),
             ring=population.ring, key=np.uint64(_population_key(network.seed, population.index)),
             spike_bound=bound, flags=np.zeros(-(-population.n // 4) * 4, dtype=np.uint16),

@@ -24,6 +24,11 @@ Arguments of ``step``:
              ``(k + 1) * dt``.
 ``key``      a 64-bit integer that seeds the population's random numbers.
 
+It returns the number of spikes each neuron emits in this step. A model that can tell when
+its state stops being finite returns :data:`NOT_FINITE` for such a neuron and sets
+``checks_finite = True``; for other models the engine checks the whole state after every
+step, which costs a pass over memory.
+
 Rules that keep backends bit-identical: take every float constant from ``consts`` (a float
 literal is float64 in numba but adopts float32 in numpy), and write branches with
 :func:`select`, never ``if`` on a state value.
@@ -119,6 +124,13 @@ def uniform01(key, k, i):
 
 ParameterValue = float | Distribution | np.ndarray
 
+#: spike count a step returns for a neuron whose state became NaN or infinite
+NOT_FINITE = -1
+#: the same, as stored in the backends' uint16 spike-count arrays
+NOT_FINITE_UINT16 = 0xFFFF
+#: the most spikes a neuron may emit in one step (counts are stored as uint16)
+MAX_SPIKES_PER_STEP = 0xFFFE
+
 
 class Model:
     """Base class of neuron models.
@@ -131,6 +143,8 @@ class Model:
     kind: ClassVar[str] = "spiking"
     #: the update function ``step(state, consts, arriving, i, k, key) -> count``
     step: ClassVar[Callable[..., Any]]
+    #: whether ``step`` returns NOT_FINITE itself when the state stops being finite
+    checks_finite: ClassVar[bool] = False
     def __init__(self) -> None:
         self.parameters: dict[str, ParameterValue] = {}
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..engine.distributions import Distribution
-from ..engine.model import Model, ParameterValue, select
+from ..engine.model import NOT_FINITE, Model, ParameterValue, select
 from ..errors import ModelError
 from ..units import ms, mV
 
@@ -39,7 +39,8 @@ def _lif_step(state, consts, arriving, i, k, key):
     A receptor with ``tau_r = 0`` is a delta synapse (NEST's ``iaf_psc_delta``): its weights
     jump ``v`` directly. A refractory neuron keeps ``v``, counts its refractory steps down and
     discards delta input; currents keep decaying. ``v >= v_th`` emits a spike, sets
-    ``v = v_reset`` and starts ``t_ref / dt`` refractory steps. Arriving input is added after
+    ``v = v_reset`` and starts ``t_ref / dt`` refractory steps; a neuron whose state is no
+    longer finite returns ``NOT_FINITE``. Arriving input is added after
     the voltage update, so a spike sent at time t with delay d first moves ``v`` in the step
     that starts at ``t + d``.
     """
@@ -47,19 +48,24 @@ def _lif_step(state, consts, arriving, i, k, key):
     refractory = state[REFRACTORY, i]
     v_equilibrium = consts[V_EQUILIBRIUM, i]
     v_free = v_equilibrium + (v - v_equilibrium) * consts[P_VV, i]
+    # x - x is 0 for finite x and NaN otherwise; every state variable flows into `health`
+    health = refractory - refractory
     for r in range(len(arriving)):
         row = FIRST_RECEPTOR + RECEPTOR_CONSTS * r
         current = state[FIRST_CURRENT + r, i]
         spike_input = arriving[r][i]
         v_free = v_free + current * consts[row + 1, i] + spike_input * consts[row + 2, i]
-        state[FIRST_CURRENT + r, i] = current * consts[row, i] + spike_input * consts[row + 3, i]
+        current = current * consts[row, i] + spike_input * consts[row + 3, i]
+        state[FIRST_CURRENT + r, i] = current
+        health = health + (current - current)
     active = refractory <= 0
     v_new = select(active, v_free, v)
     refractory = select(active, refractory, refractory - 1)
     fired = v_new >= consts[V_THRESHOLD, i]
     state[V, i] = select(fired, consts[V_RESET, i], v_new)
     state[REFRACTORY, i] = select(fired, consts[REFRACTORY_STEPS, i], refractory)
-    return fired
+    health = health + (v_free - v_free)
+    return select(health == 0, fired, NOT_FINITE)
 
 
 def _propagator(dt: float, tau_syn: np.ndarray, tau_m: np.ndarray) -> np.ndarray:
@@ -97,6 +103,7 @@ class LIF(Model):
     """
 
     step = staticmethod(_lif_step)
+    checks_finite = True
 
     def __init__(
         self,

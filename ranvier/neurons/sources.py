@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..engine.distributions import Distribution
-from ..engine.model import Model, ParameterValue, any_true, select, uniform01
+from ..engine.model import MAX_SPIKES_PER_STEP, Model, ParameterValue, any_true, select, uniform01
 from ..errors import ModelError
 
 # rows of the constants array of PoissonSource
@@ -15,7 +15,7 @@ EXPECTED_COUNT = 0  # rate * dt
 P_ZERO = 1  # exp(-rate * dt)
 
 
-_MAX_COUNT = 100_000  # bounds the sampling loop where float rounding stalls the sum below u
+_MAX_COUNT = MAX_SPIKES_PER_STEP  # also bounds the loop where float rounding stalls the sum below u
 
 
 def _poisson_step(state, consts, arriving, i, k, key):

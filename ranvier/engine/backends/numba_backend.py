@@ -23,8 +23,8 @@ import numba
 import numpy as np
 
 from .. import model as model_language
-from . import numba_kernels
 from ..lowering import LoweredNetwork
+from . import numba_kernels
 
 _INDENT = "    "
 
@@ -102,8 +102,9 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     w(f"def advance({', '.join(arguments)}):")
     with w.indent():
         for index, population in enumerate(lowered.populations):
-            if population.kind == "spiking":
+            if population.kind == "spiking" and not population.checks_finite:
                 w(f"p{index}_state_bits = p{index}_state.reshape(-1).view(np.uint32)")
+            if population.kind == "spiking":
                 w(f"p{index}_flag_words = p{index}_flags.view(np.uint64)")
         w("status[0] = 0")
         w("step = start")
@@ -141,15 +142,16 @@ def _write_population(w: _Writer, lowered, index: int, population, functions) ->
               f"({''.join(f'slot[{r}], ' for r in range(receptors))}), k, {p}key, {p}flags)")
             w("slot[:, :] = 0.0")
             w(f"count = collect_spikes({p}flags, {p}flag_words, k, {p}spike_ids, {p}spike_steps, {p}spike_count[0])")
-            w("if count < 0:")
+            w("if count == -1:")
             with w.indent():
                 w(f"status[0] = 2; status[1] = {index}; status[2] = k")
                 w("return k")
-            w(f"{p}spike_count[0] = count")
-            w(f"if not all_finite({p}state_bits):")
+            finite_test = "count == -2" if population.checks_finite else f"not all_finite({p}state_bits)"
+            w(f"if {finite_test}:")
             with w.indent():
                 w(f"status[0] = 1; status[1] = {index}; status[2] = k")
                 w("return k")
+            w(f"{p}spike_count[0] = count")
         for m, monitor in enumerate(lowered.state_monitors):
             if monitor.population == index:
                 w(f"if (k + 1) % m{m}_every == 0:")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..model import NOT_FINITE_UINT16
+
 _EXPONENT = np.uint32(0x7F800000)
 _EXPONENT_UNIT = np.uint32(0x00800000)
 _SIGN = np.uint32(0x80000000)
@@ -20,13 +22,15 @@ def collect_spikes(flags, flag_words, k, spike_ids, spike_steps, count):
     """Append the neurons with non-zero spike counts in ``flags`` (one entry per spike).
 
     Scans the uint16 counts four at a time, since most words are zero. Returns the new count,
-    or -1 when the buffer is full.
+    -1 when the buffer is full, or -2 when a neuron reported a state that is not finite.
     """
     capacity = spike_ids.shape[0]
     for word in range(flag_words.shape[0]):
         if flag_words[word] != 0:
             for i in range(4 * word, 4 * word + 4):
                 spikes = flags[i]
+                if spikes == NOT_FINITE_UINT16:
+                    return -2
                 while spikes > 0:
                     if count == capacity:
                         return -1

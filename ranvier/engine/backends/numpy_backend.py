@@ -47,12 +47,13 @@ class NumpyRunner:
                                               self._indices[index], k, population.key)
         slot[...] = 0.0
         counts = np.broadcast_to(np.asarray(counts, dtype=np.int64), (population.n,))
+        finite = not np.any(counts < 0) if population.checks_finite else np.isfinite(population.state).all()
+        if not finite:
+            self.lowered.status[:] = (STATUS_NOT_FINITE, index, k)
+            return False
         fired = np.flatnonzero(counts)
         ids = np.repeat(fired, counts[fired]).astype(np.int32)
         self._append(population, ids, k)
-        if not np.isfinite(population.state).all():
-            self.lowered.status[:] = (STATUS_NOT_FINITE, index, k)
-            return False
         return True
 
     @staticmethod
