@@ -44,3 +44,36 @@ def test_poisson_counts_have_poisson_statistics():
     assert per_step.mean() == pytest.approx(2.5, rel=0.01)
     assert per_step.var() == pytest.approx(2.5, rel=0.03)
     assert per_step.max() >= 8
+
+
+def test_large_population_updated_in_parallel_matches_numpy():
+    from ranvier.engine.backends.numba_backend import PARALLEL_MIN_NEURONS
+
+    build = lambda: rv.networks.cuba(n=PARALLEL_MIN_NEURONS + 5000, seed=21, mean_in_degree=20)  # noqa: E731
+    reference, _ = _spikes(build, "numpy", 0.01)
+    compiled, _ = _spikes(build, "numba", 0.01)
+    assert len(reference["exc"][1]) > 100
+    for population in reference:
+        np.testing.assert_array_equal(compiled[population][1], reference[population][1])
+        np.testing.assert_array_equal(compiled[population][0], reference[population][0])
+
+
+def test_compiled_kernel_is_cached_on_disk(tmp_path):
+    """A second process loads the compiled kernel from the cache instead of compiling it."""
+    import subprocess
+    import sys
+
+    script = "import ranvier as rv; net = rv.networks.cuba(n=300, seed=1); net.run(0.01); print(net.stats.spikes)"
+    environment = {**__import__("os").environ, "RANVIER_CACHE_DIR": str(tmp_path)}
+    first = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    kernels = list((tmp_path / "kernels").glob("ranvier_kernel_*.py"))
+    assert len(kernels) == 1
+    index_files = list((tmp_path / "kernels" / "__pycache__").glob("*.nbi"))
+    assert index_files, "numba wrote no cache index for the generated kernel"
+    stamps = {path: path.stat().st_mtime_ns for path in index_files}
+    second = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True)
+    assert second.stdout == first.stdout
+    assert list((tmp_path / "kernels").glob("ranvier_kernel_*.py")) == kernels
+    # numba rewrites an index when it compiles a new version; a cache hit leaves it alone
+    assert {path: path.stat().st_mtime_ns for path in index_files} == stamps
