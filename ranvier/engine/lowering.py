@@ -129,7 +129,7 @@ def lower(network: Network) -> LoweredNetwork:
             name=population.name, n=population.n, kind=model.kind,
             step_function=getattr(model, "step", None), checks_finite=model.checks_finite,
             state=population.state,
-            consts=np.ascontiguousarray(model.constants(population.params, dt), dtype=np.float32),
+            consts=_shared_column(np.ascontiguousarray(model.constants(population.params, dt), dtype=np.float32)),
             ring=population.ring, key=np.uint64(_population_key(network.seed, population.index)),
             spike_bound=bound, flags=np.zeros(-(-population.n // 4) * 4, dtype=np.uint16),
             spike_ids=np.zeros(0, dtype=np.int32), spike_steps=np.zeros(0, dtype=np.int64),
@@ -160,6 +160,13 @@ def _lower_projection(projection: Projection) -> LoweredProjection:
         receptor=projection.receptor_index, row_ptr=projection.row_ptr,
         post_ids=projection._post_ids, weights=projection._weights, delay_steps=projection.delay_steps,
     )
+
+
+def _shared_column(consts: np.ndarray) -> np.ndarray:
+    """One column of constants when every neuron has the same ones (see the model language)."""
+    if consts.shape[1] > 1 and np.all(consts == consts[:, :1]):
+        return np.ascontiguousarray(consts[:, :1])
+    return consts
 
 
 def _population_key(seed: int, index: int) -> int:

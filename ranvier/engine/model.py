@@ -1,7 +1,7 @@
 """The model language: what a neuron model declares, and the helpers its update may use.
 
 A model is defined once (architecture principle 2). Its update is a plain Python function of
-the form ``step(state, consts, arriving, i, k, key) -> spike count`` written with scalar
+the form ``step(state, consts, arriving, i, c, k, key) -> spike count`` written with scalar
 arithmetic, :func:`select` for branches and :func:`uniform01` for random numbers. Backends call
 it in different ways:
 
@@ -13,13 +13,17 @@ it in different ways:
 Arguments of ``step``:
 
 ``state``    float32 array ``(n_state, n)``: the model's state variables, one row each.
-``consts``   float32 array ``(n_consts, n)``: per-neuron constants computed once per run by
-             :meth:`Model.constants` (propagators ``exp(-dt / tau)``, thresholds, ...).
+``consts``   float32 array ``(n_consts, n)`` or ``(n_consts, 1)``: constants computed once per
+             run by :meth:`Model.constants` (propagators ``exp(-dt / tau)``, thresholds, ...);
+             a single column when every neuron shares them.
 ``arriving`` a tuple with one float32 array ``(n,)`` per receptor: the synaptic input
              arriving in this step, the sum of the weights of the spikes whose delay ends
              now. A tuple, so its length is known to the compiler and a loop over
              receptors (``for r in range(len(arriving))``) unrolls.
 ``i``        neuron index (an integer, or an index array in the numpy backend).
+``c``        the column of ``consts`` that holds neuron ``i``'s constants: ``i``, or 0 when the
+             population shares one column (a homogeneous population then reads its constants
+             from one cache line instead of streaming ``n_consts * n`` floats every step).
 ``k``        the step being computed, which advances the state from ``k * dt`` to
              ``(k + 1) * dt``.
 ``key``      a 64-bit integer that seeds the population's random numbers.
@@ -141,7 +145,7 @@ class Model:
 
     #: the name of the update function's family, used in messages
     kind: ClassVar[str] = "spiking"
-    #: the update function ``step(state, consts, arriving, i, k, key) -> count``
+    #: the update function ``step(state, consts, arriving, i, c, k, key) -> count``
     step: ClassVar[Callable[..., Any]]
     #: whether ``step`` returns NOT_FINITE itself when the state stops being finite
     checks_finite: ClassVar[bool] = False
@@ -163,7 +167,10 @@ class Model:
         return {name: 0.0 for name in self.state_names}
 
     def constants(self, params: Mapping[str, np.ndarray], dt: float) -> np.ndarray:
-        """Per-neuron constants ``(n_consts, n)`` for a step of ``dt`` seconds."""
+        """Per-neuron constants ``(n_consts, n)`` for a step of ``dt`` seconds.
+
+        The engine keeps a single column when all columns are equal.
+        """
         raise NotImplementedError
 
     def spike_bound(self, params: Mapping[str, np.ndarray], dt: float, n: int) -> int:

@@ -26,7 +26,7 @@ FIRST_RECEPTOR = 5  # then the four constants of each receptor:
 RECEPTOR_CONSTS = 4  # current decay, current -> v, arrival -> v (delta receptors), arrival -> current
 
 
-def _lif_step(state, consts, arriving, i, k, key):
+def _lif_step(state, consts, arriving, i, c, k, key):
     """Advance LIF neurons ``i`` from ``k * dt`` to ``(k + 1) * dt``; return 1 where they spike.
 
     Exact integration of the linear subthreshold system (Rotter & Diesmann 1999, as NEST's
@@ -46,24 +46,24 @@ def _lif_step(state, consts, arriving, i, k, key):
     """
     v = state[V, i]
     refractory = state[REFRACTORY, i]
-    v_equilibrium = consts[V_EQUILIBRIUM, i]
-    v_free = v_equilibrium + (v - v_equilibrium) * consts[P_VV, i]
+    v_equilibrium = consts[V_EQUILIBRIUM, c]
+    v_free = v_equilibrium + (v - v_equilibrium) * consts[P_VV, c]
     # x - x is 0 for finite x and NaN otherwise; every state variable flows into `health`
     health = refractory - refractory
     for r in range(len(arriving)):
         row = FIRST_RECEPTOR + RECEPTOR_CONSTS * r
         current = state[FIRST_CURRENT + r, i]
         spike_input = arriving[r][i]
-        v_free = v_free + current * consts[row + 1, i] + spike_input * consts[row + 2, i]
-        current = current * consts[row, i] + spike_input * consts[row + 3, i]
+        v_free = v_free + current * consts[row + 1, c] + spike_input * consts[row + 2, c]
+        current = current * consts[row, c] + spike_input * consts[row + 3, c]
         state[FIRST_CURRENT + r, i] = current
         health = health + (current - current)
     active = refractory <= 0
     v_new = select(active, v_free, v)
     refractory = select(active, refractory, refractory - 1)
-    fired = v_new >= consts[V_THRESHOLD, i]
-    state[V, i] = select(fired, consts[V_RESET, i], v_new)
-    state[REFRACTORY, i] = select(fired, consts[REFRACTORY_STEPS, i], refractory)
+    fired = v_new >= consts[V_THRESHOLD, c]
+    state[V, i] = select(fired, consts[V_RESET, c], v_new)
+    state[REFRACTORY, i] = select(fired, consts[REFRACTORY_STEPS, c], refractory)
     health = health + (v_free - v_free)
     return select(health == 0, fired, NOT_FINITE)
 

@@ -18,7 +18,7 @@ P_ZERO = 1  # exp(-rate * dt)
 _MAX_COUNT = MAX_SPIKES_PER_STEP  # also bounds the loop where float rounding stalls the sum below u
 
 
-def _poisson_step(state, consts, arriving, i, k, key):
+def _poisson_step(state, consts, arriving, i, c, k, key):
     """Spike count of Poisson sources ``i`` in step ``k``: ``Poisson(rate * dt)``.
 
     Inverse-transform sampling of one counter-based uniform number ``u``: the count is the
@@ -26,8 +26,8 @@ def _poisson_step(state, consts, arriving, i, k, key):
     counts and a compiled neuron stops after about ``rate * dt + 1`` terms.
     """
     u = uniform01(key, k, i)
-    expected = np.float64(consts[EXPECTED_COUNT, i])
-    term = np.float64(consts[P_ZERO, i])
+    expected = np.float64(consts[EXPECTED_COUNT, c])
+    term = np.float64(consts[P_ZERO, c])
     cumulative = term
     count = select(u >= cumulative, 1, 0)
     n = 1

@@ -61,8 +61,14 @@ class _Writer:
 PARALLEL_MIN_NEURONS = 20_000
 
 
-def _parallel_update(population) -> bool:
-    return population.n >= PARALLEL_MIN_NEURONS and numba.config.NUMBA_NUM_THREADS > 1
+def _update_variant(population, alias: str) -> tuple[str, bool, bool]:
+    """(step function, shares one column of constants, updates on all threads)."""
+    parallel = population.n >= PARALLEL_MIN_NEURONS and numba.config.NUMBA_NUM_THREADS > 1
+    return alias, population.consts.shape[1] == 1, parallel
+
+
+def _update_name(alias: str, shared: bool, parallel: bool) -> str:
+    return f"_update{alias}{'_shared' if shared else ''}{'_parallel' if parallel else ''}"
 
 
 def _population_arguments(index: int, kind: str) -> list[str]:
@@ -76,12 +82,12 @@ def _population_arguments(index: int, kind: str) -> list[str]:
 def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     """Source of the ``advance`` kernel for ``lowered``'s structure, and its argument names."""
     functions: dict[object, str] = {}
-    parallel: set[str] = set()
+    updates: dict[tuple[str, bool, bool], str] = {}
     for population in lowered.populations:
-        if population.kind == "spiking" and population.step_function not in functions:
-            functions[population.step_function] = f"_step_{len(functions)}"
-        if population.kind == "spiking" and _parallel_update(population):
-            parallel.add(functions[population.step_function])
+        if population.kind != "spiking":
+            continue
+        alias = functions.setdefault(population.step_function, f"_step_{len(functions)}")
+        updates.setdefault(_update_variant(population, alias), "")
     arguments = ["start", "stop", "chunk", "status", "synaptic_events"]
     for index, population in enumerate(lowered.populations):
         arguments += _population_arguments(index, population.kind)
@@ -100,23 +106,15 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
         w(f"from {function.__module__} import {function.__name__} as _py{alias}")
         # Plain njit: LLVM inlines the call; numba-level inlining defeats LLVM's optimisation here.
         w(f"{alias} = njit(cache=True)(_py{alias})")
+    for alias, shared, parallel in updates:
         w()
         w()
-        w("@njit(cache=True, nogil=True)")
-        w(f"def _update{alias}(state, consts, arriving, k, key, flags):")
+        w(f"@njit(cache=True, nogil=True{', parallel=True' if parallel else ''})")
+        w(f"def {_update_name(alias, shared, parallel)}(state, consts, arriving, k, key, flags):")
         with w.indent():
-            w("for i in range(state.shape[1]):")
+            w(f"for i in {'prange' if parallel else 'range'}(state.shape[1]):")
             with w.indent():
-                w(f"flags[i] = {alias}(state, consts, arriving, i, k, key)")
-        if alias in parallel:
-            w()
-            w()
-            w("@njit(cache=True, nogil=True, parallel=True)")
-            w(f"def _update{alias}_parallel(state, consts, arriving, k, key, flags):")
-            with w.indent():
-                w("for i in prange(state.shape[1]):")
-                with w.indent():
-                    w(f"flags[i] = {alias}(state, consts, arriving, i, k, key)")
+                w(f"flags[i] = {alias}(state, consts, arriving, i, {'0' if shared else 'i'}, k, key)")
     w()
     w()
     w("@njit(cache=True, nogil=True)")
@@ -159,8 +157,8 @@ def _write_population(w: _Writer, lowered, index: int, population, functions) ->
         else:
             receptors = population.ring.shape[1]
             w(f"slot = {p}ring[k % {p}ring.shape[0]]")
-            suffix = "_parallel" if _parallel_update(population) else ""
-            w(f"_update{functions[population.step_function]}{suffix}({p}state, {p}consts, "
+            update = _update_name(*_update_variant(population, functions[population.step_function]))
+            w(f"{update}({p}state, {p}consts, "
               f"({''.join(f'slot[{r}], ' for r in range(receptors))}), k, {p}key, {p}flags)")
             w("slot[:, :] = 0.0")
             w(f"count = collect_spikes({p}flags, {p}flag_words, k, {p}spike_ids, {p}spike_steps, {p}spike_count[0])")

@@ -43,8 +43,10 @@ class NumpyRunner:
     def _update(self, index: int, population, k: int) -> bool:
         slot = population.ring[k % population.ring.shape[0]]
         with np.errstate(over="ignore", invalid="ignore"):
-            counts = population.step_function(population.state, population.consts, tuple(slot),
-                                              self._indices[index], k, population.key)
+            indices = self._indices[index]
+            columns = 0 if population.consts.shape[1] == 1 else indices
+            counts = population.step_function(population.state, population.consts, tuple(slot), indices, columns, k,
+                                              population.key)
         slot[...] = 0.0
         counts = np.broadcast_to(np.asarray(counts, dtype=np.int64), (population.n,))
         finite = not np.any(counts < 0) if population.checks_finite else np.isfinite(population.state).all()
