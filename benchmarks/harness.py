@@ -9,16 +9,18 @@ rather than raised, so one broken simulator does not stop a whole benchmark run.
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 from pathlib import Path
-from time import perf_counter
+from time import monotonic, perf_counter, sleep
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 PEERS_DIR = BENCH_DIR / "peers"
 BRIAN2_PYTHON = BENCH_DIR / ".venv-brian2" / "bin" / "python"
 NEST_PYTHON = BENCH_DIR / ".venv-nest" / "bin" / "python"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: The ranvier side runs with the interpreter that runs the driver (the ranvier venv).
 RANVIER_PYTHON = Path(sys.executable)
 
@@ -78,6 +80,45 @@ def run_json(cmd, timeout, env=None):
         return json.loads(lines[-1])
     except (IndexError, json.JSONDecodeError):
         return {"error": f"no JSON record on stdout: {lines[-1:]}"}
+
+
+def _cpu_jiffies():
+    """(busy, total) CPU time of the whole machine since boot, in clock ticks."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    total = sum(fields)
+    return total - fields[3] - fields[4], total  # idle and iowait are not busy
+
+
+def cpu_busy(interval=1.0):
+    """Fraction of the machine's CPU capacity that was busy over the next ``interval`` s."""
+    busy0, total0 = _cpu_jiffies()
+    sleep(interval)
+    busy1, total1 = _cpu_jiffies()
+    return (busy1 - busy0) / max(total1 - total0, 1)
+
+
+def wait_for_quiet(threshold=0.2, patience=300):
+    """Wait until the CPUs are less than ``threshold`` busy, for up to ``patience`` s.
+
+    The machine may be shared with other work, which distorts timings (NEST with 2 threads
+    on 2 cores most of all).
+    """
+    deadline = monotonic() + patience
+    while cpu_busy() > threshold and monotonic() < deadline:
+        sleep(4.0)
+
+
+def with_interference(run, *args):
+    """``run(*args)`` and the share of the machine's CPU capacity that other processes used
+    meanwhile: all busy time less that of this process's children (and their descendants).
+    """
+    busy0, total0 = _cpu_jiffies()
+    ours0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = run(*args)
+    busy1, total1 = _cpu_jiffies()
+    ours1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ours = (ours1.ru_utime + ours1.ru_stime - ours0.ru_utime - ours0.ru_stime) * CLOCK_TICKS
+    return result, max(0.0, busy1 - busy0 - ours) / max(total1 - total0, 1)
 
 
 def cuba_args(n, k, seed, duration):

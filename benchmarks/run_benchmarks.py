@@ -27,7 +27,6 @@ that fails shows as an error row; the driver itself goes on.
 import argparse
 import datetime
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -43,6 +42,8 @@ from harness import (
     ranvier_env,
     run_json,
     run_timed,
+    wait_for_quiet,
+    with_interference,
 )
 
 RESULTS_DIR = BENCH_DIR / "results"
@@ -77,19 +78,40 @@ BYTES_PER_SYNAPSE_TARGETS = {"ranvier": 8.0, "ranvier_hetero": 10.0}
 EXAMPLE_TARGETS = {"cold": 10.0, "warm": 3.0}
 SCALE_RSS_LIMIT_MB = 24 * 1024
 
+#: A measurement during which other processes used more than this share of the CPUs is
+#: taken again, up to ATTEMPTS times in all.
+INTERFERENCE_LIMIT, ATTEMPTS = 0.1, 4
+
 
 def log(message):
     """Progress message on stderr."""
     print(message, file=sys.stderr, flush=True)
 
 
-def repeat(label, cmd, reps, timeout, env=None):
-    """Run ``cmd`` ``reps`` times; return the list of records."""
+def measure(run, *args, attempts=ATTEMPTS):
+    """``run(*args)`` once the machine is quiet; its record, with ``cpu_others`` added.
+
+    ``cpu_others`` is the share of the CPUs that other processes used during the run; while
+    it is above ``INTERFERENCE_LIMIT`` the measurement is taken again, up to ``attempts``
+    times in all.
+    """
+    for _ in range(attempts):
+        wait_for_quiet()
+        record, others = with_interference(run, *args)
+        record["cpu_others"] = round(others, 3)
+        if others <= INTERFERENCE_LIMIT or "error" in record:
+            break
+        log(f"    other processes used {others:.0%} of the CPUs meanwhile; measuring again")
+    return record
+
+
+def repeat(label, cmd, reps, timeout, env=None, attempts=ATTEMPTS):
+    """Run ``cmd`` ``reps`` times (see :func:`measure` for ``attempts``); return the records."""
     records = []
     for i in range(reps):
-        record = run_json(cmd, timeout, env)
+        record = measure(run_json, cmd, timeout, env, attempts=attempts)
         summary = record.get("error") or f"run_s={record.get('run_s')}"
-        log(f"  {label} [{i + 1}/{reps}]: {summary}")
+        log(f"  {label} [{i + 1}/{reps}]: {summary} (others: {record['cpu_others']:.0%})")
         records.append(record)
     return records
 
@@ -132,18 +154,27 @@ def bench_network(name, reps, cache_dir):
     }
 
 
+def example_cold_warm():
+    """Wall times of ``examples/cuba.py`` run twice in fresh processes sharing a new cache
+    directory: first with empty compile caches (cold), then with what the first run left (warm).
+    """
+    runs = {}
+    with tempfile.TemporaryDirectory(prefix="ranvier-cache-") as cache_dir:
+        for state in ("cold", "warm"):
+            runs[state] = run_timed([RANVIER_PYTHON, EXAMPLE], EXAMPLE_TIMEOUT, ranvier_env(cache_dir))
+            runs[state].pop("stdout", None)
+    return runs
+
+
 def bench_example(reps):
-    """Time ``examples/cuba.py`` in fresh processes, with empty then warm caches, ``reps`` times."""
+    """Time ``examples/cuba.py``, cold and warm, ``reps`` times."""
     log(f"example: {EXAMPLE.relative_to(REPO)}, {reps} repetition(s)")
     runs = {"cold": [], "warm": []}
-    cmd = [RANVIER_PYTHON, EXAMPLE]
     for _ in range(reps):
-        with tempfile.TemporaryDirectory(prefix="ranvier-cache-") as cache_dir:
-            for state in ("cold", "warm"):
-                result = run_timed(cmd, EXAMPLE_TIMEOUT, ranvier_env(cache_dir))
-                result.pop("stdout", None)
-                log(f"  {state}: {result}")
-                runs[state].append(result)
+        pair = measure(example_cold_warm)
+        for state in runs:
+            runs[state].append({**pair[state], "cpu_others": pair["cpu_others"]})
+        log(f"  {pair}")
     return {"runs": runs}
 
 
@@ -159,7 +190,7 @@ def bench_scale(cache_dir):
     return {
         "n": SCALE_N,
         "k": SCALE_K,
-        "runs": {"ranvier": repeat("ranvier", cmd, 1, SCALE_TIMEOUT, ranvier_env(cache_dir))},
+        "runs": {"ranvier": repeat("ranvier", cmd, 1, SCALE_TIMEOUT, ranvier_env(cache_dir), attempts=1)},
     }
 
 
@@ -213,8 +244,12 @@ def verdict(value, limit):
 
 
 def heading(title, result):
-    """Section heading with when the section ran and how loaded the machine was then."""
-    return f"## {title}\n\nFinished {result['date']}; load average {result['load_avg']:.2f} when the section started."
+    """Section heading with when the section ran and how much other work disturbed it."""
+    others = max(record["cpu_others"] for records in result["runs"].values() for record in records)
+    return (
+        f"## {title}\n\nFinished {result['date']}; other processes used at most {others:.0%} of the "
+        "CPUs during a measurement."
+    )
 
 
 def network_section(result):
@@ -410,7 +445,9 @@ def render_report(results, machine):
         "includes `nest.Prepare`), ranvier's is the run of a second identical network in the",
         "same process (JIT already compiled; compile / first run is the first network's run).",
         "Rates and ISI CVs are the activity each simulator produced (definitions in",
-        "`benchmarks/peers/cuba_common.py`).",
+        "`benchmarks/peers/cuba_common.py`). The machine may be shared: each measurement waits",
+        "for idle CPUs and is taken again (up to 4 times in all) when other processes used more",
+        "than 10 % of the CPUs while it ran; each section says the most they used in the end.",
         "",
         (
             f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB "
@@ -467,14 +504,13 @@ def main():
     RESULTS_DIR.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ranvier-bench-cache-") as cache_dir:
         for name in sections:
-            load_avg = os.getloadavg()[0]
             if name in WORKLOADS:
                 result = bench_network(name, reps, cache_dir)
             elif name == "example":
                 result = bench_example(reps)
             else:
                 result = bench_scale(cache_dir)
-            result.update(date=now(), load_avg=load_avg, machine=machine, repetitions=reps)
+            result.update(date=now(), machine=machine, repetitions=reps)
             (RESULTS_DIR / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
             REPORT.write_text(render_report(load_results(), machine))
     log(f"wrote {REPORT.relative_to(REPO)}")

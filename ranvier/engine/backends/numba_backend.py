@@ -3,8 +3,9 @@
 Numba cannot call a list of different model functions in a loop, so this backend writes the
 loop out: for a given structure (models, projections, monitors) it generates the Python source
 of an ``advance`` function that steps every population through a min-delay chunk, delivers the
-chunk's spikes and repeats, with each model's step function inlined into its population's
-loop. The source goes to a file in the kernel cache (``$RANVIER_CACHE_DIR``, default
+chunk's spikes and repeats. Each model's step function gets a compiled loop over its neurons
+(into which LLVM inlines it); spike collection, delivery and sampling are the shared loops of
+:mod:`.numba_kernels`. The source goes to a file in the kernel cache (``$RANVIER_CACHE_DIR``, default
 ``~/.cache/ranvier``) named by its hash, and is compiled with ``cache=True``, so a second
 process with the same structure loads machine code instead of compiling. Sizes and parameter
 values are arguments, not part of the source: a network of another size reuses the kernel.
@@ -82,12 +83,13 @@ def _population_arguments(index: int, kind: str) -> list[str]:
 def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     """Source of the ``advance`` kernel for ``lowered``'s structure, and its argument names."""
     functions: dict[object, str] = {}
-    updates: dict[tuple[str, bool, bool], str] = {}
+    updates: list[tuple[str, bool, bool]] = []
     for population in lowered.populations:
         if population.kind != "spiking":
             continue
         alias = functions.setdefault(population.step_function, f"_step_{len(functions)}")
-        updates.setdefault(_update_variant(population, alias), "")
+        if _update_variant(population, alias) not in updates:
+            updates.append(_update_variant(population, alias))
     arguments = ["start", "stop", "chunk", "status", "synaptic_events"]
     for index, population in enumerate(lowered.populations):
         arguments += _population_arguments(index, population.kind)
