@@ -131,3 +131,17 @@ def test_progress_bar_runs(capsys):
     net = rv.networks.cuba(n=200, seed=1)
     net.run(20 * ms, backend="numpy", progress=True)
     assert "simulating" in capsys.readouterr().err
+
+
+def test_synapse_storage_per_synapse():
+    """4 bytes (target) with a shared weight and delay; + 4 per weight and + 2 per delay when given per synapse."""
+    net = rv.Network(seed=1)
+    a = net.population(rv.neurons.LIF(), 2000, name="a")
+    shared = net.connect(a, a, rv.connect.Bernoulli(0.05), weight=1 * mV, delay=1 * ms, receptor="exc")
+    own = net.connect(a, a, rv.connect.Bernoulli(0.05), weight=rv.init.Normal(1 * mV, 0.1 * mV),
+                      delay=rv.init.Uniform(0.1 * ms, 2 * ms), receptor="exc")
+    row_pointers = 8 * 2001
+    assert shared.nbytes == 4 * len(shared) + row_pointers + 4
+    assert own.nbytes == 10 * len(own) + row_pointers
+    np.testing.assert_allclose(shared.weights, 1 * mV, rtol=1e-6)
+    assert shared.weights.shape == (len(shared),)

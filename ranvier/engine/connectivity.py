@@ -15,7 +15,8 @@ import numpy as np
 
 from ..errors import ProjectionError
 
-_CHUNK = 1 << 24
+#: pairs drawn per block by Bernoulli: bounds the temporary memory of building (about 9 MB)
+_CHUNK = 1 << 18
 
 
 @dataclass
@@ -90,26 +91,27 @@ class Bernoulli(Rule):
     def build(self, n_pre, n_post, rng, same, name):
         total = n_pre * n_post
         counts = np.zeros(n_pre, dtype=np.int64)
-        pieces = []
-        if self.p > 0:
-            position = -1
-            expected = total * self.p
-            chunk = int(min(_CHUNK, expected + 6 * np.sqrt(expected) + 64))
-            while True:
-                gaps = rng.geometric(self.p, size=chunk) if self.p < 1 else np.ones(chunk, dtype=np.int64)
-                positions = position + np.cumsum(gaps)
-                position = int(positions[-1])
-                positions = positions[positions < total]
-                pre, post = np.divmod(positions, n_post)
-                if same and not self.autapses:
-                    keep = pre != post
-                    pre, post = pre[keep], post[keep]
-                counts += np.bincount(pre, minlength=n_pre)
-                pieces.append(post.astype(np.int32))
-                if position >= total:
-                    break
-        post_ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
-        return Synapses(_row_ptr_from_counts(counts), post_ids)
+        expected = total * self.p
+        # Written in place into an array a few standard deviations larger than expected, so the
+        # synapses are never held twice.
+        post_ids = np.empty(int(min(total, expected + 8 * np.sqrt(expected) + 1024)), dtype=np.int32)
+        filled = 0
+        position = -1
+        chunk = int(min(_CHUNK, expected + 6 * np.sqrt(expected) + 64))
+        while self.p > 0 and position < total - 1:
+            gaps = rng.geometric(self.p, size=chunk) if self.p < 1 else np.ones(chunk, dtype=np.int64)
+            positions = position + np.cumsum(gaps)
+            position = int(positions[-1])
+            pre, post = np.divmod(positions[positions < total], n_post)
+            if same and not self.autapses:
+                keep = pre != post
+                pre, post = pre[keep], post[keep]
+            counts += np.bincount(pre, minlength=n_pre)
+            if filled + len(post) > len(post_ids):
+                post_ids = np.concatenate([post_ids[:filled], np.empty(len(post) + len(post_ids) // 8, np.int32)])
+            post_ids[filled:filled + len(post)] = post
+            filled += len(post)
+        return Synapses(_row_ptr_from_counts(counts), post_ids[:filled])
 
 
 @numba.njit(cache=True)

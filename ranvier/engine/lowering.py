@@ -59,6 +59,7 @@ class LoweredProjection:
     row_ptr: np.ndarray
     post_ids: np.ndarray
     weights: np.ndarray
+    weight_stride: int
     delay_steps: int | np.ndarray
 
     @property
@@ -158,7 +159,8 @@ def _lower_projection(projection: Projection) -> LoweredProjection:
     return LoweredProjection(
         name=projection.name, pre=projection.pre.index, post=projection.post.index,
         receptor=projection.receptor_index, row_ptr=projection.row_ptr,
-        post_ids=projection._post_ids, weights=projection._weights, delay_steps=projection.delay_steps,
+        post_ids=projection._post_ids, weights=projection._weights, weight_stride=projection.weight_stride,
+        delay_steps=projection.delay_steps,
     )
 
 

@@ -24,6 +24,38 @@ if TYPE_CHECKING:
     from .simulation import Simulation
 
 _MAX_DELAY_STEPS = np.iinfo(np.uint16).max
+#: per-synapse values drawn from a distribution are converted this many at a time, so building
+#: a projection never holds float64 copies of all its weights or delays
+_SAMPLE_BLOCK = 1 << 20
+
+
+def _per_synapse(value, rng: np.random.Generator, n_synapses: int, dtype, convert, what: str, name: str) -> np.ndarray:
+    """``value`` (number, array or distribution) as a ``dtype`` array: one entry if it was one number.
+
+    ``convert`` checks a float64 block and turns it into ``dtype``; distributions are drawn and
+    converted block by block.
+    """
+    owner = f"projection {name!r}"
+    try:
+        if not isinstance(value, Distribution):
+            size = 1 if np.ndim(value) == 0 else n_synapses
+            return np.asarray(convert(materialise(value, rng, size, what, owner)), dtype=dtype)
+        values = np.empty(n_synapses, dtype=dtype)
+        for start in range(0, n_synapses, _SAMPLE_BLOCK):
+            block = materialise(value, rng, min(_SAMPLE_BLOCK, n_synapses - start), what, owner)
+            values[start:start + len(block)] = convert(block)
+        return values
+    except ValueError as error:
+        if isinstance(error, ProjectionError):
+            raise
+        raise ProjectionError(str(error)) from None
+
+
+def _to_float32(weights: np.ndarray, name: str) -> np.ndarray:
+    too_large = np.abs(weights) > np.finfo(np.float32).max
+    if np.any(too_large):
+        raise ProjectionError(f"projection {name!r}: weight {weights[too_large][0]!r} overflows float32")
+    return weights.astype(np.float32)
 
 
 class Population:
@@ -78,7 +110,9 @@ class Projection:
     """Synapses from ``pre`` to receptor ``receptor`` of ``post``, stored by source (CSR).
 
     ``pre_ids``, ``post_ids``, ``weights`` (V) and ``delays`` (s) are read-only arrays with one
-    entry per synapse, sorted by source neuron.
+    entry per synapse, sorted by source neuron. A weight or delay given as one number is stored
+    once (``weight_stride == 0``), not per synapse, so such a projection takes 4 bytes per
+    synapse (the target index).
     """
 
     def __init__(self, name: str, pre: Population, post: Population, receptor: str, row_ptr: np.ndarray,
@@ -91,6 +125,7 @@ class Projection:
         self.row_ptr = row_ptr
         self._post_ids = post_ids
         self._weights = weights
+        self.weight_stride = 0 if len(weights) == 1 and len(post_ids) != 1 else 1
         self.delay_steps = delay_steps
 
     def __len__(self) -> int:
@@ -115,6 +150,8 @@ class Projection:
 
     @property
     def weights(self) -> np.ndarray:
+        if self.weight_stride == 0:
+            return self._read_only(np.broadcast_to(self._weights, len(self)))
         return self._read_only(self._weights)
 
     @property
@@ -135,6 +172,12 @@ class Projection:
         if isinstance(self.delay_steps, np.ndarray):
             return int(self.delay_steps.min(initial=1))
         return int(self.delay_steps)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held for the synapses: targets, row pointers, weights and delays."""
+        delays = self.delay_steps.nbytes if isinstance(self.delay_steps, np.ndarray) else 0
+        return self._post_ids.nbytes + self.row_ptr.nbytes + self._weights.nbytes + delays
 
     def out_degrees(self) -> np.ndarray:
         """Number of synapses of each source neuron."""
@@ -291,39 +334,24 @@ class Network:
         delay = synapses.delay if delay is None else delay
         if weight is None:
             raise ProjectionError(f"projection {name!r}: weight is required")
-        try:
-            weights = materialise(weight, rng, n_synapses, "weight", f"projection {name!r}")
-        except ValueError as error:
-            raise ProjectionError(str(error)) from None
-        too_large = np.abs(weights) > np.finfo(np.float32).max
-        if np.any(too_large):
-            raise ProjectionError(f"projection {name!r}: weight {weights[too_large][0]!r} overflows float32")
-        weights = weights.astype(np.float32)
-        delay_steps = self._delay_steps(delay, rng, n_synapses, name)
+        weights = _per_synapse(weight, rng, n_synapses, np.float32, lambda w: _to_float32(w, name), "weight", name)
+        delay_steps = 1 if delay is None else _per_synapse(
+            delay, rng, n_synapses, np.uint16, lambda d: self._to_delay_steps(d, name), "delay", name)
+        if isinstance(delay_steps, np.ndarray) and len(delay_steps) == 1 and n_synapses != 1:
+            delay_steps = int(delay_steps[0])
         projection = Projection(name, pre, post, receptor, synapses.row_ptr, synapses.post_ids, weights, delay_steps)
         self.projections.append(projection)
         self._changed()
         return projection
 
-    def _delay_steps(self, delay, rng, n_synapses: int, name: str) -> int | np.ndarray:
-        if delay is None:
-            return 1
-        per_synapse = isinstance(delay, Distribution) or np.ndim(delay) > 0
-        try:
-            values = materialise(delay, rng, n_synapses if per_synapse else 1, "delay", f"projection {name!r}")
-        except ValueError as error:
-            raise ProjectionError(str(error)) from None
-        steps = np.rint(values / self.dt)
-        if values.size and values.min() < self.dt * (1 - 1e-6):
-            raise ProjectionError(
-                f"projection {name!r}: delay {values.min():.6g} s is below dt = {self.dt:.6g} s"
-            )
+    def _to_delay_steps(self, delays: np.ndarray, name: str) -> np.ndarray:
+        if delays.size and delays.min() < self.dt * (1 - 1e-6):
+            raise ProjectionError(f"projection {name!r}: delay {delays.min():.6g} s is below dt = {self.dt:.6g} s")
+        steps = np.rint(delays / self.dt)
         if steps.size and steps.max() > _MAX_DELAY_STEPS:
             raise ProjectionError(
-                f"projection {name!r}: delay {values.max():.6g} s exceeds {_MAX_DELAY_STEPS} steps of dt"
+                f"projection {name!r}: delay {delays.max():.6g} s exceeds {_MAX_DELAY_STEPS} steps of dt"
             )
-        if not per_synapse:
-            return int(steps[0])
         return steps.astype(np.uint16)
 
     def record(self, population: Population | str, variable: str = "spikes", ids=None,

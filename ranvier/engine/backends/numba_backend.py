@@ -186,7 +186,8 @@ def _write_delivery(w: _Writer, j: int, projection) -> None:
     function = "deliver_per_synapse" if projection.per_synapse_delays else "deliver"
     w(f"# projection {j}: {projection.name}")
     w(f"synaptic_events[{j}] += {function}({pre}spike_ids, {pre}spike_steps, {pre}first, {pre}spike_count[0], "
-      f"j{j}_row_ptr, j{j}_post_ids, j{j}_weights, j{j}_delay, {post}ring, {projection.receptor})")
+      f"j{j}_row_ptr, j{j}_post_ids, j{j}_weights, {projection.weight_stride}, j{j}_delay, {post}ring, "
+      f"{projection.receptor})")
 
 
 def _fingerprint(source: str, lowered: LoweredNetwork) -> str:

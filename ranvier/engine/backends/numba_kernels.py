@@ -69,10 +69,12 @@ def emit_scheduled(source_steps, source_ids, source_next, k, spike_ids, spike_st
 
 
 @njit(cache=True, nogil=True)
-def deliver(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights, delay_steps, ring, receptor):
+def deliver(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights, weight_stride, delay_steps, ring,
+            receptor):
     """Add the weights of spikes ``first .. last - 1`` to the ring slots of their arrival step.
 
-    One delay for the whole projection. Returns the number of synaptic events.
+    One delay for the whole projection; synapse s has weight ``weights[s * weight_stride]``
+    (stride 0: one shared weight). Returns the number of synaptic events.
     """
     slots = ring.shape[0]
     events = 0
@@ -83,13 +85,13 @@ def deliver(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights, del
         events += end - begin
         target = ring[(spike_steps[s] + delay_steps) % slots, receptor]
         for synapse in range(begin, end):
-            target[post_ids[synapse]] += weights[synapse]
+            target[post_ids[synapse]] += weights[synapse * weight_stride]
     return events
 
 
 @njit(cache=True, nogil=True)
-def deliver_per_synapse(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights, delay_steps, ring,
-                        receptor):
+def deliver_per_synapse(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights, weight_stride, delay_steps,
+                        ring, receptor):
     """As :func:`deliver`, with a delay (in steps) per synapse."""
     slots = ring.shape[0]
     events = 0
@@ -100,7 +102,7 @@ def deliver_per_synapse(spike_ids, spike_steps, first, last, row_ptr, post_ids, 
         events += end - begin
         sent = spike_steps[s]
         for synapse in range(begin, end):
-            ring[(sent + delay_steps[synapse]) % slots, receptor, post_ids[synapse]] += weights[synapse]
+            ring[(sent + delay_steps[synapse]) % slots, receptor, post_ids[synapse]] += weights[synapse * weight_stride]
     return events
 
 

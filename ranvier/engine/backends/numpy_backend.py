@@ -97,7 +97,7 @@ class NumpyRunner:
         delays = projection.delay_steps[synapses] if projection.per_synapse_delays else projection.delay_steps
         slots = (spike_steps + delays) % post.ring.shape[0]
         np.add.at(post.ring, (slots, projection.receptor, projection.post_ids[synapses]),
-                  projection.weights[synapses])
+                  projection.weights[synapses * projection.weight_stride])
 
 
 def prepare(lowered: LoweredNetwork) -> NumpyRunner:
