@@ -50,6 +50,24 @@ from numba.extending import overload
 from ..errors import ModelError
 from .distributions import Distribution
 
+#: helper -> typing function giving its compiled (scalar) implementation, for every numba target
+_SCALAR_IMPLEMENTATIONS: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def register_target(target: str) -> None:
+    """Make every model-language helper callable from code compiled for numba ``target``."""
+    for helper, typing in _SCALAR_IMPLEMENTATIONS.items():
+        overload(helper, target=target)(typing)
+
+
+def _scalar_implementation(helper: Callable[..., Any], implementation: Callable[..., Any]) -> None:
+    @functools.wraps(helper)  # numba matches the typing function's signature to the helper's
+    def typing(*args):
+        return implementation
+
+    _SCALAR_IMPLEMENTATIONS[helper] = typing
+    overload(helper)(typing)
+
 
 def model_function(function):
     """Make a helper of the model language callable from compiled step functions.
@@ -57,11 +75,7 @@ def model_function(function):
     The same Python code serves both: numpy runs it on arrays, and numba compiles it for
     scalars when a compiled step function calls it.
     """
-    @functools.wraps(function)  # numba matches the typing function's signature to the helper's
-    def typing(*args):
-        return function
-
-    overload(function)(typing)
+    _scalar_implementation(function, function)
     return function
 
 
@@ -70,12 +84,11 @@ def select(condition, if_true, if_false):
     return np.where(condition, if_true, if_false)
 
 
-@overload(select)
 def _select_scalar(condition, if_true, if_false):
-    def impl(condition, if_true, if_false):
-        return if_true if condition else if_false
+    return if_true if condition else if_false
 
-    return impl
+
+_scalar_implementation(select, _select_scalar)
 
 
 def any_true(condition):
@@ -87,12 +100,11 @@ def any_true(condition):
     return bool(np.any(condition))
 
 
-@overload(any_true)
 def _any_true_scalar(condition):
-    def impl(condition):
-        return condition
+    return condition
 
-    return impl
+
+_scalar_implementation(any_true, _any_true_scalar)
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

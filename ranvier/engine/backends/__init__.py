@@ -23,7 +23,8 @@ def available() -> dict[str, str]:
         from numba import cuda
 
         simulated = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-        status["cuda"] = "not implemented yet" if (simulated or cuda.is_available()) else "no CUDA GPU found"
+        status["cuda"] = "yes" if (simulated or cuda.is_available()) else (
+            "no CUDA GPU found (set NUMBA_ENABLE_CUDASIM=1 to run on numba's CUDA simulator)")
     except ImportError as error:  # pragma: no cover - numba always ships numba.cuda
         status["cuda"] = f"numba.cuda unavailable ({error})"
     return status
