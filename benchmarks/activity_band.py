@@ -44,10 +44,7 @@ def main():
         for seed in seeds:
             for name, cmd in (
                 ("brian2_cpp_standalone", brian2_cmd(N, K, seed, DURATION, build_root)),
-                (
-                    f"nest_{NEST_THREADS}threads",
-                    nest_cmd(N, K, seed, DURATION, NEST_THREADS),
-                ),
+                (f"nest_{NEST_THREADS}threads", nest_cmd(N, K, seed, DURATION, NEST_THREADS)),
             ):
                 record = run_json(cmd, TIMEOUT_S)
                 print(name, json.dumps(record), flush=True)

@@ -34,15 +34,11 @@ def ranvier_env(cache_dir):
     """
     cache = Path(cache_dir)
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    return {
-        "PYTHONPATH": path,
-        "RANVIER_CACHE_DIR": str(cache / "ranvier"),
-        "NUMBA_CACHE_DIR": str(cache / "numba"),
-    }
+    return {"PYTHONPATH": path, "RANVIER_CACHE_DIR": str(cache / "ranvier"), "NUMBA_CACHE_DIR": str(cache / "numba")}
 
 
-def run_timed(cmd, timeout, env=None):
-    """Run ``cmd`` from the repository root; return ``{"wall_s", "stdout"}``.
+def run_timed(cmd, timeout, env=None, cwd=REPO):
+    """Run ``cmd`` in ``cwd`` (default: the repository root); return ``{"wall_s", "stdout"}``.
 
     On a non-zero exit or a timeout, return ``{"error": ...}`` instead, with the last line
     of stderr (normally the exception) in the message and the last lines of stderr under
@@ -56,7 +52,7 @@ def run_timed(cmd, timeout, env=None):
             text=True,
             timeout=timeout,
             env={**os.environ, **(env or {})},
-            cwd=REPO,
+            cwd=cwd,
             check=False,
         )
     except subprocess.TimeoutExpired:
@@ -141,13 +137,7 @@ def brian2_cmd(n, k, seed, duration, build_root):
 
 def nest_cmd(n, k, seed, duration, threads):
     """Command running NEST CUBA with ``threads`` threads."""
-    return [
-        NEST_PYTHON,
-        PEERS_DIR / "cuba_nest.py",
-        *cuba_args(n, k, seed, duration),
-        "--threads",
-        threads,
-    ]
+    return [NEST_PYTHON, PEERS_DIR / "cuba_nest.py", *cuba_args(n, k, seed, duration), "--threads", threads]
 
 
 def tool_version(python, module):

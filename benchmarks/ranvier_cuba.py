@@ -100,15 +100,9 @@ def measured(n, k, seed, duration, hetero_delay):
 def main():
     """Parse arguments, build and run the network(s), print the JSON record."""
     parser = argument_parser(__doc__.splitlines()[0])
+    parser.add_argument("--hetero-delay", action="store_true", help="per-synapse delays, uniform in [0.1, 2] ms")
     parser.add_argument(
-        "--hetero-delay",
-        action="store_true",
-        help="per-synapse delays, uniform in [0.1, 2] ms",
-    )
-    parser.add_argument(
-        "--single",
-        action="store_true",
-        help="compile on a small network, then build and run only once",
+        "--single", action="store_true", help="compile on a small network, then build and run only once"
     )
     args = parser.parse_args()
     common = {"seed": args.seed, "hetero_delay": args.hetero_delay}

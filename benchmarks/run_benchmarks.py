@@ -53,24 +53,14 @@ EXAMPLE = REPO / "examples" / "cuba.py"
 
 SEED, DURATION = 1, 1.0
 #: Network sections: name -> (title, N, mean in-degree K, subprocess timeout in s).
-WORKLOADS = {
-    "cuba": ("CUBA", 4000, 80, 900),
-    "dense": ("CUBA-dense", 10000, 1000, 1800),
-}
+WORKLOADS = {"cuba": ("CUBA", 4000, 80, 900), "dense": ("CUBA-dense", 10000, 1000, 1800)}
 SCALE_N, SCALE_K, SCALE_TIMEOUT = 100_000, 1000, 7200
 EXAMPLE_TIMEOUT = 600
 SECTIONS = ("cuba", "dense", "example", "scale")
 
 #: Rows of a network section: key in the section's runs -> label.
-PEERS = {
-    "brian2": "Brian 2 C++ standalone",
-    "nest_1": "NEST, 1 thread",
-    "nest_2": "NEST, 2 threads",
-}
-RANVIER_VARIANTS = {
-    "ranvier": "ranvier numba",
-    "ranvier_hetero": "ranvier numba, per-synapse delays",
-}
+PEERS = {"brian2": "Brian 2 C++ standalone", "nest_1": "NEST, 1 thread", "nest_2": "NEST, 2 threads"}
+RANVIER_VARIANTS = {"ranvier": "ranvier numba", "ranvier_hetero": "ranvier numba, per-synapse delays"}
 
 #: Targets: upper bounds.
 RUN_RATIO_TARGETS = {"cuba": 0.5, "dense": 1.0}
@@ -95,14 +85,13 @@ def measure(run, *args, attempts=ATTEMPTS):
     it is above ``INTERFERENCE_LIMIT`` the measurement is taken again, up to ``attempts``
     times in all.
     """
-    for _ in range(attempts):
+    for attempt in range(1, attempts + 1):
         wait_for_quiet()
         record, others = with_interference(run, *args)
         record["cpu_others"] = round(others, 3)
-        if others <= INTERFERENCE_LIMIT or "error" in record:
-            break
+        if others <= INTERFERENCE_LIMIT or "error" in record or attempt == attempts:
+            return record
         log(f"    other processes used {others:.0%} of the CPUs meanwhile; measuring again")
-    return record
 
 
 def repeat(label, cmd, reps, timeout, env=None, attempts=ATTEMPTS):
@@ -132,26 +121,15 @@ def bench_network(name, reps, cache_dir):
     ranvier = [RANVIER_PYTHON, RANVIER_SCRIPT, *cuba_args(*args)]
     runs = {}
     with tempfile.TemporaryDirectory(prefix="ranvier-bench-brian2-") as build_root:
-        runs["brian2_warmup"] = repeat("brian2 warm-up", brian2_cmd(*args, build_root), 1, timeout)
+        # One attempt only: a second one would find the compile cache warm.
+        warmup = brian2_cmd(*args, build_root)
+        runs["brian2_warmup"] = repeat("brian2 warm-up", warmup, 1, timeout, attempts=1)
         runs["brian2"] = repeat("brian2", brian2_cmd(*args, build_root), reps, timeout)
     for threads in (1, 2):
         runs[f"nest_{threads}"] = repeat(f"nest {threads} thread(s)", nest_cmd(*args, threads), reps, timeout)
     runs["ranvier"] = repeat("ranvier", ranvier, reps, timeout, ranvier_env(cache_dir))
-    runs["ranvier_hetero"] = repeat(
-        "ranvier hetero",
-        [*ranvier, "--hetero-delay"],
-        1,
-        timeout,
-        ranvier_env(cache_dir),
-    )
-    return {
-        "title": title,
-        "n": n,
-        "k": k,
-        "seed": SEED,
-        "duration": DURATION,
-        "runs": runs,
-    }
+    runs["ranvier_hetero"] = repeat("ranvier hetero", [*ranvier, "--hetero-delay"], 1, timeout, ranvier_env(cache_dir))
+    return {"title": title, "n": n, "k": k, "seed": SEED, "duration": DURATION, "runs": runs}
 
 
 def example_cold_warm():
@@ -161,7 +139,8 @@ def example_cold_warm():
     runs = {}
     with tempfile.TemporaryDirectory(prefix="ranvier-cache-") as cache_dir:
         for state in ("cold", "warm"):
-            runs[state] = run_timed([RANVIER_PYTHON, EXAMPLE], EXAMPLE_TIMEOUT, ranvier_env(cache_dir))
+            # Run in the cache directory, so that the figure it saves does not land in the repository.
+            runs[state] = run_timed([RANVIER_PYTHON, EXAMPLE], EXAMPLE_TIMEOUT, ranvier_env(cache_dir), cache_dir)
             runs[state].pop("stdout", None)
     return runs
 
@@ -181,12 +160,7 @@ def bench_example(reps):
 def bench_scale(cache_dir):
     """Build and run ranvier's CUBA with 100 M synapses once, compile caches in ``cache_dir``."""
     log(f"scale: N={SCALE_N}, K={SCALE_K}")
-    cmd = [
-        RANVIER_PYTHON,
-        RANVIER_SCRIPT,
-        *cuba_args(SCALE_N, SCALE_K, SEED, DURATION),
-        "--single",
-    ]
+    cmd = [RANVIER_PYTHON, RANVIER_SCRIPT, *cuba_args(SCALE_N, SCALE_K, SEED, DURATION), "--single"]
     return {
         "n": SCALE_N,
         "k": SCALE_K,
@@ -209,8 +183,10 @@ def median(records, key):
 
 
 def fmt(value, digits=3):
-    """A number to ``digits`` significant digits, or a dash for None."""
-    return "-" if value is None else f"{value:.{digits}g}"
+    """A number to ``digits`` significant digits (whole numbers from 10**digits on), or a dash for None."""
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if abs(value) >= 10**digits else f"{value:.{digits}g}"
 
 
 def fmt_time(records, key="run_s"):
@@ -369,10 +345,7 @@ def target_rows(results):
     for name, limit in RUN_RATIO_TARGETS.items():
         if name in results:
             runs = results[name]["runs"]
-            ranvier, brian2 = (
-                median(runs["ranvier"], "run_s"),
-                median(runs["brian2"], "run_s"),
-            )
+            ranvier, brian2 = (median(runs["ranvier"], "run_s"), median(runs["brian2"], "run_s"))
             ratio = ranvier / brian2 if ranvier and brian2 else None
             rows.append(
                 [
@@ -385,36 +358,18 @@ def target_rows(results):
         for key, limit in BYTES_PER_SYNAPSE_TARGETS.items():
             value = median(results["dense"]["runs"].get(key, []), "bytes_per_synapse")
             rows.append(
-                [
-                    f"CUBA-dense: {RANVIER_VARIANTS[key]} <= {limit:g} bytes / synapse",
-                    fmt(value),
-                    verdict(value, limit),
-                ]
+                [f"CUBA-dense: {RANVIER_VARIANTS[key]} <= {limit:g} bytes / synapse", fmt(value), verdict(value, limit)]
             )
     if "example" in results:
         for state, limit in EXAMPLE_TARGETS.items():
             value = median(results["example"]["runs"][state], "wall_s")
-            rows.append(
-                [
-                    f"examples/cuba.py {state} <= {limit:g} s",
-                    fmt(value),
-                    verdict(value, limit),
-                ]
-            )
+            rows.append([f"examples/cuba.py {state} <= {limit:g} s", fmt(value), verdict(value, limit)])
     if "scale" in results:
         runs = results["scale"]["runs"]["ranvier"]
         per_synapse = BYTES_PER_SYNAPSE_TARGETS["ranvier"]
         for label, key, limit in (
-            (
-                f"scale: bytes / synapse <= {per_synapse:g}",
-                "bytes_per_synapse",
-                per_synapse,
-            ),
-            (
-                f"scale: peak RSS <= {SCALE_RSS_LIMIT_MB} MB",
-                "peak_rss_mb",
-                SCALE_RSS_LIMIT_MB,
-            ),
+            (f"scale: bytes / synapse <= {per_synapse:g}", "bytes_per_synapse", per_synapse),
+            (f"scale: peak RSS <= {SCALE_RSS_LIMIT_MB} MB", "peak_rss_mb", SCALE_RSS_LIMIT_MB),
         ):
             value = median(runs, key)
             rows.append([label, fmt(value), verdict(value, limit)])
@@ -459,12 +414,7 @@ def render_report(results, machine):
         "",
         *table(["target", "measured", "result"], target_rows(results)),
     ]
-    renderers = {
-        "cuba": network_section,
-        "dense": network_section,
-        "example": example_section,
-        "scale": scale_section,
-    }
+    renderers = {"cuba": network_section, "dense": network_section, "example": example_section, "scale": scale_section}
     for name in SECTIONS:
         if name in results:
             lines += ["", *renderers[name](results[name])]
@@ -483,11 +433,7 @@ def load_results():
 def main():
     """Run the chosen sections, save their records, and rewrite the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="one repetition; skip the dense and scale sections",
-    )
+    parser.add_argument("--quick", action="store_true", help="one repetition; skip the dense and scale sections")
     parser.add_argument("--only", choices=SECTIONS, help="run this section only")
     parser.add_argument("--scale", action="store_true", help="also run the scale section")
     args = parser.parse_args()

@@ -83,11 +83,7 @@ def build(n, k):
 def main():
     """Parse arguments, build and run the network, print the JSON record."""
     parser = argument_parser(__doc__.splitlines()[0])
-    parser.add_argument(
-        "--target",
-        choices=["cpp_standalone", "cython", "numpy"],
-        default="cpp_standalone",
-    )
+    parser.add_argument("--target", choices=["cpp_standalone", "cython", "numpy"], default="cpp_standalone")
     parser.add_argument(
         "--build-root",
         type=Path,

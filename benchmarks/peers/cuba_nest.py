@@ -78,13 +78,7 @@ def main():
 
     nest.verbosity = nest.VerbosityLevel.ERROR
     nest.ResetKernel()
-    nest.SetKernelStatus(
-        {
-            "resolution": DT * 1e3,
-            "local_num_threads": args.threads,
-            "rng_seed": args.seed,
-        }
-    )
+    nest.SetKernelStatus({"resolution": DT * 1e3, "local_num_threads": args.threads, "rng_seed": args.seed})
     t0 = perf_counter()
     recorder, synapses = build(args.n, args.k)
     nest.Prepare()
