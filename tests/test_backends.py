@@ -77,3 +77,14 @@ def test_compiled_kernel_is_cached_on_disk(tmp_path):
     assert list((tmp_path / "kernels").glob("ranvier_kernel_*.py")) == kernels
     # numba rewrites an index when it compiles a new version; a cache hit leaves it alone
     assert {path: path.stat().st_mtime_ns for path in index_files} == stamps
+
+
+def test_poisson_counts_stay_bounded_when_u_is_beyond_the_float32_cdf():
+    """The summed CDF stops short of 1 with float32 constants; a u above it must not run away."""
+    net = rv.Network(dt=0.1 * ms, seed=8)
+    source = net.population(rv.neurons.PoissonSource(rate=15_200.0), 2000, name="drive")
+    spikes = net.record(source, "spikes")
+    net.run(0.5, backend="numba")
+    per_step = np.bincount(spikes.steps * 2000 + spikes.ids, minlength=5000 * 2000)
+    assert per_step.max() <= 1.52 + 10 * np.sqrt(1.52) + 12
+    assert per_step.mean() == pytest.approx(1.52, rel=0.01)

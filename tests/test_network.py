@@ -145,3 +145,10 @@ def test_synapse_storage_per_synapse():
     assert own.nbytes == 10 * len(own) + row_pointers
     np.testing.assert_allclose(shared.weights, 1 * mV, rtol=1e-6)
     assert shared.weights.shape == (len(shared),)
+
+
+def test_truncated_normal_redraws_outside_its_bounds():
+    values = rv.init.Normal(1.0, 2.0, low=0.5, high=3.0).sample(np.random.default_rng(0), 10_000)
+    assert values.min() >= 0.5 and values.max() <= 3.0 and len(np.unique(values)) == 10_000
+    with pytest.raises(ValueError, match="low < high"):
+        rv.init.Normal(0.0, 1.0, low=2.0, high=1.0)

@@ -46,17 +46,30 @@ class Uniform(Distribution):
 
 @dataclass(frozen=True)
 class Normal(Distribution):
-    """Gaussian with ``mean`` and standard deviation ``std``."""
+    """Gaussian with ``mean`` and standard deviation ``std``.
+
+    ``low`` and ``high`` truncate it: values outside are drawn again (NEST's ``redraw``), so
+    weights keep their sign and delays stay at least ``dt``.
+    """
 
     mean: float
     std: float
+    low: float = -np.inf
+    high: float = np.inf
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.mean) and np.isfinite(self.std)) or self.std < 0:
             raise ValueError(f"Normal: need finite mean and std >= 0, got mean={self.mean!r}, std={self.std!r}")
+        if not self.low < self.high or (self.std == 0 and not self.low <= self.mean <= self.high):
+            raise ValueError(f"Normal: need low < high around the mean, got low={self.low!r}, high={self.high!r}")
 
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        return rng.normal(self.mean, self.std, size)
+        values = rng.normal(self.mean, self.std, size)
+        outside = (values < self.low) | (values > self.high)
+        while np.any(outside):
+            values[outside] = rng.normal(self.mean, self.std, int(outside.sum()))
+            outside = (values < self.low) | (values > self.high)
+        return values
 
 
 @dataclass(frozen=True)

@@ -2,5 +2,6 @@
 
 from .brunel import brunel
 from .cuba import cuba
+from .microcircuit import microcircuit
 
-__all__ = ["brunel", "cuba"]
+__all__ = ["brunel", "cuba", "microcircuit"]

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..engine.distributions import Distribution
-from ..engine.model import MAX_SPIKES_PER_STEP, Model, ParameterValue, any_true, select, uniform01
+from ..engine.model import Model, ParameterValue, any_true, select, uniform01
 from ..errors import ModelError
 
 # rows of the constants array of PoissonSource
@@ -15,27 +15,29 @@ EXPECTED_COUNT = 0  # rate * dt
 P_ZERO = 1  # exp(-rate * dt)
 
 
-_MAX_COUNT = MAX_SPIKES_PER_STEP  # also bounds the loop where float rounding stalls the sum below u
-
-
 def _poisson_step(state, consts, arriving, i, c, k, key):
     """Spike count of Poisson sources ``i`` in step ``k``: ``Poisson(rate * dt)``.
 
     Inverse-transform sampling of one counter-based uniform number ``u``: the count is the
     number of terms of the Poisson CDF that ``u`` exceeds, so every backend draws the same
-    counts and a compiled neuron stops after about ``rate * dt + 1`` terms.
+    counts and a compiled neuron stops after about ``rate * dt + 1`` terms. The count is capped
+    ten standard deviations above the mean: the float32 constants make the summed CDF stop a
+    little short of 1, and a ``u`` above that limit must not run on forever.
     """
     u = uniform01(key, k, i)
     expected = np.float64(consts[EXPECTED_COUNT, c])
     term = np.float64(consts[P_ZERO, c])
     cumulative = term
-    count = select(u >= cumulative, 1, 0)
-    n = 1
-    while any_true(u >= cumulative) and n < _MAX_COUNT:
+    limit = expected + 10.0 * np.sqrt(expected) + 12.0
+    count = 0
+    n = 0
+    searching = u >= cumulative
+    while any_true(searching):
+        count = count + select(searching, 1, 0)
+        n += 1
         term = term * expected / n
         cumulative = cumulative + term
-        count = count + select(u >= cumulative, 1, 0)
-        n += 1
+        searching = searching & (u >= cumulative) & (n < limit)
     return count
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numba
 import numpy as np
+from numba.typed import List as TypedList
 
 from .. import model as model_language
 from ..lowering import LoweredNetwork
@@ -72,6 +73,12 @@ def _update_name(alias: str, shared: bool, parallel: bool) -> str:
     return f"_update{alias}{'_shared' if shared else ''}{'_parallel' if parallel else ''}"
 
 
+#: the typed lists (one entry per population or projection) the generic delivery loop reads
+_PROJECTION_ARGUMENTS = ["spike_id_lists", "spike_step_lists", "spike_count_lists", "rings", "projection_pre",
+                         "projection_post", "projection_receptor", "row_ptrs", "post_id_lists", "weight_lists",
+                         "weight_strides", "delay_lists", "per_synapse_delays"]
+
+
 def _population_arguments(index: int, kind: str) -> list[str]:
     p = f"p{index}_"
     names = [f"{p}bound", f"{p}spike_ids", f"{p}spike_steps", f"{p}spike_count"]
@@ -93,8 +100,8 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     arguments = ["start", "stop", "chunk", "status", "synaptic_events"]
     for index, population in enumerate(lowered.populations):
         arguments += _population_arguments(index, population.kind)
-    for j, _ in enumerate(lowered.projections):
-        arguments += [f"j{j}_row_ptr", f"j{j}_post_ids", f"j{j}_weights", f"j{j}_delay"]
+    if lowered.projections:
+        arguments += _PROJECTION_ARGUMENTS
     for m, _ in enumerate(lowered.state_monitors):
         arguments += [f"m{m}_row", f"m{m}_ids", f"m{m}_every", f"m{m}_values", f"m{m}_steps", f"m{m}_count"]
 
@@ -103,7 +110,7 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     w("import numpy as np")
     w("from numba import njit, prange")
     w("from ranvier.engine.backends.numba_kernels import (")
-    w("    all_finite, collect_spikes, deliver, deliver_per_synapse, emit_scheduled, sample_state)")
+    w("    all_finite, collect_spikes, deliver_all, emit_scheduled, sample_state)")
     for function, alias in functions.items():
         w(f"from {function.__module__} import {function.__name__} as _py{alias}")
         # Plain njit: LLVM inlines the call; numba-level inlining defeats LLVM's optimisation here.
@@ -127,6 +134,7 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
                 w(f"p{index}_state_bits = p{index}_state.reshape(-1).view(np.uint32)")
             if population.kind == "spiking":
                 w(f"p{index}_flag_words = p{index}_flags.view(np.uint64)")
+        w(f"first = np.zeros({len(lowered.populations)}, dtype=np.int64)")
         w("status[0] = 0")
         w("step = start")
         w("while step < stop:")
@@ -138,11 +146,11 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
                 with w.indent():
                     w("break")
             for index, _ in enumerate(lowered.populations):
-                w(f"p{index}_first = p{index}_spike_count[0]")
+                w(f"first[{index}] = p{index}_spike_count[0]")
             for index, population in enumerate(lowered.populations):
                 _write_population(w, lowered, index, population, functions)
-            for j, projection in enumerate(lowered.projections):
-                _write_delivery(w, j, projection)
+            if lowered.projections:
+                w(f"deliver_all(first, {', '.join(_PROJECTION_ARGUMENTS)}, synaptic_events)")
             w("step += length")
         w("return step")
     return "\n".join(w.lines) + "\n", arguments
@@ -181,15 +189,6 @@ def _write_population(w: _Writer, lowered, index: int, population, functions) ->
                     w(f"sample_state({p}state, m{m}_row, m{m}_ids, m{m}_values, m{m}_steps, m{m}_count, k)")
 
 
-def _write_delivery(w: _Writer, j: int, projection) -> None:
-    pre, post = f"p{projection.pre}_", f"p{projection.post}_"
-    function = "deliver_per_synapse" if projection.per_synapse_delays else "deliver"
-    w(f"# projection {j}: {projection.name}")
-    w(f"synaptic_events[{j}] += {function}({pre}spike_ids, {pre}spike_steps, {pre}first, {pre}spike_count[0], "
-      f"j{j}_row_ptr, j{j}_post_ids, j{j}_weights, {projection.weight_stride}, j{j}_delay, {post}ring, "
-      f"{projection.receptor})")
-
-
 def _fingerprint(source: str, lowered: LoweredNetwork) -> str:
     """Hash of everything the compiled kernel depends on."""
     digest = hashlib.sha256(source.encode())
@@ -224,6 +223,35 @@ def _load_kernel(lowered: LoweredNetwork):
     return _LOADED[name], arguments
 
 
+def _projection_lists(lowered: LoweredNetwork) -> dict[str, object]:
+    """The arguments of ``deliver_all``: the lowered arrays themselves, gathered in typed lists."""
+    populations, projections = lowered.populations, lowered.projections
+
+    def listed(arrays):
+        return TypedList(arrays)
+
+    def delays(projection):
+        steps = projection.delay_steps
+        return steps if projection.per_synapse_delays else np.array([steps], dtype=np.uint16)
+
+    return {
+        "spike_id_lists": listed([p.spike_ids for p in populations]),
+        "spike_step_lists": listed([p.spike_steps for p in populations]),
+        "spike_count_lists": listed([p.spike_count for p in populations]),
+        "rings": listed([p.ring for p in populations]),
+        "projection_pre": np.array([j.pre for j in projections], dtype=np.int64),
+        "projection_post": np.array([j.post for j in projections], dtype=np.int64),
+        "projection_receptor": np.array([j.receptor for j in projections], dtype=np.int64),
+        "row_ptrs": listed([j.row_ptr for j in projections]),
+        # unsigned indices spare numba's negative-index wrap-around test in the hot loop
+        "post_id_lists": listed([j.post_ids.view(np.uint32) for j in projections]),
+        "weight_lists": listed([j.weights for j in projections]),
+        "weight_strides": np.array([j.weight_stride for j in projections], dtype=np.int64),
+        "delay_lists": listed([delays(j) for j in projections]),
+        "per_synapse_delays": np.array([j.per_synapse_delays for j in projections], dtype=np.bool_),
+    }
+
+
 class NumbaRunner:
     """Advances a lowered network with its generated, compiled kernel."""
 
@@ -241,12 +269,8 @@ class NumbaRunner:
                 f"{p}consts": population.consts, f"{p}ring": population.ring, f"{p}key": population.key,
                 f"{p}flags": population.flags,
             })
-        for j, projection in enumerate(lowered.projections):
-            values.update({
-                # unsigned indices spare numba's negative-index wrap-around test in the hot loop
-                f"j{j}_row_ptr": projection.row_ptr, f"j{j}_post_ids": projection.post_ids.view(np.uint32),
-                f"j{j}_weights": projection.weights, f"j{j}_delay": projection.delay_steps,
-            })
+        if lowered.projections:
+            values.update(_projection_lists(lowered))
         self._names = names[2:]
         self._values = values
 

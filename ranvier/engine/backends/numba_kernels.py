@@ -107,6 +107,26 @@ def deliver_per_synapse(spike_ids, spike_steps, first, last, row_ptr, post_ids, 
 
 
 @njit(cache=True, nogil=True)
+def deliver_all(first, spike_ids, spike_steps, spike_counts, rings, pre, post, receptor, row_ptr, post_ids, weights,
+                weight_stride, delays, per_synapse_delays, events):
+    """Deliver the spikes each population emitted since ``first[population]``, projection by projection.
+
+    One loop over typed lists of the projections' arrays, so a network's number of
+    projections does not grow its generated kernel (nor its compile time).
+    """
+    for j in range(pre.shape[0]):
+        source = pre[j]
+        if per_synapse_delays[j]:
+            events[j] += deliver_per_synapse(spike_ids[source], spike_steps[source], first[source],
+                                             spike_counts[source][0], row_ptr[j], post_ids[j], weights[j],
+                                             weight_stride[j], delays[j], rings[post[j]], receptor[j])
+        else:
+            events[j] += deliver(spike_ids[source], spike_steps[source], first[source], spike_counts[source][0],
+                                 row_ptr[j], post_ids[j], weights[j], weight_stride[j], delays[j][0],
+                                 rings[post[j]], receptor[j])
+
+
+@njit(cache=True, nogil=True)
 def sample_state(state, row, ids, values, steps, count, k):
     """Store ``state[row, ids]`` as sample ``count[0]`` taken after step ``k``."""
     sample = count[0]
