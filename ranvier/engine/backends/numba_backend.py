@@ -63,14 +63,50 @@ class _Writer:
 PARALLEL_MIN_NEURONS = 20_000
 
 
-def _update_variant(population, alias: str) -> tuple[str, bool, bool]:
-    """(step function, shares one column of constants, updates on all threads)."""
+def _variant(population, alias: str) -> tuple[str, bool, bool, int, bool]:
+    """What the compiled code of a population depends on: (step function, shares one column of
+    constants, updates on all threads, number of receptors, model reports non-finite state)."""
     parallel = population.n >= PARALLEL_MIN_NEURONS and numba.config.NUMBA_NUM_THREADS > 1
-    return alias, population.consts.shape[1] == 1, parallel
+    return alias, population.consts.shape[1] == 1, parallel, population.ring.shape[1], population.checks_finite
 
 
-def _update_name(alias: str, shared: bool, parallel: bool) -> str:
-    return f"_update{alias}{'_shared' if shared else ''}{'_parallel' if parallel else ''}"
+def _variant_name(alias: str, shared: bool, parallel: bool, receptors: int, checks_finite: bool) -> str:
+    return (f"{alias}{'_shared' if shared else ''}{'_parallel' if parallel else ''}_r{receptors}"
+            f"{'' if checks_finite else '_checked'}")
+
+
+def _write_variant(w: _Writer, alias: str, shared: bool, parallel: bool, receptors: int, checks_finite: bool) -> None:
+    """The compiled step of one population: update every neuron, then collect the spikes.
+
+    It returns 0, -1 when the spike buffer is full or -2 when the state is not finite.
+    """
+    name = _variant_name(alias, shared, parallel, receptors, checks_finite)
+    w()
+    w()
+    w(f"@njit(cache=True, nogil=True{', parallel=True' if parallel else ''})")
+    w(f"def _update{name}(state, consts, arriving, k, key, flags):")
+    with w.indent():
+        w(f"for i in {'prange' if parallel else 'range'}(state.shape[1]):")
+        with w.indent():
+            w(f"flags[i] = {alias}(state, consts, arriving, i, {'0' if shared else 'i'}, k, key)")
+    w()
+    w()
+    w("@njit(cache=True, nogil=True)")
+    w(f"def _population{name}(state, consts, ring, k, key, flags, spike_ids, spike_steps, spike_count):")
+    with w.indent():
+        w("slot = ring[k % ring.shape[0]]")
+        w(f"_update{name}(state, consts, ({''.join(f'slot[{r}], ' for r in range(receptors))}), k, key, flags)")
+        w("slot[:, :] = 0.0")
+        w("count = collect_spikes(flags, flags.view(np.uint64), k, spike_ids, spike_steps, spike_count[0])")
+        w("if count < 0:")
+        with w.indent():
+            w("return count")
+        if not checks_finite:
+            w("if not all_finite(state.reshape(-1).view(np.uint32)):")
+            with w.indent():
+                w("return -2")
+        w("spike_count[0] = count")
+        w("return 0")
 
 
 #: the typed lists (one entry per population or projection) the generic delivery loop reads
@@ -90,13 +126,13 @@ def _population_arguments(index: int, kind: str) -> list[str]:
 def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     """Source of the ``advance`` kernel for ``lowered``'s structure, and its argument names."""
     functions: dict[object, str] = {}
-    updates: list[tuple[str, bool, bool]] = []
+    variants: list[tuple[str, bool, bool, int, bool]] = []
     for population in lowered.populations:
         if population.kind != "spiking":
             continue
         alias = functions.setdefault(population.step_function, f"_step_{len(functions)}")
-        if _update_variant(population, alias) not in updates:
-            updates.append(_update_variant(population, alias))
+        if _variant(population, alias) not in variants:
+            variants.append(_variant(population, alias))
     arguments = ["start", "stop", "chunk", "status", "synaptic_events"]
     for index, population in enumerate(lowered.populations):
         arguments += _population_arguments(index, population.kind)
@@ -115,25 +151,13 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
         w(f"from {function.__module__} import {function.__name__} as _py{alias}")
         # Plain njit: LLVM inlines the call; numba-level inlining defeats LLVM's optimisation here.
         w(f"{alias} = njit(cache=True)(_py{alias})")
-    for alias, shared, parallel in updates:
-        w()
-        w()
-        w(f"@njit(cache=True, nogil=True{', parallel=True' if parallel else ''})")
-        w(f"def {_update_name(alias, shared, parallel)}(state, consts, arriving, k, key, flags):")
-        with w.indent():
-            w(f"for i in {'prange' if parallel else 'range'}(state.shape[1]):")
-            with w.indent():
-                w(f"flags[i] = {alias}(state, consts, arriving, i, {'0' if shared else 'i'}, k, key)")
+    for variant in variants:
+        _write_variant(w, *variant)
     w()
     w()
     w("@njit(cache=True, nogil=True)")
     w(f"def advance({', '.join(arguments)}):")
     with w.indent():
-        for index, population in enumerate(lowered.populations):
-            if population.kind == "spiking" and not population.checks_finite:
-                w(f"p{index}_state_bits = p{index}_state.reshape(-1).view(np.uint32)")
-            if population.kind == "spiking":
-                w(f"p{index}_flag_words = p{index}_flags.view(np.uint64)")
         w(f"first = np.zeros({len(lowered.populations)}, dtype=np.int64)")
         w("status[0] = 0")
         w("step = start")
@@ -165,23 +189,13 @@ def _write_population(w: _Writer, lowered, index: int, population, functions) ->
             w(f"{p}spike_count[0] = emit_scheduled({p}source_steps, {p}source_ids, {p}source_next, k, "
               f"{p}spike_ids, {p}spike_steps, {p}spike_count[0])")
         else:
-            receptors = population.ring.shape[1]
-            w(f"slot = {p}ring[k % {p}ring.shape[0]]")
-            update = _update_name(*_update_variant(population, functions[population.step_function]))
-            w(f"{update}({p}state, {p}consts, "
-              f"({''.join(f'slot[{r}], ' for r in range(receptors))}), k, {p}key, {p}flags)")
-            w("slot[:, :] = 0.0")
-            w(f"count = collect_spikes({p}flags, {p}flag_words, k, {p}spike_ids, {p}spike_steps, {p}spike_count[0])")
-            w("if count == -1:")
+            name = _variant_name(*_variant(population, functions[population.step_function]))
+            w(f"outcome = _population{name}({p}state, {p}consts, {p}ring, k, {p}key, {p}flags, {p}spike_ids, "
+              f"{p}spike_steps, {p}spike_count)")
+            w("if outcome < 0:")
             with w.indent():
-                w(f"status[0] = 2; status[1] = {index}; status[2] = k")
+                w(f"status[0] = 2 if outcome == -1 else 1; status[1] = {index}; status[2] = k")
                 w("return k")
-            finite_test = "count == -2" if population.checks_finite else f"not all_finite({p}state_bits)"
-            w(f"if {finite_test}:")
-            with w.indent():
-                w(f"status[0] = 1; status[1] = {index}; status[2] = k")
-                w("return k")
-            w(f"{p}spike_count[0] = count")
         for m, monitor in enumerate(lowered.state_monitors):
             if monitor.population == index:
                 w(f"if (k + 1) % m{m}_every == 0:")
