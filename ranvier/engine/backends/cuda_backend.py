@@ -26,6 +26,7 @@ from numba import config, cuda
 
 from ..lowering import STATUS_NOT_FINITE, STATUS_OK, STATUS_SPIKE_OVERFLOW, LoweredNetwork
 from ..model import register_target
+from . import numba_kernels
 
 if config.ENABLE_CUDASIM:
     # The simulator runs step functions as Python on numpy scalars, where the counter-based
@@ -111,18 +112,15 @@ def _write_spikes(flags, offsets, k, spike_ids, spike_steps, overflow):
                 position += 1
 
 
+_emit_scheduled_device = cuda.jit(device=True)(numba_kernels.emit_scheduled.py_func)
+
+
 @cuda.jit
 def _emit_scheduled(source_steps, source_ids, source_next, k, spike_ids, spike_steps, spike_count):
+    """The CPU backend's ``emit_scheduled`` on one GPU thread."""
     if cuda.grid(1) == 0:
-        following = source_next[0]
-        count = spike_count[0]
-        while following < source_steps.shape[0] and source_steps[following] <= k:
-            spike_ids[count] = source_ids[following]
-            spike_steps[count] = k
-            count += 1
-            following += 1
-        source_next[0] = following
-        spike_count[0] = count
+        spike_count[0] = _emit_scheduled_device(source_steps, source_ids, source_next, k, spike_ids, spike_steps,
+                                                spike_count[0])
 
 
 @cuda.jit
