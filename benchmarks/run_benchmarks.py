@@ -56,7 +56,7 @@ SEED, DURATION = 1, 1.0
 WORKLOADS = {"cuba": ("CUBA", 4000, 80, 900), "dense": ("CUBA-dense", 10000, 1000, 1800)}
 SCALE_N, SCALE_K, SCALE_TIMEOUT = 100_000, 1000, 7200
 EXAMPLE_TIMEOUT = 600
-SECTIONS = ("cuba", "dense", "example", "scale")
+SECTIONS = ("cuba", "dense", "example", "scale", "microcircuit")
 
 #: Rows of a network section: key in the section's runs -> label.
 PEERS = {"brian2": "Brian 2 C++ standalone", "nest_1": "NEST, 1 thread", "nest_2": "NEST, 2 threads"}
@@ -166,6 +166,13 @@ def bench_scale(cache_dir):
         "k": SCALE_K,
         "runs": {"ranvier": repeat("ranvier", cmd, 1, SCALE_TIMEOUT, ranvier_env(cache_dir), attempts=1)},
     }
+
+
+def bench_microcircuit(cache_dir):
+    """The full-scale Potjans & Diesmann microcircuit, 1 s, on the numba backend (CPU) once."""
+    log("microcircuit: full scale")
+    cmd = [RANVIER_PYTHON, str(BENCH_DIR / "microcircuit.py"), "--scale", "1.0", "--duration", str(DURATION)]
+    return {"runs": {"ranvier": repeat("ranvier", cmd, 1, SCALE_TIMEOUT, ranvier_env(cache_dir), attempts=1)}}
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -339,6 +346,25 @@ def scale_section(result):
     return [header, "", *table(headers, [row])]
 
 
+def microcircuit_section(result):
+    """Markdown lines of the microcircuit section."""
+    records = result["runs"]["ranvier"]
+    header = heading(f"Potjans & Diesmann microcircuit, full scale, {DURATION:g} s", result)
+    if not ok(records):
+        return [header, "", f"error: {error_of(records)}"]
+    record = ok(records)[0]
+    headers = ["backend", "neurons", "synapses", "build (s)", "compile + first 10 ms (s)", "run (s)",
+               "real-time factor", "peak RSS (MB)"]
+    keys = ["build_s", "compile_and_first_10ms_s", "run_s", "real_time_factor", "peak_rss_mb"]
+    row = [f"{record['backend']} ({record['threads']} threads)", record["neurons"], record["synapses"],
+           *(fmt(record.get(key)) for key in keys)]
+    rates = record["rates_hz"]
+    return [header, "", *table(headers, [row]), "",
+            "Layer rates after the first 0.2 s (Hz): "
+            + ", ".join(f"{name} {rate:g}" for name, rate in rates.items())
+            + ". GPU timings (the issue's real-time target on an H100) are owed: no GPU was available."]
+
+
 def target_rows(results):
     """Rows (target, measured, verdict) for the sections present in ``results``."""
     rows = []
@@ -414,7 +440,8 @@ def render_report(results, machine):
         "",
         *table(["target", "measured", "result"], target_rows(results)),
     ]
-    renderers = {"cuba": network_section, "dense": network_section, "example": example_section, "scale": scale_section}
+    renderers = {"cuba": network_section, "dense": network_section, "example": example_section,
+                 "scale": scale_section, "microcircuit": microcircuit_section}
     for name in SECTIONS:
         if name in results:
             lines += ["", *renderers[name](results[name])]
@@ -454,6 +481,8 @@ def main():
                 result = bench_network(name, reps, cache_dir)
             elif name == "example":
                 result = bench_example(reps)
+            elif name == "microcircuit":
+                result = bench_microcircuit(cache_dir)
             else:
                 result = bench_scale(cache_dir)
             result.update(date=now(), machine=machine, repetitions=reps)
