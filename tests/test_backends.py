@@ -34,13 +34,17 @@ def test_numba_matches_numpy_reference(name):
         np.testing.assert_array_equal(compiled_net[population.name].state, population.state)
 
 
+def _poisson_counts(rate: float, n: int, duration: float, seed: int) -> np.ndarray:
+    """Spike count of every (step, source) pair of ``n`` Poisson sources run on numba."""
+    net = rv.Network(dt=0.1 * ms, seed=seed)
+    spikes = net.record(net.population(rv.neurons.PoissonSource(rate=rate), n, name="drive"), "spikes")
+    net.run(duration, backend="numba")
+    return np.bincount(spikes.steps * n + spikes.ids, minlength=round(duration / (0.1 * ms)) * n)
+
+
 def test_poisson_counts_have_poisson_statistics():
     """Counts per step are Poisson(rate * dt), also for rates above 1 / dt."""
-    net = rv.Network(dt=0.1 * ms, seed=5)
-    source = net.population(rv.neurons.PoissonSource(rate=25_000.0), 200, name="drive")
-    spikes = net.record(source, "spikes")
-    net.run(0.2, backend="numba")
-    per_step = np.bincount(spikes.steps * 200 + spikes.ids, minlength=2000 * 200)
+    per_step = _poisson_counts(25_000.0, 200, 0.2, seed=5)
     assert per_step.mean() == pytest.approx(2.5, rel=0.01)
     assert per_step.var() == pytest.approx(2.5, rel=0.03)
     assert per_step.max() >= 8
@@ -81,10 +85,6 @@ def test_compiled_kernel_is_cached_on_disk(tmp_path):
 
 def test_poisson_counts_stay_bounded_when_u_is_beyond_the_float32_cdf():
     """The summed CDF stops short of 1 with float32 constants; a u above it must not run away."""
-    net = rv.Network(dt=0.1 * ms, seed=8)
-    source = net.population(rv.neurons.PoissonSource(rate=15_200.0), 2000, name="drive")
-    spikes = net.record(source, "spikes")
-    net.run(0.5, backend="numba")
-    per_step = np.bincount(spikes.steps * 2000 + spikes.ids, minlength=5000 * 2000)
+    per_step = _poisson_counts(15_200.0, 2000, 0.5, seed=8)
     assert per_step.max() <= 1.52 + 10 * np.sqrt(1.52) + 12
     assert per_step.mean() == pytest.approx(1.52, rel=0.01)
