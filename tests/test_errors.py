@@ -151,3 +151,8 @@ def test_callback_in_the_past(net):
 def test_weight_beyond_float32_range(net):
     with pytest.raises(rv.ProjectionError, match=r"'a->b:exc'.*1e\+39"):
         net.connect(net["a"], net["b"], rv.connect.AllToAll(), weight=1e39, receptor="exc")
+
+
+def test_poisson_rate_too_high_for_the_step(net):
+    with pytest.raises(rv.PopulationError, match=r"population 'drive'.*1e\+09 Hz.*smaller dt"):
+        net.population(rv.neurons.PoissonSource(rate=1e9), 3, name="drive")

@@ -145,7 +145,7 @@ NOT_FINITE = -1
 #: the same, as stored in the backends' uint16 spike-count arrays
 NOT_FINITE_UINT16 = 0xFFFF
 #: the most spikes a neuron may emit in one step (counts are stored as uint16)
-MAX_SPIKES_PER_STEP = 0xFFFE
+MAX_SPIKES_PER_STEP = NOT_FINITE_UINT16 - 1
 
 
 class Model:

@@ -269,7 +269,8 @@ class Network:
         except ValueError as error:
             if isinstance(error, PopulationError):
                 raise
-            raise PopulationError(str(error)) from None
+            message = str(error)
+            raise PopulationError(message if owner in message else f"{owner}: {message}") from None
         population = Population(self, model, n, name, len(self.populations), params, state)
         self.populations[name] = population
         self._changed()

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..engine.distributions import Distribution
-from ..engine.model import Model, ParameterValue, any_true, select, uniform01
+from ..engine.model import MAX_SPIKES_PER_STEP, Model, ParameterValue, any_true, select, uniform01
 from ..errors import ModelError
 
 # rows of the constants array of PoissonSource
@@ -67,6 +67,9 @@ class PoissonSource(Model):
         if np.any(rate < 0):
             raise ModelError(f"PoissonSource: rate must be >= 0 Hz, got {rate.min()}")
         expected = rate * dt
+        if np.any(expected + 10 * np.sqrt(expected) + 12 > MAX_SPIKES_PER_STEP):
+            raise ModelError(f"PoissonSource: rate {rate.max():g} Hz gives more spikes per step of {dt:g} s "
+                             f"than a neuron may emit ({MAX_SPIKES_PER_STEP}); use a smaller dt")
         return np.asarray([expected, np.exp(-expected)], dtype=np.float32)
 
     def spike_bound(self, params: Mapping[str, np.ndarray], dt: float, n: int) -> int:
