@@ -28,7 +28,10 @@ def brunel(n: int = 12500, g: float = 5.0, eta: float = 2.0, seed: int | None = 
     neurons fire regularly near saturation); ``g=6, eta=4`` synchronous irregular with a fast
     global oscillation; ``g=5, eta=2`` asynchronous irregular (AI: inhibition dominates,
     irregular firing at tens of Hz, the default); ``g=4.5, eta=0.9`` synchronous irregular,
-    slow. Neurons start at rest (0 V), as in NEST's ``brunel_delta_nest`` example.
+    slow. Neurons start at rest (0 V), as in NEST's ``brunel_delta_nest`` example. At the
+    default (n=12 500, g=5, eta=2) ranvier gives 37 Hz, ISI CV 0.40 and a population-rate CV
+    of 0.57 (0.5 ms bins, 0.2-0.5 s), NEST 3.10 38 Hz, 0.39 and 0.56: irregular neurons over a
+    fast population rhythm.
 
     Populations: ``"exc"``, ``"inh"``, ``"ext"``.
     """
