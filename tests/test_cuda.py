@@ -74,3 +74,13 @@ def test_cuda_without_gpu_or_simulator_is_a_clear_error():
         net = rv.networks.cuba(n=200, seed=1)
         with pytest.raises(rv.BackendError, match="cuda.*no CUDA GPU.*NUMBA_ENABLE_CUDASIM"):
             net.run(0.002, backend="cuda")
+
+
+@pytest.mark.slow
+def test_callbacks_see_and_change_device_state_on_the_simulator():
+    build = ("(lambda net: (net.at(3e-3, lambda n: [n[p].set('v', n[p].get('v') - 5e-3) for p in ('exc', 'inh')]), "
+             "net)[-1])(rv.networks.cuba(n=300, seed=2))")
+    result = _compare_on_simulator(build, 0.03)
+    assert result["spikes"] > 0
+    # the v traces include the callback's 5 mV step, so equal traces mean it reached the device
+    assert result["same_spikes"] and result["same_trace"]

@@ -30,8 +30,8 @@ class Simulation:
         for monitor in self.lowered.state_monitors:
             monitor.allocate(network.step, stop)
         bar = self._progress_bar(n_steps) if progress else None
-        self._handle_events()
         try:
+            self._handle_events()
             while network.step < stop:
                 target = min(network._events.next_step(stop), stop)
                 while network.step < target:
@@ -47,12 +47,19 @@ class Simulation:
                     for monitor in self.lowered.state_monitors:
                         monitor.allocate(network.step, stop)
         finally:
+            self.runner.to_host()
             if bar is not None:
                 bar.close()
 
     def _handle_events(self) -> None:
-        for event in self.network._events.pop_due(self.network.step):
-            event.action()
+        due = self.network._events.pop_due(self.network.step)
+        callbacks = [event for event in due if event.kind == "callback"]
+        if callbacks:
+            # Callbacks read and write the host arrays; a GPU backend hands them over and back.
+            self.runner.to_host()
+            for event in callbacks:
+                event.action()
+            self.runner.to_device()
 
     def _progress_bar(self, n_steps: int):
         from tqdm.auto import tqdm

@@ -1,9 +1,9 @@
 """Backends: each executes a lowered network for a stretch of steps.
 
-A backend module provides ``prepare(lowered)`` returning an object with
-``advance(start, stop) -> reached``: it runs min-delay chunks from step ``start`` until
-``stop`` or until a spike buffer needs emptying, updates the lowered arrays in place, and
-leaves a status code in ``lowered.status``.
+A backend module provides ``prepare(lowered)`` returning a :class:`Runner`: ``advance(start,
+stop) -> reached`` runs min-delay chunks from step ``start`` until ``stop`` or until a spike
+buffer needs emptying, leaves the spikes, counters and monitor samples of the stretch in the
+lowered arrays and a status code in ``lowered.status``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,20 @@ import importlib
 import os
 
 from ...errors import BackendError
+
+
+class Runner:
+    """What a backend's runner does; CPU backends work on the lowered host arrays directly."""
+
+    def advance(self, start: int, stop: int) -> int:
+        raise NotImplementedError
+
+    def to_host(self) -> None:
+        """Bring state and ring buffers into the lowered host arrays (a GPU backend copies)."""
+
+    def to_device(self) -> None:
+        """Take up changes made to the host state (by callbacks) before advancing again."""
+
 
 _MODULES = {"numpy": "numpy_backend", "numba": "numba_backend", "cuda": "cuda_backend"}
 

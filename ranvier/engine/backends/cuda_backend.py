@@ -11,9 +11,9 @@ so spikes are delivered in the reference order and results equal the numpy backe
 GPU, blocks run concurrently: inputs reaching one neuron in the same step are summed in a
 varying order, which can change float32 rounding and, in chaotic networks, spike times.
 
-State, ring buffers and spike buffers stay on the device during ``advance``; they are copied
-to the lowered host arrays when ``advance`` returns (at events and spike-buffer flushes), and
-the state is copied back up before the next ``advance`` so callbacks may change it.
+State and ring buffers stay on the device for the whole run: they come to the host at the end
+of a run and around callbacks (which may read or change them). Each stretch copies back only
+what the host collects: the new spikes, synaptic-event counts and monitor samples.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from numba import config, cuda
 
 from ..lowering import STATUS_NOT_FINITE, STATUS_OK, STATUS_SPIKE_OVERFLOW, LoweredNetwork
 from ..model import register_target
-from . import numba_kernels
+from . import Runner, numba_kernels
 
 if config.ENABLE_CUDASIM:
     # The simulator runs step functions as Python on numpy scalars, where the counter-based
@@ -179,7 +179,7 @@ class _DeviceProjection:
         self.delay_stride = 1 if isinstance(delays, np.ndarray) else 0
 
 
-class CudaRunner:
+class CudaRunner(Runner):
     """Advances a lowered network on the GPU (or the CUDA simulator)."""
 
     def __init__(self, lowered: LoweredNetwork):
@@ -194,8 +194,7 @@ class CudaRunner:
     def advance(self, start: int, stop: int) -> int:
         lowered = self.lowered
         lowered.status[0] = STATUS_OK
-        for device in self.populations:
-            device.state.copy_to_device(device.host.state)
+        for device in self.populations:  # the host emptied the spike buffers after the last stretch
             device.spike_count.copy_to_device(device.host.spike_count)
         monitors = [(m, ids, cuda.to_device(m.values))
                     for m, ids in zip(lowered.state_monitors, self.monitor_ids, strict=True)]
@@ -253,12 +252,20 @@ class CudaRunner:
         _write_spikes[device.range_blocks, _THREADS](device.flags, device.offsets, k, device.spike_ids,
                                                      device.spike_steps, self.overflow)
 
+    def to_host(self) -> None:
+        for device in self.populations:
+            device.state.copy_to_host(device.host.state)
+            device.ring.copy_to_host(device.host.ring)
+            device.source_next.copy_to_host(device.host.source_next)
+
+    def to_device(self) -> None:
+        for device in self.populations:
+            device.state.copy_to_device(device.host.state)
+
     def _download(self, monitors) -> None:
+        """Copy what the host collects after every stretch: spikes, event counts, samples."""
         for device in self.populations:
             host = device.host
-            host.state[...] = device.state.copy_to_host()
-            host.ring[...] = device.ring.copy_to_host()
-            host.source_next[...] = device.source_next.copy_to_host()
             host.spike_count[...] = device.spike_count.copy_to_host()
             count = int(host.spike_count[0])
             host.spike_ids[:count] = device.spike_ids[:count].copy_to_host()

@@ -26,7 +26,7 @@ from numba.typed import List as TypedList
 
 from .. import model as model_language
 from ..lowering import LoweredNetwork
-from . import numba_kernels
+from . import Runner, numba_kernels
 
 _INDENT = "    "
 
@@ -266,7 +266,7 @@ def _projection_lists(lowered: LoweredNetwork) -> dict[str, object]:
     }
 
 
-class NumbaRunner:
+class NumbaRunner(Runner):
     """Advances a lowered network with its generated, compiled kernel."""
 
     def __init__(self, lowered: LoweredNetwork):

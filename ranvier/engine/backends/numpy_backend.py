@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..lowering import STATUS_NOT_FINITE, STATUS_OK, LoweredNetwork
+from . import Runner
 
 
-class NumpyRunner:
+class NumpyRunner(Runner):
     """Advances a lowered network with numpy."""
 
     def __init__(self, lowered: LoweredNetwork):
