@@ -69,6 +69,7 @@ def test_compiled_kernel_is_cached_on_disk(tmp_path):
 
     script = "import ranvier as rv; net = rv.networks.cuba(n=300, seed=1); net.run(0.01); print(net.stats.spikes)"
     environment = {**__import__("os").environ, "RANVIER_CACHE_DIR": str(tmp_path)}
+    environment.pop("NUMBA_CACHE_DIR", None)  # numba then caches beside the generated source
     first = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     kernels = list((tmp_path / "kernels").glob("ranvier_kernel_*.py"))
