@@ -110,7 +110,7 @@ def _write_variant(w: _Writer, alias: str, shared: bool, parallel: bool, recepto
 
 
 #: the typed lists (one entry per population or projection) the generic delivery loop reads
-_PROJECTION_ARGUMENTS = ["spike_id_lists", "spike_step_lists", "spike_count_lists", "rings", "projection_pre",
+_PROJECTION_ARGUMENTS = ["spike_id_lists", "spike_step_lists", "rings", "projection_pre",
                          "projection_post", "projection_receptor", "row_ptrs", "post_id_lists", "weight_lists",
                          "weight_strides", "delay_lists", "per_synapse_delays"]
 
@@ -159,6 +159,7 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     w(f"def advance({', '.join(arguments)}):")
     with w.indent():
         w(f"first = np.zeros({len(lowered.populations)}, dtype=np.int64)")
+        w(f"last = np.zeros({len(lowered.populations)}, dtype=np.int64)")
         w("status[0] = 0")
         w("step = start")
         w("while step < stop:")
@@ -174,7 +175,9 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
             for index, population in enumerate(lowered.populations):
                 _write_population(w, lowered, index, population, functions)
             if lowered.projections:
-                w(f"deliver_all(first, {', '.join(_PROJECTION_ARGUMENTS)}, synaptic_events)")
+                for index, _ in enumerate(lowered.populations):
+                    w(f"last[{index}] = p{index}_spike_count[0]")
+                w(f"deliver_all(first, last, {', '.join(_PROJECTION_ARGUMENTS)}, synaptic_events)")
             w("step += length")
         w("return step")
     return "\n".join(w.lines) + "\n", arguments
@@ -251,7 +254,6 @@ def _projection_lists(lowered: LoweredNetwork) -> dict[str, object]:
     return {
         "spike_id_lists": listed([p.spike_ids for p in populations]),
         "spike_step_lists": listed([p.spike_steps for p in populations]),
-        "spike_count_lists": listed([p.spike_count for p in populations]),
         "rings": listed([p.ring for p in populations]),
         "projection_pre": np.array([j.pre for j in projections], dtype=np.int64),
         "projection_post": np.array([j.post for j in projections], dtype=np.int64),

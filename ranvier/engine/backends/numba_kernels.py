@@ -107,21 +107,24 @@ def deliver_per_synapse(spike_ids, spike_steps, first, last, row_ptr, post_ids, 
 
 
 @njit(cache=True, nogil=True)
-def deliver_all(first, spike_ids, spike_steps, spike_counts, rings, pre, post, receptor, row_ptr, post_ids, weights,
+def deliver_all(first, last, spike_ids, spike_steps, rings, pre, post, receptor, row_ptr, post_ids, weights,
                 weight_stride, delays, per_synapse_delays, events):
-    """Deliver the spikes each population emitted since ``first[population]``, projection by projection.
+    """Deliver spikes ``first[p] .. last[p] - 1`` of each population p, projection by projection.
 
     One loop over typed lists of the projections' arrays, so a network's number of
-    projections does not grow its generated kernel (nor its compile time).
+    projections does not grow its generated kernel (nor its compile time). Projections from
+    a population that did not spike are skipped before any list is touched.
     """
     for j in range(pre.shape[0]):
         source = pre[j]
+        if last[source] == first[source]:
+            continue
         if per_synapse_delays[j]:
-            events[j] += deliver_per_synapse(spike_ids[source], spike_steps[source], first[source],
-                                             spike_counts[source][0], row_ptr[j], post_ids[j], weights[j],
-                                             weight_stride[j], delays[j], rings[post[j]], receptor[j])
+            events[j] += deliver_per_synapse(spike_ids[source], spike_steps[source], first[source], last[source],
+                                             row_ptr[j], post_ids[j], weights[j], weight_stride[j], delays[j],
+                                             rings[post[j]], receptor[j])
         else:
-            events[j] += deliver(spike_ids[source], spike_steps[source], first[source], spike_counts[source][0],
+            events[j] += deliver(spike_ids[source], spike_steps[source], first[source], last[source],
                                  row_ptr[j], post_ids[j], weights[j], weight_stride[j], delays[j][0],
                                  rings[post[j]], receptor[j])
 
