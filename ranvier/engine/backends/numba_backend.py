@@ -109,7 +109,10 @@ def _write_variant(w: _Writer, alias: str, shared: bool, parallel: bool, recepto
         w("return 0")
 
 
-#: the typed lists (one entry per population or projection) the generic delivery loop reads
+#: networks with at most this many projections pass their arrays to the delivery loop as tuples
+_TUPLE_PROJECTIONS = 8
+
+#: the sequences (one entry per population or projection) the generic delivery loop reads
 _PROJECTION_ARGUMENTS = ["spike_id_lists", "spike_step_lists", "rings", "projection_pre",
                          "projection_post", "projection_receptor", "row_ptrs", "post_id_lists", "weight_lists",
                          "weight_strides", "delay_lists", "per_synapse_delays"]
@@ -245,7 +248,9 @@ def _projection_lists(lowered: LoweredNetwork) -> dict[str, object]:
     populations, projections = lowered.populations, lowered.projections
 
     def listed(arrays):
-        return TypedList(arrays)
+        # A tuple is indexed without overhead but compiles to a switch over its entries; a typed
+        # list costs a little per access and compiles the same for any length.
+        return tuple(arrays) if len(projections) <= _TUPLE_PROJECTIONS else TypedList(arrays)
 
     def delays(projection):
         steps = projection.delay_steps

@@ -111,8 +111,8 @@ def deliver_all(first, last, spike_ids, spike_steps, rings, pre, post, receptor,
                 weight_stride, delays, per_synapse_delays, events):
     """Deliver spikes ``first[p] .. last[p] - 1`` of each population p, projection by projection.
 
-    One loop over typed lists of the projections' arrays, so a network's number of
-    projections does not grow its generated kernel (nor its compile time). Projections from
+    One loop over tuples or typed lists of the projections' arrays, so a network's number of
+    projections does not grow its generated kernel. Projections from
     a population that did not spike are skipped before any list is touched.
     """
     for j in range(pre.shape[0]):
