@@ -325,13 +325,20 @@ def example_section(result):
     ]
 
 
+def single_run(title, result):
+    """The heading of a section measured by one ranvier run, and that run (None if it failed)."""
+    records = result["runs"]["ranvier"]
+    header = heading(title, result)
+    if not ok(records):
+        return [header, "", f"error: {error_of(records)}"], None
+    return [header, ""], ok(records)[0]
+
+
 def scale_section(result):
     """Markdown lines of the scale section."""
-    records = result["runs"]["ranvier"]
-    header = heading(f"Scale: ranvier, N = {result['n']}, K = {result['k']}, {DURATION:g} s", result)
-    if not ok(records):
-        return [header, "", f"error: {error_of(records)}"]
-    record = ok(records)[0]
+    lines, record = single_run(f"Scale: ranvier, N = {result['n']}, K = {result['k']}, {DURATION:g} s", result)
+    if record is None:
+        return lines
     headers = [
         "synapses",
         "build (s)",
@@ -343,23 +350,21 @@ def scale_section(result):
     ]
     keys = ["build_s", "run_s", "rate_hz", "bytes_per_synapse", "retained_bytes_per_synapse", "peak_rss_mb"]
     row = [record["synapses"], *(fmt(record.get(key)) for key in keys)]
-    return [header, "", *table(headers, [row])]
+    return [*lines, *table(headers, [row])]
 
 
 def microcircuit_section(result):
     """Markdown lines of the microcircuit section."""
-    records = result["runs"]["ranvier"]
-    header = heading(f"Potjans & Diesmann microcircuit, full scale, {DURATION:g} s", result)
-    if not ok(records):
-        return [header, "", f"error: {error_of(records)}"]
-    record = ok(records)[0]
+    lines, record = single_run(f"Potjans & Diesmann microcircuit, full scale, {DURATION:g} s", result)
+    if record is None:
+        return lines
     headers = ["backend", "neurons", "synapses", "build (s)", "compile + first 10 ms (s)", "run (s)",
                "real-time factor", "peak RSS (MB)"]
     keys = ["build_s", "compile_and_first_10ms_s", "run_s", "real_time_factor", "peak_rss_mb"]
     row = [f"{record['backend']} ({record['threads']} threads)", record["neurons"], record["synapses"],
            *(fmt(record.get(key)) for key in keys)]
     rates = record["rates_hz"]
-    return [header, "", *table(headers, [row]), "",
+    return [*lines, *table(headers, [row]), "",
             "Layer rates after the first 0.2 s (Hz): "
             + ", ".join(f"{name} {rate:g}" for name, rate in rates.items())
             + ". GPU timings (the issue's real-time target on an H100) are owed: no GPU was available."]
