@@ -1,0 +1,4 @@
+"""Training populations in torch: surrogate-gradient spiking networks (BPTT, SLTT) and liquid networks.
+
+Importing this package imports torch; ``import ranvier`` alone does not.
+"""
