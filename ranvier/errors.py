@@ -37,6 +37,10 @@ class BackendError(RanvierError, RuntimeError):
     """The requested backend is unknown or not available on this machine."""
 
 
+class InputError(RanvierError, ValueError):
+    """Data given to a model's forward pass has the wrong shape or is not finite (liquid and ELM models)."""
+
+
 class NumericalError(RanvierError, FloatingPointError):
     """A state variable became NaN or infinite during a run.
 
