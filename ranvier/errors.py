@@ -37,6 +37,15 @@ class BackendError(RanvierError, RuntimeError):
     """The requested backend is unknown or not available on this machine."""
 
 
+class StorageError(RanvierError, OSError):
+    """A file cannot be written, or is not a readable ranvier HDF5 file (missing, truncated,
+    corrupted, of an unknown schema version, or naming a model that cannot be rebuilt)."""
+
+
+class SweepError(RanvierError, RuntimeError):
+    """A parameter sweep could not run: a bad grid or an unreachable Dask scheduler."""
+
+
 class InputError(RanvierError, ValueError):
     """Data given to a model's forward pass has the wrong shape or is not finite (liquid and ELM models)."""
 

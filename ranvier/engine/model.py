@@ -41,6 +41,7 @@ literal is float64 in numba but adopts float32 in numpy), and write branches wit
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -189,6 +190,33 @@ class Model:
         """The most spikes ``n`` neurons emit together in one step (sizes the spike buffers)."""
         return n
 
+    def _config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this model: ``type(self)._from_config(self._config())``.
+
+        Storage (:mod:`ranvier.engine.storage`) saves them with the class's import path. The
+        default reads each argument of ``__init__`` from ``self.parameters`` or from an attribute
+        of the same name, which covers models that keep their arguments there; a model that
+        keeps them elsewhere overrides this. Values may be numbers, strings, numpy arrays,
+        ``ranvier.init`` distributions, or dicts and lists of them.
+        """
+        config: dict[str, Any] = {}
+        for name, argument in inspect.signature(type(self).__init__).parameters.items():
+            if name == "self" or argument.kind in (argument.VAR_POSITIONAL, argument.VAR_KEYWORD):
+                continue
+            if name in self.parameters:
+                config[name] = self.parameters[name]
+            elif hasattr(self, name):
+                config[name] = getattr(self, name)
+            elif argument.default is argument.empty:
+                raise ModelError(f"{type(self).__name__}: constructor argument {name!r} is neither a parameter nor "
+                                 "an attribute; the model must override _config to be saved")
+        return config
+
+    @classmethod
+    def _from_config(cls, config: Mapping[str, Any]) -> Model:
+        """The model that :meth:`_config` describes."""
+        return cls(**config)
+
     def _check_positive(self, **values: ParameterValue) -> None:
         for name, value in values.items():
             if isinstance(value, Distribution):
@@ -207,3 +235,63 @@ class Model:
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.parameters.items())
         return f"{type(self).__name__}({shown})"
+
+
+class ValueModel(Model):
+    """Base class of value-emitting models (Kuramoto, AKOrN, CfC, LTC, ELM, torch ``Rate``).
+
+    A value population sends a dense vector, not spikes (architecture principle 4). It updates
+    once per window of its own ``dt`` (a multiple of the network's), from the inputs that reached
+    it during the window, with array code (numpy, or torch for ``Rate``) rather than a compiled
+    scalar step: its work is matrix products, which the BLAS behind numpy already runs well.
+
+    Subclasses declare:
+
+    ``state_names``  the state rows, as for spiking models; the rows named in ``output_rows``
+                     hold the emitted vector, one row per channel.
+    :meth:`ports`    input port name -> ``(width, channels)``. A projection targets a port
+                     (``connect(..., receptor=port)``); its targets index ``range(width)``.
+    :meth:`advance`  one update: reads ``inputs[port]`` (float64 ``(channels, width)``),
+                     updates ``state`` in place and returns the pulses it emits (a bool array
+                     of ``n``, or ``None`` for a model without pulse output).
+
+    A value reaching a port is ``sum_j w_ij out_j`` over the projection's synapses, per channel;
+    spikes reaching a port are weighted counts, ``sum_j w_ij (spikes of j that arrived in the
+    window)``.
+    """
+
+    kind: ClassVar[str] = "value"
+    #: population-level variables (one value for the whole population, kept in every column);
+    #: recording one takes a single column unless ``ids`` says otherwise
+    population_variables: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def output_rows(self) -> tuple[int, ...]:
+        """State rows holding the output channels."""
+        return (self.state_names.index("output"),)
+
+    @property
+    def channels(self) -> int:
+        """Number of output channels per unit."""
+        return len(self.output_rows)
+
+    @property
+    def pulses(self) -> bool:
+        """Whether :meth:`advance` emits pulses (spikes) that spiking projections deliver."""
+        return False
+
+    def ports(self, n: int) -> dict[str, tuple[int, int]]:
+        """Input port name -> ``(width, channels)`` for a population of ``n`` units."""
+        return {"input": (n, 1)}
+
+    @property
+    def receptors(self) -> tuple[str, ...]:
+        return tuple(self.ports(1))
+
+    def constants(self, params: Mapping[str, np.ndarray], dt: float) -> np.ndarray:
+        return np.zeros((0, 1), dtype=np.float32)
+
+    def advance(self, state: np.ndarray, inputs: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray],
+                dt: float) -> np.ndarray | None:
+        """Advance ``state`` by one update of ``dt`` seconds; return pulses or ``None``."""
+        raise NotImplementedError

@@ -109,6 +109,9 @@ class SpikeSource(Model):
     def state_names(self) -> tuple[str, ...]:
         return ()
 
+    def _config(self) -> dict[str, object]:
+        return {"times": self.times, "ids": self.ids, "n": self.size}
+
     def constants(self, params: Mapping[str, np.ndarray], dt: float) -> np.ndarray:
         return np.zeros((0, self.size), dtype=np.float32)
 
