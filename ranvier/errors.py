@@ -33,8 +33,28 @@ class RunError(RanvierError, ValueError):
     """``Network.run`` was called with an invalid duration, backend or callback time."""
 
 
+class DatasetError(RanvierError, ValueError):
+    """An event stream or dataset sample has missing fields, bad timestamps or coordinates."""
+
+
+class TrainingError(RanvierError, ValueError):
+    """A network, model, input or option cannot be trained or converted (``ranvier.train``)."""
+
+
+class NIRError(RanvierError, ValueError):
+    """A NIR graph holds a node or edge ranvier cannot load, or a network cannot be exported."""
+
+
 class BackendError(RanvierError, RuntimeError):
     """The requested backend is unknown or not available on this machine."""
+
+
+class HardwareError(RanvierError, ValueError):
+    """A hardware estimate cannot be made: unknown or bad target, unsupported model, no fit.
+
+    ``ranvier.hardware`` raises named subclasses (``UnknownTargetError``, ``TargetFileError``,
+    ``UnsupportedModelError``, ``PlacementError``, ``NotRunError``).
+    """
 
 
 class StorageError(RanvierError, OSError):

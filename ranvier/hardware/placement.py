@@ -1,0 +1,303 @@
+"""Placement of populations onto the cores of a neuromorphic target.
+
+Each population is cut into consecutive slices of neurons, one slice per core, as large as the
+core's limits allow:
+
+* neurons per core;
+* synaptic memory: the slice's incoming synapses times ``weight_bits + synapse_overhead_bits``;
+* fan-in: distinct source neurons (input axons) feeding the slice;
+* fan-out: distinct (neuron, target core) pairs leaving the slice (output axons), and target
+  cores per neuron.
+
+Cores are then laid on each chip's 2D mesh (``mesh_columns`` wide; chips side by side) along a
+serpentine path, in an order that keeps populations which exchange many packets next to each
+other (greedy: start from the busiest population, then repeatedly take the one sending the
+most packets to and from those placed). Traffic is counted in packets: a spike of a neuron
+travels once to each core holding some of its targets (multicast), so packets = spikes times
+distinct target cores; hops are the Manhattan distances those packets travel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import HardwareError
+from .counts import Counts, ProjectionCounts
+from .targets import Target
+
+_MAX_REFINEMENTS = 30
+
+
+class UnsupportedModelError(HardwareError):
+    """The target cannot run a population's model (CfC on TrueNorth, say)."""
+
+
+class PlacementError(HardwareError):
+    """A population cannot fit the target's cores (or an FPGA design does not fit the device)."""
+
+
+@dataclass
+class CoreSlice:
+    """Neurons ``start:stop`` of ``population`` on one core at mesh position (``x``, ``y``) of ``chip``."""
+
+    population: str
+    start: int
+    stop: int
+    chip: int = 0
+    x: int = 0
+    y: int = 0
+
+
+@dataclass
+class Placement:
+    """Cores used and the traffic between them."""
+
+    cores: list[CoreSlice]
+    chips: int
+    utilisation: dict[str, float]
+    packets: float
+    hops: float
+    hops_declaration_order: float
+    inter_chip_packets: float
+    order: list[str]
+    load_by_core: list[dict[str, float]] = field(repr=False)
+    #: population -> (packets it sends, hops they travel)
+    traffic_by_population: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def cores_by_population(self) -> dict[str, int]:
+        result: dict[str, int] = {}
+        for core in self.cores:
+            result[core.population] = result.get(core.population, 0) + 1
+        return result
+
+    def summary(self) -> dict[str, object]:
+        return {"cores": len(self.cores), "chips": self.chips, "cores_by_population": self.cores_by_population,
+                "utilisation": self.utilisation, "packets": self.packets, "hops": self.hops,
+                "hops_declaration_order": self.hops_declaration_order, "inter_chip_packets": self.inter_chip_packets,
+                "order": self.order}
+
+
+def check_models(counts: Counts, target: Target) -> None:
+    """Raise :class:`UnsupportedModelError` for the first population the target cannot run."""
+    for population in counts.populations.values():
+        reason = target.refuses(population.model, population.kind)
+        if reason:
+            raise UnsupportedModelError(f"population {population.name!r}: {reason} (target {target.name!r})")
+
+
+_PAIRS_CACHE: dict[tuple[int, int], tuple] = {}
+
+
+def _pairs(projection: ProjectionCounts, pre_n: int, post_n: int, post_slice: int):
+    """Unique (source neuron, target core index within post) pairs and synapse counts per target core."""
+    key = (id(projection), post_slice)
+    if key not in _PAIRS_CACHE:
+        _PAIRS_CACHE[key] = _compute_pairs(projection, pre_n, post_n, post_slice)
+    return _PAIRS_CACHE[key]
+
+
+def _compute_pairs(projection: ProjectionCounts, pre_n: int, post_n: int, post_slice: int):
+    if projection.row_ptr is not None:
+        pre_ids = np.repeat(np.arange(pre_n, dtype=np.int64), np.diff(projection.row_ptr))
+        post_core = projection.post_ids.astype(np.int64) // post_slice
+        n_post_cores = -(-post_n // post_slice)
+        keys = np.unique(pre_ids * n_post_cores + post_core)
+        synapses_per_core = np.bincount(post_core, minlength=n_post_cores).astype(float)
+        return keys // n_post_cores, keys % n_post_cores, synapses_per_core
+    # no structure: uniformly random targets, so each core gets its share of the synapses and a
+    # source reaches a given core with probability 1 - (1 - k/post_n)^slice
+    n_post_cores = -(-post_n // post_slice)
+    sizes = np.minimum(post_slice, post_n - post_slice * np.arange(n_post_cores)).astype(float)
+    per_source = projection.synapses / max(1, pre_n)
+    reach = 1.0 - (1.0 - min(1.0, per_source / post_n)) ** sizes
+    synapses_per_core = projection.synapses * sizes / post_n
+    return None, reach * pre_n, synapses_per_core
+
+
+def _slice_sizes(counts: Counts, target: Target) -> dict[str, int]:
+    """Largest slice per population that meets the per-core limits, refined until all hold."""
+    placed = [p for p in counts.populations.values() if not p.is_input]
+    size = {p.name: min(p.n, int(target["neurons_per_core"])) for p in placed}
+    bits_per_synapse = target["weight_bits"] + target["synapse_overhead_bits"]
+    fan_in_limit, memory_limit = target["fan_in_axons_per_core"], target["synaptic_memory_bits_per_core"]
+    fan_out_limit, targets_limit = target["fan_out_axons_per_core"], target["max_target_cores_per_neuron"]
+    for _ in range(_MAX_REFINEMENTS):
+        worst: dict[str, float] = {}
+        fan_out_per_neuron = {p.name: np.zeros(p.n) for p in counts.populations.values()}
+        memory = {name: np.zeros(-(-counts.populations[name].n // s)) for name, s in size.items()}
+        fan_in = {name: np.zeros_like(memory[name]) for name in size}
+        for projection in counts.projections.values():
+            if projection.post not in size:
+                continue
+            pre_n, post_n = counts.populations[projection.pre].n, counts.populations[projection.post].n
+            sources, cores, synapses_per_core = _pairs(projection, pre_n, post_n, size[projection.post])
+            memory[projection.post] += synapses_per_core * bits_per_synapse
+            if sources is None:
+                fan_in[projection.post] += cores
+                fan_out_per_neuron[projection.pre] += cores.sum() / max(1, pre_n)
+            else:
+                fan_in[projection.post] += np.bincount(cores, minlength=len(memory[projection.post]))
+                fan_out_per_neuron[projection.pre] += np.bincount(sources, minlength=pre_n)
+        for name in size:
+            neuron_targets = fan_out_per_neuron[name]
+            if neuron_targets.max(initial=0) > targets_limit:
+                raise PlacementError(
+                    f"population {name!r}: a neuron sends to {int(neuron_targets.max())} cores, but "
+                    f"{target.title} lets a neuron reach {int(targets_limit)} target core(s) "
+                    f"(insert splitter neurons or shrink the fan-out)")
+            slice_out = np.add.reduceat(neuron_targets, np.arange(0, len(neuron_targets), size[name]))
+            ratios = [memory[name].max(initial=0) / memory_limit, fan_in[name].max(initial=0) / fan_in_limit,
+                      slice_out.max(initial=0) / fan_out_limit]
+            if max(ratios) > 1:
+                worst[name] = max(ratios)
+        if not worst:
+            return size
+        for name, ratio in worst.items():
+            if size[name] == 1:
+                population = counts.populations[name]
+                raise PlacementError(
+                    f"population {name!r} ({population.model}) cannot fit {target.title}: one neuron needs "
+                    f"{ratio:.3g} times a core's synaptic memory, input axons or output axons "
+                    f"({int(memory_limit)} bits, {int(fan_in_limit)} in, {int(fan_out_limit)} out per core)")
+            size[name] = max(1, min(size[name] - 1, int(size[name] / ratio * 0.98)))
+    raise PlacementError(f"placement on {target.title} did not converge after {_MAX_REFINEMENTS} refinements")
+
+
+def _order(counts: Counts, names: list[str]) -> list[str]:
+    """Populations in placement order: greedy by packets exchanged with those already placed."""
+    traffic = {(a, b): 0.0 for a in names for b in names}
+    for projection in counts.projections.values():
+        if projection.pre in names and projection.post in names and projection.pre != projection.post:
+            packets = counts.populations[projection.pre].spikes + projection.events * 1e-9
+            traffic[projection.pre, projection.post] += packets
+            traffic[projection.post, projection.pre] += packets
+    remaining = list(names)
+    busiest = max(remaining, key=lambda a: (sum(traffic[a, b] for b in names), -names.index(a)))
+    order = [busiest]
+    remaining.remove(busiest)
+    while remaining:
+        best = max(remaining, key=lambda a: (sum(traffic[a, b] for b in order), -names.index(a)))
+        order.append(best)
+        remaining.remove(best)
+    return order
+
+
+def _lay_out(slices: list[CoreSlice], target: Target) -> None:
+    columns, per_chip = int(target["mesh_columns"]), int(target["cores_per_chip"])
+    for index, core in enumerate(slices):
+        core.chip, local = divmod(index, per_chip)
+        row, column = divmod(local, columns)
+        core.y = row
+        core.x = core.chip * columns + (column if row % 2 == 0 else columns - 1 - column)
+
+
+def _traffic(counts: Counts, slices: list[CoreSlice], size: dict[str, int]):
+    """Packets, packet-hops, inter-chip packets and (packets, hops) per source population."""
+    first_core = {}
+    for index, core in enumerate(slices):
+        first_core.setdefault(core.population, index)
+    xs = np.array([c.x for c in slices], dtype=float)
+    ys = np.array([c.y for c in slices], dtype=float)
+    chips = np.array([c.chip for c in slices])
+    packets = hops = inter_chip = 0.0
+    by_population: dict[str, tuple[float, float]] = {}
+    for projection in counts.projections.values():
+        if projection.post not in size:
+            continue
+        pre = counts.populations[projection.pre]
+        sends = counts.sends(pre.name)
+        post_slice = size[projection.post]
+        sources, cores, _ = _pairs(projection, pre.n, counts.populations[projection.post].n, post_slice)
+        post_cores = first_core[projection.post] + (np.arange(len(cores)) if sources is None else cores)
+        if pre.is_input:
+            # inputs enter at the mesh corner of the first chip
+            src_x, src_y, src_chip = 0.0, 0.0, 0
+        else:
+            src_core = first_core[pre.name] + ((np.arange(pre.n) // size[pre.name]) if sources is None
+                                               else sources // size[pre.name])
+            src_x, src_y, src_chip = xs[src_core], ys[src_core], chips[src_core]
+        distance = np.abs(xs[post_cores] - src_x) + np.abs(ys[post_cores] - src_y)
+        crossing = chips[post_cores] != src_chip
+        if sources is None:
+            # per target core: expected number of sources reaching it, each sending `sends` packets;
+            # sources sit on average at the middle of the source population's cores
+            weight = cores * sends
+            if not pre.is_input:
+                mid = first_core[pre.name] + (-(-pre.n // size[pre.name])) // 2
+                distance = np.abs(xs[post_cores] - xs[mid]) + np.abs(ys[post_cores] - ys[mid])
+                crossing = chips[post_cores] != chips[mid]
+        else:
+            weight = np.full(len(cores), sends)
+        sent, travelled = float(weight.sum()), float((weight * distance).sum())
+        packets += sent
+        hops += travelled
+        inter_chip += float(weight[crossing].sum())
+        before = by_population.get(pre.name, (0.0, 0.0))
+        by_population[pre.name] = (before[0] + sent, before[1] + travelled)
+    return packets, hops, inter_chip, by_population
+
+
+def place(counts: Counts, target: Target) -> Placement:
+    """Place ``counts``' populations on ``target``'s cores (see the module docstring)."""
+    check_models(counts, target)
+    _PAIRS_CACHE.clear()
+    try:
+        return _place(counts, target)
+    finally:
+        _PAIRS_CACHE.clear()
+
+
+def _place(counts: Counts, target: Target) -> Placement:
+    size = _slice_sizes(counts, target)
+    names = list(size)
+
+    def slices_in(order: list[str]) -> list[CoreSlice]:
+        slices = [CoreSlice(name, start, min(start + size[name], counts.populations[name].n))
+                  for name in order for start in range(0, counts.populations[name].n, size[name])]
+        _lay_out(slices, target)
+        return slices
+
+    nothing = (0.0, 0.0, 0.0, {})
+    naive_hops = _traffic(counts, slices_in(names), size)[1] if names else 0.0
+    order = _order(counts, names) if names else []
+    slices = slices_in(order)
+    packets, hops, inter_chip, by_population = _traffic(counts, slices, size) if names else nothing
+    chips = max(1, math.ceil(len(slices) / target["cores_per_chip"]))
+    load = _core_loads(counts, slices, size)
+    bits_per_synapse = target["weight_bits"] + target["synapse_overhead_bits"]
+    used = max(1, len(slices))
+    utilisation = {
+        "neurons": sum(c.stop - c.start for c in slices) / (used * target["neurons_per_core"]),
+        "synaptic_memory": sum(load_["synapses"] for load_ in load) * bits_per_synapse
+        / (used * target["synaptic_memory_bits_per_core"]),
+        "cores": len(slices) / (chips * target["cores_per_chip"]),
+    }
+    return Placement(slices, chips, utilisation, packets, hops, naive_hops, inter_chip, order, load, by_population)
+
+
+def _core_loads(counts: Counts, slices: list[CoreSlice], size: dict[str, int]) -> list[dict[str, float]]:
+    """Per core: neuron updates, synaptic events and dense MACs over the run, and synapses held."""
+    cores_of: dict[str, list[int]] = {}
+    for index, core in enumerate(slices):
+        cores_of.setdefault(core.population, []).append(index)
+    load = [{"updates": 0.0, "events": 0.0, "macs": 0.0, "synapses": 0.0} for _ in slices]
+    for name, indices in cores_of.items():
+        population = counts.populations[name]
+        for index in indices:
+            core = slices[index]
+            load[index]["updates"] = population.updates * (core.stop - core.start) / population.n
+    for projection in counts.projections.values():
+        if projection.post not in size:
+            continue
+        _, _, synapses_per_core = _pairs(projection, counts.populations[projection.pre].n,
+                                         counts.populations[projection.post].n, size[projection.post])
+        share = synapses_per_core / max(1, projection.synapses)
+        for local, index in enumerate(cores_of[projection.post]):
+            load[index]["synapses"] += synapses_per_core[local]
+            load[index]["events"] += projection.events * share[local]
+            load[index]["macs"] += projection.macs * share[local]
+    return load

@@ -1,0 +1,198 @@
+"""The result of a hardware estimate: :class:`Report`, with ``table()``, ``to_json()``, ``plot()``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .cost import CATEGORIES
+from .counts import Counts
+from .placement import Placement
+from .targets import Target
+
+
+@dataclass
+class Report:
+    """Hardware cost of a network's activity on one target.
+
+    ``energy_by_population`` maps population -> category (``synaptic``, ``dense``, ``neuron``,
+    ``routing``, ``static``) -> joules over the counted time. ``step_time`` is the latency of
+    one time step (s), ``wall_time`` the time the counted steps take on the target.
+    ``measured`` is False for estimates from stated rates.
+    """
+
+    target: Target
+    counts: Counts
+    energy_by_population: dict[str, dict[str, float]]
+    step_time: float
+    wall_time: float
+    placement: Placement | None = None
+    fpga: dict[str, object] | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def measured(self) -> bool:
+        return self.counts.measured
+
+    @property
+    def energy(self) -> float:
+        """Total energy (J) over the counted time."""
+        return sum(sum(parts.values()) for parts in self.energy_by_population.values())
+
+    @property
+    def static_energy(self) -> float:
+        return sum(parts["static"] for parts in self.energy_by_population.values())
+
+    @property
+    def dynamic_energy(self) -> float:
+        return self.energy - self.static_energy
+
+    @property
+    def energy_per_inference(self) -> float:
+        return self.energy / self.counts.inferences
+
+    @property
+    def latency_per_inference(self) -> float:
+        """Seconds one inference takes: its share of the counted steps times the step latency."""
+        return self.wall_time / self.counts.inferences
+
+    @property
+    def throughput(self) -> float:
+        """Inferences per second (one after another, not pipelined)."""
+        return 1.0 / self.latency_per_inference if self.latency_per_inference else float("inf")
+
+    @property
+    def power(self) -> float:
+        """Mean power (W) while the counted steps run on the target."""
+        return self.energy / self.wall_time if self.wall_time else 0.0
+
+    @property
+    def edp(self) -> float:
+        """Energy-delay product per inference (J s)."""
+        return self.energy_per_inference * self.latency_per_inference
+
+    @property
+    def realtime_factor(self) -> float:
+        """Simulated (biological) time per second of target time; above 1 is faster than real time."""
+        return self.counts.duration / self.wall_time if self.wall_time else float("inf")
+
+    def to_dict(self) -> dict[str, object]:
+        result: dict[str, object] = {
+            "target": self.target.name, "title": self.target.title, "kind": self.target.kind,
+            "estimate": "measured counts" if self.measured else "ESTIMATE from stated rates",
+            "counts": self.counts.summary(),
+            "energy_J": self.energy, "dynamic_energy_J": self.dynamic_energy, "static_energy_J": self.static_energy,
+            "energy_per_inference_J": self.energy_per_inference, "latency_per_step_s": self.step_time,
+            "latency_per_inference_s": self.latency_per_inference, "wall_time_s": self.wall_time,
+            "throughput_per_s": self.throughput, "power_W": self.power, "edp_Js": self.edp,
+            "realtime_factor": self.realtime_factor,
+            "energy_by_population_J": self.energy_by_population,
+            "unverified_constants": self.target.unverified(),
+        }
+        if self.placement is not None:
+            result["placement"] = self.placement.summary()
+        if self.fpga is not None:
+            result["fpga"] = self.fpga
+        result.update(self.extra)
+        return result
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The report as JSON; also written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    def table(self) -> str:
+        """A plain-text summary: totals, placement or resources, and energy per population."""
+        c = self.counts
+        head = "measured counts" if self.measured else "ESTIMATE from stated rates (the network did not run)"
+        lines = [f"{self.target.title} [{self.target.name}]: {head}",
+                 f"  activity: {c.spikes:.4g} spikes, {c.synaptic_events:.4g} synaptic events (ACs), "
+                 f"{c.dense_macs:.4g} dense MACs, {c.neuron_updates:.4g} neuron updates, "
+                 f"{c.bits_moved:.4g} bits moved in {c.duration:.4g} s ({c.steps} steps)"]
+        if self.placement is not None:
+            p = self.placement
+            saved = 1 - p.hops / p.hops_declaration_order if p.hops_declaration_order else 0.0
+            lines.append(f"  placement: {len(p.cores)} cores on {p.chips} chip(s), neuron utilisation "
+                         f"{p.utilisation['neurons']:.0%}, synaptic memory {p.utilisation['synaptic_memory']:.0%}; "
+                         f"{p.packets:.4g} packets, {p.hops:.4g} hops ({saved:.0%} fewer than in declaration "
+                         f"order), {p.inter_chip_packets:.4g} between chips")
+        if self.fpga is not None:
+            f = self.fpga
+            used = ", ".join(f"{key.upper()} {f['resources'][key]:.0f} ({f['utilisation'][key]:.1%})"
+                             for key in ("lut", "ff", "bram", "dsp"))
+            lines.append(f"  resources: {used}; clock {f['clock_hz'] / 1e6:.0f} MHz, reuse factor "
+                         f"{f['reuse_factor']}, {f['cycles_per_step']:.0f} cycles per step")
+        lines += [f"  energy: {self.energy:.4g} J ({self.dynamic_energy:.4g} dynamic, "
+                  f"{self.static_energy:.4g} static), {self.power:.4g} W",
+                  f"  latency: {self.step_time:.4g} s per step, {self.latency_per_inference:.4g} s per inference "
+                  f"({c.inferences} in the run); throughput {self.throughput:.4g} /s; "
+                  f"EDP {self.edp:.4g} J s; {self.realtime_factor:.3g}x real time",
+                  f"  {'population':<14}" + "".join(f"{name:>11}" for name in CATEGORIES) + f"{'total (J)':>12}"]
+        for name, parts in self.energy_by_population.items():
+            lines.append(f"  {name:<14}" + "".join(f"{parts[k]:>11.3g}" for k in CATEGORIES)
+                         + f"{sum(parts.values()):>12.4g}")
+        unverified = self.target.unverified()
+        if unverified:
+            lines.append(f"  note: {len(unverified)} of {len(self.target.constants)} constants of this target are not "
+                         f"yet checked against their cited source's text")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def plot(self, path: str | Path | None = None, ax=None):
+        """Stacked bars of energy per population by category; saved to ``path`` when given.
+
+        Returns the matplotlib figure.
+        """
+        return plot([self], path, ax, by_population=True)
+
+
+def plot(reports: list[Report], path: str | Path | None = None, ax=None, by_population: bool = False):
+    """Energy by category as stacked bars: one bar per population of one report, or per target.
+
+    ``reports`` of several targets compare them (total energy per inference, log scale).
+    """
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(7, 4))
+        ax = figure.add_subplot()
+    else:
+        figure = ax.figure
+    if by_population:
+        report = reports[0]
+        labels = list(report.energy_by_population)
+        rows = [report.energy_by_population[name] for name in labels]
+        title = f"{report.target.title}: energy by population"
+        if not report.measured:
+            title += " (ESTIMATE)"
+        ylabel = "energy over the run (J)"
+    else:
+        labels = [r.target.name for r in reports]
+        rows = []
+        for r in reports:
+            totals = dict.fromkeys(CATEGORIES, 0.0)
+            for parts in r.energy_by_population.values():
+                for key in CATEGORIES:
+                    totals[key] += parts[key] / r.counts.inferences
+            rows.append(totals)
+        title = "energy per inference by target"
+        ylabel = "energy per inference (J)"
+    bottom = [0.0] * len(labels)
+    for category in CATEGORIES:
+        heights = [row[category] for row in rows]
+        ax.bar(labels, heights, bottom=bottom, label=category)
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    if not by_population and len(reports) > 1 and min(bottom) > 0 and max(bottom) / min(bottom) > 100:
+        ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    figure.tight_layout()
+    if path is not None:
+        figure.savefig(path, dpi=120)
+    return figure
