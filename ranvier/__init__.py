@@ -26,8 +26,25 @@ from .errors import (
 
 __version__ = "0.1.0"
 
+
+def load(path):
+    """The network saved in the HDF5 file ``path`` by ``Network.save`` or a checkpoint
+    (see :func:`ranvier.engine.storage.load`); h5py is imported only now."""
+    from .engine.storage import load as load_file
+
+    return load_file(path)
+
+
+def sweep(fn, grid, client=None, **options):
+    """Run ``fn(**point)`` for every point of ``grid`` on Dask (see :func:`ranvier.sweep.sweep`);
+    dask is imported only now."""
+    from .sweep import sweep as run_sweep
+
+    return run_sweep(fn, grid, client=client, **options)
+
+
 __all__ = [
     "BackendError", "ModelError", "Network", "NumericalError", "Population", "PopulationError",
     "Projection", "ProjectionError", "RanvierError", "RecordingError", "RunError",
-    "connect", "init", "networks", "neurons", "units", "__version__",
+    "connect", "init", "load", "networks", "neurons", "sweep", "units", "__version__",
 ]

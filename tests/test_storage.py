@@ -1,0 +1,185 @@
+"""HDF5 storage: save, load, the SONATA spike layout, and damaged files."""
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+import ranvier as rv
+from ranvier.engine import storage
+from ranvier.errors import StorageError
+from ranvier.units import Hz, ms, mV
+
+
+def _network(seed: int = 7) -> rv.Network:
+    """LIF, Poisson and spike-time sources; per-synapse weights and delays; a distribution parameter."""
+    net = rv.Network(dt=0.1 * ms, seed=seed)
+    lif = rv.neurons.LIF(tau_m=rv.init.Uniform(15 * ms, 25 * ms), v_rest=-65 * mV, v_th=-50 * mV,
+                         v_reset=-65 * mV, t_ref=2 * ms, tau_syn={"exc": 5 * ms, "inh": 0.0})
+    cells = net.population(lif, n=60, name="cells", init={"v": rv.init.Uniform(-65 * mV, -50 * mV)})
+    noise = net.population(rv.neurons.PoissonSource(rate=rv.init.Uniform(50 * Hz, 150 * Hz)), n=40, name="noise")
+    times = np.array([1.0, 2.5, 2.5, 7.0, 12.0]) * ms
+    cue = net.population(rv.neurons.SpikeSource(times, [0, 1, 3, 2, 0], n=5), name="cue")
+    net.connect(noise, cells, rv.connect.Bernoulli(p=0.3), weight=rv.init.Normal(4 * mV, 1 * mV),
+                delay=rv.init.Uniform(0.1 * ms, 3 * ms), receptor="exc")
+    net.connect(cells, cells, rv.connect.Bernoulli(p=0.1), weight=-1 * mV, delay=1 * ms, receptor="inh")
+    pre, post = np.array([0, 1, 2, 3, 4]), np.array([5, 6, 7, 8, 9])
+    net.connect(cue, cells, rv.connect.FromArrays(pre, post), weight=np.linspace(5, 15, 5) * mV,
+                delay=np.array([0.1, 0.5, 1.0, 2.0, 4.0]) * ms, receptor="exc")
+    net.record(cells, "spikes")
+    net.record(noise, "spikes", ids=[0, 1, 2])
+    net.record(cells, "v", ids=[0, 10, 20], every=0.5 * ms)
+    return net
+
+
+def _spikes(net: rv.Network) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(monitor.steps, monitor.ids) for monitor in net.spike_monitors]
+
+
+def _assert_same_recordings(a: rv.Network, b: rv.Network) -> None:
+    for (steps_a, ids_a), (steps_b, ids_b) in zip(_spikes(a), _spikes(b), strict=True):
+        np.testing.assert_array_equal(steps_a, steps_b)
+        np.testing.assert_array_equal(ids_a, ids_b)
+    for monitor_a, monitor_b in zip(a.state_monitors, b.state_monitors, strict=True):
+        np.testing.assert_array_equal(monitor_a.t, monitor_b.t)
+        np.testing.assert_array_equal(monitor_a.values, monitor_b.values)
+
+
+@pytest.mark.parametrize("ran_before", [0.0, 10 * ms])
+def test_loaded_network_continues_with_identical_spikes(tmp_path, ran_before):
+    net = _network()
+    net.run(ran_before, backend="numpy")
+    net.save(tmp_path / "net.h5")
+    loaded = rv.load(tmp_path / "net.h5")
+    net.run(20 * ms, backend="numpy")
+    loaded.run(20 * ms, backend="numpy")
+    assert net.spike_monitors[0].num_spikes > 10 and net.spike_monitors[1].num_spikes > 0
+    _assert_same_recordings(net, loaded)
+    assert loaded.stats.spikes == net.stats.spikes and loaded.step == net.step
+
+
+def test_declaration_round_trips(tmp_path):
+    net = _network()
+    net.save(tmp_path / "net.h5")
+    loaded = rv.load(tmp_path / "net.h5")
+    assert list(loaded.populations) == ["cells", "noise", "cue"]
+    assert loaded.dt == net.dt and loaded.seed == net.seed
+    for name, population in net.populations.items():
+        other = loaded[name]
+        assert type(other.model) is type(population.model) and other.n == population.n
+        np.testing.assert_array_equal(other.state, population.state)
+        for key, values in population.params.items():
+            np.testing.assert_array_equal(other.params[key], values)
+    assert loaded["cells"].model.parameters["tau_m"] == rv.init.Uniform(15 * ms, 25 * ms)
+    np.testing.assert_array_equal(loaded["cue"].model.times, net["cue"].model.times)
+    for original, copy in zip(net.projections, loaded.projections, strict=True):
+        assert (copy.name, copy.pre.name, copy.post.name, copy.receptor) == (
+            original.name, original.pre.name, original.post.name, original.receptor)
+        for field in ("pre_ids", "post_ids", "weights", "delays"):
+            np.testing.assert_array_equal(getattr(copy, field), getattr(original, field))
+
+
+def test_a_population_declared_after_loading_draws_the_same_values(tmp_path):
+    net = _network()
+    net.save(tmp_path / "net.h5")
+    loaded = rv.load(tmp_path / "net.h5")
+    start = {"v": rv.init.Uniform(-70 * mV, -50 * mV)}
+    extra = [n.population(rv.neurons.LIF(), n=10, name="extra", init=start) for n in (net, loaded)]
+    np.testing.assert_array_equal(extra[0].get("v"), extra[1].get("v"))
+
+
+def test_spikes_use_the_sonata_layout(tmp_path):
+    net = _network()
+    net.run(20 * ms, backend="numpy")
+    net.save(tmp_path / "net.h5")
+    monitor = net.spike_monitors[0]
+    with h5py.File(tmp_path / "net.h5", "r") as file:
+        group = file["spikes/cells"]
+        assert group.attrs["sorting"] == "by_time"
+        assert group["timestamps"].attrs["units"] == "ms"
+        np.testing.assert_allclose(group["timestamps"][()], monitor.times * 1e3)
+        np.testing.assert_array_equal(group["node_ids"][()], monitor.ids)
+        assert group["node_ids"].dtype == np.uint64
+        assert "noise" in file["spikes"]
+    times, ids = storage.read_spikes(tmp_path / "net.h5")["cells"]
+    np.testing.assert_allclose(times, monitor.times)
+
+
+def test_file_names_its_schema(tmp_path):
+    _network().save(tmp_path / "net.h5")
+    with h5py.File(tmp_path / "net.h5", "r") as file:
+        assert file.attrs["format"] == "ranvier"
+        assert file.attrs["schema_version"] == storage.SCHEMA_VERSION
+        assert json.loads(file["populations/0"].attrs["config"])["tau_syn"]
+
+
+def test_truncated_file_raises_storage_error(tmp_path):
+    net = _network()
+    net.run(5 * ms, backend="numpy")
+    net.save(tmp_path / "net.h5")
+    data = (tmp_path / "net.h5").read_bytes()
+    (tmp_path / "cut.h5").write_bytes(data[: len(data) // 2])
+    with pytest.raises(StorageError, match="cut.h5"):
+        rv.load(tmp_path / "cut.h5")
+
+
+def test_damaged_or_foreign_files_raise_storage_error(tmp_path):
+    (tmp_path / "noise.h5").write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(StorageError, match="noise.h5"):
+        rv.load(tmp_path / "noise.h5")
+    with h5py.File(tmp_path / "foreign.h5", "w") as file:
+        file["x"] = 1
+    with pytest.raises(StorageError, match="not a ranvier file"):
+        rv.load(tmp_path / "foreign.h5")
+    with pytest.raises(StorageError, match="no such file"):
+        rv.load(tmp_path / "missing.h5")
+    _network().save(tmp_path / "net.h5")
+    with h5py.File(tmp_path / "net.h5", "r+") as file:
+        del file["populations/1/state"]
+    with pytest.raises(StorageError, match="damaged or incomplete"):
+        rv.load(tmp_path / "net.h5")
+
+
+def test_newer_schema_is_refused(tmp_path):
+    _network().save(tmp_path / "net.h5")
+    with h5py.File(tmp_path / "net.h5", "r+") as file:
+        file.attrs["schema_version"] = storage.SCHEMA_VERSION + 1
+    with pytest.raises(StorageError, match="newer"):
+        rv.load(tmp_path / "net.h5")
+
+
+class _Opaque(rv.neurons.LIF):
+    """A model whose constructor takes an object that storage cannot write."""
+
+    def __init__(self, helper=None):
+        super().__init__()
+        self.helper = helper
+
+
+def test_unsaveable_model_configuration_names_the_population(tmp_path):
+    net = rv.Network(seed=1)
+    net.population(_Opaque(helper=object()), n=3, name="odd")
+    with pytest.raises(StorageError, match="population 'odd'.*override _config"):
+        net.save(tmp_path / "net.h5")
+    assert not (tmp_path / "net.h5").exists()
+
+
+def test_a_failed_save_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "net.h5"
+    _network().save(path)
+    before = path.read_bytes()
+    net = rv.Network(seed=1)
+    net.population(_Opaque(helper=object()), n=3, name="odd")
+    with pytest.raises(StorageError):
+        net.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["net.h5"]
+
+
+def test_import_ranvier_does_not_import_h5py_or_dask():
+    code = "import sys, ranvier; print(sorted(m for m in ('h5py', 'dask', 'distributed') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
