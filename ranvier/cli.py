@@ -1,4 +1,4 @@
-"""The ``ranvier`` command line: ``demo``, ``run``, ``info``.
+"""The ``ranvier`` command line: ``demo``, ``run``, ``estimate``, ``info``.
 
 Exit codes: 0 success, 1 a simulation or input error (the message says which), 2 bad usage.
 """
@@ -39,7 +39,86 @@ def _demo(args: argparse.Namespace) -> int:
     path = Path(args.output)
     raster_and_rate(monitors, args.duration, path, title=f"CUBA, {args.n} neurons")
     print(f"  plot:              {path}")
+    _demo_hardware(net, path)
     return 0
+
+
+def _demo_hardware(net, plot_path: Path) -> None:
+    """The demo's last lines: the CUBA run's cost on Loihi 2 and a comparison plot across targets."""
+    from . import hardware
+
+    report = hardware.estimate(net, "loihi2")
+    print(f"  hardware (loihi2): {len(report.placement.cores)} cores, {report.energy * 1e3:.3g} mJ "
+          f"({report.power * 1e3:.3g} mW), {report.step_time * 1e6:.3g} us per step, "
+          f"{report.realtime_factor:.3g}x real time")
+    cost_path = plot_path.with_name(f"{plot_path.stem}_hardware.png")
+    hardware.compare(report.counts, ["loihi2", "loihi", "spinnaker2", "fpga_u55c", "cpu"], cost_path)
+    print(f"  cost plot:         {cost_path}")
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    from . import hardware
+
+    net = _load_model(Path(args.model), args.run)
+    if args.rate is None and net.stats.steps == 0:
+        raise hardware.NotRunError(f"ranvier estimate: the network of {args.model} did not run; pass --run SECONDS "
+                                   "to run it, or --rate HZ for an estimate from a stated rate")
+    names = hardware.targets() if args.target == "all" else [args.target]
+    reports = []
+    for name in names:
+        try:
+            reports.append(hardware.estimate(net, name, rates=args.rate, duration=args.duration,
+                                             inferences=args.inferences))
+        except (hardware.UnsupportedModelError, hardware.PlacementError) as error:
+            if args.target != "all":
+                raise
+            print(f"{name}: cannot run this network: {error}\n")
+            continue
+        print(reports[-1].table() + "\n")
+    if args.json and reports:
+        Path(args.json).write_text("[" + ",\n".join(r.to_json() for r in reports) + "]\n")
+        print(f"saved {args.json}")
+    if args.plot and reports:
+        if len(reports) == 1:
+            reports[0].plot(args.plot)
+        else:
+            hardware.plot(reports, args.plot)
+        print(f"saved {args.plot}")
+    return 0
+
+
+def _load_model(path: Path, run_seconds: float | None):
+    """A network from a script defining ``net`` (.py), a saved network (.h5) or a NIR graph (.nir)."""
+    from .engine import Network
+    from .errors import HardwareError
+
+    if not path.is_file():
+        raise HardwareError(f"ranvier estimate: no such file {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".py":
+        namespace = runpy.run_path(str(path), run_name="__main__")
+        net = namespace.get("net")
+        if not isinstance(net, Network):
+            raise HardwareError(f"ranvier estimate: {path} must define a ranvier Network named 'net', "
+                                f"got {type(net).__name__}")
+    elif suffix in (".h5", ".hdf5"):
+        import ranvier
+
+        if not hasattr(ranvier, "load"):
+            raise HardwareError(f"ranvier estimate: reading {path} needs ranvier.load (HDF5), not in this installation")
+        net = ranvier.load(str(path))
+    elif suffix == ".nir":
+        try:
+            from . import nir as ranvier_nir
+        except ImportError:
+            raise HardwareError(f"ranvier estimate: reading {path} needs ranvier.nir, not installed") from None
+        net = ranvier_nir.load(str(path))
+    else:
+        raise HardwareError(f"ranvier estimate: {path} must be a .py script defining 'net', a .h5 network or a "
+                            f".nir graph, got suffix {path.suffix!r}")
+    if run_seconds is not None:
+        net.run(run_seconds)
+    return net
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -103,6 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("script", help="path of the script")
     run.add_argument("arguments", nargs=argparse.REMAINDER, help="arguments passed to the script")
     run.set_defaults(handler=_run)
+
+    estimate = commands.add_parser("estimate", help="estimate a network's hardware cost (energy, latency, cores)")
+    estimate.add_argument("model", help="a .py script defining `net`, a saved .h5 network or a .nir graph")
+    estimate.add_argument("--target", default="loihi2", help="a target name, a target .toml file, or 'all'")
+    estimate.add_argument("--run", type=float, default=None, help="run the network this many seconds first")
+    estimate.add_argument("--rate", type=float, default=None,
+                          help="estimate from this firing rate (Hz) instead of measured counts")
+    estimate.add_argument("--duration", type=float, default=None, help="time (s) a rate estimate covers")
+    estimate.add_argument("--inferences", type=int, default=1, help="inferences the counted time holds")
+    estimate.add_argument("--json", default=None, help="write the report(s) as JSON here")
+    estimate.add_argument("--plot", default=None, help="save an energy plot here")
+    estimate.set_defaults(handler=_estimate)
 
     info = commands.add_parser("info", help="print versions, available backends and whether a GPU is present")
     info.set_defaults(handler=_info)

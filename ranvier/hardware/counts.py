@@ -127,12 +127,13 @@ class Counts:
         value_bits = sum(p.updates for p in self.populations.values() if p.kind == "value") * VALUE_BITS
         return spike_bits + value_bits
 
-    def sends(self, population: str) -> float:
-        """Messages population sends per neuron over the counted time (spikes, or one value per update)."""
-        p = self.populations[population]
-        if p.kind == "value":
-            return p.updates / p.n
-        return p.spikes / p.n
+    def sends(self, projection: ProjectionCounts) -> float:
+        """Messages a source neuron sends through ``projection`` over the counted time.
+
+        Spikes for spiking projections; one value per update of the source for dense ones.
+        """
+        p = self.populations[projection.pre]
+        return (p.updates if projection.dense else p.spikes) / p.n
 
     def fan_in(self) -> dict[str, int]:
         """Largest number of synapses onto one neuron, per population (over all its projections)."""
@@ -159,7 +160,15 @@ def _weight_bits_needed(weights: np.ndarray) -> int:
 
 
 def _is_dense(projection) -> bool:
-    return bool(getattr(projection, "dense", False)) or getattr(projection.pre.model, "kind", "") == "value"
+    """Whether a projection carries values (a linear map applied at each update of its target).
+
+    Projections say so by their ``kind`` (``"spike"`` or a value kind); a value population's
+    pulses (Kuramoto phase crossings) travel as spikes.
+    """
+    kind = getattr(projection, "kind", None)
+    if kind is not None:
+        return kind != "spike"
+    return getattr(projection.pre.model, "kind", "") == "value"
 
 
 def count(net, rates: dict[str, float] | float | None = None, duration: float | None = None,

@@ -209,7 +209,7 @@ def _traffic(counts: Counts, slices: list[CoreSlice], size: dict[str, int]):
         if projection.post not in size:
             continue
         pre = counts.populations[projection.pre]
-        sends = counts.sends(pre.name)
+        sends = counts.sends(projection)
         post_slice = size[projection.post]
         sources, cores, _ = _pairs(projection, pre.n, counts.populations[projection.post].n, post_slice)
         post_cores = first_core[projection.post] + (np.arange(len(cores)) if sources is None else cores)
