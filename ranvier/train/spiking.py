@@ -1,0 +1,587 @@
+"""Surrogate-gradient training of LIF networks declared with the ranvier API.
+
+:class:`SpikingModule` turns a :class:`~ranvier.Network` into a ``torch.nn.Module`` whose forward
+pass is the engine's LIF step (:func:`ranvier.neurons.lif._lif_step`) written in torch, with the
+same exact-integration constants (:meth:`ranvier.neurons.LIF.constants`). Per step ``k`` and
+population (state ``v``, ``refractory``, currents ``I_r``; arrivals ``A_r[k]``)::
+
+    v_free    = v_eq + (v - v_eq) e^{-dt/tau_m} + sum_r I_r P_r + sum_{r delta} A_r[k]
+    I_r       = I_r e^{-dt/tau_r} + A_r[k]                        (current receptors)
+    v_new     = v_free if not refractory else v
+    s[k]      = H(v_new - v_th)                                   (surrogate gradient backward)
+    v         = v_reset if s[k] else v_new; refractory = t_ref / dt if s[k]
+    A_r[k]    = sum_{projections p -> r} s_pre[k - d_p] @ W_p     (d_p = round(delay / dt) >= 1)
+
+so a trained network written back with :meth:`SpikingModule.write_back` runs in the event engine
+and gives the same spikes up to float32 summation order. Training methods:
+
+* BPTT: torch autograd through the whole unrolled loop (:meth:`SpikingModule.loss`).
+* SLTT / SLTT-K (Meng et al. 2023, "Towards Memory- and Time-Efficient Backpropagation for
+  Training Spiking Neural Networks", ICCV, Sec. 4): the temporal routes ``v[k-1] -> v[k]`` and
+  ``I[k-1] -> I[k]`` are left out of the backward pass; only the spatial route (a spike, through
+  its projection and delay, into the target's membrane: directly for delta receptors, through one
+  step of the current ``P_r`` for current receptors) carries gradient. Gradients are computed
+  online, so memory holds a window of ``max lag`` steps, independent of ``T``
+  (:meth:`SpikingModule.sltt_backward`). SLTT-K backpropagates from ``K`` random time steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..engine.network import Network, Population, Projection
+from ..errors import TrainingError
+from ..neurons.lif import (
+    FIRST_CURRENT,
+    FIRST_RECEPTOR,
+    LIF,
+    P_VV,
+    RECEPTOR_CONSTS,
+    REFRACTORY,
+    REFRACTORY_STEPS,
+    V_EQUILIBRIUM,
+    V_RESET,
+    V_THRESHOLD,
+    V,
+)
+
+#: models a SpikingModule can differentiate
+TRAINABLE_MODELS = ("LIF",)
+
+
+class _Spike(torch.autograd.Function):
+    """Heaviside forward; fast-sigmoid surrogate backward (Zenke & Ganguli 2018, SuperSpike):
+    ``dS/dv = 1 / (scale (1 + slope |v - v_th| / scale)^2)``."""
+
+    @staticmethod
+    def forward(ctx, centred: Tensor, scale: Tensor, slope: float) -> Tensor:
+        ctx.save_for_backward(centred, scale)
+        ctx.slope = slope
+        return (centred >= 0).to(centred.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        centred, scale = ctx.saved_tensors
+        return grad * surrogate_derivative(centred, scale, ctx.slope), None, None
+
+
+def surrogate_derivative(centred: Tensor, scale: Tensor, slope: float) -> Tensor:
+    """Fast-sigmoid surrogate ``dS/dv`` at ``v - v_th = centred`` (1/V)."""
+    return 1.0 / (scale * (1.0 + slope * centred.abs() / scale) ** 2)
+
+
+@dataclass
+class _Population:
+    name: str
+    n: int
+    receptors: tuple[str, ...]
+    delta: tuple[bool, ...]
+    has_refractory: bool
+
+
+@dataclass
+class _Projection:
+    name: str
+    pre: str
+    post: str
+    receptor: int
+    delay: int
+    dense_index: np.ndarray  # flat index pre * n_post + post of each synapse, in the engine's order
+
+
+@dataclass
+class Trace:
+    """What a forward pass produced: per population name, ``spikes`` and ``v`` of shape ``(T, B, n)``.
+
+    ``v`` is the membrane potential at the end of each step (after reset), which is what
+    ``net.record(pop, "v")`` samples in the engine.
+    """
+
+    spikes: dict[str, Tensor]
+    v: dict[str, Tensor]
+
+
+def _uniform_delay(projection: Projection) -> int:
+    steps = np.atleast_1d(np.asarray(projection.delay_steps))
+    if steps.size and steps.min() != steps.max():
+        raise TrainingError(
+            f"projection {projection.name!r}: training needs one delay per projection, got delays from "
+            f"{steps.min()} to {steps.max()} steps; split it into one projection per delay"
+        )
+    return int(steps[0]) if steps.size else 1
+
+
+class SpikingModule(torch.nn.Module):
+    """A ranvier network of LIF populations as a trainable torch module.
+
+    Parameters
+    ----------
+    net : the network; every population not named in ``inputs`` must be a :class:`~ranvier.neurons.LIF`.
+    inputs : names of the populations whose spikes are given to :meth:`forward` (sources).
+    slope : steepness of the fast-sigmoid surrogate, in units of ``scale`` (dimensionless).
+    detach_reset : leave the reset ``v -> v_reset`` out of the backward pass (common practice;
+        Zenke & Vogels 2021 show it helps).
+
+    Each projection becomes one trainable dense weight matrix ``(n_pre, n_post)`` (V per spike);
+    pairs without a synapse are held at zero by a mask, so the engine's connectivity is kept.
+    The surrogate's ``scale`` per population is ``|v_th - v_reset|`` (V).
+    """
+
+    def __init__(self, net: Network, inputs: str | Sequence[str], slope: float = 5.0,
+                 detach_reset: bool = True) -> None:
+        super().__init__()
+        inputs = (inputs,) if isinstance(inputs, str) else tuple(inputs)
+        for name in inputs:
+            if name not in net.populations:
+                raise TrainingError(f"input population {name!r} is not in the network; "
+                                    f"it has {list(net.populations)}")
+        self.net = net
+        self.dt = net.dt
+        self.inputs = inputs
+        self.input_sizes = {name: net[name].n for name in inputs}
+        self.slope = float(slope)
+        self.detach_reset = bool(detach_reset)
+        self.populations: dict[str, _Population] = {}
+        for name, population in net.populations.items():
+            if name in inputs:
+                continue
+            self._add_population(population)
+        self.projections: list[_Projection] = []
+        self.weights = torch.nn.ParameterList()
+        masks = []
+        for projection in net.projections:
+            if projection.post.name in inputs:
+                raise TrainingError(f"projection {projection.name!r}: input population "
+                                    f"{projection.post.name!r} takes no synaptic input in training")
+            made, weight, mask = self._add_projection(projection)
+            self.projections.append(made)
+            self.weights.append(torch.nn.Parameter(weight))
+            masks.append(mask)
+        for index, mask in enumerate(masks):
+            self.register_buffer(f"_mask{index}", mask)
+        self._full = [bool(mask.all()) for mask in masks]
+        self.groups = self._update_groups()
+
+    # -- building ------------------------------------------------------------------------------
+
+    def _add_population(self, population: Population) -> None:
+        model = population.model
+        if not isinstance(model, LIF):
+            raise TrainingError(
+                f"population {population.name!r}: {type(model).__name__} is not differentiable; "
+                f"trainable models are {', '.join(TRAINABLE_MODELS)} (name sources in `inputs`)"
+            )
+        table = model.constants(population.params, self.dt)
+        consts = torch.from_numpy(np.broadcast_to(table, (table.shape[0], population.n)).copy())
+        delta = tuple(bool(np.all(population.params[f"tau_{r}"] == 0)) for r in model.receptors)
+        mixed = [r for r in model.receptors if np.any(population.params[f"tau_{r}"] == 0)
+                 and not np.all(population.params[f"tau_{r}"] == 0)]
+        if mixed:
+            raise TrainingError(f"population {population.name!r}: receptor {mixed[0]!r} mixes delta (tau = 0) "
+                                "and current neurons; training needs one kind per receptor")
+        name = population.name
+        self.register_buffer(f"_consts_{name}", consts)
+        self.register_buffer(f"_init_{name}", torch.from_numpy(population.state.copy()))
+        scale = (consts[V_THRESHOLD] - consts[V_RESET]).abs()
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        self.register_buffer(f"_scale_{name}", scale)
+        self.populations[name] = _Population(name, population.n, model.receptors, delta,
+                                             bool(torch.any(consts[REFRACTORY_STEPS] > 0)))
+
+    def _add_projection(self, projection: Projection) -> tuple[_Projection, Tensor, Tensor]:
+        pre, post = projection.pre, projection.post
+        pre_ids = np.asarray(projection.pre_ids, dtype=np.int64)
+        post_ids = np.asarray(projection.post_ids, dtype=np.int64)
+        flat = pre_ids * post.n + post_ids
+        if np.unique(flat).size != flat.size:
+            raise TrainingError(f"projection {projection.name!r}: repeated (pre, post) pairs cannot be trained "
+                                "as one weight matrix; merge them first")
+        weight = np.zeros(pre.n * post.n, dtype=np.float32)
+        weight[flat] = projection.weights
+        mask = np.zeros(pre.n * post.n, dtype=bool)
+        mask[flat] = True
+        made = _Projection(projection.name, pre.name, post.name, projection.receptor_index,
+                           _uniform_delay(projection), flat)
+        return (made, torch.from_numpy(weight.reshape(pre.n, post.n)),
+                torch.from_numpy(mask.reshape(pre.n, post.n)))
+
+    def _update_groups(self) -> list[list[str]]:
+        """Populations in update order: strongly connected groups, each after every group feeding it."""
+        names = list(self.populations)
+        reach = {a: {a} for a in names}
+        edges = {(p.pre, p.post) for p in self.projections if p.pre in self.populations}
+        changed = True
+        while changed:
+            changed = False
+            for a, b in edges:
+                for start in names:
+                    if a in reach[start] and b not in reach[start]:
+                        reach[start].add(b)
+                        changed = True
+        groups: list[list[str]] = []
+        seen: set[str] = set()
+        for a in names:
+            if a not in seen:
+                group = [b for b in names if b in reach[a] and a in reach[b]]
+                seen.update(group)
+                groups.append(group)
+        # a group comes after every group that reaches it
+        groups.sort(key=lambda group: sum(group[0] in reach[a] for a in names))
+        return groups
+
+    def weight(self, index: int) -> Tensor:
+        """Projection ``index``'s weights with absent synapses held at zero."""
+        mask = getattr(self, f"_mask{index}")
+        return self.weights[index] if self._full[index] else self.weights[index] * mask
+
+    # -- forward -------------------------------------------------------------------------------
+
+    def _as_inputs(self, x: Tensor | Mapping[str, Tensor]) -> dict[str, Tensor]:
+        if isinstance(x, Tensor):
+            if len(self.inputs) != 1:
+                raise TrainingError(f"give inputs as a dict, one tensor per input population {list(self.inputs)}")
+            x = {self.inputs[0]: x}
+        out = {}
+        for name in self.inputs:
+            if name not in x:
+                raise TrainingError(f"input population {name!r}: no spikes given")
+            tensor = torch.as_tensor(x[name], dtype=torch.float32)
+            if tensor.ndim != 3 or tensor.shape[2] != self.input_sizes[name]:
+                raise TrainingError(f"input population {name!r}: spikes must have shape (T, B, "
+                                    f"{self.input_sizes[name]}), got {tuple(tensor.shape)}")
+            out[name] = tensor
+        shapes = {tuple(t.shape[:2]) for t in out.values()}
+        if len(shapes) != 1:
+            raise TrainingError(f"input spikes disagree on (T, B): {sorted(shapes)}")
+        return out
+
+    def forward(self, x: Tensor | Mapping[str, Tensor]) -> Trace:
+        """Run the network on input spikes ``x`` (``(T, B, n_in)``, spikes emitted by the input in each step)."""
+        spikes = self._as_inputs(x)
+        steps, batch = next(iter(spikes.values())).shape[:2]
+        voltages: dict[str, Tensor] = {}
+        for group in self.groups:
+            inside = set(group)
+            # arrivals from populations whose whole spike train is known: one matmul over all steps
+            arriving = {name: [None] * len(self.populations[name].receptors) for name in group}
+            recurrent = []
+            for index, projection in enumerate(self.projections):
+                if projection.post not in inside:
+                    continue
+                if projection.pre in inside:
+                    recurrent.append(index)
+                    continue
+                pre = spikes[projection.pre]
+                delay = projection.delay
+                if delay >= steps:
+                    continue
+                current = (pre[:steps - delay].reshape(-1, pre.shape[2]) @ self.weight(index)).reshape(
+                    steps - delay, batch, -1)
+                current = torch.nn.functional.pad(current, (0, 0, 0, 0, delay, 0))
+                slot = arriving[projection.post]
+                slot[projection.receptor] = current if slot[projection.receptor] is None \
+                    else slot[projection.receptor] + current
+            out_spikes, out_v = self._run_group(group, arriving, recurrent, steps, batch)
+            spikes.update(out_spikes)
+            voltages.update(out_v)
+        return Trace({name: spikes[name] for name in self.populations}, voltages)
+
+    def _initial(self, name: str, batch: int) -> list[Tensor]:
+        init = getattr(self, f"_init_{name}")
+        return [row.expand(batch, -1).clone() for row in init]
+
+    def _step(self, name: str, state: list[Tensor], arriving: Sequence[Tensor | None]) -> tuple[Tensor, Tensor]:
+        """One engine step of population ``name``; updates ``state`` in the list.
+
+        Returns the spikes and ``v_new - v_th`` (the voltage before reset, centred on threshold).
+        """
+        population = self.populations[name]
+        consts = getattr(self, f"_consts_{name}")
+        v, refractory = state[V], state[REFRACTORY]
+        v_eq = consts[V_EQUILIBRIUM]
+        v_free = v_eq + (v - v_eq) * consts[P_VV]
+        for r, delta in enumerate(population.delta):
+            row = FIRST_RECEPTOR + RECEPTOR_CONSTS * r
+            current = state[FIRST_CURRENT + r]
+            arrival = arriving[r]
+            if delta:
+                if arrival is not None:
+                    v_free = v_free + arrival
+            else:
+                v_free = v_free + current * consts[row + 1]
+                current = current * consts[row]
+                state[FIRST_CURRENT + r] = current if arrival is None else current + arrival
+        if population.has_refractory:
+            active = refractory <= 0
+            v_new = torch.where(active, v_free, v)
+            refractory = torch.where(active, refractory, refractory - 1)
+        else:
+            v_new = v_free
+        centred = v_new - consts[V_THRESHOLD]
+        fired = _Spike.apply(centred, getattr(self, f"_scale_{name}"), self.slope)
+        jump = (v_new - consts[V_RESET]) * (fired.detach() if self.detach_reset else fired)
+        state[V] = v_new - jump
+        if population.has_refractory:
+            state[REFRACTORY] = torch.where(fired > 0, consts[REFRACTORY_STEPS], refractory)
+        return fired, centred
+
+    def _run_group(self, group: list[str], arriving: dict[str, list[Tensor | None]], recurrent: list[int],
+                   steps: int, batch: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        states = {name: self._initial(name, batch) for name in group}
+        out_spikes: dict[str, list[Tensor]] = {name: [] for name in group}
+        out_v: dict[str, list[Tensor]] = {name: [] for name in group}
+        weights = {index: self.weight(index) for index in recurrent}
+        # unbind once: indexing a[k] in the loop would make backward build a (T, B, n) tensor per step
+        per_step = {name: [None if a is None else a.unbind(0) for a in arriving[name]] for name in group}
+        for k in range(steps):
+            for name in group:
+                now: list[Tensor | None] = [None if a is None else a[k] for a in per_step[name]]
+                for index in recurrent:
+                    projection = self.projections[index]
+                    if projection.post != name or k < projection.delay:
+                        continue
+                    current = out_spikes[projection.pre][k - projection.delay] @ weights[index]
+                    r = projection.receptor
+                    now[r] = current if now[r] is None else now[r] + current
+                out_spikes[name].append(self._step(name, states[name], now)[0])
+                out_v[name].append(states[name][V])
+        return ({name: torch.stack(s) for name, s in out_spikes.items()},
+                {name: torch.stack(v) for name, v in out_v.items()})
+
+    # -- losses and training -------------------------------------------------------------------
+
+    def readout_scale(self, readout: str) -> Tensor:
+        """``|v_th - v_reset|`` of the readout population (V): divides voltages into logits."""
+        return getattr(self, f"_scale_{readout}")
+
+    def loss(self, x: Tensor | Mapping[str, Tensor], target: Tensor, readout: str,
+             step_loss: Callable[[Tensor, Tensor], Tensor] | None = None) -> tuple[Tensor, Trace]:
+        """BPTT objective ``(1/T) sum_k step_loss(v_readout[k] / scale, target)`` and the forward trace.
+
+        ``step_loss`` defaults to cross entropy, so the readout's membrane potentials (in units of
+        ``|v_th - v_reset|``) are the logits at every step, as in Deng et al. 2022 (TET) and SLTT.
+        """
+        self._check_readout(readout)
+        step_loss = step_loss or torch.nn.functional.cross_entropy
+        trace = self(x)
+        logits = trace.v[readout] / self.readout_scale(readout)
+        if step_loss is torch.nn.functional.cross_entropy:
+            # one call over all steps: the mean over T * B equals the mean over steps of batch means
+            steps = logits.shape[0]
+            return step_loss(logits.reshape(-1, logits.shape[2]), target.repeat(steps)), trace
+        return sum(step_loss(step, target) for step in logits.unbind(0)) / logits.shape[0], trace
+
+    def _check_readout(self, readout: str) -> None:
+        if readout not in self.populations:
+            raise TrainingError(f"readout population {readout!r} is not a trained population; "
+                                f"choose one of {list(self.populations)}")
+
+    def _lags(self, readout: str) -> tuple[dict[str, int], list[int]]:
+        """Steps by which each population's error trails the readout's, and the spatial projections."""
+        group_of = {name: i for i, group in enumerate(self.groups) for name in group}
+        spatial = [i for i, p in enumerate(self.projections)
+                   if p.pre in self.populations and group_of[p.pre] != group_of[p.post]]
+        lags = {readout: 0}
+        for group in reversed(self.groups):
+            for name in group:
+                for i in spatial:
+                    p = self.projections[i]
+                    if p.pre == name and p.post in lags:
+                        through_current = 0 if self.populations[p.post].delta[p.receptor] else 1
+                        lags[name] = max(lags.get(name, 0), lags[p.post] + p.delay + through_current)
+        return lags, spatial
+
+
+    def sltt_backward(self, x: Tensor | Mapping[str, Tensor], target: Tensor, readout: str,
+                      step_loss: Callable[[Tensor, Tensor], Tensor] | None = None, k: int | None = None,
+                      generator: torch.Generator | None = None) -> tuple[float, Tensor]:
+        """SLTT (``k=None``) or SLTT-K: accumulate weight gradients into ``.grad``, online.
+
+        Objective as in :meth:`loss`: the mean over steps (over ``k`` random steps for SLTT-K) of
+        ``step_loss``. Errors follow only the spatial routes (module docstring) and the reset is
+        left out of the backward pass. A population's error trails the readout's by its lag (the
+        delays and current steps on its way to the readout), so the method keeps spikes,
+        surrogate slopes and errors of the last ``max lag + max delay + 2`` steps only: memory
+        does not grow with ``T``. Returns the loss and the readout's voltages ``(T, B, n)``.
+        """
+        self._check_readout(readout)
+        step_loss = step_loss or torch.nn.functional.cross_entropy
+        inputs = self._as_inputs(x)
+        steps, batch = next(iter(inputs.values())).shape[:2]
+        if k is not None and not 1 <= k <= steps:
+            raise TrainingError(f"SLTT-K: k must be in [1, {steps}], got {k!r}")
+        chosen = set(range(steps)) if k is None else set(torch.randperm(steps, generator=generator)[:k].tolist())
+        lags, spatial = self._lags(readout)
+        window = max(lags.values()) + max((p.delay for p in self.projections), default=1) + 2
+        spikes: dict[str, dict[int, Tensor]] = {name: {} for name in self.populations}
+        slopes: dict[str, dict[int, Tensor]] = {name: {} for name in self.populations}
+        actives: dict[str, dict[int, Tensor]] = {name: {} for name in self.populations}
+        errors: dict[str, dict[int, Tensor]] = {name: {} for name in lags}
+        grads = [torch.zeros_like(w) for w in self.weights]
+        weights = [self.weight(i).detach() for i in range(len(self.projections))]
+        states = {name: self._initial(name, batch) for name in self.populations}
+        scale = self.readout_scale(readout)
+        readout_v = []
+        total_loss = 0.0
+        order = sorted(lags, key=lags.get)
+
+        def spikes_at(name: str, step: int) -> Tensor | None:
+            if step < 0:
+                return None
+            return inputs[name][step] if name in inputs else spikes[name].get(step)
+
+        def arrival_error(p: _Projection, arrival: int) -> Tensor | None:
+            """dL/dA for projection ``p``'s arrivals in step ``arrival`` (None when zero)."""
+            if self.populations[p.post].delta[p.receptor]:
+                return errors[p.post].get(arrival)
+            error = errors[p.post].get(arrival + 1)
+            if error is None:
+                return None
+            consts = getattr(self, f"_consts_{p.post}")
+            return error * consts[FIRST_RECEPTOR + RECEPTOR_CONSTS * p.receptor + 1]
+
+        with torch.no_grad():
+            for t in range(steps + max(lags.values())):
+                if t < steps:
+                    for name in self.populations:
+                        now: list[Tensor | None] = [None] * len(self.populations[name].receptors)
+                        for i, p in enumerate(self.projections):
+                            pre = spikes_at(p.pre, t - p.delay) if p.post == name else None
+                            if pre is not None:
+                                current = pre @ weights[i]
+                                now[p.receptor] = current if now[p.receptor] is None else now[p.receptor] + current
+                        state = states[name]
+                        active = state[REFRACTORY] <= 0
+                        fired, centred = self._step(name, state, now)
+                        spikes[name][t] = fired
+                        actives[name][t] = active
+                        slopes[name][t] = surrogate_derivative(centred, getattr(self, f"_scale_{name}"),
+                                                               self.slope) * active
+                    readout_v.append(states[readout][V])
+                for name in order:
+                    step = t - lags[name]
+                    if not 0 <= step < steps:
+                        continue
+                    if name == readout:
+                        if step not in chosen:
+                            continue
+                        with torch.enable_grad():
+                            v_now = readout_v[step].clone().requires_grad_(True)
+                            loss = step_loss(v_now / scale, target) / len(chosen)
+                            (grad_v,) = torch.autograd.grad(loss, v_now)
+                        total_loss += float(loss)
+                        error = grad_v * (1 - spikes[name][step]) * actives[name][step]
+                    else:
+                        grad_s = None
+                        for i in spatial:
+                            p = self.projections[i]
+                            if p.pre != name or p.post not in lags:
+                                continue
+                            post_error = arrival_error(p, step + p.delay)
+                            if post_error is not None:
+                                term = post_error @ weights[i].T
+                                grad_s = term if grad_s is None else grad_s + term
+                        error = None if grad_s is None else grad_s * slopes[name][step]
+                    if error is not None:
+                        errors[name][step] = error
+                for i, p in enumerate(self.projections):
+                    if p.post not in lags:
+                        continue
+                    arrival = t - lags[p.post] - (0 if self.populations[p.post].delta[p.receptor] else 1)
+                    post_error = arrival_error(p, arrival) if arrival < steps else None
+                    pre = spikes_at(p.pre, arrival - p.delay) if post_error is not None else None
+                    if pre is not None:
+                        grads[i] += pre.T @ post_error
+                for table in (*spikes.values(), *slopes.values(), *actives.values(), *errors.values()):
+                    for old in [step for step in table if step < t - window]:
+                        del table[old]
+        for i, weight in enumerate(self.weights):
+            grad = grads[i] * getattr(self, f"_mask{i}")
+            weight.grad = grad if weight.grad is None else weight.grad + grad
+        return total_loss, torch.stack(readout_v)
+
+    # -- back to the engine --------------------------------------------------------------------
+
+    def write_back(self) -> None:
+        """Copy the trained weights into the network's projections (V per spike)."""
+        by_name = {p.name: p for p in self.net.projections}
+        for index, made in enumerate(self.projections):
+            projection = by_name[made.name]
+            trained = self.weight(index).detach().cpu().numpy().reshape(-1)[made.dense_index]
+            # the engine stores a weight given as one number once; trained weights differ per synapse
+            projection._weights = np.ascontiguousarray(trained, dtype=np.float32)
+            projection.weight_stride = 1
+        self.net._changed()
+
+
+def simulate(net: Network, inputs: Mapping[str, np.ndarray] | np.ndarray, input_name: str | None = None,
+             backend: str = "numba", record_v: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Run ``net`` in the event engine on a batch of input spike trains, one network copy per sample.
+
+    ``inputs`` maps each input population to spikes ``(T, B, n)`` emitted in each step (as given
+    to :meth:`SpikingModule.forward`); a single array needs ``input_name``. The engine runs one
+    network whose populations hold ``B`` copies of the declared ones (block-diagonal
+    projections with the same weights and delays, the same parameters and initial state), so
+    the ``B`` samples run independently in one run. Returns, per population, ``"<name>"`` ->
+    spikes ``(T, B, n)`` (bool) and, for each name in ``record_v``, ``"<name>.v"`` -> ``v`` at the
+    end of each step ``(T, B, n)``.
+    """
+    from ..neurons.sources import SpikeSource
+
+    if not isinstance(inputs, Mapping):
+        if input_name is None:
+            raise TrainingError("simulate: give input_name with a single input array")
+        inputs = {input_name: inputs}
+    inputs = {name: np.asarray(value) for name, value in inputs.items()}
+    for name, value in inputs.items():
+        if name not in net.populations or value.ndim != 3 or value.shape[2] != net[name].n:
+            size = net[name].n if name in net.populations else "?"
+            raise TrainingError(f"simulate: input {name!r} must be a population's spikes (T, B, {size}), "
+                                f"got shape {value.shape}")
+    steps, batch = next(iter(inputs.values())).shape[:2]
+    copy = Network(dt=net.dt, seed=0)
+    made: dict[str, Population] = {}
+    for name, population in net.populations.items():
+        if name in inputs:
+            k, b, i = np.nonzero(inputs[name])
+            counts = inputs[name][k, b, i].astype(np.int64)
+            ids = np.repeat(b * population.n + i, counts)
+            times = (np.repeat(k, counts) + 1) * net.dt  # a spike emitted in step k is stamped (k + 1) dt
+            made[name] = copy.population(SpikeSource(times, ids, n=batch * population.n), name=name)
+            continue
+        model = population.model
+        if not isinstance(model, LIF):
+            raise TrainingError(f"simulate: population {name!r} ({type(model).__name__}) is neither an input "
+                                f"nor one of {', '.join(TRAINABLE_MODELS)}")
+        tiled = {key: np.tile(value, batch) for key, value in population.params.items()}
+        replica = LIF(tau_m=tiled["tau_m"], v_rest=tiled["v_rest"], v_th=tiled["v_th"], v_reset=tiled["v_reset"],
+                      t_ref=tiled["t_ref"], i_bias=tiled["i_bias"],
+                      tau_syn={r: tiled[f"tau_{r}"] for r in model.receptors})
+        init = {state: np.tile(population.state[row], batch) for row, state in enumerate(model.state_names)}
+        made[name] = copy.population(replica, n=batch * population.n, name=name, init=init)
+    from ..connect import FromArrays
+
+    for projection in net.projections:
+        offsets = np.arange(batch)[:, None]
+        pre = (projection.pre_ids[None, :] + offsets * projection.pre.n).ravel()
+        post = (projection.post_ids[None, :] + offsets * projection.post.n).ravel()
+        copy.connect(made[projection.pre.name], made[projection.post.name],
+                     FromArrays(pre, post, weight=np.tile(projection.weights, batch),
+                                delay=np.tile(projection.delays, batch)), receptor=projection.receptor)
+    monitors = {name: copy.record(made[name], "spikes") for name in net.populations if name not in inputs}
+    voltages = {name: copy.record(made[name], "v") for name in record_v}
+    copy.run(steps * net.dt, backend=backend)
+    result = {}
+    for name, monitor in monitors.items():
+        n = net[name].n
+        out = np.zeros((steps, batch, n), dtype=bool)
+        out[monitor.steps, monitor.ids // n, monitor.ids % n] = True
+        result[name] = out
+    for name, monitor in voltages.items():
+        result[f"{name}.v"] = monitor.values.reshape(steps, batch, net[name].n)
+    return result
