@@ -45,7 +45,8 @@ def neuromorphic(counts: Counts, target: Target, placement: Placement) -> dict[s
         energy[projection.post]["synaptic"] += target["energy_per_synaptic_event"] * projection.events
         energy[projection.post]["dense"] += target["energy_per_mac"] * projection.macs
     for population in counts.populations.values():
-        energy[population.name]["neuron"] += target["energy_per_neuron_update"] * population.updates
+        if not population.is_input:
+            energy[population.name]["neuron"] += target["energy_per_neuron_update"] * population.updates
     for name, (packets, hops) in placement.traffic_by_population.items():
         energy[name]["routing"] += target["energy_per_spike"] * packets + target["energy_per_hop"] * hops
     steps = max(1, counts.steps)
@@ -122,10 +123,11 @@ def _smallest_reuse(macs_per_step, dsp_budget: float, dsp_per_mac: float) -> int
 
 
 def _neuron_and_static(counts: Counts, energy, energy_per_update: float, static: float) -> None:
-    updates = max(1.0, counts.neuron_updates)
+    updates = max(1.0, counts.computed_updates)
     for population in counts.populations.values():
-        energy[population.name]["neuron"] += energy_per_update * population.updates
-        energy[population.name]["static"] += static * population.updates / updates
+        if not population.is_input:
+            energy[population.name]["neuron"] += energy_per_update * population.updates
+            energy[population.name]["static"] += static * population.updates / updates
 
 
 def von_neumann(counts: Counts, target: Target) -> dict[str, object]:
@@ -137,9 +139,9 @@ def von_neumann(counts: Counts, target: Target) -> dict[str, object]:
         # a dense MAC reads its float32 weight
         energy[projection.post]["dense"] += projection.macs * (target["energy_per_mac"] + 4 * target["energy_per_byte"])
     operations = (counts.dense_macs + counts.synaptic_events
-                  + counts.neuron_updates * target["ops_per_neuron_update"])
+                  + counts.computed_updates * target["ops_per_neuron_update"])
     moved = (counts.synaptic_events * target["bytes_per_synaptic_event"] + 4 * counts.dense_macs
-             + counts.neuron_updates * target["bytes_per_neuron_update"])
+             + counts.computed_updates * target["bytes_per_neuron_update"])
     wall = max(operations / target["mac_rate"], moved / target["memory_bandwidth"])
     per_update = (target["ops_per_neuron_update"] * target["energy_per_mac"]
                   + target["bytes_per_neuron_update"] * target["energy_per_byte"])

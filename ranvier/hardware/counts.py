@@ -107,6 +107,11 @@ class Counts:
         return sum(p.updates for p in self.populations.values())
 
     @property
+    def computed_updates(self) -> float:
+        """Neuron updates the hardware computes: inputs (sources) arrive as data and are not computed."""
+        return sum(p.updates for p in self.populations.values() if not p.is_input)
+
+    @property
     def synaptic_events(self) -> float:
         """Accumulate operations (ACs): spikes delivered through synapses."""
         return sum(p.events for p in self.projections.values())

@@ -11,8 +11,9 @@ core's limits allow:
 
 Cores are then laid on each chip's 2D mesh (``mesh_columns`` wide; chips side by side) along a
 serpentine path, in an order that keeps populations which exchange many packets next to each
-other (greedy: start from the busiest population, then repeatedly take the one sending the
-most packets to and from those placed). Traffic is counted in packets: a spike of a neuron
+other: greedy orders (from each of the busiest populations, repeatedly take the one exchanging
+the most packets with those placed) are laid out and the one whose packets travel the fewest
+hops is kept, or declaration order if none beats it. Traffic is counted in packets: a spike of a neuron
 travels once to each core holding some of its targets (multicast), so packets = spikes times
 distinct target cores; hops are the Manhattan distances those packets travel.
 """
@@ -29,6 +30,8 @@ from .counts import Counts, ProjectionCounts
 from .targets import Target
 
 _MAX_REFINEMENTS = 30
+#: greedy placement orders tried (one per starting population, busiest first)
+_MAX_STARTS = 8
 
 
 class UnsupportedModelError(HardwareError):
@@ -167,23 +170,27 @@ def _slice_sizes(counts: Counts, target: Target) -> dict[str, int]:
     raise PlacementError(f"placement on {target.title} did not converge after {_MAX_REFINEMENTS} refinements")
 
 
-def _order(counts: Counts, names: list[str]) -> list[str]:
-    """Populations in placement order: greedy by packets exchanged with those already placed."""
+def _greedy_orders(counts: Counts, names: list[str]) -> list[list[str]]:
+    """Candidate placement orders: from each start, repeatedly append the population exchanging
+    the most packets with those already placed."""
     traffic = {(a, b): 0.0 for a in names for b in names}
     for projection in counts.projections.values():
         if projection.pre in names and projection.post in names and projection.pre != projection.post:
-            packets = counts.populations[projection.pre].spikes + projection.events * 1e-9
+            packets = counts.sends(projection) * counts.populations[projection.pre].n
             traffic[projection.pre, projection.post] += packets
             traffic[projection.post, projection.pre] += packets
-    remaining = list(names)
-    busiest = max(remaining, key=lambda a: (sum(traffic[a, b] for b in names), -names.index(a)))
-    order = [busiest]
-    remaining.remove(busiest)
-    while remaining:
-        best = max(remaining, key=lambda a: (sum(traffic[a, b] for b in order), -names.index(a)))
-        order.append(best)
-        remaining.remove(best)
-    return order
+    by_traffic = sorted(names, key=lambda a: -sum(traffic[a, b] for b in names))
+    orders = []
+    for start in by_traffic[:_MAX_STARTS]:
+        order, remaining = [start], [name for name in names if name != start]
+        while remaining:
+            # ties go to the population exchanging the most with the last one placed, then declaration order
+            best = max(remaining, key=lambda a: (sum(traffic[a, b] for b in order), traffic[a, order[-1]],
+                                                 -names.index(a)))
+            order.append(best)
+            remaining.remove(best)
+        orders.append(order)
+    return orders
 
 
 def _lay_out(slices: list[CoreSlice], target: Target) -> None:
@@ -262,10 +269,15 @@ def _place(counts: Counts, target: Target) -> Placement:
         return slices
 
     nothing = (0.0, 0.0, 0.0, {})
-    naive_hops = _traffic(counts, slices_in(names), size)[1] if names else 0.0
-    order = _order(counts, names) if names else []
-    slices = slices_in(order)
-    packets, hops, inter_chip, by_population = _traffic(counts, slices, size) if names else nothing
+    order, slices = names, slices_in(names)
+    traffic = _traffic(counts, slices, size) if names else nothing
+    naive_hops = traffic[1]
+    for candidate in _greedy_orders(counts, names) if names else []:
+        candidate_slices = slices_in(candidate)
+        candidate_traffic = _traffic(counts, candidate_slices, size)
+        if candidate_traffic[1] < traffic[1]:
+            order, slices, traffic = candidate, candidate_slices, candidate_traffic
+    packets, hops, inter_chip, by_population = traffic
     chips = max(1, math.ceil(len(slices) / target["cores_per_chip"]))
     load = _core_loads(counts, slices, size)
     bits_per_synapse = target["weight_bits"] + target["synapse_overhead_bits"]

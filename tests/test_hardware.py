@@ -1,0 +1,265 @@
+"""Hardware cost models: counts, targets as data, placement, cost and reports."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import ranvier as rv
+import ranvier.hardware as hw
+from ranvier.engine.model import Model
+from ranvier.hardware.targets import REQUIRED, TARGET_DIR
+from ranvier.units import ms, mV
+
+
+class TinyValue(Model):
+    """A value-emitting model (kind "value"), standing in for CfC/LTC."""
+
+    kind = "value"
+
+    @property
+    def state_names(self):
+        return ("h",)
+
+    def constants(self, params, dt):
+        return np.zeros((1, 1), dtype=np.float32)
+
+
+def _chain(n=64, seed=3, dt=0.1 * ms):
+    """Poisson input -> LIF layer -> LIF layer, small enough to run in a blink."""
+    net = rv.Network(dt=dt, seed=seed)
+    source = net.population(rv.neurons.PoissonSource(rate=200.0), n, name="input")
+    lif = rv.neurons.LIF(tau_m=10 * ms, v_rest=0.0, v_th=10 * mV, v_reset=0.0, t_ref=1 * ms, tau_syn={"in": 5 * ms})
+    hidden = net.population(lif, n, name="hidden")
+    out = net.population(lif, n // 4, name="out")
+    net.connect(source, hidden, rv.connect.Bernoulli(p=0.2), weight=4 * mV)
+    net.connect(hidden, out, rv.connect.Bernoulli(p=0.3), weight=3 * mV)
+    return net
+
+
+@pytest.fixture(scope="module")
+def ran():
+    net = _chain()
+    net.run(0.05, backend="numpy")
+    return net
+
+
+def test_every_shipped_target_loads_with_a_source_for_every_constant():
+    names = hw.targets()
+    assert {"loihi", "loihi2", "truenorth", "spinnaker2", "fpga_u55c", "cpu", "gpu"} <= set(names)
+    for name in names:
+        target = hw.load_target(name)
+        assert set(REQUIRED[target.kind]) <= set(target.constants)
+        for constant in target.constants.values():
+            assert constant.source.strip() and constant.value >= 0
+
+
+def test_unknown_target_lists_the_known_ones():
+    with pytest.raises(hw.UnknownTargetError, match="known targets: .*loihi2.*truenorth"):
+        hw.load_target("loihi3")
+
+
+def _target_file(tmp_path, drop=None, replace=None):
+    text = (TARGET_DIR / "loihi.toml").read_text()
+    if drop:
+        text = text.replace(f"[constants.{drop}]", "[unused_table]")
+    if replace:
+        old, new = replace
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / "custom.toml"
+    path.write_text(text)
+    return path
+
+
+def test_target_file_with_a_missing_constant_names_it(tmp_path):
+    with pytest.raises(hw.TargetFileError, match="custom.toml: missing constant.*energy_per_hop"):
+        hw.load_target(_target_file(tmp_path, drop="energy_per_hop"))
+
+
+def test_target_file_with_a_negative_constant_names_it_and_the_value(tmp_path):
+    path = _target_file(tmp_path, replace=("value = 23.6e-12", "value = -23.6e-12"))
+    with pytest.raises(hw.TargetFileError, match="custom.toml: constant 'energy_per_synaptic_event'.*-2.36e-11"):
+        hw.load_target(path)
+
+
+def test_target_file_without_a_source_is_refused(tmp_path):
+    path = _target_file(tmp_path, replace=('source = "Davies et al. 2018, Table 2 (neuron update, 52 pJ)"',
+                                           'source = ""'))
+    with pytest.raises(hw.TargetFileError, match="energy_per_neuron_update.*needs a source"):
+        hw.load_target(path)
+
+
+def test_a_user_target_file_is_used_by_path(tmp_path, ran):
+    path = _target_file(tmp_path, replace=("value = 23.6e-12", "value = 47.2e-12"))
+    doubled = hw.estimate(ran, path)
+    reference = hw.estimate(ran, "loihi")
+    synaptic = [sum(parts["synaptic"] for parts in r.energy_by_population.values()) for r in (doubled, reference)]
+    assert synaptic[0] == pytest.approx(2 * synaptic[1])
+
+
+def test_a_network_that_never_ran_has_no_measured_counts():
+    with pytest.raises(hw.NotRunError, match="has not run"):
+        hw.estimate(_chain(), "loihi2")
+
+
+def test_measured_counts_are_the_runs_stats_and_structure(ran):
+    counts = hw.count(ran)
+    stats = ran.stats
+    assert counts.measured and counts.steps == stats.steps
+    assert counts.spikes == stats.spikes
+    assert counts.synaptic_events == stats.synaptic_events > 0
+    assert counts.neuron_updates == stats.neuron_updates
+    assert counts.computed_updates == (64 + 16) * stats.steps  # the Poisson input arrives as data
+    assert counts.synapses == sum(len(p) for p in ran.projections)
+    hidden_out = counts.projections["hidden->out:in"]
+    assert hidden_out.max_fan_out == int(ran.projections[1].out_degrees().max())
+    assert hidden_out.max_fan_in == int(np.bincount(ran.projections[1].post_ids).max())
+    assert hidden_out.weight_bits_needed == 1  # one shared weight
+    assert counts.bits_moved == counts.spikes * math.ceil(math.log2(counts.neurons))
+
+
+def test_estimate_from_stated_rates_is_marked_and_scales_with_them():
+    net = _chain()
+    low = hw.estimate(net, "loihi2", rates=5.0, duration=1.0)
+    high = hw.estimate(net, "loihi2", rates=10.0, duration=1.0)
+    assert not low.measured and "ESTIMATE" in low.table() and "ESTIMATE" in low.to_json()
+    assert high.counts.synaptic_events == pytest.approx(2 * low.counts.synaptic_events)
+    expected_events = 5.0 * 64 * 1.0 * len(net.projections[1]) / 64 + 5.0 * 64 * len(net.projections[0]) / 64
+    assert low.counts.synaptic_events == pytest.approx(expected_events)
+
+
+def test_bad_rates_name_the_population():
+    with pytest.raises(rv.RanvierError, match="population 'hidden'.*-1"):
+        hw.estimate(_chain(), "loihi2", rates={"hidden": -1.0})
+    with pytest.raises(rv.RanvierError, match="unknown population 'nope'"):
+        hw.estimate(_chain(), "loihi2", rates={"nope": 1.0})
+
+
+def test_loihi_energy_is_the_sum_of_counted_operations_times_cited_energies(ran):
+    report = hw.estimate(ran, "loihi")
+    target, counts, placement = report.target, report.counts, report.placement
+    dynamic = (target["energy_per_synaptic_event"] * counts.synaptic_events
+               + target["energy_per_neuron_update"] * counts.computed_updates
+               + target["energy_per_spike"] * placement.packets + target["energy_per_hop"] * placement.hops)
+    assert report.dynamic_energy == pytest.approx(dynamic)
+    assert report.static_energy == pytest.approx(target["static_power_per_chip"] * placement.chips * report.wall_time)
+    assert report.wall_time == pytest.approx(counts.steps * report.step_time)
+    assert report.edp == pytest.approx(report.energy * report.wall_time)
+    assert placement.cores_by_population == {"hidden": 1, "out": 1}
+
+
+def test_placement_splits_a_population_by_the_neurons_per_core_limit():
+    net = rv.Network(dt=1e-3, seed=1)
+    lif = rv.neurons.LIF(tau_syn={"in": 5 * ms})
+    big = net.population(lif, 600, name="big")
+    net.connect(big, big, rv.connect.OneToOne(), weight=0.0)
+    report = hw.estimate(net, "truenorth", rates=1.0)
+    assert report.placement.cores_by_population == {"big": 3}
+    assert all(core.stop - core.start <= 256 for core in report.placement.cores)
+
+
+def test_placement_shrinks_slices_to_fit_synaptic_memory():
+    net = rv.Network(dt=1e-3, seed=1)
+    lif = rv.neurons.LIF(tau_syn={"in": 5 * ms})
+    source = net.population(rv.neurons.PoissonSource(rate=1.0), 4000, name="input")
+    target = net.population(lif, 1000, name="dense")
+    net.connect(source, target, rv.connect.FixedInDegree(400), weight=1e-3)
+    report = hw.estimate(net, "loihi", rates=1.0)
+    bits = 8 + 8
+    per_core = max(core.stop - core.start for core in report.placement.cores)
+    assert per_core * 400 * bits <= 1048576 < (per_core + 1) * 400 * bits * 1.05
+    assert report.placement.cores_by_population["dense"] == math.ceil(1000 / per_core)
+
+
+def test_a_neuron_whose_inputs_exceed_a_core_fails_by_name():
+    net = rv.Network(dt=1e-3, seed=1)
+    source = net.population(rv.neurons.PoissonSource(rate=1.0), 400, name="input")
+    wide = net.population(rv.neurons.LIF(tau_syn={"in": 5 * ms}), 8, name="wide")
+    net.connect(source, wide, rv.connect.AllToAll(), weight=1e-3)
+    with pytest.raises(hw.PlacementError, match="population 'wide'.*cannot fit IBM TrueNorth"):
+        hw.estimate(net, "truenorth", rates=1.0)
+
+
+def test_truenorth_refuses_cuba_fan_out_by_name():
+    net = rv.networks.cuba(n=1000, seed=1)
+    with pytest.raises(hw.PlacementError, match="population '(exc|inh)': a neuron sends to .* 1 target core"):
+        hw.estimate(net, "truenorth", rates=5.0)
+
+
+def test_value_models_fail_on_truenorth_and_run_on_loihi2():
+    net = rv.Network(dt=1e-3, seed=1)
+    net.population(TinyValue(), 16, name="cfc")
+    with pytest.raises(hw.UnsupportedModelError, match="population 'cfc'.*TinyValue is a value model"):
+        hw.estimate(net, "truenorth", rates=0.0)
+    with pytest.raises(hw.UnsupportedModelError, match="population 'cfc'"):
+        hw.estimate(net, "loihi", rates=0.0)
+    report = hw.estimate(net, "loihi2", rates=0.0, duration=0.1)
+    assert report.counts.neuron_updates == 16 * 100
+
+
+def test_locality_ordering_never_travels_further_than_declaration_order():
+    net = rv.Network(dt=1e-3, seed=2)
+    lif = rv.neurons.LIF(tau_syn={"in": 5 * ms})
+    # a chain a -> b -> c declared as a, c, b with large populations, so order matters on the mesh
+    a = net.population(lif, 4000, name="a")
+    c = net.population(lif, 4000, name="c")
+    b = net.population(lif, 4000, name="b")
+    net.connect(a, b, rv.connect.FixedInDegree(4), weight=1e-3)
+    net.connect(b, c, rv.connect.FixedInDegree(4), weight=1e-3)
+    report = hw.estimate(net, "loihi", rates=10.0)
+    placement = report.placement
+    assert placement.order.index("b") == 1
+    assert placement.hops < placement.hops_declaration_order
+    assert placement.packets > 0 and placement.chips == 1
+
+
+def test_fpga_reports_resources_and_a_design_too_large_fails(tmp_path, ran):
+    report = hw.estimate(ran, "fpga_u55c")
+    resources = report.fpga["resources"]
+    assert resources["dsp"] == 64 and resources["bram"] >= 1
+    assert report.fpga["clock_hz"] == pytest.approx(200e6)
+    text = (TARGET_DIR / "fpga_u55c.toml").read_text()
+    small = tmp_path / "tiny_fpga.toml"
+    small.write_text(text.replace("value = 9024", "value = 10"))
+    with pytest.raises(hw.PlacementError, match="does not fit .*needs 64 DSP, the device has 10"):
+        hw.estimate(ran, small)
+
+
+def test_von_neumann_baseline_counts_operations_and_bytes(ran):
+    report = hw.estimate(ran, "cpu")
+    t, c = report.target, report.counts
+    moved = c.synaptic_events * 8 + c.computed_updates * 16
+    assert report.extra["bytes_moved"] == moved
+    expected = (c.synaptic_events * (t["energy_per_accumulate"] + 8 * t["energy_per_byte"])
+                + c.computed_updates * (4 * t["energy_per_mac"] + 16 * t["energy_per_byte"]))
+    assert report.energy == pytest.approx(expected)
+
+
+def test_report_table_json_and_plots(in_tmp, ran):
+    report = hw.estimate(ran, "loihi2")
+    table = report.table()
+    for label in ("Loihi 2", "placement:", "energy:", "latency:", "EDP", "hidden", "out"):
+        assert label in table
+    data = json.loads(report.to_json(in_tmp / "report.json"))
+    assert data["target"] == "loihi2" and data["counts"]["synaptic_events"] == ran.stats.synaptic_events
+    assert json.loads((in_tmp / "report.json").read_text())["energy_J"] == pytest.approx(report.energy)
+    report.plot(in_tmp / "one.png")
+    reports = hw.compare(ran, ["loihi", "loihi2", "cpu"], in_tmp / "many.png")
+    assert [r.target.name for r in reports] == ["loihi", "loihi2", "cpu"]
+    assert (in_tmp / "one.png").stat().st_size > 5000 and (in_tmp / "many.png").stat().st_size > 5000
+
+
+def test_compare_leaves_out_targets_that_cannot_run_the_network():
+    net = rv.networks.cuba(n=1000, seed=1)
+    names = [r.target.name for r in hw.compare(net, rates=5.0)]
+    assert "truenorth" not in names and "loihi2" in names
+
+
+def test_per_inference_figures_divide_by_the_inferences(ran):
+    one = hw.estimate(ran, "loihi2")
+    ten = hw.estimate(ran, "loihi2", rates=None, inferences=10)
+    assert ten.energy_per_inference == pytest.approx(one.energy / 10)
+    assert ten.latency_per_inference == pytest.approx(one.wall_time / 10)
+    assert ten.throughput == pytest.approx(10 / one.wall_time)
