@@ -9,9 +9,11 @@ from ranvier.cli import main
 def test_demo_prints_summary_and_saves_plot(in_tmp, capsys):
     assert main(["demo", "--n", "400", "--duration", "0.05", "--quiet", "--output", "demo.png"]) == 0
     out = capsys.readouterr().out
-    for label in ("rate  exc", "rate  inh", "spikes:", "synaptic events:", "run time:", "demo.png"):
+    for label in ("rate  exc", "rate  inh", "spikes:", "synaptic events:", "run time:", "demo.png",
+                  "hardware (loihi2):", "demo_hardware.png"):
         assert label in out
     assert (in_tmp / "demo.png").stat().st_size > 10_000
+    assert (in_tmp / "demo_hardware.png").stat().st_size > 10_000
 
 
 def test_info_lists_backends_and_gpu(capsys):
@@ -35,3 +37,41 @@ def test_run_executes_a_script(in_tmp, capsys):
 def test_console_script_usage_error_exits_2():
     result = subprocess.run([sys.executable, "-m", "ranvier.cli", "frobnicate"], capture_output=True, text=True)
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+_SCRIPT = """
+import ranvier as rv
+net = rv.networks.cuba(n=300, seed=1)
+if RUN:
+    net.run(0.02, backend="numpy")
+"""
+
+
+def test_estimate_a_script_on_one_target(in_tmp, capsys):
+    script = in_tmp / "model.py"
+    script.write_text(_SCRIPT.replace("RUN", "True"))
+    assert main(["estimate", str(script), "--target", "loihi", "--json", "r.json", "--plot", "r.png"]) == 0
+    out = capsys.readouterr().out
+    assert "Intel Loihi" in out and "measured counts" in out and "saved r.png" in out
+    assert '"target": "loihi"' in (in_tmp / "r.json").read_text() and (in_tmp / "r.png").stat().st_size > 5000
+
+
+def test_estimate_on_all_targets_reports_those_that_cannot_run_it(in_tmp, capsys):
+    script = in_tmp / "model.py"
+    script.write_text(_SCRIPT.replace("RUN", "False"))
+    assert main(["estimate", str(script), "--target", "all", "--rate", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "truenorth: cannot run this network" in out and "ESTIMATE" in out and "[spinnaker2]" in out
+
+
+def test_estimate_errors_exit_1_with_a_message(in_tmp, capsys):
+    script = in_tmp / "model.py"
+    script.write_text(_SCRIPT.replace("RUN", "False"))
+    assert main(["estimate", str(script)]) == 1
+    assert "did not run" in capsys.readouterr().err
+    assert main(["estimate", str(script), "--target", "loihi9", "--rate", "5"]) == 1
+    assert "known targets:" in capsys.readouterr().err
+    other = in_tmp / "model.txt"
+    other.write_text("")
+    assert main(["estimate", str(other)]) == 1
+    assert "model.txt must be a .py script" in capsys.readouterr().err
