@@ -10,7 +10,8 @@ Neuron index
     neurons, the order of tonic's ``ToFrame`` frames ``(P, H, W)`` flattened, so
     ``frame.ravel()[i]`` counts the events of neuron ``i``. With ``polarity="merge"`` both
     polarities drive neuron ``y * W + x`` of a source of ``W * H`` neurons. A missing ``y`` is
-    0 (``H`` must then be 1); a missing ``p`` is 0.
+    0 (``H`` must then be 1); a missing ``p`` is 0, and a sensor with one polarity channel
+    (``P = 1``) ignores ``p`` (tonic's SHD reader sets ``p = 1`` on a ``(700, 1, 1)`` sensor).
 
 Time
     An event at tonic time ``t`` (us) is a spike at ``start + t * 1e-6`` seconds. ``start``
@@ -89,14 +90,14 @@ def event_ids(events: np.ndarray, sensor_size: Sequence[int], polarity: str = "k
     ids = np.zeros(len(events), dtype=np.int64)
     stride = 1
     for field, extent in (("x", width), ("y", height), ("p", polarities)):
-        if field not in names:
+        if field not in names or (field == "p" and polarities == 1):
             continue
         values = np.asarray(events[field])
         if field == "p" and values.dtype == np.bool_:
             values = values.astype(np.int64)
         bad = (values < 0) | (values >= extent) | (values != np.floor(values))
         if np.any(bad):
-            raise DatasetError(f"{what}: {field} = {values[bad][0]!r} at event {int(np.argmax(bad))} is outside "
+            raise DatasetError(f"{what}: {field} = {values[bad][0].item()!r} at event {int(np.argmax(bad))} is outside "
                                f"sensor_size {(width, height, polarities)} (0 <= {field} < {extent})")
         if field != "p" or polarity == "keep":
             ids += values.astype(np.int64) * stride
@@ -173,7 +174,8 @@ def from_tonic(events_or_sample, sensor_size: Sequence[int] | None = None, *, po
 
     ``transform`` (any tonic transform or ``tonic.transforms.Compose``) is applied to the
     events first. A transform that returns frames (``ToFrame``, counts ``(T, P, H, W)``) gives
-    a rate input: frame ``k``'s counts become spikes at ``start + k * frame_time``.
+    a rate input: frame ``k``'s counts become spikes at ``start + k * frame_time`` (tonic's
+    windows begin at the first event unless ``ToFrame`` is given ``start_time=0``).
 
     Bad input raises :class:`~ranvier.errors.DatasetError`: missing fields, negative
     timestamps, coordinates outside ``sensor_size``. Unsorted timestamps are sorted with an
@@ -189,7 +191,7 @@ def from_tonic(events_or_sample, sensor_size: Sequence[int] | None = None, *, po
     n = source_size(_sensor(sensor_size, what), polarity)
     if transform is not None:
         events = transform(events)
-    if getattr(getattr(events, "dtype", None), "names", None) is None and isinstance(events, np.ndarray):
+    if isinstance(events, np.ndarray) and events.dtype.names is None and events.ndim >= 2:
         times, ids = frame_ids(events, sensor_size, polarity, frame_time, what)
     else:
         times, ids = event_ids(events, sensor_size, polarity, on_unsorted, what)

@@ -141,10 +141,10 @@ def run_samples(net: Network, dataset, duration: float, readout: Population | st
         warnings.warn(f"run_samples: {run.dropped} events after duration = {duration:g} s were dropped "
                       f"(from {run.dropped_samples} samples)", stacklevel=2)
     width = sum(pop.n for pop in readouts)
-    done = sorted(run.features)
     return SampleResults(
-        features=np.array([run.features[i] for i in done]).reshape(len(done), width),
-        labels=np.array([run.labels[i] for i in done]), indices=np.array(done, dtype=np.int64), errors=run.errors,
+        features=np.array([row for _, row, _ in run.rows]).reshape(len(run.rows), width),
+        labels=np.array([label for _, _, label in run.rows]),
+        indices=np.array([index for index, _, _ in run.rows], dtype=np.int64), errors=run.errors,
     )
 
 
@@ -156,8 +156,8 @@ class _SampleRun:
         self.steps, self.backend, self.polarity, self.start = steps, backend, polarity, start
         self.sensor_size, self.on_unsorted = sensor_size, on_unsorted
         self.reset = _Resetter(net)
-        self.features: dict[int, np.ndarray] = {}
-        self.labels: dict[int, object] = {}
+        #: (sample index, features, label) of every sample run, in order
+        self.rows: list[tuple[int, np.ndarray, object]] = []
         self.errors: dict[int, str] = {}
         self.dropped = 0
         self.dropped_samples = 0
@@ -168,10 +168,10 @@ class _SampleRun:
         return times, ids, label
 
     def batch(self, indices: list[int]) -> None:
-        read = {}
+        read = []
         for index in indices:
             try:
-                read[index] = self._read(index)
+                read.append((index, self._read(index)))
             except Exception as error:  # a corrupt file raises whatever its reader raises
                 self.errors[index] = f"{type(error).__name__}: {error}"
         if not read:
@@ -180,19 +180,19 @@ class _SampleRun:
             self._run(read)
         except Exception as error:
             if len(read) == 1:
-                self.errors[next(iter(read))] = f"{type(error).__name__}: {error}"
+                self.errors[read[0][0]] = f"{type(error).__name__}: {error}"
                 return
-            for index, sample in read.items():
+            for sample in read:
                 try:
-                    self._run({index: sample})
+                    self._run([sample])
                 except Exception as single_error:
-                    self.errors[index] = f"{type(single_error).__name__}: {single_error}"
+                    self.errors[sample[0]] = f"{type(single_error).__name__}: {single_error}"
 
-    def _run(self, read: dict) -> None:
+    def _run(self, read: list) -> None:
         net, dt, steps = self.net, self.net.dt, self.steps
         base = net.step
         all_times, all_ids = [], []
-        for j, (times, ids, _) in enumerate(read.values()):
+        for j, (_, (times, ids, _)) in enumerate(read):
             window = base + j * steps
             spike_times = (window * dt + self.start) + times * MICROSECOND
             keep = np.rint(spike_times / dt) <= window + steps
@@ -218,6 +218,4 @@ class _SampleRun:
             window = (monitor.steps - base) // steps
             counts.append(np.bincount(window * n + monitor.ids, minlength=len(read) * n).reshape(len(read), n))
         features = np.concatenate(counts, axis=1)
-        for j, (index, (_, _, label)) in enumerate(read.items()):
-            self.features[index] = features[j]
-            self.labels[index] = label
+        self.rows += [(index, features[j], label) for j, (index, (_, _, label)) in enumerate(read)]
