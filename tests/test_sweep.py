@@ -1,0 +1,114 @@
+"""Parameter sweeps on a local Dask cluster."""
+
+import os
+import sys
+from pathlib import Path
+
+import cloudpickle
+import dask
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster
+
+import ranvier as rv
+from ranvier.errors import SweepError
+from ranvier.sweep import grid_points, sweep
+
+# The workers are fresh processes that cannot import this test module: send its functions by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module")
+def client():
+    # Dask gives up on a task at the first worker death, so the sweep's own retry is what runs it again.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+        yield client
+        client.close()
+        cluster.close()
+
+
+def _rate(weight: float, n: int) -> dict:
+    net = rv.networks.cuba(n=n, seed=3)
+    net.connect(net["exc"], net["exc"], rv.connect.OneToOne(), weight=weight, receptor="exc")
+    net.run(0.02, backend="numpy")
+    return {"rate": net.stats.rate("exc", net["exc"].n), "spikes": net.stats.spikes}
+
+
+def _fails_for_negative(x: float) -> dict:
+    if x < 0:
+        raise ValueError(f"x must be >= 0, got {x}")
+    return {"root": float(np.sqrt(x))}
+
+
+def _dies_once(x: int, marker: str) -> int:
+    """Kills its worker process the first time it runs point x == 1."""
+    if x == 1 and not Path(marker).exists():
+        Path(marker).write_text("died")
+        os._exit(3)
+    return x * 10
+
+
+def test_grid_points_cover_every_combination_in_order():
+    assert grid_points({"a": [1, 2], "b": ["x", "y", "z"]}) == [
+        {"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 1, "b": "z"},
+        {"a": 2, "b": "x"}, {"a": 2, "b": "y"}, {"a": 2, "b": "z"}]
+    assert grid_points([{"a": 1}, {"a": 5, "b": 2}]) == [{"a": 1}, {"a": 5, "b": 2}]
+
+
+@pytest.mark.parametrize("grid", [{"a": 3}, {"a": "abc"}, [1, 2], "a", {1: [2]}])
+def test_bad_grid_is_a_sweep_error(grid):
+    with pytest.raises(SweepError, match="grid"):
+        grid_points(grid)
+
+
+def test_results_match_running_each_point_here(client):
+    grid = {"weight": [0.0, 2e-3], "n": [200, 300]}
+    results = rv.sweep(_rate, grid, client=client)
+    assert [(row["weight"], row["n"]) for row in results] == [(p["weight"], p["n"]) for p in grid_points(grid)]
+    for row in results:
+        assert row["error"] is None and row["attempts"] == 1
+        assert row["rate"] == _rate(row["weight"], row["n"])["rate"]
+    assert results.column("spikes").shape == (4,)
+
+
+def test_a_failing_point_is_reported_with_its_parameters(client):
+    with pytest.warns(RuntimeWarning, match=r"\{'x': -1\.0\} failed: ValueError: x must be >= 0"):
+        results = sweep(_fails_for_negative, {"x": [4.0, -1.0, 9.0]}, client=client)
+    assert [row["error"] is None for row in results] == [True, False, True]
+    assert results.failed == [results[1]] and results[1]["x"] == -1.0
+    assert "x must be >= 0, got -1.0" in results[1]["error"]
+    np.testing.assert_array_equal(results.column("root"), [2.0, np.nan, 3.0])
+
+
+def test_a_point_whose_worker_died_is_run_again(client, tmp_path):
+    marker = str(tmp_path / "died")
+    results = sweep(_dies_once, {"x": [0, 1, 2], "marker": [marker]}, client=client)
+    assert Path(marker).read_text() == "died"
+    assert [row["result"] for row in results] == [0, 10, 20]
+    assert results[1]["attempts"] == 2 and results[1]["error"] is None
+
+
+@pytest.mark.slow
+def test_a_point_whose_worker_always_dies_fails_alone(client):
+    with pytest.warns(RuntimeWarning, match="worker died 2 times"):
+        results = sweep(_dies_always, {"x": [0, 1]}, client=client, retries=1)
+    assert results[0]["result"] == 0 and results[0]["error"] is None
+    assert results[1]["attempts"] == 2 and "worker died" in results[1]["error"]
+
+
+def _dies_always(x: int) -> int:
+    if x == 1:
+        os._exit(3)
+    return x
+
+
+def test_scheduler_address_reaches_the_same_cluster(client):
+    results = sweep(_fails_for_negative, [{"x": 16.0}], client=client.scheduler.address)
+    assert results[0]["root"] == 4.0
+
+
+def test_unreachable_scheduler_is_a_sweep_error():
+    with pytest.raises(SweepError, match="tcp://127.0.0.1:1"):
+        sweep(_fails_for_negative, {"x": [1.0]}, client="tcp://127.0.0.1:1", connect_timeout=1.0)
