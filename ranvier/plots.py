@@ -1,4 +1,5 @@
-"""Plots people look at: spike rasters and population rates (matplotlib, headless)."""
+"""Plots people look at: spike rasters, population rates, state traces and the Kuramoto order
+parameter (matplotlib, headless: without a display they draw with Agg)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine.monitors import SpikeMonitor
+from .engine.monitors import SpikeMonitor, StateMonitor
+from .errors import RecordingError
 
 
 def _pyplot():
@@ -64,3 +66,101 @@ def raster_and_rate(monitors: Sequence[SpikeMonitor], duration: float, path: str
     if path is not None:
         figure.savefig(path, dpi=120)
     return figure
+
+
+def _figure(ax, figsize: tuple[float, float]):
+    """The axes to draw on: ``ax`` itself, or those of a new figure."""
+    if ax is not None:
+        return ax.figure, ax
+    return _pyplot().subplots(figsize=figsize)
+
+
+def _finish(figure, path: str | Path | None):
+    if path is not None:
+        figure.tight_layout()
+        figure.savefig(path, dpi=120)
+    return figure
+
+
+def raster(monitors: SpikeMonitor | Sequence[SpikeMonitor], path: str | Path | None = None, title: str = "",
+           max_neurons: int = 1000, ax=None):
+    """Spike raster of one or several populations, stacked (time in ms, neuron index).
+
+    At most ``max_neurons`` neurons per population are drawn. Draws on ``ax`` when given,
+    saves a PNG when ``path`` is given, and returns the figure.
+    """
+    monitors = [monitors] if isinstance(monitors, SpikeMonitor) else list(monitors)
+    figure, ax = _figure(ax, (9, 4))
+    offset = 0
+    for monitor in monitors:
+        shown = min(monitor.population.n, max_neurons)
+        times, ids = monitor.times, monitor.ids
+        keep = ids < shown
+        ax.scatter(times[keep] * 1e3, ids[keep] + offset, s=1.0, marker="|", label=monitor.population.name)
+        offset += shown
+    ax.set_xlabel("time (ms)")
+    ax.set_ylabel("neuron")
+    ax.set_ylim(0, max(offset, 1))
+    if len(monitors) > 1:
+        ax.legend(loc="upper right", markerscale=8)
+    if title:
+        ax.set_title(title)
+    return _finish(figure, path)
+
+
+def population_rates(monitors: SpikeMonitor | Sequence[SpikeMonitor], duration: float,
+                     path: str | Path | None = None, bin_width: float = 1e-3, title: str = "", ax=None):
+    """Population rate of each population, ``spikes / (n * bin_width)`` (Hz per neuron), in
+    bins of ``bin_width`` seconds over ``[0, duration)``."""
+    monitors = [monitors] if isinstance(monitors, SpikeMonitor) else list(monitors)
+    figure, ax = _figure(ax, (9, 3))
+    for monitor in monitors:
+        centres, rate = population_rate(monitor, duration, bin_width)
+        ax.plot(centres * 1e3, rate, lw=0.8, label=monitor.population.name)
+    ax.set_xlabel("time (ms)")
+    ax.set_ylabel(f"rate (Hz, {bin_width * 1e3:g} ms bins)")
+    ax.set_xlim(0, duration * 1e3)
+    ax.legend(loc="upper right")
+    if title:
+        ax.set_title(title)
+    return _finish(figure, path)
+
+
+def state_traces(monitor: StateMonitor, path: str | Path | None = None, title: str = "", max_traces: int = 10,
+                 scale: float = 1.0, unit: str = "", ax=None):
+    """Recorded state of up to ``max_traces`` neurons against time (ms).
+
+    Values are multiplied by ``scale`` for display (``scale=1e3, unit="mV"`` for a voltage);
+    a multi-channel variable shows its first channel.
+    """
+    figure, ax = _figure(ax, (9, 3))
+    values = monitor.values
+    if values.ndim == 3:
+        values = values[:, 0]
+    for column, neuron in list(enumerate(monitor.ids))[:max_traces]:
+        ax.plot(monitor.t * 1e3, values[:, column] * scale, lw=0.8, label=f"{monitor.population.name}[{neuron}]")
+    ax.set_xlabel("time (ms)")
+    ax.set_ylabel(f"{monitor.variable} ({unit})" if unit else monitor.variable)
+    if 1 < min(len(monitor.ids), max_traces) <= 10:
+        ax.legend(loc="upper right", fontsize="small")
+    if title:
+        ax.set_title(title)
+    return _finish(figure, path)
+
+
+def order_parameter(monitor: StateMonitor, path: str | Path | None = None, title: str = "", ax=None):
+    """Kuramoto order parameter ``R(t) = |(1/N) sum_j exp(i theta_j)|`` of a population, from a
+    monitor of its ``"order"`` variable (Kuramoto 1975; Strogatz 2000, Physica D 143): 0 for
+    incoherent phases, 1 for full synchrony."""
+    if monitor.variable != "order":
+        raise RecordingError(f"population {monitor.population.name!r}: order_parameter plots a monitor of "
+                             f"'order', got one of {monitor.variable!r}")
+    figure, ax = _figure(ax, (9, 3))
+    values = monitor.values
+    ax.plot(monitor.t * 1e3, values.reshape(len(values), -1)[:, 0], lw=1.0, label=monitor.population.name)
+    ax.set_xlabel("time (ms)")
+    ax.set_ylabel("order parameter R")
+    ax.set_ylim(0, 1.02)
+    if title:
+        ax.set_title(title)
+    return _finish(figure, path)

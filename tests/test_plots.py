@@ -1,0 +1,79 @@
+"""Plots: raster, population rates, state traces and the Kuramoto order parameter, saved as PNG."""
+
+import numpy as np
+import pytest
+
+import ranvier as rv
+from ranvier import plots
+from ranvier.errors import RecordingError
+from ranvier.units import ms
+
+
+@pytest.fixture(scope="module")
+def cuba():
+    net = rv.networks.cuba(n=400, seed=2)
+    spikes = [net.record(net[name], "spikes") for name in ("exc", "inh")]
+    v = net.record(net["exc"], "v", ids=[0, 1, 2], every=0.5 * ms)
+    net.run(0.05, backend="numpy")
+    return spikes, v
+
+
+def _drawn_points(figure) -> int:
+    total = 0
+    for ax in figure.axes:
+        total += sum(len(line.get_xdata()) for line in ax.get_lines())
+        total += sum(len(collection.get_offsets()) for collection in ax.collections)
+    return total
+
+
+def test_raster_draws_every_spike_and_saves_a_png(cuba, tmp_path):
+    spikes, _ = cuba
+    figure = plots.raster(spikes, tmp_path / "raster.png", title="CUBA")
+    assert _drawn_points(figure) == sum(monitor.num_spikes for monitor in spikes) > 50
+    assert (tmp_path / "raster.png").stat().st_size > 5_000
+
+
+def test_population_rates_match_the_spike_counts(cuba, tmp_path):
+    spikes, _ = cuba
+    figure = plots.population_rates(spikes, 0.05, tmp_path / "rates.png", bin_width=5 * ms)
+    lines = figure.axes[0].get_lines()
+    assert len(lines) == 2
+    for line, monitor in zip(lines, spikes, strict=True):
+        # rate * n * bin width sums back to the number of spikes
+        assert np.sum(line.get_ydata()) * monitor.population.n * 5e-3 == pytest.approx(monitor.num_spikes)
+    assert (tmp_path / "rates.png").stat().st_size > 5_000
+
+
+def test_state_traces_show_each_recorded_neuron_in_display_units(cuba, tmp_path):
+    _, v = cuba
+    figure = plots.state_traces(v, tmp_path / "v.png", scale=1e3, unit="mV")
+    lines = figure.axes[0].get_lines()
+    assert len(lines) == 3
+    np.testing.assert_allclose(lines[1].get_ydata(), v.values[:, 1] * 1e3)
+    assert figure.axes[0].get_ylabel() == "v (mV)"
+    assert (tmp_path / "v.png").stat().st_size > 5_000
+
+
+def test_order_parameter_plots_the_recorded_order(tmp_path):
+    net = rv.networks.kuramoto(n=100, coupling=4.0, spread=0.5, seed=1)
+    order = net.record(net["osc"], "order", every=10 * ms)
+    net.run(2.0, backend="numpy")
+    figure = plots.order_parameter(order, tmp_path / "order.png", title="Kuramoto")
+    drawn = figure.axes[0].get_lines()[0].get_ydata()
+    np.testing.assert_allclose(drawn, order.values[:, 0])
+    assert drawn[-1] > 0.5  # K = 4 > K_c = 1 synchronises
+    assert (tmp_path / "order.png").stat().st_size > 5_000
+
+
+def test_order_parameter_refuses_another_variable(cuba):
+    _, v = cuba
+    with pytest.raises(RecordingError, match="'v'"):
+        plots.order_parameter(v)
+
+
+def test_plots_share_a_figure_through_ax(cuba):
+    spikes, v = cuba
+    figure, (top, bottom) = plots._pyplot().subplots(2, 1)
+    assert plots.raster(spikes, ax=top) is figure
+    assert plots.state_traces(v, ax=bottom) is figure
+    assert _drawn_points(figure) == sum(m.num_spikes for m in spikes) + 3 * len(v.t)
