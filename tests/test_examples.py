@@ -11,6 +11,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SMALL = {
     "cuba.py": ["--n", "500", "--duration", "0.1"],
     "brunel.py": ["--n", "1250", "--duration", "0.1"],
+    "digits_events.py": ["--train", "60", "--test", "30", "--hidden", "100"],
     "hardware_cost.py": ["--n", "500", "--duration", "0.05"],
 }
 
