@@ -183,3 +183,22 @@ def test_import_ranvier_does_not_import_h5py_or_dask():
     code = "import sys, ranvier; print(sorted(m for m in ('h5py', 'dask', 'distributed') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_value_population_round_trips(tmp_path):
+    def build():
+        net = rv.networks.kuramoto(n=40, coupling=3.0, spread=0.5, seed=1, pulses=True)
+        net.record(net["osc"], "order", every=10 * ms)
+        net.record(net["osc"], "output", ids=[0, 1], every=10 * ms)
+        net.record(net["osc"], "spikes")
+        return net
+
+    net = build()
+    net.run(0.3, backend="numpy")
+    net.save(tmp_path / "osc.h5")
+    loaded = rv.load(tmp_path / "osc.h5")
+    assert loaded["osc"].model.pulses and loaded["osc"].model.parameters["omega"] == rv.init.Cauchy(0.0, 0.5)
+    net.run(0.3, backend="numpy")
+    loaded.run(0.3, backend="numpy")
+    assert net.state_monitors[1].values.shape == (60, 2, 2)
+    _assert_same_recordings(net, loaded)
