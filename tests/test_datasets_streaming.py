@@ -85,10 +85,12 @@ def test_memory_is_bounded_by_the_chunk_not_the_stream():
 
     net, _, _ = network(datasets.from_tonic(np.zeros(0, DTYPE), SIZE))
     net.spike_monitors.clear()
+    datasets.stream(network(datasets.from_tonic(np.zeros(0, DTYPE), SIZE))[0], [generated(1000)], SIZE)  # compiles
     tracemalloc.start()
     sent = datasets.stream(net, chunks(), SIZE)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert sent == chunk * n_chunks
-    # a stream held whole would take 32 bytes per event (320 MB); one chunk's working set is a few MB
-    assert peak < 200 * chunk
+    # the stream held whole would take at least 32 bytes per event (320 MB, 3200 B per chunk event);
+    # one chunk's working set is under 200 B per event (benchmarks/streaming_memory.py)
+    assert peak < 400 * chunk
