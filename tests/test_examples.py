@@ -13,6 +13,7 @@ SMALL = {
     "brunel.py": ["--n", "1250", "--duration", "0.1"],
     "digits_events.py": ["--train", "60", "--test", "30", "--hidden", "100"],
     "hardware_cost.py": ["--n", "500", "--duration", "0.05"],
+    "sweep_cuba.py": ["--n", "300", "--duration", "0.05", "--steps", "2", "--workers", "2"],
 }
 
 
