@@ -263,3 +263,37 @@ def test_per_inference_figures_divide_by_the_inferences(ran):
     assert ten.energy_per_inference == pytest.approx(one.energy / 10)
     assert ten.latency_per_inference == pytest.approx(one.wall_time / 10)
     assert ten.throughput == pytest.approx(10 / one.wall_time)
+
+
+def _recurrent_value_counts(units=64, inputs=50, bins=50):
+    """Counts built by hand (no CSR arrays): a GRU-like value layer of `units`, fed by `inputs` values per bin."""
+    macs = 3 * units * (inputs + units)
+    populations = {
+        "x": hw.PopulationCounts("x", "Linear", "value", inputs, 0.0, float(inputs * bins), 1),
+        "gru": hw.PopulationCounts("gru", "GRU", "value", units, 0.0, float(units * bins), 1),
+    }
+    projections = {"x->gru": hw.ProjectionCounts("x->gru", "x", "gru", macs, 0.0, float(macs * bins), True, 16, 0, 0)}
+    return hw.Counts(populations, projections, duration=bins * 0.01, steps=bins, dt=0.01, measured=False)
+
+
+def test_fpga_dense_layers_get_the_smallest_reuse_factor_that_fits():
+    counts = _recurrent_value_counts()
+    report = hw.estimate(counts, "fpga_u55c")
+    fpga, macs = report.fpga, 3 * 64 * (50 + 64)
+    reuse = fpga["reuse_factor"]
+    assert math.ceil(macs / reuse) <= 9024 < math.ceil(macs / (reuse - 1))
+    assert fpga["resources"]["dsp"] == math.ceil(macs / reuse) and fpga["lanes"] == 0
+    assert fpga["cycles_per_step"] == reuse + 12
+    assert report.latency_per_inference == pytest.approx(50 * (reuse + 12) / fpga["clock_hz"])
+    assert report.energy_by_population["gru"]["dense"] == pytest.approx(macs * 50 * report.target["energy_per_mac"])
+
+
+def test_hand_built_counts_place_without_structure_on_loihi2():
+    report = hw.estimate(_recurrent_value_counts(units=2000), "loihi2")
+    placement = report.placement
+    gru_cores = placement.cores_by_population["gru"]
+    assert placement.cores_by_population == {"x": 1, "gru": gru_cores} and gru_cores > 1
+    # dense all-to-all: each of the 50 inputs sends one value per bin to every core of the layer
+    assert placement.packets == pytest.approx(50 * 50 * gru_cores)
+    assert report.energy_by_population["gru"]["dense"] == pytest.approx(
+        report.counts.dense_macs * report.target["energy_per_mac"])

@@ -219,26 +219,23 @@ def _traffic(counts: Counts, slices: list[CoreSlice], size: dict[str, int]):
         sends = counts.sends(projection)
         post_slice = size[projection.post]
         sources, cores, _ = _pairs(projection, pre.n, counts.populations[projection.post].n, post_slice)
-        post_cores = first_core[projection.post] + (np.arange(len(cores)) if sources is None else cores)
-        if pre.is_input:
+        if sources is None:
+            # no structure: per target core, the expected number of sources reaching it, each
+            # sending `sends` packets from the middle core of the source population
+            post_cores = first_core[projection.post] + np.arange(len(cores))
+            weight = cores * sends
+            source_cores = first_core[pre.name] + (-(-pre.n // size[pre.name])) // 2 if not pre.is_input else None
+        else:
+            post_cores = first_core[projection.post] + cores
+            weight = np.full(len(cores), sends)
+            source_cores = first_core[pre.name] + sources // size[pre.name] if not pre.is_input else None
+        if source_cores is None:
             # inputs enter at the mesh corner of the first chip
             src_x, src_y, src_chip = 0.0, 0.0, 0
         else:
-            src_core = first_core[pre.name] + ((np.arange(pre.n) // size[pre.name]) if sources is None
-                                               else sources // size[pre.name])
-            src_x, src_y, src_chip = xs[src_core], ys[src_core], chips[src_core]
+            src_x, src_y, src_chip = xs[source_cores], ys[source_cores], chips[source_cores]
         distance = np.abs(xs[post_cores] - src_x) + np.abs(ys[post_cores] - src_y)
         crossing = chips[post_cores] != src_chip
-        if sources is None:
-            # per target core: expected number of sources reaching it, each sending `sends` packets;
-            # sources sit on average at the middle of the source population's cores
-            weight = cores * sends
-            if not pre.is_input:
-                mid = first_core[pre.name] + (-(-pre.n // size[pre.name])) // 2
-                distance = np.abs(xs[post_cores] - xs[mid]) + np.abs(ys[post_cores] - ys[mid])
-                crossing = chips[post_cores] != chips[mid]
-        else:
-            weight = np.full(len(cores), sends)
         sent, travelled = float(weight.sum()), float((weight * distance).sum())
         packets += sent
         hops += travelled
