@@ -2,3 +2,5 @@
 
 Importing this package imports torch; ``import ranvier`` alone does not.
 """
+
+from .spiking import SpikingModule, Trace, latency_encode, simulate, surrogate_derivative

@@ -50,6 +50,8 @@ from ..neurons.lif import (
     V,
 )
 
+#: steps per chunk of SLTT's input projections (a fixed size, so memory stays independent of T)
+_CHUNK = 16
 #: models a SpikingModule can differentiate
 TRAINABLE_MODELS = ("LIF",)
 
@@ -445,15 +447,44 @@ class SpikingModule(torch.nn.Module):
             consts = getattr(self, f"_consts_{p.post}")
             return error * consts[FIRST_RECEPTOR + RECEPTOR_CONSTS * p.receptor + 1]
 
+        # projections from inputs work on chunks of steps: one larger matmul instead of many small
+        # ones; a chunk's size is fixed, so memory still does not grow with T
+        chunks: dict[int, tuple[int, Tensor]] = {}
+        pending: dict[int, list[tuple[int, Tensor]]] = {i: [] for i, p in enumerate(self.projections)
+                                                         if p.pre in inputs}
+
+        def input_current(i: int, p: _Projection, t: int) -> Tensor | None:
+            if t % _CHUNK == 0:
+                first = max(t, p.delay)
+                last = min(t + _CHUNK, steps)
+                block = inputs[p.pre][first - p.delay:last - p.delay]
+                chunks[i] = (first, (block.reshape(-1, block.shape[2]) @ weights[i]).reshape(
+                    block.shape[0], batch, -1) if block.shape[0] else block)
+            first, block = chunks[i]
+            return block[t - first] if first <= t < first + block.shape[0] else None
+
+        def flush(i: int) -> None:
+            if pending[i]:
+                pre_steps = torch.tensor([step for step, _ in pending[i]])
+                pre = inputs[self.projections[i].pre][pre_steps]
+                post_error = torch.stack([error for _, error in pending[i]])
+                grads[i] += pre.reshape(-1, pre.shape[2]).T @ post_error.reshape(-1, post_error.shape[2])
+                pending[i].clear()
+
         with torch.no_grad():
             for t in range(steps + max(lags.values())):
                 if t < steps:
                     for name in self.populations:
                         now: list[Tensor | None] = [None] * len(self.populations[name].receptors)
                         for i, p in enumerate(self.projections):
-                            pre = spikes_at(p.pre, t - p.delay) if p.post == name else None
-                            if pre is not None:
-                                current = pre @ weights[i]
+                            if p.post != name:
+                                continue
+                            if p.pre in inputs:
+                                current = input_current(i, p, t)
+                            else:
+                                pre = spikes_at(p.pre, t - p.delay)
+                                current = None if pre is None else pre @ weights[i]
+                            if current is not None:
                                 now[p.receptor] = current if now[p.receptor] is None else now[p.receptor] + current
                         state = states[name]
                         active = state[REFRACTORY] <= 0
@@ -494,12 +525,19 @@ class SpikingModule(torch.nn.Module):
                         continue
                     arrival = t - lags[p.post] - (0 if self.populations[p.post].delta[p.receptor] else 1)
                     post_error = arrival_error(p, arrival) if arrival < steps else None
-                    pre = spikes_at(p.pre, arrival - p.delay) if post_error is not None else None
-                    if pre is not None:
-                        grads[i] += pre.T @ post_error
+                    if post_error is None or arrival - p.delay < 0:
+                        continue
+                    if p.pre in inputs:
+                        pending[i].append((arrival - p.delay, post_error))
+                        if len(pending[i]) == _CHUNK:
+                            flush(i)
+                    else:
+                        grads[i] += spikes_at(p.pre, arrival - p.delay).T @ post_error
                 for table in (*spikes.values(), *slopes.values(), *actives.values(), *errors.values()):
                     for old in [step for step in table if step < t - window]:
                         del table[old]
+            for i in pending:
+                flush(i)
         for i, weight in enumerate(self.weights):
             grad = grads[i] * getattr(self, f"_mask{i}")
             weight.grad = grad if weight.grad is None else weight.grad + grad
@@ -585,3 +623,19 @@ def simulate(net: Network, inputs: Mapping[str, np.ndarray] | np.ndarray, input_
     for name, monitor in voltages.items():
         result[f"{name}.v"] = monitor.values.reshape(steps, batch, net[name].n)
     return result
+
+
+def latency_encode(values: np.ndarray, steps: int) -> np.ndarray:
+    """Time-to-first-spike code: ``(B, n)`` values in [0, 1] -> spikes ``(steps, B, n)`` (float32).
+
+    A value ``x > 0`` spikes once, in step ``round((1 - x) (steps - 1))`` (larger is earlier);
+    ``x = 0`` never spikes.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or np.any(values < 0) or np.any(values > 1) or steps < 1:
+        raise TrainingError(f"latency_encode: values must be (B, n) in [0, 1] and steps >= 1, got shape "
+                            f"{values.shape}, range [{values.min():g}, {values.max():g}], steps={steps}")
+    spikes = np.zeros((steps, *values.shape), dtype=np.float32)
+    b, i = np.nonzero(values > 0)
+    spikes[np.rint((1 - values[b, i]) * (steps - 1)).astype(np.int64), b, i] = 1.0
+    return spikes
