@@ -23,7 +23,7 @@ import torch
 
 import ranvier as rv
 from ranvier.train import SpikingModule
-from ranvier.units import mV, ms
+from ranvier.units import ms, mV
 
 N_IN, N_HIDDEN, N_OUT = 700, 256, 20
 

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 import ranvier as rv  # noqa: E402
 from ranvier.errors import TrainingError  # noqa: E402
 from ranvier.train import SpikingModule, latency_encode, simulate  # noqa: E402
-from ranvier.units import mV, ms  # noqa: E402
+from ranvier.units import ms, mV  # noqa: E402
 
 
 def mixed_network() -> rv.Network:

@@ -3,4 +3,8 @@
 Importing this package imports torch; ``import ranvier`` alone does not.
 """
 
-from .spiking import SpikingModule, Trace, latency_encode, simulate, surrogate_derivative
+from .spiking import SpikingModule as SpikingModule
+from .spiking import Trace as Trace
+from .spiking import latency_encode as latency_encode
+from .spiking import simulate as simulate
+from .spiking import surrogate_derivative as surrogate_derivative
