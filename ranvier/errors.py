@@ -45,14 +45,6 @@ class NIRError(RanvierError, ValueError):
     """A NIR graph holds a node or edge ranvier cannot load, or a network cannot be exported."""
 
 
-class TrainingError(RanvierError, ValueError):
-    """A network, model, input or option cannot be trained or converted (``ranvier.train``)."""
-
-
-class NIRError(RanvierError, ValueError):
-    """A NIR graph holds a node or edge ranvier cannot load, or a network cannot be exported."""
-
-
 class BackendError(RanvierError, RuntimeError):
     """The requested backend is unknown or not available on this machine."""
 
