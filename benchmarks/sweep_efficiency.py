@@ -1,0 +1,149 @@
+"""Parallel efficiency of ``ranvier.sweep`` on a local Dask cluster of 2 workers.
+
+The same points (CUBA networks over a grid of excitatory weights) run twice, side by side in
+one script: one after another in this process (the serial peer), and as a sweep on a
+2-worker ``LocalCluster`` (one single-threaded process per worker). Both are warm: a first,
+untimed pass compiles the numba kernels (and fills the on-disk kernel cache the workers load).
+
+    efficiency = serial time / (workers * sweep time)
+
+1.0 is perfect; the scheduler's round trips, pickling of results and worker start-up of
+numba's cached kernels pull it down. Prints a JSON record and, with ``--report``, rewrites
+the ``## Dask sweep`` section of ``benchmarks/BENCHMARKS.md``.
+
+    .venv/bin/python benchmarks/sweep_efficiency.py [--points 8] [--n 4000] [--duration 5] [--repeats 3] [--report]
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+import ranvier as rv
+
+REPORT = Path(__file__).resolve().parent / "BENCHMARKS.md"
+TITLE = "## Dask sweep: parallel efficiency on a 2-worker local cluster"
+WORKERS = 2
+
+
+def cuba_point(w_exc: float, n: int, duration: float) -> dict:
+    """One sweep point: CUBA (Brian 2's example) with excitatory weight ``w_exc`` (V)."""
+    net = rv.networks.cuba(n=n, seed=1)
+    # the builder's own excitatory projections keep their weight; an extra sparse one varies it
+    net.connect(net["exc"], net["exc"], rv.connect.Bernoulli(p=20 / n), weight=w_exc, receptor="exc")
+    net.run(duration)
+    return {"rate": net.stats.rate("exc", net["exc"].n), "spikes": net.stats.spikes}
+
+
+def serial(points: list[dict]) -> float:
+    start = time.perf_counter()
+    for point in points:
+        cuba_point(**point)
+    return time.perf_counter() - start
+
+
+def parallel(points: list[dict], client) -> float:
+    start = time.perf_counter()
+    results = rv.sweep(cuba_point, points, client=client)
+    elapsed = time.perf_counter() - start
+    if results.failed:
+        raise RuntimeError(f"sweep points failed: {results.failed}")
+    return elapsed
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _section(record: dict) -> str:
+    runs = ", ".join(f"{e:.2f}" for e in record["efficiencies"])
+    return "\n".join([
+        TITLE,
+        "",
+        f"Measured {record['date']} by `benchmarks/sweep_efficiency.py`: {record['points']} points, each a "
+        f"CUBA network of {record['n']} neurons run for {record['duration']:g} s (numba backend), run one "
+        f"after another in one process (serial) and as `ranvier.sweep` on a `LocalCluster` of {WORKERS} "
+        f"single-threaded worker processes; both warm (kernels compiled and cached by an untimed first pass); "
+        f"median of {record['repeats']} repeats.",
+        "",
+        "| serial (s) | sweep on 2 workers (s) | speed-up = serial / sweep | parallel efficiency = speed-up / 2 |",
+        "|---|---|---|---|",
+        f"| {record['serial_s']:.2f} | {record['sweep_s']:.2f} | {WORKERS * record['efficiency']:.2f} | "
+        f"{record['efficiency']:.2f} (repeats: {runs}) |",
+        "",
+        "Times are medians; the speed-up and efficiency are medians of the per-repeat ratios (each repeat "
+        "runs its serial pass and its sweep back to back, so both see similar load).",
+        "",
+        f"Machine: {record['cpu']}, {record['cores']} cores, shared with other work (load average "
+        f"{record['load']:.1f} at the start, so both sides compete for the cores). Versions: Python "
+        f"{record['python']}, ranvier {record['ranvier']}, numba {record['numba']}, dask {record['dask']}, "
+        f"distributed {record['distributed']}.",
+        "",
+    ])
+
+
+def _write_section(text: str) -> None:
+    """Replace this benchmark's section of BENCHMARKS.md (or append it), leaving the others."""
+    report = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n"
+    start = report.find(TITLE)
+    if start < 0:
+        report = report.rstrip("\n") + "\n\n" + text
+    else:
+        following = report.find("\n## ", start + len(TITLE))
+        report = report[:start] + text + ("" if following < 0 else "\n" + report[following + 1:])
+    REPORT.write_text(report)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=8)
+    parser.add_argument("--n", type=int, default=4000)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--report", action="store_true", help="rewrite this section of benchmarks/BENCHMARKS.md")
+    args = parser.parse_args()
+
+    from distributed import Client, LocalCluster
+
+    weights = np.linspace(0.0, 1.0, args.points) * 1e-3
+    points = [{"w_exc": float(w), "n": args.n, "duration": args.duration} for w in weights]
+    load = os.getloadavg()[0]
+    with LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        serial(points[:1])
+        parallel(points[:WORKERS], client)
+        serial_times, sweep_times = [], []
+        for _ in range(args.repeats):
+            serial_times.append(serial(points))
+            sweep_times.append(parallel(points, client))
+    efficiencies = [s / (WORKERS * p) for s, p in zip(serial_times, sweep_times, strict=True)]
+    record = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "points": args.points, "n": args.n, "duration": args.duration, "repeats": args.repeats,
+        "serial_s": statistics.median(serial_times), "sweep_s": statistics.median(sweep_times),
+        "efficiency": statistics.median(efficiencies), "efficiencies": efficiencies,
+        "serial_runs": serial_times, "sweep_runs": sweep_times,
+        "cpu": _cpu(), "cores": os.cpu_count(), "load": load, "python": platform.python_version(),
+        **{name: metadata.version(name) for name in ("ranvier", "numba", "dask", "distributed")},
+    }
+    print(json.dumps(record))
+    if args.report:
+        _write_section(_section(record))
+        print(f"wrote {REPORT}")
+
+
+if __name__ == "__main__":
+    main()
