@@ -101,8 +101,13 @@ class LoweredNetwork:
 
 
 def _ring_slots(network: Network, population: Population) -> int:
-    incoming = [p.max_delay_steps for p in network.projections if p.post is population]
-    return max(incoming, default=0) + 1
+    """Ring slots for the spikes and held values that reach ``population`` ahead of time."""
+    if population.model.kind == "value":
+        return 1
+    spikes = [p.max_delay_steps + 1 for p in network.projections if p.post is population and p.kind == "spike"]
+    # a value is held in the ring for every step of its source's window
+    values = [p.pre.period for p in network.projections if p.post is population and p.kind == "value"]
+    return max(spikes + values, default=1)
 
 
 def _resize_ring(population: Population, slots: int, step: int) -> None:
@@ -125,9 +130,12 @@ def lower(network: Network) -> LoweredNetwork:
     for population in network.populations.values():
         model = population.model
         _resize_ring(population, _ring_slots(network, population), network.step)
-        bound = int(model.spike_bound(population.params, dt, population.n))
+        is_value = model.kind == "value"
+        bound = (population.n if model.pulses else 0) if is_value else int(
+            model.spike_bound(population.params, dt, population.n))
         lowered = LoweredPopulation(
-            name=population.name, n=population.n, kind=model.kind,
+            # to the compiled core a value population is a source: its pulses are scheduled at its updates
+            name=population.name, n=population.n, kind="scheduled" if is_value else model.kind,
             step_function=getattr(model, "step", None), checks_finite=model.checks_finite,
             state=population.state,
             consts=_shared_column(np.ascontiguousarray(model.constants(population.params, dt), dtype=np.float32)),
@@ -140,19 +148,27 @@ def lower(network: Network) -> LoweredNetwork:
             steps, ids = model.schedule(dt, population.name)
             lowered.source_steps, lowered.source_ids = steps, ids
             lowered.source_next[0] = np.searchsorted(steps, network.step)
+        elif is_value:
+            lowered.source_steps = np.full(population.n, NO_PULSE, dtype=np.int64)
+            lowered.source_ids = np.zeros(population.n, dtype=np.int32)
         populations.append(lowered)
-    projections = [_lower_projection(p) for p in network.projections]
-    chunk = min((p.min_delay_steps for p in network.projections), default=_FREE_CHUNK)
+    spiking = [p for p in network.projections if p.kind == "spike"]
+    projections = [_lower_projection(p) for p in spiking]
+    chunk = min((p.min_delay_steps for p in spiking), default=_FREE_CHUNK)
     for lowered in populations:
         capacity = max(_MIN_SPIKE_CAPACITY, 4 * lowered.spike_bound * chunk)
         lowered.spike_ids = np.zeros(capacity, dtype=np.int32)
         lowered.spike_steps = np.zeros(capacity, dtype=np.int64)
-    monitors = [
-        LoweredStateMonitor(m.population.index, m.row, m.ids, m.every_steps) for m in network.state_monitors
-    ]
+    monitors = [LoweredStateMonitor(m.population.index, row, m.ids, m.every_steps)
+                for m in compiled_monitors(network) for row in m.rows]
     return LoweredNetwork(dt, chunk, populations, projections, monitors,
                           synaptic_events=np.zeros(len(projections), dtype=np.int64),
                           status=np.zeros(3, dtype=np.int64))
+
+
+def compiled_monitors(network: Network) -> list:
+    """The state monitors the compiled core samples; value populations' are sampled at their updates."""
+    return [m for m in network.state_monitors if m.population.model.kind != "value"]
 
 
 def _lower_projection(projection: Projection) -> LoweredProjection:
@@ -175,6 +191,9 @@ def _population_key(seed: int, index: int) -> int:
     """A 64-bit key for the counter-based random numbers of population ``index``."""
     return int(np.random.SeedSequence([seed, index, 0x5EED]).generate_state(1, dtype=np.uint64)[0])
 
+
+#: the step of a value population's pulse slot that holds no pulse (never reached)
+NO_PULSE = np.iinfo(np.int64).max
 
 #: status codes a backend leaves in ``LoweredNetwork.status[0]``
 STATUS_OK = 0

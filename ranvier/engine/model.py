@@ -291,6 +291,9 @@ class ValueModel(Model):
     def constants(self, params: Mapping[str, np.ndarray], dt: float) -> np.ndarray:
         return np.zeros((0, 1), dtype=np.float32)
 
+    def derive(self, state: np.ndarray) -> None:
+        """Recompute rows that follow from the others (outputs, order), before a run publishes them."""
+
     def advance(self, state: np.ndarray, inputs: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray],
                 dt: float) -> np.ndarray | None:
         """Advance ``state`` by one update of ``dt`` seconds; return pulses or ``None``."""

@@ -19,6 +19,7 @@ class SpikeMonitor:
         self._steps: list[np.ndarray] = []
         self._ids: list[np.ndarray] = []
         self._dt = population.network.dt
+        self._written = None  # the first spikes, when a checkpointed run wrote them to a file (storage)
 
     def _append(self, steps: np.ndarray, ids: np.ndarray) -> None:
         if self.ids_recorded is not None:
@@ -33,11 +34,18 @@ class SpikeMonitor:
             self._steps = [np.concatenate(self._steps)]
             self._ids = [np.concatenate(self._ids)]
 
+    def _with_written(self, memory: list[np.ndarray], read) -> np.ndarray:
+        self._merge()
+        parts = ([read()] if self._written is not None else []) + memory
+        return np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.zeros(0, dtype=np.int64))
+
+    def _count_memory(self) -> int:
+        return int(sum(len(chunk) for chunk in self._ids))
+
     @property
     def steps(self) -> np.ndarray:
         """Index k of the step that produced each spike."""
-        self._merge()
-        return self._steps[0] if self._steps else np.zeros(0, dtype=np.int64)
+        return self._with_written(self._steps, lambda: self._written.steps())
 
     @property
     def times(self) -> np.ndarray:
@@ -47,12 +55,11 @@ class SpikeMonitor:
     @property
     def ids(self) -> np.ndarray:
         """Neuron index of each spike."""
-        self._merge()
-        return self._ids[0] if self._ids else np.zeros(0, dtype=np.int64)
+        return self._with_written(self._ids, lambda: self._written.ids())
 
     @property
     def num_spikes(self) -> int:
-        return int(sum(len(chunk) for chunk in self._ids))
+        return self._count_memory() + (self._written.count if self._written is not None else 0)
 
     def counts(self) -> np.ndarray:
         """Number of spikes of each neuron of the population."""
@@ -73,38 +80,50 @@ class SpikeMonitor:
 class StateMonitor:
     """A state variable of chosen neurons, sampled every ``every`` seconds.
 
-    ``t`` holds the sample times (s); ``values`` is ``(len(t), len(ids))``. Samples are taken at
-    the end of every step whose end time is a multiple of ``every``.
+    ``t`` holds the sample times (s); ``values`` is ``(len(t), len(ids))``, or
+    ``(len(t), channels, len(ids))`` when the variable has several channels (the ``"output"``
+    of a multi-channel value population). Samples are taken at the end of every step whose end
+    time is a multiple of ``every``.
     """
 
-    def __init__(self, population, variable: str, row: int, ids: np.ndarray, every_steps: int):
+    def __init__(self, population, variable: str, rows: tuple[int, ...], ids: np.ndarray, every_steps: int):
         self.population = population
         self.variable = variable
-        self.row = row
+        self.rows = rows
         self.ids = ids
         self.every_steps = every_steps
         self._steps: list[np.ndarray] = []
-        self._values: list[np.ndarray] = []
+        self._values: list[list[np.ndarray]] = [[] for _ in rows]
         self._dt = population.network.dt
+        self._written = None  # the first samples, when a checkpointed run wrote them to a file (storage)
 
-    def _append(self, steps: np.ndarray, values: np.ndarray) -> None:
+    def _append(self, channel: int, steps: np.ndarray, values: np.ndarray) -> None:
         if len(steps):
-            self._steps.append(steps.copy())
-            self._values.append(values.copy())
+            if channel == 0:
+                self._steps.append(steps.copy())
+            self._values[channel].append(values.copy())
+
+    def _samples(self) -> tuple[np.ndarray, np.ndarray]:
+        """Steps (int64) and float32 values ``(samples, channels, ids)``, those written to a file first."""
+        steps = [np.concatenate(self._steps)] if self._steps else []
+        values = [np.stack([np.concatenate(chunks) for chunks in self._values], axis=1)] if self._steps else []
+        if self._written is not None:
+            steps.insert(0, self._written.steps())
+            values.insert(0, self._written.values())
+        if not steps:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, len(self.rows), len(self.ids)), dtype=np.float32)
+        return np.concatenate(steps), np.concatenate(values)
 
     @property
     def t(self) -> np.ndarray:
         """Sample times (s)."""
-        if not self._steps:
-            return np.zeros(0)
-        return (np.concatenate(self._steps) + 1) * self._dt
+        return (self._samples()[0] + 1) * self._dt
 
     @property
     def values(self) -> np.ndarray:
         """Samples, one row per time, one column per recorded neuron (float64)."""
-        if not self._values:
-            return np.zeros((0, len(self.ids)))
-        return np.concatenate(self._values).astype(np.float64)
+        values = self._samples()[1].astype(np.float64)
+        return values[:, 0] if len(self.rows) == 1 else values
 
     def __repr__(self) -> str:
         return f"StateMonitor({self.population.name!r}, {self.variable!r}, {len(self.t)} samples)"

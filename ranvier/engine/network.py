@@ -7,6 +7,7 @@ population or projection holds are the ones the backends update, so nothing is c
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ import numpy as np
 from ..errors import PopulationError, ProjectionError, RecordingError, RunError
 from .connectivity import Rule
 from .distributions import Distribution, materialise
-from .model import Model
+from .model import Model, ValueModel
 from .monitors import SpikeMonitor, StateMonitor
 from .queue import EventQueue
 from .stats import Stats
@@ -58,6 +59,11 @@ def _to_float32(weights: np.ndarray, name: str) -> np.ndarray:
     return weights.astype(np.float32)
 
 
+def _sends_values(pre: Population, post: Population) -> bool:
+    """Whether a projection from ``pre`` to ``post`` carries values (else spikes, or pulses)."""
+    return isinstance(pre.model, ValueModel) and (isinstance(post.model, ValueModel) or not pre.model.pulses)
+
+
 class Population:
     """``n`` neurons of one model.
 
@@ -67,7 +73,7 @@ class Population:
     """
 
     def __init__(self, network: Network, model: Model, n: int, name: str, index: int,
-                 params: dict[str, np.ndarray], state: np.ndarray):
+                 params: dict[str, np.ndarray], state: np.ndarray, period: int = 1):
         self.network = network
         self.model = model
         self.n = n
@@ -75,7 +81,18 @@ class Population:
         self.index = index
         self.params = params
         self.state = state
+        #: steps of the network's dt per update of this population (its own dt / network dt)
+        self.period = period
         self.ring: np.ndarray | None = None  # delay ring buffer (slots, receptors, n), made by lowering
+        #: a value population's output as last published (float64 ``(channels, n)``), set by runs
+        self._published: np.ndarray | None = None
+        #: steps before this one already hold this value population's output in spiking targets' rings
+        self._held_until = 0
+
+    @property
+    def dt(self) -> float:
+        """Time step of this population's updates (s)."""
+        return self.period * self.network.dt
 
     def __len__(self) -> int:
         return self.n
@@ -127,6 +144,12 @@ class Projection:
         self._weights = weights
         self.weight_stride = 0 if len(weights) == 1 and len(post_ids) != 1 else 1
         self.delay_steps = delay_steps
+        #: ``"spike"`` (delivered by the compiled core), ``"count"`` (spikes counted over a value
+        #: population's window) or ``"value"`` (a value population's output, a linear map)
+        self.kind = ("value" if _sends_values(pre, post) else
+                     "count" if isinstance(post.model, ValueModel) else "spike")
+        #: a count projection's weighted counts per window still to be consumed (made by runs)
+        self._pending: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self._post_ids)
@@ -230,8 +253,12 @@ class Network:
             ) from None
 
     def population(self, model: Model, n: int | None = None, name: str | None = None,
-                   init: Mapping[str, object] | None = None) -> Population:
-        """Add ``n`` neurons of ``model``; ``init`` maps state variables to initial values."""
+                   init: Mapping[str, object] | None = None, dt: float | None = None) -> Population:
+        """Add ``n`` neurons of ``model``; ``init`` maps state variables to initial values.
+
+        ``dt`` (s) gives a value population its own update step, a whole multiple of the
+        network's ``dt`` (default: the network's).
+        """
         name = f"pop{len(self.populations)}" if name is None else str(name)
         if name in self.populations:
             raise PopulationError(f"population {name!r}: the name is already taken")
@@ -248,6 +275,7 @@ class Network:
             raise PopulationError(f"population {name!r}: the source has {size} neurons, got n={n}")
         n = int(n)
         owner = f"population {name!r}"
+        period = self._period(model, dt, owner)
         rng = self._rng()
         try:
             params = {key: materialise(value, rng, n, f"parameter {key!r}", owner)
@@ -271,10 +299,23 @@ class Network:
                 raise
             message = str(error)
             raise PopulationError(message if owner in message else f"{owner}: {message}") from None
-        population = Population(self, model, n, name, len(self.populations), params, state)
+        population = Population(self, model, n, name, len(self.populations), params, state, period)
         self.populations[name] = population
         self._changed()
         return population
+
+    def _period(self, model: Model, dt: float | None, owner: str) -> int:
+        """Steps of the network's dt per update of a population with its own ``dt``."""
+        if dt is None:
+            return 1
+        period = int(round(dt / self.dt)) if np.isfinite(dt) else 0
+        if period < 1 or abs(period * self.dt - dt) > 1e-6 * self.dt:
+            raise PopulationError(f"{owner}: dt must be a positive whole multiple of the network's dt = "
+                                  f"{self.dt:.6g} s, got {dt!r}")
+        if period > 1 and not isinstance(model, ValueModel):
+            raise PopulationError(f"{owner}: only value populations (Kuramoto, CfC, LTC, ELM, Rate) update at "
+                                  f"their own dt; {type(model).__name__} runs at the network's dt = {self.dt:.6g} s")
+        return period
 
     def _own(self, population: object, role: str) -> Population:
         if not isinstance(population, Population):
@@ -321,21 +362,25 @@ class Network:
             raise ProjectionError(
                 f"projection {name!r}: unknown receptor {receptor!r}; {post.name!r} has {list(receptors) or 'none'}"
             )
-        if post.model.kind != "spiking":
+        if post.model.kind not in ("spiking", "value"):
             raise ProjectionError(f"projection {name!r}: {post.name!r} takes no synaptic input")
+        width = self._check_channels(pre, post, receptor, name)
         taken = {p.name for p in self.projections}
         base, copy = name, 1
         while name in taken:
             copy += 1
             name = f"{base}#{copy}"
         rng = self._rng()
-        synapses = rule.build(pre.n, post.n, rng, pre is post, name)
+        synapses = rule.build(pre.n, width, rng, pre is post and width == pre.n, name)
         n_synapses = len(synapses.post_ids)
         weight = synapses.weight if weight is None else weight
         delay = synapses.delay if delay is None else delay
         if weight is None:
             raise ProjectionError(f"projection {name!r}: weight is required")
         weights = _per_synapse(weight, rng, n_synapses, np.float32, lambda w: _to_float32(w, name), "weight", name)
+        if delay is not None and _sends_values(pre, post):
+            raise ProjectionError(f"projection {name!r}: values from {pre.name!r} reach {post.name!r} at its next "
+                                  f"update; a delay cannot be set, got {delay!r}")
         delay_steps = 1 if delay is None else _per_synapse(
             delay, rng, n_synapses, np.uint16, lambda d: self._to_delay_steps(d, name), "delay", name)
         if isinstance(delay_steps, np.ndarray) and len(delay_steps) == 1 and n_synapses != 1:
@@ -344,6 +389,22 @@ class Network:
         self.projections.append(projection)
         self._changed()
         return projection
+
+    @staticmethod
+    def _check_channels(pre: Population, post: Population, receptor: str, name: str) -> int:
+        """Check that what ``pre`` sends fits ``post``'s receptor or port; return the target width."""
+        if not isinstance(post.model, ValueModel):
+            if _sends_values(pre, post) and pre.model.channels != 1:
+                raise ProjectionError(
+                    f"projection {name!r}: {pre.name!r} emits {pre.model.channels} channels per unit; a spiking "
+                    f"population takes one (connect from a one-channel value population, or use its pulses)")
+            return post.n
+        width, channels = post.model.ports(post.n)[receptor]
+        sent = pre.model.channels if isinstance(pre.model, ValueModel) else 1
+        if sent != channels:
+            raise ProjectionError(f"projection {name!r}: port {receptor!r} of {post.name!r} takes {channels} "
+                                  f"channel(s), {pre.name!r} sends {sent}")
+        return width
 
     def _to_delay_steps(self, delays: np.ndarray, name: str) -> np.ndarray:
         if delays.size and delays.min() < self.dt * (1 - 1e-6):
@@ -375,18 +436,28 @@ class Network:
                 raise RecordingError(f"{owner}: ids must be in [0, {population.n}), got {outside[:5].tolist()}")
             ids = ids.astype(np.int64)
         if variable == "spikes":
-            if population.model.kind not in ("spiking", "scheduled"):
+            if population.model.kind not in ("spiking", "scheduled") and not getattr(population.model, "pulses", False):
                 raise RecordingError(f"{owner}: {type(population.model).__name__} does not spike")
             monitor = SpikeMonitor(population, ids)
             self.spike_monitors.append(monitor)
         else:
-            row = population._row(variable)
+            model = population.model
+            if variable == "output" and isinstance(model, ValueModel):
+                rows = tuple(model.output_rows)
+            else:
+                rows = (population._row(variable),)
+            if ids is None and variable in getattr(model, "population_variables", ()):
+                ids = np.zeros(1, dtype=np.int64)
+            every = population.dt if every is None and model.kind == "value" else every
             every_steps = 1 if every is None else int(round(every / self.dt))
             if every is not None and (not np.isfinite(every) or every_steps < 1
                                       or abs(every_steps * self.dt - every) > 1e-6 * self.dt + 1e-12):
                 raise RecordingError(f"{owner}: every must be a positive multiple of dt = {self.dt}, got {every!r}")
+            if every_steps % population.period:
+                raise RecordingError(f"{owner}: every must be a multiple of the population's dt = "
+                                     f"{population.dt:.6g} s, got {every!r}")
             ids = np.arange(population.n, dtype=np.int64) if ids is None else ids
-            monitor = StateMonitor(population, variable, row, ids, every_steps)
+            monitor = StateMonitor(population, variable, rows, ids, every_steps)
             self.state_monitors.append(monitor)
         self._changed()
         return monitor
@@ -404,11 +475,16 @@ class Network:
 
     # -- running -------------------------------------------------------------------------------
 
-    def run(self, duration: float, backend: str = "numba", progress: bool = False) -> None:
+    def run(self, duration: float, backend: str = "numba", progress: bool = False,
+            checkpoint: str | os.PathLike | None = None, every: float | None = None) -> None:
         """Advance the network by ``duration`` seconds; a later call continues from here.
 
         ``backend`` is ``"numba"`` (compiled, default) or ``"numpy"`` (the reference).
-        ``progress=True`` shows a progress bar of simulated time.
+        ``progress=True`` shows a progress bar of simulated time. ``checkpoint`` names an HDF5
+        file that receives the network, its state and its recordings every ``every`` seconds of
+        simulated time and at the end of the run; the recordings written there leave memory.
+        A killed run leaves the last complete checkpoint: ``ranvier.load(checkpoint)`` continues
+        it with the same spikes as an uninterrupted run (``docs/storage.md``).
         """
         from .simulation import Simulation
 
@@ -421,4 +497,27 @@ class Network:
         if simulation is None or simulation.backend_name != backend or simulation.version != self._structure_version:
             simulation = Simulation(self, backend)
             self._simulation = simulation
-        simulation.run(int(round(duration / self.dt)), progress)
+        checkpointer = None
+        if checkpoint is not None:
+            from .storage import Checkpointer
+
+            checkpointer = Checkpointer(self, checkpoint, self._every_steps(every, duration))
+        elif every is not None:
+            raise RunError(f"run: every={every!r} needs a checkpoint file (checkpoint=path)")
+        simulation.run(int(round(duration / self.dt)), progress, checkpointer)
+
+    def _every_steps(self, every: float | None, duration: float) -> int:
+        """Steps between checkpoints: ``every`` seconds, or the whole run when it is None."""
+        if every is None:
+            return max(1, int(round(duration / self.dt)))
+        if isinstance(every, bool) or not isinstance(every, int | float | np.number) or not np.isfinite(every) \
+                or every < self.dt * (1 - 1e-6):
+            raise RunError(f"run: every must be a time of at least dt = {self.dt:.6g} s, got {every!r}")
+        return int(round(every / self.dt))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the network, its state and its recordings to the HDF5 file ``path``
+        (layout in ``docs/storage.md``; read it back with ``ranvier.load``)."""
+        from .storage import save
+
+        save(self, path)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import BackendError, NumericalError
 from . import backends
-from .lowering import STATUS_NOT_FINITE, STATUS_OK, lower
+from .lowering import STATUS_NOT_FINITE, STATUS_OK, compiled_monitors, lower
 from .network import Network
 from .queue import PROGRESS
+from .values import ValueStage
+
+if TYPE_CHECKING:
+    from .storage import Checkpointer
 
 _PROGRESS_TICKS = 100
 
@@ -22,9 +28,14 @@ class Simulation:
     def _lower(self) -> None:
         self.version = self.network._structure_version
         self.lowered = lower(self.network)
+        self.values = ValueStage(self.network, self.lowered)
+        if self.values.active and self.backend_name == "cuda":
+            names = ", ".join(p.name for p in self.values.populations)
+            raise BackendError(f"value populations ({names}) run on the numpy and numba backends; the cuda backend "
+                               "runs spiking networks")
         self.runner = backends.prepare(self.backend_name, self.lowered)
 
-    def run(self, n_steps: int, progress: bool) -> None:
+    def run(self, n_steps: int, progress: bool, checkpointer: Checkpointer | None = None) -> None:
         network = self.network
         stop = network.step + n_steps
         for monitor in self.lowered.state_monitors:
@@ -32,8 +43,16 @@ class Simulation:
         bar = self._progress_bar(n_steps) if progress else None
         try:
             self._handle_events()
+            self.values.start(network.step)
+            if checkpointer is not None:
+                checkpointer.start(network.step)
             while network.step < stop:
                 target = min(network._events.next_step(stop), stop)
+                if checkpointer is not None:
+                    target = min(target, checkpointer.next_step)
+                boundary = self.values.next_boundary(network.step)
+                if boundary is not None:
+                    target = min(target, boundary)
                 while network.step < target:
                     reached = self.runner.advance(network.step, target)
                     self._collect(network.step, reached)
@@ -44,8 +63,14 @@ class Simulation:
                 self._handle_events()
                 if self.version != network._structure_version:
                     self._lower()
+                    self.values.start(network.step)
                     for monitor in self.lowered.state_monitors:
                         monitor.allocate(network.step, stop)
+                if network.step == boundary:
+                    self.values.update(network.step)
+                if checkpointer is not None and network.step in (checkpointer.next_step, stop):
+                    self.runner.to_host()
+                    checkpointer.write()
         finally:
             self.runner.to_host()
             if bar is not None:
@@ -80,7 +105,7 @@ class Simulation:
         monitors_of = {}
         for monitor in network.spike_monitors:
             monitors_of.setdefault(monitor.population.name, []).append(monitor)
-        for population in lowered.populations:
+        for index, population in enumerate(lowered.populations):
             count = int(population.spike_count[0])
             name = population.name
             stats.spikes_by_population[name] = stats.spikes_by_population.get(name, 0) + count
@@ -90,15 +115,19 @@ class Simulation:
                 )
             for monitor in monitors_of.get(name, ()):
                 monitor._append(population.spike_steps[:count], population.spike_ids[:count])
+            if count and self.values.active:
+                self.values.count_spikes(index, population.spike_steps[:count], population.spike_ids[:count])
             population.spike_count[0] = 0
         for projection, events in zip(lowered.projections, lowered.synaptic_events, strict=True):
             stats.synaptic_events_by_projection[projection.name] = (
                 stats.synaptic_events_by_projection.get(projection.name, 0) + int(events)
             )
         lowered.synaptic_events[:] = 0
-        for monitor, lowered_monitor in zip(network.state_monitors, lowered.state_monitors, strict=True):
+        channels = [(monitor, channel) for monitor in compiled_monitors(network)
+                    for channel in range(len(monitor.rows))]
+        for (monitor, channel), lowered_monitor in zip(channels, lowered.state_monitors, strict=True):
             count = int(lowered_monitor.count[0])
-            monitor._append(lowered_monitor.steps[:count], lowered_monitor.values[:count])
+            monitor._append(channel, lowered_monitor.steps[:count], lowered_monitor.values[:count])
             lowered_monitor.count[0] = 0
 
     def _check_status(self) -> None:

@@ -2,6 +2,7 @@
 
 from .brunel import brunel
 from .cuba import cuba
+from .kuramoto import kuramoto
 from .microcircuit import microcircuit
 
-__all__ = ["brunel", "cuba", "microcircuit"]
+__all__ = ["brunel", "cuba", "kuramoto", "microcircuit"]

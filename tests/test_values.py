@@ -1,0 +1,155 @@
+"""Value populations: graded projections, spike counts over windows, held values, multi-rate updates."""
+
+import numpy as np
+import pytest
+
+import ranvier as rv
+from ranvier.engine.model import ValueModel
+from ranvier.units import ms, mV
+
+
+class Integrator(ValueModel):
+    """``output <- decay * output + input``: a leaky accumulator whose output shows what reached it."""
+
+    def __init__(self, decay: float = 0.0):
+        super().__init__()
+        self.parameters = {"decay": decay}
+
+    @property
+    def state_names(self):
+        return ("output",)
+
+    def advance(self, state, inputs, params, dt):
+        state[0] = params["decay"] * state[0] + inputs["input"][0]
+        return None
+
+
+def test_spikes_are_counted_over_the_window_of_their_arrival():
+    net = rv.Network(dt=1 * ms, seed=1)
+    times = np.array([1, 2, 3, 4, 5, 9, 10]) * ms
+    source = net.population(rv.neurons.SpikeSource(times, np.zeros(7, dtype=int), n=1), name="src")
+    counter = net.population(Integrator(), n=2, name="counter", dt=5 * ms)
+    net.connect(source, counter, rv.connect.AllToAll(), weight=np.array([1.0, 10.0]), delay=2 * ms)
+    out = net.record(counter, "output")
+    net.run(20 * ms, backend="numpy")
+    # a spike at time t is emitted in step t/dt - 1 and arrives 2 steps later, at step t/dt + 1
+    arrivals = np.round(times / ms).astype(int) + 1
+    expected = np.bincount(arrivals // 5, minlength=4)[:4]
+    np.testing.assert_array_equal(out.values[:, 0], expected)
+    np.testing.assert_array_equal(out.values[:, 1], 10 * expected)
+    np.testing.assert_allclose(out.t, np.arange(1, 5) * 5 * ms)
+    assert net.stats.synaptic_events_by_projection["src->counter:input"] == 14
+    assert net.stats.neuron_updates_by_population["counter"] == 2 * 4
+
+
+def test_values_reach_a_spiking_population_held_over_the_source_window():
+    net = rv.Network(dt=1 * ms, seed=1)
+    constant = net.population(Integrator(decay=1.0), n=1, name="constant", dt=4 * ms, init={"output": 2.0})
+    lif = rv.neurons.LIF(tau_m=10 * ms, v_rest=0.0, v_th=1.0, v_reset=0.0, t_ref=0.0, tau_syn={"in": 0.0})
+    target = net.population(lif, n=1, name="target")
+    net.connect(constant, target, rv.connect.AllToAll(), weight=0.5 * mV)
+    v = net.record(target, "v")
+    net.run(8 * ms, backend="numpy")
+    # a delta receptor adds 0.5 mV * 2 = 1 mV in every step; v then decays with exp(-dt / tau_m)
+    decay = np.exp(-0.1)
+    expected, value = [], 0.0
+    for _ in range(8):
+        value = value * decay + 1e-3
+        expected.append(value)
+    np.testing.assert_allclose(v.values[:, 0], expected, rtol=1e-5)
+
+
+def test_value_projections_act_with_one_window_of_lag():
+    net = rv.Network(dt=1 * ms, seed=1)
+    first = net.population(Integrator(decay=1.0), n=1, name="first", init={"output": 1.0})
+    chain = net.population(Integrator(), n=1, name="chain")
+    net.connect(first, chain, rv.connect.OneToOne(), weight=3.0)
+    out = net.record(chain, "output")
+    net.run(3 * ms, backend="numpy")
+    np.testing.assert_array_equal(out.values[:, 0], [3.0, 3.0, 3.0])
+    assert net.stats.dense_macs_by_projection["first->chain:input"] == 3
+
+
+def _mixed_network(seed):
+    net = rv.Network(dt=0.5 * ms, seed=seed)
+    drive = net.population(rv.neurons.PoissonSource(rate=200.0), n=50, name="drive")
+    oscillators = net.population(rv.neurons.Kuramoto(omega=rv.init.Normal(150.0, 20.0), pulses=True), n=40,
+                                 name="osc", dt=2 * ms)
+    net.connect(oscillators, oscillators, rv.connect.AllToAll(), weight=5.0 / 40, receptor="coupling")
+    net.connect(drive, oscillators, rv.connect.Bernoulli(0.2), weight=0.5, delay=1 * ms, receptor="drive")
+    lif = rv.neurons.LIF(tau_m=10 * ms, v_rest=-65 * mV, v_th=-55 * mV, v_reset=-65 * mV, t_ref=2 * ms,
+                         tau_syn={"exc": 5 * ms})
+    cells = net.population(lif, n=30, name="cells")
+    net.connect(oscillators, cells, rv.connect.Bernoulli(0.5), weight=8 * mV, delay=1.5 * ms)
+    rates = net.population(Integrator(decay=0.5), n=10, name="rates", dt=5 * ms)
+    net.connect(cells, rates, rv.connect.Bernoulli(0.5), weight=1.0, delay=rv.init.Uniform(0.5 * ms, 3 * ms))
+    net.connect(rates, cells, rv.connect.Bernoulli(0.3), weight=0.2 * mV)
+    monitors = {name: net.record(name, "spikes") for name in ("osc", "cells")}
+    monitors["order"] = net.record("osc", "order")
+    monitors["rates"] = net.record("rates", "output")
+    return net, monitors
+
+
+def test_mixed_network_gives_identical_results_on_numpy_and_numba():
+    results = {}
+    for backend in ("numpy", "numba"):
+        net, monitors = _mixed_network(seed=5)
+        net.run(60 * ms, backend=backend)
+        net.run(40 * ms, backend=backend)  # a second run continues mid-window
+        results[backend] = monitors
+    numpy_run, numba_run = results["numpy"], results["numba"]
+    for name in ("osc", "cells"):
+        assert numpy_run[name].num_spikes > 0
+        np.testing.assert_array_equal(numpy_run[name].steps, numba_run[name].steps)
+        np.testing.assert_array_equal(numpy_run[name].ids, numba_run[name].ids)
+    np.testing.assert_array_equal(numpy_run["order"].values, numba_run["order"].values)
+    np.testing.assert_array_equal(numpy_run["rates"].values, numba_run["rates"].values)
+    assert numpy_run["rates"].values.max() > 0
+
+
+def test_run_can_stop_and_continue_mid_window():
+    whole, _ = _mixed_network(seed=3)
+    split, _ = _mixed_network(seed=3)
+    whole_spikes = whole.record("cells", "spikes")
+    split_spikes = split.record("cells", "spikes")
+    whole.run(50 * ms, backend="numpy")
+    for _ in range(8):
+        split.run(5.5 * ms, backend="numpy")
+    split.run(-split.t + 50 * ms, backend="numpy")
+    np.testing.assert_array_equal(whole_spikes.steps, split_spikes.steps)
+    np.testing.assert_array_equal(whole_spikes.ids, split_spikes.ids)
+
+
+def test_own_dt_must_be_a_whole_multiple_and_is_for_value_populations():
+    net = rv.Network(dt=1 * ms)
+    with pytest.raises(rv.PopulationError, match="whole multiple.*0.0025"):
+        net.population(Integrator(), n=2, name="bad", dt=2.5 * ms)
+    with pytest.raises(rv.PopulationError, match="'cells'.*only value populations"):
+        net.population(rv.neurons.LIF(), n=2, name="cells", dt=2 * ms)
+
+
+def test_channels_must_match_the_port():
+    net = rv.Network(dt=1 * ms)
+    oscillators = net.population(rv.neurons.Kuramoto(), n=4, name="osc")
+    cells = net.population(rv.neurons.LIF(), n=4, name="cells")
+    with pytest.raises(rv.ProjectionError, match="'osc->cells:exc'.*2 channels"):
+        net.connect(oscillators, cells, rv.connect.AllToAll(), weight=1.0, receptor="exc")
+    with pytest.raises(rv.ProjectionError, match="port 'coupling' of 'osc' takes 2 channel.*'cells' sends 1"):
+        net.connect(cells, oscillators, rv.connect.AllToAll(), weight=1.0, receptor="coupling")
+    with pytest.raises(rv.ProjectionError, match="delay cannot be set"):
+        net.connect(oscillators, oscillators, rv.connect.AllToAll(), weight=1.0, delay=2 * ms, receptor="coupling")
+
+
+def test_value_monitors_sample_at_the_population_updates():
+    net = rv.Network(dt=1 * ms)
+    net.population(Integrator(), n=2, name="slow", dt=4 * ms)
+    with pytest.raises(rv.RecordingError, match="'slow'.*multiple of the population's dt"):
+        net.record("slow", "output", every=2 * ms)
+
+
+def test_cuda_refuses_value_populations_by_name(monkeypatch):
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    net = rv.Network(dt=1 * ms)
+    net.population(Integrator(), n=2, name="slow")
+    with pytest.raises(rv.BackendError, match="slow"):
+        net.run(2 * ms, backend="cuda")
