@@ -1,11 +1,19 @@
-"""The ``ranvier`` command line: ``demo``, ``run``, ``estimate``, ``info``.
+"""The ``ranvier`` command line: ``demo``, ``run``, ``estimate``, ``bench``, ``info``.
 
-Exit codes: 0 success, 1 a simulation or input error (the message says which), 2 bad usage.
+Every command takes ``--help``. Exit codes, for scripts:
+
+* 0: success;
+* 1: a simulation or input error (a :class:`~ranvier.RanvierError`; the message on stderr says which);
+* 2: bad usage (unknown command or option, missing script);
+* 130: interrupted (Ctrl-C).
+
+``ranvier run SCRIPT`` ends with the script's own exit status when the script calls ``sys.exit``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import runpy
 import sys
@@ -131,6 +139,45 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    if args.full:
+        suite = Path(__file__).resolve().parent.parent / "benchmarks" / "run_benchmarks.py"
+        if not suite.is_file():
+            print("ranvier bench --full: the side-by-side suite (benchmarks/run_benchmarks.py) comes with a source "
+                  "checkout of ranvier, not with an installed package", file=sys.stderr)
+            return 2
+        sys.argv = [str(suite), *args.arguments]
+        sys.path.insert(0, str(suite.parent))
+        runpy.run_path(str(suite), run_name="__main__")
+        return 0
+    from . import networks
+
+    rows = []
+    for backend, n, duration in (("numba", args.n, args.duration), ("numpy", args.n, args.duration / 10)):
+        times = []
+        for _ in range(args.repeats + 1):  # the first run of each backend compiles; it is reported apart
+            net = networks.cuba(n=n, seed=1)
+            started = time.perf_counter()
+            net.run(duration, backend=backend, progress=not args.quiet)
+            times.append(time.perf_counter() - started)
+        run = sorted(times[1:])[len(times[1:]) // 2]
+        rows.append({"backend": backend, "n": n, "duration": duration, "first_run_s": times[0], "run_s": run,
+                     "real_time_factor": run / duration, "spikes": net.stats.spikes})
+    print(f"CUBA benchmark (Brian 2's example), median of {args.repeats} warm runs:")
+    print(f"  {'backend':<8}{'neurons':>8}{'biological (s)':>16}{'first run (s)':>15}{'run (s)':>10}"
+          f"{'x real time':>13}")
+    for row in rows:
+        print(f"  {row['backend']:<8}{row['n']:>8}{row['duration']:>16g}{row['first_run_s']:>15.3f}"
+              f"{row['run_s']:>10.3f}{row['real_time_factor']:>13.3f}")
+    numba, numpy = rows
+    print(f"  numba is {numpy['real_time_factor'] / numba['real_time_factor']:.1f}x faster than the numpy reference "
+          "per second of biological time")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        print(f"saved {args.json}")
+    return 0
+
+
 def _version(package: str) -> str:
     try:
         return metadata.version(package)
@@ -166,7 +213,9 @@ def _gpu() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ranvier", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="ranvier", description=__doc__.splitlines()[0],
+                                     epilog="exit codes: 0 success, 1 simulation or input error, 2 bad usage, "
+                                            "130 interrupted; 'ranvier COMMAND --help' describes each command")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="simulate Brian 2's CUBA network, print a summary and plot it")
@@ -195,6 +244,22 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--plot", default=None, help="save an energy plot here")
     estimate.set_defaults(handler=_estimate)
 
+    bench = commands.add_parser("bench", help="time the CUBA network on the numba and numpy backends",
+                                description="Quick benchmark: Brian 2's CUBA network on the numba backend and "
+                                            "the numpy reference, first (compiling) and warm runs. --full runs "
+                                            "the side-by-side suite against Brian 2 and NEST from a source "
+                                            "checkout (benchmarks/run_benchmarks.py; arguments after --full go "
+                                            "to it).")
+    bench.add_argument("--n", type=int, default=4000, help="number of neurons (default 4000)")
+    bench.add_argument("--duration", type=float, default=1.0,
+                       help="biological time of the numba runs in seconds; numpy runs a tenth of it (default 1)")
+    bench.add_argument("--repeats", type=int, default=3, help="warm runs per backend (default 3)")
+    bench.add_argument("--json", default=None, help="also write the results as JSON here")
+    bench.add_argument("--quiet", action="store_true", help="no progress bars")
+    bench.add_argument("--full", action="store_true", help="run benchmarks/run_benchmarks.py instead")
+    bench.add_argument("arguments", nargs=argparse.REMAINDER, help="with --full: arguments for run_benchmarks.py")
+    bench.set_defaults(handler=_bench)
+
     info = commands.add_parser("info", help="print versions, available backends and whether a GPU is present")
     info.set_defaults(handler=_info)
     return parser
@@ -207,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     except RanvierError as error:
         print(f"ranvier: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("ranvier: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
