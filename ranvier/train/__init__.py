@@ -3,6 +3,7 @@
 Importing this package imports torch; ``import ranvier`` alone does not.
 """
 
+from .snntorch_import import from_snntorch as from_snntorch
 from .spiking import SpikingModule as SpikingModule
 from .spiking import Trace as Trace
 from .spiking import latency_encode as latency_encode
