@@ -227,6 +227,20 @@ def test_fpga_reports_resources_and_a_design_too_large_fails(tmp_path, ran):
         hw.estimate(ran, small)
 
 
+def test_fpga_weights_overflowing_block_ram_stream_from_hbm(tmp_path, ran):
+    on_chip = hw.estimate(ran, "fpga_u55c")
+    text = (TARGET_DIR / "fpga_u55c.toml").read_text()
+    small = tmp_path / "small_bram.toml"
+    # four blocks of 1 kbit: room for the neuron state, not for the weights
+    small.write_text(text.replace("value = 2016", "value = 4").replace("value = 36864", "value = 1024"))
+    streamed = hw.estimate(ran, small)
+    assert on_chip.fpga["weights_in"] == "BRAM" and streamed.fpga["weights_in"] == "HBM"
+    assert streamed.fpga["hbm_bytes"] == (ran.stats.synaptic_events) * 16 / 8
+    assert streamed.fpga["cycles_per_step"] > on_chip.fpga["cycles_per_step"]
+    assert streamed.dynamic_energy == pytest.approx(
+        on_chip.dynamic_energy + streamed.fpga["hbm_bytes"] * streamed.target["energy_per_hbm_byte"])
+
+
 def test_von_neumann_baseline_counts_operations_and_bytes(ran):
     report = hw.estimate(ran, "cpu")
     t, c = report.target, report.counts

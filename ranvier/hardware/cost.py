@@ -14,6 +14,9 @@ FPGA targets (a dataflow design, hls4ml-style; Duarte et al. 2018)::
     DSPs = lanes + sum_p ceil(MACs per step into p / reuse_factor) * dsp_per_mac
     clock = f_max, derated by limit / utilisation above the timing utilisation limit
 
+Weights that do not fit the block RAM stream from HBM: each AC or MAC fetches its weight,
+adding ``bytes / (hbm_bandwidth / clock)`` cycles per step and ``E_hbm`` per byte.
+
 Von Neumann baselines (CPU/GPU)::
 
     E = E_mac * (MACs + ops_per_update * updates) + E_acc * ACs + E_byte * bytes
@@ -79,11 +82,14 @@ def fpga(counts: Counts, target: Target) -> dict[str, object]:
     multipliers = sum(math.ceil(m / reuse) for m in macs_into.values() if m > 0)
     synapse_bits = counts.synapses * target["weight_bits"]
     state_bits = sum(p.n * p.state_variables for p in computing) * target["state_bits"]
+    # weights that overflow the block RAM stream from HBM, each use fetching its weight
+    weights_in_hbm = synapse_bits + state_bits > target["bram_blocks"] * target["bram_bits_per_block"]
+    on_chip_bits = state_bits if weights_in_hbm else synapse_bits + state_bits
     resources = {
         "dsp": lanes + multipliers * target["dsp_per_mac"],
         "lut": lanes * target["luts_per_lane"] + multipliers * target["luts_per_mac"],
         "ff": lanes * target["ffs_per_lane"] + multipliers * target["luts_per_mac"],
-        "bram": math.ceil((synapse_bits + state_bits) / target["bram_bits_per_block"]),
+        "bram": math.ceil(on_chip_bits / target["bram_bits_per_block"]),
     }
     available = {"dsp": target["dsps"], "lut": target["luts"], "ff": target["ffs"], "bram": target["bram_blocks"]}
     utilisation = {key: resources[key] / available[key] for key in resources}
@@ -97,16 +103,21 @@ def fpga(counts: Counts, target: Target) -> dict[str, object]:
     events_per_step = counts.synaptic_events / steps
     cycles = (spiking_updates + (math.ceil(events_per_step / lanes) if lanes else 0)
               + sum(reuse + target["pipeline_depth_cycles"] for m in macs_into.values() if m > 0))
+    hbm_bytes = (counts.synaptic_events + counts.dense_macs) * target["weight_bits"] / 8 if weights_in_hbm else 0.0
+    if weights_in_hbm:
+        cycles += math.ceil(hbm_bytes / steps / (target["hbm_bandwidth"] / clock))
     step_time = cycles / clock
     wall = steps * step_time
     energy = _empty(counts)
+    fetch = target["energy_per_hbm_byte"] * target["weight_bits"] / 8 if weights_in_hbm else 0.0
     for projection in counts.projections.values():
-        energy[projection.post]["synaptic"] += target["energy_per_synaptic_event"] * projection.events
-        energy[projection.post]["dense"] += target["energy_per_mac"] * projection.macs
+        energy[projection.post]["synaptic"] += (target["energy_per_synaptic_event"] + fetch) * projection.events
+        energy[projection.post]["dense"] += (target["energy_per_mac"] + fetch) * projection.macs
     _neuron_and_static(counts, energy, target["energy_per_neuron_update"], target["static_power"] * wall)
     return {"energy": energy, "step_time": step_time, "wall_time": wall, "static_power": target["static_power"],
             "fpga": {"resources": resources, "available": available, "utilisation": utilisation,
-                     "clock_hz": clock, "reuse_factor": reuse, "lanes": lanes, "cycles_per_step": cycles}}
+                     "clock_hz": clock, "reuse_factor": reuse, "lanes": lanes, "cycles_per_step": cycles,
+                     "weights_in": "HBM" if weights_in_hbm else "BRAM", "hbm_bytes": hbm_bytes}}
 
 
 def _smallest_reuse(macs_per_step, dsp_budget: float, dsp_per_mac: float) -> int:

@@ -32,6 +32,8 @@ from .targets import Target
 _MAX_REFINEMENTS = 30
 #: greedy placement orders tried (one per starting population, busiest first)
 _MAX_STARTS = 8
+#: largest (target cores x sources) table of reached pairs built in memory (bytes); above it, keys are sorted
+_MARK_LIMIT = 1 << 26
 
 
 class UnsupportedModelError(HardwareError):
@@ -108,8 +110,14 @@ def _compute_pairs(projection: ProjectionCounts, pre_n: int, post_n: int, post_s
         pre_ids = np.repeat(np.arange(pre_n, dtype=np.int64), np.diff(projection.row_ptr))
         post_core = projection.post_ids.astype(np.int64) // post_slice
         n_post_cores = -(-post_n // post_slice)
-        keys = np.unique(pre_ids * n_post_cores + post_core)
         synapses_per_core = np.bincount(post_core, minlength=n_post_cores).astype(float)
+        if n_post_cores * pre_n <= _MARK_LIMIT:
+            # mark (target core, source) pairs in a table: linear time, where sorting keys is not
+            reached = np.zeros((n_post_cores, pre_n), dtype=bool)
+            reached[post_core, pre_ids] = True
+            cores, sources = np.nonzero(reached)
+            return sources, cores, synapses_per_core
+        keys = np.unique(pre_ids * n_post_cores + post_core)
         return keys // n_post_cores, keys % n_post_cores, synapses_per_core
     # no structure: uniformly random targets, so each core gets its share of the synapses and a
     # source reaches a given core with probability 1 - (1 - k/post_n)^slice
@@ -126,6 +134,8 @@ def _slice_sizes(counts: Counts, target: Target) -> dict[str, int]:
     placed = [p for p in counts.populations.values() if not p.is_input]
     size = {p.name: min(p.n, int(target["neurons_per_core"])) for p in placed}
     bits_per_synapse = target["weight_bits"] + target["synapse_overhead_bits"]
+    for name in size:
+        size[name] = _memory_bound(counts, name, size[name], target["synaptic_memory_bits_per_core"] / bits_per_synapse)
     fan_in_limit, memory_limit = target["fan_in_axons_per_core"], target["synaptic_memory_bits_per_core"]
     fan_out_limit, targets_limit = target["fan_out_axons_per_core"], target["max_target_cores_per_neuron"]
     for _ in range(_MAX_REFINEMENTS):
@@ -168,6 +178,32 @@ def _slice_sizes(counts: Counts, target: Target) -> dict[str, int]:
                     f"({int(memory_limit)} bits, {int(fan_in_limit)} in, {int(fan_out_limit)} out per core)")
             size[name] = max(1, min(size[name] - 1, int(size[name] / ratio * 0.98)))
     raise PlacementError(f"placement on {target.title} did not converge after {_MAX_REFINEMENTS} refinements")
+
+
+def _memory_bound(counts: Counts, name: str, largest: int, synapses_per_core: float) -> int:
+    """Largest slice size up to ``largest`` whose slices all hold at most ``synapses_per_core`` synapses."""
+    in_degree = np.zeros(counts.populations[name].n)
+    for projection in counts.projections.values():
+        if projection.post != name:
+            continue
+        if projection.post_ids is not None:
+            in_degree += np.bincount(projection.post_ids, minlength=len(in_degree))
+        else:
+            in_degree += projection.synapses / len(in_degree)
+    cumulative = np.concatenate(([0.0], np.cumsum(in_degree)))
+
+    def fits(m: int) -> bool:
+        starts = np.arange(0, len(in_degree), m)
+        ends = np.minimum(starts + m, len(in_degree))
+        return bool(np.all(cumulative[ends] - cumulative[starts] <= synapses_per_core))
+
+    if fits(largest):
+        return largest
+    low, high = 1, largest  # fits(low) is assumed; a neuron too large for a core fails later, by name
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
 
 
 def _greedy_orders(counts: Counts, names: list[str]) -> list[list[str]]:

@@ -124,7 +124,8 @@ class Report:
             used = ", ".join(f"{key.upper()} {f['resources'][key]:.0f} ({f['utilisation'][key]:.1%})"
                              for key in ("lut", "ff", "bram", "dsp"))
             lines.append(f"  resources: {used}; clock {f['clock_hz'] / 1e6:.0f} MHz, reuse factor "
-                         f"{f['reuse_factor']}, {f['cycles_per_step']:.0f} cycles per step")
+                         f"{f['reuse_factor']}, {f['cycles_per_step']:.0f} cycles per step, "
+                         f"weights in {f['weights_in']}")
         lines += [f"  energy: {self.energy:.4g} J ({self.dynamic_energy:.4g} dynamic, "
                   f"{self.static_energy:.4g} static), {self.power:.4g} W",
                   f"  latency: {self.step_time:.4g} s per step, {self.latency_per_inference:.4g} s per inference "

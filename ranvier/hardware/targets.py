@@ -34,7 +34,7 @@ REQUIRED = {
         "luts", "ffs", "bram_blocks", "bram_bits_per_block", "dsps", "clock_hz", "timing_utilisation_limit",
         "parallel_lanes", "reuse_factor", "pipeline_depth_cycles", "dsp_per_mac", "luts_per_lane", "ffs_per_lane",
         "luts_per_mac", "weight_bits", "state_bits", "energy_per_mac", "energy_per_synaptic_event",
-        "energy_per_neuron_update", "static_power",
+        "energy_per_neuron_update", "static_power", "hbm_bandwidth", "energy_per_hbm_byte",
     ),
     "von_neumann": (
         "energy_per_mac", "energy_per_accumulate", "energy_per_byte", "ops_per_neuron_update",
@@ -47,7 +47,7 @@ POSITIVE = {
     "cores_per_chip", "mesh_columns", "neurons_per_core", "synaptic_memory_bits_per_core", "fan_in_axons_per_core",
     "fan_out_axons_per_core", "max_target_cores_per_neuron", "weight_bits", "luts", "ffs", "bram_blocks",
     "bram_bits_per_block", "dsps", "clock_hz", "timing_utilisation_limit", "parallel_lanes", "dsp_per_mac",
-    "state_bits", "mac_rate", "memory_bandwidth",
+    "state_bits", "mac_rate", "memory_bandwidth", "hbm_bandwidth",
 }
 
 
