@@ -75,12 +75,13 @@ def test_killed_run_resumes_with_identical_spikes(tmp_path):
     resumed = rv.load(path)
     assert resumed.step >= 300 and resumed.step % 100 == 0
     extra = 30 * ms
-    resumed.run(extra)
+    resumed.run(extra, checkpoint=path, every=10 * ms)  # appends to the file it was loaded from
     reference = _build()
     reference.run(resumed.t)
     assert reference.step == resumed.step
     assert reference.spike_monitors[0].num_spikes > 100
     _assert_same_recordings(reference, resumed)
+    _assert_same_recordings(reference, rv.load(path))
     assert resumed.stats.spikes == reference.stats.spikes
 
 
@@ -137,3 +138,19 @@ def test_interval_without_file_is_a_run_error():
     net.population(rv.neurons.LIF(), n=2, name="cells")
     with pytest.raises(RunError, match="checkpoint"):
         net.run(1 * ms, every=1 * ms)
+
+
+def test_saving_and_checkpointing_one_file_never_repeats_recordings(tmp_path):
+    path = tmp_path / "run.h5"
+    reference = _build()
+    reference.run(40 * ms, backend="numpy")
+    net = _build()
+    net.run(10 * ms, backend="numpy", checkpoint=path)
+    loaded = rv.load(path)
+    loaded.run(10 * ms, backend="numpy")  # recordings of this run stay in memory
+    loaded.save(path)  # ... and now are in the file as well
+    loaded.run(10 * ms, backend="numpy", checkpoint=path)
+    loaded.save(tmp_path / "copy.h5")
+    loaded.run(10 * ms, backend="numpy", checkpoint=path)
+    _assert_same_recordings(reference, loaded)
+    _assert_same_recordings(reference, rv.load(path))

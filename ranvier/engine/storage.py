@@ -34,6 +34,7 @@ import importlib
 import json
 import os
 import shutil
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,6 +55,9 @@ FORMAT = "ranvier"
 SCHEMA_VERSION = 1
 #: rows per HDF5 chunk of the appendable recording datasets
 _CHUNK = 1 << 16
+#: network -> (file, structure version) when its monitors' recordings up to now are in that file
+#: (after a checkpoint, or loading), so the next checkpoint to that file only appends
+_RECORDED_IN: weakref.WeakKeyDictionary[Network, tuple[Path, int]] = weakref.WeakKeyDictionary()
 
 
 def _h5py():
@@ -274,6 +278,8 @@ def save(net: Network, path: str | os.PathLike) -> None:
     path = Path(path)
     if net._simulation is not None:
         net._simulation.runner.to_host()
+    # the file will hold recordings still in memory too: appending them again would repeat them
+    _RECORDED_IN.pop(net, None)
     with _replacing(path) as temporary:
         with _open(temporary, "w") as file:
             _write_network(file, net)
@@ -360,6 +366,7 @@ def load(path: str | os.PathLike) -> Network:
         net.step = int(attrs["step"])
         net.stats = Stats(**json.loads(attrs["stats"]))
     net._changed()
+    _RECORDED_IN[net] = (path.resolve(), net._structure_version)
     return net
 
 
@@ -432,10 +439,12 @@ def read_spikes(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarr
 class Checkpointer:
     """Writes a running network to ``path`` periodically.
 
-    The first checkpoint writes the whole network. Later ones copy the previous file, append
-    the recordings made since, overwrite state, time and counts, and rename the copy over
-    ``path``; a process killed at any moment leaves the last complete checkpoint. After each
-    checkpoint the monitors' recorded data leaves memory and is read back from the file.
+    A checkpoint writes the whole network unless ``path`` already holds this network's
+    recordings so far (it was loaded from there, or checkpointed there since its structure last
+    changed); then it copies that file, appends the recordings made since, overwrites state,
+    time and counts, and renames the copy over ``path``. A process killed at any moment leaves
+    the last complete checkpoint. After each checkpoint the monitors' recorded data leaves
+    memory and is read back from the file.
     """
 
     def __init__(self, net: Network, path: str | os.PathLike, every_steps: int):
@@ -444,7 +453,6 @@ class Checkpointer:
         self.every_steps = every_steps
         #: the step at which the next checkpoint is due
         self.next_step = net.step + every_steps
-        self._version: int | None = None
 
     def start(self, step: int) -> None:
         """Count checkpoint intervals from ``step``, where the run starts."""
@@ -454,15 +462,15 @@ class Checkpointer:
         """Write the network as it stands, and schedule the next checkpoint."""
         net = self.net
         self.next_step = net.step + self.every_steps
-        if self._version != net._structure_version or not self.path.is_file():
+        if _RECORDED_IN.get(net) != (self.path.resolve(), net._structure_version) or not self.path.is_file():
             save(net, self.path)
-            self._version = net._structure_version
         else:
             with _replacing(self.path) as temporary:
                 shutil.copyfile(self.path, temporary)
                 with _open(temporary, "r+") as file:
                     self._update(file)
         self._release_recordings()
+        _RECORDED_IN[net] = (self.path.resolve(), net._structure_version)
 
     def _update(self, file) -> None:
         net = self.net
