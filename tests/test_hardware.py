@@ -311,3 +311,16 @@ def test_hand_built_counts_place_without_structure_on_loihi2():
     assert placement.packets == pytest.approx(50 * 50 * gru_cores)
     assert report.energy_by_population["gru"]["dense"] == pytest.approx(
         report.counts.dense_macs * report.target["energy_per_mac"])
+
+
+def test_value_network_dense_macs_come_from_the_run():
+    if not hasattr(rv.networks, "kuramoto"):
+        pytest.skip("value populations (Kuramoto) are not in this checkout")
+    net = rv.networks.kuramoto(n=50, coupling=2.0, spread=1.0, seed=1)
+    net.run(0.01)
+    report = hw.estimate(net, "loihi2")
+    assert report.counts.dense_macs == net.stats.dense_macs > 0
+    assert sum(parts["dense"] for parts in report.energy_by_population.values()) == pytest.approx(
+        net.stats.dense_macs * report.target["energy_per_mac"])
+    with pytest.raises(hw.UnsupportedModelError, match="population 'osc'.*Kuramoto is a value model"):
+        hw.estimate(net, "truenorth")
