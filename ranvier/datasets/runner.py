@@ -60,7 +60,7 @@ def _population(net: Network, population: Population | str, role: str) -> Popula
 
 
 class _Resetter:
-    """Puts every population's state back as it was, and empties the delay ring buffers.
+    """Puts every population's state back as it was, and empties delay rings and pending window counts.
 
     A callback scheduled for one batch checks it still belongs to the running batch, so the
     callbacks a failed batch leaves in the event queue do nothing later.
@@ -76,6 +76,10 @@ class _Resetter:
             population.state[...] = self.initial[name]
             if population.ring is not None:
                 population.ring[...] = 0.0
+        for projection in self.net.projections:
+            # spike counts still waiting for a value population's window belong to the previous sample
+            if projection._pending is not None:
+                projection._pending[...] = 0.0
 
     def callback(self, batch: int):
         return lambda net: self() if batch == self.batch else None
