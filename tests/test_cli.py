@@ -75,3 +75,24 @@ def test_estimate_errors_exit_1_with_a_message(in_tmp, capsys):
     other.write_text("")
     assert main(["estimate", str(other)]) == 1
     assert "model.txt must be a .py script" in capsys.readouterr().err
+
+
+def test_estimate_a_saved_network_and_a_nir_file(in_tmp, capsys):
+    import importlib.util
+
+    import pytest
+
+    import ranvier as rv
+
+    if not hasattr(rv.Network, "save"):
+        pytest.skip("saving networks (HDF5) is not in this checkout")
+    net = rv.networks.cuba(n=300, seed=1)
+    net.run(0.02, backend="numpy")
+    net.save("run.h5")
+    assert main(["estimate", "run.h5", "--target", "loihi"]) == 0
+    out = capsys.readouterr().out
+    assert "Intel Loihi" in out and "measured counts" in out  # the saved run's counts came along
+    (in_tmp / "graph.nir").write_bytes(b"")
+    if importlib.util.find_spec("ranvier.nir") is None:
+        assert main(["estimate", "graph.nir"]) == 1
+        assert "needs ranvier.nir" in capsys.readouterr().err
