@@ -1,0 +1,172 @@
+"""CfC and LTC reproduce ncps' own modules, in numpy and in torch, and train."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ncps_torch = pytest.importorskip("ncps.torch")
+from ncps.wirings import AutoNCP  # noqa: E402
+
+import ranvier as rv  # noqa: E402
+from ranvier.errors import InputError  # noqa: E402
+from ranvier.neurons.cfc_ltc import cfc_sequence, cfc_step, ltc_sequence, ltc_step  # noqa: E402
+
+N_IN, BATCH, STEPS = 5, 3, 12
+
+CFC_CONFIGS = {
+    "default": lambda: ncps_torch.CfC(N_IN, 16),
+    "no_gate": lambda: ncps_torch.CfC(N_IN, 16, mode="no_gate", activation="silu", backbone_layers=2),
+    "pure+proj": lambda: ncps_torch.CfC(N_IN, 16, mode="pure", proj_size=3, activation="tanh"),
+    "relu": lambda: ncps_torch.CfC(N_IN, 8, activation="relu", backbone_units=32),
+    "wired": lambda: ncps_torch.CfC(N_IN, AutoNCP(14, 3)),
+    "wired no_gate": lambda: ncps_torch.CfC(N_IN, AutoNCP(14, 3), mode="no_gate"),
+}
+LTC_CONFIGS = {
+    "affine": lambda: ncps_torch.LTC(N_IN, 12),
+    "wired": lambda: ncps_torch.LTC(N_IN, AutoNCP(14, 3)),
+    "linear, unconstrained": lambda: ncps_torch.LTC(N_IN, 10, input_mapping="linear", output_mapping="none",
+                                                    ode_unfolds=3, implicit_param_constraints=False),
+}
+
+
+@pytest.fixture
+def inputs():
+    torch.manual_seed(3)
+    return torch.randn(BATCH, STEPS, N_IN)
+
+
+def _cases():
+    for name, make in CFC_CONFIGS.items():
+        yield pytest.param(rv.neurons.CfC, make, id=f"CfC {name}")
+    for name, make in LTC_CONFIGS.items():
+        yield pytest.param(rv.neurons.LTC, make, id=f"LTC {name}")
+
+
+@pytest.mark.parametrize(("cls", "make"), list(_cases()))
+def test_from_ncps_reproduces_ncps(cls, make, inputs):
+    torch.manual_seed(0)
+    reference = make()
+    expected, expected_state = (t.detach().numpy() for t in reference(inputs))
+    model = cls.from_ncps(reference)
+    outputs, state = model.forward(inputs.numpy())
+    np.testing.assert_allclose(outputs, expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(state, expected_state, atol=1e-5, rtol=0)
+    torch_outputs, torch_state = model.to_torch()(inputs)
+    np.testing.assert_allclose(torch_outputs.detach().numpy(), expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(torch_state.detach().numpy(), expected_state, atol=1e-5, rtol=0)
+    assert outputs.shape == (BATCH, STEPS, model.output_size)
+
+
+@pytest.mark.parametrize(("cls", "make"), [(rv.neurons.CfC, CFC_CONFIGS["default"]),
+                                           (rv.neurons.LTC, LTC_CONFIGS["affine"])])
+def test_timespans_and_initial_state_as_ncps(cls, make):
+    # ncps broadcasts a per-sample elapsed time against the unit axis, which is only right for one sequence
+    torch.manual_seed(1)
+    reference = make()
+    x = torch.randn(1, STEPS, N_IN)
+    spans = torch.rand(1, STEPS) + 0.5
+    h0 = torch.randn(1, 16 if cls is rv.neurons.CfC else 12) * 0.1
+    expected = reference(x, h0, timespans=spans)[0].detach().numpy()
+    model = cls.from_ncps(reference)
+    np.testing.assert_allclose(model.forward(x[0].numpy(), spans[0].numpy(), h0[0].numpy())[0], expected[0],
+                               atol=1e-5)
+    np.testing.assert_allclose(model.to_torch()(x, h0, spans)[0].detach().numpy(), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(("cls", "make", "step", "sequence"), [
+    (rv.neurons.CfC, CFC_CONFIGS["wired"], cfc_step, cfc_sequence),
+    (rv.neurons.LTC, LTC_CONFIGS["wired"], ltc_step, ltc_sequence)])
+def test_engine_step_is_the_sequence_step(cls, make, step, sequence, inputs):
+    torch.manual_seed(2)
+    model = cls.from_ncps(make())
+    x = inputs.numpy().astype(np.float64)
+    state = np.zeros((BATCH, model.state_size))
+    outputs = []
+    for t in range(STEPS):
+        output, state = step(np, model.weights, x[:, t], state, 1.0)
+        outputs.append(output)
+    expected, expected_state = sequence(np, model.weights, x, np.zeros((BATCH, model.state_size)))
+    np.testing.assert_allclose(np.stack(outputs, 1), expected, atol=1e-6)
+    np.testing.assert_allclose(state, expected_state, atol=1e-6)
+
+
+def test_ltc_gradients_match_ncps(inputs):
+    # the fused synapse op has a hand-written backward pass; ncps' autograd is the reference
+    torch.manual_seed(4)
+    reference = LTC_CONFIGS["wired"]()
+    module = rv.neurons.LTC.from_ncps(reference).to_torch()
+    reference(inputs)[0].square().sum().backward()
+    module(inputs)[0].square().sum().backward()
+    expected = dict(reference.rnn_cell.named_parameters())
+    checked = 0
+    for name, parameter in module.named_parameters():
+        grad = expected[name].grad.numpy()
+        np.testing.assert_allclose(parameter.grad.numpy(), grad, atol=1e-4 * max(1.0, np.abs(grad).max()),
+                                   err_msg=name)
+        checked += 1
+    assert checked == 15
+
+
+@pytest.mark.parametrize("make", [CFC_CONFIGS["default"], CFC_CONFIGS["wired"], CFC_CONFIGS["pure+proj"]])
+def test_cfc_gradients_flow_and_training_lowers_the_loss(make, inputs):
+    torch.manual_seed(5)
+    module = rv.neurons.CfC.from_ncps(make()).to_torch()
+    target = torch.sin(inputs.cumsum(1)[..., :1])
+    optimiser = torch.optim.Adam(module.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(15):
+        optimiser.zero_grad()
+        loss = (module(inputs)[0][..., :1] - target).square().mean()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    for name, parameter in module.named_parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().sum() > 0, name
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_wired_training_keeps_the_wiring(inputs):
+    torch.manual_seed(6)
+    module = rv.neurons.CfC.from_ncps(CFC_CONFIGS["wired"]()).to_torch()
+    module(inputs)[0].sum().backward()
+    for index in range(3):
+        mask = getattr(module, f"layer{index}_head_mask")
+        grad = getattr(module, f"layer{index}_head_weight").grad
+        assert (mask == 0).any() and torch.all(grad[mask == 0] == 0)
+        assert grad[mask == 1].abs().sum() > 0
+
+
+@pytest.mark.parametrize("cls", [rv.neurons.CfC, rv.neurons.LTC])
+def test_bad_inputs_raise_named_errors(cls, inputs):
+    torch.manual_seed(7)
+    model = cls.from_ncps(CFC_CONFIGS["default"]() if cls is rv.neurons.CfC else LTC_CONFIGS["affine"]())
+    with pytest.raises(InputError, match=r"\(T, 5\).*\(3, 12, 4\)"):
+        model.forward(inputs[..., :4].numpy())
+    bad = inputs.clone()
+    bad[0, 3, 1] = float("nan")
+    with pytest.raises(InputError, match="NaN"):
+        model.forward(bad.numpy())
+    with pytest.raises(InputError, match="timespans"):
+        model.forward(inputs.numpy(), timespans=np.ones(7))
+    module = model.to_torch()
+    with pytest.raises(InputError, match=r"Module.*\(3, 12, 6\)"):
+        module(torch.randn(BATCH, STEPS, 6))
+    with pytest.raises(InputError, match="NaN"):
+        module(bad)
+
+
+def test_unsupported_ncps_options_are_refused():
+    with pytest.raises(rv.ModelError, match="mixed_memory"):
+        rv.neurons.CfC.from_ncps(ncps_torch.CfC(N_IN, 8, mixed_memory=True))
+    with pytest.raises(rv.ModelError, match="GELU"):
+        rv.neurons.CfC.from_ncps(ncps_torch.CfC(N_IN, 8, activation="gelu"))
+
+
+def test_import_ranvier_does_not_import_torch():
+    code = "import sys, ranvier; ranvier.neurons.CfC, ranvier.neurons.LTC; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
