@@ -13,7 +13,10 @@ SMALL = {
     "brunel.py": ["--n", "1250", "--duration", "0.1"],
     "digits_events.py": ["--train", "60", "--test", "30", "--hidden", "100"],
     "hardware_cost.py": ["--n", "500", "--duration", "0.05"],
+    "hybrid_ann_snn.py": ["--train", "150", "--test", "16", "--epochs", "50"],
+    "kuramoto.py": ["--n", "200", "--duration", "10"],
     "sweep_cuba.py": ["--n", "300", "--duration", "0.05", "--steps", "2", "--workers", "2"],
+    "train_lif.py": ["--hidden", "24", "--epochs", "1", "--train", "300"],
 }
 
 

@@ -59,6 +59,12 @@ def _to_float32(weights: np.ndarray, name: str) -> np.ndarray:
     return weights.astype(np.float32)
 
 
+def _sets_state(pre: Population, post: Population, receptor: str) -> bool:
+    """Whether ``receptor`` names a state variable of a spiking ``post`` that value population ``pre`` sets."""
+    return (isinstance(pre.model, ValueModel) and not isinstance(post.model, ValueModel)
+            and receptor not in post.model.receptors and receptor in post.model.state_names)
+
+
 def _sends_values(pre: Population, post: Population) -> bool:
     """Whether a projection from ``pre`` to ``post`` carries values (else spikes, or pulses)."""
     return isinstance(pre.model, ValueModel) and (isinstance(post.model, ValueModel) or not pre.model.pulses)
@@ -138,18 +144,24 @@ class Projection:
         self.pre = pre
         self.post = post
         self.receptor = receptor
-        self.receptor_index = post.model.receptors.index(receptor)
+        receptors = post.model.receptors
+        self.receptor_index = receptors.index(receptor) if receptor in receptors else -1
         self.row_ptr = row_ptr
         self._post_ids = post_ids
         self._weights = weights
         self.weight_stride = 0 if len(weights) == 1 and len(post_ids) != 1 else 1
         self.delay_steps = delay_steps
         #: ``"spike"`` (delivered by the compiled core), ``"count"`` (spikes counted over a value
-        #: population's window) or ``"value"`` (a value population's output, a linear map)
-        self.kind = ("value" if _sends_values(pre, post) else
+        #: population's window), ``"value"`` (a value population's output, a linear map) or ``"set"``
+        #: (a value population's output written into a state variable of a spiking population)
+        self.kind = ("set" if _sets_state(pre, post, receptor) else "value" if _sends_values(pre, post) else
                      "count" if isinstance(post.model, ValueModel) else "spike")
         #: a count projection's weighted counts per window still to be consumed (made by runs)
         self._pending: np.ndarray | None = None
+        #: the learning rule (``ranvier.plasticity.STDP``) of a plastic projection, else None
+        self.plasticity = None
+        #: a plastic projection's traces (``ranvier.plasticity``)
+        self._traces = None
 
     def __len__(self) -> int:
         return len(self._post_ids)
@@ -275,7 +287,7 @@ class Network:
             raise PopulationError(f"population {name!r}: the source has {size} neurons, got n={n}")
         n = int(n)
         owner = f"population {name!r}"
-        period = self._period(model, dt, owner)
+        period = self._period(model, getattr(model, "dt", None) if dt is None else dt, owner)
         rng = self._rng()
         try:
             params = {key: materialise(value, rng, n, f"parameter {key!r}", owner)
@@ -329,21 +341,30 @@ class Network:
     def connect(self, pre: Population | Iterable[Population], post: Population | Iterable[Population],
                 rule: Rule, weight: float | np.ndarray | Distribution | None = None,
                 delay: float | np.ndarray | Distribution | None = None,
-                receptor: str | None = None) -> Projection | list[Projection]:
+                receptor: str | None = None, plasticity=None) -> Projection | list[Projection]:
         """Connect ``pre`` to ``post`` by ``rule``.
 
         ``weight`` (V, added to the receptor's current per spike) and ``delay`` (s, at least
         ``dt``, rounded to whole steps) are scalars, per-synapse arrays or distributions;
         ``FromArrays`` may carry its own. ``delay=None`` means one step. ``receptor`` defaults
         to the target model's only receptor. Lists of populations connect every pair and
-        return a list of projections.
+        return a list of projections. ``plasticity`` (``ranvier.plasticity.STDP``) makes the
+        weights learn during runs; a plastic projection keeps one weight per synapse.
+
+        With value populations (``ranvier.engine.values`` has the timing): into a value
+        population, ``receptor`` names an input port and ``weight`` scales the spike counts or
+        values that reach it; from a value population, ``weight`` scales its output, delivered
+        at the target's next update (no ``delay``). A value population may also name a state
+        variable of a spiking population as ``receptor`` (``receptor="v"``): each of its updates
+        then sets that variable of the targets to ``sum_j w_ij out_j``, as the low-rate network
+        of a hybrid ANN-SNN initialises the spiking network's state.
         """
         pres = [pre] if isinstance(pre, Population) else list(pre)
         posts = [post] if isinstance(post, Population) else list(post)
-        made = [self._connect_one(a, b, rule, weight, delay, receptor) for a in pres for b in posts]
+        made = [self._connect_one(a, b, rule, weight, delay, receptor, plasticity) for a in pres for b in posts]
         return made[0] if isinstance(pre, Population) and isinstance(post, Population) else made
 
-    def _connect_one(self, pre, post, rule, weight, delay, receptor) -> Projection:
+    def _connect_one(self, pre, post, rule, weight, delay, receptor, plasticity=None) -> Projection:
         pre = self._own(pre, "pre")
         post = self._own(post, "post")
         if not isinstance(rule, Rule):
@@ -358,9 +379,12 @@ class Network:
                 )
             receptor = receptors[0]
         name = f"{pre.name}->{post.name}:{receptor}"
-        if receptor not in receptors:
+        if receptor not in receptors and not _sets_state(pre, post, receptor):
+            settable = (f"; a value population may also set one of its state variables "
+                        f"({', '.join(post.model.state_names)})" if post.model.kind == "spiking" else "")
             raise ProjectionError(
                 f"projection {name!r}: unknown receptor {receptor!r}; {post.name!r} has {list(receptors) or 'none'}"
+                f"{settable}"
             )
         if post.model.kind not in ("spiking", "value"):
             raise ProjectionError(f"projection {name!r}: {post.name!r} takes no synaptic input")
@@ -385,7 +409,13 @@ class Network:
             delay, rng, n_synapses, np.uint16, lambda d: self._to_delay_steps(d, name), "delay", name)
         if isinstance(delay_steps, np.ndarray) and len(delay_steps) == 1 and n_synapses != 1:
             delay_steps = int(delay_steps[0])
+        if plasticity is not None and len(weights) == 1 and n_synapses != 1:
+            weights = np.repeat(weights, n_synapses)  # each synapse learns its own weight
         projection = Projection(name, pre, post, receptor, synapses.row_ptr, synapses.post_ids, weights, delay_steps)
+        if plasticity is not None:
+            from ..plasticity import attach
+
+            attach(projection, plasticity)
         self.projections.append(projection)
         self._changed()
         return projection

@@ -146,6 +146,7 @@ class ValueStage:
         for population in due:
             population._published = self._output(population)
             self._hold(population, step, step)
+            self._set_states(population)
             if population.model.pulses:
                 self._schedule_pulses(population, pulses[population.name], step)
 
@@ -188,6 +189,18 @@ class ValueStage:
             for k in range(max(step, population._held_until), window_start + population.period):
                 ring[k % ring.shape[0], projection.receptor_index] += drive
         population._held_until = max(population._held_until, window_start + population.period)
+
+    def _set_states(self, population: Population) -> None:
+        """Write ``population``'s new output into the state variables its "set" projections target."""
+        for projection in self.projections:
+            if projection.pre is not population or projection.kind != "set":
+                continue
+            values = self._matrices[projection.name] @ population._published[0]
+            targets = np.unique(projection.post_ids)
+            post = projection.post
+            post.state[post.model.state_names.index(projection.receptor), targets] = values[targets]
+            macs = self.network.stats.dense_macs_by_projection
+            macs[projection.name] = macs.get(projection.name, 0) + len(projection)
 
     def _schedule_pulses(self, population: Population, pulses: np.ndarray | None, step: int) -> None:
         lowered = self.lowered.populations[population.index]

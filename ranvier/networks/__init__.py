@@ -2,7 +2,8 @@
 
 from .brunel import brunel
 from .cuba import cuba
+from .hybrid import hybrid
 from .kuramoto import kuramoto
 from .microcircuit import microcircuit
 
-__all__ = ["brunel", "cuba", "kuramoto", "microcircuit"]
+__all__ = ["brunel", "cuba", "hybrid", "kuramoto", "microcircuit"]

@@ -1,8 +1,10 @@
 """Neuron models: one file per model family."""
 
+from .astrocyte import Astrocyte
 from .cfc_ltc import LTC, CfC
 from .kuramoto import AKOrN, Kuramoto
 from .lif import LIF
+from .rate import Rate
 from .sources import PoissonSource, SpikeSource
 
-__all__ = ["AKOrN", "CfC", "Kuramoto", "LTC", "LIF", "PoissonSource", "SpikeSource"]
+__all__ = ["AKOrN", "Astrocyte", "CfC", "Kuramoto", "LTC", "LIF", "PoissonSource", "Rate", "SpikeSource"]

@@ -1,0 +1,95 @@
+"""Rate populations: torch modules in the engine, and the hybrid ANN-SNN."""
+
+import numpy as np
+import pytest
+import torch
+
+import ranvier as rv
+from ranvier.units import ms
+
+
+def _counting_network(module, rate_dt=5 * ms, inputs="counts"):
+    net = rv.Network(dt=1 * ms, seed=1)
+    times = np.array([1, 2, 3, 6, 7, 11]) * ms
+    ids = np.array([0, 1, 0, 2, 2, 1])
+    source = net.population(rv.neurons.SpikeSource(times, ids, n=3), name="src")
+    layer = net.population(rv.neurons.Rate(module, dt=rate_dt, inputs=inputs), name="layer")
+    net.connect(source, layer, rv.connect.OneToOne(), weight=1.0, receptor="input")
+    return net, times, ids, layer
+
+
+def test_a_torch_module_reads_window_counts_and_sends_its_output():
+    linear = torch.nn.Linear(3, 2)
+    net, times, ids, layer = _counting_network(linear)
+    assert layer.n == 2
+    output = net.record(layer, "output")
+    net.run(15 * ms, backend="numpy")
+    arrival = np.round(times / ms).astype(int)  # emitted in step t/dt - 1, arrives one step later
+    for window in range(3):
+        counts = np.bincount(ids[arrival // 5 == window], minlength=3).astype(np.float32)
+        expected = linear(torch.as_tensor(counts)[None])[0].detach().numpy()
+        np.testing.assert_allclose(output.values[window], expected, rtol=1e-6, atol=1e-7)
+    assert net.stats.neuron_updates_by_population["layer"] == 2 * 3
+
+
+def test_rates_divide_counts_by_the_window():
+    identity = torch.nn.Linear(3, 3, bias=False)
+    with torch.no_grad():
+        identity.weight.copy_(torch.eye(3))
+    net, *_ = _counting_network(identity, inputs="rates")
+    output = net.record("layer", "output")
+    net.run(5 * ms, backend="numpy")
+    np.testing.assert_allclose(output.values[0], [2 / 5e-3, 1 / 5e-3, 0.0])
+
+
+def test_rate_population_drives_spiking_neurons_identically_on_both_backends():
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(20, 16), torch.nn.ReLU(), torch.nn.Linear(16, 8))
+    spikes = {}
+    for backend in ("numpy", "numba"):
+        net = rv.Network(dt=0.5 * ms, seed=2)
+        source = net.population(rv.neurons.PoissonSource(rate=400.0), n=20, name="src")
+        ann = net.population(rv.neurons.Rate(mlp, dt=10 * ms), name="ann")
+        cells = net.population(rv.neurons.LIF(tau_syn={"exc": 5 * ms}, v_rest=-60e-3, v_th=-50e-3), n=8, name="cells")
+        net.connect(source, ann, rv.connect.OneToOne(), weight=1.0, receptor="input")
+        net.connect(ann, cells, rv.connect.OneToOne(), weight=5e-3)
+        spikes[backend] = net.record(cells, "spikes")
+        net.run(100 * ms, backend=backend)
+    assert spikes["numpy"].num_spikes > 0
+    np.testing.assert_array_equal(spikes["numpy"].steps, spikes["numba"].steps)
+    np.testing.assert_array_equal(spikes["numpy"].ids, spikes["numba"].ids)
+
+
+def test_hybrid_ann_sets_the_snn_membrane_at_each_update():
+    class Fixed(torch.nn.Module):
+        def forward(self, counts):
+            return torch.full((1, 4), 0.75) + 0.0 * counts.sum()
+
+    source = rv.neurons.SpikeSource(np.array([30e-3]), np.array([0]), n=6)
+    net = rv.networks.hybrid(Fixed(), source, ann_dt=20 * ms, dt=1 * ms, input_weights=np.zeros((4, 6)) + 0.5)
+    v = net.record("snn", "v")
+    net.run(45 * ms, backend="numpy")
+    decay = np.exp(-1 / 20)
+    # the ANN update at 20 ms sets v = 0.75, after the sample stamped 20 ms; v then decays, and the input
+    # spike emitted in step 29 adds 0.5 in step 30 (0.75 d^11 + 0.5 < 1: no spike); 40 ms sets v again
+    assert v.values[19, 0] == 0.0
+    np.testing.assert_allclose(v.values[20, 0], 0.75 * decay, rtol=1e-5)
+    np.testing.assert_allclose(v.values[30, 0], 0.75 * decay**11 + 0.5, rtol=1e-5)
+    np.testing.assert_allclose(v.values[40, 0], 0.75 * decay, rtol=1e-5)
+    assert net.stats.dense_macs_by_projection["ann->snn:v"] == 4 * 2
+
+
+def test_bad_rate_modules_are_named():
+    with pytest.raises(rv.ModelError, match="torch.nn.Module"):
+        rv.neurons.Rate(lambda x: x)
+    with pytest.raises(rv.ModelError, match="n_in"):
+        rv.neurons.Rate(torch.nn.ReLU())
+    with pytest.raises(rv.ModelError, match=r"must map \(1, 3\)"):
+        rv.neurons.Rate(torch.nn.Flatten(0), n_in=3)
+    net = rv.Network(dt=1 * ms)
+    source = net.population(rv.neurons.PoissonSource(rate=1.0), n=5, name="src")
+    layer = net.population(rv.neurons.Rate(torch.nn.Linear(3, 2)), name="layer")
+    with pytest.raises(rv.ProjectionError, match="OneToOne needs equal sizes, got 5 -> 3"):
+        net.connect(source, layer, rv.connect.OneToOne(), weight=1.0, receptor="input")
+    with pytest.raises(rv.ProjectionError, match="hybrid: the ANN takes 3 input features, the source has 5"):
+        rv.networks.hybrid(torch.nn.Linear(3, 2), rv.neurons.SpikeSource(np.array([1e-3]), np.array([0]), n=5))
