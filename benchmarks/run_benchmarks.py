@@ -453,6 +453,24 @@ def render_report(results, machine):
     return "\n".join(lines) + "\n"
 
 
+#: headings of the sections this script writes; the report's other sections come from other scripts
+OWN_HEADINGS = ("## Targets", "## CUBA:", "## CUBA-dense:", "## `python examples/cuba.py`", "## Scale:",
+                "## Potjans & Diesmann")
+
+
+def other_sections():
+    """The sections of the current report written by other benchmark scripts, kept as they are."""
+    if not REPORT.exists():
+        return ""
+    kept, keep = [], False
+    for line in REPORT.read_text().splitlines():
+        if line.startswith("## "):
+            keep = not line.startswith(OWN_HEADINGS)
+        if keep:
+            kept.append(line)
+    return "\n" + "\n".join(kept).rstrip() + "\n" if kept else ""
+
+
 def load_results():
     """Section name -> result dict, for every section file in the results folder."""
     return {
@@ -492,7 +510,7 @@ def main():
                 result = bench_scale(cache_dir)
             result.update(date=now(), machine=machine, repetitions=reps)
             (RESULTS_DIR / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-            REPORT.write_text(render_report(load_results(), machine))
+            REPORT.write_text(render_report(load_results(), machine) + other_sections())
     log(f"wrote {REPORT.relative_to(REPO)}")
 
 
