@@ -17,6 +17,7 @@ SMALL = {
     "kuramoto.py": ["--n", "200", "--duration", "10"],
     "sweep_cuba.py": ["--n", "300", "--duration", "0.05", "--steps", "2", "--workers", "2"],
     "train_lif.py": ["--hidden", "24", "--epochs", "1", "--train", "300"],
+    "train_lif.py": ["--hidden", "24", "--epochs", "1", "--train", "300"],
 }
 
 
