@@ -2,9 +2,10 @@
 
 from .astrocyte import Astrocyte
 from .cfc_ltc import LTC, CfC
+from .elm import ELM
 from .kuramoto import AKOrN, Kuramoto
 from .lif import LIF
 from .rate import Rate
 from .sources import PoissonSource, SpikeSource
 
-__all__ = ["AKOrN", "Astrocyte", "CfC", "Kuramoto", "LTC", "LIF", "PoissonSource", "Rate", "SpikeSource"]
+__all__ = ["AKOrN", "Astrocyte", "CfC", "ELM", "Kuramoto", "LTC", "LIF", "PoissonSource", "Rate", "SpikeSource"]
