@@ -12,6 +12,7 @@ SMALL = {
     "cuba.py": ["--n", "500", "--duration", "0.1"],
     "brunel.py": ["--n", "1250", "--duration", "0.1"],
     "digits_events.py": ["--train", "60", "--test", "30", "--hidden", "100"],
+    "elm_long_horizon.py": ["--steps", "40", "--samples", "64", "--iterations", "3", "--memory", "4"],
     "hardware_cost.py": ["--n", "500", "--duration", "0.05"],
     "hybrid_ann_snn.py": ["--train", "150", "--test", "16", "--epochs", "50"],
     "kuramoto.py": ["--n", "200", "--duration", "10"],
