@@ -34,28 +34,32 @@ WORKERS = 2
 
 
 def cuba_point(w_exc: float, n: int, duration: float) -> dict:
-    """One sweep point: CUBA (Brian 2's example) with excitatory weight ``w_exc`` (V)."""
+    """One sweep point: CUBA (Brian 2's example) with excitatory weight ``w_exc`` (V); also the
+    CPU time its process spent on it (all threads), which tells overhead from competition for cores."""
+    started = time.process_time()
     net = rv.networks.cuba(n=n, seed=1)
     # the builder's own excitatory projections keep their weight; an extra sparse one varies it
     net.connect(net["exc"], net["exc"], rv.connect.Bernoulli(p=20 / n), weight=w_exc, receptor="exc")
     net.run(duration)
-    return {"rate": net.stats.rate("exc", net["exc"].n), "spikes": net.stats.spikes}
+    return {"rate": net.stats.rate("exc", net["exc"].n), "spikes": net.stats.spikes,
+            "cpu_s": time.process_time() - started}
 
 
-def serial(points: list[dict]) -> float:
+def serial(points: list[dict]) -> tuple[float, float]:
+    """Wall time of the points run here one after another, and their mean CPU time."""
     start = time.perf_counter()
-    for point in points:
-        cuba_point(**point)
-    return time.perf_counter() - start
+    cpu = [cuba_point(**point)["cpu_s"] for point in points]
+    return time.perf_counter() - start, statistics.mean(cpu)
 
 
-def parallel(points: list[dict], client) -> float:
+def parallel(points: list[dict], client) -> tuple[float, float]:
+    """Wall time of the points as a sweep, and their mean CPU time in the workers."""
     start = time.perf_counter()
     results = rv.sweep(cuba_point, points, client=client)
     elapsed = time.perf_counter() - start
     if results.failed:
         raise RuntimeError(f"sweep points failed: {results.failed}")
-    return elapsed
+    return elapsed, float(np.mean(results.column("cpu_s")))
 
 
 def _cpu() -> str:
@@ -85,7 +89,14 @@ def _section(record: dict) -> str:
         f"{record['efficiency']:.2f} (repeats: {runs}) |",
         "",
         "Times are medians; the speed-up and efficiency are medians of the per-repeat ratios (each repeat "
-        "runs its serial pass and its sweep back to back, so both see similar load).",
+        "runs its serial pass and its sweep back to back, so both see similar load). CPU time per point "
+        f"(all threads of the process that ran it): {record['serial_cpu_s']:.3f} s serial, "
+        f"{record['sweep_cpu_s']:.3f} s in a worker; the worker's extra is probably Dask's own threads (heartbeats, "
+        "its sampling profiler; not measured apart). Wall time well above CPU time means the cores were "
+        "busy with other work: "
+        f"here the serial pass took {record['serial_s'] / (record['points'] * record['serial_cpu_s']):.1f}x "
+        "its CPU time. On otherwise idle cores the efficiency would approach the CPU-time ratio serial / "
+        f"worker = {record['serial_cpu_s'] / record['sweep_cpu_s']:.2f} (less the scheduler's round trips).",
         "",
         f"Machine: {record['cpu']}, {record['cores']} cores, shared with other work (load average "
         f"{record['load']:.1f} at the start, so both sides compete for the cores). Versions: Python "
@@ -125,10 +136,12 @@ def main() -> None:
             Client(cluster) as client:
         serial(points[:1])
         parallel(points[:WORKERS], client)
-        serial_times, sweep_times = [], []
+        serial_runs, sweep_runs = [], []
         for _ in range(args.repeats):
-            serial_times.append(serial(points))
-            sweep_times.append(parallel(points, client))
+            serial_runs.append(serial(points))
+            sweep_runs.append(parallel(points, client))
+    serial_times, serial_cpu = zip(*serial_runs, strict=True)
+    sweep_times, sweep_cpu = zip(*sweep_runs, strict=True)
     efficiencies = [s / (WORKERS * p) for s, p in zip(serial_times, sweep_times, strict=True)]
     record = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -136,6 +149,7 @@ def main() -> None:
         "serial_s": statistics.median(serial_times), "sweep_s": statistics.median(sweep_times),
         "efficiency": statistics.median(efficiencies), "efficiencies": efficiencies,
         "serial_runs": serial_times, "sweep_runs": sweep_times,
+        "serial_cpu_s": statistics.median(serial_cpu), "sweep_cpu_s": statistics.median(sweep_cpu),
         "cpu": _cpu(), "cores": os.cpu_count(), "load": load, "python": platform.python_version(),
         **{name: metadata.version(name) for name in ("ranvier", "numba", "dask", "distributed")},
     }
