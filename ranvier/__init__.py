@@ -11,7 +11,7 @@ Quick start::
     print(net.stats)
 """
 
-from . import connect, hardware, init, networks, neurons, nir, units
+from . import connect, hardware, init, networks, neurons, nir, plasticity, units
 from .engine import Network, Population, Projection
 from .errors import (
     BackendError,
@@ -46,5 +46,5 @@ def sweep(fn, grid, client=None, **options):
 __all__ = [
     "BackendError", "ModelError", "Network", "NumericalError", "Population", "PopulationError",
     "Projection", "ProjectionError", "RanvierError", "RecordingError", "RunError",
-    "connect", "hardware", "init", "load", "networks", "neurons", "nir", "sweep", "units", "__version__",
+    "connect", "hardware", "init", "load", "networks", "neurons", "nir", "plasticity", "sweep", "units", "__version__",
 ]

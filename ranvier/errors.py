@@ -25,6 +25,10 @@ class ProjectionError(RanvierError, ValueError):
     """A projection has an invalid rule, weight, delay, receptor or endpoint."""
 
 
+class PlasticityError(ProjectionError):
+    """A plasticity rule has bad parameters, or cannot learn on the projection it was given."""
+
+
 class RecordingError(RanvierError, ValueError):
     """A monitor asks for a variable, neuron id or interval that does not exist."""
 

@@ -68,6 +68,47 @@ class LoweredProjection:
 
 
 @dataclass
+class LoweredPlasticity:
+    """The learning of a plastic projection (``ranvier.plasticity``), as arrays.
+
+    ``projection`` indexes ``LoweredNetwork.projections``. ``col_ptr`` / ``col_synapses`` /
+    ``col_sources`` index the synapses by target (CSC: the incoming synapses of target ``q`` are
+    ``col_synapses[col_ptr[q]:col_ptr[q + 1]]``, from sources ``col_sources[...]``).
+    ``decay_plus[d]`` / ``decay_minus[d]`` hold ``exp(-d dt / tau)`` for the traces: a table both
+    backends read, so their traces agree to the bit (d past the table end decays to 0).
+    ``params`` is ``(a_plus, a_minus, w_min, w_max, multiplicative)``; ``modulation`` holds the
+    factors ``(m_plus, m_minus)`` of each target (``(2, 1)`` when one factor serves all targets),
+    refreshed from the modulator's output before every stretch a backend runs.
+    """
+
+    projection: int
+    pre: int
+    post: int
+    col_ptr: np.ndarray
+    col_synapses: np.ndarray
+    col_sources: np.ndarray
+    pre_trace: np.ndarray
+    pre_seen: np.ndarray
+    post_trace: np.ndarray
+    post_seen: np.ndarray
+    decay_plus: np.ndarray
+    decay_minus: np.ndarray
+    params: np.ndarray
+    modulation: np.ndarray
+    modulator: Population | None = None
+    modulated: tuple[bool, bool] = (False, False)
+
+    def refresh(self) -> None:
+        """Take up the modulator's current output as the factors of the modulated terms."""
+        if self.modulator is None or self.modulator._published is None:
+            return
+        output = self.modulator._published[0]
+        for row, modulated in enumerate(self.modulated):
+            if modulated:
+                self.modulation[row] = output
+
+
+@dataclass
 class LoweredStateMonitor:
     """A state monitor: samples ``state[row, ids]`` of population ``population``."""
 
@@ -98,6 +139,7 @@ class LoweredNetwork:
     state_monitors: list[LoweredStateMonitor]
     synaptic_events: np.ndarray
     status: np.ndarray
+    plastic: list[LoweredPlasticity] = field(default_factory=list)
 
 
 def _ring_slots(network: Network, population: Population) -> int:
@@ -161,9 +203,10 @@ def lower(network: Network) -> LoweredNetwork:
         lowered.spike_steps = np.zeros(capacity, dtype=np.int64)
     monitors = [LoweredStateMonitor(m.population.index, row, m.ids, m.every_steps)
                 for m in compiled_monitors(network) for row in m.rows]
+    plastic = [_lower_plasticity(p, j, dt) for j, p in enumerate(spiking) if p.plasticity is not None]
     return LoweredNetwork(dt, chunk, populations, projections, monitors,
                           synaptic_events=np.zeros(len(projections), dtype=np.int64),
-                          status=np.zeros(3, dtype=np.int64))
+                          status=np.zeros(3, dtype=np.int64), plastic=plastic)
 
 
 def compiled_monitors(network: Network) -> list:
@@ -178,6 +221,46 @@ def _lower_projection(projection: Projection) -> LoweredProjection:
         post_ids=projection._post_ids, weights=projection._weights, weight_stride=projection.weight_stride,
         delay_steps=projection.delay_steps,
     )
+
+
+#: trace decay tables stop where exp(-d dt / tau) drops below e^-50 (about 2e-22)
+_DECAY_TAUS = 50.0
+
+
+def _decay_table(tau: float, dt: float) -> np.ndarray:
+    return np.exp(-np.arange(int(np.ceil(_DECAY_TAUS * tau / dt)) + 1) * dt / tau)
+
+
+def _by_target(projection: Projection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The CSC index of ``projection``'s synapses (made once; the synapses never change)."""
+    cached = getattr(projection, "_by_target", None)
+    if cached is None:
+        synapses = np.argsort(projection._post_ids, kind="stable")
+        counts = np.bincount(projection._post_ids, minlength=projection.post.n)
+        col_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        sources = np.repeat(np.arange(projection.pre.n, dtype=np.int32), np.diff(projection.row_ptr))[synapses]
+        cached = (col_ptr, synapses.astype(np.int64), sources)
+        projection._by_target = cached
+    return cached
+
+
+def _lower_plasticity(projection: Projection, index: int, dt: float) -> LoweredPlasticity:
+    rule, traces = projection.plasticity, projection._traces
+    col_ptr, col_synapses, col_sources = _by_target(projection)
+    modulator = rule.modulator
+    width = 1 if modulator is None or modulator.n == 1 else projection.post.n
+    modulated = (modulator is not None and rule.modulates in ("potentiation", "both"),
+                 modulator is not None and rule.modulates in ("depression", "both"))
+    lowered = LoweredPlasticity(
+        projection=index, pre=projection.pre.index, post=projection.post.index, col_ptr=col_ptr,
+        col_synapses=col_synapses, col_sources=col_sources, pre_trace=traces.pre_trace, pre_seen=traces.pre_seen,
+        post_trace=traces.post_trace, post_seen=traces.post_seen, decay_plus=_decay_table(rule.tau_plus, dt),
+        decay_minus=_decay_table(rule.tau_minus, dt),
+        params=np.array([rule.a_plus, rule.a_minus, rule.w_min, rule.w_max, float(rule.rule == "multiplicative")]),
+        modulation=np.ones((2, width)), modulator=modulator, modulated=modulated,
+    )
+    lowered.refresh()
+    return lowered
 
 
 def _shared_column(consts: np.ndarray) -> np.ndarray:

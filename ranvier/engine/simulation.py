@@ -33,6 +33,10 @@ class Simulation:
             names = ", ".join(p.name for p in self.values.populations)
             raise BackendError(f"value populations ({names}) run on the numpy and numba backends; the cuda backend "
                                "runs spiking networks")
+        plastic = [p.name for p in self.network.projections if p.plasticity is not None]
+        if plastic and self.backend_name == "cuda":
+            raise BackendError(f"plastic projections ({', '.join(plastic)}) learn on the numpy and numba backends; "
+                               "the cuda backend runs fixed weights")
         self.runner = backends.prepare(self.backend_name, self.lowered)
 
     def run(self, n_steps: int, progress: bool, checkpointer: Checkpointer | None = None) -> None:
@@ -53,6 +57,8 @@ class Simulation:
                 boundary = self.values.next_boundary(network.step)
                 if boundary is not None:
                     target = min(target, boundary)
+                for plastic in self.lowered.plastic:
+                    plastic.refresh()
                 while network.step < target:
                     reached = self.runner.advance(network.step, target)
                     self._collect(network.step, reached)

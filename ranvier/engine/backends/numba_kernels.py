@@ -137,3 +137,65 @@ def sample_state(state, row, ids, values, steps, count, k):
         values[sample, column] = state[row, ids[column]]
     steps[sample] = k
     count[0] = sample + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _decayed(trace, seen, k, table):
+    """A trace last set at step ``seen``, decayed to step ``k`` (0 past the end of the table)."""
+    elapsed = k - seen
+    return trace * table[elapsed] if elapsed < table.shape[0] else 0.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bounded(w, w_min, w_max):
+    return min(max(w, w_min), w_max)
+
+
+@njit(cache=True, nogil=True)
+def apply_stdp(pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, post_first, post_last, row_ptr,
+               targets, weights, col_ptr, col_synapses, col_sources, pre_trace, pre_seen, post_trace, post_seen,
+               decay_plus, decay_minus, params, modulation):
+    """Pair-based STDP over the spikes of one chunk, in time order (pre before post within a step).
+
+    A pre spike of neuron p at step k depresses each synapse s of p by ``a_minus m_minus x_post``
+    (times ``w - w_min`` when multiplicative), then adds 1 to p's trace; a post spike of q
+    potentiates each synapse into q by ``a_plus m_plus x_pre`` (times ``w_max - w``), then adds
+    1 to q's trace. Traces decay from their last spike by the ``decay_*`` tables. Weights are
+    computed in float64 and stored as float32, clipped to ``[w_min, w_max]``.
+    """
+    a_plus = params[0]
+    a_minus = params[1]
+    w_min = params[2]
+    w_max = params[3]
+    multiplicative = params[4] != 0.0
+    stride = 1 if modulation.shape[1] > 1 else 0
+    i = pre_first
+    j = post_first
+    while i < pre_last or j < post_last:
+        if i < pre_last and (j >= post_last or pre_steps[i] <= post_steps[j]):
+            neuron = pre_ids[i]
+            k = pre_steps[i]
+            for s in range(row_ptr[neuron], row_ptr[neuron + 1]):
+                q = targets[s]
+                x = _decayed(post_trace[q], post_seen[q], k, decay_minus)
+                w = np.float64(weights[s])
+                scale = a_minus * modulation[1, q * stride]
+                change = scale * (w - w_min) * x if multiplicative else scale * x
+                weights[s] = np.float32(_bounded(w - change, w_min, w_max))
+            pre_trace[neuron] = _decayed(pre_trace[neuron], pre_seen[neuron], k, decay_plus) + 1.0
+            pre_seen[neuron] = k
+            i += 1
+        else:
+            neuron = post_ids[j]
+            k = post_steps[j]
+            scale = a_plus * modulation[0, neuron * stride]
+            for entry in range(col_ptr[neuron], col_ptr[neuron + 1]):
+                s = col_synapses[entry]
+                p = col_sources[entry]
+                x = _decayed(pre_trace[p], pre_seen[p], k, decay_plus)
+                w = np.float64(weights[s])
+                change = scale * (w_max - w) * x if multiplicative else scale * x
+                weights[s] = np.float32(_bounded(w + change, w_min, w_max))
+            post_trace[neuron] = _decayed(post_trace[neuron], post_seen[neuron], k, decay_minus) + 1.0
+            post_seen[neuron] = k
+            j += 1

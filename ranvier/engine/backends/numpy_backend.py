@@ -38,6 +38,8 @@ class NumpyRunner(Runner):
                     self._sample(index, population, k)
             for j, projection in enumerate(lowered.projections):
                 self._deliver(j, projection, first[projection.pre])
+            for plastic in lowered.plastic:
+                self._learn(plastic, first)
             step += length
         return step
 
@@ -99,6 +101,60 @@ class NumpyRunner(Runner):
         slots = (spike_steps + delays) % post.ring.shape[0]
         np.add.at(post.ring, (slots, projection.receptor, projection.post_ids[synapses]),
                   projection.weights[synapses * projection.weight_stride])
+
+
+    def _learn(self, plastic, first: list[int]) -> None:
+        """STDP over the chunk's spikes, event by event in the order of ``numba_kernels.apply_stdp``.
+
+        Each event updates its synapses together (they are distinct), with the kernel's
+        arithmetic in the kernel's order, so the weights agree to the bit.
+        """
+        pre = self.lowered.populations[plastic.pre]
+        post = self.lowered.populations[plastic.post]
+        projection = self.lowered.projections[plastic.projection]
+        pre_steps = pre.spike_steps[first[plastic.pre]:pre.spike_count[0]]
+        post_steps = post.spike_steps[first[plastic.post]:post.spike_count[0]]
+        if not len(pre_steps) and not len(post_steps):
+            return
+        pre_ids = pre.spike_ids[first[plastic.pre]:pre.spike_count[0]]
+        post_ids = post.spike_ids[first[plastic.post]:post.spike_count[0]]
+        is_post = np.concatenate([np.zeros(len(pre_steps), dtype=np.int64), np.ones(len(post_steps), dtype=np.int64)])
+        steps = np.concatenate([pre_steps, post_steps])
+        ids = np.concatenate([pre_ids, post_ids])
+        a_plus, a_minus, w_min, w_max, multiplicative = plastic.params
+        stride = 1 if plastic.modulation.shape[1] > 1 else 0
+        weights = projection.weights
+        for event in np.lexsort((is_post, steps)):
+            neuron, k = int(ids[event]), int(steps[event])
+            if is_post[event]:
+                entries = slice(plastic.col_ptr[neuron], plastic.col_ptr[neuron + 1])
+                synapses = plastic.col_synapses[entries]
+                x = _decayed(plastic.pre_trace, plastic.pre_seen, plastic.col_sources[entries], k, plastic.decay_plus)
+                w = weights[synapses].astype(np.float64)
+                scale = a_plus * plastic.modulation[0, neuron * stride]
+                change = scale * (w_max - w) * x if multiplicative else scale * x
+                weights[synapses] = np.minimum(np.maximum(w + change, w_min), w_max).astype(np.float32)
+                plastic.post_trace[neuron] = _decayed(plastic.post_trace, plastic.post_seen, neuron, k,
+                                                      plastic.decay_minus) + 1.0
+                plastic.post_seen[neuron] = k
+            else:
+                synapses = slice(projection.row_ptr[neuron], projection.row_ptr[neuron + 1])
+                targets = projection.post_ids[synapses]
+                x = _decayed(plastic.post_trace, plastic.post_seen, targets, k, plastic.decay_minus)
+                w = weights[synapses].astype(np.float64)
+                scale = a_minus * plastic.modulation[1, targets * stride]
+                change = scale * (w - w_min) * x if multiplicative else scale * x
+                weights[synapses] = np.minimum(np.maximum(w - change, w_min), w_max).astype(np.float32)
+                plastic.pre_trace[neuron] = _decayed(plastic.pre_trace, plastic.pre_seen, neuron, k,
+                                                     plastic.decay_plus) + 1.0
+                plastic.pre_seen[neuron] = k
+
+
+def _decayed(trace: np.ndarray, seen: np.ndarray, neurons, k: int, table: np.ndarray):
+    """Traces of ``neurons`` decayed from their last spikes to step ``k`` (0 past the table's end)."""
+    elapsed = k - seen[neurons]
+    inside = elapsed < len(table)
+    return np.where(inside, trace[neurons] * table[np.where(inside, elapsed, 0)], 0.0)
 
 
 def prepare(lowered: LoweredNetwork) -> NumpyRunner:
