@@ -1,5 +1,6 @@
 """HDF5 storage: save, load, the SONATA spike layout, and damaged files."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -202,3 +203,32 @@ def test_value_population_round_trips(tmp_path):
     loaded.run(0.3, backend="numpy")
     assert net.state_monitors[1].values.shape == (60, 2, 2)
     _assert_same_recordings(net, loaded)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Gains:
+    """A record of weights, as CfC, LTC and ELM keep theirs."""
+
+    scale: np.ndarray
+    pair: tuple
+
+
+class _Gained(rv.neurons.LIF):
+    """A model whose constructor takes a record of arrays and a tuple."""
+
+    def __init__(self, gains: _Gains, shape: tuple = (2, 3)):
+        super().__init__()
+        self.gains = gains
+        self.shape = shape
+
+
+def test_records_and_tuples_in_a_configuration_round_trip(tmp_path):
+    gains = _Gains(scale=np.arange(6.0).reshape(2, 3), pair=(np.ones(2, dtype=np.float32), "tanh"))
+    net = rv.Network(seed=1)
+    net.population(_Gained(gains, shape=(4, 5)), n=3, name="gained")
+    net.save(tmp_path / "net.h5")
+    model = rv.load(tmp_path / "net.h5")["gained"].model
+    assert isinstance(model.gains, _Gains) and model.shape == (4, 5)
+    np.testing.assert_array_equal(model.gains.scale, gains.scale)
+    assert isinstance(model.gains.pair, tuple) and model.gains.pair[1] == "tanh"
+    assert model.gains.pair[0].dtype == np.float32

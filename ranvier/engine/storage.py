@@ -75,15 +75,20 @@ def _encode(value: Any, arrays: list[np.ndarray], where: str) -> Any:
         return value
     if isinstance(value, int | float | np.integer | np.floating):
         return value.item() if isinstance(value, np.generic) else value
-    if isinstance(value, Distribution) and dataclasses.is_dataclass(value):
-        fields = {f.name: _encode(getattr(value, f.name), arrays, where) for f in dataclasses.fields(value)}
-        return {"__distribution__": type(value).__name__, "fields": fields}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # distributions, and records of weights such as CfC's and ELM's
+        fields = {f.name: _encode(getattr(value, f.name), arrays, where) for f in dataclasses.fields(value) if f.init}
+        if isinstance(value, Distribution):
+            return {"__distribution__": type(value).__name__, "fields": fields}
+        return {"__dataclass__": f"{type(value).__module__}.{type(value).__qualname__}", "fields": fields}
     if isinstance(value, dict):
         if not all(isinstance(key, str) and not key.startswith("__") for key in value):
             raise StorageError(f"{where}: dictionary keys must be strings not starting with '__' to be saved, "
                                f"got {list(value)!r}")
         return {key: _encode(item, arrays, where) for key, item in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(item, arrays, where) for item in value]}
+    if isinstance(value, list):
         return [_encode(item, arrays, where) for item in value]
     if isinstance(value, np.ndarray) or hasattr(value, "__array__"):
         arrays.append(np.asarray(value))
@@ -99,6 +104,13 @@ def _decode(value: Any, arrays, where: str) -> Any:
         return value
     if "__array__" in value:
         return arrays[str(value["__array__"])][()]
+    if "__tuple__" in value:
+        return tuple(_decode(item, arrays, where) for item in value["__tuple__"])
+    if "__dataclass__" in value:
+        cls = _import(value["__dataclass__"], where)
+        if not dataclasses.is_dataclass(cls):
+            raise StorageError(f"{where}: {value['__dataclass__']!r} is not a dataclass")
+        return cls(**{key: _decode(item, arrays, where) for key, item in value["fields"].items()})
     if "__distribution__" not in value:
         return {key: _decode(item, arrays, where) for key, item in value.items()}
     name = value["__distribution__"]
@@ -108,14 +120,25 @@ def _decode(value: Any, arrays, where: str) -> Any:
     return cls(**{key: _decode(item, arrays, where) for key, item in value["fields"].items()})
 
 
+def _import(path: str, where: str) -> Any:
+    """The class named by ``path`` (``module.qualname``): modules are imported, attributes followed."""
+    parts = path.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            target: Any = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        try:
+            for part in parts[split:]:
+                target = getattr(target, part)
+        except AttributeError:
+            break
+        return target
+    raise StorageError(f"{where}: class {path!r} cannot be imported")
+
+
 def _model_class(path: str, where: str) -> type[Model]:
-    module_name, _, qualname = path.rpartition(".")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise StorageError(f"{where}: model class {path!r} cannot be imported ({error})") from None
+    target = _import(path, where)
     if not (isinstance(target, type) and issubclass(target, Model)):
         raise StorageError(f"{where}: {path!r} is not a ranvier neuron model")
     return target
