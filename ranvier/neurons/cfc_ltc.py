@@ -53,6 +53,13 @@ def _time_steps(x: Any) -> list:
     return [x[:, t] for t in range(x.shape[1])]
 
 
+def _lerp(xp: Any, start: Any, end: Any, weight: Any) -> Any:
+    """``start + weight (end - start)``, as torch's single lerp op where there is one."""
+    if hasattr(xp, "lerp"):
+        return xp.lerp(start, end, weight)
+    return start + weight * (end - start)
+
+
 def _is_one(x: Any) -> bool:
     return isinstance(x, (int, float)) and x == 1
 
@@ -141,6 +148,7 @@ class _CfCTerms:
     head_w: Any  # (backbone units, heads), transposed; None when the heads are the first map
     head_b: Any
     decay: Any  # |w_tau| (pure mode)
+    unit_time: bool  # elapsed is 1: the two time heads are one, (W_a + W_b) / 2
 
 
 def _affine(xp: Any, bias: Any, x: Any, weight_t: Any) -> Any:
@@ -150,9 +158,22 @@ def _affine(xp: Any, bias: Any, x: Any, weight_t: Any) -> Any:
     return bias + x @ weight_t
 
 
-def _cfc_terms(xp: Any, layer: CfCLayer) -> _CfCTerms:
+def _cfc_terms(xp: Any, layer: CfCLayer, unit_time: bool) -> _CfCTerms:
+    """Arrange a layer's weights for stepping. The time heads are halved, so that one tanh gives the gate,
+    ``sigmoid(u) = (1 + tanh(u / 2)) / 2``; with ``unit_time`` they are also summed into one head."""
     heads = layer.head_weight if layer.head_mask is None else layer.head_weight * layer.head_mask
-    first, first_bias = layer.backbone[0] if layer.backbone else (heads, layer.head_bias)
+    head_bias = layer.head_bias
+    if layer.mode != "pure":
+        n = layer.units
+        features, time_a, time_b = heads[: 2 * n], heads[2 * n: 3 * n] * 0.5, heads[3 * n:] * 0.5
+        bias_features, bias_a, bias_b = head_bias[: 2 * n], head_bias[2 * n: 3 * n] * 0.5, head_bias[3 * n:] * 0.5
+        if unit_time:
+            heads = xp.concatenate([features, time_a + time_b])
+            head_bias = xp.concatenate([bias_features, bias_a + bias_b])
+        else:
+            heads = xp.concatenate([features, time_a, time_b])
+            head_bias = xp.concatenate([bias_features, bias_a, bias_b])
+    first, first_bias = layer.backbone[0] if layer.backbone else (heads, head_bias)
     activation = layer.activation
     inner = outer = 1.0
     if layer.backbone and activation == "lecun_tanh":
@@ -163,8 +184,8 @@ def _cfc_terms(xp: Any, layer: CfCLayer) -> _CfCTerms:
         layer=layer, activation=activation, w_x=first_t[: layer.n_in], w_h=first_t[layer.n_in:],
         bias=first_bias * inner if layer.backbone else first_bias,
         hidden=tuple((weight.T * (inner * outer), bias * inner) for weight, bias in layer.backbone[1:]),
-        head_w=heads.T * outer if layer.backbone else None, head_b=layer.head_bias,
-        decay=xp.abs(layer.w_tau) if layer.mode == "pure" else None)
+        head_w=heads.T * outer if layer.backbone else None, head_b=head_bias,
+        decay=xp.abs(layer.w_tau) if layer.mode == "pure" else None, unit_time=unit_time)
 
 
 def cfc_input_drive(xp: Any, terms: _CfCTerms, x: Any) -> Any:
@@ -201,18 +222,23 @@ def cfc_recurrent(xp: Any, terms: _CfCTerms, drive: Any, h: Any, elapsed: Any) -
     n = layer.units
     if layer.mode == "pure":
         return layer.a - layer.a * xp.exp(-elapsed * (terms.decay + xp.abs(z))) * z
-    features, time_a, time_b = _split_columns(xp, z, (2 * n, n, n))
-    f1, f2 = _split_columns(xp, xp.tanh(features), (n, n))
-    # ncps' default elapsed time is the number 1; skipping the product saves an op per step, forward and backward
-    gate = _sigmoid(xp, time_a + time_b if _is_one(elapsed) else time_a * elapsed + time_b)
+    # one tanh serves f1, f2 and the gate (its head is halved by _cfc_terms); every op saved here is saved
+    # twice per step, forward and backward, and per-op overhead dominates at these sizes
+    if terms.unit_time:
+        f1, f2, gate_tanh = _split_columns(xp, xp.tanh(z), (n, n, n))
+    else:
+        features, time_a, time_b = _split_columns(xp, z, (2 * n, n, n))
+        f1, f2 = _split_columns(xp, xp.tanh(features), (n, n))
+        gate_tanh = xp.tanh(time_a * elapsed + time_b)
+    gate = gate_tanh * 0.5 + 0.5
     if layer.mode == "no_gate":
         return f1 + gate * f2
-    return f1 + gate * (f2 - f1)
+    return _lerp(xp, f1, f2, gate)
 
 
 def cfc_cell(xp: Any, layer: CfCLayer, x: Any, h: Any, elapsed: Any) -> Any:
     """One CfC layer step from input ``x`` ``(batch, n_in)`` and hidden state ``h`` ``(batch, units)``."""
-    terms = _cfc_terms(xp, layer)
+    terms = _cfc_terms(xp, layer, _is_one(elapsed))
     return cfc_recurrent(xp, terms, cfc_input_drive(xp, terms, x), h, elapsed)
 
 
@@ -239,7 +265,7 @@ def cfc_step(xp: Any, weights: CfCWeights, x_t: Any, state: Any, elapsed: Any) -
     ``state`` ``(batch, units)`` concatenates the layers' hidden states; the output is the last
     layer's new state (a wired network's motor neurons), through the projection if there is one.
     """
-    terms = [_cfc_terms(xp, layer) for layer in weights.layers]
+    terms = [_cfc_terms(xp, layer, _is_one(elapsed)) for layer in weights.layers]
     return _cfc_layers_step(xp, weights, terms, cfc_input_drive(xp, terms[0], x_t), state, elapsed)
 
 
@@ -249,7 +275,7 @@ def cfc_sequence(xp: Any, weights: CfCWeights, inputs: Any, state: Any, timespan
     ``timespans`` ``(batch, T)`` gives each step's ``elapsed`` (1 when None). Weights are arranged
     once, and the first layer's input drive is computed for all steps at once, outside the loop.
     """
-    terms = [_cfc_terms(xp, layer) for layer in weights.layers]
+    terms = [_cfc_terms(xp, layer, timespans is None) for layer in weights.layers]
     drives = _time_steps(cfc_input_drive(xp, terms[0], inputs))
     outputs = []
     for t, drive in enumerate(drives):
