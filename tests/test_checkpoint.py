@@ -154,3 +154,40 @@ def test_saving_and_checkpointing_one_file_never_repeats_recordings(tmp_path):
     loaded.run(10 * ms, backend="numpy", checkpoint=path)
     _assert_same_recordings(reference, loaded)
     _assert_same_recordings(reference, rv.load(path))
+
+
+def _plastic() -> rv.Network:
+    """STDP on input and recurrent synapses, gated by an astrocyte (a value population at its own dt)."""
+    from ranvier.plasticity import STDP
+
+    net = rv.Network(dt=0.5 * ms, seed=11)
+    drive = net.population(rv.neurons.PoissonSource(rate=100.0), n=60, name="drive")
+    lif = rv.neurons.LIF(tau_m=20 * ms, v_rest=-65 * mV, v_th=-50 * mV, v_reset=-65 * mV, t_ref=2 * ms,
+                         tau_syn={"exc": 5 * ms, "inh": 10 * ms})
+    cells = net.population(lif, n=80, name="cells", init={"v": rv.init.Uniform(-65 * mV, -50 * mV)})
+    astro = net.population(rv.neurons.Astrocyte(tau=50 * ms, baseline=1.0), n=1, name="astro", dt=2 * ms)
+    net.connect(cells, astro, rv.connect.AllToAll(), weight=0.01)
+    net.connect(drive, astro, rv.connect.AllToAll(), weight=-0.005)
+    stdp = STDP(tau_plus=15 * ms, tau_minus=30 * ms, a_plus=0.05, a_minus=0.06, w_min=0.0, w_max=10 * mV,
+                rule="multiplicative", modulator=astro)
+    net.connect(drive, cells, rv.connect.Bernoulli(p=0.2), weight=rv.init.Uniform(0, 10 * mV), receptor="exc",
+                delay=rv.init.Uniform(0.5 * ms, 3 * ms), plasticity=stdp)
+    net.connect(cells, cells, rv.connect.Bernoulli(p=0.1), weight=3 * mV, receptor="exc", delay=1 * ms,
+                plasticity=stdp)
+    net.record(cells, "spikes")
+    net.record(astro, "output", every=2 * ms)
+    return net
+
+
+def test_learning_resumes_from_a_checkpoint(tmp_path):
+    reference = _plastic()
+    reference.run(0.2, backend="numpy")
+    net = _plastic()
+    net.run(0.1, backend="numpy", checkpoint=tmp_path / "run.h5", every=0.03)
+    resumed = rv.load(tmp_path / "run.h5")
+    assert resumed.projections[2].plasticity.modulator is resumed["astro"]
+    resumed.run(0.1, backend="numpy")
+    _assert_same_recordings(reference, resumed)
+    for original, copy in zip(reference.projections, resumed.projections, strict=True):
+        np.testing.assert_array_equal(original.weights, copy.weights)
+    assert not np.array_equal(reference.projections[3].weights, np.float32(3 * mV))  # it learned

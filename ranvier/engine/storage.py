@@ -13,6 +13,8 @@ The layout (schema version :data:`SCHEMA_VERSION`, described in ``docs/storage.m
     /projections/<i>         attrs: name, pre, post, receptor, delay_steps (when one for all)
         row_ptr, post_ids, weights (one entry when shared), delay_steps (per synapse)
         pending              float64 (windows, width): spike counts still to reach a value population
+        plasticity           a plastic projection's rule: attrs config (JSON), modulator;
+                             pre_trace, pre_seen, post_trace, post_seen
     /spikes/<population>     SONATA spike layout: timestamps (float64, ms), node_ids (uint64);
                              attr sorting="by_time"
     /recordings/spikes/<i>   attrs: population, sonata (path of its /spikes group); ids (recorded subset)
@@ -180,6 +182,7 @@ def _write_population(group, population: Population) -> None:
     arrays: list[np.ndarray] = []
     config = _encode(model._config(), arrays, where)
     group.attrs.update(name=population.name, n=population.n, index=population.index, period=population.period,
+                       held_until=population._held_until,
                        model=f"{type(model).__module__}.{type(model).__qualname__}", config=json.dumps(config))
     stored = group.create_group("config_arrays")
     for index, array in enumerate(arrays):
@@ -215,6 +218,24 @@ def _write_projection(group, projection: Projection) -> None:
     else:
         group.attrs["delay_steps"] = int(projection.delay_steps)
     _write_run_arrays(group, {"pending": projection._pending})
+    _write_learning(group, projection)
+
+
+#: the constructor arguments of ``ranvier.plasticity.STDP`` besides its modulator population
+_STDP_ARGUMENTS = ("tau_plus", "tau_minus", "a_plus", "a_minus", "w_min", "w_max", "rule", "modulates")
+
+
+def _write_learning(group, projection: Projection) -> None:
+    """A plastic projection's rule and traces (its weights are the projection's own)."""
+    rule = projection.plasticity
+    if rule is None:
+        return
+    learning = group.require_group("plasticity")
+    learning.attrs.update(config=json.dumps({name: getattr(rule, name) for name in _STDP_ARGUMENTS}),
+                          modulator="" if rule.modulator is None else rule.modulator.name)
+    traces = projection._traces
+    _write_run_arrays(learning, {"pre_trace": traces.pre_trace, "pre_seen": traces.pre_seen,
+                                 "post_trace": traces.post_trace, "post_seen": traces.post_seen})
 
 
 def _sonata_names(net: Network) -> list[str]:
@@ -411,6 +432,7 @@ def _read_population(group, net: Network, path: Path) -> None:
     population = Population(net, model, n, name, len(net.populations), params, state, int(group.attrs["period"]))
     population.ring = group["ring"][()] if "ring" in group else None
     population._published = group["published"][()] if "published" in group else None
+    population._held_until = int(group.attrs["held_until"])
     net.populations[name] = population
 
 
@@ -422,6 +444,19 @@ def _read_projection(group, net: Network) -> None:
         group["row_ptr"][()], group["post_ids"][()], group["weights"][()], delay_steps)
     projection._pending = group["pending"][()] if "pending" in group else None
     net.projections.append(projection)
+    if "plasticity" in group:
+        _read_learning(group["plasticity"], projection, net)
+
+
+def _read_learning(group, projection: Projection, net: Network) -> None:
+    # imported here as Network.connect does: the learning rules build on the engine
+    from ..plasticity import STDP, attach
+
+    modulator = str(group.attrs["modulator"])
+    attach(projection, STDP(**json.loads(group.attrs["config"]), modulator=net[modulator] if modulator else None))
+    traces = projection._traces
+    for name in ("pre_trace", "pre_seen", "post_trace", "post_seen"):
+        getattr(traces, name)[...] = group[name][()]
 
 
 def _read_spike_monitor(file, name: str, net: Network, path: Path) -> None:
@@ -502,8 +537,13 @@ class Checkpointer:
             group = file[f"populations/{population.index}"]
             group["state"][...] = population.state
             _write_run_arrays(group, {"ring": population.ring, "published": population._published})
+            group.attrs["held_until"] = population._held_until
         for index, projection in enumerate(net.projections):
-            _write_run_arrays(file[f"projections/{index}"], {"pending": projection._pending})
+            group = file[f"projections/{index}"]
+            _write_run_arrays(group, {"pending": projection._pending})
+            if projection.plasticity is not None:
+                group["weights"][...] = projection._weights
+                _write_learning(group, projection)
         for sonata, monitor in zip(_sonata_names(net), net.spike_monitors, strict=True):
             if monitor._steps:
                 spikes = file[f"spikes/{sonata}"]
