@@ -29,12 +29,14 @@ N_IN, N_HIDDEN, N_OUT = 700, 256, 20
 
 
 def ranvier_network(seed: int = 0) -> rv.Network:
-    """700-256-20 LIF with delta synapses (snnTorch's Leaky: the weighted input jumps v)."""
+    """700-256-20 LIF with delta synapses (snnTorch's Leaky: the weighted input jumps v), leaky readout."""
     net = rv.Network(dt=1 * ms, seed=seed)
     source = net.population(rv.neurons.SpikeSource([], [], n=N_IN), name="input")
     lif = rv.neurons.LIF(tau_m=20 * ms, v_rest=0.0, v_th=10 * mV, v_reset=0.0, t_ref=0.0, tau_syn={"in": 0.0})
     hidden = net.population(lif, n=N_HIDDEN, name="hidden")
-    out = net.population(lif, n=N_OUT, name="out")
+    # the readout does not spike (v_th = 1 V): its membrane potential is the logit, as in snnTorch's mem readout
+    readout = rv.neurons.LIF(tau_m=20 * ms, v_rest=0.0, v_th=1.0, v_reset=0.0, t_ref=0.0, tau_syn={"in": 0.0})
+    out = net.population(readout, n=N_OUT, name="out")
     net.connect(source, hidden, rv.connect.AllToAll(), weight=rv.init.Normal(0.5 * mV, 1.5 * mV))
     net.connect(hidden, out, rv.connect.AllToAll(), weight=rv.init.Normal(0.5 * mV, 3 * mV))
     return net
@@ -184,7 +186,7 @@ def main() -> None:
     for method in ("bptt", "sltt"):
         torch.manual_seed(1)
         module = SpikingModule(ranvier_network(seed=1), "input")
-        optimiser = torch.optim.Adam(module.parameters(), 2e-3)
+        optimiser = torch.optim.Adam(module.parameters(), 1e-3)
         for _ in range(args.epochs):
             for start in range(0, len(train_y), args.batch):
                 batch = slice(start, start + args.batch)
