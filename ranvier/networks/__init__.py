@@ -5,5 +5,6 @@ from .cuba import cuba
 from .hybrid import hybrid
 from .kuramoto import kuramoto
 from .microcircuit import microcircuit
+from .nalsm import nalsm
 
-__all__ = ["brunel", "cuba", "hybrid", "kuramoto", "microcircuit"]
+__all__ = ["brunel", "cuba", "hybrid", "kuramoto", "microcircuit", "nalsm"]
