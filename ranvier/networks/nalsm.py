@@ -58,7 +58,7 @@ def _liquid_synapses(n: int, excitatory: np.ndarray, rng: np.random.Generator, l
 
 
 def nalsm(n_input: int = 288, n_liquid: int = 1000, *, astrocyte: bool = True, weight_scale: float = 1.0,
-          w_max: float = 16 * mV, p_input: float = 0.1, w_astro: float | None = None, balance: float = 2.0,
+          w_max: float = 16 * mV, p_input: float = 0.1, w_astro: float | None = None, balance: float | None = None,
           lam: float = _LAMBDA,
           input_source: SpikeSource | None = None, seed: int | None = None) -> Network:
     """A neuron-astrocyte liquid state machine: populations ``"input"``, ``"liquid"`` and ``"astro"``.
@@ -77,9 +77,11 @@ def nalsm(n_input: int = 288, n_liquid: int = 1000, *, astrocyte: bool = True, w
     the same trend). Input spikes move the astrocyte by ``-balance`` times a liquid spike's
     step, so it rests where the liquid fires ``balance`` spikes per input spike. The paper's
     mask weighs both alike (``balance = 1``) for 784 or 2312 inputs into 1000 neurons; with the
-    288 inputs of the digit events ``balance = 2`` puts the branching factor at 1
-    (``tests/test_nalsm.py``), so that is the default here. With ``astrocyte=False`` the same
-    STDP runs with the rate fixed at 1 (the paper's LSM+STDP). Projections:
+    288 inputs of the digit events the default ``balance = n_liquid / 100`` (the same spikes per
+    liquid neuron per input spike at any size) settles the branching factor near 1 (measured:
+    0.9-1.0 with 200 neurons, ``tests/test_nalsm.py``; 1.05-1.15 with 1000, ``docs/plasticity.md``).
+    With ``astrocyte=False`` the same STDP runs with the rate fixed at 1 (the paper's LSM+STDP).
+    Projections:
     ``input->liquid:exc``, ``liquid->liquid:exc`` (from excitatory neurons) and
     ``liquid->liquid:inh``; :func:`plastic_projections` lists them.
     """
@@ -103,6 +105,7 @@ def nalsm(n_input: int = 288, n_liquid: int = 1000, *, astrocyte: bool = True, w
     if astrocyte:
         w_astro = 0.015 * 1000 / n_liquid if w_astro is None else w_astro
         kick = w_astro / (_TAU_ASTRO / net.dt) / _RATE
+        balance = n_liquid / 100 if balance is None else balance
         modulator = net.population(Astrocyte(tau=_TAU_ASTRO, baseline=1.0), n=1, name="astro")
         net.connect(liquid, modulator, FromArrays(np.arange(n_liquid), np.zeros(n_liquid, dtype=int)), weight=kick)
         net.connect(inputs, modulator, FromArrays(np.arange(inputs.n), np.zeros(inputs.n, dtype=int)),
