@@ -37,7 +37,6 @@ from torch import Tensor
 from ..engine.network import Network, Population, Projection
 from ..errors import TrainingError
 from ..neurons.lif import (
-    FIRST_CURRENT,
     FIRST_RECEPTOR,
     LIF,
     P_VV,
@@ -49,32 +48,12 @@ from ..neurons.lif import (
     V_THRESHOLD,
     V,
 )
+from .recurrence import LayerConstants, LIFRecurrence, lif_step, project, surrogate_derivative
 
 #: steps per chunk of SLTT's input projections (a fixed size, so memory stays independent of T)
 _CHUNK = 16
 #: models a SpikingModule can differentiate
 TRAINABLE_MODELS = ("LIF",)
-
-
-class _Spike(torch.autograd.Function):
-    """Heaviside forward; fast-sigmoid surrogate backward (Zenke & Ganguli 2018, SuperSpike):
-    ``dS/dv = 1 / (scale (1 + slope |v - v_th| / scale)^2)``."""
-
-    @staticmethod
-    def forward(ctx, centred: Tensor, scale: Tensor, slope: float) -> Tensor:
-        ctx.save_for_backward(centred, scale)
-        ctx.slope = slope
-        return (centred >= 0).to(centred.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        centred, scale = ctx.saved_tensors
-        return grad * surrogate_derivative(centred, scale, ctx.slope), None, None
-
-
-def surrogate_derivative(centred: Tensor, scale: Tensor, slope: float) -> Tensor:
-    """Fast-sigmoid surrogate ``dS/dv`` at ``v - v_th = centred`` (1/V)."""
-    return 1.0 / (scale * (1.0 + slope * centred.abs() / scale) ** 2)
 
 
 @dataclass
@@ -249,10 +228,11 @@ class SpikingModule(torch.nn.Module):
                 raise TrainingError(f"give inputs as a dict, one tensor per input population {list(self.inputs)}")
             x = {self.inputs[0]: x}
         out = {}
+        dtype = self.weights[0].dtype if len(self.weights) else torch.float32  # float64 after .double()
         for name in self.inputs:
             if name not in x:
                 raise TrainingError(f"input population {name!r}: no spikes given")
-            tensor = torch.as_tensor(x[name], dtype=torch.float32)
+            tensor = torch.as_tensor(x[name], dtype=dtype)
             if tensor.ndim != 3 or tensor.shape[2] != self.input_sizes[name]:
                 raise TrainingError(f"input population {name!r}: spikes must have shape (T, B, "
                                     f"{self.input_sizes[name]}), got {tuple(tensor.shape)}")
@@ -282,7 +262,7 @@ class SpikingModule(torch.nn.Module):
                 delay = projection.delay
                 if delay >= steps:
                     continue
-                current = (pre[:steps - delay].reshape(-1, pre.shape[2]) @ self.weight(index)).reshape(
+                current = project(pre[:steps - delay].reshape(-1, pre.shape[2]), self.weight(index)).reshape(
                     steps - delay, batch, -1)
                 current = torch.nn.functional.pad(current, (0, 0, 0, 0, delay, 0))
                 slot = arriving[projection.post]
@@ -293,48 +273,34 @@ class SpikingModule(torch.nn.Module):
             voltages.update(out_v)
         return Trace({name: spikes[name] for name in self.populations}, voltages)
 
-    def _initial(self, name: str, batch: int) -> list[Tensor]:
-        init = getattr(self, f"_init_{name}")
-        return [row.expand(batch, -1).clone() for row in init]
-
-    def _step(self, name: str, state: list[Tensor], arriving: Sequence[Tensor | None]) -> tuple[Tensor, Tensor]:
-        """One engine step of population ``name``; updates ``state`` in the list.
-
-        Returns the spikes and ``v_new - v_th`` (the voltage before reset, centred on threshold).
-        """
+    def _layer(self, name: str) -> LayerConstants:
+        """Population ``name``'s step constants (rows of its ``LIF.constants``)."""
         population = self.populations[name]
         consts = getattr(self, f"_consts_{name}")
-        v, refractory = state[V], state[REFRACTORY]
         v_eq = consts[V_EQUILIBRIUM]
-        v_free = v_eq + (v - v_eq) * consts[P_VV]
-        for r, delta in enumerate(population.delta):
-            row = FIRST_RECEPTOR + RECEPTOR_CONSTS * r
-            current = state[FIRST_CURRENT + r]
-            arrival = arriving[r]
-            if delta:
-                if arrival is not None:
-                    v_free = v_free + arrival
-            else:
-                v_free = v_free + current * consts[row + 1]
-                current = current * consts[row]
-                state[FIRST_CURRENT + r] = current if arrival is None else current + arrival
-        if population.has_refractory:
-            active = refractory <= 0
-            v_new = torch.where(active, v_free, v)
-            refractory = torch.where(active, refractory, refractory - 1)
-        else:
-            v_new = v_free
-        centred = v_new - consts[V_THRESHOLD]
-        fired = _Spike.apply(centred, getattr(self, f"_scale_{name}"), self.slope)
-        jump = (v_new - consts[V_RESET]) * (fired.detach() if self.detach_reset else fired)
-        state[V] = v_new - jump
-        if population.has_refractory:
-            state[REFRACTORY] = torch.where(fired > 0, consts[REFRACTORY_STEPS], refractory)
-        return fired, centred
+        receptor_rows = [FIRST_RECEPTOR + RECEPTOR_CONSTS * r for r in range(len(population.receptors))]
+        return LayerConstants(
+            v_eq=None if not torch.any(v_eq) else v_eq, p_vv=consts[P_VV], v_th=consts[V_THRESHOLD],
+            v_reset=consts[V_RESET], t_ref=consts[REFRACTORY_STEPS] if population.has_refractory else None,
+            decay=tuple(None if delta else consts[row] for row, delta in zip(receptor_rows, population.delta,
+                                                                              strict=True)),
+            propagator=tuple(None if delta else consts[row + 1] for row, delta in zip(receptor_rows, population.delta,
+                                                                                       strict=True)),
+            scale=getattr(self, f"_scale_{name}"), slope=self.slope, detach_reset=self.detach_reset,
+            init=getattr(self, f"_init_{name}"))
+
+    #: run a population with no projection from its own group through :class:`LIFRecurrence`
+    #: (hand-written backward); False unrolls it under autograd like a recurrent group
+    _fused = True
 
     def _run_group(self, group: list[str], arriving: dict[str, list[Tensor | None]], recurrent: list[int],
                    steps: int, batch: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        states = {name: self._initial(name, batch) for name in group}
+        layers = {name: self._layer(name) for name in group}
+        if self._fused and not recurrent:
+            (name,) = group
+            spikes, v = LIFRecurrence.apply(layers[name], steps, batch, *arriving[name])
+            return {name: spikes}, {name: v}
+        states = {name: layers[name].initial(batch) for name in group}
         out_spikes: dict[str, list[Tensor]] = {name: [] for name in group}
         out_v: dict[str, list[Tensor]] = {name: [] for name in group}
         weights = {index: self.weight(index) for index in recurrent}
@@ -350,7 +316,7 @@ class SpikingModule(torch.nn.Module):
                     current = out_spikes[projection.pre][k - projection.delay] @ weights[index]
                     r = projection.receptor
                     now[r] = current if now[r] is None else now[r] + current
-                out_spikes[name].append(self._step(name, states[name], now)[0])
+                out_spikes[name].append(lif_step(layers[name], states[name], now)[0])
                 out_v[name].append(states[name][V])
         return ({name: torch.stack(s) for name, s in out_spikes.items()},
                 {name: torch.stack(v) for name, v in out_v.items()})
@@ -426,7 +392,8 @@ class SpikingModule(torch.nn.Module):
         errors: dict[str, dict[int, Tensor]] = {name: {} for name in lags}
         grads = [torch.zeros_like(w) for w in self.weights]
         weights = [self.weight(i).detach() for i in range(len(self.projections))]
-        states = {name: self._initial(name, batch) for name in self.populations}
+        layers = {name: self._layer(name) for name in self.populations}
+        states = {name: layers[name].initial(batch) for name in self.populations}
         scale = self.readout_scale(readout)
         readout_v = []
         total_loss = 0.0
@@ -488,10 +455,10 @@ class SpikingModule(torch.nn.Module):
                                 now[p.receptor] = current if now[p.receptor] is None else now[p.receptor] + current
                         state = states[name]
                         active = state[REFRACTORY] <= 0
-                        fired, centred = self._step(name, state, now)
+                        fired, v_new = lif_step(layers[name], state, now)
                         spikes[name][t] = fired
                         actives[name][t] = active
-                        slopes[name][t] = surrogate_derivative(centred, getattr(self, f"_scale_{name}"),
+                        slopes[name][t] = surrogate_derivative(v_new - layers[name].v_th, layers[name].scale,
                                                                self.slope) * active
                     readout_v.append(states[readout][V])
                 for name in order:

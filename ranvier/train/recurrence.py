@@ -1,0 +1,262 @@
+"""The LIF step in torch, and the fused BPTT of a feed-forward population over all its steps.
+
+:func:`lif_step` is ranvier's LIF step (:func:`ranvier.neurons.lif._lif_step`) on a batch, with
+the exact-integration constants of :meth:`ranvier.neurons.LIF.constants` held in a
+:class:`LayerConstants`. Per step ``k`` (state ``v``, ``refractory``, currents ``I_r``; arrivals
+``A_r[k]``; ``a_k = refractory <= 0``)::
+
+    v_free = v_eq + (v - v_eq) p_vv + sum_{current r} I_r P_r + sum_{delta r} A_r[k]
+    I_r    = I_r d_r + A_r[k]                                  (current receptors, d_r = e^{-dt/tau_r})
+    u_k    = v_free if a_k else v                              (p_vv = e^{-dt/tau_m})
+    s_k    = H(u_k - v_th)                                     (surrogate sigma' in backward)
+    v      = v_reset if s_k else u_k;  refractory = t_ref/dt if s_k else refractory - (1 - a_k)
+
+:class:`LIFRecurrence` runs this loop for one population whose arrivals are known for all steps
+(no projection from the population's own group), without autograd, keeping ``u`` (and ``a``
+when the population has a refractory period), and differentiates it by hand. With
+``keep_k = dv_k/du_k = 1 - s_k`` (detached reset; ``- sigma'_k (u_k - v_reset)`` otherwise) and
+the outputs' gradients ``gS[k]``, ``gV[k]``, reverse-mode through the loop is::
+
+    g_u[k]   = sigma'_k gS[k] + keep_k gV[k] + keep_k c_{k+1} g_u[k+1],   c_k = a_k p_vv + 1 - a_k
+    g_free[k] = a_k g_u[k]
+    dL/dA_r[k] = g_free[k]                                     (delta receptor)
+    dL/dA_r[k] = g_I[k],  g_I[k] = P_r g_free[k+1] + d_r g_I[k+1],  g_I[T-1] = 0   (current receptor)
+
+two linear recurrences, one fused multiply-add per step each; everything else is one tensor op
+over all ``T`` steps.
+
+:func:`project` is a projection's arrivals for all steps, ``(T B, n_pre) @ W``: when the
+presynaptic spikes are given (no gradient wanted for them) and sparse, a numba kernel sums only
+the rows of ``W`` of the neurons that spiked, forward and for ``dL/dW = X^T dL/dA``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..neurons.lif import FIRST_CURRENT, REFRACTORY, V
+
+#: a given spike matrix with at most this fraction of non-zeros is multiplied as a sparse one
+SPARSE_DENSITY = 0.2
+
+
+def surrogate_derivative(centred: Tensor, scale: Tensor, slope: float) -> Tensor:
+    """Fast-sigmoid surrogate ``dS/dv`` at ``v - v_th = centred`` (1/V)."""
+    return 1.0 / (scale * (1.0 + slope * centred.abs() / scale) ** 2)
+
+
+class _Spike(torch.autograd.Function):
+    """Heaviside forward; fast-sigmoid surrogate backward (Zenke & Ganguli 2018, SuperSpike):
+    ``dS/dv = 1 / (scale (1 + slope |v - v_th| / scale)^2)``."""
+
+    @staticmethod
+    def forward(ctx, centred: Tensor, scale: Tensor, slope: float) -> Tensor:
+        ctx.save_for_backward(centred, scale)
+        ctx.slope = slope
+        return (centred >= 0).to(centred.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        centred, scale = ctx.saved_tensors
+        return grad * surrogate_derivative(centred, scale, ctx.slope), None, None
+
+
+@dataclass
+class LayerConstants:
+    """One LIF population's rows of :meth:`ranvier.neurons.LIF.constants`, each ``(n,)``.
+
+    ``v_eq`` is None where it is zero for every neuron (then ``v_free = v p_vv`` exactly);
+    ``t_ref`` (refractory steps) is None without a refractory period; ``decay`` and
+    ``propagator`` are None for delta receptors.
+    """
+
+    v_eq: Tensor | None
+    p_vv: Tensor
+    v_th: Tensor
+    v_reset: Tensor
+    t_ref: Tensor | None
+    decay: tuple[Tensor | None, ...]
+    propagator: tuple[Tensor | None, ...]
+    scale: Tensor
+    slope: float
+    detach_reset: bool
+    init: Tensor
+
+    def initial(self, batch: int) -> list[Tensor]:
+        """The population's initial state rows, one ``(batch, n)`` tensor each."""
+        return [row.expand(batch, -1).clone() for row in self.init]
+
+
+def lif_step(layer: LayerConstants, state: list[Tensor], arriving: Sequence[Tensor | None]) -> tuple[Tensor, Tensor]:
+    """One engine step (module docstring); updates ``state`` in the list.
+
+    Returns the spikes ``s_k`` (float) and ``u_k``, the voltage before reset. Under autograd the
+    spike is :class:`_Spike` (surrogate gradient) and the reset is ``u - (u - v_reset) s``,
+    detached in ``s`` when ``layer.detach_reset``.
+    """
+    v = state[V]
+    v_free = v * layer.p_vv if layer.v_eq is None else layer.v_eq + (v - layer.v_eq) * layer.p_vv
+    for r, decay in enumerate(layer.decay):
+        arrival = arriving[r]
+        if decay is None:
+            if arrival is not None:
+                v_free = v_free + arrival
+        else:
+            current = state[FIRST_CURRENT + r]
+            v_free = v_free + current * layer.propagator[r]
+            current = current * decay
+            state[FIRST_CURRENT + r] = current if arrival is None else current + arrival
+    if layer.t_ref is not None:
+        refractory = state[REFRACTORY]
+        active = refractory <= 0
+        v_new = torch.where(active, v_free, v)
+        refractory = torch.where(active, refractory, refractory - 1)
+    else:
+        v_new = v_free
+    if torch.is_grad_enabled():
+        fired = _Spike.apply(v_new - layer.v_th, layer.scale, layer.slope)
+        jump = (v_new - layer.v_reset) * (fired.detach() if layer.detach_reset else fired)
+        state[V] = v_new - jump
+        spiking = fired > 0
+    else:
+        spiking = v_new >= layer.v_th
+        fired = spiking.to(v_new.dtype)
+        state[V] = torch.where(spiking, layer.v_reset, v_new)
+    if layer.t_ref is not None:
+        state[REFRACTORY] = torch.where(spiking, layer.t_ref, refractory)
+    return fired, v_new
+
+
+class LIFRecurrence(torch.autograd.Function):
+    """``(spikes, v)``, each ``(T, B, n)``, of one population from its arrivals ``A_r`` ``(T, B, n)``
+    (None for a receptor nothing arrives at); hand-written backward (module docstring)."""
+
+    @staticmethod
+    def forward(ctx, layer: LayerConstants, steps: int, batch: int, *arriving: Tensor | None):
+        state = layer.initial(batch)
+        per_step = [None if a is None else a.unbind(0) for a in arriving]
+        spikes, before_reset, after_reset, active = [], [], [], []
+        for k in range(steps):
+            if layer.t_ref is not None:
+                active.append(state[REFRACTORY] <= 0)
+            fired, v_new = lif_step(layer, state, [None if a is None else a[k] for a in per_step])
+            spikes.append(fired)
+            before_reset.append(v_new)
+            after_reset.append(state[V])
+        spikes, after_reset = torch.stack(spikes), torch.stack(after_reset)
+        ctx.save_for_backward(spikes, torch.stack(before_reset), torch.stack(active) if active else None)
+        ctx.layer = layer
+        ctx.delta = [a is not None and d is None for a, d in zip(arriving, layer.decay, strict=True)]
+        return spikes, after_reset
+
+    @staticmethod
+    def backward(ctx, grad_spikes: Tensor, grad_v: Tensor):
+        spikes, u, active = ctx.saved_tensors
+        layer: LayerConstants = ctx.layer
+        slope = surrogate_derivative(u - layer.v_th, layer.scale, layer.slope)
+        keep = 1 - spikes
+        if not layer.detach_reset:
+            keep = keep - slope * (u - layer.v_reset)
+        drive = torch.addcmul(slope * grad_spikes, keep, grad_v)
+        carry = layer.p_vv if active is None else torch.where(active[1:], layer.p_vv, 1.0)
+        factor = keep[:-1] * carry
+        grad_u = torch.empty_like(drive)
+        grad_u[-1] = drive[-1]
+        for k in range(drive.shape[0] - 2, -1, -1):
+            torch.addcmul(drive[k], factor[k], grad_u[k + 1], out=grad_u[k])
+        grad_free = grad_u if active is None else grad_u * active
+        grads = []
+        for r, delta in enumerate(ctx.delta):
+            if not ctx.needs_input_grad[3 + r]:
+                grads.append(None)
+            elif delta:
+                grads.append(grad_free)
+            else:
+                driven = grad_free[1:] * layer.propagator[r]
+                grad_current = torch.empty_like(grad_free)
+                grad_current[-1] = 0
+                for k in range(driven.shape[0] - 1, -1, -1):
+                    torch.addcmul(driven[k], layer.decay[r], grad_current[k + 1], out=grad_current[k])
+                grads.append(grad_current)
+        return (None, None, None, *grads)
+
+
+# -- projections of given spike trains -----------------------------------------------------------
+
+@numba.njit(cache=True)
+def _compress(x: np.ndarray, limit: int):
+    """Row-compressed non-zeros of ``x`` ``(R, K)``; ``None`` once there are more than ``limit``."""
+    rows, cols = x.shape
+    indptr = np.zeros(rows + 1, dtype=np.int64)
+    indices = np.empty(limit, dtype=np.int64)
+    values = np.empty(limit, dtype=x.dtype)
+    count = 0
+    for r in range(rows):
+        for c in range(cols):
+            if x[r, c] != 0:
+                if count == limit:
+                    return None
+                indices[count] = c
+                values[count] = x[r, c]
+                count += 1
+        indptr[r + 1] = count
+    return indptr, indices[:count], values[:count]
+
+
+@numba.njit(cache=True)
+def _sparse_times(indptr, indices, values, w, out):
+    """``out = X w`` for row-compressed ``X``: per row, the weighted sum of ``w``'s rows, in column order."""
+    for r in range(indptr.size - 1):
+        for p in range(indptr[r], indptr[r + 1]):
+            c = indices[p]
+            a = values[p]
+            for j in range(w.shape[1]):
+                out[r, j] += a * w[c, j]
+
+
+@numba.njit(cache=True)
+def _sparse_transpose_times(indptr, indices, values, g, out):
+    """``out = X^T g`` for row-compressed ``X``."""
+    for r in range(indptr.size - 1):
+        for p in range(indptr[r], indptr[r + 1]):
+            c = indices[p]
+            a = values[p]
+            for j in range(g.shape[1]):
+                out[c, j] += a * g[r, j]
+
+
+class _SparseProjection(torch.autograd.Function):
+    """``X @ W`` for a row-compressed constant ``X`` (no gradient for ``X``)."""
+
+    @staticmethod
+    def forward(ctx, compressed: tuple[np.ndarray, np.ndarray, np.ndarray], weight: Tensor) -> Tensor:
+        indptr, indices, values = compressed
+        out = np.zeros((indptr.size - 1, weight.shape[1]), dtype=values.dtype)
+        _sparse_times(indptr, indices, values, weight.detach().numpy(), out)
+        ctx.compressed = compressed
+        ctx.shape = weight.shape
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        indptr, indices, values = ctx.compressed
+        out = np.zeros(ctx.shape, dtype=values.dtype)
+        _sparse_transpose_times(indptr, indices, values, grad.contiguous().numpy(), out)
+        return None, torch.from_numpy(out)
+
+
+def project(pre: Tensor, weight: Tensor) -> Tensor:
+    """Arrivals ``pre @ weight`` for spikes ``pre`` ``(R, n_pre)``; sparse when ``pre`` needs no
+    gradient, lives on the CPU and has at most :data:`SPARSE_DENSITY` non-zeros."""
+    if pre.requires_grad or pre.device.type != "cpu" or pre.dtype != weight.dtype or weight.device.type != "cpu":
+        return pre @ weight
+    compressed = _compress(pre.contiguous().numpy(), int(SPARSE_DENSITY * pre.numel()) + 1)
+    if compressed is None:
+        return pre @ weight
+    return _SparseProjection.apply(compressed, weight)
