@@ -60,6 +60,12 @@ def _lerp(xp: Any, start: Any, end: Any, weight: Any) -> Any:
     return start + weight * (end - start)
 
 
+def _contiguous(x: Any) -> Any:
+    """``x`` in row-major layout: torch's batched matmul falls back to a loop of copies on transposed operands,
+    and elementwise results inherit their operands' layout."""
+    return x.contiguous() if hasattr(x, "contiguous") else np.ascontiguousarray(x)
+
+
 def _is_one(x: Any) -> bool:
     return isinstance(x, (int, float)) and x == 1
 
@@ -361,9 +367,9 @@ def _ltc_terms(xp: Any, weights: LTCWeights, synapse_sums: Callable[[Any, Any], 
     conductance = _positive(xp, weights, weights.w) * weights.mask
     gleak = _positive(xp, weights, weights.gleak)
     return _LTCTerms(
-        sigma_t=weights.sigma.T,
-        sigma_mu_t=(weights.sigma * weights.mu).T,
-        rev_and_w=xp.stack([(conductance * weights.erev).T, conductance.T], 2),
+        sigma_t=_contiguous(weights.sigma.T),
+        sigma_mu_t=_contiguous((weights.sigma * weights.mu).T),
+        rev_and_w=_contiguous(xp.stack([(conductance * weights.erev).T, conductance.T], 2)),
         cm=_positive(xp, weights, weights.cm),
         gleak=gleak,
         gleak_vleak=gleak * weights.vleak,
@@ -386,9 +392,10 @@ def ltc_sensory(xp: Any, weights: LTCWeights, x: Any) -> tuple[Any, Any]:
     lead = x.shape[:-1]
     flat = x.reshape(-1, weights.n_in)
     conductance = _positive(xp, weights, weights.sensory_w) * weights.sensory_mask
-    rev_and_w = xp.stack([(conductance * weights.sensory_erev).T, conductance.T], 2)
-    activation = _sigmoid(xp, weights.sensory_sigma.T[:, None, :] * flat[None]
-                          - (weights.sensory_sigma * weights.sensory_mu).T[:, None, :])
+    rev_and_w = _contiguous(xp.stack([(conductance * weights.sensory_erev).T, conductance.T], 2))
+    sigma_t = _contiguous(weights.sensory_sigma.T)
+    sigma_mu_t = _contiguous((weights.sensory_sigma * weights.sensory_mu).T)
+    activation = _sigmoid(xp, sigma_t[:, None, :] * flat[None] - sigma_mu_t[:, None, :])
     sums = activation @ rev_and_w  # (post, samples, 2)
     return sums[:, :, 0].T.reshape(lead + (-1,)), sums[:, :, 1].T.reshape(lead + (-1,))
 

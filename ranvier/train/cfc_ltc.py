@@ -34,45 +34,44 @@ def _check(module: str, n_in: int, inputs: torch.Tensor, timespans: torch.Tensor
 class _SynapseSums(torch.autograd.Function):
     """:func:`~ranvier.neurons.cfc_ltc.ltc_synapse_sums` with a hand-written backward pass.
 
-    Autograd through the plain expression allocates and keeps about five ``(post, batch, pre)``
-    tensors per ODE unfold. Here the forward pass keeps only ``v``; the backward pass recomputes
-    the synapse activations ``s = sigmoid(sigma (v - mu))`` into two buffers that every unfold of
-    the sequence reuses, and forms the gradients::
+    Autograd through the plain expression keeps about five ``(post, batch, pre)`` tensors per ODE
+    unfold and makes a dozen passes over them. Here the forward pass keeps only the activations
+    ``s = sigmoid(sigma (v - mu))``; the backward pass works in two buffers that every unfold of
+    the sequence reuses, and forms the gradients of ``S = s @ rev_and_w`` from ``g = dL/dS``::
 
-        dS/d(rev_and_w) = s^T g,   ds = g rev_and_w^T,   dx = ds s (1 - s)
-        dv_i = sum_j dx_ji sigma_ji,   dsigma_ji = sum_b dx_jbi v_bi,   d(sigma mu)_ji = -sum_b dx_jbi
+        d(rev_and_w) = s^T g,   ds = g rev_and_w^T,   dx = ds s (1 - s)
+        dv_bi = sum_j dx_jbi sigma_ji,   dsigma_ji = sum_b dx_jbi v_bi,   d(sigma mu)_ji = -sum_b dx_jbi
     """
 
     @staticmethod
     def forward(ctx: Any, v: torch.Tensor, sigma_t: torch.Tensor, sigma_mu_t: torch.Tensor,
                 rev_and_w: torch.Tensor, buffers: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        activation = buffers[0]
-        torch.addcmul(-sigma_mu_t[:, None, :], sigma_t[:, None, :], v[None], out=activation)
-        activation.sigmoid_()
-        ctx.save_for_backward(v, sigma_t, sigma_mu_t, rev_and_w)
+        activation = torch.mul(v[None], sigma_t[:, None, :])
+        activation.sub_(sigma_mu_t[:, None, :]).sigmoid_()
+        ctx.save_for_backward(v, sigma_t, rev_and_w, activation)
         ctx.buffers = buffers
         return torch.bmm(activation, rev_and_w)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple:
-        v, sigma_t, sigma_mu_t, rev_and_w = ctx.saved_tensors
-        activation, scratch = ctx.buffers
-        torch.addcmul(-sigma_mu_t[:, None, :], sigma_t[:, None, :], v[None], out=activation)
-        activation.sigmoid_()
-        grad_rev_and_w = torch.bmm(activation.transpose(1, 2), grad)
-        torch.bmm(grad, rev_and_w.transpose(1, 2), out=scratch)
-        torch.ops.aten.sigmoid_backward.grad_input(scratch, activation, grad_input=scratch)
-        grad_sigma_mu_t = -scratch.sum(1)
-        torch.mul(scratch, v[None], out=activation)
-        grad_sigma_t = activation.sum(1)
-        torch.mul(scratch, sigma_t[:, None, :], out=activation)
-        grad_v = activation.sum(0)
+        v, sigma_t, rev_and_w, activation = ctx.saved_tensors
+        slope, product = ctx.buffers
+        # contiguous small operands keep bmm on its batched kernel (strided ones fall back to a loop of copies)
+        grad = grad.contiguous()
+        grad_rev_and_w = torch.bmm(grad.transpose(1, 2).contiguous(), activation).transpose(1, 2)
+        torch.bmm(grad, rev_and_w.transpose(1, 2), out=slope)
+        torch.ops.aten.sigmoid_backward.grad_input(slope, activation, grad_input=slope)
+        grad_sigma_mu_t = -slope.sum(1)
+        torch.mul(slope, v[None], out=product)
+        grad_sigma_t = product.sum(1)
+        torch.mul(slope, sigma_t[:, None, :], out=product)
+        grad_v = product.sum(0)
         return grad_v, grad_sigma_t, grad_sigma_mu_t, grad_rev_and_w, None
 
 
 def _fused_synapse_sums(batch: int, units: int, like: torch.Tensor) -> Any:
-    """A ``synapse_sums(terms, v)`` for one sequence, with its two ``(units, batch, units)`` buffers."""
+    """A ``synapse_sums(terms, v)`` for one sequence, with its two ``(units, batch, units)`` backward buffers."""
     buffers = (like.new_empty(units, batch, units), like.new_empty(units, batch, units))
 
     def synapse_sums(terms: Any, v: torch.Tensor) -> torch.Tensor:
