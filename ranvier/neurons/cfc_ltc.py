@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.model import ValueModel
 from ..errors import InputError, ModelError
 
 #: CfC modes of ncps 1.0.1 (``ncps.torch.CfCCell``): gated interpolation, ungated sum, direct solution.
@@ -462,13 +463,51 @@ def _numpy(tensor: Any) -> np.ndarray:
     return tensor.detach().cpu().numpy().astype(np.float32)
 
 
-class _LiquidModel:
-    """What CfC and LTC share: a numpy forward pass over the shared sequence function."""
+class _LiquidModel(ValueModel):
+    """What CfC and LTC share: a numpy forward pass over the shared sequence function, and the engine
+    population.
+
+    As a population (``net.population(CfC.from_ncps(m), name="cfc", dt=...)``, no ``n`` needed) its
+    units are the network's hidden units: ``n = state_size``, state rows ``h`` (the hidden state) and
+    ``output``. Each update runs one step of the same sequence function on the input vector that
+    reached port ``"input"`` (``n_in`` wide: weighted spike counts or values), with
+    ``elapsed = dt / time_unit`` (ncps's ``timespans``; ``time_unit=None`` makes every update one unit,
+    ncps's default). Its ``output`` row holds the model's output: the whole hidden state for a plain
+    model, and for a model with fewer outputs than units (motor neurons of a wiring, ``proj_size``)
+    those outputs in units ``0 .. output_size - 1`` and zeros after them.
+    """
 
     weights: Any
     _sequence: Any
     n_in: int
     state_size: int
+    output_size: int
+    #: seconds of engine time per time unit of the model (``timespans`` of 1); None: one unit per update
+    time_unit: float | None = None
+
+    @property
+    def size(self) -> int:
+        return self.state_size
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return ("h", "output")
+
+    def ports(self, n: int) -> dict[str, tuple[int, int]]:
+        return {"input": (self.n_in, 1)}
+
+    def initial_state(self) -> dict[str, Any]:
+        if self.output_size > self.state_size:
+            raise ModelError(f"{self!r}: its {self.output_size} outputs do not fit its {self.state_size} units; "
+                             "as a population, connect a projection as the readout instead of proj_size")
+        return {"h": 0.0, "output": 0.0}
+
+    def advance(self, state: np.ndarray, inputs: Any, params: Any, dt: float) -> None:
+        elapsed = 1.0 if self.time_unit is None else dt / self.time_unit
+        outputs, hidden = self.forward(inputs["input"][0][None, :], timespans=np.array([elapsed]), state=state[0])
+        state[0] = hidden
+        state[1, :self.output_size] = outputs[0]
+        return None
 
     def forward(self, inputs: np.ndarray, timespans: np.ndarray | None = None,
                 state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -517,6 +556,7 @@ class CfC(_LiquidModel):
                 raise ModelError(f"CfC: mode {layer.mode!r} is not one of {CFC_MODES}")
             if layer.activation not in CFC_ACTIVATIONS:
                 raise ModelError(f"CfC: activation {layer.activation!r} is not one of {CFC_ACTIVATIONS}")
+        super().__init__()
         self.weights = weights
 
     @property
@@ -604,6 +644,7 @@ class LTC(_LiquidModel):
             raise ModelError(f"LTC: ode_unfolds must be at least 1; got {weights.ode_unfolds}")
         if not 0 < weights.motor <= weights.units:
             raise ModelError(f"LTC: motor (output) neurons must number 1..{weights.units}; got {weights.motor}")
+        super().__init__()
         self.weights = weights
 
     @property

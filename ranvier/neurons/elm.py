@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.model import ValueModel
 from ..errors import InputError, ModelError
 from .cfc_ltc import _check_inputs, _time_steps
 
@@ -91,13 +92,22 @@ def elm_sequence(xp: Any, weights: ELMWeights, inputs: Any, state: Any, dt: Any 
     return xp.stack(outputs, 1), state
 
 
-class ELM:
+class ELM(ValueModel):
     """Expressive Leaky Memory neuron: weights, a numpy forward pass and :meth:`to_torch` for training.
 
     ``ELM(n_in, n_out, n_memory=100, ...)`` draws weights as the paper initialises them
     (``nn.Linear``'s uniform fan-in rule); the equations and how a population maps inputs to
     neurons are in :mod:`ranvier.neurons.elm`.
+
+    As an engine population of ``N`` neurons (``net.population(ELM(...), n=N, dt=...)``) its port
+    ``"input"`` is ``N * n_in`` wide: synapse ``k`` of neuron ``i`` is target ``i * n_in + k``. State
+    rows ``s0 .. s{n_in-1}``, ``m0 .. m{n_memory-1}`` and the output rows ``y0 .. y{n_out-1}`` (the
+    population's ``n_out`` output channels). Each update is one step of :func:`elm_step` with
+    ``dt / time_unit`` time units (``time_unit=None``: one unit, one input step, per update).
     """
+
+    #: seconds of engine time per time unit of ``tau_s`` and ``tau_m``; None: one unit per update
+    time_unit: float | None = None
 
     def __init__(self, n_in: int, n_out: int, n_memory: int = 100, hidden: int | None = None,
                  mlp_layers: int = 1, tau_s: float = 5.0, tau_m_range: tuple[float, float] = (1.0, 1000.0),
@@ -119,6 +129,7 @@ class ELM:
             weights = ELMWeights(w_s=np.full(n_in, w_s, np.float32), tau_s=np.full(n_in, tau_s, np.float32),
                                  tau_m=np.geomspace(low, high, n_memory).astype(np.float32), mlp=mlp, w_y=w_y,
                                  b_y=b_y, lam=float(lam))
+        super().__init__()
         self.weights = weights
 
     @property
@@ -137,12 +148,40 @@ class ELM:
         if not (np.isfinite(dt) and dt > 0):
             raise InputError(f"{self!r}: dt must be positive and finite; got {dt!r}")
         batched, _ = _check_inputs(repr(self), self.n_in, inputs, None)
-        weights = ELMWeights(**{name: _float64(getattr(self.weights, name))
-                                for name in ELMWeights.__dataclass_fields__})
+        weights = self._float64_weights()
         outputs, state = elm_sequence(np, weights, batched, np.zeros((batched.shape[0], self.state_size)), dt)
         if np.ndim(inputs) == 2:
             return outputs[0], state[0]
         return outputs, state
+
+    def _float64_weights(self) -> ELMWeights:
+        return ELMWeights(**{name: _float64(getattr(self.weights, name)) for name in ELMWeights.__dataclass_fields__})
+
+    @property
+    def n_out(self) -> int:
+        return int(self.weights.w_y.shape[0])
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return (*(f"s{k}" for k in range(self.n_in)), *(f"m{k}" for k in range(self.weights.n_memory)),
+                *(f"y{k}" for k in range(self.n_out)))
+
+    @property
+    def output_rows(self) -> tuple[int, ...]:
+        return tuple(range(self.state_size, self.state_size + self.n_out))
+
+    def ports(self, n: int) -> dict[str, tuple[int, int]]:
+        return {"input": (n * self.n_in, 1)}
+
+    def advance(self, state: np.ndarray, inputs: Any, params: Any, dt: float) -> None:
+        elapsed = 1.0 if self.time_unit is None else dt / self.time_unit
+        weights = self._float64_weights()
+        n = state.shape[1]
+        outputs, new_state = elm_step(np, weights, inputs["input"][0].reshape(n, self.n_in),
+                                      state[:self.state_size].T.astype(np.float64), elapsed)
+        state[:self.state_size] = new_state.T
+        state[self.state_size:] = outputs.T
+        return None
 
     def to_torch(self) -> Any:
         """A trainable ``torch.nn.Module`` (:class:`ranvier.train.elm.ELMModule`) with these weights."""
