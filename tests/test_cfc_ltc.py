@@ -110,6 +110,36 @@ def test_ltc_gradients_match_ncps(inputs):
     assert checked == 15
 
 
+@pytest.mark.parametrize("mode", ["default", "no_gate"])
+@pytest.mark.parametrize("proj_size", [None, 2])
+def test_cfc_gradients_match_ncps(mode, proj_size, inputs):
+    # one-layer CfCs train through a sequence function with a hand-written backward pass
+    torch.manual_seed(8)
+    reference = ncps_torch.CfC(N_IN, 16, mode=mode, proj_size=proj_size)
+    module = rv.neurons.CfC.from_ncps(reference).to_torch()
+    x = inputs.clone().requires_grad_(True)
+    h0 = torch.randn(BATCH, 16) * 0.3
+    outputs, state = module(x, h0)
+    (outputs.square().sum() + state.sum()).backward()
+    grad_x = x.grad.clone()
+    x.grad = None
+    outputs, state = reference(x, h0)
+    (outputs.square().sum() + state.sum()).backward()
+    cell = reference.rnn_cell
+    heads = (cell.ff1, cell.ff2, cell.time_a, cell.time_b)
+    pairs = {"layer0_head_weight": torch.cat([h.weight.grad for h in heads]),
+             "layer0_head_bias": torch.cat([h.bias.grad for h in heads]),
+             "layer0_backbone0_weight": cell.backbone[0].weight.grad,
+             "layer0_backbone0_bias": cell.backbone[0].bias.grad}
+    if proj_size:
+        pairs["projection.weight"] = reference.fc.weight.grad
+    parameters = dict(module.named_parameters())
+    for name, expected in pairs.items():
+        scale = max(1.0, expected.abs().max().item())
+        np.testing.assert_allclose(parameters[name].grad.numpy(), expected.numpy(), atol=1e-5 * scale, err_msg=name)
+    np.testing.assert_allclose(grad_x.numpy(), x.grad.numpy(), atol=1e-5 * max(1.0, x.grad.abs().max().item()))
+
+
 @pytest.mark.parametrize("make", [CFC_CONFIGS["default"], CFC_CONFIGS["wired"], CFC_CONFIGS["pure+proj"]])
 def test_cfc_gradients_flow_and_training_lowers_the_loss(make, inputs):
     torch.manual_seed(5)

@@ -2,10 +2,13 @@
 
 The modules hold the weights of a :class:`~ranvier.neurons.cfc_ltc.CfCWeights` /
 :class:`~ranvier.neurons.cfc_ltc.LTCWeights` as parameters, rebuild the dataclass from them on
-each forward pass and call the same sequence function the numpy forward pass uses, with
-``xp = torch``. Speed over ncps comes from that function's structure (fused heads, input terms
-computed for the whole sequence before the loop, one batched matmul for both LTC conductance
-sums), not from a second copy of the equations.
+each forward pass and call the same functions the numpy forward pass uses, with ``xp = torch``.
+Speed over ncps comes from that code's structure (fused heads, input terms computed for the
+whole sequence before the loop, one batched matmul for both LTC conductance sums) and from two
+hand-written backward passes, each tested against ncps' autograd: the LTC recurrent synapse
+sums (:class:`_SynapseSums`) and a one-layer CfC sequence (:class:`_CfCSequence`, whose forward
+pass is the shared :func:`~ranvier.neurons.cfc_ltc.cfc_recurrent`). Every other configuration
+runs plain autograd through the shared functions.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..neurons.cfc_ltc import CfCLayer, CfCWeights, LTCWeights, cfc_sequence, ltc_sequence
+from ..neurons.cfc_ltc import CfCLayer, CfCWeights, LTCWeights, _cfc_terms, cfc_recurrent, cfc_sequence, ltc_sequence
 
 
 def _check(module: str, n_in: int, inputs: torch.Tensor, timespans: torch.Tensor | None) -> None:
@@ -68,6 +71,99 @@ class _SynapseSums(torch.autograd.Function):
         torch.mul(slope, sigma_t[:, None, :], out=product)
         grad_v = product.sum(0)
         return grad_v, grad_sigma_t, grad_sigma_mu_t, grad_rev_and_w, None
+
+
+class _CfCSequence(torch.autograd.Function):
+    """A one-layer CfC over a whole sequence with a hand-written backward pass through time.
+
+    The forward pass is :func:`~ranvier.neurons.cfc_ltc.cfc_recurrent`, step by step, outside
+    autograd; it keeps only the hidden states. The backward pass recomputes every step's backbone
+    ``a = tanh(drive + h_{t-1} W_h)`` and heads ``u = tanh(a W + b)`` for all steps in two
+    matmuls, and then needs only the recursion through ``h``::
+
+        dz_t  = c_t * dh_t                    c = dh/dz from u: (1 - g)(1 - f1^2), g (1 - f2^2), (f2 - f1)(1 - gt^2) / 2
+        da_t  = (dz_t W^T) (1 - a_t^2)
+        dh_{t-1} = dL/dh_{t-1} (from the output) + da_t W_h^T
+
+    with ``gt`` the gate's tanh (``g = (1 + gt) / 2``; ``no_gate`` uses ``c = 1 - f1^2, g (1 - f2^2),
+    f2 (1 - gt^2) / 2``). Weight gradients are one matmul each over all steps at the end.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, inputs: torch.Tensor, h0: torch.Tensor, w_x: torch.Tensor, w_h: torch.Tensor,
+                bias: torch.Tensor, head_w: torch.Tensor, head_b: torch.Tensor, terms: Any) -> torch.Tensor:
+        drives = (inputs @ w_x + bias).unbind(1)
+        h = h0
+        states = []
+        for drive in drives:
+            h = cfc_recurrent(torch, terms, drive, h, 1.0)
+            states.append(h)
+        states = torch.stack(states, 0)  # (T, batch, units)
+        ctx.save_for_backward(inputs, h0, w_x, w_h, bias, head_w, head_b, states)
+        ctx.mode = terms.layer.mode
+        return states.transpose(0, 1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_states: torch.Tensor) -> tuple:
+        inputs, h0, w_x, w_h, bias, head_w, head_b, states = ctx.saved_tensors
+        steps, batch, n = states.shape
+        x = inputs.transpose(0, 1)
+        previous = torch.cat([h0[None], states[:-1]], 0)
+        grad_out = grad_states.transpose(0, 1)
+        head_w_t, w_h_t = head_w.t(), w_h.t()
+        grads = [torch.zeros_like(w) for w in (w_x, w_h, bias, head_w, head_b)]
+        grad_inputs = x.new_empty(x.shape)
+        carry = torch.zeros_like(h0)
+        # chunks of steps keep the recomputed activations small enough to stay in cache
+        for stop in range(steps, 0, -_CHUNK):
+            start = max(0, stop - _CHUNK)
+            rows = (stop - start) * batch
+            x_c = x[start:stop].reshape(rows, -1)
+            previous_c = previous[start:stop].reshape(rows, n)
+            a = torch.tanh(torch.addmm(torch.addmm(bias, x_c, w_x), previous_c, w_h))
+            u = torch.tanh(torch.addmm(head_b, a, head_w)).view(rows, 3, n)
+            f1, f2, gate_tanh = u.unbind(1)
+            slope = 1 - u * u  # tanh' of f1, f2 and the gate's tanh
+            if ctx.mode == "no_gate":
+                slope[:, 1] *= gate_tanh * 0.5 + 0.5
+                slope[:, 2] *= f2 * 0.5
+            else:
+                slope[:, 0] *= 0.5 - 0.5 * gate_tanh
+                slope[:, 1] *= 0.5 + 0.5 * gate_tanh
+                slope[:, 2] *= (f2 - f1) * 0.5
+            slope = slope.view(stop - start, batch, 3, n)
+            a_slope = (1 - a * a).view(stop - start, batch, -1)
+            grad_z = torch.empty_like(slope)
+            grad_pre = torch.empty_like(a_slope)
+            for t in range(stop - start - 1, -1, -1):
+                grad_h = grad_out[start + t] + carry
+                torch.mul(slope[t], grad_h[:, None, :], out=grad_z[t])
+                torch.mul(grad_z[t].view(batch, 3 * n) @ head_w_t, a_slope[t], out=grad_pre[t])
+                carry = grad_pre[t] @ w_h_t
+            grad_z = grad_z.view(rows, 3 * n)
+            grad_pre = grad_pre.view(rows, -1)
+            grads[0].addmm_(x_c.t(), grad_pre)
+            grads[1].addmm_(previous_c.t(), grad_pre)
+            grads[2] += grad_pre.sum(0)
+            grads[3].addmm_(a.t(), grad_z)
+            grads[4] += grad_z.sum(0)
+            torch.mm(grad_pre, w_x.t(), out=grad_inputs[start:stop].view(rows, -1))
+        return (grad_inputs.transpose(0, 1), carry, *grads, None)
+
+
+#: time steps per chunk of the CfC backward pass (64 x 8 rows of activations: a few hundred kB)
+_CHUNK = 8
+
+
+def _fast_cfc_path(weights: CfCWeights, timespans: torch.Tensor | None) -> bool:
+    """Whether :class:`_CfCSequence` covers this network: one unwired layer with one tanh backbone layer
+    (LeCun tanh folds into tanh), mode default or no_gate, unit elapsed time."""
+    if timespans is not None or len(weights.layers) != 1:
+        return False
+    layer = weights.layers[0]
+    return (len(layer.backbone) == 1 and layer.activation in ("lecun_tanh", "tanh")
+            and layer.mode in ("default", "no_gate"))
 
 
 def _fused_synapse_sums(batch: int, units: int, like: torch.Tensor) -> Any:
@@ -140,7 +236,16 @@ class CfCModule(nn.Module):
         _check("CfCModule", self.n_in, inputs, timespans)
         if state is None:
             state = inputs.new_zeros(inputs.shape[0], self.state_size)
-        return cfc_sequence(torch, self.weights(), inputs, state, timespans)
+        weights = self.weights()
+        if not (torch.is_grad_enabled() and _fast_cfc_path(weights, timespans)):
+            return cfc_sequence(torch, weights, inputs, state, timespans)
+        terms = _cfc_terms(torch, weights.layers[0], True)
+        states = _CfCSequence.apply(inputs, state, terms.w_x, terms.w_h, terms.bias, terms.head_w, terms.head_b,
+                                    terms)
+        outputs = states
+        if weights.projection is not None:
+            outputs = outputs @ weights.projection[0].T + weights.projection[1]
+        return outputs, states[:, -1]
 
 
 class LTCModule(nn.Module):
