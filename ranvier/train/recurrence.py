@@ -152,111 +152,141 @@ class LIFRecurrence(torch.autograd.Function):
         spikes, after_reset = torch.stack(spikes), torch.stack(after_reset)
         ctx.save_for_backward(spikes, torch.stack(before_reset), torch.stack(active) if active else None)
         ctx.layer = layer
+        ctx.set_materialize_grads(False)
         ctx.delta = [a is not None and d is None for a, d in zip(arriving, layer.decay, strict=True)]
         return spikes, after_reset
 
     @staticmethod
-    def backward(ctx, grad_spikes: Tensor, grad_v: Tensor):
+    def backward(ctx, grad_spikes: Tensor | None, grad_v: Tensor | None):
         spikes, u, active = ctx.saved_tensors
         layer: LayerConstants = ctx.layer
-        slope = surrogate_derivative(u - layer.v_th, layer.scale, layer.slope)
-        keep = 1 - spikes
-        if not layer.detach_reset:
-            keep = keep - slope * (u - layer.v_reset)
-        drive = torch.addcmul(slope * grad_spikes, keep, grad_v)
+        slope = None
+        if grad_spikes is not None or not layer.detach_reset:
+            # sigma'(u - v_th) = 1 / (scale (1 + slope |u - v_th| / scale)^2), in place: one allocation
+            slope = (u - layer.v_th).abs_().mul_(layer.slope / layer.scale).add_(1).square_().mul_(layer.scale)
+            slope = slope.reciprocal_()
+        # keep = dv/du = 1 - s (detached reset), - sigma' (u - v_reset) otherwise
+        keep = None if layer.detach_reset else (1 - spikes).sub_(slope * (u - layer.v_reset))
+        # drive[k] = sigma'_k gS[k] + keep_k gV[k]; becomes g_u in place below
+        drive = None if grad_spikes is None else slope.mul_(grad_spikes)
+        if grad_v is not None:
+            through = torch.addcmul(grad_v, spikes, grad_v, value=-1) if keep is None else keep * grad_v
+            drive = through if drive is None else drive.add_(through)
+        if drive is None:
+            return (None, None, None, *(None for _ in ctx.delta))
         carry = layer.p_vv if active is None else torch.where(active[1:], layer.p_vv, 1.0)
-        factor = keep[:-1] * carry
-        grad_u = torch.empty_like(drive)
-        grad_u[-1] = drive[-1]
+        factor = torch.addcmul(carry, spikes[:-1], carry, value=-1) if keep is None else keep[:-1].mul_(carry)
         for k in range(drive.shape[0] - 2, -1, -1):
-            torch.addcmul(drive[k], factor[k], grad_u[k + 1], out=grad_u[k])
-        grad_free = grad_u if active is None else grad_u * active
+            drive[k].addcmul_(factor[k], drive[k + 1])
+        grad_free = drive if active is None else drive.mul_(active)
         grads = []
         for r, delta in enumerate(ctx.delta):
             if not ctx.needs_input_grad[3 + r]:
                 grads.append(None)
-            elif delta:
-                grads.append(grad_free)
+            elif delta:  # a second delta receptor gets its own copy: autograd may accumulate in place
+                grads.append(grad_free.clone() if any(g is grad_free for g in grads) else grad_free)
             else:
-                driven = grad_free[1:] * layer.propagator[r]
                 grad_current = torch.empty_like(grad_free)
                 grad_current[-1] = 0
-                for k in range(driven.shape[0] - 1, -1, -1):
-                    torch.addcmul(driven[k], layer.decay[r], grad_current[k + 1], out=grad_current[k])
+                torch.mul(grad_free[1:], layer.propagator[r], out=grad_current[:-1])
+                for k in range(grad_current.shape[0] - 2, -1, -1):
+                    grad_current[k].addcmul_(layer.decay[r], grad_current[k + 1])
                 grads.append(grad_current)
         return (None, None, None, *grads)
 
 
 # -- projections of given spike trains -----------------------------------------------------------
 
-@numba.njit(cache=True)
-def _compress(x: np.ndarray, limit: int):
-    """Row-compressed non-zeros of ``x`` ``(R, K)``; ``None`` once there are more than ``limit``."""
-    rows, cols = x.shape
-    indptr = np.zeros(rows + 1, dtype=np.int64)
-    indices = np.empty(limit, dtype=np.int64)
-    values = np.empty(limit, dtype=x.dtype)
-    count = 0
-    for r in range(rows):
-        for c in range(cols):
+@numba.njit(cache=True, parallel=True)
+def _row_counts(x: np.ndarray) -> np.ndarray:
+    """``indptr`` of the row-compressed ``x`` ``(R, K)``: cumulative non-zeros per row, from 0."""
+    counts = np.zeros(x.shape[0] + 1, dtype=np.int64)
+    for r in numba.prange(x.shape[0]):
+        count = 0
+        for c in range(x.shape[1]):
+            count += x[r, c] != 0
+        counts[r + 1] = count
+    return np.cumsum(counts)
+
+
+@numba.njit(cache=True, parallel=True)
+def _compress(x: np.ndarray, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
+    """Fill the column ``indices`` and ``values`` of ``x``'s non-zeros, row by row."""
+    for r in numba.prange(x.shape[0]):
+        p = indptr[r]
+        for c in range(x.shape[1]):
             if x[r, c] != 0:
-                if count == limit:
-                    return None
-                indices[count] = c
-                values[count] = x[r, c]
-                count += 1
-        indptr[r + 1] = count
-    return indptr, indices[:count], values[:count]
+                indices[p] = c
+                values[p] = x[r, c]
+                p += 1
 
 
-@numba.njit(cache=True)
-def _sparse_times(indptr, indices, values, w, out):
-    """``out = X w`` for row-compressed ``X``: per row, the weighted sum of ``w``'s rows, in column order."""
-    for r in range(indptr.size - 1):
+@numba.njit(cache=True, parallel=True)
+def _sparse_times(indptr, indices, values, w, out, offset):
+    """``out[offset + r] = (X w)[r]`` for row-compressed ``X``: the weighted sum of ``w``'s rows, in column order."""
+    for r in numba.prange(indptr.size - 1):
+        row = out[offset + r]
         for p in range(indptr[r], indptr[r + 1]):
             c = indices[p]
             a = values[p]
             for j in range(w.shape[1]):
-                out[r, j] += a * w[c, j]
+                row[j] += a * w[c, j]
 
 
 @numba.njit(cache=True)
-def _sparse_transpose_times(indptr, indices, values, g, out):
-    """``out = X^T g`` for row-compressed ``X``."""
+def _sparse_transpose_times(indptr, indices, values, g, out, offset):
+    """``out = X^T g[offset:]`` for row-compressed ``X``."""
     for r in range(indptr.size - 1):
         for p in range(indptr[r], indptr[r + 1]):
             c = indices[p]
             a = values[p]
             for j in range(g.shape[1]):
-                out[c, j] += a * g[r, j]
+                out[c, j] += a * g[offset + r, j]
+
+
+def _threads() -> int:
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(threads)
+    return threads
 
 
 class _SparseProjection(torch.autograd.Function):
-    """``X @ W`` for a row-compressed constant ``X`` (no gradient for ``X``)."""
+    """Arrivals ``(T, B, n_post)`` from row-compressed constant spikes (no gradient for them),
+    delayed by ``delay`` steps (the first ``delay`` steps are zero)."""
 
     @staticmethod
-    def forward(ctx, compressed: tuple[np.ndarray, np.ndarray, np.ndarray], weight: Tensor) -> Tensor:
+    def forward(ctx, compressed: tuple[np.ndarray, np.ndarray, np.ndarray], weight: Tensor, steps: int,
+                batch: int, delay: int) -> Tensor:
         indptr, indices, values = compressed
-        out = np.zeros((indptr.size - 1, weight.shape[1]), dtype=values.dtype)
-        _sparse_times(indptr, indices, values, weight.detach().numpy(), out)
-        ctx.compressed = compressed
-        ctx.shape = weight.shape
-        return torch.from_numpy(out)
+        out = np.zeros((steps * batch, weight.shape[1]), dtype=values.dtype)
+        _threads()
+        _sparse_times(indptr, indices, values, weight.detach().contiguous().numpy(), out, delay * batch)
+        ctx.compressed, ctx.shape, ctx.offset = compressed, weight.shape, delay * batch
+        return torch.from_numpy(out).reshape(steps, batch, -1)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         indptr, indices, values = ctx.compressed
         out = np.zeros(ctx.shape, dtype=values.dtype)
-        _sparse_transpose_times(indptr, indices, values, grad.contiguous().numpy(), out)
-        return None, torch.from_numpy(out)
+        _sparse_transpose_times(indptr, indices, values, grad.reshape(-1, ctx.shape[1]).contiguous().numpy(),
+                                out, ctx.offset)
+        return None, torch.from_numpy(out), None, None, None
 
 
-def project(pre: Tensor, weight: Tensor) -> Tensor:
-    """Arrivals ``pre @ weight`` for spikes ``pre`` ``(R, n_pre)``; sparse when ``pre`` needs no
-    gradient, lives on the CPU and has at most :data:`SPARSE_DENSITY` non-zeros."""
-    if pre.requires_grad or pre.device.type != "cpu" or pre.dtype != weight.dtype or weight.device.type != "cpu":
-        return pre @ weight
-    compressed = _compress(pre.contiguous().numpy(), int(SPARSE_DENSITY * pre.numel()) + 1)
-    if compressed is None:
-        return pre @ weight
-    return _SparseProjection.apply(compressed, weight)
+def project(pre: Tensor, weight: Tensor, delay: int) -> Tensor:
+    """Arrivals ``A[k] = pre[k - delay] @ weight`` ``(T, B, n_post)`` (zero for ``k < delay``) of spikes
+    ``pre`` ``(T, B, n_pre)``. Sparse (numba) when ``pre`` needs no gradient, lives on the CPU and
+    has at most :data:`SPARSE_DENSITY` non-zeros; a dense matmul over all steps otherwise."""
+    steps, batch, n_pre = pre.shape
+    sent = pre[:steps - delay].reshape(-1, n_pre)
+    if not (pre.requires_grad or pre.device.type != "cpu" or weight.device.type != "cpu"
+            or pre.dtype != weight.dtype):
+        _threads()
+        dense = sent.contiguous().numpy()
+        indptr = _row_counts(dense)
+        if indptr[-1] <= SPARSE_DENSITY * dense.size:
+            indices, values = np.empty(indptr[-1], dtype=np.int64), np.empty(indptr[-1], dtype=dense.dtype)
+            _compress(dense, indptr, indices, values)
+            return _SparseProjection.apply((indptr, indices, values), weight, steps, batch, delay)
+    current = (sent @ weight).reshape(steps - delay, batch, -1)
+    return torch.nn.functional.pad(current, (0, 0, 0, 0, delay, 0))

@@ -15,7 +15,13 @@ population (state ``v``, ``refractory``, currents ``I_r``; arrivals ``A_r[k]``):
 so a trained network written back with :meth:`SpikingModule.write_back` runs in the event engine
 and gives the same spikes up to float32 summation order. Training methods:
 
-* BPTT: torch autograd through the whole unrolled loop (:meth:`SpikingModule.loss`).
+* BPTT (:meth:`SpikingModule.loss`): a population with no projection from its own group (a
+  feed-forward layer) runs all ``T`` steps in one :class:`~ranvier.train.recurrence.LIFRecurrence`,
+  whose backward is the hand-written reverse loop of the recurrence (equations in
+  :mod:`ranvier.train.recurrence`); a recurrent group is unrolled under torch autograd. Both use
+  the one step :func:`~ranvier.train.recurrence.lif_step`. Arrivals from populations whose whole
+  spike train is known (inputs, earlier layers) are computed for all steps at once
+  (:func:`~ranvier.train.recurrence.project`: sparse for sparse given spikes).
 * SLTT / SLTT-K (Meng et al. 2023, "Towards Memory- and Time-Efficient Backpropagation for
   Training Spiking Neural Networks", ICCV, Sec. 4): the temporal routes ``v[k-1] -> v[k]`` and
   ``I[k-1] -> I[k]`` are left out of the backward pass; only the spatial route (a spike, through
@@ -258,13 +264,9 @@ class SpikingModule(torch.nn.Module):
                 if projection.pre in inside:
                     recurrent.append(index)
                     continue
-                pre = spikes[projection.pre]
-                delay = projection.delay
-                if delay >= steps:
+                if projection.delay >= steps:
                     continue
-                current = project(pre[:steps - delay].reshape(-1, pre.shape[2]), self.weight(index)).reshape(
-                    steps - delay, batch, -1)
-                current = torch.nn.functional.pad(current, (0, 0, 0, 0, delay, 0))
+                current = project(spikes[projection.pre], self.weight(index), projection.delay)
                 slot = arriving[projection.post]
                 slot[projection.receptor] = current if slot[projection.receptor] is None \
                     else slot[projection.receptor] + current
