@@ -1,16 +1,20 @@
 """Training step of a 700-256-20 LIF network (T=100, batch 64): ranvier.train against snnTorch.
 
-Part 1 times forward + backward + Adam for ranvier's BPTT, ranvier's SLTT and snnTorch's
-``Leaky`` network side by side (median of ``--repeats``), and reports the ratio. Part 2 measures
-the peak memory of one BPTT and one SLTT training step, and part 3 trains both on the same
-synthetic 20-class spike-pattern task and compares test accuracy.
+Part 1 times forward + backward + Adam for ranvier's BPTT, ranvier's BPTT with the dense input
+projection (the sparse one switched off), ranvier's SLTT and snnTorch's ``Leaky`` network side
+by side, interleaved (median of ``--repeats``), and reports the ratios: wall-clock time and the
+process's CPU time (``time.process_time``, all threads; on a machine shared with other work it
+is less disturbed by waiting for a core than the wall clock). The input has 5 % spike density
+(``--density``); ranvier's input projection is sparse below 20 %. Part 2 measures the peak
+memory of one BPTT and one SLTT training step, and part 3 trains both on the same synthetic
+20-class spike-pattern task and compares test accuracy.
 
 Peak memory is measured with torch's profiler (``profile_memory=True``): every CPU allocation
 and free made by torch during the step is an event with a signed size; the running sum in
 time order is the live memory, its maximum the peak. Tensors that exist before the step (the
 input batch, the parameters, Adam's state) are not counted for either method.
 
-Run: ``python benchmarks/train_vs_snntorch.py [--repeats 5] [--epochs 4] [--threads 2]``.
+Run: ``python benchmarks/train_vs_snntorch.py [--repeats 5] [--epochs 4] [--threads 2] [--density 0.05]``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 import torch
 
 import ranvier as rv
-from ranvier.train import SpikingModule
+from ranvier.train import SpikingModule, recurrence
 from ranvier.units import ms, mV
 
 N_IN, N_HIDDEN, N_OUT = 700, 256, 20
@@ -78,9 +82,14 @@ def snntorch_step(model, optimiser, x, y) -> float:
 
 def ranvier_step(module, optimiser, x, y, method: str) -> float:
     optimiser.zero_grad()
-    if method == "bptt":
-        loss, _ = module.loss(x, y, "out")
-        loss.backward()
+    if method in ("bptt", "bptt-dense"):
+        sparse = recurrence.SPARSE_DENSITY
+        recurrence.SPARSE_DENSITY = 0.0 if method == "bptt-dense" else sparse
+        try:
+            loss, _ = module.loss(x, y, "out")
+            loss.backward()
+        finally:
+            recurrence.SPARSE_DENSITY = sparse
         loss = float(loss.detach())
     else:
         loss, _ = module.sltt_backward(x, y, "out")
@@ -88,14 +97,11 @@ def ranvier_step(module, optimiser, x, y, method: str) -> float:
     return loss
 
 
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def timed(fn) -> tuple[float, float]:
+    """Wall-clock and CPU seconds of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def peak_memory(fn) -> int:
@@ -144,6 +150,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--density", type=float, default=0.05, help="input spike probability per step")
     parser.add_argument("--skip-accuracy", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -151,28 +158,33 @@ def main() -> None:
     import snntorch
 
     print(f"torch {torch.__version__}, snntorch {snntorch.__version__}, threads {torch.get_num_threads()}")
-    x = (torch.rand(args.steps, args.batch, N_IN) < 0.05).float()
+    x = (torch.rand(args.steps, args.batch, N_IN) < args.density).float()
     y = torch.randint(0, N_OUT, (args.batch,))
 
     peer = snntorch_network()
     peer_optimiser = torch.optim.Adam(peer.parameters(), 1e-3)
     module = SpikingModule(ranvier_network(), "input")
     optimiser = torch.optim.Adam(module.parameters(), 1e-3)
-    # interleave the three so load changes on a shared machine hit each alike
-    timings: dict[str, list[float]] = {"snntorch": [], "bptt": [], "sltt": []}
+    # interleave the variants so load changes on a shared machine hit each alike
     steps = {
         "snntorch": lambda: snntorch_step(peer, peer_optimiser, x, y),
         "bptt": lambda: ranvier_step(module, optimiser, x, y, "bptt"),
+        "bptt-dense": lambda: ranvier_step(module, optimiser, x, y, "bptt-dense"),
         "sltt": lambda: ranvier_step(module, optimiser, x, y, "sltt"),
     }
+    for step in steps.values():
+        step()  # warm-up (numba compiles on first use)
+    timings: dict[str, list[tuple[float, float]]] = {name: [] for name in steps}
     for _ in range(args.repeats):
         for name, step in steps.items():
-            timings[name].append(median_time(step, 1))
-    peer_time = float(np.median(timings["snntorch"]))
-    print(f"training step T={args.steps} B={args.batch}: snntorch {peer_time * 1e3:.0f} ms")
-    for name in ("bptt", "sltt"):
-        mine = float(np.median(timings[name]))
-        print(f"  ranvier {name}: {mine * 1e3:.0f} ms  ratio to snntorch {mine / peer_time:.2f}")
+            timings[name].append(timed(step))
+    wall = {name: float(np.median([t[0] for t in times])) for name, times in timings.items()}
+    cpu = {name: float(np.median([t[1] for t in times])) for name, times in timings.items()}
+    print(f"training step T={args.steps} B={args.batch} input density {args.density:g}: snntorch "
+          f"{wall['snntorch'] * 1e3:.0f} ms wall, {cpu['snntorch'] * 1e3:.0f} ms cpu")
+    for name in ("bptt", "bptt-dense", "sltt"):
+        print(f"  ranvier {name}: {wall[name] * 1e3:.0f} ms wall (ratio {wall[name] / wall['snntorch']:.2f}), "
+              f"{cpu[name] * 1e3:.0f} ms cpu (ratio {cpu[name] / cpu['snntorch']:.2f})")
 
     bptt_bytes = peak_memory(steps["bptt"])
     sltt_bytes = peak_memory(steps["sltt"])
