@@ -92,7 +92,7 @@ class _CfCSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, inputs: torch.Tensor, h0: torch.Tensor, w_x: torch.Tensor, w_h: torch.Tensor,
                 bias: torch.Tensor, head_w: torch.Tensor, head_b: torch.Tensor, terms: Any) -> torch.Tensor:
-        drives = (inputs @ w_x + bias).unbind(1)
+        drives = (inputs.transpose(0, 1) @ w_x + bias).unbind(0)  # time-major: each step's drive is contiguous
         h = h0
         states = []
         for drive in drives:
@@ -111,7 +111,7 @@ class _CfCSequence(torch.autograd.Function):
         x = inputs.transpose(0, 1)
         previous = torch.cat([h0[None], states[:-1]], 0)
         grad_out = grad_states.transpose(0, 1)
-        head_w_t, w_h_t = head_w.t(), w_h.t()
+        head_w_t, w_h_t = head_w.t().contiguous(), w_h.t().contiguous()
         grads = [torch.zeros_like(w) for w in (w_x, w_h, bias, head_w, head_b)]
         grad_inputs = x.new_empty(x.shape)
         carry = torch.zeros_like(h0)
