@@ -96,9 +96,9 @@ class LayerConstants:
 def lif_step(layer: LayerConstants, state: list[Tensor], arriving: Sequence[Tensor | None]) -> tuple[Tensor, Tensor]:
     """One engine step (module docstring); updates ``state`` in the list.
 
-    Returns the spikes ``s_k`` (float) and ``u_k``, the voltage before reset. Under autograd the
-    spike is :class:`_Spike` (surrogate gradient) and the reset is ``u - (u - v_reset) s``,
-    detached in ``s`` when ``layer.detach_reset``.
+    Returns the spikes ``s_k`` (float 0/1) and ``u_k``, the voltage before reset. Under autograd
+    the spike is :class:`_Spike` (surrogate gradient) and the reset ``v = lerp(u, v_reset, s)``
+    passes ``dv/du = 1 - s`` and, unless ``layer.detach_reset``, ``dv/ds = v_reset - u``.
     """
     v = state[V]
     v_free = v * layer.p_vv if layer.v_eq is None else layer.v_eq + (v - layer.v_eq) * layer.p_vv
@@ -112,24 +112,23 @@ def lif_step(layer: LayerConstants, state: list[Tensor], arriving: Sequence[Tens
             v_free = v_free + current * layer.propagator[r]
             current = current * decay
             state[FIRST_CURRENT + r] = current if arrival is None else current + arrival
+    # masks are float 0/1 and selections are lerps: lerp(x, y, 0) = x and lerp(x, y, 1) = y exactly
+    # (torch evaluates y - (y - x)(1 - w) for w >= 0.5), the engine's selects, without bool tensors
+    # (slow in torch on the CPU); a lerp's gradient is (1 - w, w), that of the select it replaces
     if layer.t_ref is not None:
         refractory = state[REFRACTORY]
-        active = refractory <= 0
-        v_new = torch.where(active, v_free, v)
-        refractory = torch.where(active, refractory, refractory - 1)
+        active = torch.le(refractory, 0, out=torch.empty_like(refractory))
+        v_new = torch.lerp(v, v_free, active)
+        refractory = refractory + (active - 1)
     else:
         v_new = v_free
     if torch.is_grad_enabled():
         fired = _Spike.apply(v_new - layer.v_th, layer.scale, layer.slope)
-        jump = (v_new - layer.v_reset) * (fired.detach() if layer.detach_reset else fired)
-        state[V] = v_new - jump
-        spiking = fired > 0
     else:
-        spiking = v_new >= layer.v_th
-        fired = spiking.to(v_new.dtype)
-        state[V] = torch.where(spiking, layer.v_reset, v_new)
+        fired = torch.ge(v_new, layer.v_th, out=torch.empty_like(v_new))
+    state[V] = torch.lerp(v_new, layer.v_reset, fired.detach() if layer.detach_reset else fired)
     if layer.t_ref is not None:
-        state[REFRACTORY] = torch.where(spiking, layer.t_ref, refractory)
+        state[REFRACTORY] = torch.lerp(refractory, layer.t_ref, fired.detach())
     return fired, v_new
 
 
@@ -144,7 +143,7 @@ class LIFRecurrence(torch.autograd.Function):
         spikes, before_reset, after_reset, active = [], [], [], []
         for k in range(steps):
             if layer.t_ref is not None:
-                active.append(state[REFRACTORY] <= 0)
+                active.append(state[REFRACTORY] <= 0)  # before the step: a_k
             fired, v_new = lif_step(layer, state, [None if a is None else a[k] for a in per_step])
             spikes.append(fired)
             before_reset.append(v_new)
