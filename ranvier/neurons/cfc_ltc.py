@@ -91,7 +91,7 @@ def _activation(xp: Any, name: str, x: Any) -> Any:
 def _check_inputs(model: str, n_in: int, inputs: np.ndarray, timespans: np.ndarray | None) -> tuple:
     """Return ``inputs`` as float ``(batch, T, n_in)`` and ``timespans`` as ``(batch, T)`` or None."""
     array = np.asarray(inputs, dtype=np.float64)
-    if array.ndim not in (2, 3) or array.shape[-1] != n_in:
+    if array.ndim not in (2, 3) or array.shape[-1] != n_in or array.shape[-2] == 0:
         raise InputError(f"{model}: inputs must have shape (T, {n_in}) or (batch, T, {n_in}); got {array.shape}")
     if not np.all(np.isfinite(array)):
         raise InputError(f"{model}: inputs contain {np.count_nonzero(~np.isfinite(array))} NaN or infinite values")

@@ -25,8 +25,8 @@ from ..neurons.cfc_ltc import CfCLayer, CfCWeights, LTCWeights, _cfc_terms, cfc_
 
 
 def _check(module: str, n_in: int, inputs: torch.Tensor, timespans: torch.Tensor | None) -> None:
-    if inputs.dim() != 3 or inputs.shape[-1] != n_in:
-        raise InputError(f"{module}: inputs must have shape (batch, T, {n_in}); got {tuple(inputs.shape)}")
+    if inputs.dim() != 3 or inputs.shape[-1] != n_in or inputs.shape[1] == 0:
+        raise InputError(f"{module}: inputs must have shape (batch, T >= 1, {n_in}); got {tuple(inputs.shape)}")
     if not bool(torch.isfinite(inputs).all()):
         raise InputError(f"{module}: inputs contain NaN or infinite values")
     if timespans is not None and tuple(timespans.shape) != tuple(inputs.shape[:2]):
@@ -114,7 +114,8 @@ class _CfCSequence(torch.autograd.Function):
         head_w_t, w_h_t = head_w.t().contiguous(), w_h.t().contiguous()
         grads = [torch.zeros_like(w) for w in (w_x, w_h, bias, head_w, head_b)]
         grad_inputs = x.new_empty(x.shape)
-        carry = torch.zeros_like(h0)
+        grad_h = grad_out[steps - 1]
+        carry = h0
         # chunks of steps keep the recomputed activations small enough to stay in cache
         for stop in range(steps, 0, -_CHUNK):
             start = max(0, stop - _CHUNK)
@@ -137,10 +138,12 @@ class _CfCSequence(torch.autograd.Function):
             grad_z = torch.empty_like(slope)
             grad_pre = torch.empty_like(a_slope)
             for t in range(stop - start - 1, -1, -1):
-                grad_h = grad_out[start + t] + carry
                 torch.mul(slope[t], grad_h[:, None, :], out=grad_z[t])
                 torch.mul(grad_z[t].view(batch, 3 * n) @ head_w_t, a_slope[t], out=grad_pre[t])
-                carry = grad_pre[t] @ w_h_t
+                if start + t > 0:  # the output's gradient and the recurrent one, in one addmm
+                    grad_h = torch.addmm(grad_out[start + t - 1], grad_pre[t], w_h_t)
+                else:
+                    carry = grad_pre[t] @ w_h_t
             grad_z = grad_z.view(rows, 3 * n)
             grad_pre = grad_pre.view(rows, -1)
             grads[0].addmm_(x_c.t(), grad_pre)
