@@ -36,7 +36,7 @@ def step_time(module, x):
 def parity(reference, ours, x):
     expected = reference(x)[0]
     got = ours(x)[0]
-    return float((expected - got).abs().max())
+    return float((expected - got).abs().max().detach())
 
 
 def compare(name, reference, ours, x, repeats):
@@ -67,7 +67,7 @@ def main():
                             ("LTC", lambda: NcpsLTC(20, 64), rv.neurons.LTC)):
         reference = make()
         ours = cls.from_ncps(reference).to_torch()
-        repeats = args.repeats if name == "CfC" else max(3, args.repeats // 2)
+        repeats = args.repeats if name == "CfC" else max(5, args.repeats // 2)
         records.append(compare(name, reference, ours, x, repeats))
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg(),
