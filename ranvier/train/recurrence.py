@@ -196,11 +196,11 @@ class LIFRecurrence(torch.autograd.Function):
 
 # -- projections of given spike trains -----------------------------------------------------------
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _row_counts(x: np.ndarray) -> np.ndarray:
     """``indptr`` of the row-compressed ``x`` ``(R, K)``: cumulative non-zeros per row, from 0."""
     counts = np.zeros(x.shape[0] + 1, dtype=np.int64)
-    for r in numba.prange(x.shape[0]):
+    for r in range(x.shape[0]):
         count = 0
         for c in range(x.shape[1]):
             count += x[r, c] != 0
@@ -208,10 +208,10 @@ def _row_counts(x: np.ndarray) -> np.ndarray:
     return np.cumsum(counts)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _compress(x: np.ndarray, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
     """Fill the column ``indices`` and ``values`` of ``x``'s non-zeros, row by row."""
-    for r in numba.prange(x.shape[0]):
+    for r in range(x.shape[0]):
         p = indptr[r]
         for c in range(x.shape[1]):
             if x[r, c] != 0:
@@ -220,10 +220,10 @@ def _compress(x: np.ndarray, indptr: np.ndarray, indices: np.ndarray, values: np
                 p += 1
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _sparse_times(indptr, indices, values, w, out, offset):
     """``out[offset + r] = (X w)[r]`` for row-compressed ``X``: the weighted sum of ``w``'s rows, in column order."""
-    for r in numba.prange(indptr.size - 1):
+    for r in range(indptr.size - 1):
         row = out[offset + r]
         for p in range(indptr[r], indptr[r + 1]):
             c = indices[p]
@@ -243,12 +243,6 @@ def _sparse_transpose_times(indptr, indices, values, g, out, offset):
                 out[c, j] += a * g[offset + r, j]
 
 
-def _threads() -> int:
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(threads)
-    return threads
-
-
 class _SparseProjection(torch.autograd.Function):
     """Arrivals ``(T, B, n_post)`` from row-compressed constant spikes (no gradient for them),
     delayed by ``delay`` steps (the first ``delay`` steps are zero)."""
@@ -258,7 +252,6 @@ class _SparseProjection(torch.autograd.Function):
                 batch: int, delay: int) -> Tensor:
         indptr, indices, values = compressed
         out = np.zeros((steps * batch, weight.shape[1]), dtype=values.dtype)
-        _threads()
         _sparse_times(indptr, indices, values, weight.detach().contiguous().numpy(), out, delay * batch)
         ctx.compressed, ctx.shape, ctx.offset = compressed, weight.shape, delay * batch
         return torch.from_numpy(out).reshape(steps, batch, -1)
@@ -280,7 +273,6 @@ def project(pre: Tensor, weight: Tensor, delay: int) -> Tensor:
     sent = pre[:steps - delay].reshape(-1, n_pre)
     if not (pre.requires_grad or pre.device.type != "cpu" or weight.device.type != "cpu"
             or pre.dtype != weight.dtype):
-        _threads()
         dense = sent.contiguous().numpy()
         indptr = _row_counts(dense)
         if indptr[-1] <= SPARSE_DENSITY * dense.size:
