@@ -3,9 +3,14 @@
 Importing this package imports torch; ``import ranvier`` alone does not.
 """
 
+from .cfc_ltc import CfCModule as CfCModule
+from .cfc_ltc import LTCModule as LTCModule
+from .elm import ELMModule as ELMModule
+from .elm import RecurrentLIF as RecurrentLIF
 from .snntorch_import import from_snntorch as from_snntorch
 from .spiking import SpikingModule as SpikingModule
 from .spiking import Trace as Trace
 from .spiking import latency_encode as latency_encode
 from .spiking import simulate as simulate
 from .spiking import surrogate_derivative as surrogate_derivative
+from .tasks import delayed_cue_recall as delayed_cue_recall
