@@ -207,14 +207,14 @@ def cfc_recurrent(xp: Any, terms: _CfCTerms, drive: Any, h: Any, elapsed: Any) -
     """New hidden state of a CfC layer from its input drive (:func:`cfc_input_drive`) and ``h``.
 
     Hasani et al. (2022), "Closed-form continuous-time neural networks", Nat. Mach. Intell. 4,
-    eq. (10), as ncps 1.0.1 implements it. With ``z = backbone([x, h])`` (affine maps each followed
+    the CfC cell as ncps 1.0.1 implements it (``ncps.torch.CfCCell``). With ``z = backbone([x, h])`` (affine maps each followed
     by the backbone activation; none for a wired layer, whose heads see ``[x, h]`` directly)::
 
         f1 = tanh(W_1 z + b_1),  f2 = tanh(W_2 z + b_2)
         g  = sigmoid((W_a z + b_a) * elapsed + (W_b z + b_b))           # time gate
         default:  h' = f1 (1 - g) + g f2
         no_gate:  h' = f1 + g f2
-        pure:     h' = a - a exp(-elapsed (|w_tau| + |u|)) u,  u = W_1 z + b_1   (eq. 6 direct solution)
+        pure:     h' = a - a exp(-elapsed (|w_tau| + |u|)) u,  u = W_1 z + b_1   (the direct solution)
 
     A wired layer's sparsity mask multiplies ``W_1`` and ``W_2``. ``elapsed`` is the step's duration
     in the model's time unit: a number or a ``(batch, 1)`` array.
@@ -423,7 +423,7 @@ def _ltc_unfolds(xp: Any, weights: LTCWeights, terms: _LTCTerms, sensory: tuple[
 def ltc_step(xp: Any, weights: LTCWeights, x_t: Any, state: Any, elapsed: Any) -> tuple[Any, Any]:
     """Advance an LTC network one step: ``(output, new_state)`` for input ``x_t`` ``(batch, n_in)``.
 
-    Hasani et al. (2021), "Liquid time-constant networks", AAAI 35, eqs. (1) and (3): each neuron
+    Hasani et al. (2021), "Liquid time-constant networks", AAAI 35, and ``ncps.torch.LTCCell``: each neuron
     is a membrane ``C_j dv_j/dt = g_leak,j (v_leak,j - v_j) + sum_i g_ij(v_i) (E_ij - v_j)`` with
     synaptic conductances ``g_ij(v_i) = w_ij sigmoid(sigma_ij (v_i - mu_ij))`` from recurrent and
     sensory synapses. As ``ncps.torch.LTCCell`` (1.0.1) solves it, the step is split into

@@ -11,9 +11,9 @@ unit: steps of the input stream)::
 
 Spieler, Rahaman, Martius, Schölkopf & Levina (2023), "The Expressive Leaky Memory Neuron: an
 Efficient and Expressive Phenomenological Neuron Model Can Solve Long-Horizon Tasks", ICLR 2024,
-section 3 (eqs. 1-4) and its defaults: ``tau_s = 5`` steps, ``w_s = 0.5`` (kept non-negative by a
-ReLU), ``tau_m`` log-spaced over ``[1, 1000]`` steps, ``lam = 5``, MLP with one hidden ReLU layer
-of ``2 n_memory`` units. Long timescales ``tau_m`` are what let the neuron carry information over
+with the defaults of the authors' reference implementation: ``tau_s = 5`` steps, ``w_s = 0.5``
+(kept non-negative by a ReLU), ``tau_m`` log-spaced over ``[1, 1000]`` steps, ``lam = 5``, an MLP
+with one hidden ReLU layer of ``2 n_memory`` units. Long timescales ``tau_m`` are what let the neuron carry information over
 hundreds of steps; a LIF membrane forgets within a few ``tau_m``.
 
 How a population of ELM neurons maps inputs to neurons: a population of ``N`` ELM neurons is a
