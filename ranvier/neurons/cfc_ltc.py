@@ -207,8 +207,9 @@ def cfc_recurrent(xp: Any, terms: _CfCTerms, drive: Any, h: Any, elapsed: Any) -
     """New hidden state of a CfC layer from its input drive (:func:`cfc_input_drive`) and ``h``.
 
     Hasani et al. (2022), "Closed-form continuous-time neural networks", Nat. Mach. Intell. 4,
-    the CfC cell as ncps 1.0.1 implements it (``ncps.torch.CfCCell``). With ``z = backbone([x, h])`` (affine maps each followed
-    by the backbone activation; none for a wired layer, whose heads see ``[x, h]`` directly)::
+    the CfC cell as ncps 1.0.1 implements it (``ncps.torch.CfCCell``). With ``z = backbone([x, h])``
+    (affine maps each followed by the backbone activation; none for a wired layer, whose heads see
+    ``[x, h]`` directly)::
 
         f1 = tanh(W_1 z + b_1),  f2 = tanh(W_2 z + b_2)
         g  = sigmoid((W_a z + b_a) * elapsed + (W_b z + b_b))           # time gate

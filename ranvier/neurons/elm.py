@@ -13,8 +13,8 @@ Spieler, Rahaman, Martius, Schölkopf & Levina (2023), "The Expressive Leaky Mem
 Efficient and Expressive Phenomenological Neuron Model Can Solve Long-Horizon Tasks", ICLR 2024,
 with the defaults of the authors' reference implementation: ``tau_s = 5`` steps, ``w_s = 0.5``
 (kept non-negative by a ReLU), ``tau_m`` log-spaced over ``[1, 1000]`` steps, ``lam = 5``, an MLP
-with one hidden ReLU layer of ``2 n_memory`` units. Long timescales ``tau_m`` are what let the neuron carry information over
-hundreds of steps; a LIF membrane forgets within a few ``tau_m``.
+with one hidden ReLU layer of ``2 n_memory`` units. Long timescales ``tau_m`` are what let the
+neuron carry information over hundreds of steps; a LIF membrane forgets within a few ``tau_m``.
 
 How a population of ELM neurons maps inputs to neurons: a population of ``N`` ELM neurons is a
 batch of ``N`` neurons sharing one set of weights (:class:`ELMWeights`), each with its own state
