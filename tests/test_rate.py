@@ -93,3 +93,20 @@ def test_bad_rate_modules_are_named():
         net.connect(source, layer, rv.connect.OneToOne(), weight=1.0, receptor="input")
     with pytest.raises(rv.ProjectionError, match="hybrid: the ANN takes 3 input features, the source has 5"):
         rv.networks.hybrid(torch.nn.Linear(3, 2), rv.neurons.SpikeSource(np.array([1e-3]), np.array([0]), n=5))
+
+
+def test_a_network_with_a_rate_population_saves_and_loads(tmp_path):
+    torch.manual_seed(1)
+    mlp = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh())
+    net, *_ = _counting_network(mlp)
+    net.run(5 * ms, backend="numpy")
+    net.save(tmp_path / "rate.h5")
+    loaded = rv.load(tmp_path / "rate.h5")
+    assert isinstance(loaded["layer"].model, rv.neurons.Rate)
+    outputs = []
+    for network in (net, loaded):
+        monitor = network.record("layer", "output")
+        network.run(10 * ms, backend="numpy")
+        outputs.append(monitor.values)
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert np.abs(outputs[0]).max() > 0

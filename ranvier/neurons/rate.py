@@ -86,6 +86,29 @@ class Rate(ValueModel):
         state[0] = output.detach().cpu().numpy()
         return None
 
+    def _config(self) -> dict[str, Any]:
+        """The module pickled by ``torch.save`` (its class must be importable where the file is loaded)."""
+        import io
+
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(self.module, buffer)
+        return {"module": np.frombuffer(buffer.getvalue(), dtype=np.uint8), "dt": self.dt, "n_in": self.n_in,
+                "inputs": self.inputs, "device": str(self.device)}
+
+    @classmethod
+    def _from_config(cls, config: Mapping[str, Any]) -> Rate:
+        import io
+
+        import torch
+
+        settings = dict(config)
+        # a pickled module runs code when it loads: load files you trust (docs/storage.md)
+        settings["module"] = torch.load(io.BytesIO(np.asarray(settings["module"], dtype=np.uint8).tobytes()),
+                                        weights_only=False, map_location=settings.get("device") or "cpu")
+        return cls(**settings)
+
     def __repr__(self) -> str:
         module = getattr(self, "module", None)
         return f"Rate({type(module).__name__}, n_in={getattr(self, 'n_in', None)}, dt={getattr(self, 'dt', None)})"
