@@ -15,13 +15,21 @@ from . import connect, hardware, init, networks, neurons, nir, plasticity, units
 from .engine import Network, Population, Projection
 from .errors import (
     BackendError,
+    DatasetError,
+    HardwareError,
+    InputError,
     ModelError,
+    NIRError,
     NumericalError,
+    PlasticityError,
     PopulationError,
     ProjectionError,
     RanvierError,
     RecordingError,
     RunError,
+    StorageError,
+    SweepError,
+    TrainingError,
 )
 
 __version__ = "0.1.0"
@@ -44,7 +52,8 @@ def sweep(fn, grid, client=None, **options):
 
 
 __all__ = [
-    "BackendError", "ModelError", "Network", "NumericalError", "Population", "PopulationError",
-    "Projection", "ProjectionError", "RanvierError", "RecordingError", "RunError",
+    "BackendError", "DatasetError", "HardwareError", "InputError", "ModelError", "NIRError", "Network",
+    "NumericalError", "PlasticityError", "Population", "PopulationError", "Projection", "ProjectionError",
+    "RanvierError", "RecordingError", "RunError", "StorageError", "SweepError", "TrainingError",
     "connect", "hardware", "init", "load", "networks", "neurons", "nir", "plasticity", "sweep", "units", "__version__",
 ]
