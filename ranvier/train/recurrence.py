@@ -47,8 +47,9 @@ SPARSE_DENSITY = 0.2
 
 
 def surrogate_derivative(centred: Tensor, scale: Tensor, slope: float) -> Tensor:
-    """Fast-sigmoid surrogate ``dS/dv`` at ``v - v_th = centred`` (1/V)."""
-    return 1.0 / (scale * (1.0 + slope * centred.abs() / scale) ** 2)
+    """Fast-sigmoid surrogate ``dS/dv = 1 / (scale (1 + slope |centred| / scale)^2)`` at
+    ``v - v_th = centred`` (1/V); one new tensor, the rest in place."""
+    return centred.abs().mul_(slope / scale).add_(1).square_().mul_(scale).reciprocal_()
 
 
 class _Spike(torch.autograd.Function):
@@ -143,7 +144,7 @@ class LIFRecurrence(torch.autograd.Function):
         spikes, before_reset, after_reset, active = [], [], [], []
         for k in range(steps):
             if layer.t_ref is not None:
-                active.append(state[REFRACTORY] <= 0)  # before the step: a_k
+                active.append(torch.le(state[REFRACTORY], 0, out=torch.empty_like(state[V])))  # a_k
             fired, v_new = lif_step(layer, state, [None if a is None else a[k] for a in per_step])
             spikes.append(fired)
             before_reset.append(v_new)
@@ -161,9 +162,7 @@ class LIFRecurrence(torch.autograd.Function):
         layer: LayerConstants = ctx.layer
         slope = None
         if grad_spikes is not None or not layer.detach_reset:
-            # sigma'(u - v_th) = 1 / (scale (1 + slope |u - v_th| / scale)^2), in place: one allocation
-            slope = (u - layer.v_th).abs_().mul_(layer.slope / layer.scale).add_(1).square_().mul_(layer.scale)
-            slope = slope.reciprocal_()
+            slope = surrogate_derivative(u - layer.v_th, layer.scale, layer.slope)
         # keep = dv/du = 1 - s (detached reset), - sigma' (u - v_reset) otherwise
         keep = None if layer.detach_reset else (1 - spikes).sub_(slope * (u - layer.v_reset))
         # drive[k] = sigma'_k gS[k] + keep_k gV[k]; becomes g_u in place below
@@ -173,7 +172,7 @@ class LIFRecurrence(torch.autograd.Function):
             drive = through if drive is None else drive.add_(through)
         if drive is None:
             return (None, None, None, *(None for _ in ctx.delta))
-        carry = layer.p_vv if active is None else torch.where(active[1:], layer.p_vv, 1.0)
+        carry = layer.p_vv if active is None else torch.where(active[1:] > 0, layer.p_vv, 1.0)
         factor = torch.addcmul(carry, spikes[:-1], carry, value=-1) if keep is None else keep[:-1].mul_(carry)
         for k in range(drive.shape[0] - 2, -1, -1):
             drive[k].addcmul_(factor[k], drive[k + 1])
