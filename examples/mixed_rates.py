@@ -3,12 +3,13 @@
 * ``pacemaker``: 50 Kuramoto oscillators (natural frequencies around 8 Hz, coupled strongly enough to
   synchronise) updating every 1 ms; each emits a pulse when its phase passes 2 pi.
 * ``cells``: 400 LIF neurons at dt = 0.1 ms, driven by the pulses and by Poisson background.
-* ``readout``: a CfC network of 16 units updating every 10 ms on the cells' spike counts of its window.
+* ``readout``: a CfC (or, with ``--readout ltc``, an LTC) network of 16 units updating every 10 ms on
+  the cells' spike counts of its window.
 
 The plot shows the pacemaker's order parameter, the cells' raster and the CfC units' outputs on one
 time axis: three populations, three update rates, one event queue.
 
-    python examples/mixed_rates.py [--duration 1.0] [--cells 400] [--output mixed_rates.png]
+    python examples/mixed_rates.py [--duration 1.0] [--cells 400] [--readout cfc|ltc] [--output mixed_rates.png]
 """
 
 import argparse
@@ -16,7 +17,7 @@ import argparse
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from ncps.torch import CfC
+from ncps.torch import LTC, CfC
 
 import ranvier as rv
 from ranvier.units import Hz, ms, mV
@@ -26,6 +27,7 @@ plt.switch_backend("Agg")
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--duration", type=float, default=1.0, help="simulated seconds")
 parser.add_argument("--cells", type=int, default=400, help="LIF neurons")
+parser.add_argument("--readout", choices=["cfc", "ltc"], default="cfc", help="the liquid network reading out")
 parser.add_argument("--backend", default="numba")
 parser.add_argument("--output", default="mixed_rates.png")
 args = parser.parse_args()
@@ -43,7 +45,10 @@ net.connect(background, cells, rv.connect.OneToOne(), weight=1.0 * mV, delay=1 *
 net.connect(pacemaker, cells, rv.connect.Bernoulli(0.2), weight=8.0 * mV, delay=2 * ms)
 
 torch.manual_seed(0)
-readout_model = rv.neurons.CfC.from_ncps(CfC(args.cells, 16))
+if args.readout == "cfc":
+    readout_model = rv.neurons.CfC.from_ncps(CfC(args.cells, 16))
+else:
+    readout_model = rv.neurons.LTC.from_ncps(LTC(args.cells, 16))
 readout = net.population(readout_model, name="readout", dt=10 * ms)
 net.connect(cells, readout, rv.connect.OneToOne(), weight=1.0, receptor="input")
 
@@ -54,7 +59,8 @@ net.run(args.duration, backend=args.backend, progress=True)
 
 rates = {name: net.stats.rate(name, net[name].n) for name in ("pacemaker", "cells")}
 print(f"pacemaker: final order parameter {order.values[-1, 0]:.2f}, {rates['pacemaker']:.1f} pulses/s per oscillator")
-print(f"cells: {rates['cells']:.1f} Hz; readout: {len(outputs.t)} updates of {readout.n} CfC units")
+print(f"cells: {rates['cells']:.1f} Hz; readout: {len(outputs.t)} updates of {readout.n} "
+      f"{args.readout.upper()} units")
 print(f"neuron updates: {net.stats.neuron_updates_by_population}")
 
 figure, axes = plt.subplots(3, 1, figsize=(9, 7), sharex=True)
@@ -63,7 +69,8 @@ axes[0].set(ylabel="order r", title="Kuramoto pacemaker (dt 1 ms)")
 axes[1].plot(spikes.times, spikes.ids, "|k", markersize=2)
 axes[1].set(ylabel="LIF neuron", title="LIF cells (dt 0.1 ms)")
 axes[2].step(outputs.t, outputs.values, where="post", linewidth=0.8)
-axes[2].set(xlabel="time (s)", ylabel="CfC output", title="CfC readout (dt 10 ms)")
+name = args.readout.upper()
+axes[2].set(xlabel="time (s)", ylabel=f"{name} output", title=f"{name} readout (dt 10 ms)")
 figure.tight_layout()
 figure.savefig(args.output, dpi=100)
 print(f"saved {args.output}")

@@ -16,7 +16,7 @@ SMALL = {
     "hardware_cost.py": ["--n", "500", "--duration", "0.05"],
     "hybrid_ann_snn.py": ["--train", "150", "--test", "16", "--epochs", "50"],
     "kuramoto.py": ["--n", "200", "--duration", "10"],
-    "mixed_rates.py": ["--duration", "0.3", "--cells", "100"],
+    "mixed_rates.py": ["--duration", "0.3", "--cells", "100", "--readout", "ltc"],
     "nalsm_digits.py": ["--liquid", "120", "--organise", "40", "--train", "60", "--test", "30"],
     "sweep_cuba.py": ["--n", "300", "--duration", "0.05", "--steps", "2", "--workers", "2"],
     "train_lif.py": ["--hidden", "24", "--epochs", "1", "--train", "300"],
