@@ -108,8 +108,9 @@ def test_trained_network_predicts_the_same_in_the_engine(method):
     train, test = slice(0, 400), slice(1400, 1797)
     net = digits_network()
     module = SpikingModule(net, "input")
-    optimiser = torch.optim.Adam(module.parameters(), 2e-3)
-    for _ in range(3 if method == "bptt" else 6):
+    # SLTT drops the temporal route of the gradient, so it needs more and larger steps here
+    optimiser = torch.optim.Adam(module.parameters(), 2e-3 if method == "bptt" else 1e-2)
+    for _ in range(3 if method == "bptt" else 20):
         for start in range(train.start, train.stop, 50):
             batch = slice(start, start + 50)
             optimiser.zero_grad()
