@@ -91,6 +91,9 @@ def test_bad_rate_modules_are_named():
     layer = net.population(rv.neurons.Rate(torch.nn.Linear(3, 2)), name="layer")
     with pytest.raises(rv.ProjectionError, match="OneToOne needs equal sizes, got 5 -> 3"):
         net.connect(source, layer, rv.connect.OneToOne(), weight=1.0, receptor="input")
+    cells = net.population(rv.neurons.LIF(), n=4, name="cells")
+    with pytest.raises(rv.ProjectionError, match=r"'layer->cells:exc'.*in \[0, 2\), got \[3\]"):
+        net.connect(layer, cells, rv.connect.FromArrays([0, 3], [0, 1]), weight=1.0, receptor="exc")
     with pytest.raises(rv.ProjectionError, match="hybrid: the ANN takes 3 input features, the source has 5"):
         rv.networks.hybrid(torch.nn.Linear(3, 2), rv.neurons.SpikeSource(np.array([1e-3]), np.array([0]), n=5))
 
