@@ -120,12 +120,50 @@ def test_run_can_stop_and_continue_mid_window():
     np.testing.assert_array_equal(whole_spikes.ids, split_spikes.ids)
 
 
-def test_own_dt_must_be_a_whole_multiple_and_is_for_value_populations():
+def test_own_dt_must_be_a_whole_multiple_and_not_for_scheduled_sources():
     net = rv.Network(dt=1 * ms)
     with pytest.raises(rv.PopulationError, match="whole multiple.*0.0025"):
         net.population(Integrator(), n=2, name="bad", dt=2.5 * ms)
-    with pytest.raises(rv.PopulationError, match="'cells'.*only value populations"):
-        net.population(rv.neurons.LIF(), n=2, name="cells", dt=2 * ms)
+    with pytest.raises(rv.PopulationError, match="'times'.*no dt of its own"):
+        net.population(rv.neurons.SpikeSource([1e-3], [0], n=1), name="times", dt=2 * ms)
+
+
+def _slow_lif_network(fine_dt, lif_dt, backend):
+    """LIF neurons at ``lif_dt`` driven by Poisson input at the network's ``fine_dt``."""
+    net = rv.Network(dt=fine_dt, seed=4)
+    drive = net.population(rv.neurons.SpikeSource(np.arange(1, 200) * 0.5 * ms, np.arange(199) % 20, n=20),
+                           name="drive")
+    lif = rv.neurons.LIF(tau_m=10 * ms, v_rest=-65 * mV, v_th=-55 * mV, v_reset=-65 * mV, t_ref=2 * ms,
+                         tau_syn={"exc": 2 * ms, "direct": 0.0})
+    cells = net.population(lif, n=10, name="cells", dt=lif_dt)
+    net.connect(drive, cells, rv.connect.Bernoulli(0.5), weight=6 * mV, delay=1 * ms, receptor="exc")
+    net.connect(cells, cells, rv.connect.Bernoulli(0.3), weight=2 * mV, delay=1 * ms, receptor="direct")
+    spikes = net.record(cells, "spikes")
+    v = net.record(cells, "v", every=lif_dt)
+    net.run(100 * ms, backend=backend)
+    return net, spikes, v
+
+
+def test_a_spiking_population_with_its_own_dt_equals_one_in_a_network_of_that_dt():
+    # inputs arrive on the 0.5 ms grid, so a 0.5 ms population in a 0.1 ms network sees what it would see
+    # in a 0.5 ms network; its window sum adds the same weights
+    fine, fine_spikes, fine_v = _slow_lif_network(0.1 * ms, 0.5 * ms, "numpy")
+    coarse, coarse_spikes, coarse_v = _slow_lif_network(0.5 * ms, 0.5 * ms, "numpy")
+    assert coarse_spikes.num_spikes > 10
+    np.testing.assert_allclose(fine_spikes.times, coarse_spikes.times, atol=1e-9)
+    np.testing.assert_array_equal(fine_spikes.ids, coarse_spikes.ids)
+    np.testing.assert_allclose(fine_v.values, coarse_v.values, atol=1e-7)
+    assert fine.stats.neuron_updates_by_population["cells"] == coarse.stats.neuron_updates_by_population["cells"]
+
+
+def test_a_spiking_population_with_its_own_dt_is_identical_on_numpy_and_numba():
+    _, numpy_spikes, numpy_v = _slow_lif_network(0.1 * ms, 0.3 * ms, "numpy")
+    _, numba_spikes, numba_v = _slow_lif_network(0.1 * ms, 0.3 * ms, "numba")
+    assert numpy_spikes.num_spikes > 10
+    np.testing.assert_array_equal(numpy_spikes.steps, numba_spikes.steps)
+    np.testing.assert_array_equal(numpy_spikes.ids, numba_spikes.ids)
+    np.testing.assert_array_equal(numpy_v.values, numba_v.values)
+    assert np.all((numpy_spikes.steps + 1) % 3 == 0)
 
 
 def test_channels_must_match_the_port():

@@ -46,6 +46,9 @@ class LoweredPopulation:
     source_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     source_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     source_next: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    #: steps of the network's dt per update: a population with its own dt updates in the steps k with
+    #: (k + 1) % period == 0, on the input that arrived in the window of steps k - period + 1 .. k
+    period: int = 1
 
 
 @dataclass
@@ -146,7 +149,9 @@ def _ring_slots(network: Network, population: Population) -> int:
     """Ring slots for the spikes and held values that reach ``population`` ahead of time."""
     if population.model.kind == "value":
         return 1
-    spikes = [p.max_delay_steps + 1 for p in network.projections if p.post is population and p.kind == "spike"]
+    # a population with its own dt also keeps the window of input it has not yet consumed
+    spikes = [p.max_delay_steps + population.period for p in network.projections
+              if p.post is population and p.kind == "spike"]
     # a value is held in the ring for every step of its source's window
     values = [p.pre.period for p in network.projections if p.post is population and p.kind == "value"]
     return max(spikes + values, default=1)
@@ -173,18 +178,20 @@ def lower(network: Network) -> LoweredNetwork:
         model = population.model
         _resize_ring(population, _ring_slots(network, population), network.step)
         is_value = model.kind == "value"
+        own_dt = population.dt
         bound = (population.n if model.pulses else 0) if is_value else int(
-            model.spike_bound(population.params, dt, population.n))
+            model.spike_bound(population.params, own_dt, population.n))
         lowered = LoweredPopulation(
             # to the compiled core a value population is a source: its pulses are scheduled at its updates
             name=population.name, n=population.n, kind="scheduled" if is_value else model.kind,
             step_function=getattr(model, "step", None), checks_finite=model.checks_finite,
             state=population.state,
-            consts=_shared_column(np.ascontiguousarray(model.constants(population.params, dt), dtype=np.float32)),
+            consts=_shared_column(np.ascontiguousarray(model.constants(population.params, own_dt),
+                                                       dtype=np.float32)),
             ring=population.ring, key=np.uint64(_population_key(network.seed, population.index)),
             spike_bound=bound, flags=np.zeros(-(-population.n // 4) * 4, dtype=np.uint16),
             spike_ids=np.zeros(0, dtype=np.int32), spike_steps=np.zeros(0, dtype=np.int64),
-            spike_count=np.zeros(1, dtype=np.int64),
+            spike_count=np.zeros(1, dtype=np.int64), period=1 if is_value else population.period,
         )
         if model.kind == "scheduled":
             steps, ids = model.schedule(dt, population.name)

@@ -269,7 +269,9 @@ class Network:
         """Add ``n`` neurons of ``model``; ``init`` maps state variables to initial values.
 
         ``dt`` (s) gives a value population its own update step, a whole multiple of the
-        network's ``dt`` (default: the network's).
+        network's ``dt`` (default: the network's). A value population then updates once per
+        window of that ``dt``; a spiking one advances by its ``dt`` in the last step of each
+        window, on the input that arrived during the window, and its spikes carry that step.
         """
         name = f"pop{len(self.populations)}" if name is None else str(name)
         if name in self.populations:
@@ -324,9 +326,9 @@ class Network:
         if period < 1 or abs(period * self.dt - dt) > 1e-6 * self.dt:
             raise PopulationError(f"{owner}: dt must be a positive whole multiple of the network's dt = "
                                   f"{self.dt:.6g} s, got {dt!r}")
-        if period > 1 and not isinstance(model, ValueModel):
-            raise PopulationError(f"{owner}: only value populations (Kuramoto, CfC, LTC, ELM, Rate) update at "
-                                  f"their own dt; {type(model).__name__} runs at the network's dt = {self.dt:.6g} s")
+        if period > 1 and model.kind == "scheduled":
+            raise PopulationError(f"{owner}: a {type(model).__name__} emits its spikes at their own times; it "
+                                  f"takes no dt of its own, got {dt!r}")
         return period
 
     def _own(self, population: object, role: str) -> Population:

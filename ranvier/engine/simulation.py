@@ -29,6 +29,10 @@ class Simulation:
         self.version = self.network._structure_version
         self.lowered = lower(self.network)
         self.values = ValueStage(self.network, self.lowered)
+        slower = [p.name for p in self.network.populations.values() if p.period > 1 and p.model.kind != "value"]
+        if slower and self.backend_name == "cuda":
+            raise BackendError(f"populations with their own dt ({', '.join(slower)}) run on the numpy and numba "
+                               "backends, not on cuda")
         if self.values.active and self.backend_name == "cuda":
             names = ", ".join(p.name for p in self.values.populations)
             raise BackendError(f"value populations ({names}) run on the numpy and numba backends; the cuda backend "
@@ -116,8 +120,9 @@ class Simulation:
             name = population.name
             stats.spikes_by_population[name] = stats.spikes_by_population.get(name, 0) + count
             if population.kind != "scheduled":
+                updates = reached // population.period - start // population.period
                 stats.neuron_updates_by_population[name] = (
-                    stats.neuron_updates_by_population.get(name, 0) + population.n * steps
+                    stats.neuron_updates_by_population.get(name, 0) + population.n * updates
                 )
             for monitor in monitors_of.get(name, ()):
                 monitor._append(population.spike_steps[:count], population.spike_ids[:count])

@@ -13,6 +13,7 @@ values are arguments, not part of the source: a network of another size reuses t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import inspect
@@ -158,7 +159,7 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     w("import numpy as np")
     w("from numba import njit, prange")
     w("from ranvier.engine.backends.numba_kernels import (")
-    w("    all_finite, collect_spikes, deliver_all, emit_scheduled, sample_state)")
+    w("    all_finite, collect_spikes, deliver_all, emit_scheduled, gather_window, sample_state)")
     if lowered.plastic:
         w("from ranvier.engine.backends.numba_kernels import apply_stdp")
     for function, alias in functions.items():
@@ -212,12 +213,19 @@ def _write_population(w: _Writer, lowered, index: int, population, functions) ->
               f"{p}spike_ids, {p}spike_steps, {p}spike_count[0])")
         else:
             name = _variant_name(*_variant(population, functions[population.step_function]))
-            w(f"outcome = _population{name}({p}state, {p}consts, {p}ring, k, {p}key, {p}flags, {p}spike_ids, "
-              f"{p}spike_steps, {p}spike_count)")
-            w("if outcome < 0:")
-            with w.indent():
-                w(f"status[0] = 2 if outcome == -1 else 1; status[1] = {index}; status[2] = k")
-                w("return k")
+            period = population.period
+            if period > 1:
+                # a population with its own dt updates once per window, on the window's summed input
+                w(f"if (k + 1) % {period} == 0:")
+            with w.indent() if period > 1 else contextlib.nullcontext():
+                if period > 1:
+                    w(f"gather_window({p}ring, k, {period})")
+                w(f"outcome = _population{name}({p}state, {p}consts, {p}ring, k, {p}key, {p}flags, {p}spike_ids, "
+                  f"{p}spike_steps, {p}spike_count)")
+                w("if outcome < 0:")
+                with w.indent():
+                    w(f"status[0] = 2 if outcome == -1 else 1; status[1] = {index}; status[2] = k")
+                    w("return k")
         for m, monitor in enumerate(lowered.state_monitors):
             if monitor.population == index:
                 w(f"if (k + 1) % m{m}_every == 0:")

@@ -56,6 +56,19 @@ def all_finite(state_bits):
 
 
 @njit(cache=True, nogil=True)
+def gather_window(ring, k, period):
+    """Add the input of steps ``k - period + 1 .. k - 1`` into step ``k``'s slot, in that order, and clear them."""
+    slots = ring.shape[0]
+    slot = ring[k % slots]
+    for back in range(period - 1, 0, -1):
+        earlier = ring[(k - back) % slots]
+        for r in range(slot.shape[0]):
+            for i in range(slot.shape[1]):
+                slot[r, i] += earlier[r, i]
+                earlier[r, i] = 0.0
+
+
+@njit(cache=True, nogil=True)
 def emit_scheduled(source_steps, source_ids, source_next, k, spike_ids, spike_steps, count):
     """Append the scheduled spikes of step ``k``; returns the new count."""
     following = source_next[0]

@@ -33,7 +33,7 @@ class NumpyRunner(Runner):
                 for k in range(step, step + length):
                     if population.kind == "scheduled":
                         self._emit_scheduled(population, k)
-                    elif not self._update(index, population, k):
+                    elif (k + 1) % population.period == 0 and not self._update(index, population, k):
                         return k
                     self._sample(index, population, k)
             for j, projection in enumerate(lowered.projections):
@@ -44,7 +44,12 @@ class NumpyRunner(Runner):
         return step
 
     def _update(self, index: int, population, k: int) -> bool:
-        slot = population.ring[k % population.ring.shape[0]]
+        ring = population.ring
+        slot = ring[k % ring.shape[0]]
+        # a population with its own dt consumes the input of its whole window (as numba's gather_window)
+        for back in range(population.period - 1, 0, -1):
+            slot += ring[(k - back) % ring.shape[0]]
+            ring[(k - back) % ring.shape[0]] = 0.0
         with np.errstate(over="ignore", invalid="ignore"):
             indices = self._indices[index]
             columns = 0 if population.consts.shape[1] == 1 else indices
