@@ -191,3 +191,11 @@ def test_cuda_refuses_value_populations_by_name(monkeypatch):
     net.population(Integrator(), n=2, name="slow")
     with pytest.raises(rv.BackendError, match="slow"):
         net.run(2 * ms, backend="cuda")
+
+
+def test_cuda_refuses_spiking_populations_with_their_own_dt(monkeypatch):
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    net = rv.Network(dt=0.1 * ms)
+    net.population(rv.neurons.LIF(), n=3, name="slow", dt=0.5 * ms)
+    with pytest.raises(rv.BackendError, match="own dt \\(slow\\)"):
+        net.run(1 * ms, backend="cuda")
