@@ -54,11 +54,19 @@ def _time_steps(x: Any) -> list:
     return [x[:, t] for t in range(x.shape[1])]
 
 
-def _lerp(xp: Any, start: Any, end: Any, weight: Any) -> Any:
+def _into(result: Any, out: Any) -> Any:
+    """``result``, or ``result`` copied into ``out`` where one is given."""
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
+def _lerp(xp: Any, start: Any, end: Any, weight: Any, out: Any = None) -> Any:
     """``start + weight (end - start)``, as torch's single lerp op where there is one."""
     if hasattr(xp, "lerp"):
-        return xp.lerp(start, end, weight)
-    return start + weight * (end - start)
+        return xp.lerp(start, end, weight, out=out)
+    return _into(start + weight * (end - start), out)
 
 
 def _contiguous(x: Any) -> Any:
@@ -77,15 +85,17 @@ def _softplus(xp: Any, x: Any) -> Any:
     return 0.5 * (x + magnitude) + xp.log1p(xp.exp(-magnitude))
 
 
-def _activation(xp: Any, name: str, x: Any) -> Any:
-    """Backbone nonlinearity; ``lecun_tanh`` is ``1.7159 tanh(0.666 x)`` (LeCun et al. 1998, as in ncps)."""
+def _activation(xp: Any, name: str, x: Any, out: Any = None) -> Any:
+    """Backbone nonlinearity; ``lecun_tanh`` is ``1.7159 tanh(0.666 x)`` (LeCun et al. 1998, as in ncps).
+
+    ``out`` (optional, may be ``x`` itself) receives the result."""
     if name == "lecun_tanh":
-        return 1.7159 * xp.tanh(0.666 * x)
+        return _into(1.7159 * xp.tanh(0.666 * x), out)
     if name == "tanh":
-        return xp.tanh(x)
+        return xp.tanh(x, out=out)
     if name == "relu":
-        return 0.5 * (x + xp.abs(x))
-    return x * _sigmoid(xp, x)  # silu
+        return _into(0.5 * (x + xp.abs(x)), out)
+    return _into(x * _sigmoid(xp, x), out)  # silu
 
 
 def _check_inputs(model: str, n_in: int, inputs: np.ndarray, timespans: np.ndarray | None) -> tuple:
@@ -158,11 +168,11 @@ class _CfCTerms:
     unit_time: bool  # elapsed is 1: the two time heads are one, (W_a + W_b) / 2
 
 
-def _affine(xp: Any, bias: Any, x: Any, weight_t: Any) -> Any:
-    """``bias + x @ weight_t``, as torch's fused addmm where there is one."""
+def _affine(xp: Any, bias: Any, x: Any, weight_t: Any, out: Any = None) -> Any:
+    """``bias + x @ weight_t``, as torch's fused addmm where there is one; ``out`` receives it if given."""
     if hasattr(xp, "addmm") and x.dim() == 2:
-        return xp.addmm(bias, x, weight_t)
-    return bias + x @ weight_t
+        return xp.addmm(bias, x, weight_t, out=out)
+    return _into(bias + x @ weight_t, out)
 
 
 def _cfc_terms(xp: Any, layer: CfCLayer, unit_time: bool) -> _CfCTerms:
@@ -203,6 +213,55 @@ def cfc_input_drive(xp: Any, terms: _CfCTerms, x: Any) -> Any:
     return x @ terms.w_x + terms.bias
 
 
+def cfc_heads(xp: Any, terms: _CfCTerms, drive: Any, h: Any, out: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
+    """The matmul half of a CfC step: ``(backbone, heads)`` from the input drive (:func:`cfc_input_drive`) and ``h``.
+
+    ``backbone`` is the last backbone layer's activation (None for a wired layer, whose heads see
+    ``[x, h]`` directly); ``heads`` the head pre-activations for mode ``pure`` and without unit
+    elapsed time, and with unit elapsed time their tanh: ``[f1, f2, tanh(u_gate / 2)]``, the gate head
+    being already halved and summed by :func:`_cfc_terms`. :func:`cfc_mix` finishes the step;
+    :func:`cfc_recurrent` is the two in a row. The torch module's hand-written backward pass keeps
+    both outputs of every step instead of recomputing them, written straight into its buffers ``out``
+    (``(backbone, heads)`` arrays of the outputs' shapes; the backbone one is ignored without a backbone).
+    """
+    backbone_out, heads_out = (None, None) if out is None else out
+    if terms.head_w is None:
+        backbone = None
+        z = _affine(xp, drive, h, terms.w_h, heads_out)
+    else:
+        last = len(terms.hidden)
+        z = _affine(xp, drive, h, terms.w_h, backbone_out if last == 0 else None)
+        z = _activation(xp, terms.activation, z, z if last == 0 and out is not None else None)
+        for index, (weight_t, bias) in enumerate(terms.hidden, 1):
+            z = _activation(xp, terms.activation, _affine(xp, bias, z, weight_t),
+                            backbone_out if index == last else None)
+        backbone = z
+        z = _affine(xp, terms.head_b, z, terms.head_w, heads_out)
+    if terms.unit_time and terms.layer.mode != "pure":
+        # one tanh serves f1, f2 and the gate; every op saved here is saved twice per step, forward and
+        # backward, and per-op overhead dominates at these sizes
+        z = xp.tanh(z, out=heads_out)
+    return backbone, z
+
+
+def cfc_mix(xp: Any, terms: _CfCTerms, heads: Any, elapsed: Any, out: Any = None) -> Any:
+    """The elementwise half of a CfC step: the new hidden state from :func:`cfc_heads`' ``heads`` (into ``out``)."""
+    layer = terms.layer
+    n = layer.units
+    if layer.mode == "pure":
+        return _into(layer.a - layer.a * xp.exp(-elapsed * (terms.decay + xp.abs(heads))) * heads, out)
+    if terms.unit_time:
+        f1, f2, gate_tanh = _split_columns(xp, heads, (n, n, n))
+    else:
+        features, time_a, time_b = _split_columns(xp, heads, (2 * n, n, n))
+        f1, f2 = _split_columns(xp, xp.tanh(features), (n, n))
+        gate_tanh = xp.tanh(time_a * elapsed + time_b)
+    gate = gate_tanh * 0.5 + 0.5
+    if layer.mode == "no_gate":
+        return _into(f1 + gate * f2, out)
+    return _lerp(xp, f1, f2, gate, out)
+
+
 def cfc_recurrent(xp: Any, terms: _CfCTerms, drive: Any, h: Any, elapsed: Any) -> Any:
     """New hidden state of a CfC layer from its input drive (:func:`cfc_input_drive`) and ``h``.
 
@@ -218,30 +277,10 @@ def cfc_recurrent(xp: Any, terms: _CfCTerms, drive: Any, h: Any, elapsed: Any) -
         pure:     h' = a - a exp(-elapsed (|w_tau| + |u|)) u,  u = W_1 z + b_1   (the direct solution)
 
     A wired layer's sparsity mask multiplies ``W_1`` and ``W_2``. ``elapsed`` is the step's duration
-    in the model's time unit: a number or a ``(batch, 1)`` array.
+    in the model's time unit: a number or a ``(batch, 1)`` array. The step is :func:`cfc_heads`
+    (the matmuls) followed by :func:`cfc_mix` (the elementwise rest).
     """
-    layer = terms.layer
-    z = _affine(xp, drive, h, terms.w_h)
-    if terms.head_w is not None:
-        z = _activation(xp, terms.activation, z)
-        for weight_t, bias in terms.hidden:
-            z = _activation(xp, terms.activation, _affine(xp, bias, z, weight_t))
-        z = _affine(xp, terms.head_b, z, terms.head_w)
-    n = layer.units
-    if layer.mode == "pure":
-        return layer.a - layer.a * xp.exp(-elapsed * (terms.decay + xp.abs(z))) * z
-    # one tanh serves f1, f2 and the gate (its head is halved by _cfc_terms); every op saved here is saved
-    # twice per step, forward and backward, and per-op overhead dominates at these sizes
-    if terms.unit_time:
-        f1, f2, gate_tanh = _split_columns(xp, xp.tanh(z), (n, n, n))
-    else:
-        features, time_a, time_b = _split_columns(xp, z, (2 * n, n, n))
-        f1, f2 = _split_columns(xp, xp.tanh(features), (n, n))
-        gate_tanh = xp.tanh(time_a * elapsed + time_b)
-    gate = gate_tanh * 0.5 + 0.5
-    if layer.mode == "no_gate":
-        return f1 + gate * f2
-    return _lerp(xp, f1, f2, gate)
+    return cfc_mix(xp, terms, cfc_heads(xp, terms, drive, h)[1], elapsed)
 
 
 def cfc_cell(xp: Any, layer: CfCLayer, x: Any, h: Any, elapsed: Any) -> Any:

@@ -21,7 +21,16 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..neurons.cfc_ltc import CfCLayer, CfCWeights, LTCWeights, _cfc_terms, cfc_recurrent, cfc_sequence, ltc_sequence
+from ..neurons.cfc_ltc import (
+    CfCLayer,
+    CfCWeights,
+    LTCWeights,
+    _cfc_terms,
+    cfc_heads,
+    cfc_mix,
+    cfc_sequence,
+    ltc_sequence,
+)
 
 
 def _check(module: str, n_in: int, inputs: torch.Tensor, timespans: torch.Tensor | None) -> None:
@@ -76,54 +85,60 @@ class _SynapseSums(torch.autograd.Function):
 class _CfCSequence(torch.autograd.Function):
     """A one-layer CfC over a whole sequence with a hand-written backward pass through time.
 
-    The forward pass is :func:`~ranvier.neurons.cfc_ltc.cfc_recurrent`, step by step, outside
-    autograd; it keeps only the hidden states. The backward pass recomputes every step's backbone
-    ``a = tanh(drive + h_{t-1} W_h)`` and heads ``u = tanh(a W + b)`` for all steps in two
-    matmuls, and then needs only the recursion through ``h``::
+    The forward pass is :func:`~ranvier.neurons.cfc_ltc.cfc_heads` then
+    :func:`~ranvier.neurons.cfc_ltc.cfc_mix` (the two halves of ``cfc_recurrent``), step by step,
+    outside autograd; it keeps every step's backbone activation ``a = tanh(drive + h_{t-1} W_h)``
+    and head activations ``u = tanh(a W + b)``, so the backward pass recomputes nothing and needs
+    only the recursion through ``h``::
 
         dz_t  = c_t * dh_t                    c = dh/dz from u: (1 - g)(1 - f1^2), g (1 - f2^2), (f2 - f1)(1 - gt^2) / 2
         da_t  = (dz_t W^T) (1 - a_t^2)
         dh_{t-1} = dL/dh_{t-1} (from the output) + da_t W_h^T
 
     with ``gt`` the gate's tanh (``g = (1 + gt) / 2``; ``no_gate`` uses ``c = 1 - f1^2, g (1 - f2^2),
-    f2 (1 - gt^2) / 2``). Weight gradients are one matmul each over all steps at the end.
+    f2 (1 - gt^2) / 2``). The slopes ``c`` and ``1 - a^2`` are computed for all steps at once before
+    the recursion, and the weight gradients are one matmul each over all steps after it.
     """
 
     @staticmethod
     def forward(ctx: Any, inputs: torch.Tensor, h0: torch.Tensor, w_x: torch.Tensor, w_h: torch.Tensor,
                 bias: torch.Tensor, head_w: torch.Tensor, head_b: torch.Tensor, terms: Any) -> torch.Tensor:
         drives = (inputs.transpose(0, 1) @ w_x + bias).unbind(0)  # time-major: each step's drive is contiguous
+        steps, batch, n = len(drives), h0.shape[0], h0.shape[1]
+        # every step writes into slices of these (no per-step allocations, no stacking afterwards)
+        states = h0.new_empty(steps, batch, n)
+        backbones = h0.new_empty(steps, batch, w_h.shape[1])
+        heads = h0.new_empty(steps, batch, head_w.shape[1])
         h = h0
-        states = []
-        for drive in drives:
-            h = cfc_recurrent(torch, terms, drive, h, 1.0)
-            states.append(h)
-        states = torch.stack(states, 0)  # (T, batch, units)
-        ctx.save_for_backward(inputs, h0, w_x, w_h, bias, head_w, head_b, states)
+        for drive, h_out, backbone_out, heads_out in zip(drives, states.unbind(0), backbones.unbind(0),
+                                                         heads.unbind(0), strict=True):
+            _, head = cfc_heads(torch, terms, drive, h, out=(backbone_out, heads_out))
+            h = cfc_mix(torch, terms, head, 1.0, out=h_out)
+        ctx.save_for_backward(inputs, h0, w_x, w_h, head_w, states, backbones, heads)
         ctx.mode = terms.layer.mode
         return states.transpose(0, 1)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_states: torch.Tensor) -> tuple:
-        inputs, h0, w_x, w_h, bias, head_w, head_b, states = ctx.saved_tensors
+        inputs, h0, w_x, w_h, head_w, states, backbones, heads = ctx.saved_tensors
         steps, batch, n = states.shape
         x = inputs.transpose(0, 1)
-        previous = torch.cat([h0[None], states[:-1]], 0)
-        grad_out = grad_states.transpose(0, 1)
+        grad_out = grad_states.transpose(0, 1).unbind(0)
         head_w_t, w_h_t = head_w.t().contiguous(), w_h.t().contiguous()
-        grads = [torch.zeros_like(w) for w in (w_x, w_h, bias, head_w, head_b)]
+        grads = [torch.zeros_like(w) for w in (w_x, w_h, head_w)]
+        grad_bias = w_h.new_zeros(w_h.shape[1])
+        grad_head_b = w_h.new_zeros(head_w.shape[1])
         grad_inputs = x.new_empty(x.shape)
         grad_h = grad_out[steps - 1]
         carry = h0
-        # chunks of steps keep the recomputed activations small enough to stay in cache
+        # chunks of steps keep the temporaries small enough to stay in cache and in the allocator's reuse
         for stop in range(steps, 0, -_CHUNK):
             start = max(0, stop - _CHUNK)
-            rows = (stop - start) * batch
-            x_c = x[start:stop].reshape(rows, -1)
-            previous_c = previous[start:stop].reshape(rows, n)
-            a = torch.tanh(torch.addmm(torch.addmm(bias, x_c, w_x), previous_c, w_h))
-            u = torch.tanh(torch.addmm(head_b, a, head_w)).view(rows, 3, n)
+            count = stop - start
+            rows = count * batch
+            a = backbones[start:stop].view(rows, -1)
+            u = heads[start:stop].view(rows, 3, n)
             f1, f2, gate_tanh = u.unbind(1)
             slope = 1 - u * u  # tanh' of f1, f2 and the gate's tanh
             if ctx.mode == "no_gate":
@@ -133,29 +148,32 @@ class _CfCSequence(torch.autograd.Function):
                 slope[:, 0] *= 0.5 - 0.5 * gate_tanh
                 slope[:, 1] *= 0.5 + 0.5 * gate_tanh
                 slope[:, 2] *= (f2 - f1) * 0.5
-            slope = slope.view(stop - start, batch, 3, n)
-            a_slope = (1 - a * a).view(stop - start, batch, -1)
-            grad_z = torch.empty_like(slope)
-            grad_pre = torch.empty_like(a_slope)
-            for t in range(stop - start - 1, -1, -1):
-                torch.mul(slope[t], grad_h[:, None, :], out=grad_z[t])
-                torch.mul(grad_z[t].view(batch, 3 * n) @ head_w_t, a_slope[t], out=grad_pre[t])
+            slopes = slope.view(count, batch, 3, n).unbind(0)
+            a_slopes = (1 - a * a).view(count, batch, -1).unbind(0)
+            grad_z = a.new_empty(count, batch, 3, n)
+            grad_pre = a.new_empty(count, batch, a.shape[1])
+            grad_zs, grad_z_rows, grad_pres = grad_z.unbind(0), grad_z.view(count, batch, 3 * n).unbind(0), \
+                grad_pre.unbind(0)
+            for t in range(count - 1, -1, -1):
+                torch.mul(slopes[t], grad_h.view(batch, 1, n), out=grad_zs[t])
+                torch.mul(grad_z_rows[t] @ head_w_t, a_slopes[t], out=grad_pres[t])
                 if start + t > 0:  # the output's gradient and the recurrent one, in one addmm
-                    grad_h = torch.addmm(grad_out[start + t - 1], grad_pre[t], w_h_t)
+                    grad_h = torch.addmm(grad_out[start + t - 1], grad_pres[t], w_h_t)
                 else:
-                    carry = grad_pre[t] @ w_h_t
+                    carry = grad_pres[t] @ w_h_t
             grad_z = grad_z.view(rows, 3 * n)
             grad_pre = grad_pre.view(rows, -1)
-            grads[0].addmm_(x_c.t(), grad_pre)
-            grads[1].addmm_(previous_c.t(), grad_pre)
-            grads[2] += grad_pre.sum(0)
-            grads[3].addmm_(a.t(), grad_z)
-            grads[4] += grad_z.sum(0)
+            previous = states[start - 1:stop - 1] if start > 0 else torch.cat([h0[None], states[:stop - 1]], 0)
+            grads[0].addmm_(x[start:stop].reshape(rows, -1).t(), grad_pre)
+            grads[1].addmm_(previous.reshape(rows, n).t(), grad_pre)
+            grads[2].addmm_(a.t(), grad_z)
+            grad_bias += grad_pre.sum(0)
+            grad_head_b += grad_z.sum(0)
             torch.mm(grad_pre, w_x.t(), out=grad_inputs[start:stop].view(rows, -1))
-        return (grad_inputs.transpose(0, 1), carry, *grads, None)
+        return (grad_inputs.transpose(0, 1), carry, grads[0], grads[1], grad_bias, grads[2], grad_head_b, None)
 
 
-#: time steps per chunk of the CfC backward pass (64 x 8 rows of activations: a few hundred kB)
+#: time steps per chunk of the CfC backward pass (64 x 8 rows of temporaries: a few hundred kB)
 _CHUNK = 8
 
 
