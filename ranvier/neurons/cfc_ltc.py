@@ -256,10 +256,10 @@ def cfc_mix(xp: Any, terms: _CfCTerms, heads: Any, elapsed: Any, out: Any = None
         features, time_a, time_b = _split_columns(xp, heads, (2 * n, n, n))
         f1, f2 = _split_columns(xp, xp.tanh(features), (n, n))
         gate_tanh = xp.tanh(time_a * elapsed + time_b)
-    gate = gate_tanh * 0.5 + 0.5
     if layer.mode == "no_gate":
-        return _into(f1 + gate * f2, out)
-    return _lerp(xp, f1, f2, gate, out)
+        return _into(f1 + (gate_tanh * 0.5 + 0.5) * f2, out)
+    # f1 + g (f2 - f1) with g = (1 + gt) / 2 is (f1 + f2) / 2 + gt (f2 - (f1 + f2) / 2): two lerps, no scalar ops
+    return _lerp(xp, _lerp(xp, f1, f2, 0.5), f2, gate_tanh, out)
 
 
 def cfc_recurrent(xp: Any, terms: _CfCTerms, drive: Any, h: Any, elapsed: Any) -> Any:
