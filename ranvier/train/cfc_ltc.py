@@ -129,7 +129,9 @@ class _CfCSequence(torch.autograd.Function):
         steps, batch, n = states.shape
         x = inputs.transpose(0, 1)
         grad_out = grad_states.transpose(0, 1).unbind(0)
-        head_w_t, w_h_t = head_w.t().contiguous(), w_h.t().contiguous()
+        head_w_t, w_h_t = (head_w.t() * 0.5).contiguous(), w_h.t().contiguous()
+        one = head_w.new_ones(())
+        tanh_backward = torch.ops.aten.tanh_backward.grad_input
         grads = [torch.zeros_like(w) for w in (w_x, w_h, head_w)]
         grad_bias = w_h.new_zeros(w_h.shape[1])
         grad_head_b = w_h.new_zeros(head_w.shape[1])
@@ -144,23 +146,25 @@ class _CfCSequence(torch.autograd.Function):
             a = backbones[start:stop].view(rows, -1)
             u = heads[start:stop].view(rows, 3, n)
             f1, f2, gate_tanh = u.unbind(1)
-            slope = 1 - u * u  # tanh' of f1, f2 and the gate's tanh
+            # twice dz/du: default [1 - g_t, 1 + g_t, f2 - f1], no_gate [2, 1 + g_t, f2]; the factor 2 is
+            # undone by the halved head_w_t and the final scale of the head gradients (both exact)
+            factor = u.new_empty(rows, 3, n)
             if ctx.mode == "no_gate":
-                slope[:, 1] *= gate_tanh * 0.5 + 0.5
-                slope[:, 2] *= f2 * 0.5
+                factor[:, 0].fill_(2.0)
+                factor[:, 2].copy_(f2)
             else:
-                slope[:, 0] *= 0.5 - 0.5 * gate_tanh
-                slope[:, 1] *= 0.5 + 0.5 * gate_tanh
-                slope[:, 2] *= (f2 - f1) * 0.5
-            slopes = slope.view(count, batch, 3, n).unbind(0)
-            a_slopes = (1 - a * a).view(count, batch, -1).unbind(0)
+                torch.sub(one, gate_tanh, out=factor[:, 0])
+                torch.sub(f2, f1, out=factor[:, 2])
+            torch.add(gate_tanh, one, out=factor[:, 1])
+            slopes = tanh_backward(factor, u, grad_input=factor).view(count, batch, 3, n).unbind(0)
+            a_steps = a.view(count, batch, -1).unbind(0)
             grad_z = a.new_empty(count, batch, 3, n)
             grad_pre = a.new_empty(count, batch, a.shape[1])
-            grad_zs, grad_z_rows, grad_pres = grad_z.unbind(0), grad_z.view(count, batch, 3 * n).unbind(0), \
-                grad_pre.unbind(0)
+            grad_zs, grad_z_rows = grad_z.unbind(0), grad_z.view(count, batch, 3 * n).unbind(0)
+            grad_pres = grad_pre.unbind(0)
             for t in range(count - 1, -1, -1):
                 torch.mul(slopes[t], grad_h.view(batch, 1, n), out=grad_zs[t])
-                torch.mul(grad_z_rows[t] @ head_w_t, a_slopes[t], out=grad_pres[t])
+                tanh_backward(grad_z_rows[t] @ head_w_t, a_steps[t], grad_input=grad_pres[t])
                 if start + t > 0:  # the output's gradient and the recurrent one, in one addmm
                     grad_h = torch.addmm(grad_out[start + t - 1], grad_pres[t], w_h_t)
                 else:
@@ -174,7 +178,8 @@ class _CfCSequence(torch.autograd.Function):
             grad_bias += grad_pre.sum(0)
             grad_head_b += grad_z.sum(0)
             torch.mm(grad_pre, w_x.t(), out=grad_inputs[start:stop].view(rows, -1))
-        return (grad_inputs.transpose(0, 1), carry, grads[0], grads[1], grad_bias, grads[2], grad_head_b, None)
+        return (grad_inputs.transpose(0, 1), carry, grads[0], grads[1], grad_bias, grads[2].mul_(0.5),
+                grad_head_b.mul_(0.5), None)
 
 
 #: time steps per chunk of the CfC backward pass (64 x 20 rows of temporaries: about 1 MB, within L2)
