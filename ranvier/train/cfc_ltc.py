@@ -106,17 +106,17 @@ class _CfCSequence(torch.autograd.Function):
     def forward(ctx: Any, inputs: torch.Tensor, h0: torch.Tensor, w_x: torch.Tensor, w_h: torch.Tensor,
                 bias: torch.Tensor, head_w: torch.Tensor, head_b: torch.Tensor, terms: Any) -> torch.Tensor:
         steps, batch, n = inputs.shape[1], h0.shape[0], h0.shape[1]
-        # time-major, so each step's drive is contiguous; one addmm for all steps
-        drives = torch.addmm(bias, inputs.transpose(0, 1).reshape(steps * batch, -1), w_x).view(steps, batch, -1)
-        drives = drives.unbind(0)
-        # every step writes into slices of these (no per-step allocations, no stacking afterwards)
+        # every step writes into slices of these (no per-step allocations, no stacking afterwards); the input
+        # drives of all steps, one addmm, go time-major into the backbone buffer, where each step's backbone
+        # matmul accumulates onto its own drive
         states = h0.new_empty(steps, batch, n)
         backbones = h0.new_empty(steps, batch, w_h.shape[1])
         heads = h0.new_empty(steps, batch, head_w.shape[1])
+        torch.addmm(bias, inputs.transpose(0, 1).reshape(steps * batch, -1), w_x, out=backbones.view(steps * batch, -1))
         h = h0
-        for drive, h_out, backbone_out, heads_out in zip(drives, states.unbind(0), backbones.unbind(0),
-                                                         heads.unbind(0), strict=True):
-            _, head = cfc_heads(torch, terms, drive, h, out=(backbone_out, heads_out))
+        for h_out, backbone_out, heads_out in zip(states.unbind(0), backbones.unbind(0), heads.unbind(0),
+                                                  strict=True):
+            _, head = cfc_heads(torch, terms, backbone_out, h, out=(backbone_out, heads_out))
             h = cfc_mix(torch, terms, head, 1.0, out=h_out)
         ctx.save_for_backward(inputs, h0, w_x, w_h, head_w, states, backbones, heads)
         ctx.mode = terms.layer.mode
