@@ -189,6 +189,39 @@ def test_bad_inputs_raise_named_errors(cls, inputs):
         module(bad)
 
 
+def test_torch_finite_check_is_exact(inputs):
+    # the check is one float64 sum; finite values whose sum overflows must pass, and infinities must not
+    module = rv.neurons.CfC.from_ncps(CFC_CONFIGS["default"]()).to_torch()
+    huge = torch.full((1, 2, N_IN), 1.7e308, dtype=torch.float64)
+    module.double()(huge)
+    bad = inputs.clone()
+    bad[1, 0, 0] = float("inf")
+    with pytest.raises(InputError, match="infinite"):
+        module.float()(bad)
+
+
+@pytest.mark.parametrize("name", ["default", "no_gate", "pure+proj", "wired"])
+def test_cfc_step_halves_into_buffers_match(name):
+    # cfc_recurrent is cfc_heads then cfc_mix; the out= buffers the torch training path writes into
+    # must give the same numbers, in numpy as in torch
+    from ranvier.neurons.cfc_ltc import _cfc_terms, cfc_heads, cfc_input_drive, cfc_mix, cfc_recurrent
+
+    torch.manual_seed(5)
+    layer = rv.neurons.CfC.from_ncps(CFC_CONFIGS[name]()).weights.layers[0]
+    rng = np.random.default_rng(0)
+    x, h = rng.standard_normal((BATCH, layer.n_in)), rng.standard_normal((BATCH, layer.units))
+    terms = _cfc_terms(np, layer, True)
+    drive = cfc_input_drive(np, terms, x)
+    backbone, heads = cfc_heads(np, terms, drive, h)
+    buffers = (np.empty_like(backbone) if backbone is not None else None, np.empty_like(heads))
+    _, heads_out = cfc_heads(np, terms, drive.copy(), h, out=buffers)
+    new_h = np.empty((BATCH, layer.units), dtype=heads.dtype)
+    cfc_mix(np, terms, heads_out, 1.0, out=new_h)
+    np.testing.assert_allclose(new_h, cfc_recurrent(np, terms, drive, h, 1.0), rtol=1e-6, atol=1e-6)
+    if backbone is not None:
+        np.testing.assert_allclose(buffers[0], backbone, rtol=1e-6, atol=1e-6)
+
+
 def test_unsupported_ncps_options_are_refused():
     with pytest.raises(rv.ModelError, match="mixed_memory"):
         rv.neurons.CfC.from_ncps(ncps_torch.CfC(N_IN, 8, mixed_memory=True))
