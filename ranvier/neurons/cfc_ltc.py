@@ -41,7 +41,11 @@ def _sigmoid(xp: Any, x: Any) -> Any:
 
 
 def _split_columns(xp: Any, x: Any, sizes: Sequence[int]) -> list:
-    """``x`` cut into column blocks of ``sizes``; torch's split, whose backward pass is one concatenation."""
+    """``x`` cut into column blocks of ``sizes``; torch's split, whose backward pass is one concatenation.
+
+    A tuple is taken as the blocks already cut (a caller that cuts a whole sequence's buffer at once)."""
+    if isinstance(x, tuple):
+        return list(x)
     if hasattr(x, "split"):
         return list(x.split(list(sizes), dim=-1))
     return np.split(x, np.cumsum(sizes)[:-1], axis=-1)
@@ -247,7 +251,9 @@ def cfc_heads(xp: Any, terms: _CfCTerms, drive: Any, h: Any, out: tuple[Any, Any
 
 
 def cfc_mix(xp: Any, terms: _CfCTerms, heads: Any, elapsed: Any, out: Any = None) -> Any:
-    """The elementwise half of a CfC step: the new hidden state from :func:`cfc_heads`' ``heads`` (into ``out``)."""
+    """The elementwise half of a CfC step: the new hidden state from :func:`cfc_heads`' ``heads`` (into ``out``).
+
+    ``heads`` may also be given as the tuple of its column blocks (``f1, f2, gate`` with unit elapsed time)."""
     layer = terms.layer
     n = layer.units
     if layer.mode == "pure":

@@ -113,11 +113,13 @@ class _CfCSequence(torch.autograd.Function):
         backbones = h0.new_empty(steps, batch, w_h.shape[1])
         heads = h0.new_empty(steps, batch, head_w.shape[1])
         torch.addmm(bias, inputs.transpose(0, 1).reshape(steps * batch, -1), w_x, out=backbones.view(steps * batch, -1))
+        # each step's f1, f2 and gate columns, cut from the buffer once rather than split at every step
+        blocks = zip(*(block.unbind(0) for block in heads.view(steps, batch, 3, n).unbind(2)), strict=True)
         h = h0
-        for h_out, backbone_out, heads_out in zip(states.unbind(0), backbones.unbind(0), heads.unbind(0),
-                                                  strict=True):
-            _, head = cfc_heads(torch, terms, backbone_out, h, out=(backbone_out, heads_out))
-            h = cfc_mix(torch, terms, head, 1.0, out=h_out)
+        for h_out, backbone_out, heads_out, head_blocks in zip(states.unbind(0), backbones.unbind(0),
+                                                               heads.unbind(0), blocks, strict=True):
+            cfc_heads(torch, terms, backbone_out, h, out=(backbone_out, heads_out))
+            h = cfc_mix(torch, terms, head_blocks, 1.0, out=h_out)
         ctx.save_for_backward(inputs, h0, w_x, w_h, head_w, states, backbones, heads)
         ctx.mode = terms.layer.mode
         return states.transpose(0, 1)
