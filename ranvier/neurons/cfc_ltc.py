@@ -454,11 +454,11 @@ def _ltc_unfolds(xp: Any, weights: LTCWeights, terms: _LTCTerms, sensory: tuple[
     """The fused semi-implicit Euler solver of one LTC step; returns ``(output, new_v)``."""
     cm_t = terms.cm / (elapsed / weights.ode_unfolds)
     rest_numerator = terms.gleak_vleak + sensory[0]
-    rest_denominator = terms.gleak + sensory[1] + weights.epsilon
+    rest_denominator = cm_t + terms.gleak + sensory[1] + weights.epsilon  # the same for every unfold
     for _ in range(weights.ode_unfolds):
         sums = terms.synapse_sums(terms, v)
         numerator = cm_t * v + rest_numerator + sums[:, :, 0].T
-        denominator = cm_t + rest_denominator + sums[:, :, 1].T
+        denominator = rest_denominator + sums[:, :, 1].T
         v = numerator / denominator
     output = v[:, : weights.motor]
     if weights.output_w is not None:
