@@ -7,7 +7,8 @@ Speed over ncps comes from that code's structure (fused heads, input terms compu
 whole sequence before the loop, one batched matmul for both LTC conductance sums) and from two
 hand-written backward passes, each tested against ncps' autograd: the LTC recurrent synapse
 sums (:class:`_SynapseSums`) and a one-layer CfC sequence (:class:`_CfCSequence`, whose forward
-pass is the shared :func:`~ranvier.neurons.cfc_ltc.cfc_recurrent`). Every other configuration
+pass is the shared :func:`~ranvier.neurons.cfc_ltc.cfc_heads` and
+:func:`~ranvier.neurons.cfc_ltc.cfc_mix`, the two halves of ``cfc_recurrent``). Every other configuration
 runs plain autograd through the shared functions.
 """
 
@@ -98,8 +99,11 @@ class _CfCSequence(torch.autograd.Function):
         dh_{t-1} = dL/dh_{t-1} (from the output) + da_t W_h^T
 
     with ``gt`` the gate's tanh (``g = (1 + gt) / 2``; ``no_gate`` uses ``c = 1 - f1^2, g (1 - f2^2),
-    f2 (1 - gt^2) / 2``). The slopes ``c`` and ``1 - a^2`` are computed for all steps at once before
-    the recursion, and the weight gradients are one matmul each over all steps after it.
+    f2 (1 - gt^2) / 2``). The forward pass writes the activations into preallocated ``(T, batch, .)``
+    buffers. The backward pass works in chunks of ``_CHUNK`` steps: ``c`` for the chunk is one fused
+    ``tanh_backward`` over the stored heads (times ``2 dh/du``; the 2 is taken out again by a halved
+    ``W``, exactly), ``(1 - a^2)`` is applied per step by ``tanh_backward`` against the stored ``a``,
+    and the weight gradients are one matmul each per chunk.
     """
 
     @staticmethod
