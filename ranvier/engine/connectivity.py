@@ -19,6 +19,19 @@ from ..errors import ProjectionError
 _CHUNK = 1 << 18
 
 
+
+def outgoing_synapses(row_ptr: np.ndarray, sources: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The synapses of ``sources`` in a CSR-by-source projection, in order, and each source's count.
+
+    Returns ``(synapses, lengths)``: ``synapses`` lists the synapse indices of ``sources[0]``, then
+    of ``sources[1]``, ...; ``lengths[s]`` is how many belong to ``sources[s]``.
+    """
+    starts = row_ptr[sources]
+    lengths = row_ptr[sources + 1] - starts
+    total = int(lengths.sum())
+    offsets = np.cumsum(lengths) - lengths
+    return np.repeat(starts - offsets, lengths) + np.arange(total), lengths
+
 @dataclass
 class Synapses:
     """The synapses a rule built: CSR by source, plus per-synapse values the rule carries."""

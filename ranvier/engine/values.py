@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import NumericalError
+from .connectivity import outgoing_synapses
 from .lowering import NO_PULSE, LoweredNetwork
 from .network import Network, Population, Projection
 
@@ -117,15 +118,11 @@ class ValueStage:
         for projection in self.projections:
             if projection.kind != "count" or projection.pre.index != population_index or not len(ids):
                 continue
-            starts = projection.row_ptr[ids]
-            lengths = projection.row_ptr[ids + 1] - starts
-            total = int(lengths.sum())
+            synapses, lengths = outgoing_synapses(projection.row_ptr, ids)
             stats = self.network.stats.synaptic_events_by_projection
-            stats[projection.name] = stats.get(projection.name, 0) + total
-            if not total:
+            stats[projection.name] = stats.get(projection.name, 0) + len(synapses)
+            if not len(synapses):
                 continue
-            offsets = np.cumsum(lengths) - lengths
-            synapses = np.repeat(starts - offsets, lengths) + np.arange(total)
             delays = projection.delay_steps[synapses] if isinstance(projection.delay_steps, np.ndarray) \
                 else projection.delay_steps
             arrival = np.repeat(steps, lengths) + delays

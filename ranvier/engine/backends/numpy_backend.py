@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..connectivity import outgoing_synapses
 from ..lowering import STATUS_NOT_FINITE, STATUS_OK, LoweredNetwork
 from . import Runner
 
@@ -93,14 +94,10 @@ class NumpyRunner(Runner):
         ids = pre.spike_ids[first:pre.spike_count[0]]
         if not len(ids):
             return
-        starts = projection.row_ptr[ids]
-        lengths = projection.row_ptr[ids + 1] - starts
-        total = int(lengths.sum())
-        self.lowered.synaptic_events[j] += total
-        if not total:
+        synapses, lengths = outgoing_synapses(projection.row_ptr, ids)
+        self.lowered.synaptic_events[j] += len(synapses)
+        if not len(synapses):
             return
-        offsets = np.cumsum(lengths) - lengths
-        synapses = np.repeat(starts - offsets, lengths) + np.arange(total)
         spike_steps = np.repeat(pre.spike_steps[first:pre.spike_count[0]], lengths)
         delays = projection.delay_steps[synapses] if projection.per_synapse_delays else projection.delay_steps
         slots = (spike_steps + delays) % post.ring.shape[0]
