@@ -557,6 +557,13 @@ class _LiquidModel(ValueModel):
         state[1, :self.output_size] = outputs[0]
         return None
 
+    def _float64_weights(self) -> Any:
+        """The weights in float64, cast once per weights object (an engine population calls this every update)."""
+        cached = getattr(self, "_weights64", None)
+        if cached is None or cached[0] is not self.weights:
+            cached = self._weights64 = (self.weights, _cast(self.weights, np.float64))
+        return cached[1]
+
     def forward(self, inputs: np.ndarray, timespans: np.ndarray | None = None,
                 state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Run a whole sequence in numpy (float64): ``inputs`` ``(T, n_in)`` or ``(batch, T, n_in)``.
@@ -570,7 +577,7 @@ class _LiquidModel(ValueModel):
             h = np.zeros((batch, self.state_size))
         else:
             h = np.asarray(state, dtype=np.float64).reshape(batch, self.state_size)
-        weights = _cast(self.weights, np.float64)
+        weights = self._float64_weights()
         outputs, h = type(self)._sequence(np, weights, batched, h, spans)
         if np.ndim(inputs) == 2:
             return outputs[0], h[0]

@@ -155,7 +155,13 @@ class ELM(ValueModel):
         return outputs, state
 
     def _float64_weights(self) -> ELMWeights:
-        return ELMWeights(**{name: _float64(getattr(self.weights, name)) for name in ELMWeights.__dataclass_fields__})
+        """The weights in float64, cast once per weights object (an engine population calls this every update)."""
+        cached = getattr(self, "_weights64", None)
+        if cached is None or cached[0] is not self.weights:
+            weights = ELMWeights(**{name: _float64(getattr(self.weights, name))
+                                    for name in ELMWeights.__dataclass_fields__})
+            cached = self._weights64 = (self.weights, weights)
+        return cached[1]
 
     @property
     def n_out(self) -> int:
