@@ -217,6 +217,26 @@ def test_locality_ordering_never_travels_further_than_declaration_order():
     assert placement.packets > 0 and placement.chips == 1
 
 
+def test_loihi_hops_are_counted_between_tile_routers_not_cores():
+    # a -> b one to one, 4096 neurons each: a fills the four cores of tile 0, b those of tile 1
+    net = rv.Network(dt=1e-3, seed=1)
+    lif = rv.neurons.LIF(tau_syn={"in": 5 * ms})
+    a = net.population(lif, 4096, name="a")
+    b = net.population(lif, 4096, name="b")
+    net.connect(a, b, rv.connect.OneToOne(), weight=1e-3)
+    report = hw.estimate(net, "loihi", rates=10.0)
+    placement, target = report.placement, report.target
+    assert target["cores_per_router"] == 4
+    assert placement.cores_by_population == {"a": 4, "b": 4}
+    routers = {name: {(c.x, c.y) for c in placement.cores if c.population == name} for name in ("a", "b")}
+    assert len(routers["a"]) == len(routers["b"]) == 1 and routers["a"] != routers["b"]
+    # every packet crosses one router hop; counted between cores it would have crossed four
+    assert placement.packets == pytest.approx(4096 * 10.0 * report.counts.steps * 1e-3)
+    assert placement.hops == pytest.approx(placement.packets)
+    assert report.energy_by_population["a"]["routing"] == pytest.approx(
+        placement.packets * (target["energy_per_spike"] + target["energy_per_hop"]))
+
+
 def test_fpga_reports_resources_and_a_design_too_large_fails(tmp_path, ran):
     report = hw.estimate(ran, "fpga_u55c")
     resources = report.fpga["resources"]
@@ -308,7 +328,9 @@ def test_hand_built_counts_place_without_structure_on_loihi2():
     report = hw.estimate(_recurrent_value_counts(units=2000), "loihi2")
     placement = report.placement
     gru_cores = placement.cores_by_population["gru"]
-    assert placement.cores_by_population == {"x": 1, "gru": gru_cores} and gru_cores > 1
+    assert gru_cores > 1
+    # each input neuron reaches every core of the layer: the inputs split only to keep their output axons
+    assert placement.cores_by_population["x"] == math.ceil(50 * gru_cores / report.target["fan_out_axons_per_core"])
     # dense all-to-all: each of the 50 inputs sends one value per bin to every core of the layer
     assert placement.packets == pytest.approx(50 * 50 * gru_cores)
     assert report.energy_by_population["gru"]["dense"] == pytest.approx(

@@ -5,6 +5,9 @@ Neuromorphic targets (per run; ``E_x`` and ``t_x`` are the target's constants)::
     E_dynamic = E_syn * ACs + E_mac * MACs + E_neuron * updates + E_spike * packets + E_hop * hops
     t_step    = t_overhead + max over cores (t_neuron * updates + t_syn * (ACs + MACs)) / steps
                 + t_hop * (mesh diameter in use)
+
+``hops`` and the mesh diameter count router hops: cores sharing a router are zero hops apart
+(``cores_per_router``; see :mod:`ranvier.hardware.placement`).
     E_static  = P_chip * chips * steps * t_step
 
 FPGA targets (a dataflow design, hls4ml-style; Duarte et al. 2018)::

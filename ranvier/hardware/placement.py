@@ -9,13 +9,16 @@ core's limits allow:
 * fan-out: distinct (neuron, target core) pairs leaving the slice (output axons), and target
   cores per neuron.
 
-Cores are then laid on each chip's 2D mesh (``mesh_columns`` wide; chips side by side) along a
-serpentine path, in an order that keeps populations which exchange many packets next to each
+Cores are then laid on each chip's 2D mesh of routers along a serpentine path: ``cores_per_router``
+consecutive cores share one router (a Loihi tile holds four cores), routers run ``mesh_columns``
+wide, chips side by side. The order keeps populations which exchange many packets next to each
 other: greedy orders (from each of the busiest populations, repeatedly take the one exchanging
 the most packets with those placed) are laid out and the one whose packets travel the fewest
 hops is kept, or declaration order if none beats it. Traffic is counted in packets: a spike of a neuron
 travels once to each core holding some of its targets (multicast), so packets = spikes times
-distinct target cores; hops are the Manhattan distances those packets travel.
+distinct target cores; hops are the Manhattan distances, in routers, those packets travel:
+a core at router (x, y) sends to one at (x', y') over |x - x'| + |y - y'| router hops, none
+when both share a router.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ class PlacementError(HardwareError):
 
 @dataclass
 class CoreSlice:
-    """Neurons ``start:stop`` of ``population`` on one core at mesh position (``x``, ``y``) of ``chip``."""
+    """Neurons ``start:stop`` of ``population`` on one core of ``chip``, its router at mesh position (x, y)."""
 
     population: str
     start: int
@@ -230,10 +233,12 @@ def _greedy_orders(counts: Counts, names: list[str]) -> list[list[str]]:
 
 
 def _lay_out(slices: list[CoreSlice], target: Target) -> None:
+    """Core ``i`` of a chip sits at router ``i // cores_per_router``; routers fill rows of ``mesh_columns``."""
     columns, per_chip = int(target["mesh_columns"]), int(target["cores_per_chip"])
+    sharing = int(target["cores_per_router"])
     for index, core in enumerate(slices):
         core.chip, local = divmod(index, per_chip)
-        row, column = divmod(local, columns)
+        row, column = divmod(local // sharing, columns)
         core.y = row
         core.x = core.chip * columns + (column if row % 2 == 0 else columns - 1 - column)
 

@@ -27,7 +27,7 @@ TARGET_DIR = Path(__file__).resolve().parent / "targets"
 #: constants every target of a kind must define
 REQUIRED = {
     "neuromorphic": (
-        "cores_per_chip", "mesh_columns", "neurons_per_core", "synaptic_memory_bits_per_core",
+        "cores_per_chip", "cores_per_router", "mesh_columns", "neurons_per_core", "synaptic_memory_bits_per_core",
         "fan_in_axons_per_core", "fan_out_axons_per_core", "max_target_cores_per_neuron", "weight_bits",
         "synapse_overhead_bits", "energy_per_synaptic_event", "energy_per_neuron_update", "energy_per_spike",
         "energy_per_hop", "energy_per_mac", "time_per_synaptic_event", "time_per_neuron_update", "time_per_hop",
@@ -47,7 +47,8 @@ REQUIRED = {
 
 #: constants that must be strictly positive (they divide or count hardware units)
 POSITIVE = {
-    "cores_per_chip", "mesh_columns", "neurons_per_core", "synaptic_memory_bits_per_core", "fan_in_axons_per_core",
+    "cores_per_chip", "cores_per_router", "mesh_columns", "neurons_per_core", "synaptic_memory_bits_per_core",
+    "fan_in_axons_per_core",
     "fan_out_axons_per_core", "max_target_cores_per_neuron", "weight_bits", "luts", "ffs", "bram_blocks",
     "bram_bits_per_block", "dsps", "clock_hz", "timing_utilisation_limit", "parallel_lanes", "dsp_per_mac",
     "state_bits", "mac_rate", "memory_bandwidth", "hbm_bandwidth",
