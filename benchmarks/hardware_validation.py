@@ -16,13 +16,16 @@
    chip-filling network (4,096 cores of 256 neurons) at a stated mean rate and fan-out; the
    published paper does not give the network's activity, so rate and fan-out are assumptions.
 
-Results go to ``benchmarks/results/hardware_validation.json`` and are printed as Markdown.
+Results go to ``benchmarks/results/hardware_validation.json``; the Markdown table is printed and
+replaces this script's own section of ``benchmarks/BENCHMARKS.md`` (the other sections are kept).
 """
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import textwrap
 import time
 from pathlib import Path
 
@@ -34,6 +37,8 @@ from ranvier.hardware.counts import Counts, PopulationCounts, ProjectionCounts
 from ranvier.hardware.neurobench import leaky_twin
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hardware_validation.json"
+BENCHMARKS = Path(__file__).resolve().parent / "BENCHMARKS.md"
+SECTION = "## Hardware cost models: validation (`benchmarks/hardware_validation.py`)"
 BETA, THRESHOLD = 0.9, 1.0 + 1 / 1024
 
 
@@ -163,6 +168,57 @@ def truenorth(args) -> dict:
             "assumed": {"rate_Hz": args.truenorth_rate, "active_synapses_per_neuron": fan_out}}
 
 
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo on Linux), else the machine type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def markdown(result: dict, args) -> str:
+    """This script's section of BENCHMARKS.md: the run's machine and versions, and the three checks."""
+    s, f, t = result["synaptic_operations"], result["lfads_u55c"], result["truenorth"]
+    v = result["versions"]
+    fpga = f["fpga"]
+    run = (f"Run {time.strftime('%Y-%m-%d')} on {result['machine']}, Python {v['python']}, numpy {v['numpy']}, "
+           f"torch {v['torch']}, snnTorch {v['snntorch']}, NeuroBench {v['neurobench']}, ranvier {v['ranvier']}. "
+           f"Times are medians of {args.repeats} repeats, both sides in one process. Details and the reasons for "
+           "each factor: `docs/hardware.md`, section 5.")
+    lines = [
+        SECTION, "", textwrap.fill(run, width=100), "",
+        "| check | peer / published | ranvier | ratio (ranvier / peer) |",
+        "|---|---|---|---|",
+        f"| ACs per sample, {s['network']}, {args.samples} samples, T = {s['steps']} | {s['neurobench_acs']:.6g} "
+        f"(NeuroBench `SynapticOperations`, {s['neurobench_s']:.3g} s) | {s['ranvier_acs']:.6g} (`hw.count` of the "
+        f"ranvier twin, {s['ranvier_s']:.3g} s incl. simulating) | {s['ratio']:.6g} "
+        f"(time {s['ranvier_s'] / s['neurobench_s']:.2f}) |",
+        f"| LFADS latency per trial, Alveo U55C (Liu et al. 2024, arXiv:2402.04274) | {f['published_s'] * 1e6:.2f} us "
+        f"| {f['estimated_s'] * 1e6:.1f} us (assumed LFADS sizes; reuse factor {fpga['reuse_factor']}, "
+        f"{fpga['clock_hz'] / 1e6:.0f} MHz) | {f['ratio']:.3g} |",
+        f"| TrueNorth chip power (Merolla et al. 2014, Science 345:668) | {t['published_W'] * 1e3:.0f} mW | "
+        f"{t['estimated_W'] * 1e3:.1f} mW ({t['dynamic_W'] * 1e3:.1f} dynamic + {t['static_W'] * 1e3:.1f} static; "
+        f"assumed {t['assumed']['rate_Hz']:g} Hz, {t['assumed']['active_synapses_per_neuron']} active synapses) | "
+        f"{t['ratio']:.3g} |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(section: str) -> None:
+    """Replace this script's section of BENCHMARKS.md (up to the next ``## `` heading), or append it."""
+    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else ""
+    if SECTION in text:
+        start = text.index(SECTION)
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + section + (text[end:] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    BENCHMARKS.write_text(text)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=8)
@@ -182,7 +238,7 @@ def main():
     import torch
 
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {platform.platform()}",
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores, {platform.platform()}",
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "ranvier": ranvier.__version__,
                      "torch": torch.__version__, "snntorch": snntorch.__version__,
                      "neurobench": getattr(neurobench, "__version__", "2.3")},
@@ -192,16 +248,10 @@ def main():
     }
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    s, f, t = result["synaptic_operations"], result["lfads_u55c"], result["truenorth"]
-    print("| check | peer / published | ranvier | ratio |")
-    print("|---|---|---|---|")
-    print(f"| ACs per sample, {s['network']}, T = {s['steps']} | {s['neurobench_acs']:.6g} (NeuroBench, "
-          f"{s['neurobench_s']:.3g} s) | {s['ranvier_acs']:.6g} ({s['ranvier_s']:.3g} s) | {s['ratio']:.6g} |")
-    print(f"| LFADS latency per trial, Alveo U55C | {f['published_s'] * 1e6:.2f} us | "
-          f"{f['estimated_s'] * 1e6:.2f} us | {f['ratio']:.3g} |")
-    print(f"| TrueNorth chip power, full chip | {t['published_W'] * 1e3:.0f} mW | {t['estimated_W'] * 1e3:.1f} mW "
-          f"({t['dynamic_W'] * 1e3:.1f} dynamic) | {t['ratio']:.3g} |")
-    print(f"saved {RESULTS}")
+    section = markdown(result, args)
+    print(section)
+    write_section(section)
+    print(f"saved {RESULTS} and the hardware section of {BENCHMARKS}")
 
 
 if __name__ == "__main__":
