@@ -16,6 +16,8 @@ from .network import Network, Population, Projection
 #: chunk length (steps) of a network without projections
 _FREE_CHUNK = 100
 _MIN_SPIKE_CAPACITY = 1 << 16
+#: ``flags`` is padded to a multiple of this many neurons (four 64-bit words, scanned together)
+_FLAG_BLOCK = 16
 
 
 @dataclass
@@ -23,7 +25,7 @@ class LoweredPopulation:
     """One population as flat arrays.
 
     ``flags`` holds each neuron's spike count of the current step (uint16, padded to a
-    multiple of four so it can be scanned as 64-bit words). ``ring`` is the delay ring buffer
+    multiple of sixteen so it can be scanned four 64-bit words at a time). ``ring`` is the delay ring buffer
     ``(slots, receptors, n)``: slot ``k % slots`` holds the
     input arriving in step ``k``. Spikes of the current stretch collect in ``spike_ids`` /
     ``spike_steps`` (``spike_count[0]`` used).
@@ -189,7 +191,7 @@ def lower(network: Network) -> LoweredNetwork:
             consts=_shared_column(np.ascontiguousarray(model.constants(population.params, own_dt),
                                                        dtype=np.float32)),
             ring=population.ring, key=np.uint64(_population_key(network.seed, population.index)),
-            spike_bound=bound, flags=np.zeros(-(-population.n // 4) * 4, dtype=np.uint16),
+            spike_bound=bound, flags=np.zeros(-(-population.n // _FLAG_BLOCK) * _FLAG_BLOCK, dtype=np.uint16),
             spike_ids=np.zeros(0, dtype=np.int32), spike_steps=np.zeros(0, dtype=np.int64),
             spike_count=np.zeros(1, dtype=np.int64), period=1 if is_value else population.period,
         )

@@ -2,7 +2,8 @@
 
 A model is defined once (architecture principle 2). Its update is a plain Python function of
 the form ``step(state, consts, arriving, i, c, k, key) -> spike count`` written with scalar
-arithmetic, :func:`select` for branches and :func:`uniform01` for random numbers. Backends call
+arithmetic, :func:`select` for branches, :func:`store_where` for writes that rarely change a
+value, and :func:`uniform01` for random numbers. Backends call
 it in different ways:
 
 * the numpy backend passes ``i = np.arange(n)``, so every expression is a vectorised array
@@ -90,6 +91,23 @@ def _select_scalar(condition, if_true, if_false):
 
 
 _scalar_implementation(select, _select_scalar)
+
+
+def store_where(array, row, i, condition, value):
+    """Set ``array[row, i] = value`` where ``condition`` holds; leave the other entries as they are.
+
+    For a variable that most steps leave unchanged (a refractory counter, say): compiled
+    backends skip the write, so the cache line stays clean and is not written back to memory.
+    """
+    array[row, i] = np.where(condition, value, array[row, i])
+
+
+def _store_where_scalar(array, row, i, condition, value):
+    if condition:
+        array[row, i] = value
+
+
+_scalar_implementation(store_where, _store_where_scalar)
 
 
 def any_true(condition):

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..engine.distributions import Distribution
-from ..engine.model import NOT_FINITE, Model, ParameterValue, select
+from ..engine.model import NOT_FINITE, Model, ParameterValue, select, store_where
 from ..errors import ModelError
 from ..units import ms, mV
 
@@ -59,11 +59,14 @@ def _lif_step(state, consts, arriving, i, c, k, key):
         state[FIRST_CURRENT + r, i] = current
         health = health + (current - current)
     active = refractory <= 0
+    counting_down = refractory > 0
     v_new = select(active, v_free, v)
     refractory = select(active, refractory, refractory - 1)
     fired = v_new >= consts[V_THRESHOLD, c]
     state[V, i] = select(fired, consts[V_RESET, c], v_new)
-    state[REFRACTORY, i] = select(fired, consts[REFRACTORY_STEPS, c], refractory)
+    # the counter changes only while it runs down or at a spike: most steps leave it alone
+    store_where(state, REFRACTORY, i, fired | counting_down,
+                select(fired, consts[REFRACTORY_STEPS, c], refractory))
     health = health + (v_free - v_free)
     return select(health == 0, fired, NOT_FINITE)
 

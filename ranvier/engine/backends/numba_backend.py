@@ -89,10 +89,18 @@ def _write_variant(w: _Writer, alias: str, shared: bool, parallel: bool, recepto
     with w.indent():
         w(f"for i in {'prange' if parallel else 'range'}(state.shape[1]):")
         with w.indent():
-            w(f"flags[i] = {alias}(state, consts, arriving, i, {'0' if shared else 'i'}, k, key)")
-            # the input of step k is consumed: clearing it here, while it is in cache, spares a pass over the slot
+            w(f"spikes = {alias}(state, consts, arriving, i, {'0' if shared else 'i'}, k, key)")
+            # Writes only where something changed: most neurons neither spike nor receive input
+            # in a step, and a cache line never written is never written back. collect_spikes
+            # zeroes the flags it reads; the input of step k is consumed, so it is cleared here
+            # while in cache (a ring slot never holds -0.0: it starts at 0.0 and only adds).
+            w("if spikes != 0:")
+            with w.indent():
+                w("flags[i] = spikes")
             for receptor in range(receptors):
-                w(f"arriving[{receptor}][i] = 0.0")
+                w(f"if arriving[{receptor}][i] != 0.0:")
+                with w.indent():
+                    w(f"arriving[{receptor}][i] = 0.0")
     w()
     w()
     w("@njit(cache=True, nogil=True)")
