@@ -84,7 +84,8 @@ def _write_variant(w: _Writer, alias: str, shared: bool, parallel: bool, recepto
     name = _variant_name(alias, shared, parallel, receptors, checks_finite)
     w()
     w()
-    w(f"@njit(cache=True, nogil=True{', parallel=True' if parallel else ''})")
+    # prange needs numba's runtime; a population that large does not feel the per-call cost
+    w(f"@njit(cache=True, nogil=True{', parallel=True' if parallel else ', _nrt=False'})")
     w(f"def _update{name}(state, consts, arriving, k, key, flags):")
     with w.indent():
         w(f"for i in {'prange' if parallel else 'range'}(state.shape[1]):")
@@ -103,7 +104,7 @@ def _write_variant(w: _Writer, alias: str, shared: bool, parallel: bool, recepto
                     w(f"arriving[{receptor}][i] = 0.0")
     w()
     w()
-    w("@njit(cache=True, nogil=True)")
+    w("@njit(cache=True, nogil=True, _nrt=False)")
     w(f"def _population{name}(state, consts, ring, k, key, flags, spike_ids, spike_steps, spike_count):")
     with w.indent():
         w("slot = ring[k % ring.shape[0]]")
@@ -152,7 +153,7 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
         alias = functions.setdefault(population.step_function, f"_step_{len(functions)}")
         if _variant(population, alias) not in variants:
             variants.append(_variant(population, alias))
-    arguments = ["start", "stop", "chunk", "status", "synaptic_events"]
+    arguments = ["start", "stop", "chunk", "status", "synaptic_events", "first", "last"]
     for index, population in enumerate(lowered.populations):
         arguments += _population_arguments(index, population.kind)
     if lowered.projections:
@@ -173,16 +174,14 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     for function, alias in functions.items():
         w(f"from {function.__module__} import {function.__name__} as _py{alias}")
         # Plain njit: LLVM inlines the call; numba-level inlining defeats LLVM's optimisation here.
-        w(f"{alias} = njit(cache=True)(_py{alias})")
+        w(f"{alias} = njit(cache=True, _nrt=False)(_py{alias})")
     for variant in variants:
         _write_variant(w, *variant)
     w()
     w()
-    w("@njit(cache=True, nogil=True)")
+    w("@njit(cache=True, nogil=True, _nrt=False)")
     w(f"def advance({', '.join(arguments)}):")
     with w.indent():
-        w(f"first = np.zeros({len(lowered.populations)}, dtype=np.int64)")
-        w(f"last = np.zeros({len(lowered.populations)}, dtype=np.int64)")
         w("status[0] = 0")
         w("step = start")
         w("while step < stop:")
@@ -311,7 +310,10 @@ class NumbaRunner(Runner):
     def __init__(self, lowered: LoweredNetwork):
         self.lowered = lowered
         self.kernel, names = _load_kernel(lowered)
-        values = {"chunk": lowered.chunk, "status": lowered.status, "synaptic_events": lowered.synaptic_events}
+        # each population's first and last spike of the current chunk (the kernel allocates nothing)
+        spike_range = np.zeros((2, len(lowered.populations)), dtype=np.int64)
+        values = {"chunk": lowered.chunk, "status": lowered.status, "synaptic_events": lowered.synaptic_events,
+                  "first": spike_range[0], "last": spike_range[1]}
         for index, population in enumerate(lowered.populations):
             p = f"p{index}_"
             values.update({
