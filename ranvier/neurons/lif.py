@@ -25,6 +25,10 @@ REFRACTORY_STEPS = 4
 FIRST_RECEPTOR = 5  # then the four constants of each receptor:
 RECEPTOR_CONSTS = 4  # current decay, current -> v, arrival -> v (delta receptors), arrival -> current
 
+#: one refractory step, as float32 so the compiled counter stays in float32 (an integer literal
+#: would promote it to float64)
+_ONE_STEP = np.float32(1.0)
+
 
 def _lif_step(state, consts, arriving, i, c, k, key):
     """Advance LIF neurons ``i`` from ``k * dt`` to ``(k + 1) * dt``; return 1 where they spike.
@@ -49,7 +53,7 @@ def _lif_step(state, consts, arriving, i, c, k, key):
     v_equilibrium = consts[V_EQUILIBRIUM, c]
     v_free = v_equilibrium + (v - v_equilibrium) * consts[P_VV, c]
     # x - x is 0 for finite x and NaN otherwise; every state variable flows into `health`
-    health = refractory - refractory
+    health = v_free - v_free
     for r in range(len(arriving)):
         row = FIRST_RECEPTOR + RECEPTOR_CONSTS * r
         current = state[FIRST_CURRENT + r, i]
@@ -61,13 +65,15 @@ def _lif_step(state, consts, arriving, i, c, k, key):
     active = refractory <= 0
     counting_down = refractory > 0
     v_new = select(active, v_free, v)
-    refractory = select(active, refractory, refractory - 1)
+    refractory = select(active, refractory, refractory - _ONE_STEP)
     fired = v_new >= consts[V_THRESHOLD, c]
     state[V, i] = select(fired, consts[V_RESET, c], v_new)
-    # the counter changes only while it runs down or at a spike: most steps leave it alone
-    store_where(state, REFRACTORY, i, fired | counting_down,
-                select(fired, consts[REFRACTORY_STEPS, c], refractory))
-    health = health + (v_free - v_free)
+    refractory = select(fired, consts[REFRACTORY_STEPS, c], refractory)
+    # the counter changes only while it runs down or at a spike: most steps leave it alone.
+    # `health` reads it unconditionally, which also keeps the compiled loop from loading the
+    # constant under a mask (a gather) when the write is conditional
+    store_where(state, REFRACTORY, i, fired | counting_down, refractory)
+    health = health + (refractory - refractory)
     return select(health == 0, fired, NOT_FINITE)
 
 
