@@ -52,8 +52,6 @@ def _lif_step(state, consts, arriving, i, c, k, key):
     refractory = state[REFRACTORY, i]
     v_equilibrium = consts[V_EQUILIBRIUM, c]
     v_free = v_equilibrium + (v - v_equilibrium) * consts[P_VV, c]
-    # x - x is 0 for finite x and NaN otherwise; every state variable flows into `health`
-    health = v_free - v_free
     for r in range(len(arriving)):
         row = FIRST_RECEPTOR + RECEPTOR_CONSTS * r
         current = state[FIRST_CURRENT + r, i]
@@ -61,7 +59,6 @@ def _lif_step(state, consts, arriving, i, c, k, key):
         v_free = v_free + current * consts[row + 1, c] + spike_input * consts[row + 2, c]
         current = current * consts[row, c] + spike_input * consts[row + 3, c]
         state[FIRST_CURRENT + r, i] = current
-        health = health + (current - current)
     active = refractory <= 0
     counting_down = refractory > 0
     v_new = select(active, v_free, v)
@@ -69,12 +66,15 @@ def _lif_step(state, consts, arriving, i, c, k, key):
     fired = v_new >= consts[V_THRESHOLD, c]
     state[V, i] = select(fired, consts[V_RESET, c], v_new)
     refractory = select(fired, consts[REFRACTORY_STEPS, c], refractory)
-    # the counter changes only while it runs down or at a spike: most steps leave it alone.
-    # `health` reads it unconditionally, which also keeps the compiled loop from loading the
-    # constant under a mask (a gather) when the write is conditional
+    # the counter changes only while it runs down or at a spike: most steps leave it alone
     store_where(state, REFRACTORY, i, fired | counting_down, refractory)
-    health = health + (refractory - refractory)
-    return select(health == 0, fired, NOT_FINITE)
+    # x - x is 0 for finite x and NaN otherwise. v_free carries v and every receptor's current
+    # and input (each times a propagator or a 0/1 switch, and 0 times Inf or NaN is NaN), so
+    # with the counter it covers the whole state; a current that overflows to Inf this step
+    # shows in the next. Reading the counter here also keeps the compiled loop from loading
+    # its constant under a mask (a gather), since the write above is conditional.
+    health = v_free + refractory
+    return select(health - health == 0, fired, NOT_FINITE)
 
 
 def _propagator(dt: float, tau_syn: np.ndarray, tau_m: np.ndarray) -> np.ndarray:
