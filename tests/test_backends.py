@@ -89,3 +89,37 @@ def test_poisson_counts_stay_bounded_when_u_is_beyond_the_float32_cdf():
     per_step = _poisson_counts(15_200.0, 2000, 0.5, seed=8)
     assert per_step.max() <= 1.52 + 10 * np.sqrt(1.52) + 12
     assert per_step.mean() == pytest.approx(1.52, rel=0.01)
+
+
+def test_spike_collection_finds_every_flagged_neuron_and_clears_the_flags():
+    from ranvier.engine.backends.numba_kernels import collect_spikes
+
+    flags = np.zeros(48, dtype=np.uint16)  # three blocks of sixteen
+    flags[[0, 17, 47]] = [1, 3, 2]
+    ids, steps = np.zeros(16, dtype=np.int64), np.zeros(16, dtype=np.int64)
+    count = collect_spikes(flags, flags.view(np.uint64), 3, 7, ids, steps, 0)
+    assert count == 6
+    np.testing.assert_array_equal(ids[:count], [0, 17, 17, 17, 47, 47])
+    assert np.all(steps[:count] == 7) and not flags.any()
+    # a count above the flagged neurons scans to the end and stops there
+    flags[5] = 1
+    assert collect_spikes(flags, flags.view(np.uint64), 48, 8, ids, steps, 0) == 1 and ids[0] == 5
+
+
+def test_store_where_writes_only_where_the_condition_holds():
+    from numba import njit
+
+    from ranvier.engine.model import store_where
+
+    @njit
+    def compiled(array, condition):
+        for i in range(array.shape[1]):
+            store_where(array, 1, i, condition[i], np.float32(9.0))
+
+    condition = np.array([True, False, True])
+    reference = np.arange(6, dtype=np.float32).reshape(2, 3)
+    store_where(reference, 1, np.arange(3), condition, np.float32(9.0))
+    np.testing.assert_array_equal(reference, [[0, 1, 2], [9, 4, 9]])
+    array = np.arange(6, dtype=np.float32).reshape(2, 3)
+    compiled(array, condition)
+    np.testing.assert_array_equal(array, reference)
