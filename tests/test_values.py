@@ -1,5 +1,11 @@
 """Value populations: graded projections, spike counts over windows, held values, multi-rate updates."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -185,12 +191,38 @@ def test_value_monitors_sample_at_the_population_updates():
         net.record("slow", "output", every=2 * ms)
 
 
-def test_cuda_refuses_value_populations_by_name(monkeypatch):
-    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
-    net = rv.Network(dt=1 * ms)
-    net.population(Integrator(), n=2, name="slow")
-    with pytest.raises(rv.BackendError, match="slow"):
-        net.run(2 * ms, backend="cuda")
+_CUDA_COMPARISON = """
+import json, sys
+import numpy as np
+sys.path.insert(0, TESTS)
+from test_values import _mixed_network
+from ranvier.units import ms
+
+runs = {}
+for backend in ("numpy", "cuda"):
+    net, monitors = _mixed_network(seed=5)
+    net.run(30 * ms, backend=backend)
+    net.run(20 * ms, backend=backend)
+    runs[backend] = monitors
+same = {name: bool(np.array_equal(runs["numpy"][name].steps, runs["cuda"][name].steps)
+                   and np.array_equal(runs["numpy"][name].ids, runs["cuda"][name].ids)) for name in ("osc", "cells")}
+same.update({name: bool(np.array_equal(runs["numpy"][name].values, runs["cuda"][name].values))
+             for name in ("order", "rates")})
+print(json.dumps({"same": same, "spikes": int(runs["numpy"]["cells"].num_spikes + runs["numpy"]["osc"].num_spikes),
+                  "rates_max": float(runs["numpy"]["rates"].values.max())}))
+"""
+
+
+@pytest.mark.slow
+def test_mixed_network_is_identical_on_the_cuda_simulator():
+    """Value populations update on the host between the GPU's stretches (numba's CUDA simulator here)."""
+    script = _CUDA_COMPARISON.replace("TESTS", repr(str(Path(__file__).parent)))
+    result = subprocess.run([sys.executable, "-c", script], env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"},
+                            capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["spikes"] > 0 and outcome["rates_max"] > 0
+    assert all(outcome["same"].values()), outcome["same"]
 
 
 def test_cuda_refuses_spiking_populations_with_their_own_dt(monkeypatch):

@@ -33,10 +33,6 @@ class Simulation:
         if slower and self.backend_name == "cuda":
             raise BackendError(f"populations with their own dt ({', '.join(slower)}) run on the numpy and numba "
                                "backends, not on cuda")
-        if self.values.active and self.backend_name == "cuda":
-            names = ", ".join(p.name for p in self.values.populations)
-            raise BackendError(f"value populations ({names}) run on the numpy and numba backends; the cuda backend "
-                               "runs spiking networks")
         plastic = [p.name for p in self.network.projections if p.plasticity is not None]
         if plastic and self.backend_name == "cuda":
             raise BackendError(f"plastic projections ({', '.join(plastic)}) learn on the numpy and numba backends; "
@@ -51,7 +47,7 @@ class Simulation:
         bar = self._progress_bar(n_steps) if progress else None
         try:
             self._handle_events()
-            self.values.start(network.step)
+            self._on_host(self.values.start)
             if checkpointer is not None:
                 checkpointer.start(network.step)
             while network.step < stop:
@@ -73,11 +69,11 @@ class Simulation:
                 self._handle_events()
                 if self.version != network._structure_version:
                     self._lower()
-                    self.values.start(network.step)
+                    self._on_host(self.values.start)
                     for monitor in self.lowered.state_monitors:
                         monitor.allocate(network.step, stop)
                 if network.step == boundary:
-                    self.values.update(network.step)
+                    self._on_host(self.values.update)
                 if checkpointer is not None and network.step in (checkpointer.next_step, stop):
                     self.runner.to_host()
                     checkpointer.write()
@@ -85,6 +81,18 @@ class Simulation:
             self.runner.to_host()
             if bar is not None:
                 bar.close()
+
+    def _on_host(self, value_stage_action) -> None:
+        """Run a value-stage action at the current step on the host arrays.
+
+        Value populations update on the host; a GPU backend hands the state, rings and pulse
+        schedules over and takes the changes back (the CPU backends share the arrays).
+        """
+        if not self.values.active:
+            return
+        self.runner.to_host()
+        value_stage_action(self.network.step)
+        self.runner.to_device()
 
     def _handle_events(self) -> None:
         due = self.network._events.pop_due(self.network.step)

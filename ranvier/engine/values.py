@@ -1,8 +1,9 @@
 """Value populations in a run: their updates, and the projections that carry values or counts.
 
 Spiking populations advance inside the compiled core; value populations (architecture
-principle 4) update here, once per window of their own ``dt``, with array code shared by every
-CPU backend, so a mixed network gives the same results on numpy and numba.
+principle 4) update here, on the host, once per window of their own ``dt``, with array code
+shared by every backend, so a mixed network gives the same results on numpy, numba and cuda
+(which copies the spiking state, rings and pulse schedules over at each update and back).
 
 Timing, for a value population with a window of ``m`` steps (``dt_pop = m dt``):
 

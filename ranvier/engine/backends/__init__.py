@@ -24,7 +24,8 @@ class Runner:
         """Bring state and ring buffers into the lowered host arrays (a GPU backend copies)."""
 
     def to_device(self) -> None:
-        """Take up changes made to the host state (by callbacks) before advancing again."""
+        """Take up changes made on the host (by callbacks and value populations) before advancing again:
+        spiking state, ring buffers and the pulses value populations scheduled."""
 
 
 _MODULES = {"numpy": "numpy_backend", "numba": "numba_backend", "cuda": "cuda_backend"}

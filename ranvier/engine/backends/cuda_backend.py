@@ -254,13 +254,21 @@ class CudaRunner(Runner):
 
     def to_host(self) -> None:
         for device in self.populations:
-            device.state.copy_to_host(device.host.state)
+            if not device.host.on_host:  # a value population's state lives on the host
+                device.state.copy_to_host(device.host.state)
             device.ring.copy_to_host(device.host.ring)
             device.source_next.copy_to_host(device.host.source_next)
 
     def to_device(self) -> None:
         for device in self.populations:
-            device.state.copy_to_device(device.host.state)
+            host = device.host
+            device.ring.copy_to_device(host.ring)
+            if host.on_host:
+                device.source_steps.copy_to_device(host.source_steps)
+                device.source_ids.copy_to_device(host.source_ids)
+                device.source_next.copy_to_device(host.source_next)
+            else:
+                device.state.copy_to_device(host.state)
 
     def _download(self, monitors) -> None:
         """Copy what the host collects after every stretch: spikes, event counts, samples."""
