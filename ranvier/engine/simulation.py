@@ -29,10 +29,6 @@ class Simulation:
         self.version = self.network._structure_version
         self.lowered = lower(self.network)
         self.values = ValueStage(self.network, self.lowered)
-        slower = [p.name for p in self.network.populations.values() if p.period > 1 and p.model.kind != "value"]
-        if slower and self.backend_name == "cuda":
-            raise BackendError(f"populations with their own dt ({', '.join(slower)}) run on the numpy and numba "
-                               "backends, not on cuda")
         plastic = [p.name for p in self.network.projections if p.plasticity is not None]
         if plastic and self.backend_name == "cuda":
             raise BackendError(f"plastic projections ({', '.join(plastic)}) learn on the numpy and numba backends; "

@@ -141,6 +141,21 @@ def _deliver(spike_ids, spike_steps, first, row_ptr, post_ids, weights, weight_s
 
 
 @cuda.jit
+def _gather_window(ring, k, period):
+    """The CPU backends' ``gather_window``: add the input of steps ``k - period + 1 .. k - 1`` into
+    step ``k``'s slot, in that order, and clear them; a thread per (receptor, neuron) entry."""
+    slots, receptors, n = ring.shape
+    for entry in range(cuda.grid(1), receptors * n, cuda.gridsize(1)):
+        receptor = entry // n
+        i = entry - receptor * n
+        total = ring[k % slots, receptor, i]
+        for back in range(period - 1, 0, -1):
+            total += ring[(k - back) % slots, receptor, i]
+            ring[(k - back) % slots, receptor, i] = 0.0
+        ring[k % slots, receptor, i] = total
+
+
+@cuda.jit
 def _sample(state, row, ids, values, sample):
     for column in range(cuda.grid(1), ids.shape[0], cuda.gridsize(1)):
         values[sample, column] = state[row, ids[column]]
@@ -243,6 +258,11 @@ class CudaRunner(Runner):
             _emit_scheduled[1, 1](device.source_steps, device.source_ids, device.source_next, k, device.spike_ids,
                                   device.spike_steps, device.spike_count)
             return
+        if host.period > 1:
+            # a population with its own dt updates once per window, on the window's summed input
+            if (k + 1) % host.period:
+                return
+            _gather_window[device.blocks, _THREADS](device.ring, k, host.period)
         slot = device.ring[k % host.ring.shape[0]]
         arriving = tuple(slot[r] for r in range(host.ring.shape[1]))
         device.update[device.blocks, _THREADS](device.state, device.consts, arriving, k, host.key, device.shared,
