@@ -1,11 +1,17 @@
 """STDP: the analytic pair window, exact trace decay, bounds, modulation, backend agreement and bad input."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import ranvier as rv
 from ranvier.engine.model import ValueModel
-from ranvier.errors import BackendError, PlasticityError
+from ranvier.errors import PlasticityError
 from ranvier.plasticity import STDP, freeze
 from ranvier.units import ms, mV
 
@@ -106,7 +112,7 @@ def test_modulator_scales_the_modulated_term_only():
     np.testing.assert_array_equal(silenced, 0.0)
 
 
-def _recurrent(backend, rule, modulated):
+def _recurrent(backend, rule, modulated, duration=0.25):
     net = rv.Network(dt=0.5 * ms, seed=11)
     drive = net.population(rv.neurons.PoissonSource(rate=100.0), n=60, name="drive")
     lif = rv.neurons.LIF(tau_m=20 * ms, v_rest=-65 * mV, v_th=-50 * mV, v_reset=-65 * mV, t_ref=2 * ms,
@@ -127,7 +133,7 @@ def _recurrent(backend, rule, modulated):
                             delay=1 * ms, plasticity=stdp)
     net.connect(cells, cells, rv.connect.Bernoulli(p=0.05), weight=-4 * mV, receptor="inh", delay=1 * ms)
     spikes = net.record(cells, "spikes")
-    net.run(0.25, backend=backend)
+    net.run(duration, backend=backend)
     return inputs.weights.copy(), recurrent.weights.copy(), spikes.steps, spikes.ids
 
 
@@ -189,11 +195,29 @@ def test_bad_input_raises_named_errors():
     assert isinstance(PlasticityError("x"), rv.ProjectionError)
 
 
-def test_cuda_backend_names_the_plastic_projection(monkeypatch):
-    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
-    net = rv.Network(dt=1 * ms, seed=6)
-    source = net.population(rv.neurons.PoissonSource(rate=10.0), n=5, name="src")
-    target = net.population(rv.neurons.LIF(tau_syn={"exc": 5 * ms}), n=5, name="dst")
-    net.connect(source, target, rv.connect.AllToAll(), weight=0.1 * mV, plasticity=STDP())
-    with pytest.raises(BackendError, match="src->dst:exc"):
-        net.run(0.01, backend="cuda")
+_ON_CUDA_SIMULATOR = """
+import json, sys
+import numpy as np
+sys.path.insert(0, TESTS)
+from test_plasticity import _recurrent
+
+same = {}
+for rule, modulated in (("additive", False), ("multiplicative", True)):
+    reference = _recurrent("numpy", rule, modulated, duration=0.08)
+    simulated = _recurrent("cuda", rule, modulated, duration=0.08)
+    same[rule] = [bool(np.array_equal(a, b)) for a, b in zip(reference, simulated)] + [
+        int(len(reference[2])), bool(not np.array_equal(reference[1], np.float32(3e-3)))]
+print(json.dumps(same))
+"""
+
+
+@pytest.mark.slow
+def test_cuda_learns_exactly_as_numpy_on_the_simulator():
+    """Input and recurrent weights, and spikes, after STDP (one run modulated by an astrocyte)."""
+    script = _ON_CUDA_SIMULATOR.replace("TESTS", repr(str(Path(__file__).parent)))
+    result = subprocess.run([sys.executable, "-c", script], env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"},
+                            capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rule, (inputs, recurrent, steps, ids, spikes, learned) in json.loads(result.stdout.splitlines()[-1]).items():
+        assert inputs and recurrent and steps and ids, rule
+        assert spikes > 20 and learned, rule

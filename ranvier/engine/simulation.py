@@ -29,10 +29,6 @@ class Simulation:
         self.version = self.network._structure_version
         self.lowered = lower(self.network)
         self.values = ValueStage(self.network, self.lowered)
-        plastic = [p.name for p in self.network.projections if p.plasticity is not None]
-        if plastic and self.backend_name == "cuda":
-            raise BackendError(f"plastic projections ({', '.join(plastic)}) learn on the numpy and numba backends; "
-                               "the cuda backend runs fixed weights")
         self.runner = backends.prepare(self.backend_name, self.lowered)
 
     def run(self, n_steps: int, progress: bool, checkpointer: Checkpointer | None = None) -> None:

@@ -11,14 +11,18 @@ so spikes are delivered in the reference order and results equal the numpy backe
 GPU, blocks run concurrently: inputs reaching one neuron in the same step are summed in a
 varying order, which can change float32 rounding and, in chaotic networks, spike times.
 
-State and ring buffers stay on the device for the whole run: they come to the host at the end
-of a run and around callbacks (which may read or change them). Each stretch copies back only
+State and ring buffers (and a plastic projection's weights and traces) stay on the device for
+the whole run: they come to the host at the end of a run, around callbacks (which may read or
+change them) and around value-population updates. Learning (STDP) runs the CPU backends'
+``apply_stdp`` on one GPU thread per plastic projection and chunk, which keeps its order of
+events, and the numpy backend's result, exactly. Each stretch copies back only
 what the host collects: the new spikes, synaptic-event counts and monitor samples.
 """
 
 from __future__ import annotations
 
 import math
+import types
 import warnings
 
 import numpy as np
@@ -140,6 +144,29 @@ def _deliver(spike_ids, spike_steps, first, row_ptr, post_ids, weights, weight_s
         cuda.atomic.add(ring, (slot, receptor, post_ids[synapse]), weights[synapse * weight_stride])
 
 
+def _device_version(kernel, helpers: tuple[str, ...]):
+    """A CPU backend's loop compiled as a device function, its calls to ``helpers`` (functions of
+    :mod:`.numba_kernels`) resolved to device versions of them: one definition for both targets."""
+    source = kernel.py_func
+    device_helpers = {name: cuda.jit(device=True)(getattr(numba_kernels, name).py_func) for name in helpers}
+    function = types.FunctionType(source.__code__, {**source.__globals__, **device_helpers}, source.__name__)
+    return cuda.jit(device=True)(function)
+
+
+_apply_stdp_device = _device_version(numba_kernels.apply_stdp, ("_decayed", "_bounded"))
+
+
+@cuda.jit
+def _apply_stdp(pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, post_first, post_last, row_ptr,
+                targets, weights, col_ptr, col_synapses, col_sources, pre_trace, pre_seen, post_trace, post_seen,
+                decay_plus, decay_minus, params, modulation):
+    """The CPU backends' ``apply_stdp`` on one GPU thread: the spikes of a chunk, in time order."""
+    if cuda.grid(1) == 0:
+        _apply_stdp_device(pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, post_first, post_last,
+                           row_ptr, targets, weights, col_ptr, col_synapses, col_sources, pre_trace, pre_seen,
+                           post_trace, post_seen, decay_plus, decay_minus, params, modulation)
+
+
 @cuda.jit
 def _gather_window(ring, k, period):
     """The CPU backends' ``gather_window``: add the input of steps ``k - period + 1 .. k - 1`` into
@@ -194,6 +221,28 @@ class _DeviceProjection:
         self.delay_stride = 1 if isinstance(delays, np.ndarray) else 0
 
 
+class _DevicePlasticity:
+    #: the arrays of ``LoweredPlasticity`` that learning changes: copied back with the state
+    LEARNED = ("pre_trace", "pre_seen", "post_trace", "post_seen")
+
+    def __init__(self, plastic, projection: _DeviceProjection):
+        self.host = plastic
+        self.projection = projection
+        for name in ("col_ptr", "col_synapses", "col_sources", "decay_plus", "decay_minus", "params", "modulation",
+                     *self.LEARNED):
+            setattr(self, name, cuda.to_device(getattr(plastic, name)))
+
+    def to_host(self) -> None:
+        for name in self.LEARNED:
+            getattr(self, name).copy_to_host(getattr(self.host, name))
+        self.projection.weights.copy_to_host(self.projection.host.weights)
+
+    def to_device(self) -> None:
+        for name in self.LEARNED:
+            getattr(self, name).copy_to_device(getattr(self.host, name))
+        self.projection.weights.copy_to_device(self.projection.host.weights)
+
+
 class CudaRunner(Runner):
     """Advances a lowered network on the GPU (or the CUDA simulator)."""
 
@@ -201,6 +250,7 @@ class CudaRunner(Runner):
         self.lowered = lowered
         self.populations = [_DevicePopulation(p) for p in lowered.populations]
         self.projections = [_DeviceProjection(p) for p in lowered.projections]
+        self.plastic = [_DevicePlasticity(p, self.projections[p.projection]) for p in lowered.plastic]
         self.events = cuda.to_device(np.zeros(len(lowered.projections), dtype=np.int64))
         self.status = cuda.to_device(np.zeros(3, dtype=np.int64))
         self.overflow = cuda.to_device(np.zeros(1, dtype=np.int64))
@@ -211,6 +261,8 @@ class CudaRunner(Runner):
         lowered.status[0] = STATUS_OK
         for device in self.populations:  # the host emptied the spike buffers after the last stretch
             device.spike_count.copy_to_device(device.host.spike_count)
+        for plastic in self.plastic:  # the host refreshed the modulators' factors
+            plastic.modulation.copy_to_device(plastic.host.modulation)
         monitors = [(m, ids, cuda.to_device(m.values))
                     for m, ids in zip(lowered.state_monitors, self.monitor_ids, strict=True)]
         counts = [int(p.spike_count[0]) for p in lowered.populations]
@@ -248,6 +300,15 @@ class CudaRunner(Runner):
                         source.spike_ids, source.spike_steps, first[pre], projection.row_ptr, projection.post_ids,
                         projection.weights, projection.host.weight_stride, projection.delays,
                         projection.delay_stride, target.ring, projection.host.receptor, self.events, j)
+            for plastic in self.plastic:  # after delivery: a spike carries its synapse's weight of the chunk start
+                pre, post = self.populations[plastic.host.pre], self.populations[plastic.host.post]
+                learned = plastic.projection
+                _apply_stdp[1, 1](pre.spike_ids, pre.spike_steps, first[plastic.host.pre], counts[plastic.host.pre],
+                                  post.spike_ids, post.spike_steps, first[plastic.host.post],
+                                  counts[plastic.host.post], learned.row_ptr, learned.post_ids, learned.weights,
+                                  plastic.col_ptr, plastic.col_synapses, plastic.col_sources, plastic.pre_trace,
+                                  plastic.pre_seen, plastic.post_trace, plastic.post_seen, plastic.decay_plus,
+                                  plastic.decay_minus, plastic.params, plastic.modulation)
             step += length
         self._download(monitors)
         return step if lowered.status[0] == STATUS_OK else int(lowered.status[2])
@@ -278,6 +339,8 @@ class CudaRunner(Runner):
                 device.state.copy_to_host(device.host.state)
             device.ring.copy_to_host(device.host.ring)
             device.source_next.copy_to_host(device.host.source_next)
+        for plastic in self.plastic:
+            plastic.to_host()
 
     def to_device(self) -> None:
         for device in self.populations:
@@ -289,6 +352,8 @@ class CudaRunner(Runner):
                 device.source_next.copy_to_device(host.source_next)
             else:
                 device.state.copy_to_device(host.state)
+        for plastic in self.plastic:
+            plastic.to_device()
 
     def _download(self, monitors) -> None:
         """Copy what the host collects after every stretch: spikes, event counts, samples."""
