@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from harness import cpu_name
 
 import ranvier
 import ranvier.hardware as hw
@@ -168,15 +169,6 @@ def truenorth(args) -> dict:
             "assumed": {"rate_Hz": args.truenorth_rate, "active_synapses_per_neuron": fan_out}}
 
 
-def cpu_name() -> str:
-    """The processor's model name (from /proc/cpuinfo on Linux), else the machine type."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def markdown(result: dict, args) -> str:

@@ -25,6 +25,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from harness import cpu_name
 
 import ranvier as rv
 
@@ -62,14 +63,6 @@ def parallel(points: list[dict], client) -> tuple[float, float]:
     return elapsed, float(np.mean(results.column("cpu_s")))
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _section(record: dict) -> str:
@@ -150,7 +143,7 @@ def main() -> None:
         "efficiency": statistics.median(efficiencies), "efficiencies": efficiencies,
         "serial_runs": serial_times, "sweep_runs": sweep_times,
         "serial_cpu_s": statistics.median(serial_cpu), "sweep_cpu_s": statistics.median(sweep_cpu),
-        "cpu": _cpu(), "cores": os.cpu_count(), "load": load, "python": platform.python_version(),
+        "cpu": cpu_name(), "cores": os.cpu_count(), "load": load, "python": platform.python_version(),
         **{name: metadata.version(name) for name in ("ranvier", "numba", "dask", "distributed")},
     }
     print(json.dumps(record))
