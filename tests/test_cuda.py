@@ -5,10 +5,6 @@ slow; each runs in a subprocess because NUMBA_ENABLE_CUDASIM must be set before 
 is imported.
 """
 
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -35,31 +31,27 @@ print(json.dumps({"same_spikes": reference[0] == compiled[0], "same_events": ref
 """
 
 
-def _compare_on_simulator(build: str, duration: float, trace: bool = True) -> dict:
-    script = _COMPARE.replace("BUILD", build).replace("DURATION", repr(duration)).replace("TRACE", repr(trace))
-    environment = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
-                            timeout=1200)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def _comparison(build: str, duration: float, trace: bool = True) -> str:
+    """The script that runs ``build`` on numpy and on cuda and compares them."""
+    return _COMPARE.replace("BUILD", build).replace("DURATION", repr(duration)).replace("TRACE", repr(trace))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("delay", ["0.1 * ms", "rv.init.Uniform(0.1 * ms, 2 * ms)"])
-def test_cuba_with_delays_matches_numpy_on_the_simulator(delay):
-    result = _compare_on_simulator(f"rv.networks.cuba(n=300, seed=7, delay={delay})", 0.03)
+def test_cuba_with_delays_matches_numpy_on_the_simulator(delay, on_cuda_simulator):
+    result = on_cuda_simulator(_comparison(f"rv.networks.cuba(n=300, seed=7, delay={delay})", 0.03))
     assert result["spikes"] > 10 and result["events"] > 100
     assert result["same_spikes"] and result["same_events"] and result["same_trace"]
 
 
 @pytest.mark.slow
-def test_poisson_and_spike_sources_match_numpy_on_the_simulator():
+def test_poisson_and_spike_sources_match_numpy_on_the_simulator(on_cuda_simulator):
     build = ("(lambda net: (net.connect(net.population(rv.neurons.PoissonSource(rate=3000.0), 12, name='drive'), "
              "net.population(rv.neurons.LIF(v_th=-64.5e-3, tau_syn={'d': 0.0}), 12, name='cells'), "
              "rv.connect.FixedInDegree(3), weight=0.3e-3, delay=0.4e-3), "
              "net.connect(net.population(rv.neurons.SpikeSource([1e-3, 2e-3, 2e-3], [0, 1, 1]), name='times'), "
              "net['cells'], rv.connect.AllToAll(), weight=1e-3, delay=0.2e-3), net)[-1])(rv.Network(seed=4))")
-    result = _compare_on_simulator(build, 0.01, trace=False)
+    result = on_cuda_simulator(_comparison(build, 0.01, trace=False))
     assert result["spikes"] > 50
     assert result["same_spikes"] and result["same_events"]
 
@@ -77,10 +69,10 @@ def test_cuda_without_gpu_or_simulator_is_a_clear_error():
 
 
 @pytest.mark.slow
-def test_callbacks_see_and_change_device_state_on_the_simulator():
+def test_callbacks_see_and_change_device_state_on_the_simulator(on_cuda_simulator):
     build = ("(lambda net: (net.at(3e-3, lambda n: [n[p].set('v', n[p].get('v') - 5e-3) for p in ('exc', 'inh')]), "
              "net)[-1])(rv.networks.cuba(n=300, seed=2))")
-    result = _compare_on_simulator(build, 0.03)
+    result = on_cuda_simulator(_comparison(build, 0.03))
     assert result["spikes"] > 0
     # the v traces include the callback's 5 mV step, so equal traces mean it reached the device
     assert result["same_spikes"] and result["same_trace"]

@@ -1,11 +1,5 @@
 """STDP: the analytic pair window, exact trace decay, bounds, modulation, backend agreement and bad input."""
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -212,12 +206,8 @@ print(json.dumps(same))
 
 
 @pytest.mark.slow
-def test_cuda_learns_exactly_as_numpy_on_the_simulator():
+def test_cuda_learns_exactly_as_numpy_on_the_simulator(on_cuda_simulator):
     """Input and recurrent weights, and spikes, after STDP (one run modulated by an astrocyte)."""
-    script = _ON_CUDA_SIMULATOR.replace("TESTS", repr(str(Path(__file__).parent)))
-    result = subprocess.run([sys.executable, "-c", script], env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"},
-                            capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, result.stderr[-3000:]
-    for rule, (inputs, recurrent, steps, ids, spikes, learned) in json.loads(result.stdout.splitlines()[-1]).items():
+    for rule, (inputs, recurrent, steps, ids, spikes, learned) in on_cuda_simulator(_ON_CUDA_SIMULATOR).items():
         assert inputs and recurrent and steps and ids, rule
         assert spikes > 20 and learned, rule

@@ -1,11 +1,5 @@
 """Value populations: graded projections, spike counts over windows, held values, multi-rate updates."""
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -221,14 +215,9 @@ print(json.dumps({
 
 
 @pytest.fixture(scope="module")
-def cuda_simulator_runs():
-    """The mixed and the own-dt networks on numpy and on numba's CUDA simulator (in a subprocess,
-    since the simulator must be chosen before numba.cuda is imported)."""
-    script = _ON_CUDA_SIMULATOR.replace("TESTS", repr(str(Path(__file__).parent)))
-    result = subprocess.run([sys.executable, "-c", script], env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"},
-                            capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def cuda_simulator_runs(on_cuda_simulator):
+    """The mixed and the own-dt networks on numpy and on numba's CUDA simulator."""
+    return on_cuda_simulator(_ON_CUDA_SIMULATOR)
 
 
 @pytest.mark.slow
