@@ -14,8 +14,22 @@ def _spikes(build, backend, duration):
     return {name: (m.steps, m.ids) for name, m in monitors.items()}, net
 
 
+def _ring_of_populations(count: int = 6) -> rv.Network:
+    """Populations in a ring, each driven by a Poisson source and driving the next: more projections
+    than the numba backend passes as tuples, so its delivery loop reads typed lists."""
+    net = rv.Network(seed=14)
+    drive = net.population(rv.neurons.PoissonSource(rate=400.0), n=40, name="drive")
+    cells = [net.population(rv.neurons.LIF(), n=40, name=f"p{i}") for i in range(count)]
+    for i, population in enumerate(cells):
+        net.connect(drive, population, rv.connect.Bernoulli(0.3), weight=4e-3, delay=0.5 * ms, receptor="exc")
+        net.connect(population, cells[(i + 1) % count], rv.connect.Bernoulli(0.2), weight=2e-3, delay=1 * ms,
+                    receptor="exc")
+    return net
+
+
 NETWORKS = {
     "cuba": lambda: rv.networks.cuba(n=800, seed=11),
+    "twelve-projections": _ring_of_populations,
     "cuba-heterogeneous-delays": lambda: rv.networks.cuba(n=800, seed=12, delay=rv.init.Uniform(0.1 * ms, 3 * ms)),
     "brunel-ai": lambda: rv.networks.brunel(n=1000, g=5.0, eta=2.0, seed=13),
 }

@@ -7,6 +7,8 @@ on its own rather than as part of one large function.
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 from numba import njit
 
@@ -138,14 +140,14 @@ def deliver_per_synapse(spike_ids, spike_steps, first, last, row_ptr, post_ids, 
     return events
 
 
-@njit(**KERNEL)
-def deliver_all(first, last, spike_ids, spike_steps, rings, pre, post, receptor, row_ptr, post_ids, weights,
-                weight_stride, delays, per_synapse_delays, events):
+def _deliver_all(first, last, spike_ids, spike_steps, rings, pre, post, receptor, row_ptr, post_ids, weights,
+                 weight_stride, delays, per_synapse_delays, events):
     """Deliver spikes ``first[p] .. last[p] - 1`` of each population p, projection by projection.
 
-    One loop over tuples or typed lists of the projections' arrays, so a network's number of
-    projections does not grow its generated kernel. Projections from
-    a population that did not spike are skipped before any list is touched.
+    One loop over tuples (:func:`deliver_all`) or typed lists (:func:`deliver_all_listed`) of the
+    projections' arrays, so a network's number of projections does not grow its generated
+    kernel. Projections from a population that did not spike are skipped before any list is
+    touched.
     """
     for j in range(pre.shape[0]):
         source = pre[j]
@@ -159,6 +161,20 @@ def deliver_all(first, last, spike_ids, spike_steps, rings, pre, post, receptor,
             events[j] += deliver(spike_ids[source], spike_steps[source], first[source], last[source],
                                  row_ptr[j], post_ids[j], weights[j], weight_stride[j], delays[j][0],
                                  rings[post[j]], receptor[j])
+
+
+def _renamed(function, name: str):
+    """A copy of ``function`` called ``name``: numba caches compiled code under a function's name."""
+    copy = types.FunctionType(function.__code__, function.__globals__, name, function.__defaults__,
+                              function.__closure__)
+    copy.__qualname__ = name
+    copy.__doc__ = function.__doc__
+    return copy
+
+
+deliver_all = njit(**KERNEL)(_renamed(_deliver_all, "deliver_all"))
+#: the same loop over typed lists, whose items numba hands out with reference counting
+deliver_all_listed = njit(cache=True, nogil=True)(_renamed(_deliver_all, "deliver_all_listed"))
 
 
 @njit(**KERNEL)
