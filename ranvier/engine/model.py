@@ -36,7 +36,9 @@ step, which costs a pass over memory.
 
 Rules that keep backends bit-identical: take every float constant from ``consts`` (a float
 literal is float64 in numba but adopts float32 in numpy), and write branches with
-:func:`select`, never ``if`` on a state value.
+:func:`select`, never ``if`` on a state value. A step allocates nothing (no new arrays): the
+numba backend compiles it without numba's runtime, whose reference counting would cost more
+than a small population's update.
 """
 
 from __future__ import annotations
