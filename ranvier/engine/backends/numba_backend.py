@@ -88,14 +88,9 @@ def _write_variant(w: _Writer, alias: str, shared: bool, parallel: bool, recepto
     w(f"@njit(cache=True, nogil=True{', parallel=True' if parallel else ', _nrt=False'})")
     w(f"def _update{name}(state, consts, arriving, k, key, flags):")
     with w.indent():
-        w("flagged = 0")
         w(f"for i in {'prange' if parallel else 'range'}(state.shape[1]):")
         with w.indent():
             w(f"spikes = {alias}(state, consts, arriving, i, {'0' if shared else 'i'}, k, key)")
-            if not parallel:
-                # how many neurons to look for tells collect_spikes when to stop scanning (a
-                # reduction over threads would need numba's runtime: those scan everything)
-                w("flagged += spikes != 0")
             # Writes only where something changed: most neurons neither spike nor receive input
             # in a step, and a cache line never written is never written back. collect_spikes
             # zeroes the flags it reads; the input of step k is consumed, so it is cleared here
@@ -107,7 +102,6 @@ def _write_variant(w: _Writer, alias: str, shared: bool, parallel: bool, recepto
                 w(f"if arriving[{receptor}][i] != 0.0:")
                 with w.indent():
                     w(f"arriving[{receptor}][i] = 0.0")
-        w(f"return {'state.shape[1]' if parallel else 'flagged'}")
     w()
     w()
     w("@njit(cache=True, nogil=True, _nrt=False)")
@@ -115,8 +109,8 @@ def _write_variant(w: _Writer, alias: str, shared: bool, parallel: bool, recepto
     with w.indent():
         w("slot = ring[k % ring.shape[0]]")
         slots = "".join(f"slot[{r}], " for r in range(receptors))
-        w(f"flagged = _update{name}(state, consts, ({slots}), k, key, flags)")
-        w("count = collect_spikes(flags, flags.view(np.uint64), flagged, k, spike_ids, spike_steps, spike_count[0])")
+        w(f"_update{name}(state, consts, ({slots}), k, key, flags)")
+        w("count = collect_spikes(flags, flags.view(np.uint64), k, spike_ids, spike_steps, spike_count[0])")
         w("if count < 0:")
         with w.indent():
             w("return count")
