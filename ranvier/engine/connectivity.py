@@ -3,7 +3,8 @@
 Every rule builds its synapses directly in compressed sparse row form sorted by source neuron:
 ``row_ptr`` (int64, ``n_pre + 1``) and ``post_ids`` (int32), so that synapse ``s`` of source
 ``i`` is ``row_ptr[i] <= s < row_ptr[i + 1]``. Nothing is held twice: a projection keeps these
-arrays and the backends deliver spikes from them directly.
+arrays and the backends deliver spikes from them directly. An all-to-all projection with one
+weight and one delay keeps none: its synapses are implicit (see :class:`AllToAll`).
 """
 
 from __future__ import annotations
@@ -59,20 +60,32 @@ def _row_ptr_from_counts(counts: np.ndarray) -> np.ndarray:
     return row_ptr
 
 
+def all_to_all_synapses(n_pre: int, width: int, autapses: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``row_ptr`` and ``post_ids`` of every source ``j`` to every target ``0 .. width - 1``.
+
+    Without autapses (``width == n_pre``, one population) source ``j`` skips target ``j``: its
+    targets are ``t + (t >= j)`` for ``t = 0 .. width - 2``, in ascending order.
+    """
+    degree = width if autapses else width - 1
+    targets = np.arange(degree, dtype=np.int32)
+    post_ids = np.tile(targets, n_pre)
+    if not autapses:
+        post_ids.reshape(n_pre, degree)[...] += targets >= np.arange(n_pre, dtype=np.int32)[:, None]
+    return np.arange(n_pre + 1, dtype=np.int64) * degree, post_ids
+
+
 @dataclass(frozen=True)
 class AllToAll(Rule):
-    """Every source connects to every target (``autapses=False`` drops i -> i)."""
+    """Every source connects to every target (``autapses=False`` drops i -> i).
+
+    With one weight and one delay and no plasticity, ``Network.connect`` keeps these synapses
+    implicit (``Projection.all_to_all``): nothing is stored per synapse.
+    """
 
     autapses: bool = True
 
     def build(self, n_pre, n_post, rng, same, name):
-        post = np.tile(np.arange(n_post, dtype=np.int32), n_pre)
-        counts = np.full(n_pre, n_post, dtype=np.int64)
-        if same and not self.autapses:
-            keep = post != np.repeat(np.arange(n_pre, dtype=np.int32), n_post)
-            post = post[keep]
-            counts -= 1
-        return Synapses(_row_ptr_from_counts(counts), post)
+        return Synapses(*all_to_all_synapses(n_pre, n_post, self.autapses or not same))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ buffer per target population, spike buffers, monitor buffers and counters.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,17 +58,25 @@ class LoweredPopulation:
 
 @dataclass
 class LoweredProjection:
-    """One projection: CSR synapses, and where its spikes land."""
+    """One projection: CSR synapses, and where its spikes land.
+
+    An implicit all-to-all projection (``all_to_all``) has no ``row_ptr`` / ``post_ids``: each
+    spike of source ``j`` reaches targets ``0 .. width - 1`` in order, skipping ``j`` unless
+    ``autapses``, with the one weight ``weights[0]`` and the one delay ``delay_steps``.
+    """
 
     name: str
     pre: int
     post: int
     receptor: int
-    row_ptr: np.ndarray
-    post_ids: np.ndarray
+    row_ptr: np.ndarray | None
+    post_ids: np.ndarray | None
     weights: np.ndarray
     weight_stride: int
     delay_steps: int | np.ndarray
+    all_to_all: bool = False
+    width: int = 0
+    autapses: bool = True
 
     @property
     def per_synapse_delays(self) -> bool:
@@ -123,6 +132,8 @@ class LoweredStateMonitor:
     row: int
     ids: np.ndarray
     every: int
+    #: sampled at the population's updates ``k`` (an elementwise value population), as the sample after step ``k - 1``
+    at_updates: bool = False
     values: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     count: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
@@ -133,6 +144,119 @@ class LoweredStateMonitor:
         self.values = np.zeros((samples, len(self.ids)), dtype=np.float32)
         self.steps = np.zeros(samples, dtype=np.int64)
         self.count[0] = 0
+
+
+class Operator(enum.IntEnum):
+    """How a value projection computes ``y = W x`` from its source's published output."""
+
+    #: one weight between every source and every target: ``y_i = w sum_j x_j`` (minus ``w x_i``
+    #: without autapses), O(n) work and O(1) memory
+    ALL_TO_ALL = 0
+    #: compressed sparse rows by target: ``y_i = sum_e values[e] x[columns[e]]`` over row ``i``
+    SPARSE = 1
+
+
+class Consumer(enum.IntEnum):
+    """What receives a value projection's ``y``."""
+
+    #: the input rows of a value population, at its update
+    INPUTS = 0
+    #: a spiking population's receptor, in every step of the source's window (held)
+    HOLD = 1
+    #: a state variable of a spiking population, written at the source's update
+    SET = 2
+
+
+@dataclass
+class LoweredValueMap:
+    """A value or set projection as an operator ``y = W x`` (float64).
+
+    Sums run left to right over the sources (all-to-all) or over a row's entries, which are in
+    the order of the projection's synapses: every backend adds in the same order, so their
+    results agree to the bit. ``destination`` is the first input row (``INPUTS``), the
+    receptor (``HOLD``) or the state row (``SET``) of ``post``; ``scratch`` holds ``y``.
+    ``compiled``: the backend applies it (into an elementwise value population's inputs, or a
+    hold or set from one); otherwise the host value stage does.
+    """
+
+    name: str
+    pre: int
+    post: int
+    consumer: Consumer
+    destination: int
+    channels: int
+    synapses: int
+    operator: Operator
+    weight: float
+    autapses: bool
+    row_ptr: np.ndarray
+    columns: np.ndarray
+    values: np.ndarray
+    targets: np.ndarray
+    scratch: np.ndarray
+    compiled: bool
+
+
+@dataclass
+class LoweredCount:
+    """Spikes counted into an elementwise value population's windows (a "count" projection).
+
+    A spike of source ``j`` sent in step ``s`` with delay ``d`` adds ``float64(w)`` to
+    ``pending[((s + d) // period) % windows, target]``; the update ending window ``m`` adds
+    row ``m % windows`` to input row ``row`` and clears it.
+    """
+
+    name: str
+    pre: int
+    post: int
+    row: int
+    row_ptr: np.ndarray
+    post_ids: np.ndarray
+    weights: np.ndarray
+    weight_stride: int
+    delay_steps: np.ndarray
+    per_synapse_delays: bool
+    all_to_all: bool
+    autapses: bool
+    pending: np.ndarray
+    period: int
+    #: delivered by the backend at the end of each chunk (into an elementwise population), else
+    #: by the host value stage after each stretch
+    compiled: bool
+
+
+@dataclass
+class LoweredValuePopulation:
+    """An elementwise value population (a model-language ``step``), updated by the backend.
+
+    It updates at the steps ``k`` that are multiples of ``period``, over the window
+    ``[k - period, k)``: ``inputs`` (float64, one row per port channel) gathers its value maps
+    and counts in declaration order (``sources``: ``("map", index)`` / ``("count", index)``),
+    then ``step`` runs for every unit, then ``finish``; the output rows go to ``published``
+    (``previous`` keeps the output before the update, for host populations that read it at
+    the same step). ``population`` indexes ``LoweredNetwork.populations``, whose pulse
+    schedule receives its pulses.
+    """
+
+    population: int
+    name: str
+    n: int
+    period: int
+    step_function: object
+    finish_function: object
+    state: np.ndarray
+    consts: np.ndarray
+    key: np.uint64
+    inputs: np.ndarray
+    published: np.ndarray
+    previous: np.ndarray | None
+    output_rows: np.ndarray
+    pulses: bool
+    sources: list[tuple[str, int]]
+    #: indices of the value maps this population's output feeds at its update (holds and sets)
+    feeds: list[int]
+    #: ``(plastic index, row)`` of the modulation rows its output sets
+    modulates: list[tuple[int, int]]
 
 
 @dataclass
@@ -147,6 +271,16 @@ class LoweredNetwork:
     synaptic_events: np.ndarray
     status: np.ndarray
     plastic: list[LoweredPlasticity] = field(default_factory=list)
+    values: list[LoweredValuePopulation] = field(default_factory=list)
+    value_maps: list[LoweredValueMap] = field(default_factory=list)
+    counts: list[LoweredCount] = field(default_factory=list)
+    count_events: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: population index -> published output (float64 ``(channels, n)``) of every value population
+    published: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def next_value_boundary(self, step: int) -> int | None:
+        """The first step after ``step`` at which an elementwise value population updates."""
+        return min((step // v.period + 1) * v.period for v in self.values) if self.values else None
 
 
 def _ring_slots(network: Network, population: Population) -> int:
@@ -207,30 +341,156 @@ def lower(network: Network) -> LoweredNetwork:
         populations.append(lowered)
     spiking = [p for p in network.projections if p.kind == "spike"]
     projections = [_lower_projection(p) for p in spiking]
-    chunk = min((p.min_delay_steps for p in spiking), default=_FREE_CHUNK)
+    counted = [p for p in network.projections if p.kind == "count"]
+    # counts into elementwise populations are delivered at the end of each chunk, like spikes
+    delivered = spiking + [p for p in counted if is_elementwise(p.post)]
+    chunk = min((p.min_delay_steps for p in delivered), default=_FREE_CHUNK)
     for lowered in populations:
         capacity = max(_MIN_SPIKE_CAPACITY, 4 * lowered.spike_bound * chunk)
         lowered.spike_ids = np.zeros(capacity, dtype=np.int32)
         lowered.spike_steps = np.zeros(capacity, dtype=np.int64)
-    monitors = [LoweredStateMonitor(m.population.index, row, m.ids, m.every_steps)
+    monitors = [LoweredStateMonitor(m.population.index, row, m.ids, m.every_steps,
+                                    at_updates=is_elementwise(m.population))
                 for m in compiled_monitors(network) for row in m.rows]
     plastic = [_lower_plasticity(p, j, dt) for j, p in enumerate(spiking) if p.plasticity is not None]
+    value_maps = [_lower_value_map(p) for p in network.projections if p.kind in ("value", "set")]
+    counts = [_lower_count(p) for p in counted]
+    values = [_lower_value_population(network, p, value_maps, counts, plastic, populations[p.index].key)
+              for p in network.populations.values() if is_elementwise(p)]
     return LoweredNetwork(dt, chunk, populations, projections, monitors,
                           synaptic_events=np.zeros(len(projections), dtype=np.int64),
-                          status=np.zeros(3, dtype=np.int64), plastic=plastic)
+                          status=np.zeros(3, dtype=np.int64), plastic=plastic, values=values,
+                          value_maps=value_maps, counts=counts, count_events=np.zeros(len(counts), dtype=np.int64),
+                          published={p.index: published_output(p) for p in network.populations.values()
+                                     if p.model.kind == "value"})
+
+
+def is_elementwise(population: Population) -> bool:
+    """Whether ``population`` is a value population the backends update (a model-language step)."""
+    return population.model.kind == "value" and population.model.elementwise
 
 
 def compiled_monitors(network: Network) -> list:
-    """The state monitors the compiled core samples; value populations' are sampled at their updates."""
-    return [m for m in network.state_monitors if m.population.model.kind != "value"]
+    """The state monitors the backend samples: all but those of host value populations.
+
+    An elementwise value population's are sampled at its updates (:attr:`LoweredStateMonitor.at_updates`).
+    """
+    return [m for m in network.state_monitors if m.population.model.kind != "value" or is_elementwise(m.population)]
+
+
+def published_output(population: Population) -> np.ndarray:
+    """The array holding ``population``'s published output (float64 ``(channels, n)``), made once."""
+    shape = (population.model.channels, population.n)
+    if population._published is None or population._published.shape != shape:
+        population._published = np.zeros(shape, dtype=np.float64)
+    return population._published
+
+
+def _lower_value_map(projection: Projection) -> LoweredValueMap:
+    post, pre = projection.post, projection.pre
+    consumer = (Consumer.SET if projection.kind == "set" else
+                Consumer.INPUTS if post.model.kind == "value" else Consumer.HOLD)
+    if consumer is Consumer.INPUTS:
+        destination = _input_row(post.model, post.n, projection.receptor)
+    elif consumer is Consumer.HOLD:
+        destination = projection.receptor_index
+    else:
+        destination = post.model.state_names.index(projection.receptor)
+    width = projection.width
+    empty_index = np.zeros(0, dtype=np.int64)
+    if projection.all_to_all:
+        operator, row_ptr, columns, values = Operator.ALL_TO_ALL, empty_index, empty_index.astype(np.int32), \
+            np.zeros(0)
+        targets = np.arange(width, dtype=np.int64)
+    else:
+        operator = Operator.SPARSE
+        post_ids = projection._post_ids
+        order = np.argsort(post_ids, kind="stable")
+        row_ptr = np.zeros(width + 1, dtype=np.int64)
+        np.cumsum(np.bincount(post_ids, minlength=width), out=row_ptr[1:])
+        columns = projection.pre_ids[order].astype(np.int32)
+        values = np.asarray(projection.weights, dtype=np.float64)[order]
+        targets = np.flatnonzero(np.diff(row_ptr))
+    return LoweredValueMap(
+        name=projection.name, pre=pre.index, post=post.index, consumer=consumer, destination=destination,
+        channels=pre.model.channels if consumer is Consumer.INPUTS else 1, synapses=len(projection),
+        operator=operator, weight=float(projection._weights[0]), autapses=projection.autapses, row_ptr=row_ptr,
+        columns=columns, values=values, targets=targets, scratch=np.zeros((1, width)),
+        compiled=is_elementwise(post) if consumer is Consumer.INPUTS else is_elementwise(pre),
+    )
+
+
+def _input_row(model, n: int, port: str) -> int:
+    """The first input row of ``port`` (the ports in order, each taking one row per channel)."""
+    row = 0
+    for name, (_, channels) in model.ports(n).items():
+        if name == port:
+            return row
+        row += channels
+    raise KeyError(port)
+
+
+def count_windows(projection: Projection) -> int:
+    """Windows of pending counts a count projection keeps: its longest delay, plus the current one."""
+    return -(-projection.max_delay_steps // projection.post.period) + 2
+
+
+def _lower_count(projection: Projection) -> LoweredCount:
+    post = projection.post
+    width = projection.width
+    if projection._pending is None or projection._pending.shape != (count_windows(projection), width):
+        projection._pending = np.zeros((count_windows(projection), width), dtype=np.float64)
+    per_synapse = isinstance(projection.delay_steps, np.ndarray)
+    empty_index = np.zeros(0, dtype=np.int64)
+    return LoweredCount(
+        name=projection.name, pre=projection.pre.index, post=post.index,
+        row=_input_row(post.model, post.n, projection.receptor),
+        row_ptr=empty_index if projection.all_to_all else projection.row_ptr,
+        post_ids=empty_index.astype(np.int32) if projection.all_to_all else projection._post_ids,
+        weights=projection._weights, weight_stride=projection.weight_stride,
+        delay_steps=projection.delay_steps if per_synapse else np.array([projection.delay_steps], dtype=np.uint16),
+        per_synapse_delays=per_synapse, all_to_all=projection.all_to_all, autapses=projection.autapses,
+        pending=projection._pending, period=post.period, compiled=is_elementwise(post),
+    )
+
+
+def _lower_value_population(network: Network, population: Population, value_maps: list[LoweredValueMap],
+                            counts: list[LoweredCount], plastic: list[LoweredPlasticity],
+                            key: np.uint64) -> LoweredValuePopulation:
+    model = population.model
+    sources: list[tuple[str, int]] = []
+    maps_in = iter(j for j, m in enumerate(value_maps) if m.post == population.index and m.consumer is Consumer.INPUTS)
+    counts_in = iter(j for j, c in enumerate(counts) if c.post == population.index)
+    for projection in network.projections:
+        if projection.post is population:
+            sources.append(("count", next(counts_in)) if projection.kind == "count" else ("map", next(maps_in)))
+    feeds = [j for j, m in enumerate(value_maps) if m.pre == population.index and m.consumer is not Consumer.INPUTS]
+    by_index = list(network.populations.values())
+    read_by_host = any(m.pre == population.index and m.consumer is Consumer.INPUTS
+                       and not is_elementwise(by_index[m.post]) for m in value_maps)
+    modulates = [(q, row) for q, lowered in enumerate(plastic) if lowered.modulator is population
+                 for row, modulated in enumerate(lowered.modulated) if modulated]
+    published = published_output(population)
+    rows = sum(channels for _, channels in model.ports(population.n).values())
+    return LoweredValuePopulation(
+        population=population.index, name=population.name, n=population.n, period=population.period,
+        step_function=model.step, finish_function=model.finish, state=population.state,
+        consts=_shared_column(np.ascontiguousarray(model.constants(population.params, population.dt),
+                                                   dtype=np.float64)),
+        key=key, inputs=np.zeros((rows, population.n)), published=published,
+        previous=np.zeros_like(published) if read_by_host else None,
+        output_rows=np.array(model.output_rows, dtype=np.int64), pulses=model.pulses, sources=sources,
+        feeds=feeds, modulates=modulates,
+    )
 
 
 def _lower_projection(projection: Projection) -> LoweredProjection:
     return LoweredProjection(
         name=projection.name, pre=projection.pre.index, post=projection.post.index,
-        receptor=projection.receptor_index, row_ptr=projection.row_ptr,
-        post_ids=projection._post_ids, weights=projection._weights, weight_stride=projection.weight_stride,
-        delay_steps=projection.delay_steps,
+        receptor=projection.receptor_index, row_ptr=None if projection.all_to_all else projection.row_ptr,
+        post_ids=projection._post_ids, weights=projection._weights,
+        weight_stride=projection.weight_stride, delay_steps=projection.delay_steps,
+        all_to_all=projection.all_to_all, width=projection.width, autapses=projection.autapses,
     )
 
 

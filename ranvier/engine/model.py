@@ -128,6 +128,70 @@ def _any_true_scalar(condition):
 _scalar_implementation(any_true, _any_true_scalar)
 
 
+def row_sum(array, row):
+    """``sum_i array[row, i]`` in float64, added left to right (the same order on every backend).
+
+    A reduction over the whole population (an order parameter, a mean field); a model calls it
+    from its ``finish`` function, not from its per-unit step.
+    """
+    return np.cumsum(array[row], dtype=np.float64)[-1]
+
+
+def _row_sum_scalar(array, row):
+    total = 0.0
+    for i in range(array.shape[1]):
+        total += np.float64(array[row, i])
+    return total
+
+
+_scalar_implementation(row_sum, _row_sum_scalar)
+
+
+def fill_row(array, row, value):
+    """Set every entry of ``array[row]`` to ``value`` (a population variable, kept in every column)."""
+    array[row] = value
+
+
+def _fill_row_scalar(array, row, value):
+    for i in range(array.shape[1]):
+        array[row, i] = value
+
+
+_scalar_implementation(fill_row, _fill_row_scalar)
+
+
+# Cody-Waite reduction by pi/2 (pi/2 split into a 33-bit head and its tail) and the minimax
+# polynomials of fdlibm's __kernel_sin / __kernel_cos (Sun Microsystems, 1993) on [-pi/4, pi/4].
+_TWO_OVER_PI = 6.36619772367581382433e-01
+_PI_OVER_2_HEAD = 1.57079632673412561417e+00
+_PI_OVER_2_TAIL = 6.07710050650619224932e-11
+_SIN = (-1.66666666666666324348e-01, 8.33333333332248946124e-03, -1.98412698298579493134e-04,
+        2.75573137070700676789e-06, -2.50507602534068634195e-08, 1.58969099521155010221e-10)
+_COS = (4.16666666666666019037e-02, -1.38888888888741095749e-03, 2.48015872894767294178e-05,
+        -2.75573143513906633035e-07, 2.08757232129817482790e-09, -1.13596475577881948265e-11)
+
+
+@model_function
+def sin_cos(x):
+    """``(sin x, cos x)`` in float64, from arithmetic alone, so every backend gets the same bits.
+
+    numpy's and the compilers' own sine and cosine may round differently, and a call to the C
+    library stops a compiled loop from vectorising; this is a few multiply-adds a unit. Accurate
+    to about 1 ulp for ``|x| < 1e5`` (the reduction by pi/2 loses bits beyond).
+    """
+    x = np.float64(x)
+    quadrant = np.floor(x * _TWO_OVER_PI + 0.5)
+    r = (x - quadrant * _PI_OVER_2_HEAD) - quadrant * _PI_OVER_2_TAIL
+    z = r * r
+    sine = r + z * r * (_SIN[0] + z * (_SIN[1] + z * (_SIN[2] + z * (_SIN[3] + z * (_SIN[4] + z * _SIN[5])))))
+    cosine = 1.0 - (0.5 * z - z * z * (_COS[0] + z * (_COS[1] + z * (_COS[2] + z * (_COS[3] + z * (
+        _COS[4] + z * _COS[5]))))))
+    turn = quadrant - 4.0 * np.floor(quadrant * 0.25)
+    sin_x = select(turn == 0.0, sine, select(turn == 1.0, cosine, select(turn == 2.0, -sine, -cosine)))
+    cos_x = select(turn == 0.0, cosine, select(turn == 1.0, -sine, select(turn == 2.0, -cosine, sine)))
+    return sin_x, cos_x
+
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -278,12 +342,29 @@ class ValueModel(Model):
     A value reaching a port is ``sum_j w_ij out_j`` over the projection's synapses, per channel;
     spikes reaching a port are weighted counts, ``sum_j w_ij (spikes of j that arrived in the
     window)``.
+
+    An *elementwise* model (Kuramoto, AKOrN, Astrocyte) instead defines its update once in the
+    model language, like a spiking model, and every backend runs it inside its compiled loop:
+
+    ``step(state, consts, inputs, i, c, k, key) -> pulses``  updates unit ``i`` over one window
+        (float64 arithmetic: float literals are then safe). ``inputs`` is float64
+        ``(input rows, n)``: the ports in :meth:`ports` order, each port's channels in turn;
+        ``consts`` is float64 from :meth:`constants`; it returns the unit's pulse count (0 or 1).
+        Every port of an elementwise model is ``n`` wide.
+    ``finish(state, consts)``  (optional) sets population variables after every unit stepped,
+        with :func:`row_sum` and :func:`fill_row`.
     """
 
     kind: ClassVar[str] = "value"
     #: population-level variables (one value for the whole population, kept in every column);
     #: recording one takes a single column unless ``ids`` says otherwise
     population_variables: ClassVar[tuple[str, ...]] = ()
+    #: an elementwise model's update of unit ``i``, in the model language, or None for a model
+    #: that updates with :meth:`advance`; see :class:`ValueModel`
+    step: ClassVar[Callable[..., Any] | None] = None
+    #: an elementwise model's pass over the whole population after its units' steps
+    #: (``finish(state, consts)``: population variables such as an order parameter), or None
+    finish: ClassVar[Callable[..., Any] | None] = None
 
     @property
     def output_rows(self) -> tuple[int, ...]:
@@ -313,6 +394,11 @@ class ValueModel(Model):
 
     def derive(self, state: np.ndarray) -> None:
         """Recompute rows that follow from the others (outputs, order), before a run publishes them."""
+
+    @property
+    def elementwise(self) -> bool:
+        """Whether the model updates with a model-language ``step`` (else with :meth:`advance`)."""
+        return self.step is not None
 
     def advance(self, state: np.ndarray, inputs: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray],
                 dt: float) -> np.ndarray | None:

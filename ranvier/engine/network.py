@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import PopulationError, ProjectionError, RecordingError, RunError
-from .connectivity import Rule
+from .connectivity import AllToAll, Rule, all_to_all_synapses
 from .distributions import Distribution, materialise
 from .model import Model, ValueModel
 from .monitors import SpikeMonitor, StateMonitor
@@ -63,6 +63,16 @@ def _sets_state(pre: Population, post: Population, receptor: str) -> bool:
     """Whether ``receptor`` names a state variable of a spiking ``post`` that value population ``pre`` sets."""
     return (isinstance(pre.model, ValueModel) and not isinstance(post.model, ValueModel)
             and receptor not in post.model.receptors and receptor in post.model.state_names)
+
+
+def _target_width(post: Population, receptor: str) -> int:
+    """Target indices of a projection into ``receptor`` of ``post``: its neurons, or a value population's port width."""
+    return post.model.ports(post.n)[receptor][0] if isinstance(post.model, ValueModel) else post.n
+
+
+def _is_one_value(value) -> bool:
+    """Whether a weight or delay is one number for every synapse (None: the default delay)."""
+    return value is None or (not isinstance(value, Distribution) and np.ndim(value) == 0)
 
 
 def _sends_values(pre: Population, post: Population) -> bool:
@@ -136,20 +146,33 @@ class Projection:
     entry per synapse, sorted by source neuron. A weight or delay given as one number is stored
     once (``weight_stride == 0``), not per synapse, so such a projection takes 4 bytes per
     synapse (the target index).
+
+    An all-to-all projection with one weight and one delay (``row_ptr`` and ``post_ids`` given
+    as None) stores nothing per synapse (``all_to_all``): source ``j`` reaches every target
+    index ``0 .. width - 1``, except ``j`` itself when ``autapses`` is False. Its ``row_ptr``,
+    ``pre_ids`` and ``post_ids`` are made on each access; ``len``, ``out_degrees``,
+    ``in_degrees``, ``weights`` and ``delays`` take no per-synapse memory.
     """
 
-    def __init__(self, name: str, pre: Population, post: Population, receptor: str, row_ptr: np.ndarray,
-                 post_ids: np.ndarray, weights: np.ndarray, delay_steps: int | np.ndarray):
+    def __init__(self, name: str, pre: Population, post: Population, receptor: str, row_ptr: np.ndarray | None,
+                 post_ids: np.ndarray | None, weights: np.ndarray, delay_steps: int | np.ndarray,
+                 autapses: bool = True):
         self.name = name
         self.pre = pre
         self.post = post
         self.receptor = receptor
         receptors = post.model.receptors
         self.receptor_index = receptors.index(receptor) if receptor in receptors else -1
-        self.row_ptr = row_ptr
+        #: whether the synapses are implicit: every source to every target index, nothing stored per synapse
+        self.all_to_all = row_ptr is None
+        #: the number of target indices: ``post.n``, or the width of a value population's input port
+        self.width = _target_width(post, receptor)
+        #: False when an all-to-all projection within one population leaves out each j -> j
+        self.autapses = autapses
+        self._row_ptr = row_ptr
         self._post_ids = post_ids
         self._weights = weights
-        self.weight_stride = 0 if len(weights) == 1 and len(post_ids) != 1 else 1
+        self.weight_stride = 0 if len(weights) == 1 and (self.all_to_all or len(post_ids) != 1) else 1
         self.delay_steps = delay_steps
         #: ``"spike"`` (delivered by the compiled core), ``"count"`` (spikes counted over a value
         #: population's window), ``"value"`` (a value population's output, a linear map) or ``"set"``
@@ -164,7 +187,7 @@ class Projection:
         self._traces = None
 
     def __len__(self) -> int:
-        return len(self._post_ids)
+        return self.pre.n * self._out_degree if self.all_to_all else len(self._post_ids)
 
     def __repr__(self) -> str:
         return f"Projection({self.name!r}, {len(self)} synapses)"
@@ -176,11 +199,25 @@ class Projection:
         return view
 
     @property
+    def _out_degree(self) -> int:
+        """Synapses of each source of an all-to-all projection."""
+        return self.width if self.autapses else self.width - 1
+
+    @property
+    def row_ptr(self) -> np.ndarray:
+        """Each source's first synapse, and the synapse count at the end (int64, ``pre.n + 1``)."""
+        if self.all_to_all:
+            return np.arange(self.pre.n + 1, dtype=np.int64) * self._out_degree
+        return self._row_ptr
+
+    @property
     def pre_ids(self) -> np.ndarray:
-        return self._read_only(np.repeat(np.arange(self.pre.n, dtype=np.int32), np.diff(self.row_ptr)))
+        return self._read_only(np.repeat(np.arange(self.pre.n, dtype=np.int32), self.out_degrees()))
 
     @property
     def post_ids(self) -> np.ndarray:
+        if self.all_to_all:
+            return self._read_only(all_to_all_synapses(self.pre.n, self.width, self.autapses)[1])
         return self._read_only(self._post_ids)
 
     @property
@@ -194,7 +231,7 @@ class Projection:
         dt = self.pre.network.dt
         if isinstance(self.delay_steps, np.ndarray):
             return self._read_only(self.delay_steps * dt)
-        return self._read_only(np.full(len(self), self.delay_steps * dt))
+        return self._read_only(np.broadcast_to(np.float64(self.delay_steps * dt), len(self)))
 
     @property
     def max_delay_steps(self) -> int:
@@ -212,11 +249,38 @@ class Projection:
     def nbytes(self) -> int:
         """Memory held for the synapses: targets, row pointers, weights and delays."""
         delays = self.delay_steps.nbytes if isinstance(self.delay_steps, np.ndarray) else 0
-        return self._post_ids.nbytes + self.row_ptr.nbytes + self._weights.nbytes + delays
+        if self.all_to_all:
+            return self._weights.nbytes + delays
+        return self._post_ids.nbytes + self._row_ptr.nbytes + self._weights.nbytes + delays
 
     def out_degrees(self) -> np.ndarray:
         """Number of synapses of each source neuron."""
-        return np.diff(self.row_ptr)
+        if self.all_to_all:
+            return np.full(self.pre.n, self._out_degree, dtype=np.int64)
+        return np.diff(self._row_ptr)
+
+    def in_degrees(self) -> np.ndarray:
+        """Number of synapses into each target index (``width`` entries)."""
+        if self.all_to_all:
+            return np.full(self.width, self.pre.n if self.autapses else self.pre.n - 1, dtype=np.int64)
+        return np.bincount(self._post_ids, minlength=self.width)
+
+    def set_weights(self, weights: np.ndarray) -> None:
+        """Give every synapse its own weight (V, one per synapse in the order of ``post_ids``).
+
+        An all-to-all projection then stores its synapses explicitly, as CSR by source.
+        """
+        values = np.ascontiguousarray(weights, dtype=np.float32)
+        if values.shape != (len(self),):
+            raise ProjectionError(f"projection {self.name!r}: set_weights needs {len(self)} weights (one per "
+                                  f"synapse), got shape {values.shape}")
+        if self.all_to_all:
+            self._row_ptr = self.row_ptr
+            self._post_ids = all_to_all_synapses(self.pre.n, self.width, self.autapses)[1]
+            self.all_to_all, self.autapses = False, True
+        self._weights = values
+        self.weight_stride = 1
+        self.pre.network._changed()
 
 
 class Network:
@@ -397,10 +461,20 @@ class Network:
             copy += 1
             name = f"{base}#{copy}"
         rng = self._rng()
-        synapses = rule.build(pre.n, width, rng, pre is post and width == pre.n, name)
-        n_synapses = len(synapses.post_ids)
-        weight = synapses.weight if weight is None else weight
-        delay = synapses.delay if delay is None else delay
+        same = pre is post and width == pre.n
+        implicit = (isinstance(rule, AllToAll) and weight is not None and _is_one_value(weight)
+                    and _is_one_value(delay) and plasticity is None)
+        if implicit:
+            # one weight and one delay for every pair: nothing to store per synapse
+            row_ptr = post_ids = None
+            autapses = rule.autapses or not same
+            n_synapses = pre.n * (width if autapses else width - 1)
+        else:
+            synapses = rule.build(pre.n, width, rng, same, name)
+            row_ptr, post_ids, autapses = synapses.row_ptr, synapses.post_ids, True
+            n_synapses = len(post_ids)
+            weight = synapses.weight if weight is None else weight
+            delay = synapses.delay if delay is None else delay
         if weight is None:
             raise ProjectionError(f"projection {name!r}: weight is required")
         weights = _per_synapse(weight, rng, n_synapses, np.float32, lambda w: _to_float32(w, name), "weight", name)
@@ -409,11 +483,11 @@ class Network:
                                   f"update; a delay cannot be set, got {delay!r}")
         delay_steps = 1 if delay is None else _per_synapse(
             delay, rng, n_synapses, np.uint16, lambda d: self._to_delay_steps(d, name), "delay", name)
-        if isinstance(delay_steps, np.ndarray) and len(delay_steps) == 1 and n_synapses != 1:
+        if isinstance(delay_steps, np.ndarray) and len(delay_steps) == 1 and (n_synapses != 1 or implicit):
             delay_steps = int(delay_steps[0])
         if plasticity is not None and len(weights) == 1 and n_synapses != 1:
             weights = np.repeat(weights, n_synapses)  # each synapse learns its own weight
-        projection = Projection(name, pre, post, receptor, synapses.row_ptr, synapses.post_ids, weights, delay_steps)
+        projection = Projection(name, pre, post, receptor, row_ptr, post_ids, weights, delay_steps, autapses)
         if plasticity is not None:
             from ..plasticity import attach
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import BackendError, NumericalError
 from . import backends
-from .lowering import STATUS_NOT_FINITE, STATUS_OK, compiled_monitors, lower
+from .lowering import STATUS_NOT_FINITE, STATUS_OK, Consumer, compiled_monitors, lower
 from .network import Network
 from .queue import PROGRESS
 from .values import ValueStage
@@ -54,6 +54,7 @@ class Simulation:
                 while network.step < target:
                     reached = self.runner.advance(network.step, target)
                     self._collect(network.step, reached)
+                    self.values.advanced(reached)
                     network.step = reached
                     self._check_status()
                 if bar is not None:
@@ -77,10 +78,10 @@ class Simulation:
     def _on_host(self, value_stage_action) -> None:
         """Run a value-stage action at the current step on the host arrays.
 
-        Value populations update on the host; a GPU backend hands the state, rings and pulse
-        schedules over and takes the changes back (the CPU backends share the arrays).
+        A GPU backend hands the state, rings and pulse schedules over and takes the changes
+        back (the CPU backends share the arrays).
         """
-        if not self.values.active:
+        if not self.values.all_populations:
             return
         self.runner.to_host()
         value_stage_action(self.network.step)
@@ -129,17 +130,40 @@ class Simulation:
             if count and self.values.active:
                 self.values.count_spikes(index, population.spike_steps[:count], population.spike_ids[:count])
             population.spike_count[0] = 0
-        for projection, events in zip(lowered.projections, lowered.synaptic_events, strict=True):
-            stats.synaptic_events_by_projection[projection.name] = (
-                stats.synaptic_events_by_projection.get(projection.name, 0) + int(events)
-            )
+        for projection, events in zip(lowered.projections + lowered.counts,
+                                      [*lowered.synaptic_events, *lowered.count_events], strict=True):
+            if events:
+                stats.synaptic_events_by_projection[projection.name] = (
+                    stats.synaptic_events_by_projection.get(projection.name, 0) + int(events)
+                )
         lowered.synaptic_events[:] = 0
+        lowered.count_events[:] = 0
+        self._count_value_updates(start, reached)
         channels = [(monitor, channel) for monitor in compiled_monitors(network)
                     for channel in range(len(monitor.rows))]
         for (monitor, channel), lowered_monitor in zip(channels, lowered.state_monitors, strict=True):
             count = int(lowered_monitor.count[0])
             monitor._append(channel, lowered_monitor.steps[:count], lowered_monitor.values[:count])
             lowered_monitor.count[0] = 0
+
+    def _count_value_updates(self, start: int, reached: int) -> None:
+        """Updates and dense MACs of the elementwise value populations the backend updated in ``(start, reached]``."""
+        stats, lowered = self.network.stats, self.lowered
+        updates = {v.population: reached // v.period - start // v.period for v in lowered.values}
+        for value in lowered.values:
+            if updates[value.population]:
+                stats.neuron_updates_by_population[value.name] = (
+                    stats.neuron_updates_by_population.get(value.name, 0) + value.n * updates[value.population])
+        for value_map in lowered.value_maps:
+            if not value_map.compiled:
+                continue
+            if value_map.consumer is Consumer.INPUTS:
+                macs = value_map.synapses * value_map.channels * updates[value_map.post]
+            else:
+                macs = value_map.synapses * updates[value_map.pre]
+            if macs:
+                by_projection = stats.dense_macs_by_projection
+                by_projection[value_map.name] = by_projection.get(value_map.name, 0) + macs
 
     def _check_status(self) -> None:
         code, index, step = (int(x) for x in self.lowered.status)

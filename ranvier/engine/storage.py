@@ -10,8 +10,10 @@ The layout (schema version :data:`SCHEMA_VERSION`, described in ``docs/storage.m
         state                float32 (n_state, n), attrs state_names
         ring                 float32 (slots, receptors, n): input already scheduled for later steps
         published            float64 (channels, n): a value population's last published output
-    /projections/<i>         attrs: name, pre, post, receptor, delay_steps (when one for all)
-        row_ptr, post_ids, weights (one entry when shared), delay_steps (per synapse)
+    /projections/<i>         attrs: name, pre, post, receptor, delay_steps (when one for all),
+                                    all_to_all, autapses (schema 2; absent: all_to_all false)
+        row_ptr, post_ids        (not for an implicit all-to-all projection)
+        weights (one entry when shared), delay_steps (per synapse)
         pending              float64 (windows, width): spike counts still to reach a value population
         plasticity           a plastic projection's rule: attrs config (JSON), modulator;
                              pre_trace, pre_seen, post_trace, post_seen
@@ -54,7 +56,8 @@ from .stats import Stats
 
 FORMAT = "ranvier"
 #: bumped whenever the layout changes incompatibly; files of a newer version are refused
-SCHEMA_VERSION = 1
+#: (2: implicit all-to-all projections, without row_ptr and post_ids)
+SCHEMA_VERSION = 2
 #: rows per HDF5 chunk of the appendable recording datasets
 _CHUNK = 1 << 16
 #: network -> (file, structure version) when its monitors' recordings up to now are in that file
@@ -209,9 +212,10 @@ def _write_run_arrays(group, arrays: dict[str, np.ndarray | None]) -> None:
 
 def _write_projection(group, projection: Projection) -> None:
     group.attrs.update(name=projection.name, pre=projection.pre.name, post=projection.post.name,
-                       receptor=projection.receptor)
-    group.create_dataset("row_ptr", data=projection.row_ptr)
-    group.create_dataset("post_ids", data=projection._post_ids)
+                       receptor=projection.receptor, all_to_all=projection.all_to_all, autapses=projection.autapses)
+    if not projection.all_to_all:
+        group.create_dataset("row_ptr", data=projection.row_ptr)
+        group.create_dataset("post_ids", data=projection._post_ids)
     group.create_dataset("weights", data=projection._weights)
     if isinstance(projection.delay_steps, np.ndarray):
         group.create_dataset("delay_steps", data=projection.delay_steps)
@@ -402,7 +406,7 @@ def load(path: str | os.PathLike) -> Network:
         for key in sorted(file["populations"], key=int):
             _read_population(file["populations"][key], net, path)
         for key in sorted(file["projections"], key=int):
-            _read_projection(file["projections"][key], net)
+            _read_projection(file["projections"][key], net, path)
         for key in sorted(file["recordings/spikes"], key=int):
             _read_spike_monitor(file, f"recordings/spikes/{key}", net, path)
         for key in sorted(file["recordings/state"], key=int):
@@ -436,12 +440,22 @@ def _read_population(group, net: Network, path: Path) -> None:
     net.populations[name] = population
 
 
-def _read_projection(group, net: Network) -> None:
+def _read_projection(group, net: Network, path: Path) -> None:
     attrs = group.attrs
     delay_steps = group["delay_steps"][()] if "delay_steps" in group else int(attrs["delay_steps"])
-    projection = Projection(
-        str(attrs["name"]), net[str(attrs["pre"])], net[str(attrs["post"])], str(attrs["receptor"]),
-        group["row_ptr"][()], group["post_ids"][()], group["weights"][()], delay_steps)
+    pre, post = net[str(attrs["pre"])], net[str(attrs["post"])]
+    weights = group["weights"][()]
+    # files of schema 1 hold every projection explicitly
+    all_to_all, autapses = bool(attrs.get("all_to_all", False)), bool(attrs.get("autapses", True))
+    where = f"{path}: projection {str(attrs['name'])!r}"
+    if all_to_all and (weights.shape != (1,) or not isinstance(delay_steps, int) or "plasticity" in group):
+        raise StorageError(f"{where}: an implicit all-to-all projection takes one weight, one delay and no "
+                           f"plasticity; the file holds {weights.size} weight(s)")
+    row_ptr, post_ids = (None, None) if all_to_all else (group["row_ptr"][()], group["post_ids"][()])
+    projection = Projection(str(attrs["name"]), pre, post, str(attrs["receptor"]), row_ptr, post_ids, weights,
+                            delay_steps, autapses)
+    if not autapses and not (all_to_all and pre is post and projection.width == pre.n):
+        raise StorageError(f"{where}: only an all-to-all projection within one population leaves out autapses")
     projection._pending = group["pending"][()] if "pending" in group else None
     net.projections.append(projection)
     if "plasticity" in group:

@@ -1,9 +1,9 @@
-"""Value populations in a run: their updates, and the projections that carry values or counts.
+"""Value populations updated on the host, and the start of every value population's run.
 
-Spiking populations advance inside the compiled core; value populations (architecture
-principle 4) update here, on the host, once per window of their own ``dt``, with array code
-shared by every backend, so a mixed network gives the same results on numpy, numba and cuda
-(which copies the spiking state, rings and pulse schedules over at each update and back).
+Elementwise value populations (a model-language ``step``: Kuramoto, AKOrN, Astrocyte) update
+inside the backends (:mod:`ranvier.engine.backends.value_updates` gives the order). The others
+(CfC, LTC, ELM, torch ``Rate``, a user's ``advance``) update here, on the host, once per window
+of their own ``dt``, with their array code, the same on every backend.
 
 Timing, for a value population with a window of ``m`` steps (``dt_pop = m dt``):
 
@@ -27,80 +27,35 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import NumericalError
-from .connectivity import outgoing_synapses
-from .lowering import NO_PULSE, LoweredNetwork
-from .network import Network, Population, Projection
-
-#: a value projection denser than this is applied as a dense matrix, sparser ones as CSR
-_DENSE_ABOVE = 0.1
-_DENSE_MAX_ENTRIES = 1 << 25
-
-
-class _UniformAllToAll:
-    """Every source to every target with one weight ``w``: ``W x = w sum_j x_j`` (minus ``w x_i``
-    without autapses), in O(n) instead of a dense O(n^2) product."""
-
-    def __init__(self, weight: float, width: int, autapses: bool):
-        self.weight = weight
-        self.width = width
-        self.autapses = autapses
-
-    def __matmul__(self, values: np.ndarray) -> np.ndarray:
-        total = self.weight * values.sum(axis=0)
-        summed = np.broadcast_to(total, (self.width, *values.shape[1:])).copy()
-        if not self.autapses:
-            summed -= self.weight * values
-        return summed
-
-
-def _matrix(projection: Projection, width: int):
-    """The projection as a ``(width, n_pre)`` operator: uniform all-to-all, dense or scipy CSR."""
-    n_pre = projection.pre.n
-    if projection.weight_stride == 0 and len(projection) in (n_pre * width, n_pre * (width - 1)):
-        autapses = len(projection) == n_pre * width
-        targets = projection.post_ids
-        expected = np.tile(np.arange(width), n_pre) if autapses else None
-        if autapses and np.array_equal(targets, expected):
-            return _UniformAllToAll(float(projection._weights[0]), width, True)
-        if not autapses and n_pre == width and projection.pre is projection.post:
-            sources = projection.pre_ids
-            if not np.any(sources == targets):
-                return _UniformAllToAll(float(projection._weights[0]), width, False)
-    weights = np.asarray(projection.weights, dtype=np.float64)
-    pre_ids, post_ids = projection.pre_ids, projection.post_ids
-    entries = width * projection.pre.n
-    if entries <= _DENSE_MAX_ENTRIES and len(weights) >= _DENSE_ABOVE * entries:
-        matrix = np.zeros((width, projection.pre.n))
-        np.add.at(matrix, (post_ids, pre_ids), weights)
-        return matrix
-    from scipy.sparse import csr_matrix
-
-    return csr_matrix((weights, (post_ids, pre_ids)), shape=(width, projection.pre.n))
+from .backends.value_updates import apply_map, count_into, send
+from .lowering import NO_PULSE, LoweredNetwork, is_elementwise, published_output
+from .network import Network, Population
 
 
 class ValueStage:
-    """Updates the value populations of a lowered network and moves what they send and receive."""
+    """Starts every value population's run; updates the host ones and moves what they send and receive."""
 
     def __init__(self, network: Network, lowered: LoweredNetwork):
         self.network = network
         self.lowered = lowered
-        self.populations = [p for p in network.populations.values() if p.model.kind == "value"]
+        values = [p for p in network.populations.values() if p.model.kind == "value"]
+        #: every value population: each run starts by publishing their outputs
+        self.all_populations = values
+        #: the value populations updated here
+        self.populations = [p for p in values if not is_elementwise(p)]
+        self.elementwise = [p for p in values if is_elementwise(p)]
         self.projections = [p for p in network.projections if p.kind != "spike"]
-        self._matrices = {}
-        for projection in self.projections:
-            post = projection.post
-            width = post.model.ports(post.n)[projection.receptor][0] if post.model.kind == "value" else post.n
-            self._matrices[projection.name] = _matrix(projection, width)
-            if projection.kind == "count" and projection._pending is None:
-                windows = -(-projection.max_delay_steps // post.period) + 2
-                projection._pending = np.zeros((windows, width), dtype=np.float64)
+        self._maps = {m.name: m for m in lowered.value_maps}
+        self._elementwise_periods = {p.index: p.period for p in self.elementwise}
+        self._previous = {v.population: v.previous for v in lowered.values if v.previous is not None}
 
     @property
     def active(self) -> bool:
+        """Whether the run must stop at the host populations' windows."""
         return bool(self.populations)
 
     def next_boundary(self, step: int) -> int | None:
-        """The first step after ``step`` at which a value population updates."""
+        """The first step after ``step`` at which a host value population updates."""
         return min((step // p.period + 1) * p.period for p in self.populations) if self.populations else None
 
     def start(self, step: int) -> None:
@@ -109,30 +64,26 @@ class ValueStage:
         State set between runs (``Population.set``) is taken up here; a value already held in a
         spiking target's ring for this window stays as it was sent.
         """
-        for population in self.populations:
+        for population in self.all_populations:
             population.model.derive(population.state)
-            population._published = self._output(population)
+            self._publish(population)
             self._hold(population, step - step % population.period, step)
 
+    def advanced(self, reached: int) -> None:
+        """Note that the backend updated the elementwise populations up to step ``reached``."""
+        for population in self.elementwise:
+            population._held_until = max(population._held_until, reached - reached % population.period
+                                         + population.period)
+
     def count_spikes(self, population_index: int, steps: np.ndarray, ids: np.ndarray) -> None:
-        """Add the spikes of a stretch to the windows of the count projections they reach."""
-        for projection in self.projections:
-            if projection.kind != "count" or projection.pre.index != population_index or not len(ids):
-                continue
-            synapses, lengths = outgoing_synapses(projection.row_ptr, ids)
-            stats = self.network.stats.synaptic_events_by_projection
-            stats[projection.name] = stats.get(projection.name, 0) + len(synapses)
-            if not len(synapses):
-                continue
-            delays = projection.delay_steps[synapses] if isinstance(projection.delay_steps, np.ndarray) \
-                else projection.delay_steps
-            arrival = np.repeat(steps, lengths) + delays
-            windows = (arrival // projection.post.period) % projection._pending.shape[0]
-            weights = projection._weights[synapses * projection.weight_stride].astype(np.float64)
-            np.add.at(projection._pending, (windows, projection._post_ids[synapses]), weights)
+        """Add the spikes of a stretch to the windows of the host populations' count projections they reach."""
+        stats = self.network.stats.synaptic_events_by_projection
+        for count in self.lowered.counts:
+            if count.pre == population_index and not count.compiled:
+                stats[count.name] = stats.get(count.name, 0) + count_into(count, ids, steps)
 
     def update(self, step: int) -> None:
-        """Update every value population whose window ends at ``step``, then publish and send."""
+        """Update every host value population whose window ends at ``step``, then publish and send."""
         due = [p for p in self.populations if step % p.period == 0]
         pulses = {}
         for population in due:
@@ -142,7 +93,7 @@ class ValueStage:
                 for channel, row in enumerate(monitor.rows):
                     monitor._append(channel, np.array([step - 1]), monitor.population.state[row, monitor.ids][None])
         for population in due:
-            population._published = self._output(population)
+            self._publish(population)
             self._hold(population, step, step)
             self._set_states(population)
             if population.model.pulses:
@@ -155,13 +106,14 @@ class ValueStage:
         for projection in self.projections:
             if projection.post is not population:
                 continue
-            matrix = self._matrices[projection.name]
             if projection.kind == "count":
                 window = (step // population.period - 1) % projection._pending.shape[0]
                 inputs[projection.receptor][0] += projection._pending[window]
                 projection._pending[window] = 0.0
             else:
-                inputs[projection.receptor] += (matrix @ projection.pre._published.T).T
+                published = self._output_before(projection.pre, step)
+                for channel in range(model.ports(population.n)[projection.receptor][1]):
+                    inputs[projection.receptor][channel] += apply_map(self._maps[projection.name], published[channel])
                 macs = stats.dense_macs_by_projection
                 macs[projection.name] = macs.get(projection.name, 0) + len(projection) * model.channels
         emitted = model.advance(population.state, inputs, population.params, population.dt)
@@ -171,21 +123,27 @@ class ValueStage:
             raise NumericalError(population.name, step, step * self.network.dt)
         return emitted
 
+    def _output_before(self, population: Population, step: int) -> np.ndarray:
+        """``population``'s output as published before step ``step`` (the backend may have updated it at ``step``)."""
+        period = self._elementwise_periods.get(population.index)
+        if period is not None and step % period == 0:
+            return self._previous[population.index]
+        return population._published
+
     @staticmethod
-    def _output(population: Population) -> np.ndarray:
-        return population.state[list(population.model.output_rows)].astype(np.float64)
+    def _publish(population: Population) -> None:
+        published_output(population)[...] = population.state[list(population.model.output_rows)]
 
     def _hold(self, population: Population, window_start: int, step: int) -> None:
         """Add ``population``'s output to spiking targets' rings for the rest of its window, from ``step``."""
         for projection in self.projections:
             if projection.pre is not population or projection.kind != "value" or projection.post.model.kind == "value":
                 continue
-            drive = (self._matrices[projection.name] @ population._published[0]).astype(np.float32)
-            macs = self.network.stats.dense_macs_by_projection
-            macs[projection.name] = macs.get(projection.name, 0) + len(projection)
-            ring = projection.post.ring
-            for k in range(max(step, population._held_until), window_start + population.period):
-                ring[k % ring.shape[0], projection.receptor_index] += drive
+            first = max(step, population._held_until)
+            if first < window_start + population.period:
+                send(self.lowered, self._maps[projection.name], first, window_start + population.period)
+                macs = self.network.stats.dense_macs_by_projection
+                macs[projection.name] = macs.get(projection.name, 0) + len(projection)
         population._held_until = max(population._held_until, window_start + population.period)
 
     def _set_states(self, population: Population) -> None:
@@ -193,10 +151,7 @@ class ValueStage:
         for projection in self.projections:
             if projection.pre is not population or projection.kind != "set":
                 continue
-            values = self._matrices[projection.name] @ population._published[0]
-            targets = np.unique(projection.post_ids)
-            post = projection.post
-            post.state[post.model.state_names.index(projection.receptor), targets] = values[targets]
+            send(self.lowered, self._maps[projection.name], 0, 0)
             macs = self.network.stats.dense_macs_by_projection
             macs[projection.name] = macs.get(projection.name, 0) + len(projection)
 

@@ -56,7 +56,9 @@ class ProjectionCounts:
 
     ``row_ptr`` / ``post_ids`` (the CSR structure) are kept when the counts come from a
     network, so placement can count fan-in and fan-out exactly; counts built by hand leave
-    them ``None`` and placement assumes uniformly random targets.
+    them ``None`` and placement assumes uniformly random targets. An implicit all-to-all
+    projection has no CSR structure either: ``all_to_all`` (every source to every target, without
+    j -> j when ``autapses`` is False) tells placement so.
     """
 
     name: str
@@ -71,6 +73,8 @@ class ProjectionCounts:
     max_fan_out: int
     row_ptr: np.ndarray | None = field(default=None, repr=False)
     post_ids: np.ndarray | None = field(default=None, repr=False)
+    all_to_all: bool = False
+    autapses: bool = True
 
 
 @dataclass
@@ -216,10 +220,10 @@ def count(net, rates: dict[str, float] | float | None = None, duration: float | 
     projections = {}
     for projection in net.projections:
         name = projection.name
-        row_ptr = np.asarray(projection.row_ptr)
-        post_ids = np.asarray(projection.post_ids)
-        out_degrees = np.diff(row_ptr)
-        in_degrees = np.bincount(post_ids, minlength=projection.post.n) if len(post_ids) else np.zeros(1, int)
+        all_to_all = projection.all_to_all
+        row_ptr = None if all_to_all else np.asarray(projection.row_ptr)
+        post_ids = None if all_to_all else np.asarray(projection.post_ids)
+        out_degrees, in_degrees = projection.out_degrees(), projection.in_degrees()
         dense = _is_dense(projection)
         pre, post = projection.pre.name, projection.post.name
         if dense:
@@ -236,7 +240,8 @@ def count(net, rates: dict[str, float] | float | None = None, duration: float | 
                 events = populations[pre].spikes * len(projection) / projection.pre.n
         projections[name] = ProjectionCounts(
             name, pre, post, len(projection), events, macs, dense, _weight_bits_needed(projection.weights),
-            int(in_degrees.max(initial=0)), int(out_degrees.max(initial=0)), row_ptr, post_ids)
+            int(in_degrees.max(initial=0)), int(out_degrees.max(initial=0)), row_ptr, post_ids, all_to_all,
+            projection.autapses)
     return Counts(populations, projections, float(duration), int(steps), float(net.dt), measured, inferences)
 
 

@@ -122,10 +122,20 @@ def _compute_pairs(projection: ProjectionCounts, pre_n: int, post_n: int, post_s
             return sources, cores, synapses_per_core
         keys = np.unique(pre_ids * n_post_cores + post_core)
         return keys // n_post_cores, keys % n_post_cores, synapses_per_core
+    n_post_cores = -(-post_n // post_slice)
+    sizes = np.minimum(post_slice, post_n - post_slice * np.arange(n_post_cores))
+    if projection.all_to_all:
+        # every source reaches every core (in the order of the table above), except that without
+        # autapses a core holding only target j misses source j; each target misses one source then
+        cores = np.repeat(np.arange(n_post_cores), pre_n)
+        sources = np.tile(np.arange(pre_n), n_post_cores)
+        if not projection.autapses:
+            reached = (sizes[cores] > 1) | (sources != cores * post_slice)
+            cores, sources = cores[reached], sources[reached]
+        return sources, cores, (sizes * (pre_n if projection.autapses else pre_n - 1)).astype(float)
     # no structure: uniformly random targets, so each core gets its share of the synapses and a
     # source reaches a given core with probability 1 - (1 - k/post_n)^slice
-    n_post_cores = -(-post_n // post_slice)
-    sizes = np.minimum(post_slice, post_n - post_slice * np.arange(n_post_cores)).astype(float)
+    sizes = sizes.astype(float)
     per_source = projection.synapses / max(1, pre_n)
     reach = 1.0 - (1.0 - min(1.0, per_source / post_n)) ** sizes
     synapses_per_core = projection.synapses * sizes / post_n

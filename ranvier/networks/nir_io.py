@@ -107,8 +107,13 @@ def to_nir(net: Network):
             edges.append((name, f"{name}_output"))
     for index, projection in enumerate(net.projections):
         pre, post = projection.pre, projection.post
-        weight = np.zeros((post.n, pre.n))
-        np.add.at(weight, (projection.post_ids, projection.pre_ids), projection.weights)
+        if projection.all_to_all:  # one weight for every pair: no synapse lists to scatter
+            weight = np.full((post.n, pre.n), float(projection.weights[0]))
+            if not projection.autapses:
+                np.fill_diagonal(weight, 0.0)
+        else:
+            weight = np.zeros((post.n, pre.n))
+            np.add.at(weight, (projection.post_ids, projection.pre_ids), projection.weights)
         steps = np.unique(np.atleast_1d(projection.delay_steps))
         if steps.size > 1:
             raise NIRError(f"projection {projection.name!r}: export needs one delay per projection, got "

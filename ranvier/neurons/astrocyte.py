@@ -9,6 +9,16 @@ import numpy as np
 from ..engine.model import ParameterValue, ValueModel
 from ..units import ms
 
+_ACTIVITY = 0
+_DECAY, _BASELINE = range(2)
+
+
+def _astrocyte_step(state, consts, inputs, i, c, k, key):
+    """``A <- b + (A - b) exp(-dt / tau) + (weighted spike count of the window)``."""
+    baseline = consts[_BASELINE, c]
+    state[_ACTIVITY, i] = baseline + (np.float64(state[_ACTIVITY, i]) - baseline) * consts[_DECAY, c] + inputs[0, i]
+    return 0
+
 
 class Astrocyte(ValueModel):
     r"""An astrocyte that integrates the spikes of the populations it watches (a value population).
@@ -35,6 +45,8 @@ class Astrocyte(ValueModel):
     baseline : the value ``A`` relaxes to without input, and its initial value
     """
 
+    step = staticmethod(_astrocyte_step)
+
     def __init__(self, tau: ParameterValue = 100 * ms, baseline: ParameterValue = 0.0) -> None:
         super().__init__()
         self._check_positive(tau=tau)
@@ -48,9 +60,6 @@ class Astrocyte(ValueModel):
     def initial_state(self) -> dict[str, ParameterValue]:
         return {"output": self.parameters["baseline"]}
 
-    def advance(self, state: np.ndarray, inputs: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray],
-                dt: float) -> np.ndarray | None:
-        baseline = params["baseline"]
-        activity = state[0].astype(np.float64)
-        state[0] = baseline + (activity - baseline) * np.exp(-dt / params["tau"]) + inputs["input"][0]
-        return None
+    def constants(self, params: Mapping[str, np.ndarray], dt: float) -> np.ndarray:
+        tau, baseline = np.broadcast_arrays(params["tau"], params["baseline"])
+        return np.stack([np.exp(-dt / tau), baseline]).astype(np.float64)

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..engine.distributions import Uniform
-from ..engine.model import ParameterValue, ValueModel
+from ..engine.distributions import Normal, Uniform
+from ..engine.model import ParameterValue, ValueModel, fill_row, model_function, row_sum, select, sin_cos
 from ..errors import ModelError
 
 _TWO_PI = 2.0 * np.pi
@@ -16,6 +16,35 @@ _TWO_PI = 2.0 * np.pi
 def order_parameter(phases: np.ndarray) -> float:
     """Kuramoto's order parameter ``r = |mean_j exp(i theta_j)|`` (0: incoherent, 1: in phase)."""
     return float(np.abs(np.mean(np.exp(1j * np.asarray(phases, dtype=np.float64)))))
+
+
+# Kuramoto: state rows, constant rows, input rows (port "coupling": cos, sin; port "drive")
+_THETA, _ORDER, _COS_THETA, _SIN_THETA = range(4)
+_OMEGA, _LAG, _DT = range(3)
+_COUPLING_COS, _COUPLING_SIN, _DRIVE = range(3)
+
+
+def _kuramoto_step(state, consts, inputs, i, c, k, key):
+    """One explicit Euler step of oscillator ``i``; returns 1 when its phase passed 2 pi."""
+    theta = np.float64(state[_THETA, i])
+    sin_shifted, cos_shifted = sin_cos(theta + consts[_LAG, c])
+    velocity = (consts[_OMEGA, c] + inputs[_DRIVE, i] + inputs[_COUPLING_SIN, i] * cos_shifted
+                - inputs[_COUPLING_COS, i] * sin_shifted)
+    advanced = theta + consts[_DT, c] * velocity
+    wrapped = advanced - _TWO_PI * np.floor(advanced / _TWO_PI)
+    state[_THETA, i] = wrapped
+    sin_theta, cos_theta = sin_cos(wrapped)
+    state[_COS_THETA, i] = cos_theta
+    state[_SIN_THETA, i] = sin_theta
+    return select(advanced >= _TWO_PI, 1, 0)
+
+
+def _kuramoto_finish(state, consts):
+    """The order parameter ``r = |mean_j (cos theta_j, sin theta_j)|``, in every column."""
+    n = state.shape[1]
+    mean_cos = row_sum(state, _COS_THETA) / n
+    mean_sin = row_sum(state, _SIN_THETA) / n
+    fill_row(state, _ORDER, np.sqrt(mean_cos * mean_cos + mean_sin * mean_sin))
 
 
 class Kuramoto(ValueModel):
@@ -34,7 +63,8 @@ class Kuramoto(ValueModel):
     All-to-all coupling ``K / n`` is Kuramoto's mean-field model (``networks.kuramoto``).
 
     Each update is an explicit Euler step of the population's ``dt`` with the coupling of the
-    outputs published before it. Phases are kept in ``[0, 2 pi)``; with ``pulses=True`` an
+    outputs published before it (sines and cosines from the model language's ``sin_cos``).
+    Phases are kept in ``[0, 2 pi)``; with ``pulses=True`` an
     oscillator whose phase passes ``2 pi`` emits a spike, so oscillators can drive spiking
     populations through ordinary projections.
 
@@ -45,6 +75,8 @@ class Kuramoto(ValueModel):
     """
 
     population_variables = ("order",)
+    step = staticmethod(_kuramoto_step)
+    finish = staticmethod(_kuramoto_finish)
 
     def __init__(self, omega: ParameterValue = 0.0, lag: ParameterValue = 0.0, pulses: bool = False) -> None:
         super().__init__()
@@ -70,31 +102,63 @@ class Kuramoto(ValueModel):
     def initial_state(self) -> dict[str, ParameterValue]:
         return {"theta": Uniform(0.0, _TWO_PI), "order": 0.0, "cos_theta": 0.0, "sin_theta": 0.0}
 
+    def constants(self, params: Mapping[str, np.ndarray], dt: float) -> np.ndarray:
+        omega, lag = np.broadcast_arrays(params["omega"], params["lag"])
+        return np.stack([omega, lag, np.full(omega.shape, dt)]).astype(np.float64)
+
     def derive(self, state: np.ndarray) -> None:
-        theta = np.mod(state[0].astype(np.float64), _TWO_PI)
-        state[0] = theta
-        self._outputs(state, theta)
+        theta = np.mod(state[_THETA].astype(np.float64), _TWO_PI)
+        state[_THETA] = theta
+        state[_SIN_THETA], state[_COS_THETA] = sin_cos(theta)
+        _kuramoto_finish(state, None)
 
-    @staticmethod
-    def _outputs(state: np.ndarray, theta: np.ndarray) -> None:
-        cos_theta, sin_theta = np.cos(theta), np.sin(theta)
-        state[1] = np.hypot(cos_theta.mean(), sin_theta.mean())
-        state[2] = cos_theta
-        state[3] = sin_theta
 
-    def advance(self, state: np.ndarray, inputs: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray],
-                dt: float) -> np.ndarray | None:
-        theta = state[0].astype(np.float64)
-        coupling_cos, coupling_sin = inputs["coupling"]
-        shifted = theta + params["lag"]
-        velocity = params["omega"] + inputs["drive"][0] + coupling_sin * np.cos(shifted) \
-            - coupling_cos * np.sin(shifted)
-        advanced = theta + dt * velocity
-        crossed = advanced >= _TWO_PI
-        theta = np.mod(advanced, _TWO_PI)
-        state[0] = theta
-        self._outputs(state, theta)
-        return crossed if self.emits_pulses else None
+_AKORN_OMEGA, _AKORN_DT = range(2)
+
+
+@model_function
+def _akorn_moved(state, consts, inputs, i, c, d, dim, along):
+    """Component ``d`` of unit ``i`` after the Euler step, before renormalisation.
+
+    ``x_d + dt (Omega x + drive - <drive, x> x)_d``, with ``along = <drive, x>``; the rotation
+    turns the pairs ``(x_0, x_1), (x_2, x_3), ...`` (an odd last component does not turn).
+    """
+    x_d = np.float64(state[d, i])
+    velocity = inputs[d, i] + inputs[dim + d, i] - along * x_d
+    if d < dim - dim % 2:
+        partner = d + 1 - 2 * (d % 2)
+        velocity = velocity + (2 * (d % 2) - 1) * consts[_AKORN_OMEGA, c] * np.float64(state[partner, i])
+    return x_d + consts[_AKORN_DT, c] * velocity
+
+
+def _akorn_step(state, consts, inputs, i, c, k, key):
+    """Unit ``i``: an Euler step on the sphere, then renormalisation (rows ``x0 .. x{dim-1}``, ``order``)."""
+    dim = state.shape[0] - 1
+    along = 0.0
+    for d in range(dim):
+        along = along + (inputs[d, i] + inputs[dim + d, i]) * np.float64(state[d, i])
+    squared = 0.0
+    for d in range(dim):
+        moved = _akorn_moved(state, consts, inputs, i, c, d, dim, along)
+        squared = squared + moved * moved
+    norm = np.sqrt(squared)
+    # every component is computed from the old vector before any is overwritten
+    for d in range(dim):
+        inputs[d, i] = _akorn_moved(state, consts, inputs, i, c, d, dim, along) / norm
+    for d in range(dim):
+        state[d, i] = inputs[d, i]
+    return 0
+
+
+def _akorn_finish(state, consts):
+    """``order = |mean_i x_i|``, in every column."""
+    dim = state.shape[0] - 1
+    n = state.shape[1]
+    squared = 0.0
+    for d in range(dim):
+        mean = row_sum(state, d) / n
+        squared = squared + mean * mean
+    fill_row(state, dim, np.sqrt(squared))
 
 
 class AKOrN(ValueModel):
@@ -120,6 +184,8 @@ class AKOrN(ValueModel):
     """
 
     population_variables = ("order",)
+    step = staticmethod(_akorn_step)
+    finish = staticmethod(_akorn_finish)
 
     def __init__(self, dim: int = 4, omega: ParameterValue = 0.0) -> None:
         super().__init__()
@@ -142,31 +208,16 @@ class AKOrN(ValueModel):
 
     def initial_state(self) -> dict[str, ParameterValue]:
         # normal components, normalised by ``derive``, are uniform on the sphere
-        from ..engine.distributions import Normal
-
         return {**{f"x{d}": Normal(0.0, 1.0) for d in range(self.dim)}, "order": 0.0}
+
+    def constants(self, params: Mapping[str, np.ndarray], dt: float) -> np.ndarray:
+        omega = np.asarray(params["omega"], dtype=np.float64)
+        return np.stack([omega, np.full(omega.shape, dt)])
 
     def derive(self, state: np.ndarray) -> None:
         vectors = state[:self.dim].astype(np.float64)
         norms = np.linalg.norm(vectors, axis=0)
         if np.any(norms == 0):
             raise ModelError(f"AKOrN: unit {int(np.flatnonzero(norms == 0)[0])} has the zero vector as state")
-        self._store(state, vectors / norms)
-
-    def _store(self, state: np.ndarray, vectors: np.ndarray) -> None:
-        state[:self.dim] = vectors
-        state[self.dim] = np.linalg.norm(vectors.mean(axis=1))
-
-    def advance(self, state: np.ndarray, inputs: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray],
-                dt: float) -> np.ndarray | None:
-        x = state[:self.dim].astype(np.float64)
-        drive = inputs["coupling"] + inputs["stimulus"]
-        tangent = drive - np.sum(drive * x, axis=0) * x
-        rotation = np.zeros_like(x)
-        pairs = self.dim // 2
-        omega = params["omega"]
-        rotation[0:2 * pairs:2] = -omega * x[1:2 * pairs:2]
-        rotation[1:2 * pairs:2] = omega * x[0:2 * pairs:2]
-        moved = x + dt * (rotation + tangent)
-        self._store(state, moved / np.linalg.norm(moved, axis=0))
-        return None
+        state[:self.dim] = vectors / norms
+        _akorn_finish(state, None)

@@ -521,9 +521,7 @@ class SpikingModule(torch.nn.Module):
             projection = by_name[made.name]
             trained = self.weight(index).detach().cpu().numpy().reshape(-1)[made.dense_index]
             # the engine stores a weight given as one number once; trained weights differ per synapse
-            projection._weights = np.ascontiguousarray(trained, dtype=np.float32)
-            projection.weight_stride = 1
-        self.net._changed()
+            projection.set_weights(trained)
 
 
 def simulate(net: Network, inputs: Mapping[str, np.ndarray] | np.ndarray, input_name: str | None = None,

@@ -4,7 +4,8 @@ Each model's ``step`` is compiled with ``cuda.jit(device=True)`` and called by o
 neuron. A step of a population is three small kernels after the update: spike counts per
 range of neurons, their prefix sum, and the spike writes, so the spike list comes out in
 neuron order exactly as on the CPU. Deliveries launch one block per spike of the chunk, its threads
-striding over the spike's synapses with atomic adds into the target's delay ring buffer.
+striding over the spike's synapses (or, for an implicit all-to-all projection, its targets) with
+atomic adds into the target's delay ring buffer.
 
 Determinism: the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) runs blocks one after another,
 so spikes are delivered in the reference order and results equal the numpy backend's. On a
@@ -31,6 +32,7 @@ from numba import config, cuda
 from ..lowering import STATUS_NOT_FINITE, STATUS_OK, STATUS_SPIKE_OVERFLOW, LoweredNetwork
 from ..model import register_target
 from . import Runner, numba_kernels
+from .value_updates import deliver_counts, update_values
 
 if config.ENABLE_CUDASIM:
     # The simulator runs step functions as Python on numpy scalars, where the counter-based
@@ -144,6 +146,21 @@ def _deliver(spike_ids, spike_steps, first, row_ptr, post_ids, weights, weight_s
         cuda.atomic.add(ring, (slot, receptor, post_ids[synapse]), weights[synapse * weight_stride])
 
 
+@cuda.jit
+def _deliver_all_to_all(spike_ids, spike_steps, first, width, autapses, weights, delays, ring, receptor, events,
+                        projection):
+    """Block b adds the one weight of an all-to-all projection to every target of spike ``first + b``
+    (``0 .. width - 1``; without ``autapses`` a spike of neuron j skips target j)."""
+    s = first + cuda.blockIdx.x
+    neuron = spike_ids[s]
+    if cuda.threadIdx.x == 0:
+        cuda.atomic.add(events, projection, width if autapses else width - 1)
+    slot = (spike_steps[s] + delays[0]) % ring.shape[0]
+    for target in range(cuda.threadIdx.x, width, cuda.blockDim.x):
+        if autapses or target != neuron:
+            cuda.atomic.add(ring, (slot, receptor, target), weights[0])
+
+
 def _device_version(kernel, helpers: tuple[str, ...]):
     """A CPU backend's loop compiled as a device function, its calls to ``helpers`` (functions of
     :mod:`.numba_kernels`) resolved to device versions of them: one definition for both targets."""
@@ -213,8 +230,9 @@ class _DevicePopulation:
 class _DeviceProjection:
     def __init__(self, projection):
         self.host = projection
-        self.row_ptr = cuda.to_device(projection.row_ptr)
-        self.post_ids = cuda.to_device(projection.post_ids)
+        # an implicit all-to-all projection has no synapse arrays to copy
+        self.row_ptr = None if projection.all_to_all else cuda.to_device(projection.row_ptr)
+        self.post_ids = None if projection.all_to_all else cuda.to_device(projection.post_ids)
         self.weights = cuda.to_device(projection.weights)
         delays = projection.delay_steps
         self.delays = cuda.to_device(delays if isinstance(delays, np.ndarray) else np.array([delays], np.uint16))
@@ -257,6 +275,22 @@ class CudaRunner(Runner):
         self.monitor_ids = [cuda.to_device(m.ids) for m in lowered.state_monitors]
 
     def advance(self, start: int, stop: int) -> int:
+        """Run on the GPU up to ``stop`` or the next update of an elementwise value population.
+
+        Those update on the host, with the numpy reference's code, between the GPU's stretches.
+        """
+        lowered = self.lowered
+        boundary = lowered.next_value_boundary(start)
+        reached = self._advance_on_device(start, stop if boundary is None else min(stop, boundary))
+        if lowered.values and lowered.status[0] == STATUS_OK:
+            deliver_counts(lowered, [0] * len(lowered.populations))
+            if reached == boundary:
+                self.to_host()
+                update_values(lowered, reached)
+                self.to_device()
+        return reached
+
+    def _advance_on_device(self, start: int, stop: int) -> int:
         lowered = self.lowered
         lowered.status[0] = STATUS_OK
         for device in self.populations:  # the host emptied the spike buffers after the last stretch
@@ -277,7 +311,7 @@ class CudaRunner(Runner):
                 for k in range(step, step + length):
                     self._step_population(index, device, k)
                     for monitor, ids, values in monitors:
-                        if monitor.population == index and (k + 1) % monitor.every == 0:
+                        if monitor.population == index and not monitor.at_updates and (k + 1) % monitor.every == 0:
                             sample = int(monitor.count[0])
                             _sample[min(_MAX_BLOCKS, max(1, math.ceil(len(monitor.ids) / _THREADS))), _THREADS](
                                 device.state, monitor.row, ids, values, sample)
@@ -294,8 +328,15 @@ class CudaRunner(Runner):
             for j, projection in enumerate(self.projections):
                 pre = projection.host.pre
                 spikes = counts[pre] - first[pre]
-                if spikes:
-                    source, target = self.populations[pre], self.populations[projection.host.post]
+                if not spikes:
+                    continue
+                source, target = self.populations[pre], self.populations[projection.host.post]
+                if projection.host.all_to_all:
+                    _deliver_all_to_all[spikes, _DELIVERY_THREADS](
+                        source.spike_ids, source.spike_steps, first[pre], projection.host.width,
+                        projection.host.autapses, projection.weights, projection.delays, target.ring,
+                        projection.host.receptor, self.events, j)
+                else:
                     _deliver[spikes, _DELIVERY_THREADS](
                         source.spike_ids, source.spike_steps, first[pre], projection.row_ptr, projection.post_ids,
                         projection.weights, projection.host.weight_stride, projection.delays,

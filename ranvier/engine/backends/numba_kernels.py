@@ -10,8 +10,9 @@ from __future__ import annotations
 import types
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
+from ..lowering import NO_PULSE
 from ..model import NOT_FINITE_UINT16
 
 #: Options of every compiled loop of the backend. They allocate nothing, so they run without
@@ -137,27 +138,62 @@ def deliver_per_synapse(spike_ids, spike_steps, first, last, row_ptr, post_ids, 
     return events
 
 
+@njit(**KERNEL)
+def deliver_all_to_all(spike_ids, spike_steps, first, last, width, autapses, weight, delay_steps, ring, receptor):
+    """Add ``weight`` to targets ``0 .. width - 1`` of each spike ``first .. last - 1``, in that order.
+
+    An implicit all-to-all projection: one weight, one delay, no synapse arrays; without
+    ``autapses`` a spike of neuron j skips target j. Returns the number of synaptic events.
+    """
+    slots = ring.shape[0]
+    events = 0
+    for s in range(first, last):
+        neuron = spike_ids[s]
+        target = ring[(spike_steps[s] + delay_steps) % slots, receptor]
+        skipped = width if autapses else neuron
+        for i in range(skipped):
+            target[i] += weight
+        for i in range(skipped + 1, width):
+            target[i] += weight
+        events += width if autapses else width - 1
+    return events
+
+
+#: how ``_deliver_all`` delivers a projection's spikes (its ``modes`` entry)
+DELIVER_CSR = 0
+DELIVER_CSR_PER_SYNAPSE_DELAYS = 1
+DELIVER_ALL_TO_ALL = 2
+DELIVER_ALL_TO_ALL_NO_AUTAPSES = 3
+
+
 def _deliver_all(first, last, spike_ids, spike_steps, rings, pre, post, receptor, row_ptr, post_ids, weights,
-                 weight_stride, delays, per_synapse_delays, events):
+                 weight_stride, delays, modes, widths, events):
     """Deliver spikes ``first[p] .. last[p] - 1`` of each population p, projection by projection.
 
     One loop over tuples (:func:`deliver_all`) or typed lists (:func:`deliver_all_listed`) of the
     projections' arrays, so a network's number of projections does not grow its generated
     kernel. Projections from a population that did not spike are skipped before any list is
-    touched.
+    touched. ``modes[j]`` (``DELIVER_*``) says whether projection j is CSR, with one delay or
+    one per synapse, or implicit all-to-all onto ``widths[j]`` targets (``row_ptr[j]`` and
+    ``post_ids[j]`` then empty).
     """
     for j in range(pre.shape[0]):
         source = pre[j]
         if last[source] == first[source]:
             continue
-        if per_synapse_delays[j]:
+        mode = modes[j]
+        if mode == DELIVER_CSR:
+            events[j] += deliver(spike_ids[source], spike_steps[source], first[source], last[source],
+                                 row_ptr[j], post_ids[j], weights[j], weight_stride[j], delays[j][0],
+                                 rings[post[j]], receptor[j])
+        elif mode == DELIVER_CSR_PER_SYNAPSE_DELAYS:
             events[j] += deliver_per_synapse(spike_ids[source], spike_steps[source], first[source], last[source],
                                              row_ptr[j], post_ids[j], weights[j], weight_stride[j], delays[j],
                                              rings[post[j]], receptor[j])
         else:
-            events[j] += deliver(spike_ids[source], spike_steps[source], first[source], last[source],
-                                 row_ptr[j], post_ids[j], weights[j], weight_stride[j], delays[j][0],
-                                 rings[post[j]], receptor[j])
+            events[j] += deliver_all_to_all(spike_ids[source], spike_steps[source], first[source], last[source],
+                                            widths[j], mode == DELIVER_ALL_TO_ALL, weights[j][0], delays[j][0],
+                                            rings[post[j]], receptor[j])
 
 
 def _renamed(function, name: str):
@@ -244,3 +280,128 @@ def apply_stdp(pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, po
             post_trace[neuron] = _decayed(post_trace[neuron], post_seen[neuron], k, decay_minus) + 1.0
             post_seen[neuron] = k
             j += 1
+
+
+# Elementwise value populations (the order of ``value_updates``, operation for operation).
+
+
+@njit(**KERNEL)
+def clear_rows(rows):
+    """Set every entry of a 2-D float64 array to 0."""
+    for r in range(rows.shape[0]):
+        for i in range(rows.shape[1]):
+            rows[r, i] = 0.0
+
+
+@njit(**KERNEL)
+def add_all_to_all(rows, first_row, published, channels, weight, autapses):
+    """``rows[first_row + c] += w sum_j x_cj`` (minus ``w x_ci`` without autapses), the sum left to right."""
+    for c in range(channels):
+        total = 0.0
+        for j in range(published.shape[1]):
+            total += published[c, j]
+        total = weight * total
+        target = rows[first_row + c]
+        if autapses:
+            for i in range(target.shape[0]):
+                target[i] += total
+        else:
+            for i in range(target.shape[0]):
+                target[i] += total - weight * published[c, i]
+
+
+def _add_sparse(rows, first_row, published, channels, row_ptr, columns, values):
+    """``rows[first_row + c, i] += sum_e values[e] x_c[columns[e]]`` over row ``i``'s entries, in order."""
+    for i in prange(row_ptr.shape[0] - 1):
+        for c in range(channels):
+            total = 0.0
+            for entry in range(row_ptr[i], row_ptr[i + 1]):
+                total += values[entry] * published[c, columns[entry]]
+            rows[first_row + c, i] += total
+
+
+add_sparse = njit(**KERNEL)(_renamed(_add_sparse, "add_sparse"))
+#: the same on every thread (rows are independent), for large maps
+add_sparse_parallel = njit(cache=True, nogil=True, parallel=True)(_renamed(_add_sparse, "add_sparse_parallel"))
+
+
+@njit(**KERNEL)
+def take_pending(rows, row, pending, window):
+    """Add a count projection's pending window to input row ``row`` and clear it."""
+    for i in range(rows.shape[1]):
+        rows[row, i] += pending[window, i]
+        pending[window, i] = 0.0
+
+
+@njit(**KERNEL)
+def deliver_count(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights, weight_stride, delay_steps,
+                  per_synapse_delays, all_to_all, autapses, pending, period):
+    """Add spikes ``first .. last - 1`` to the pending window of their arrival; returns the synaptic events."""
+    windows = pending.shape[0]
+    width = pending.shape[1]
+    events = 0
+    for s in range(first, last):
+        neuron = spike_ids[s]
+        sent = spike_steps[s]
+        if all_to_all:
+            window = ((sent + delay_steps[0]) // period) % windows
+            weight = np.float64(weights[0])
+            for i in range(width):
+                if autapses or i != neuron:
+                    pending[window, i] += weight
+                    events += 1
+        else:
+            for synapse in range(row_ptr[neuron], row_ptr[neuron + 1]):
+                delay = delay_steps[synapse] if per_synapse_delays else delay_steps[0]
+                pending[((sent + delay) // period) % windows, post_ids[synapse]] += np.float64(
+                    weights[synapse * weight_stride])
+                events += 1
+    return events
+
+
+@njit(**KERNEL)
+def publish(state, published, output_rows, previous, keep_previous):
+    """Copy the output rows of ``state`` into ``published`` (the old values into ``previous`` first)."""
+    for c in range(output_rows.shape[0]):
+        for i in range(state.shape[1]):
+            if keep_previous:
+                previous[c, i] = published[c, i]
+            published[c, i] = state[output_rows[c], i]
+
+
+@njit(**KERNEL)
+def schedule_pulses(flags, n, k, source_steps, source_ids, source_next):
+    """Schedule the units flagged in ``flags`` as spikes of step ``k`` (and clear the flags)."""
+    fired = 0
+    for i in range(n):
+        if flags[i] != 0:
+            flags[i] = 0
+            source_ids[fired] = i
+            fired += 1
+    for slot in range(source_steps.shape[0]):
+        source_steps[slot] = k if slot < fired else NO_PULSE
+    source_next[0] = 0
+
+
+@njit(**KERNEL)
+def hold_values(ring, receptor, scratch, start, stop):
+    """Add ``float32(y)`` to ``ring``'s receptor in the steps ``start .. stop - 1``."""
+    slots = ring.shape[0]
+    for step in range(start, stop):
+        target = ring[step % slots, receptor]
+        for i in range(target.shape[0]):
+            target[i] += np.float32(scratch[0, i])
+
+
+@njit(**KERNEL)
+def set_state_row(state, row, targets, scratch):
+    """``state[row, t] = y[t]`` for the targets of a set projection."""
+    for t in range(targets.shape[0]):
+        state[row, targets[t]] = scratch[0, targets[t]]
+
+
+@njit(**KERNEL)
+def set_modulation(modulation, row, published):
+    """The factors of a modulated STDP term: the modulator's first output channel."""
+    for column in range(modulation.shape[1]):
+        modulation[row, column] = published[0, column]

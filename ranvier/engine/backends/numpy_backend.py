@@ -12,7 +12,10 @@ import numpy as np
 from ..connectivity import outgoing_synapses
 from ..lowering import STATUS_NOT_FINITE, STATUS_OK, LoweredNetwork
 from . import Runner
+from .value_updates import deliver_counts, update_values
 
+#: synapses an all-to-all delivery indexes at once (bounds its temporary memory)
+_DELIVERY_BLOCK = 1 << 20
 
 class NumpyRunner(Runner):
     """Advances a lowered network with numpy."""
@@ -27,6 +30,10 @@ class NumpyRunner(Runner):
         step = start
         while step < stop:
             length = min(lowered.chunk, stop - step)
+            boundary = lowered.next_value_boundary(step)
+            if boundary is not None:
+                # a chunk ends where an elementwise value population updates
+                length = min(length, boundary - step)
             if any(p.spike_count[0] + p.spike_bound * length > len(p.spike_ids) for p in lowered.populations):
                 break
             first = [int(p.spike_count[0]) for p in lowered.populations]
@@ -39,9 +46,12 @@ class NumpyRunner(Runner):
                     self._sample(index, population, k)
             for j, projection in enumerate(lowered.projections):
                 self._deliver(j, projection, first[projection.pre])
+            deliver_counts(lowered, first)
             for plastic in lowered.plastic:
                 self._learn(plastic, first)
             step += length
+            if lowered.values and not update_values(lowered, step):
+                return step
         return step
 
     def _update(self, index: int, population, k: int) -> bool:
@@ -82,7 +92,7 @@ class NumpyRunner(Runner):
 
     def _sample(self, index: int, population, k: int) -> None:
         for monitor in self.lowered.state_monitors:
-            if monitor.population == index and (k + 1) % monitor.every == 0:
+            if monitor.population == index and not monitor.at_updates and (k + 1) % monitor.every == 0:
                 sample = int(monitor.count[0])
                 monitor.values[sample] = population.state[monitor.row, monitor.ids]
                 monitor.steps[sample] = k
@@ -94,6 +104,9 @@ class NumpyRunner(Runner):
         ids = pre.spike_ids[first:pre.spike_count[0]]
         if not len(ids):
             return
+        if projection.all_to_all:
+            self._deliver_all_to_all(j, projection, ids, pre.spike_steps[first:pre.spike_count[0]], post.ring)
+            return
         synapses, lengths = outgoing_synapses(projection.row_ptr, ids)
         self.lowered.synaptic_events[j] += len(synapses)
         if not len(synapses):
@@ -103,6 +116,27 @@ class NumpyRunner(Runner):
         slots = (spike_steps + delays) % post.ring.shape[0]
         np.add.at(post.ring, (slots, projection.receptor, projection.post_ids[synapses]),
                   projection.weights[synapses * projection.weight_stride])
+
+    def _deliver_all_to_all(self, j: int, projection, ids: np.ndarray, steps: np.ndarray, ring: np.ndarray) -> None:
+        """Add the one weight of an all-to-all projection to targets ``0 .. width - 1`` of each spike.
+
+        Spike by spike, targets in ascending order (source ``j`` skips target ``j`` without
+        autapses: its targets are ``t + (t >= j)``), as numba's ``deliver_all_to_all``; spikes
+        go in blocks of about ``_DELIVERY_BLOCK`` synapses, so no block holds all their indices.
+        """
+        degree = projection.width if projection.autapses else projection.width - 1
+        self.lowered.synaptic_events[j] += len(ids) * degree
+        if not degree:
+            return
+        targets = np.arange(degree)
+        slots = (steps + projection.delay_steps) % ring.shape[0]
+        block = max(1, _DELIVERY_BLOCK // degree)
+        for start in range(0, len(ids), block):
+            chosen = slice(start, start + block)
+            posts = np.broadcast_to(targets, (len(ids[chosen]), degree))
+            if not projection.autapses:
+                posts = posts + (targets >= ids[chosen, None])
+            np.add.at(ring, (slots[chosen, None], projection.receptor, posts), projection.weights[0])
 
 
     def _learn(self, plastic, first: list[int]) -> None:

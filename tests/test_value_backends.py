@@ -1,0 +1,156 @@
+"""Elementwise value populations inside the backends: one model-language definition, the same bits everywhere."""
+
+import numba
+import numpy as np
+import pytest
+
+import ranvier as rv
+from ranvier.engine.model import row_sum, sin_cos
+from ranvier.units import ms, mV
+
+
+def test_sin_cos_is_accurate_and_the_same_in_numpy_and_numba():
+    x = np.random.default_rng(0).uniform(-50.0, 50.0, 100_000)
+    sine, cosine = sin_cos(x)
+    assert np.abs(sine - np.sin(x)).max() < 4e-16 and np.abs(cosine - np.cos(x)).max() < 4e-16
+
+    @numba.njit
+    def compiled(x, out):
+        for i in range(x.shape[0]):
+            out[0, i], out[1, i] = sin_cos(x[i])
+
+    out = np.empty((2, len(x)))
+    compiled(x, out)
+    np.testing.assert_array_equal(out[0], sine)
+    np.testing.assert_array_equal(out[1], cosine)
+
+
+def test_row_sum_adds_left_to_right_in_float64():
+    values = np.array([[1e16, 1.0, -1e16, 1.0]], dtype=np.float64)
+    # left to right: (1e16 + 1) rounds to 1e16, then - 1e16 -> 0, then + 1 -> 1 (a pairwise sum gives 0 or 2)
+    assert row_sum(values, 0) == 1.0
+    assert numba.njit(lambda a: row_sum(a, 0))(values) == 1.0
+
+
+def _every_value_model(seed: int) -> tuple[rv.Network, dict]:
+    """LIF beside Kuramoto, AKOrN and an astrocyte: count, value and set projections, pulses, own dts, STDP."""
+    net = rv.Network(dt=0.5 * ms, seed=seed)
+    drive = net.population(rv.neurons.PoissonSource(rate=300.0), n=40, name="drive")
+    lif = rv.neurons.LIF(tau_m=10 * ms, v_rest=-65 * mV, v_th=-55 * mV, v_reset=-65 * mV, t_ref=2 * ms,
+                         tau_syn={"exc": 5 * ms, "astro": 0.0})
+    cells = net.population(lif, n=30, name="cells")
+    oscillators = net.population(rv.neurons.Kuramoto(omega=rv.init.Normal(120.0, 20.0), lag=0.3, pulses=True),
+                                 n=25, name="osc", dt=1 * ms)
+    units = net.population(rv.neurons.AKOrN(dim=3, omega=rv.init.Normal(5.0, 1.0)), n=20, name="akorn")
+    astro = net.population(rv.neurons.Astrocyte(tau=20 * ms, baseline=0.2), n=1, name="astro")
+    plastic = net.connect(drive, cells, rv.connect.Bernoulli(0.3), weight=4 * mV, delay=1 * ms, receptor="exc",
+                          plasticity=rv.plasticity.STDP(a_plus=0.01, a_minus=0.012, w_max=8 * mV,
+                                                        modulator=astro))
+    net.connect(oscillators, oscillators, rv.connect.AllToAll(), weight=4.0 / 25, receptor="coupling")
+    net.connect(drive, oscillators, rv.connect.Bernoulli(0.2), weight=2.0, delay=rv.init.Uniform(0.5 * ms, 2 * ms),
+                receptor="drive")
+    net.connect(oscillators, cells, rv.connect.Bernoulli(0.4), weight=6 * mV, delay=1.5 * ms, receptor="exc")
+    net.connect(units, units, rv.connect.FixedInDegree(6), weight=rv.init.Normal(0.5, 0.2), receptor="coupling")
+    net.connect(cells, astro, rv.connect.AllToAll(), weight=0.05, delay=0.5 * ms)
+    net.connect(astro, cells, rv.connect.AllToAll(), weight=2 * mV, receptor="astro")
+    clamped = net.population(lif, n=5, name="clamped")
+    net.connect(astro, clamped, rv.connect.AllToAll(), weight=-0.3, receptor="v")
+    monitors = {name: net.record(name, "spikes") for name in ("osc", "cells")}
+    monitors["order"] = net.record("osc", "order")
+    monitors["akorn"] = net.record("akorn", "x0")
+    monitors["astro"] = net.record("astro", "output")
+    monitors["clamped"] = net.record("clamped", "v")
+    monitors["weights"] = plastic
+    return net, monitors
+
+
+def _run(backend: str) -> tuple[rv.Network, dict]:
+    net, monitors = _every_value_model(seed=7)
+    net.run(40 * ms, backend=backend)
+    net.run(25.5 * ms, backend=backend)  # a second run continues mid-window of the 1 ms oscillators
+    return net, monitors
+
+
+def test_every_value_model_beside_lif_is_identical_on_numpy_and_numba():
+    numpy_net, numpy_run = _run("numpy")
+    numba_net, numba_run = _run("numba")
+    for name in ("osc", "cells"):
+        assert numpy_run[name].num_spikes > 0
+        np.testing.assert_array_equal(numpy_run[name].steps, numba_run[name].steps)
+        np.testing.assert_array_equal(numpy_run[name].ids, numba_run[name].ids)
+    for name in ("order", "akorn", "astro", "clamped"):
+        assert len(numpy_run[name].values) > 10
+        np.testing.assert_array_equal(numpy_run[name].values, numba_run[name].values)
+        np.testing.assert_array_equal(numpy_run[name].t, numba_run[name].t)
+    assert numpy_run["astro"].values.max() > 0.2
+    np.testing.assert_array_equal(numpy_run["weights"].weights, numba_run["weights"].weights)
+    for population in numpy_net.populations.values():
+        np.testing.assert_array_equal(population.state, numba_net[population.name].state)
+    assert numpy_net.stats.neuron_updates_by_population == numba_net.stats.neuron_updates_by_population
+    assert numpy_net.stats.dense_macs_by_projection == numba_net.stats.dense_macs_by_projection
+    assert numpy_net.stats.synaptic_events_by_projection == numba_net.stats.synaptic_events_by_projection
+    # 65.5 ms of 1 ms windows: 65 updates of 25 oscillators; the astrocyte at the network's dt: 131
+    assert numpy_net.stats.neuron_updates_by_population["osc"] == 65 * 25
+    assert numpy_net.stats.neuron_updates_by_population["astro"] == 131
+    assert numpy_net.stats.dense_macs_by_projection["osc->osc:coupling"] == 65 * 25 * 25 * 2
+
+
+def test_oscillators_in_a_slower_window_update_only_there():
+    net = rv.Network(dt=1 * ms, seed=1)
+    net.population(rv.neurons.Kuramoto(omega=10.0), n=3, name="osc", dt=4 * ms, init={"theta": 0.0})
+    theta = net.record("osc", "theta")
+    net.run(10 * ms, backend="numba")
+    # updates at 4 and 8 ms, each an Euler step of 4 ms at 10 rad/s
+    np.testing.assert_allclose(theta.values[:, 0], [0.04, 0.08], rtol=1e-6)
+    np.testing.assert_allclose(theta.t, [4 * ms, 8 * ms])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_state_that_stops_being_finite_names_the_value_population(backend):
+    net = rv.Network(dt=1 * ms, seed=1)
+    cells = net.population(rv.neurons.SpikeSource([1 * ms, 1 * ms], [0, 1], n=2), name="cells")
+    astro = net.population(rv.neurons.Astrocyte(tau=10 * ms), n=1, name="astro")
+    # two spikes of 3e38 sum to more than a float32 holds
+    net.connect(cells, astro, rv.connect.AllToAll(), weight=3e38)
+    with pytest.raises(rv.NumericalError, match="'astro'.*step 2"):
+        net.run(5 * ms, backend=backend)
+
+
+def test_akorn_with_sparse_coupling_is_identical_on_numpy_and_numba():
+    results = []
+    for backend in ("numpy", "numba"):
+        net = rv.Network(dt=1 * ms, seed=3)
+        units = net.population(rv.neurons.AKOrN(dim=4, omega=2.0), n=300, name="akorn")
+        net.connect(units, units, rv.connect.FixedInDegree(20), weight=rv.init.Normal(0.1, 0.05),
+                    receptor="coupling")
+        order = net.record(units, "order")
+        net.run(30 * ms, backend=backend)
+        results.append((order.values.copy(), units.state.copy()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    norms = np.linalg.norm(results[0][1][:4].astype(np.float64), axis=0)
+    np.testing.assert_allclose(norms, 1.0, atol=1e-6)
+
+
+_ON_CUDA_SIMULATOR = """
+import json, sys
+import numpy as np
+sys.path.insert(0, TESTS)
+from test_value_backends import _run
+
+numpy_net, numpy_run = _run("numpy")
+cuda_net, cuda_run = _run("cuda")
+same = {name: bool(np.array_equal(numpy_run[name].steps, cuda_run[name].steps)
+                   and np.array_equal(numpy_run[name].ids, cuda_run[name].ids)) for name in ("osc", "cells")}
+same.update({name: bool(np.array_equal(numpy_run[name].values, cuda_run[name].values))
+             for name in ("order", "akorn", "astro")})
+same["weights"] = bool(np.array_equal(numpy_run["weights"].weights, cuda_run["weights"].weights))
+print(json.dumps({"same": same, "spikes": int(numpy_run["cells"].num_spikes)}))
+"""
+
+
+@pytest.mark.slow
+def test_every_value_model_beside_lif_is_identical_on_the_cuda_simulator(on_cuda_simulator):
+    result = on_cuda_simulator(_ON_CUDA_SIMULATOR)
+    assert result["spikes"] > 0
+    assert all(result["same"].values()), result["same"]
