@@ -1,7 +1,7 @@
 """CfC and LTC training step (forward + backward) in ranvier's torch modules against ncps, side by side.
 
 Workload (peers.md): input 20, 64 units, T = 100, batch 64, loss = sum of the output sequence.
-ranvier's modules are built from the ncps modules' weights (``CfC.from_ncps(m).to_torch()``), so
+ranvier's modules are built from the ncps modules' weights (``to_torch(CfC.from_ncps(m))``), so
 both compute the same function; the script checks that outputs and gradients agree before timing.
 Repeats alternate ncps / ranvier so load from other processes hits both alike; the reported ratio
 is the median of the per-repeat ratios ncps time / ranvier time (above 1: ranvier is faster).
@@ -23,6 +23,7 @@ from ncps.torch import LTC as NcpsLTC
 from ncps.torch import CfC as NcpsCfC
 
 import ranvier as rv
+from ranvier.train import to_torch
 
 
 def step_time(module, x):
@@ -66,7 +67,7 @@ def main():
     for name, make, cls in (("CfC", lambda: NcpsCfC(20, 64), rv.neurons.CfC),
                             ("LTC", lambda: NcpsLTC(20, 64), rv.neurons.LTC)):
         reference = make()
-        ours = cls.from_ncps(reference).to_torch()
+        ours = to_torch(cls.from_ncps(reference))
         repeats = args.repeats if name == "CfC" else max(5, args.repeats // 2)
         records.append(compare(name, reference, ours, x, repeats))
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),

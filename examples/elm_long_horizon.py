@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import ranvier as rv  # noqa: E402
+from ranvier.train import to_torch  # noqa: E402
 from ranvier.train.elm import RecurrentLIF, accuracy, fit, parameter_count  # noqa: E402
 from ranvier.train.tasks import delayed_cue_recall  # noqa: E402
 
@@ -29,7 +30,7 @@ args = parser.parse_args()
 torch.manual_seed(args.seed)
 x, y = delayed_cue_recall(args.samples, steps=args.steps, seed=args.seed)
 x_test, y_test = delayed_cue_recall(512, steps=args.steps, seed=args.seed + 1)
-models = {"ELM": rv.neurons.ELM(8, 2, n_memory=args.memory, seed=args.seed).to_torch(),
+models = {"ELM": to_torch(rv.neurons.ELM(8, 2, n_memory=args.memory, seed=args.seed)),
           "recurrent LIF": RecurrentLIF(8, 2 * args.memory, 2)}
 curves, scores = {}, {}
 for name, model in models.items():

@@ -12,7 +12,7 @@ import ranvier.hardware as hw
 from ranvier.engine import storage
 from ranvier.units import ms, mV
 
-_LIF = rv.neurons.LIF(tau_m=20 * ms, v_rest=-49 * mV, v_th=-50 * mV, v_reset=-55 * mV, t_ref=2 * ms,
+_LIF = rv.neurons.LIF(tau_m=5 * ms, v_rest=-49 * mV, v_th=-50 * mV, v_reset=-55 * mV, t_ref=2 * ms,
                       tau_syn={"exc": 5 * ms, "inh": 5 * ms})
 
 

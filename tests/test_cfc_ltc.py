@@ -12,7 +12,9 @@ from ncps.wirings import AutoNCP  # noqa: E402
 
 import ranvier as rv  # noqa: E402
 from ranvier.errors import InputError  # noqa: E402
-from ranvier.neurons.cfc_ltc import cfc_sequence, cfc_step, ltc_sequence, ltc_step  # noqa: E402
+from ranvier.neurons.cfc import cfc_sequence, cfc_step  # noqa: E402
+from ranvier.neurons.ltc import ltc_sequence, ltc_step  # noqa: E402
+from ranvier.train import to_torch  # noqa: E402
 
 N_IN, BATCH, STEPS = 5, 3, 12
 
@@ -54,7 +56,7 @@ def test_from_ncps_reproduces_ncps(cls, make, inputs):
     outputs, state = model.forward(inputs.numpy())
     np.testing.assert_allclose(outputs, expected, atol=1e-5, rtol=0)
     np.testing.assert_allclose(state, expected_state, atol=1e-5, rtol=0)
-    torch_outputs, torch_state = model.to_torch()(inputs)
+    torch_outputs, torch_state = to_torch(model)(inputs)
     np.testing.assert_allclose(torch_outputs.detach().numpy(), expected, atol=1e-5, rtol=0)
     np.testing.assert_allclose(torch_state.detach().numpy(), expected_state, atol=1e-5, rtol=0)
     assert outputs.shape == (BATCH, STEPS, model.output_size)
@@ -73,7 +75,7 @@ def test_timespans_and_initial_state_as_ncps(cls, make):
     model = cls.from_ncps(reference)
     np.testing.assert_allclose(model.forward(x[0].numpy(), spans[0].numpy(), h0[0].numpy())[0], expected[0],
                                atol=1e-5)
-    np.testing.assert_allclose(model.to_torch()(x, h0, spans)[0].detach().numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(to_torch(model)(x, h0, spans)[0].detach().numpy(), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize(("cls", "make", "step", "sequence"), [
@@ -97,7 +99,7 @@ def test_ltc_gradients_match_ncps(inputs):
     # the fused synapse op has a hand-written backward pass; ncps' autograd is the reference
     torch.manual_seed(4)
     reference = LTC_CONFIGS["wired"]()
-    module = rv.neurons.LTC.from_ncps(reference).to_torch()
+    module = to_torch(rv.neurons.LTC.from_ncps(reference))
     reference(inputs)[0].square().sum().backward()
     module(inputs)[0].square().sum().backward()
     expected = dict(reference.rnn_cell.named_parameters())
@@ -116,7 +118,7 @@ def test_cfc_gradients_match_ncps(mode, proj_size, inputs):
     # one-layer CfCs train through a sequence function with a hand-written backward pass
     torch.manual_seed(8)
     reference = ncps_torch.CfC(N_IN, 16, mode=mode, proj_size=proj_size)
-    module = rv.neurons.CfC.from_ncps(reference).to_torch()
+    module = to_torch(rv.neurons.CfC.from_ncps(reference))
     x = inputs.clone().requires_grad_(True)
     h0 = torch.randn(BATCH, 16) * 0.3
     outputs, state = module(x, h0)
@@ -143,7 +145,7 @@ def test_cfc_gradients_match_ncps(mode, proj_size, inputs):
 @pytest.mark.parametrize("make", [CFC_CONFIGS["default"], CFC_CONFIGS["wired"], CFC_CONFIGS["pure+proj"]])
 def test_cfc_gradients_flow_and_training_lowers_the_loss(make, inputs):
     torch.manual_seed(5)
-    module = rv.neurons.CfC.from_ncps(make()).to_torch()
+    module = to_torch(rv.neurons.CfC.from_ncps(make()))
     target = torch.sin(inputs.cumsum(1)[..., :1])
     optimiser = torch.optim.Adam(module.parameters(), lr=1e-2)
     losses = []
@@ -161,7 +163,7 @@ def test_cfc_gradients_flow_and_training_lowers_the_loss(make, inputs):
 
 def test_wired_training_keeps_the_wiring(inputs):
     torch.manual_seed(6)
-    module = rv.neurons.CfC.from_ncps(CFC_CONFIGS["wired"]()).to_torch()
+    module = to_torch(rv.neurons.CfC.from_ncps(CFC_CONFIGS["wired"]()))
     module(inputs)[0].sum().backward()
     for index in range(3):
         mask = getattr(module, f"layer{index}_head_mask")
@@ -182,7 +184,7 @@ def test_bad_inputs_raise_named_errors(cls, inputs):
         model.forward(bad.numpy())
     with pytest.raises(InputError, match="timespans"):
         model.forward(inputs.numpy(), timespans=np.ones(7))
-    module = model.to_torch()
+    module = to_torch(model)
     with pytest.raises(InputError, match=r"Module.*\(3, 12, 6\)"):
         module(torch.randn(BATCH, STEPS, 6))
     with pytest.raises(InputError, match="NaN"):
@@ -191,7 +193,7 @@ def test_bad_inputs_raise_named_errors(cls, inputs):
 
 def test_torch_finite_check_is_exact(inputs):
     # the check is one float64 sum; finite values whose sum overflows must pass, and infinities must not
-    module = rv.neurons.CfC.from_ncps(CFC_CONFIGS["default"]()).to_torch()
+    module = to_torch(rv.neurons.CfC.from_ncps(CFC_CONFIGS["default"]()))
     huge = torch.full((1, 2, N_IN), 1.7e308, dtype=torch.float64)
     module.double()(huge)
     bad = inputs.clone()
@@ -204,13 +206,13 @@ def test_torch_finite_check_is_exact(inputs):
 def test_cfc_step_halves_into_buffers_match(name):
     # cfc_recurrent is cfc_heads then cfc_mix; the out= buffers the torch training path writes into
     # must give the same numbers, in numpy as in torch
-    from ranvier.neurons.cfc_ltc import _cfc_terms, cfc_heads, cfc_input_drive, cfc_mix, cfc_recurrent
+    from ranvier.neurons.cfc import cfc_heads, cfc_input_drive, cfc_mix, cfc_recurrent, cfc_terms
 
     torch.manual_seed(5)
     layer = rv.neurons.CfC.from_ncps(CFC_CONFIGS[name]()).weights.layers[0]
     rng = np.random.default_rng(0)
     x, h = rng.standard_normal((BATCH, layer.n_in)), rng.standard_normal((BATCH, layer.units))
-    terms = _cfc_terms(np, layer, True)
+    terms = cfc_terms(np, layer, True)
     drive = cfc_input_drive(np, terms, x)
     backbone, heads = cfc_heads(np, terms, drive, h)
     buffers = (np.empty_like(backbone) if backbone is not None else None, np.empty_like(heads))

@@ -9,6 +9,7 @@ pytest.importorskip("snntorch")
 import ranvier as rv  # noqa: E402
 from ranvier.errors import InputError  # noqa: E402
 from ranvier.neurons.elm import elm_sequence, elm_step  # noqa: E402
+from ranvier.train import to_torch  # noqa: E402
 from ranvier.train.elm import RecurrentLIF, accuracy, fit, parameter_count  # noqa: E402
 from ranvier.train.tasks import delayed_cue_recall  # noqa: E402
 
@@ -22,7 +23,7 @@ def test_numpy_and_torch_run_the_same_neuron():
     model = rv.neurons.ELM(6, 3, n_memory=10, mlp_layers=2, seed=0)
     x = np.random.default_rng(0).random((4, 30, 6)).astype(np.float32)
     expected, state = model.forward(x, dt=0.5)
-    module = model.to_torch()
+    module = to_torch(model)
     module.dt = 0.5
     outputs, torch_state = module(torch.tensor(x))
     np.testing.assert_allclose(outputs.detach().numpy(), expected, atol=1e-5)
@@ -54,7 +55,7 @@ def test_synaptic_traces_follow_the_input():
 
 def test_gradients_reach_every_trained_parameter(cue_task):
     (x, y), _ = cue_task
-    module = rv.neurons.ELM(8, 2, n_memory=8, seed=0).to_torch()
+    module = to_torch(rv.neurons.ELM(8, 2, n_memory=8, seed=0))
     losses = fit(module, x[:64], y[:64], iterations=2)
     assert all(np.isfinite(losses))
     for name, parameter in module.named_parameters():
@@ -68,7 +69,7 @@ def test_bad_input_and_parameters_raise_named_errors():
     with pytest.raises(InputError, match="NaN"):
         model.forward(np.full((5, 4), np.inf))
     with pytest.raises(InputError, match="ELMModule.*NaN"):
-        model.to_torch()(torch.full((1, 5, 4), float("nan")))
+        to_torch(model)(torch.full((1, 5, 4), float("nan")))
     with pytest.raises(rv.ModelError, match="n_memory.*0"):
         rv.neurons.ELM(4, 2, n_memory=0)
     with pytest.raises(rv.ModelError, match="tau_m_range"):
@@ -90,7 +91,7 @@ def test_cue_task_shows_one_cue_at_the_start():
 def test_elm_recalls_a_cue_across_a_long_delay_where_lif_does_not(cue_task):
     (x, y), (x_test, y_test) = cue_task
     torch.manual_seed(0)
-    elm = rv.neurons.ELM(8, 2, n_memory=8, seed=0).to_torch()
+    elm = to_torch(rv.neurons.ELM(8, 2, n_memory=8, seed=0))
     lif = RecurrentLIF(8, 16, 2)
     assert abs(parameter_count(elm) - parameter_count(lif)) <= 0.05 * parameter_count(lif)
     fit(elm, x, y, iterations=30)

@@ -125,9 +125,15 @@ def _decode(value: Any, arrays, where: str) -> Any:
     return cls(**{key: _decode(item, arrays, where) for key, item in value["fields"].items()})
 
 
+#: classes that moved since files were written: the path a file names -> where the class is now
+_MOVED = {f"ranvier.neurons.cfc_ltc.{name}": f"ranvier.neurons.{module}.{name}"
+          for module, names in (("cfc", ("CfC", "CfCWeights", "CfCLayer")), ("ltc", ("LTC", "LTCWeights")))
+          for name in names}
+
+
 def _import(path: str, where: str) -> Any:
     """The class named by ``path`` (``module.qualname``): modules are imported, attributes followed."""
-    parts = path.split(".")
+    parts = _MOVED.get(path, path).split(".")
     for split in range(len(parts) - 1, 0, -1):
         try:
             target: Any = importlib.import_module(".".join(parts[:split]))

@@ -1,10 +1,11 @@
 """Neuron models: one file per model family."""
 
 from .astrocyte import Astrocyte
-from .cfc_ltc import LTC, CfC
+from .cfc import CfC
 from .elm import ELM
 from .kuramoto import AKOrN, Kuramoto
 from .lif import LIF
+from .ltc import LTC
 from .rate import Rate
 from .sources import PoissonSource, SpikeSource
 

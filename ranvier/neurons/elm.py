@@ -33,7 +33,7 @@ import numpy as np
 
 from ..engine.model import ValueModel
 from ..errors import InputError, ModelError
-from .cfc_ltc import _check_inputs, _time_steps
+from .arrays import cast_floats, check_sequence_inputs, time_steps
 
 
 @dataclass(frozen=True)
@@ -86,18 +86,19 @@ def elm_step(xp: Any, weights: ELMWeights, x_t: Any, state: Any, dt: Any = 1.0) 
 def elm_sequence(xp: Any, weights: ELMWeights, inputs: Any, state: Any, dt: Any = 1.0) -> tuple[Any, Any]:
     """Run ELM neurons over ``inputs`` ``(batch, T, n_in)``; return outputs ``(batch, T, n_out)`` and the last state."""
     outputs = []
-    for x_t in _time_steps(inputs):
+    for x_t in time_steps(inputs):
         output, state = elm_step(xp, weights, x_t, state, dt)
         outputs.append(output)
     return xp.stack(outputs, 1), state
 
 
 class ELM(ValueModel):
-    """Expressive Leaky Memory neuron: weights, a numpy forward pass and :meth:`to_torch` for training.
+    """Expressive Leaky Memory neuron: weights, a numpy forward pass and a population.
 
     ``ELM(n_in, n_out, n_memory=100, ...)`` draws weights as the paper initialises them
     (``nn.Linear``'s uniform fan-in rule); the equations and how a population maps inputs to
-    neurons are in :mod:`ranvier.neurons.elm`.
+    neurons are in :mod:`ranvier.neurons.elm`. :class:`ranvier.train.ELMModule` trains the same
+    neuron in torch (``ELMModule(model.weights)``).
 
     As an engine population of ``N`` neurons (``net.population(ELM(...), n=N, dt=...)``) its port
     ``"input"`` is ``N * n_in`` wide: synapse ``k`` of neuron ``i`` is target ``i * n_in + k``. State
@@ -147,7 +148,7 @@ class ELM(ValueModel):
         """Run a sequence in numpy (float64), ``inputs`` ``(T, n_in)`` or ``(batch, T, n_in)``, from zero state."""
         if not (np.isfinite(dt) and dt > 0):
             raise InputError(f"{self!r}: dt must be positive and finite; got {dt!r}")
-        batched, _ = _check_inputs(repr(self), self.n_in, inputs, None)
+        batched, _ = check_sequence_inputs(repr(self), self.n_in, inputs, None)
         weights = self._float64_weights()
         outputs, state = elm_sequence(np, weights, batched, np.zeros((batched.shape[0], self.state_size)), dt)
         if np.ndim(inputs) == 2:
@@ -158,9 +159,7 @@ class ELM(ValueModel):
         """The weights in float64, cast once per weights object (an engine population calls this every update)."""
         cached = getattr(self, "_weights64", None)
         if cached is None or cached[0] is not self.weights:
-            weights = ELMWeights(**{name: _float64(getattr(self.weights, name))
-                                    for name in ELMWeights.__dataclass_fields__})
-            cached = self._weights64 = (self.weights, weights)
+            cached = self._weights64 = (self.weights, cast_floats(self.weights, np.float64))
         return cached[1]
 
     @property
@@ -189,27 +188,9 @@ class ELM(ValueModel):
         state[self.state_size:] = outputs.T
         return None
 
-    def to_torch(self) -> Any:
-        """A trainable ``torch.nn.Module`` (:class:`ranvier.train.elm.ELMModule`) with these weights."""
-        from ..train.elm import ELMModule
-
-        return ELMModule(self.weights)
-
-    def step(self, xp: Any, x_t: Any, state: Any, dt: Any = 1.0) -> tuple[Any, Any]:
-        """One step for the engine: :func:`elm_step` with this neuron's weights."""
-        return elm_step(xp, self.weights, x_t, state, dt)
-
 
 def _linear(rng: np.random.Generator, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     """``nn.Linear``'s default initialisation: uniform in ``+-1/sqrt(n_in)``."""
     bound = 1.0 / np.sqrt(n_in)
     return (rng.uniform(-bound, bound, (n_out, n_in)).astype(np.float32),
             rng.uniform(-bound, bound, n_out).astype(np.float32))
-
-
-def _float64(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.astype(np.float64)
-    if isinstance(value, tuple):
-        return tuple(_float64(item) for item in value)
-    return value

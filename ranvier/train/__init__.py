@@ -3,10 +3,11 @@
 Importing this package imports torch; ``import ranvier`` alone does not.
 """
 
-from .cfc_ltc import CfCModule as CfCModule
-from .cfc_ltc import LTCModule as LTCModule
+from .cfc import CfCModule as CfCModule
+from .convert import to_torch as to_torch
 from .elm import ELMModule as ELMModule
 from .elm import RecurrentLIF as RecurrentLIF
+from .ltc import LTCModule as LTCModule
 from .snntorch_import import from_snntorch as from_snntorch
 from .spiking import SpikingModule as SpikingModule
 from .spiking import Trace as Trace
