@@ -13,6 +13,7 @@ Quick start::
 
 from . import connect, hardware, init, networks, neurons, nir, plasticity, units
 from .engine import Network, Population, Projection
+from .engine.model import Model, ValueModel
 from .errors import (
     BackendError,
     DatasetError,
@@ -52,8 +53,8 @@ def sweep(fn, grid, client=None, **options):
 
 
 __all__ = [
-    "BackendError", "DatasetError", "HardwareError", "InputError", "ModelError", "NIRError", "Network",
+    "BackendError", "DatasetError", "HardwareError", "InputError", "Model", "ModelError", "NIRError", "Network",
     "NumericalError", "PlasticityError", "Population", "PopulationError", "Projection", "ProjectionError",
-    "RanvierError", "RecordingError", "RunError", "StorageError", "SweepError", "TrainingError",
+    "RanvierError", "RecordingError", "RunError", "StorageError", "SweepError", "TrainingError", "ValueModel",
     "connect", "hardware", "init", "load", "networks", "neurons", "nir", "plasticity", "sweep", "units", "__version__",
 ]

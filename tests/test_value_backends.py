@@ -154,3 +154,42 @@ def test_every_value_model_beside_lif_is_identical_on_the_cuda_simulator(on_cuda
     result = on_cuda_simulator(_ON_CUDA_SIMULATOR)
     assert result["spikes"] > 0
     assert all(result["same"].values()), result["same"]
+
+
+def leaky_step(state, consts, inputs, i, c, k, key):
+    """x <- x exp(-dt / tau) + (input of the window): the example of docs/values.md."""
+    state[0, i] = np.float64(state[0, i]) * consts[0, c] + inputs[0, i]
+    return 0
+
+
+class Leaky(rv.ValueModel):
+    step = staticmethod(leaky_step)
+
+    def __init__(self, tau=0.02):
+        super().__init__()
+        self.parameters = {"tau": tau}
+
+    @property
+    def state_names(self):
+        return ("output",)
+
+    def constants(self, params, dt):
+        return np.exp(-dt / np.asarray(params["tau"], dtype=np.float64))[None]
+
+
+def test_a_users_elementwise_model_runs_in_every_cpu_backend():
+    outputs = {}
+    for backend in ("numpy", "numba"):
+        net = rv.Network(dt=1 * ms, seed=2)
+        source = net.population(rv.neurons.SpikeSource([1 * ms, 3 * ms], [0, 1], n=2), name="src")
+        leaky = net.population(Leaky(tau=rv.init.Uniform(5 * ms, 20 * ms)), n=4, name="leaky", dt=2 * ms)
+        net.connect(source, leaky, rv.connect.AllToAll(), weight=1.0)
+        outputs[backend] = net.record(leaky, "output")
+        net.run(10 * ms, backend=backend)
+    np.testing.assert_array_equal(outputs["numpy"].values, outputs["numba"].values)
+    # spikes arrive at steps 1 and 3: windows [0, 2) and [2, 4) each count one
+    decay = np.exp(-2 * ms / leaky.params["tau"])
+    expected = [np.ones(4), decay + 1]
+    for _ in range(3):
+        expected.append(expected[-1] * decay)
+    np.testing.assert_allclose(outputs["numpy"].values, np.array(expected), rtol=1e-6)

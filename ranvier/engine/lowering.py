@@ -249,6 +249,8 @@ class LoweredValuePopulation:
     key: np.uint64
     inputs: np.ndarray
     published: np.ndarray
+    #: the same values unit by unit, ``(n, channels)``, for the compiled sparse products that read them
+    published_by_unit: np.ndarray
     previous: np.ndarray | None
     output_rows: np.ndarray
     pulses: bool
@@ -478,6 +480,7 @@ def _lower_value_population(network: Network, population: Population, value_maps
         consts=_shared_column(np.ascontiguousarray(model.constants(population.params, population.dt),
                                                    dtype=np.float64)),
         key=key, inputs=np.zeros((rows, population.n)), published=published,
+        published_by_unit=np.ascontiguousarray(published.T),
         previous=np.zeros_like(published) if read_by_host else None,
         output_rows=np.array(model.output_rows, dtype=np.int64), pulses=model.pulses, sources=sources,
         feeds=feeds, modulates=modulates,

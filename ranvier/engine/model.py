@@ -147,6 +147,23 @@ def _row_sum_scalar(array, row):
 _scalar_implementation(row_sum, _row_sum_scalar)
 
 
+def row_sums(array, row, other):
+    """``(row_sum(array, row), row_sum(array, other))`` in one pass (the two chains of additions overlap)."""
+    return row_sum(array, row), row_sum(array, other)
+
+
+def _row_sums_scalar(array, row, other):
+    total = 0.0
+    total_other = 0.0
+    for i in range(array.shape[1]):
+        total += np.float64(array[row, i])
+        total_other += np.float64(array[other, i])
+    return total, total_other
+
+
+_scalar_implementation(row_sums, _row_sums_scalar)
+
+
 def fill_row(array, row, value):
     """Set every entry of ``array[row]`` to ``value`` (a population variable, kept in every column)."""
     array[row] = value

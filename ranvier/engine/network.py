@@ -71,7 +71,7 @@ def _target_width(post: Population, receptor: str) -> int:
 
 
 def _is_one_value(value) -> bool:
-    """Whether a weight or delay is one number for every synapse (None: the default delay)."""
+    """Whether a weight or delay is one number for every synapse (or None: not given)."""
     return value is None or (not isinstance(value, Distribution) and np.ndim(value) == 0)
 
 
@@ -462,8 +462,7 @@ class Network:
             name = f"{base}#{copy}"
         rng = self._rng()
         same = pre is post and width == pre.n
-        implicit = (isinstance(rule, AllToAll) and weight is not None and _is_one_value(weight)
-                    and _is_one_value(delay) and plasticity is None)
+        implicit = isinstance(rule, AllToAll) and _is_one_value(weight) and _is_one_value(delay) and plasticity is None
         if implicit:
             # one weight and one delay for every pair: nothing to store per synapse
             row_ptr = post_ids = None

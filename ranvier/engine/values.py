@@ -68,6 +68,8 @@ class ValueStage:
             population.model.derive(population.state)
             self._publish(population)
             self._hold(population, step - step % population.period, step)
+        for value in self.lowered.values:
+            value.published_by_unit[...] = value.published.T
 
     def advanced(self, reached: int) -> None:
         """Note that the backend updated the elementwise populations up to step ``reached``."""

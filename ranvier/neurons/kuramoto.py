@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..engine.distributions import Normal, Uniform
-from ..engine.model import ParameterValue, ValueModel, fill_row, model_function, row_sum, select, sin_cos
+from ..engine.model import ParameterValue, ValueModel, fill_row, row_sum, row_sums, select, sin_cos
 from ..errors import ModelError
 
 _TWO_PI = 2.0 * np.pi
@@ -42,8 +42,9 @@ def _kuramoto_step(state, consts, inputs, i, c, k, key):
 def _kuramoto_finish(state, consts):
     """The order parameter ``r = |mean_j (cos theta_j, sin theta_j)|``, in every column."""
     n = state.shape[1]
-    mean_cos = row_sum(state, _COS_THETA) / n
-    mean_sin = row_sum(state, _SIN_THETA) / n
+    sum_cos, sum_sin = row_sums(state, _COS_THETA, _SIN_THETA)
+    mean_cos = sum_cos / n
+    mean_sin = sum_sin / n
     fill_row(state, _ORDER, np.sqrt(mean_cos * mean_cos + mean_sin * mean_sin))
 
 
@@ -116,48 +117,52 @@ class Kuramoto(ValueModel):
 _AKORN_OMEGA, _AKORN_DT = range(2)
 
 
-@model_function
-def _akorn_moved(state, consts, inputs, i, c, d, dim, along):
-    """Component ``d`` of unit ``i`` after the Euler step, before renormalisation.
-
-    ``x_d + dt (Omega x + drive - <drive, x> x)_d``, with ``along = <drive, x>``; the rotation
-    turns the pairs ``(x_0, x_1), (x_2, x_3), ...`` (an odd last component does not turn).
-    """
-    x_d = np.float64(state[d, i])
-    velocity = inputs[d, i] + inputs[dim + d, i] - along * x_d
-    if d < dim - dim % 2:
-        partner = d + 1 - 2 * (d % 2)
-        velocity = velocity + (2 * (d % 2) - 1) * consts[_AKORN_OMEGA, c] * np.float64(state[partner, i])
-    return x_d + consts[_AKORN_DT, c] * velocity
-
-
 def _akorn_step(state, consts, inputs, i, c, k, key):
-    """Unit ``i``: an Euler step on the sphere, then renormalisation (rows ``x0 .. x{dim-1}``, ``order``)."""
+    """Unit ``i``: an Euler step on the sphere, then renormalisation (rows ``x0 .. x{dim-1}``, ``order``).
+
+    ``x_d + dt (Omega x + drive - <drive, x> x)_d`` with ``drive = coupling + stimulus``; the
+    rotation turns the pairs ``(x_0, x_1), (x_2, x_3), ...`` (an odd last component does not
+    turn). Each pair is read before it is written, and the moved components wait in the
+    consumed coupling rows of ``inputs`` until their norm is known.
+    """
     dim = state.shape[0] - 1
     along = 0.0
     for d in range(dim):
         along = along + (inputs[d, i] + inputs[dim + d, i]) * np.float64(state[d, i])
+    omega = consts[_AKORN_OMEGA, c]
+    dt = consts[_AKORN_DT, c]
     squared = 0.0
+    for d in range(0, dim, 2):
+        x_d = np.float64(state[d, i])
+        drive_d = inputs[d, i] + inputs[dim + d, i]
+        if d + 1 < dim:
+            x_next = np.float64(state[d + 1, i])
+            drive_next = inputs[d + 1, i] + inputs[dim + d + 1, i]
+            moved_d = x_d + dt * (drive_d - along * x_d - omega * x_next)
+            moved_next = x_next + dt * (drive_next - along * x_next + omega * x_d)
+            inputs[d + 1, i] = moved_next
+            squared = squared + moved_d * moved_d + moved_next * moved_next
+        else:
+            moved_d = x_d + dt * (drive_d - along * x_d)
+            squared = squared + moved_d * moved_d
+        inputs[d, i] = moved_d
+    scale = 1.0 / np.sqrt(squared)
     for d in range(dim):
-        moved = _akorn_moved(state, consts, inputs, i, c, d, dim, along)
-        squared = squared + moved * moved
-    norm = np.sqrt(squared)
-    # every component is computed from the old vector before any is overwritten
-    for d in range(dim):
-        inputs[d, i] = _akorn_moved(state, consts, inputs, i, c, d, dim, along) / norm
-    for d in range(dim):
-        state[d, i] = inputs[d, i]
+        state[d, i] = inputs[d, i] * scale
     return 0
 
 
 def _akorn_finish(state, consts):
-    """``order = |mean_i x_i|``, in every column."""
+    """``order = |mean_i x_i|``, in every column (components summed two at a time)."""
     dim = state.shape[0] - 1
     n = state.shape[1]
     squared = 0.0
-    for d in range(dim):
-        mean = row_sum(state, d) / n
-        squared = squared + mean * mean
+    for d in range(0, dim, 2):
+        if d + 1 < dim:
+            total, total_next = row_sums(state, d, d + 1)
+            squared = squared + (total / n) * (total / n) + (total_next / n) * (total_next / n)
+        else:
+            squared = squared + (row_sum(state, d) / n) * (row_sum(state, d) / n)
     fill_row(state, dim, np.sqrt(squared))
 
 

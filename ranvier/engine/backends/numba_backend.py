@@ -183,7 +183,7 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
         w("from ranvier.engine.backends.numba_kernels import apply_stdp")
     if lowered.values:
         w("from ranvier.engine.backends.numba_kernels import (")
-        w("    add_all_to_all, add_sparse, add_sparse_parallel, clear_rows, deliver_count, hold_values, publish,")
+        w("    add_all_to_all, clear_rows, deliver_count, hold_values, publish,")
         w("    schedule_pulses, set_modulation, set_state_row, take_pending)")
     for function, alias in functions.items():
         w(f"from {function.__module__} import {function.__name__} as _py{alias}")
@@ -192,6 +192,7 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     for variant in variants:
         _write_variant(w, *variant)
     _write_value_steps(w, lowered)
+    _write_sparse_maps(w, lowered)
     w()
     w()
     # typed lists need numba's reference counting; tuples of arrays do not
@@ -233,7 +234,8 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
 
 
 #: the arrays of elementwise value population v, as arguments ``v{v}_<name>``
-_VALUE_ARGUMENTS = ["state", "consts", "key", "inputs", "published", "previous", "output_rows", "flags"]
+_VALUE_ARGUMENTS = ["state", "consts", "key", "inputs", "published", "published_by_unit", "previous", "output_rows",
+                    "flags"]
 #: the arrays of value map g (``g{g}_<name>``) and of compiled count projection c (``c{c}_<name>``)
 _MAP_ARGUMENTS = ["weight", "autapses", "row_ptr", "columns", "values", "targets", "scratch"]
 _COUNT_ARGUMENTS = ["row_ptr", "post_ids", "weights", "weight_stride", "delay_steps", "per_synapse_delays",
@@ -284,7 +286,8 @@ def _write_value_steps(w: _Writer, lowered: LoweredNetwork) -> None:
     for v, value in enumerate(lowered.values):
         module = value.step_function.__module__
         w(f"from {module} import {value.step_function.__name__} as _py_value_step{v}")
-        w(f"_value_step{v} = njit(cache=True, _nrt=False)(_py_value_step{v})")
+        # inlined by numba: left to LLVM, a step with two sin_cos stays a call and its loop does not vectorise
+        w(f"_value_step{v} = njit(cache=True, _nrt=False, inline='always')(_py_value_step{v})")
         if value.finish_function is not None:
             w(f"from {value.finish_function.__module__} import {value.finish_function.__name__} as _py_finish{v}")
             w(f"_finish{v} = njit(cache=True, _nrt=False)(_py_finish{v})")
@@ -317,8 +320,39 @@ def _write_map(w: _Writer, lowered: LoweredNetwork, g: int, rows: str, first_row
     if value_map.operator is Operator.ALL_TO_ALL:
         w(f"add_all_to_all({rows}, {first_row}, {x}, {channels}, g{g}_weight, g{g}_autapses)")
     else:
-        add = "add_sparse_parallel" if _value_parallel(value_map.scratch.shape[1]) else "add_sparse"
-        w(f"{add}({rows}, {first_row}, {x}, {channels}, g{g}_row_ptr, g{g}_columns, g{g}_values)")
+        by_unit = [v for v, value in enumerate(lowered.values) if value.population == value_map.pre]
+        x = f"v{by_unit[0]}_published_by_unit" if by_unit else x
+        w(f"_sparse{g}({rows}, {first_row}, {x}, g{g}_row_ptr, g{g}_columns, g{g}_values)")
+
+
+def _write_sparse_maps(w: _Writer, lowered: LoweredNetwork) -> None:
+    """One compiled product per sparse value map: ``rows[first_row + c, i] += sum_e w_e x_c[j_e]``.
+
+    Its channels are unrolled (one accumulator each, so a synapse's column and weight are read
+    once); it reads an elementwise source's output unit by unit, a host source's by channel.
+    """
+    elementwise = {value.population for value in lowered.values}
+    for g, value_map in enumerate(lowered.value_maps):
+        if not value_map.compiled or value_map.operator is not Operator.SPARSE:
+            continue
+        parallel = _value_parallel(value_map.scratch.shape[1])
+        channels = range(value_map.channels)
+        w()
+        w()
+        w(f"@njit(cache=True, nogil=True{', parallel=True' if parallel else ', _nrt=False'})")
+        w(f"def _sparse{g}(rows, first_row, x, row_ptr, columns, values):")
+        with w.indent():
+            w(f"for i in {'prange' if parallel else 'range'}(row_ptr.shape[0] - 1):")
+            with w.indent():
+                w(" = ".join(f"total{c}" for c in channels) + " = 0.0")
+                w("for entry in range(row_ptr[i], row_ptr[i + 1]):")
+                with w.indent():
+                    w("j = columns[entry]")
+                    w("weight = values[entry]")
+                    for c in channels:
+                        w(f"total{c} += weight * {f'x[j, {c}]' if value_map.pre in elementwise else f'x[{c}, j]'}")
+                for c in channels:
+                    w(f"rows[first_row + {c}, i] += total{c}")
 
 
 def _write_value_updates(w: _Writer, lowered: LoweredNetwork) -> None:
@@ -350,7 +384,7 @@ def _write_value_updates(w: _Writer, lowered: LoweredNetwork) -> None:
             with w.indent():
                 w(f"status[0] = {STATUS_NOT_FINITE}; status[1] = {index}; status[2] = step")
                 w("return step")
-            w(f"publish(v{v}_state, v{v}_published, v{v}_output_rows, v{v}_previous, "
+            w(f"publish(v{v}_state, v{v}_published, v{v}_published_by_unit, v{v}_output_rows, v{v}_previous, "
               f"{value.previous is not None})")
             p = f"p{index}_"
             if value.pulses:

@@ -105,6 +105,7 @@ def update_values(lowered: LoweredNetwork, k: int) -> bool:
         if value.previous is not None:
             value.previous[...] = value.published
         value.published[...] = value.state[value.output_rows]
+        value.published_by_unit[...] = value.published.T
         if value.pulses:
             _schedule_pulses(lowered, value.population, np.broadcast_to(pulses, (value.n,)), k)
         for monitor in lowered.state_monitors:
