@@ -199,7 +199,7 @@ class LoweredValueMap:
 
 @dataclass
 class LoweredCount:
-    """Spikes counted into an elementwise value population's windows (a "count" projection).
+    """Spikes counted into a value population's windows (a "count" projection), delivered by the backend.
 
     A spike of source ``j`` sent in step ``s`` with delay ``d`` adds ``float64(w)`` to
     ``pending[((s + d) // period) % windows, target]``; the update ending window ``m`` adds
@@ -220,9 +220,6 @@ class LoweredCount:
     autapses: bool
     pending: np.ndarray
     period: int
-    #: delivered by the backend at the end of each chunk (into an elementwise population), else
-    #: by the host value stage after each stretch
-    compiled: bool
 
 
 @dataclass
@@ -344,9 +341,8 @@ def lower(network: Network) -> LoweredNetwork:
     spiking = [p for p in network.projections if p.kind == "spike"]
     projections = [_lower_projection(p) for p in spiking]
     counted = [p for p in network.projections if p.kind == "count"]
-    # counts into elementwise populations are delivered at the end of each chunk, like spikes
-    delivered = spiking + [p for p in counted if is_elementwise(p.post)]
-    chunk = min((p.min_delay_steps for p in delivered), default=_FREE_CHUNK)
+    # counts are delivered by the backend at the end of each chunk, like spikes
+    chunk = min((p.min_delay_steps for p in spiking + counted), default=_FREE_CHUNK)
     for lowered in populations:
         capacity = max(_MIN_SPIKE_CAPACITY, 4 * lowered.spike_bound * chunk)
         lowered.spike_ids = np.zeros(capacity, dtype=np.int32)
@@ -452,7 +448,7 @@ def _lower_count(projection: Projection) -> LoweredCount:
         weights=projection._weights, weight_stride=projection.weight_stride,
         delay_steps=projection.delay_steps if per_synapse else np.array([projection.delay_steps], dtype=np.uint16),
         per_synapse_delays=per_synapse, all_to_all=projection.all_to_all, autapses=projection.autapses,
-        pending=projection._pending, period=post.period, compiled=is_elementwise(post),
+        pending=projection._pending, period=post.period,
     )
 
 

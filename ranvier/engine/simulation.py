@@ -116,7 +116,7 @@ class Simulation:
         monitors_of = {}
         for monitor in network.spike_monitors:
             monitors_of.setdefault(monitor.population.name, []).append(monitor)
-        for index, population in enumerate(lowered.populations):
+        for population in lowered.populations:
             count = int(population.spike_count[0])
             name = population.name
             stats.spikes_by_population[name] = stats.spikes_by_population.get(name, 0) + count
@@ -127,8 +127,6 @@ class Simulation:
                 )
             for monitor in monitors_of.get(name, ()):
                 monitor._append(population.spike_steps[:count], population.spike_ids[:count])
-            if count and self.values.active:
-                self.values.count_spikes(index, population.spike_steps[:count], population.spike_ids[:count])
             population.spike_count[0] = 0
         for projection, events in zip(lowered.projections + lowered.counts,
                                       [*lowered.synaptic_events, *lowered.count_events], strict=True):

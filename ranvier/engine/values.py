@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import NumericalError
-from .backends.value_updates import apply_map, count_into, send
+from .backends.value_updates import apply_map, send
 from .lowering import NO_PULSE, LoweredNetwork, is_elementwise, published_output
 from .network import Network, Population
 
@@ -76,13 +76,6 @@ class ValueStage:
         for population in self.elementwise:
             population._held_until = max(population._held_until, reached - reached % population.period
                                          + population.period)
-
-    def count_spikes(self, population_index: int, steps: np.ndarray, ids: np.ndarray) -> None:
-        """Add the spikes of a stretch to the windows of the host populations' count projections they reach."""
-        stats = self.network.stats.synaptic_events_by_projection
-        for count in self.lowered.counts:
-            if count.pre == population_index and not count.compiled:
-                stats[count.name] = stats.get(count.name, 0) + count_into(count, ids, steps)
 
     def update(self, step: int) -> None:
         """Update every host value population whose window ends at ``step``, then publish and send."""

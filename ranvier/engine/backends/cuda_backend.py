@@ -282,7 +282,7 @@ class CudaRunner(Runner):
         lowered = self.lowered
         boundary = lowered.next_value_boundary(start)
         reached = self._advance_on_device(start, stop if boundary is None else min(stop, boundary))
-        if lowered.values and lowered.status[0] == STATUS_OK:
+        if lowered.status[0] == STATUS_OK:
             deliver_counts(lowered, [0] * len(lowered.populations))
             if reached == boundary:
                 self.to_host()

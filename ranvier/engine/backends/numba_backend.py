@@ -181,7 +181,7 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     w(f"from ranvier.engine.backends.numba_kernels import {'deliver_all_listed as ' if listed else ''}deliver_all")
     if lowered.plastic:
         w("from ranvier.engine.backends.numba_kernels import apply_stdp")
-    if lowered.values:
+    if lowered.values or lowered.counts:
         w("from ranvier.engine.backends.numba_kernels import (")
         w("    add_all_to_all, clear_rows, deliver_count, hold_values, publish,")
         w("    schedule_pulses, set_modulation, set_state_row, take_pending)")
@@ -216,7 +216,7 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
                 w(f"first[{index}] = p{index}_spike_count[0]")
             for index, population in enumerate(lowered.populations):
                 _write_population(w, lowered, index, population, functions)
-            if lowered.projections or lowered.values:
+            if lowered.projections or lowered.counts:
                 for index, _ in enumerate(lowered.populations):
                     w(f"last[{index}] = p{index}_spike_count[0]")
             if lowered.projections:
@@ -236,14 +236,14 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
 #: the arrays of elementwise value population v, as arguments ``v{v}_<name>``
 _VALUE_ARGUMENTS = ["state", "consts", "key", "inputs", "published", "published_by_unit", "previous", "output_rows",
                     "flags"]
-#: the arrays of value map g (``g{g}_<name>``) and of compiled count projection c (``c{c}_<name>``)
+#: the arrays of compiled value map g (``g{g}_<name>``) and of count projection c (``c{c}_<name>``)
 _MAP_ARGUMENTS = ["weight", "autapses", "row_ptr", "columns", "values", "targets", "scratch"]
 _COUNT_ARGUMENTS = ["row_ptr", "post_ids", "weights", "weight_stride", "delay_steps", "per_synapse_delays",
                     "all_to_all", "autapses", "pending", "period"]
 
 
 def _value_arguments(lowered: LoweredNetwork) -> list[str]:
-    if not lowered.values:
+    if not lowered.values and not lowered.counts:
         return []
     names = ["count_events"] + [f"published{index}" for index in lowered.published]
     for v, _ in enumerate(lowered.values):
@@ -251,15 +251,14 @@ def _value_arguments(lowered: LoweredNetwork) -> list[str]:
     for g, value_map in enumerate(lowered.value_maps):
         if value_map.compiled:
             names += [f"g{g}_{name}" for name in _MAP_ARGUMENTS]
-    for c, count in enumerate(lowered.counts):
-        if count.compiled:
-            names += [f"c{c}_{name}" for name in _COUNT_ARGUMENTS]
+    for c, _ in enumerate(lowered.counts):
+        names += [f"c{c}_{name}" for name in _COUNT_ARGUMENTS]
     return names
 
 
 def _value_values(lowered: LoweredNetwork) -> dict[str, object]:
     """The arguments :func:`_value_arguments` names: the lowered arrays themselves."""
-    if not lowered.values:
+    if not lowered.values and not lowered.counts:
         return {}
     values: dict[str, object] = {"count_events": lowered.count_events}
     values.update({f"published{index}": published for index, published in lowered.published.items()})
@@ -272,8 +271,7 @@ def _value_values(lowered: LoweredNetwork) -> dict[str, object]:
         if value_map.compiled:
             values.update({f"g{g}_{name}": getattr(value_map, name) for name in _MAP_ARGUMENTS})
     for c, count in enumerate(lowered.counts):
-        if count.compiled:
-            values.update({f"c{c}_{name}": getattr(count, name) for name in _COUNT_ARGUMENTS})
+        values.update({f"c{c}_{name}": getattr(count, name) for name in _COUNT_ARGUMENTS})
     return values
 
 
@@ -307,10 +305,9 @@ def _write_value_steps(w: _Writer, lowered: LoweredNetwork) -> None:
 
 def _write_count_delivery(w: _Writer, lowered: LoweredNetwork) -> None:
     for c, count in enumerate(lowered.counts):
-        if count.compiled:
-            a = f"p{count.pre}_"
-            w(f"count_events[{c}] += deliver_count({a}spike_ids, {a}spike_steps, first[{count.pre}], "
-              f"last[{count.pre}], {', '.join(f'c{c}_{name}' for name in _COUNT_ARGUMENTS)})")
+        a = f"p{count.pre}_"
+        w(f"count_events[{c}] += deliver_count({a}spike_ids, {a}spike_steps, first[{count.pre}], "
+          f"last[{count.pre}], {', '.join(f'c{c}_{name}' for name in _COUNT_ARGUMENTS)})")
 
 
 def _write_map(w: _Writer, lowered: LoweredNetwork, g: int, rows: str, first_row: int | str, channels: int) -> None:

@@ -44,12 +44,11 @@ def apply_map(value_map: LoweredValueMap, x: np.ndarray) -> np.ndarray:
 
 
 def deliver_counts(lowered: LoweredNetwork, first: list[int]) -> None:
-    """Add the spikes since ``first`` to the pending windows of the compiled count projections they reach."""
+    """Add the spikes since ``first`` to the pending windows of the count projections they reach."""
     for j, count in enumerate(lowered.counts):
         pre = lowered.populations[count.pre]
-        if count.compiled:
-            ids = pre.spike_ids[first[count.pre]:pre.spike_count[0]]
-            lowered.count_events[j] += count_into(count, ids, pre.spike_steps[first[count.pre]:pre.spike_count[0]])
+        ids = pre.spike_ids[first[count.pre]:pre.spike_count[0]]
+        lowered.count_events[j] += count_into(count, ids, pre.spike_steps[first[count.pre]:pre.spike_count[0]])
 
 
 def count_into(count: LoweredCount, ids: np.ndarray, steps: np.ndarray) -> int:
