@@ -548,7 +548,9 @@ def _population_key(seed: int, index: int) -> int:
 #: the step of a value population's pulse slot that holds no pulse (never reached)
 NO_PULSE = np.iinfo(np.int64).max
 
-#: status codes a backend leaves in ``LoweredNetwork.status[0]``
-STATUS_OK = 0
-STATUS_NOT_FINITE = 1
-STATUS_SPIKE_OVERFLOW = 2
+class Status(enum.IntEnum):
+    """The outcome a backend leaves in ``LoweredNetwork.status[0]`` (with the population and step after it)."""
+
+    OK = 0
+    NOT_FINITE = 1
+    SPIKE_OVERFLOW = 2

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import BackendError, NumericalError
 from . import backends
-from .lowering import STATUS_NOT_FINITE, STATUS_OK, Consumer, compiled_monitors, lower
+from .lowering import Consumer, Status, compiled_monitors, lower
 from .network import Network
 from .queue import PROGRESS
 from .values import ValueStage
@@ -165,9 +165,9 @@ class Simulation:
 
     def _check_status(self) -> None:
         code, index, step = (int(x) for x in self.lowered.status)
-        if code == STATUS_OK:
+        if code == Status.OK:
             return
         name = self.lowered.populations[index].name
-        if code == STATUS_NOT_FINITE:
+        if code == Status.NOT_FINITE:
             raise NumericalError(name, step, step * self.network.dt)
         raise BackendError(f"population {name!r}: spike buffer overflow in step {step}; please report this")

@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 from numba import config, cuda
 
-from ..lowering import STATUS_NOT_FINITE, STATUS_OK, STATUS_SPIKE_OVERFLOW, LoweredNetwork
+from ..lowering import LoweredNetwork, Status
 from ..model import register_target
 from . import Runner, numba_kernels
 from .value_updates import deliver_counts, update_values
@@ -282,7 +282,7 @@ class CudaRunner(Runner):
         lowered = self.lowered
         boundary = lowered.next_value_boundary(start)
         reached = self._advance_on_device(start, stop if boundary is None else min(stop, boundary))
-        if lowered.status[0] == STATUS_OK:
+        if lowered.status[0] == Status.OK:
             deliver_counts(lowered, [0] * len(lowered.populations))
             if reached == boundary:
                 self.to_host()
@@ -292,7 +292,7 @@ class CudaRunner(Runner):
 
     def _advance_on_device(self, start: int, stop: int) -> int:
         lowered = self.lowered
-        lowered.status[0] = STATUS_OK
+        lowered.status[0] = Status.OK
         for device in self.populations:  # the host emptied the spike buffers after the last stretch
             device.spike_count.copy_to_device(device.host.spike_count)
         for plastic in self.plastic:  # the host refreshed the modulators' factors
@@ -319,10 +319,10 @@ class CudaRunner(Runner):
                             monitor.count[0] = sample + 1
             status = self.status.copy_to_host()
             if status[0]:
-                lowered.status[:] = (STATUS_NOT_FINITE, status[1], status[2])
+                lowered.status[:] = (Status.NOT_FINITE, status[1], status[2])
                 break
             if self.overflow.copy_to_host()[0]:
-                lowered.status[:] = (STATUS_SPIKE_OVERFLOW, 0, step)
+                lowered.status[:] = (Status.SPIKE_OVERFLOW, 0, step)
                 break
             counts = [int(d.spike_count.copy_to_host()[0]) for d in self.populations]
             for j, projection in enumerate(self.projections):
@@ -352,7 +352,7 @@ class CudaRunner(Runner):
                                   plastic.decay_minus, plastic.params, plastic.modulation)
             step += length
         self._download(monitors)
-        return step if lowered.status[0] == STATUS_OK else int(lowered.status[2])
+        return step if lowered.status[0] == Status.OK else int(lowered.status[2])
 
     def _step_population(self, index: int, device, k: int) -> None:
         host = device.host

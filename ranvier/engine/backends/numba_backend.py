@@ -26,7 +26,7 @@ import numpy as np
 from numba.typed import List as TypedList
 
 from .. import model as model_language
-from ..lowering import STATUS_NOT_FINITE, Consumer, LoweredNetwork, Operator
+from ..lowering import Consumer, LoweredNetwork, Operator, Status
 from . import Runner, numba_kernels
 from .numba_kernels import (
     DELIVER_ALL_TO_ALL,
@@ -199,7 +199,7 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     w(f"@njit(cache=True, nogil=True{'' if listed else ', _nrt=False'})")
     w(f"def advance({', '.join(arguments)}):")
     with w.indent():
-        w("status[0] = 0")
+        w(f"status[0] = {int(Status.OK)}")
         w("step = start")
         w("while step < stop:")
         with w.indent():
@@ -379,7 +379,7 @@ def _write_value_updates(w: _Writer, lowered: LoweredNetwork) -> None:
                 w(f"_finish{v}(v{v}_state, v{v}_consts)")
             w(f"if not all_finite(v{v}_state.reshape(-1).view(np.uint32)):")
             with w.indent():
-                w(f"status[0] = {STATUS_NOT_FINITE}; status[1] = {index}; status[2] = step")
+                w(f"status[0] = {int(Status.NOT_FINITE)}; status[1] = {index}; status[2] = step")
                 w("return step")
             w(f"publish(v{v}_state, v{v}_published, v{v}_published_by_unit, v{v}_output_rows, v{v}_previous, "
               f"{value.previous is not None})")
@@ -428,7 +428,8 @@ def _write_population(w: _Writer, lowered, index: int, population, functions) ->
                   f"{p}spike_steps, {p}spike_count)")
                 w("if outcome < 0:")
                 with w.indent():
-                    w(f"status[0] = 2 if outcome == -1 else 1; status[1] = {index}; status[2] = k")
+                    w(f"status[0] = {int(Status.SPIKE_OVERFLOW)} if outcome == -1 else {int(Status.NOT_FINITE)}; "
+                      f"status[1] = {index}; status[2] = k")
                     w("return k")
         for m, monitor in enumerate(lowered.state_monitors):
             if monitor.population == index and not monitor.at_updates:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..connectivity import outgoing_synapses
-from ..lowering import STATUS_NOT_FINITE, STATUS_OK, LoweredNetwork
+from ..lowering import LoweredNetwork, Status
 from . import Runner
 from .value_updates import deliver_counts, update_values
 
@@ -26,7 +26,7 @@ class NumpyRunner(Runner):
 
     def advance(self, start: int, stop: int) -> int:
         lowered = self.lowered
-        lowered.status[0] = STATUS_OK
+        lowered.status[0] = Status.OK
         step = start
         while step < stop:
             length = min(lowered.chunk, stop - step)
@@ -70,7 +70,7 @@ class NumpyRunner(Runner):
         counts = np.broadcast_to(np.asarray(counts, dtype=np.int64), (population.n,))
         finite = not np.any(counts < 0) if population.checks_finite else np.isfinite(population.state).all()
         if not finite:
-            self.lowered.status[:] = (STATUS_NOT_FINITE, index, k)
+            self.lowered.status[:] = (Status.NOT_FINITE, index, k)
             return False
         fired = np.flatnonzero(counts)
         ids = np.repeat(fired, counts[fired]).astype(np.int32)

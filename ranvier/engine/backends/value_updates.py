@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..connectivity import outgoing_synapses
-from ..lowering import NO_PULSE, STATUS_NOT_FINITE, Consumer, LoweredCount, LoweredNetwork, LoweredValueMap, Operator
+from ..lowering import NO_PULSE, Consumer, LoweredCount, LoweredNetwork, LoweredValueMap, Operator, Status
 
 
 def apply_map(value_map: LoweredValueMap, x: np.ndarray) -> np.ndarray:
@@ -99,7 +99,7 @@ def update_values(lowered: LoweredNetwork, k: int) -> bool:
             if value.finish_function is not None:
                 value.finish_function(value.state, value.consts)
         if not np.isfinite(value.state).all():
-            lowered.status[:] = (STATUS_NOT_FINITE, value.population, k)
+            lowered.status[:] = (Status.NOT_FINITE, value.population, k)
             return False
         if value.previous is not None:
             value.previous[...] = value.published
