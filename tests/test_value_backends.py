@@ -25,11 +25,18 @@ def test_sin_cos_is_accurate_and_the_same_in_numpy_and_numba():
     np.testing.assert_array_equal(out[1], cosine)
 
 
-def test_row_sum_adds_left_to_right_in_float64():
-    values = np.array([[1e16, 1.0, -1e16, 1.0]], dtype=np.float64)
-    # left to right: (1e16 + 1) rounds to 1e16, then - 1e16 -> 0, then + 1 -> 1 (a pairwise sum gives 0 or 2)
-    assert row_sum(values, 0) == 1.0
-    assert numba.njit(lambda a: row_sum(a, 0))(values) == 1.0
+def test_row_sum_has_one_order_in_numpy_and_numba():
+    compiled = numba.njit(lambda a: row_sum(a, 0))
+    # fewer than eight entries add left to right: (1e16 + 1) rounds to 1e16, - 1e16 -> 0, + 1 -> 1
+    few = np.array([[1e16, 1.0, -1e16, 1.0]])
+    assert row_sum(few, 0) == compiled(few) == 1.0
+    # entries 0, 8, 16 share lane 0 ((1e16 + 1) - 1e16 = 0), entry 1 is lane 1, entry 24 is past the lanes
+    lanes = np.zeros((1, 25))
+    lanes[0, [0, 8, 16, 1, 24]] = [1e16, 1.0, -1e16, 3.0, 5.0]
+    assert row_sum(lanes, 0) == compiled(lanes) == 8.0
+    values = np.random.default_rng(1).standard_normal((2, 100_003)).astype(np.float32)
+    assert row_sum(values, 1) == numba.njit(lambda a: row_sum(a, 1))(values)
+    assert abs(row_sum(values, 1) - values[1].astype(np.float64).sum()) < 1e-9
 
 
 def _every_value_model(seed: int) -> tuple[rv.Network, dict]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..engine import Network, Population
+from ..engine.model import Kind
 from ..errors import DatasetError
 from ..neurons.sources import SpikeSource
 from .events import DEFAULT_START, MICROSECOND, event_ids, source_size
@@ -40,7 +41,7 @@ def replace_source(population: Population, source: SpikeSource) -> None:
     it is. The next ``run`` lowers the network again (cheap next to building it; compiled
     kernels are reused) and emits the spikes of ``source`` at or after the network's time.
     """
-    if population.model.kind != "scheduled":
+    if population.model.kind != Kind.SCHEDULED:
         raise DatasetError(f"population {population.name!r}: only a SpikeSource population takes new events, "
                            f"it is a {type(population.model).__name__}")
     if source.size != population.n:

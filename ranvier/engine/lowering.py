@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .network import Network, Population, Projection
+from .model import Kind
+from .network import Network, Population, Projection, ProjectionKind
 
 #: chunk length (steps) of a network without projections
 _FREE_CHUNK = 100
@@ -154,6 +155,8 @@ class Operator(enum.IntEnum):
     ALL_TO_ALL = 0
     #: compressed sparse rows by target: ``y_i = sum_e values[e] x[columns[e]]`` over row ``i``
     SPARSE = 1
+    #: the same with one weight for every synapse: ``y_i = w sum_e x[columns[e]]`` (no weights stored)
+    UNIFORM_SPARSE = 2
 
 
 class Consumer(enum.IntEnum):
@@ -284,13 +287,13 @@ class LoweredNetwork:
 
 def _ring_slots(network: Network, population: Population) -> int:
     """Ring slots for the spikes and held values that reach ``population`` ahead of time."""
-    if population.model.kind == "value":
+    if population.model.kind == Kind.VALUE:
         return 1
     # a population with its own dt also keeps the window of input it has not yet consumed
     spikes = [p.max_delay_steps + population.period for p in network.projections
-              if p.post is population and p.kind == "spike"]
+              if p.post is population and p.kind == ProjectionKind.SPIKE]
     # a value is held in the ring for every step of its source's window
-    values = [p.pre.period for p in network.projections if p.post is population and p.kind == "value"]
+    values = [p.pre.period for p in network.projections if p.post is population and p.kind == ProjectionKind.VALUE]
     return max(spikes + values, default=1)
 
 
@@ -314,13 +317,13 @@ def lower(network: Network) -> LoweredNetwork:
     for population in network.populations.values():
         model = population.model
         _resize_ring(population, _ring_slots(network, population), network.step)
-        is_value = model.kind == "value"
+        is_value = model.kind == Kind.VALUE
         own_dt = population.dt
         bound = (population.n if model.pulses else 0) if is_value else int(
             model.spike_bound(population.params, own_dt, population.n))
         lowered = LoweredPopulation(
             # to the compiled core a value population is a source: its pulses are scheduled at its updates
-            name=population.name, n=population.n, kind="scheduled" if is_value else model.kind,
+            name=population.name, n=population.n, kind=Kind.SCHEDULED if is_value else model.kind,
             step_function=getattr(model, "step", None), checks_finite=model.checks_finite,
             state=population.state,
             consts=_shared_column(np.ascontiguousarray(model.constants(population.params, own_dt),
@@ -330,7 +333,7 @@ def lower(network: Network) -> LoweredNetwork:
             spike_ids=np.zeros(0, dtype=np.int32), spike_steps=np.zeros(0, dtype=np.int64),
             spike_count=np.zeros(1, dtype=np.int64), period=1 if is_value else population.period, on_host=is_value,
         )
-        if model.kind == "scheduled":
+        if model.kind == Kind.SCHEDULED:
             steps, ids = model.schedule(dt, population.name)
             lowered.source_steps, lowered.source_ids = steps, ids
             lowered.source_next[0] = np.searchsorted(steps, network.step)
@@ -338,9 +341,9 @@ def lower(network: Network) -> LoweredNetwork:
             lowered.source_steps = np.full(population.n, NO_PULSE, dtype=np.int64)
             lowered.source_ids = np.zeros(population.n, dtype=np.int32)
         populations.append(lowered)
-    spiking = [p for p in network.projections if p.kind == "spike"]
+    spiking = [p for p in network.projections if p.kind == ProjectionKind.SPIKE]
     projections = [_lower_projection(p) for p in spiking]
-    counted = [p for p in network.projections if p.kind == "count"]
+    counted = [p for p in network.projections if p.kind == ProjectionKind.COUNT]
     # counts are delivered by the backend at the end of each chunk, like spikes
     chunk = min((p.min_delay_steps for p in spiking + counted), default=_FREE_CHUNK)
     for lowered in populations:
@@ -351,7 +354,8 @@ def lower(network: Network) -> LoweredNetwork:
                                     at_updates=is_elementwise(m.population))
                 for m in compiled_monitors(network) for row in m.rows]
     plastic = [_lower_plasticity(p, j, dt) for j, p in enumerate(spiking) if p.plasticity is not None]
-    value_maps = [_lower_value_map(p) for p in network.projections if p.kind in ("value", "set")]
+    value_maps = [_lower_value_map(p) for p in network.projections
+                  if p.kind in (ProjectionKind.VALUE, ProjectionKind.SET)]
     counts = [_lower_count(p) for p in counted]
     values = [_lower_value_population(network, p, value_maps, counts, plastic, populations[p.index].key)
               for p in network.populations.values() if is_elementwise(p)]
@@ -360,12 +364,12 @@ def lower(network: Network) -> LoweredNetwork:
                           status=np.zeros(3, dtype=np.int64), plastic=plastic, values=values,
                           value_maps=value_maps, counts=counts, count_events=np.zeros(len(counts), dtype=np.int64),
                           published={p.index: published_output(p) for p in network.populations.values()
-                                     if p.model.kind == "value"})
+                                     if p.model.kind == Kind.VALUE})
 
 
 def is_elementwise(population: Population) -> bool:
     """Whether ``population`` is a value population the backends update (a model-language step)."""
-    return population.model.kind == "value" and population.model.elementwise
+    return population.model.kind == Kind.VALUE and population.model.elementwise
 
 
 def compiled_monitors(network: Network) -> list:
@@ -373,7 +377,7 @@ def compiled_monitors(network: Network) -> list:
 
     An elementwise value population's are sampled at its updates (:attr:`LoweredStateMonitor.at_updates`).
     """
-    return [m for m in network.state_monitors if m.population.model.kind != "value" or is_elementwise(m.population)]
+    return [m for m in network.state_monitors if m.population.model.kind != Kind.VALUE or is_elementwise(m.population)]
 
 
 def published_output(population: Population) -> np.ndarray:
@@ -386,8 +390,8 @@ def published_output(population: Population) -> np.ndarray:
 
 def _lower_value_map(projection: Projection) -> LoweredValueMap:
     post, pre = projection.post, projection.pre
-    consumer = (Consumer.SET if projection.kind == "set" else
-                Consumer.INPUTS if post.model.kind == "value" else Consumer.HOLD)
+    consumer = (Consumer.SET if projection.kind == ProjectionKind.SET else
+                Consumer.INPUTS if post.model.kind == Kind.VALUE else Consumer.HOLD)
     if consumer is Consumer.INPUTS:
         destination = _input_row(post.model, post.n, projection.receptor)
     elif consumer is Consumer.HOLD:
@@ -401,13 +405,14 @@ def _lower_value_map(projection: Projection) -> LoweredValueMap:
             np.zeros(0)
         targets = np.arange(width, dtype=np.int64)
     else:
-        operator = Operator.SPARSE
+        operator = Operator.UNIFORM_SPARSE if projection.weight_stride == 0 else Operator.SPARSE
         post_ids = projection._post_ids
         order = np.argsort(post_ids, kind="stable")
         row_ptr = np.zeros(width + 1, dtype=np.int64)
         np.cumsum(np.bincount(post_ids, minlength=width), out=row_ptr[1:])
         columns = projection.pre_ids[order].astype(np.int32)
-        values = np.asarray(projection.weights, dtype=np.float64)[order]
+        values = np.zeros(0) if operator is Operator.UNIFORM_SPARSE else \
+            np.asarray(projection.weights, dtype=np.float64)[order]
         targets = np.flatnonzero(np.diff(row_ptr))
     return LoweredValueMap(
         name=projection.name, pre=pre.index, post=post.index, consumer=consumer, destination=destination,
@@ -461,7 +466,8 @@ def _lower_value_population(network: Network, population: Population, value_maps
     counts_in = iter(j for j, c in enumerate(counts) if c.post == population.index)
     for projection in network.projections:
         if projection.post is population:
-            sources.append(("count", next(counts_in)) if projection.kind == "count" else ("map", next(maps_in)))
+            counted = projection.kind == ProjectionKind.COUNT
+            sources.append(("count", next(counts_in)) if counted else ("map", next(maps_in)))
     feeds = [j for j, m in enumerate(value_maps) if m.pre == population.index and m.consumer is not Consumer.INPUTS]
     by_index = list(network.populations.values())
     read_by_host = any(m.pre == population.index and m.consumer is Consumer.INPUTS

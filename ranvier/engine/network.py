@@ -7,6 +7,7 @@ population or projection holds are the ones the backends update, so nothing is c
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ import numpy as np
 from ..errors import PopulationError, ProjectionError, RecordingError, RunError
 from .connectivity import AllToAll, Rule, all_to_all_synapses
 from .distributions import Distribution, materialise
-from .model import Model, ValueModel
+from .model import Kind, Model, ValueModel
 from .monitors import SpikeMonitor, StateMonitor
 from .queue import EventQueue
 from .stats import Stats
@@ -139,6 +140,22 @@ class Population:
         self.state[row] = values
 
 
+class ProjectionKind(str, enum.Enum):
+    """How a projection's messages travel (a ``str``, so ``kind == "spike"`` still holds)."""
+
+    #: spikes through the delay rings, delivered by the compiled core
+    SPIKE = "spike"
+    #: spikes counted over a value population's window
+    COUNT = "count"
+    #: a value population's output, a linear map into a value population's port or a spiking receptor
+    VALUE = "value"
+    #: a value population's output written into a state variable of a spiking population
+    SET = "set"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class Projection:
     """Synapses from ``pre`` to receptor ``receptor`` of ``post``, stored by source (CSR).
 
@@ -174,11 +191,10 @@ class Projection:
         self._weights = weights
         self.weight_stride = 0 if len(weights) == 1 and (self.all_to_all or len(post_ids) != 1) else 1
         self.delay_steps = delay_steps
-        #: ``"spike"`` (delivered by the compiled core), ``"count"`` (spikes counted over a value
-        #: population's window), ``"value"`` (a value population's output, a linear map) or ``"set"``
-        #: (a value population's output written into a state variable of a spiking population)
-        self.kind = ("set" if _sets_state(pre, post, receptor) else "value" if _sends_values(pre, post) else
-                     "count" if isinstance(post.model, ValueModel) else "spike")
+        #: how its messages travel (:class:`ProjectionKind`)
+        self.kind = (ProjectionKind.SET if _sets_state(pre, post, receptor) else
+                     ProjectionKind.VALUE if _sends_values(pre, post) else
+                     ProjectionKind.COUNT if isinstance(post.model, ValueModel) else ProjectionKind.SPIKE)
         #: a count projection's weighted counts per window still to be consumed (made by runs)
         self._pending: np.ndarray | None = None
         #: the learning rule (``ranvier.plasticity.STDP``) of a plastic projection, else None
@@ -359,7 +375,7 @@ class Network:
             params = {key: materialise(value, rng, n, f"parameter {key!r}", owner)
                       for key, value in model.parameters.items()}
             model.constants(params, self.dt)  # validates parameter values now, not at run time
-            if model.kind == "scheduled":
+            if model.kind == Kind.SCHEDULED:
                 model.schedule(self.dt, name)
             initial = dict(model.initial_state())
             for variable in (init or {}):
@@ -390,7 +406,7 @@ class Network:
         if period < 1 or abs(period * self.dt - dt) > 1e-6 * self.dt:
             raise PopulationError(f"{owner}: dt must be a positive whole multiple of the network's dt = "
                                   f"{self.dt:.6g} s, got {dt!r}")
-        if period > 1 and model.kind == "scheduled":
+        if period > 1 and model.kind == Kind.SCHEDULED:
             raise PopulationError(f"{owner}: a {type(model).__name__} emits its spikes at their own times; it "
                                   f"takes no dt of its own, got {dt!r}")
         return period
@@ -447,12 +463,12 @@ class Network:
         name = f"{pre.name}->{post.name}:{receptor}"
         if receptor not in receptors and not _sets_state(pre, post, receptor):
             settable = (f"; a value population may also set one of its state variables "
-                        f"({', '.join(post.model.state_names)})" if post.model.kind == "spiking" else "")
+                        f"({', '.join(post.model.state_names)})" if post.model.kind == Kind.SPIKING else "")
             raise ProjectionError(
                 f"projection {name!r}: unknown receptor {receptor!r}; {post.name!r} has {list(receptors) or 'none'}"
                 f"{settable}"
             )
-        if post.model.kind not in ("spiking", "value"):
+        if post.model.kind not in (Kind.SPIKING, Kind.VALUE):
             raise ProjectionError(f"projection {name!r}: {post.name!r} takes no synaptic input")
         width = self._check_channels(pre, post, receptor, name)
         taken = {p.name for p in self.projections}
@@ -540,20 +556,20 @@ class Network:
             if outside.size:
                 raise RecordingError(f"{owner}: ids must be in [0, {population.n}), got {outside[:5].tolist()}")
             ids = ids.astype(np.int64)
+        model = population.model
         if variable == "spikes":
-            if population.model.kind not in ("spiking", "scheduled") and not getattr(population.model, "pulses", False):
-                raise RecordingError(f"{owner}: {type(population.model).__name__} does not spike")
+            if model.kind not in (Kind.SPIKING, Kind.SCHEDULED) and not getattr(model, "pulses", False):
+                raise RecordingError(f"{owner}: {type(model).__name__} does not spike")
             monitor = SpikeMonitor(population, ids)
             self.spike_monitors.append(monitor)
         else:
-            model = population.model
             if variable == "output" and isinstance(model, ValueModel):
                 rows = tuple(model.output_rows)
             else:
                 rows = (population._row(variable),)
             if ids is None and variable in getattr(model, "population_variables", ()):
                 ids = np.zeros(1, dtype=np.int64)
-            every = population.dt if every is None and model.kind == "value" else every
+            every = population.dt if every is None and model.kind == Kind.VALUE else every
             every_steps = 1 if every is None else int(round(every / self.dt))
             if every is not None and (not np.isfinite(every) or every_steps < 1
                                       or abs(every_steps * self.dt - every) > 1e-6 * self.dt + 1e-12):

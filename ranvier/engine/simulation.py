@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from ..errors import BackendError, NumericalError
 from . import backends
 from .lowering import Consumer, Status, compiled_monitors, lower
+from .model import Kind
 from .network import Network
 from .queue import PROGRESS
 from .values import ValueStage
@@ -120,7 +121,7 @@ class Simulation:
             count = int(population.spike_count[0])
             name = population.name
             stats.spikes_by_population[name] = stats.spikes_by_population.get(name, 0) + count
-            if population.kind != "scheduled":
+            if population.kind != Kind.SCHEDULED:
                 updates = reached // population.period - start // population.period
                 stats.neuron_updates_by_population[name] = (
                     stats.neuron_updates_by_population.get(name, 0) + population.n * updates

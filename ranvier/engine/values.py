@@ -29,7 +29,8 @@ import numpy as np
 from ..errors import NumericalError
 from .backends.value_updates import apply_map, send
 from .lowering import NO_PULSE, LoweredNetwork, is_elementwise, published_output
-from .network import Network, Population
+from .model import Kind
+from .network import Network, Population, ProjectionKind
 
 
 class ValueStage:
@@ -38,13 +39,13 @@ class ValueStage:
     def __init__(self, network: Network, lowered: LoweredNetwork):
         self.network = network
         self.lowered = lowered
-        values = [p for p in network.populations.values() if p.model.kind == "value"]
+        values = [p for p in network.populations.values() if p.model.kind == Kind.VALUE]
         #: every value population: each run starts by publishing their outputs
         self.all_populations = values
         #: the value populations updated here
         self.populations = [p for p in values if not is_elementwise(p)]
         self.elementwise = [p for p in values if is_elementwise(p)]
-        self.projections = [p for p in network.projections if p.kind != "spike"]
+        self.projections = [p for p in network.projections if p.kind != ProjectionKind.SPIKE]
         self._maps = {m.name: m for m in lowered.value_maps}
         self._elementwise_periods = {p.index: p.period for p in self.elementwise}
         self._previous = {v.population: v.previous for v in lowered.values if v.previous is not None}
@@ -101,7 +102,7 @@ class ValueStage:
         for projection in self.projections:
             if projection.post is not population:
                 continue
-            if projection.kind == "count":
+            if projection.kind == ProjectionKind.COUNT:
                 window = (step // population.period - 1) % projection._pending.shape[0]
                 inputs[projection.receptor][0] += projection._pending[window]
                 projection._pending[window] = 0.0
@@ -132,7 +133,8 @@ class ValueStage:
     def _hold(self, population: Population, window_start: int, step: int) -> None:
         """Add ``population``'s output to spiking targets' rings for the rest of its window, from ``step``."""
         for projection in self.projections:
-            if projection.pre is not population or projection.kind != "value" or projection.post.model.kind == "value":
+            if (projection.pre is not population or projection.kind != ProjectionKind.VALUE
+                    or projection.post.model.kind == Kind.VALUE):
                 continue
             first = max(step, population._held_until)
             if first < window_start + population.period:
@@ -144,7 +146,7 @@ class ValueStage:
     def _set_states(self, population: Population) -> None:
         """Write ``population``'s new output into the state variables its "set" projections target."""
         for projection in self.projections:
-            if projection.pre is not population or projection.kind != "set":
+            if projection.pre is not population or projection.kind != ProjectionKind.SET:
                 continue
             send(self.lowered, self._maps[projection.name], 0, 0)
             macs = self.network.stats.dense_macs_by_projection

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..engine.distributions import Normal, Uniform
-from ..engine.model import ParameterValue, ValueModel, fill_row, row_sum, row_sums, select, sin_cos
+from ..engine.model import ParameterValue, ValueModel, fill_row, row_sum, select, sin_cos
 from ..errors import ModelError
 
 _TWO_PI = 2.0 * np.pi
@@ -42,9 +42,8 @@ def _kuramoto_step(state, consts, inputs, i, c, k, key):
 def _kuramoto_finish(state, consts):
     """The order parameter ``r = |mean_j (cos theta_j, sin theta_j)|``, in every column."""
     n = state.shape[1]
-    sum_cos, sum_sin = row_sums(state, _COS_THETA, _SIN_THETA)
-    mean_cos = sum_cos / n
-    mean_sin = sum_sin / n
+    mean_cos = row_sum(state, _COS_THETA) / n
+    mean_sin = row_sum(state, _SIN_THETA) / n
     fill_row(state, _ORDER, np.sqrt(mean_cos * mean_cos + mean_sin * mean_sin))
 
 
@@ -153,16 +152,13 @@ def _akorn_step(state, consts, inputs, i, c, k, key):
 
 
 def _akorn_finish(state, consts):
-    """``order = |mean_i x_i|``, in every column (components summed two at a time)."""
+    """``order = |mean_i x_i|``, in every column."""
     dim = state.shape[0] - 1
     n = state.shape[1]
     squared = 0.0
-    for d in range(0, dim, 2):
-        if d + 1 < dim:
-            total, total_next = row_sums(state, d, d + 1)
-            squared = squared + (total / n) * (total / n) + (total_next / n) * (total_next / n)
-        else:
-            squared = squared + (row_sum(state, d) / n) * (row_sum(state, d) / n)
+    for d in range(dim):
+        mean = row_sum(state, d) / n
+        squared = squared + mean * mean
     fill_row(state, dim, np.sqrt(squared))
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..engine.distributions import Distribution
-from ..engine.model import MAX_SPIKES_PER_STEP, Model, ParameterValue, any_true, select, uniform01
+from ..engine.model import MAX_SPIKES_PER_STEP, Kind, Model, ParameterValue, any_true, select, uniform01
 from ..errors import ModelError
 
 # rows of the constants array of PoissonSource
@@ -87,7 +87,7 @@ class SpikeSource(Model):
     The population size defaults to ``max(ids) + 1``.
     """
 
-    kind = "scheduled"
+    kind = Kind.SCHEDULED
 
     def __init__(self, times, ids, n: int | None = None) -> None:
         super().__init__()

@@ -30,7 +30,7 @@ import numpy as np
 from numba import config, cuda
 
 from ..lowering import LoweredNetwork, Status
-from ..model import register_target
+from ..model import Kind, register_target
 from . import Runner, numba_kernels
 from .value_updates import deliver_counts, update_values
 
@@ -224,7 +224,7 @@ class _DevicePopulation:
         self.totals = cuda.device_array(self.ranges, dtype=np.int64)
         self.offsets = cuda.device_array(self.ranges, dtype=np.int64)
         self.shared = population.consts.shape[1] == 1
-        self.update = _update_kernel(population.step_function) if population.kind == "spiking" else None
+        self.update = _update_kernel(population.step_function) if population.kind == Kind.SPIKING else None
 
 
 class _DeviceProjection:
@@ -356,7 +356,7 @@ class CudaRunner(Runner):
 
     def _step_population(self, index: int, device, k: int) -> None:
         host = device.host
-        if host.kind == "scheduled":
+        if host.kind == Kind.SCHEDULED:
             _emit_scheduled[1, 1](device.source_steps, device.source_ids, device.source_next, k, device.spike_ids,
                                   device.spike_steps, device.spike_count)
             return

@@ -27,6 +27,7 @@ from numba.typed import List as TypedList
 
 from .. import model as model_language
 from ..lowering import Consumer, LoweredNetwork, Operator, Status
+from ..model import Kind
 from . import Runner, numba_kernels
 from .numba_kernels import (
     DELIVER_ALL_TO_ALL,
@@ -145,7 +146,7 @@ _PLASTIC_ARGUMENTS = ["row_ptr", "targets", "weights", "col_ptr", "col_synapses"
 def _population_arguments(index: int, kind: str) -> list[str]:
     p = f"p{index}_"
     names = [f"{p}bound", f"{p}spike_ids", f"{p}spike_steps", f"{p}spike_count"]
-    if kind == "scheduled":
+    if kind == Kind.SCHEDULED:
         return names + [f"{p}source_steps", f"{p}source_ids", f"{p}source_next"]
     return names + [f"{p}state", f"{p}consts", f"{p}ring", f"{p}key", f"{p}flags"]
 
@@ -155,7 +156,7 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     functions: dict[object, str] = {}
     variants: list[tuple[str, bool, bool, int, bool]] = []
     for population in lowered.populations:
-        if population.kind != "spiking":
+        if population.kind != Kind.SPIKING:
             continue
         alias = functions.setdefault(population.step_function, f"_step_{len(functions)}")
         if _variant(population, alias) not in variants:
@@ -319,25 +320,27 @@ def _write_map(w: _Writer, lowered: LoweredNetwork, g: int, rows: str, first_row
     else:
         by_unit = [v for v, value in enumerate(lowered.values) if value.population == value_map.pre]
         x = f"v{by_unit[0]}_published_by_unit" if by_unit else x
-        w(f"_sparse{g}({rows}, {first_row}, {x}, g{g}_row_ptr, g{g}_columns, g{g}_values)")
+        w(f"_sparse{g}({rows}, {first_row}, {x}, g{g}_row_ptr, g{g}_columns, g{g}_values, g{g}_weight)")
 
 
 def _write_sparse_maps(w: _Writer, lowered: LoweredNetwork) -> None:
-    """One compiled product per sparse value map: ``rows[first_row + c, i] += sum_e w_e x_c[j_e]``.
+    """One compiled product per sparse value map: ``rows[first_row + c, i] += sum_e w_e x_c[j_e]``
+    (``w sum_e x_c[j_e]`` with one weight for all).
 
     Its channels are unrolled (one accumulator each, so a synapse's column and weight are read
     once); it reads an elementwise source's output unit by unit, a host source's by channel.
     """
     elementwise = {value.population for value in lowered.values}
     for g, value_map in enumerate(lowered.value_maps):
-        if not value_map.compiled or value_map.operator is not Operator.SPARSE:
+        if not value_map.compiled or value_map.operator is Operator.ALL_TO_ALL:
             continue
+        uniform = value_map.operator is Operator.UNIFORM_SPARSE
         parallel = _value_parallel(value_map.scratch.shape[1])
         channels = range(value_map.channels)
         w()
         w()
         w(f"@njit(cache=True, nogil=True{', parallel=True' if parallel else ', _nrt=False'})")
-        w(f"def _sparse{g}(rows, first_row, x, row_ptr, columns, values):")
+        w(f"def _sparse{g}(rows, first_row, x, row_ptr, columns, values, weight):")
         with w.indent():
             w(f"for i in {'prange' if parallel else 'range'}(row_ptr.shape[0] - 1):")
             with w.indent():
@@ -345,11 +348,11 @@ def _write_sparse_maps(w: _Writer, lowered: LoweredNetwork) -> None:
                 w("for entry in range(row_ptr[i], row_ptr[i + 1]):")
                 with w.indent():
                     w("j = columns[entry]")
-                    w("weight = values[entry]")
                     for c in channels:
-                        w(f"total{c} += weight * {f'x[j, {c}]' if value_map.pre in elementwise else f'x[{c}, j]'}")
+                        x = f"x[j, {c}]" if value_map.pre in elementwise else f"x[{c}, j]"
+                        w(f"total{c} += {x}" if uniform else f"total{c} += values[entry] * {x}")
                 for c in channels:
-                    w(f"rows[first_row + {c}, i] += total{c}")
+                    w(f"rows[first_row + {c}, i] += {'weight * ' if uniform else ''}total{c}")
 
 
 def _write_value_updates(w: _Writer, lowered: LoweredNetwork) -> None:
@@ -412,7 +415,7 @@ def _write_population(w: _Writer, lowered, index: int, population, functions) ->
     w(f"# population {index}: {population.name} ({population.kind})")
     w("for k in range(step, step + length):")
     with w.indent():
-        if population.kind == "scheduled":
+        if population.kind == Kind.SCHEDULED:
             w(f"{p}spike_count[0] = emit_scheduled({p}source_steps, {p}source_ids, {p}source_next, k, "
               f"{p}spike_ids, {p}spike_steps, {p}spike_count[0])")
         else:

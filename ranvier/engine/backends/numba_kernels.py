@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from ..lowering import NO_PULSE
-from ..model import NOT_FINITE_UINT16
+from ..model import NOT_FINITE_UINT16, row_sum
 
 #: Options of every compiled loop of the backend. They allocate nothing, so they run without
 #: numba's reference counting (``_nrt=False``): otherwise each array passed to a call, or
@@ -295,35 +295,16 @@ def clear_rows(rows):
 
 @njit(**KERNEL)
 def add_all_to_all(rows, first_row, published, channels, weight, autapses):
-    """``rows[first_row + c] += w sum_j x_cj`` (minus ``w x_ci`` without autapses), the sum left to right.
-
-    Channels are summed two at a time in one pass: each sum still adds in order, and the two
-    chains of dependent additions overlap instead of running one after the other.
-    """
-    for c in range(0, channels, 2):
-        paired = c + 1 < channels
-        total = 0.0
-        other = 0.0
-        if paired:
-            for j in range(published.shape[1]):
-                total += published[c, j]
-                other += published[c + 1, j]
+    """``rows[first_row + c] += w sum_j x_cj`` (minus ``w x_ci`` without autapses), summed as ``row_sum`` does."""
+    for c in range(channels):
+        total = weight * row_sum(published, c)
+        target = rows[first_row + c]
+        if autapses:
+            for i in range(target.shape[0]):
+                target[i] += total
         else:
-            for j in range(published.shape[1]):
-                total += published[c, j]
-        _add_total(rows[first_row + c], published[c], weight * total, weight, autapses)
-        if paired:
-            _add_total(rows[first_row + c + 1], published[c + 1], weight * other, weight, autapses)
-
-
-@njit(**KERNEL, inline="always")
-def _add_total(target, x, total, weight, autapses):
-    if autapses:
-        for i in range(target.shape[0]):
-            target[i] += total
-    else:
-        for i in range(target.shape[0]):
-            target[i] += total - weight * x[i]
+            for i in range(target.shape[0]):
+                target[i] += total - weight * published[c, i]
 
 
 @njit(**KERNEL)

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..connectivity import outgoing_synapses
 from ..lowering import LoweredNetwork, Status
+from ..model import Kind
 from . import Runner
 from .value_updates import deliver_counts, update_values
 
@@ -39,7 +40,7 @@ class NumpyRunner(Runner):
             first = [int(p.spike_count[0]) for p in lowered.populations]
             for index, population in enumerate(lowered.populations):
                 for k in range(step, step + length):
-                    if population.kind == "scheduled":
+                    if population.kind == Kind.SCHEDULED:
                         self._emit_scheduled(population, k)
                     elif (k + 1) % population.period == 0 and not self._update(index, population, k):
                         return k

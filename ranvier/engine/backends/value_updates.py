@@ -22,12 +22,13 @@ import numpy as np
 
 from ..connectivity import outgoing_synapses
 from ..lowering import NO_PULSE, Consumer, LoweredCount, LoweredNetwork, LoweredValueMap, Operator, Status
+from ..model import row_sum
 
 
 def apply_map(value_map: LoweredValueMap, x: np.ndarray) -> np.ndarray:
     """``y = W x`` for one channel ``x`` (float64), summed in the order every backend uses."""
     if value_map.operator is Operator.ALL_TO_ALL:
-        total = value_map.weight * np.cumsum(x)[-1]
+        total = value_map.weight * row_sum(x[None], 0)
         y = np.full(value_map.scratch.shape[1], total)
         if not value_map.autapses:
             y = total - value_map.weight * x
@@ -35,12 +36,13 @@ def apply_map(value_map: LoweredValueMap, x: np.ndarray) -> np.ndarray:
     y = np.zeros(value_map.scratch.shape[1])
     row_ptr = value_map.row_ptr
     lengths = np.diff(row_ptr)
+    uniform = value_map.operator is Operator.UNIFORM_SPARSE
     # entry s of every row at once, s = 0, 1, ...: each row still adds its entries in order
     for entry in range(int(lengths.max(initial=0))):
         rows = np.flatnonzero(lengths > entry)
         at = row_ptr[rows] + entry
-        y[rows] += value_map.values[at] * x[value_map.columns[at]]
-    return y
+        y[rows] += x[value_map.columns[at]] if uniform else value_map.values[at] * x[value_map.columns[at]]
+    return value_map.weight * y if uniform else y
 
 
 def deliver_counts(lowered: LoweredNetwork, first: list[int]) -> None:
