@@ -299,9 +299,12 @@ def _write_value_steps(w: _Writer, lowered: LoweredNetwork) -> None:
             w(f"for i in {'prange' if parallel else 'range'}(state.shape[1]):")
             with w.indent():
                 column = "0" if value.consts.shape[1] == 1 else "i"
-                w(f"if _value_step{v}(state, consts, inputs, i, {column}, k, key) != 0:")
-                with w.indent():
-                    w("flags[i] = 1")
+                if value.pulses:
+                    w(f"if _value_step{v}(state, consts, inputs, i, {column}, k, key) != 0:")
+                    with w.indent():
+                        w("flags[i] = 1")
+                else:
+                    w(f"_value_step{v}(state, consts, inputs, i, {column}, k, key)")
 
 
 def _write_count_delivery(w: _Writer, lowered: LoweredNetwork) -> None:
@@ -384,13 +387,13 @@ def _write_value_updates(w: _Writer, lowered: LoweredNetwork) -> None:
             with w.indent():
                 w(f"status[0] = {int(Status.NOT_FINITE)}; status[1] = {index}; status[2] = step")
                 w("return step")
+            by_unit = any(m.compiled and m.operator is not Operator.ALL_TO_ALL and m.pre == index
+                          for m in lowered.value_maps)
             w(f"publish(v{v}_state, v{v}_published, v{v}_published_by_unit, v{v}_output_rows, v{v}_previous, "
-              f"{value.previous is not None})")
+              f"{value.previous is not None}, {by_unit})")
             p = f"p{index}_"
             if value.pulses:
                 w(f"schedule_pulses(v{v}_flags, {value.n}, step, {p}source_steps, {p}source_ids, {p}source_next)")
-            else:
-                w(f"v{v}_flags[:] = 0")
             for m, monitor in enumerate(lowered.state_monitors):
                 if monitor.population == index:
                     w(f"if step % m{m}_every == 0:")
@@ -545,15 +548,21 @@ class NumbaRunner(Runner):
         values.update(_value_values(lowered))
         self._names = names[2:]
         self._values = values
+        self._arguments: tuple = ()
+        self._monitor_buffers: list = []
 
     def advance(self, start: int, stop: int) -> int:
-        values = self._values
-        for m, monitor in enumerate(self.lowered.state_monitors):
-            values.update({
-                f"m{m}_row": monitor.row, f"m{m}_ids": monitor.ids, f"m{m}_every": monitor.every,
-                f"m{m}_values": monitor.values, f"m{m}_steps": monitor.steps, f"m{m}_count": monitor.count,
-            })
-        return int(self.kernel(start, stop, *(values[name] for name in self._names)))
+        buffers = [monitor.values for monitor in self.lowered.state_monitors]
+        if not self._arguments or any(a is not b for a, b in zip(buffers, self._monitor_buffers, strict=True)):
+            # a run allocates its monitors' buffers anew: the kernel's arguments are gathered once per run
+            for m, monitor in enumerate(self.lowered.state_monitors):
+                self._values.update({
+                    f"m{m}_row": monitor.row, f"m{m}_ids": monitor.ids, f"m{m}_every": monitor.every,
+                    f"m{m}_values": monitor.values, f"m{m}_steps": monitor.steps, f"m{m}_count": monitor.count,
+                })
+            self._arguments = tuple(self._values[name] for name in self._names)
+            self._monitor_buffers = buffers
+        return int(self.kernel(start, stop, *self._arguments))
 
 
 def prepare(lowered: LoweredNetwork) -> NumbaRunner:

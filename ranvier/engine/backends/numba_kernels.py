@@ -342,18 +342,27 @@ def deliver_count(spike_ids, spike_steps, first, last, row_ptr, post_ids, weight
 
 
 @njit(**KERNEL)
-def publish(state, published, published_by_unit, output_rows, previous, keep_previous):
+def publish(state, published, published_by_unit, output_rows, previous, keep_previous, by_unit):
     """Copy the output rows of ``state`` into ``published`` (the old values into ``previous`` first).
 
-    ``published_by_unit`` gets the same values unit by unit (``(n, channels)``), so a sparse
-    product gathers one cache line per synapse rather than one per channel.
+    With ``by_unit``, ``published_by_unit`` gets the same values unit by unit (``(n, channels)``),
+    so a sparse product gathers one cache line per synapse rather than one per channel.
     """
     for c in range(output_rows.shape[0]):
-        for i in range(state.shape[1]):
-            if keep_previous:
-                previous[c, i] = published[c, i]
-            published[c, i] = state[output_rows[c], i]
-            published_by_unit[i, c] = published[c, i]
+        channel = published[c]
+        if keep_previous:
+            _copy(previous[c], channel)
+        _copy(channel, state[output_rows[c]])
+        if by_unit:
+            for i in range(state.shape[1]):
+                published_by_unit[i, c] = channel[i]
+
+
+@njit(**KERNEL, inline="always")
+def _copy(target, source):
+    # one row at a time: LLVM checks once that the rows do not overlap and vectorises the copy
+    for i in range(target.shape[0]):
+        target[i] = source[i]
 
 
 @njit(**KERNEL)
