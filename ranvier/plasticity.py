@@ -88,6 +88,14 @@ class STDP:
                 f"a_minus={self.a_minus!r}, w_min={self.w_min!r}, w_max={self.w_max!r}, rule={self.rule!r}"
                 f"{modulator})")
 
+    def attach(self, projection: Projection) -> None:
+        """Make ``projection`` learn by this rule (``Network.connect(..., plasticity=rule)`` calls it).
+
+        Its traces are run state (:mod:`ranvier.engine.state`), made by its first run.
+        """
+        self._check(projection)
+        projection.plasticity = self
+
     def _check(self, projection: Projection) -> None:
         """Refuse what this rule cannot learn on ``projection``: value sources, foreign modulators, bad weights."""
         from .engine.model import ValueModel
@@ -120,32 +128,8 @@ class STDP:
                                   f"the STDP bounds [{self.w_min!r}, {self.w_max!r}]")
 
 
-class _Traces:
-    """The learning state of a plastic projection: one trace per source and per target neuron.
-
-    ``*_trace`` holds the trace value at step ``*_seen`` (the last spike of that neuron); its
-    value at a later step ``k`` is ``trace * exp(-(k - seen) dt / tau)``.
-    """
-
-    def __init__(self, n_pre: int, n_post: int):
-        self.pre_trace = np.zeros(n_pre, dtype=np.float64)
-        self.pre_seen = np.zeros(n_pre, dtype=np.int64)
-        self.post_trace = np.zeros(n_post, dtype=np.float64)
-        self.post_seen = np.zeros(n_post, dtype=np.int64)
-
-
 def _is_number(value) -> bool:
     return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-
-
-def attach(projection: Projection, rule: STDP) -> None:
-    """Make ``projection`` learn by ``rule`` (called by ``Network.connect(..., plasticity=rule)``)."""
-    if not isinstance(rule, STDP):
-        raise PlasticityError(f"projection {projection.name!r}: plasticity must be a ranvier.plasticity.STDP, "
-                              f"got {rule!r}")
-    rule._check(projection)
-    projection.plasticity = rule
-    projection._traces = _Traces(projection.pre.n, projection.post.n)
 
 
 def freeze(projections: Projection | list[Projection]) -> None:

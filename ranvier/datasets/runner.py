@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..engine import Network, Population
-from ..engine.model import Kind
+from ..engine.kinds import Kind
 from ..errors import DatasetError
 from ..neurons.sources import SpikeSource
 from .events import DEFAULT_START, MICROSECOND, event_ids, source_size
@@ -75,12 +75,8 @@ class _Resetter:
     def __call__(self) -> None:
         for name, population in self.net.populations.items():
             population.state[...] = self.initial[name]
-            if population.ring is not None:
-                population.ring[...] = 0.0
-        for projection in self.net.projections:
-            # spike counts still waiting for a value population's window belong to the previous sample
-            if projection._pending is not None:
-                projection._pending[...] = 0.0
+        # spikes in flight and counts still waiting for a value population's window belong to the previous sample
+        self.net.run_state.clear_inputs()
 
     def callback(self, batch: int):
         return lambda net: self() if batch == self.batch else None

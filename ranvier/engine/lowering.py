@@ -1,19 +1,24 @@
 """Lowering: from declared populations and projections to the flat arrays a backend runs.
 
 The lowered network holds references to the declarations' own arrays (state, synapses,
-weights), plus what a run needs besides: per-neuron constants for this ``dt``, a delay ring
-buffer per target population, spike buffers, monitor buffers and counters.
+weights) and to the network's run state (rings, published outputs, pending counts, traces:
+:mod:`ranvier.engine.state`), plus what a run needs besides: per-neuron constants for this
+``dt``, spike buffers, monitor buffers and counters.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .model import Kind
-from .network import Network, Population, Projection, ProjectionKind
+from .kinds import Kind, ProjectionKind
+from .state import Traces
+
+if TYPE_CHECKING:
+    from .network import Network, Population, Projection
 
 #: chunk length (steps) of a network without projections
 _FREE_CHUNK = 100
@@ -114,15 +119,16 @@ class LoweredPlasticity:
     modulation: np.ndarray
     modulator: Population | None = None
     modulated: tuple[bool, bool] = (False, False)
+    #: the modulator's published output (its run state)
+    modulator_output: np.ndarray | None = None
 
     def refresh(self) -> None:
         """Take up the modulator's current output as the factors of the modulated terms."""
-        if self.modulator is None or self.modulator._published is None:
+        if self.modulator_output is None:
             return
-        output = self.modulator._published[0]
         for row, modulated in enumerate(self.modulated):
             if modulated:
-                self.modulation[row] = output
+                self.modulation[row] = self.modulator_output[0]
 
 
 @dataclass
@@ -297,17 +303,19 @@ def _ring_slots(network: Network, population: Population) -> int:
     return max(spikes + values, default=1)
 
 
-def _resize_ring(population: Population, slots: int, step: int) -> None:
-    """Make the ring buffer ``slots`` long, keeping input already scheduled for later steps."""
+def _resize_ring(population: Population, slots: int, step: int) -> np.ndarray:
+    """The ring buffer of ``population``, made ``slots`` long, keeping input already scheduled for later steps."""
     shape = (slots, len(population.model.receptors), population.n)
-    old = population.ring
+    run = population.network.run_state.population(population.name)
+    old = run.ring
     if old is not None and old.shape == shape:
-        return
+        return old
     ring = np.zeros(shape, dtype=np.float32)
     if old is not None:
         for ahead in range(min(old.shape[0], slots)):
             ring[(step + ahead) % slots] = old[(step + ahead) % old.shape[0]]
-    population.ring = ring
+    run.ring = ring
+    return ring
 
 
 def lower(network: Network) -> LoweredNetwork:
@@ -316,7 +324,7 @@ def lower(network: Network) -> LoweredNetwork:
     populations = []
     for population in network.populations.values():
         model = population.model
-        _resize_ring(population, _ring_slots(network, population), network.step)
+        ring = _resize_ring(population, _ring_slots(network, population), network.step)
         is_value = model.kind == Kind.VALUE
         own_dt = population.dt
         bound = (population.n if model.pulses else 0) if is_value else int(
@@ -328,7 +336,7 @@ def lower(network: Network) -> LoweredNetwork:
             state=population.state,
             consts=_shared_column(np.ascontiguousarray(model.constants(population.params, own_dt),
                                                        dtype=np.float32)),
-            ring=population.ring, key=np.uint64(_population_key(network.seed, population.index)),
+            ring=ring, key=np.uint64(_population_key(network.seed, population.index)),
             spike_bound=bound, flags=np.zeros(-(-population.n // _FLAG_BLOCK) * _FLAG_BLOCK, dtype=np.uint16),
             spike_ids=np.zeros(0, dtype=np.int32), spike_steps=np.zeros(0, dtype=np.int64),
             spike_count=np.zeros(1, dtype=np.int64), period=1 if is_value else population.period, on_host=is_value,
@@ -383,9 +391,10 @@ def compiled_monitors(network: Network) -> list:
 def published_output(population: Population) -> np.ndarray:
     """The array holding ``population``'s published output (float64 ``(channels, n)``), made once."""
     shape = (population.model.channels, population.n)
-    if population._published is None or population._published.shape != shape:
-        population._published = np.zeros(shape, dtype=np.float64)
-    return population._published
+    run = population.network.run_state.population(population.name)
+    if run.published is None or run.published.shape != shape:
+        run.published = np.zeros(shape, dtype=np.float64)
+    return run.published
 
 
 def _lower_value_map(projection: Projection) -> LoweredValueMap:
@@ -441,8 +450,9 @@ def count_windows(projection: Projection) -> int:
 def _lower_count(projection: Projection) -> LoweredCount:
     post = projection.post
     width = projection.width
-    if projection._pending is None or projection._pending.shape != (count_windows(projection), width):
-        projection._pending = np.zeros((count_windows(projection), width), dtype=np.float64)
+    run = projection.pre.network.run_state.projection(projection.name)
+    if run.pending is None or run.pending.shape != (count_windows(projection), width):
+        run.pending = np.zeros((count_windows(projection), width), dtype=np.float64)
     per_synapse = isinstance(projection.delay_steps, np.ndarray)
     empty_index = np.zeros(0, dtype=np.int64)
     return LoweredCount(
@@ -453,7 +463,7 @@ def _lower_count(projection: Projection) -> LoweredCount:
         weights=projection._weights, weight_stride=projection.weight_stride,
         delay_steps=projection.delay_steps if per_synapse else np.array([projection.delay_steps], dtype=np.uint16),
         per_synapse_delays=per_synapse, all_to_all=projection.all_to_all, autapses=projection.autapses,
-        pending=projection._pending, period=post.period,
+        pending=run.pending, period=post.period,
     )
 
 
@@ -521,7 +531,11 @@ def _by_target(projection: Projection) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def _lower_plasticity(projection: Projection, index: int, dt: float) -> LoweredPlasticity:
-    rule, traces = projection.plasticity, projection._traces
+    rule = projection.plasticity
+    run = projection.pre.network.run_state.projection(projection.name)
+    if run.traces is None or len(run.traces.pre_trace) != projection.pre.n:
+        run.traces = Traces.zeros(projection.pre.n, projection.post.n)
+    traces = run.traces
     col_ptr, col_synapses, col_sources = _by_target(projection)
     modulator = rule.modulator
     width = 1 if modulator is None or modulator.n == 1 else projection.post.n
@@ -534,8 +548,8 @@ def _lower_plasticity(projection: Projection, index: int, dt: float) -> LoweredP
         decay_minus=_decay_table(rule.tau_minus, dt),
         params=np.array([rule.a_plus, rule.a_minus, rule.w_min, rule.w_max, float(rule.rule == "multiplicative")]),
         modulation=np.ones((2, width)), modulator=modulator, modulated=modulated,
+        modulator_output=None if modulator is None else published_output(modulator),
     )
-    lowered.refresh()
     return lowered
 
 

@@ -43,7 +43,6 @@ than a small population's update.
 
 from __future__ import annotations
 
-import enum
 import functools
 import inspect
 from collections.abc import Callable, Mapping
@@ -54,6 +53,7 @@ from numba.extending import overload
 
 from ..errors import ModelError
 from .distributions import Distribution
+from .kinds import Kind
 
 #: helper -> typing function giving its compiled (scalar) implementation, for every numba target
 _SCALAR_IMPLEMENTATIONS: dict[Callable[..., Any], Callable[..., Any]] = {}
@@ -257,20 +257,6 @@ NOT_FINITE = -1
 NOT_FINITE_UINT16 = 0xFFFF
 #: the most spikes a neuron may emit in one step (counts are stored as uint16)
 MAX_SPIKES_PER_STEP = NOT_FINITE_UINT16 - 1
-
-
-class Kind(str, enum.Enum):
-    """What a model's populations are to the engine (a ``str``, so ``kind == "spiking"`` still holds)."""
-
-    #: a model-language step per neuron, emitting spikes
-    SPIKING = "spiking"
-    #: a dense vector of values (and, for some, pulses), updated once per window
-    VALUE = "value"
-    #: spikes fixed before the run (spike and Poisson sources)
-    SCHEDULED = "scheduled"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class Model:

@@ -7,19 +7,20 @@ population or projection holds are the ones the backends update, so nothing is c
 
 from __future__ import annotations
 
-import enum
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import PopulationError, ProjectionError, RecordingError, RunError
+from ..errors import PlasticityError, PopulationError, ProjectionError, RecordingError, RunError
 from .connectivity import AllToAll, Rule, all_to_all_synapses
 from .distributions import Distribution, materialise
-from .model import Kind, Model, ValueModel
+from .kinds import Kind, ProjectionKind
+from .model import Model, ValueModel
 from .monitors import SpikeMonitor, StateMonitor
 from .queue import EventQueue
+from .state import RunState
 from .stats import Stats
 
 if TYPE_CHECKING:
@@ -100,11 +101,6 @@ class Population:
         self.state = state
         #: steps of the network's dt per update of this population (its own dt / network dt)
         self.period = period
-        self.ring: np.ndarray | None = None  # delay ring buffer (slots, receptors, n), made by lowering
-        #: a value population's output as last published (float64 ``(channels, n)``), set by runs
-        self._published: np.ndarray | None = None
-        #: steps before this one already hold this value population's output in spiking targets' rings
-        self._held_until = 0
 
     @property
     def dt(self) -> float:
@@ -138,22 +134,6 @@ class Population:
         except ValueError as error:
             raise PopulationError(str(error)) from None
         self.state[row] = values
-
-
-class ProjectionKind(str, enum.Enum):
-    """How a projection's messages travel (a ``str``, so ``kind == "spike"`` still holds)."""
-
-    #: spikes through the delay rings, delivered by the compiled core
-    SPIKE = "spike"
-    #: spikes counted over a value population's window
-    COUNT = "count"
-    #: a value population's output, a linear map into a value population's port or a spiking receptor
-    VALUE = "value"
-    #: a value population's output written into a state variable of a spiking population
-    SET = "set"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class Projection:
@@ -195,12 +175,8 @@ class Projection:
         self.kind = (ProjectionKind.SET if _sets_state(pre, post, receptor) else
                      ProjectionKind.VALUE if _sends_values(pre, post) else
                      ProjectionKind.COUNT if isinstance(post.model, ValueModel) else ProjectionKind.SPIKE)
-        #: a count projection's weighted counts per window still to be consumed (made by runs)
-        self._pending: np.ndarray | None = None
         #: the learning rule (``ranvier.plasticity.STDP``) of a plastic projection, else None
         self.plasticity = None
-        #: a plastic projection's traces (``ranvier.plasticity``)
-        self._traces = None
 
     def __len__(self) -> int:
         return self.pre.n * self._out_degree if self.all_to_all else len(self._post_ids)
@@ -318,6 +294,8 @@ class Network:
         self.state_monitors: list[StateMonitor] = []
         self.stats = Stats()
         self.step = 0
+        #: what runs keep besides state variables and weights: rings, published outputs, counts, traces
+        self.run_state = RunState()
         self._events = EventQueue()
         self._structure_version = 0
         self._simulation: Simulation | None = None
@@ -504,9 +482,11 @@ class Network:
             weights = np.repeat(weights, n_synapses)  # each synapse learns its own weight
         projection = Projection(name, pre, post, receptor, row_ptr, post_ids, weights, delay_steps, autapses)
         if plasticity is not None:
-            from ..plasticity import attach
-
-            attach(projection, plasticity)
+            # the rule attaches itself: the engine does not import the learning rules built on it
+            if not callable(getattr(plasticity, "attach", None)):
+                raise PlasticityError(f"projection {name!r}: plasticity must be a ranvier.plasticity.STDP, "
+                                      f"got {plasticity!r}")
+            plasticity.attach(projection)
         self.projections.append(projection)
         self._changed()
         return projection

@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 
 from ..errors import BackendError, NumericalError
 from . import backends
+from .kinds import Kind
 from .lowering import Consumer, Status, compiled_monitors, lower
-from .model import Kind
-from .network import Network
 from .queue import PROGRESS
 from .values import ValueStage
 
 if TYPE_CHECKING:
+    from .network import Network
     from .storage import Checkpointer
 
 _PROGRESS_TICKS = 100

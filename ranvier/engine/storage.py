@@ -52,6 +52,7 @@ from .distributions import Distribution
 from .model import Model
 from .monitors import SpikeMonitor, StateMonitor
 from .network import Network, Population, Projection
+from .state import Traces
 from .stats import Stats
 
 FORMAT = "ranvier"
@@ -191,7 +192,7 @@ def _write_population(group, population: Population) -> None:
     arrays: list[np.ndarray] = []
     config = _encode(model._config(), arrays, where)
     group.attrs.update(name=population.name, n=population.n, index=population.index, period=population.period,
-                       held_until=population._held_until,
+                       held_until=population.network.run_state.population(population.name).held_until,
                        model=f"{type(model).__module__}.{type(model).__qualname__}", config=json.dumps(config))
     stored = group.create_group("config_arrays")
     for index, array in enumerate(arrays):
@@ -200,7 +201,12 @@ def _write_population(group, population: Population) -> None:
     for name, values in population.params.items():
         params.create_dataset(name, data=values)
     group.create_dataset("state", data=population.state).attrs["state_names"] = list(model.state_names)
-    _write_run_arrays(group, {"ring": population.ring, "published": population._published})
+    _write_run_arrays(group, _population_run_arrays(population))
+
+
+def _population_run_arrays(population: Population) -> dict[str, np.ndarray | None]:
+    run = population.network.run_state.population(population.name)
+    return {"ring": run.ring, "published": run.published}
 
 
 def _write_run_arrays(group, arrays: dict[str, np.ndarray | None]) -> None:
@@ -227,10 +233,12 @@ def _write_projection(group, projection: Projection) -> None:
         group.create_dataset("delay_steps", data=projection.delay_steps)
     else:
         group.attrs["delay_steps"] = int(projection.delay_steps)
-    _write_run_arrays(group, {"pending": projection._pending})
+    _write_run_arrays(group, {"pending": projection.pre.network.run_state.projection(projection.name).pending})
     _write_learning(group, projection)
 
 
+#: the arrays of a plastic projection's STDP traces
+_TRACES = ("pre_trace", "pre_seen", "post_trace", "post_seen")
 #: the constructor arguments of ``ranvier.plasticity.STDP`` besides its modulator population
 _STDP_ARGUMENTS = ("tau_plus", "tau_minus", "a_plus", "a_minus", "w_min", "w_max", "rule", "modulates")
 
@@ -243,9 +251,9 @@ def _write_learning(group, projection: Projection) -> None:
     learning = group.require_group("plasticity")
     learning.attrs.update(config=json.dumps({name: getattr(rule, name) for name in _STDP_ARGUMENTS}),
                           modulator="" if rule.modulator is None else rule.modulator.name)
-    traces = projection._traces
-    _write_run_arrays(learning, {"pre_trace": traces.pre_trace, "pre_seen": traces.pre_seen,
-                                 "post_trace": traces.post_trace, "post_seen": traces.post_seen})
+    traces = projection.pre.network.run_state.projection(projection.name).traces
+    if traces is not None:  # made by the first run
+        _write_run_arrays(learning, {name: getattr(traces, name) for name in _TRACES})
 
 
 def _sonata_names(net: Network) -> list[str]:
@@ -440,9 +448,10 @@ def _read_population(group, net: Network, path: Path) -> None:
     if state.shape != (len(model.state_names), n) or any(values.shape != (n,) for values in params.values()):
         raise StorageError(f"{where}: saved state or parameters do not match {n} neurons of {cls.__name__}")
     population = Population(net, model, n, name, len(net.populations), params, state, int(group.attrs["period"]))
-    population.ring = group["ring"][()] if "ring" in group else None
-    population._published = group["published"][()] if "published" in group else None
-    population._held_until = int(group.attrs["held_until"])
+    run = net.run_state.population(name)
+    run.ring = group["ring"][()] if "ring" in group else None
+    run.published = group["published"][()] if "published" in group else None
+    run.held_until = int(group.attrs["held_until"])
     net.populations[name] = population
 
 
@@ -462,7 +471,7 @@ def _read_projection(group, net: Network, path: Path) -> None:
                             delay_steps, autapses)
     if not autapses and not (all_to_all and pre is post and projection.width == pre.n):
         raise StorageError(f"{where}: only an all-to-all projection within one population leaves out autapses")
-    projection._pending = group["pending"][()] if "pending" in group else None
+    net.run_state.projection(projection.name).pending = group["pending"][()] if "pending" in group else None
     net.projections.append(projection)
     if "plasticity" in group:
         _read_learning(group["plasticity"], projection, net)
@@ -470,13 +479,12 @@ def _read_projection(group, net: Network, path: Path) -> None:
 
 def _read_learning(group, projection: Projection, net: Network) -> None:
     # imported here as Network.connect does: the learning rules build on the engine
-    from ..plasticity import STDP, attach
+    from ..plasticity import STDP
 
     modulator = str(group.attrs["modulator"])
-    attach(projection, STDP(**json.loads(group.attrs["config"]), modulator=net[modulator] if modulator else None))
-    traces = projection._traces
-    for name in ("pre_trace", "pre_seen", "post_trace", "post_seen"):
-        getattr(traces, name)[...] = group[name][()]
+    STDP(**json.loads(group.attrs["config"]), modulator=net[modulator] if modulator else None).attach(projection)
+    if all(name in group for name in _TRACES):
+        net.run_state.projection(projection.name).traces = Traces(*(group[name][()] for name in _TRACES))
 
 
 def _read_spike_monitor(file, name: str, net: Network, path: Path) -> None:
@@ -556,11 +564,11 @@ class Checkpointer:
         for population in net.populations.values():
             group = file[f"populations/{population.index}"]
             group["state"][...] = population.state
-            _write_run_arrays(group, {"ring": population.ring, "published": population._published})
-            group.attrs["held_until"] = population._held_until
+            _write_run_arrays(group, _population_run_arrays(population))
+            group.attrs["held_until"] = net.run_state.population(population.name).held_until
         for index, projection in enumerate(net.projections):
             group = file[f"projections/{index}"]
-            _write_run_arrays(group, {"pending": projection._pending})
+            _write_run_arrays(group, {"pending": net.run_state.projection(projection.name).pending})
             if projection.plasticity is not None:
                 group["weights"][...] = projection._weights
                 _write_learning(group, projection)

@@ -24,13 +24,17 @@ Timing, for a value population with a window of ``m`` steps (``dt_pop = m dt``):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..errors import NumericalError
 from .backends.value_updates import apply_map, send
+from .kinds import Kind, ProjectionKind
 from .lowering import NO_PULSE, LoweredNetwork, is_elementwise, published_output
-from .model import Kind
-from .network import Network, Population, ProjectionKind
+
+if TYPE_CHECKING:
+    from .network import Network, Population
 
 
 class ValueStage:
@@ -39,6 +43,7 @@ class ValueStage:
     def __init__(self, network: Network, lowered: LoweredNetwork):
         self.network = network
         self.lowered = lowered
+        self._run = network.run_state
         values = [p for p in network.populations.values() if p.model.kind == Kind.VALUE]
         #: every value population: each run starts by publishing their outputs
         self.all_populations = values
@@ -75,8 +80,8 @@ class ValueStage:
     def advanced(self, reached: int) -> None:
         """Note that the backend updated the elementwise populations up to step ``reached``."""
         for population in self.elementwise:
-            population._held_until = max(population._held_until, reached - reached % population.period
-                                         + population.period)
+            run = self._run.population(population.name)
+            run.held_until = max(run.held_until, reached - reached % population.period + population.period)
 
     def update(self, step: int) -> None:
         """Update every host value population whose window ends at ``step``, then publish and send."""
@@ -103,9 +108,10 @@ class ValueStage:
             if projection.post is not population:
                 continue
             if projection.kind == ProjectionKind.COUNT:
-                window = (step // population.period - 1) % projection._pending.shape[0]
-                inputs[projection.receptor][0] += projection._pending[window]
-                projection._pending[window] = 0.0
+                pending = self._run.projection(projection.name).pending
+                window = (step // population.period - 1) % pending.shape[0]
+                inputs[projection.receptor][0] += pending[window]
+                pending[window] = 0.0
             else:
                 published = self._output_before(projection.pre, step)
                 for channel in range(model.ports(population.n)[projection.receptor][1]):
@@ -124,7 +130,7 @@ class ValueStage:
         period = self._elementwise_periods.get(population.index)
         if period is not None and step % period == 0:
             return self._previous[population.index]
-        return population._published
+        return self.lowered.published[population.index]
 
     @staticmethod
     def _publish(population: Population) -> None:
@@ -132,16 +138,17 @@ class ValueStage:
 
     def _hold(self, population: Population, window_start: int, step: int) -> None:
         """Add ``population``'s output to spiking targets' rings for the rest of its window, from ``step``."""
+        run = self._run.population(population.name)
         for projection in self.projections:
             if (projection.pre is not population or projection.kind != ProjectionKind.VALUE
                     or projection.post.model.kind == Kind.VALUE):
                 continue
-            first = max(step, population._held_until)
+            first = max(step, run.held_until)
             if first < window_start + population.period:
                 send(self.lowered, self._maps[projection.name], first, window_start + population.period)
                 macs = self.network.stats.dense_macs_by_projection
                 macs[projection.name] = macs.get(projection.name, 0) + len(projection)
-        population._held_until = max(population._held_until, window_start + population.period)
+        run.held_until = max(run.held_until, window_start + population.period)
 
     def _set_states(self, population: Population) -> None:
         """Write ``population``'s new output into the state variables its "set" projections target."""

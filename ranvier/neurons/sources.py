@@ -7,7 +7,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..engine.distributions import Distribution
-from ..engine.model import MAX_SPIKES_PER_STEP, Kind, Model, ParameterValue, any_true, select, uniform01
+from ..engine.kinds import Kind
+from ..engine.model import MAX_SPIKES_PER_STEP, Model, ParameterValue, any_true, select, uniform01
 from ..errors import ModelError
 
 # rows of the constants array of PoissonSource

@@ -29,8 +29,9 @@ import warnings
 import numpy as np
 from numba import config, cuda
 
+from ..kinds import Kind
 from ..lowering import LoweredNetwork, Status
-from ..model import Kind, register_target
+from ..model import register_target
 from . import Runner, numba_kernels
 from .value_updates import deliver_counts, update_values
 

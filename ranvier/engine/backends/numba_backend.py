@@ -26,8 +26,8 @@ import numpy as np
 from numba.typed import List as TypedList
 
 from .. import model as model_language
+from ..kinds import Kind
 from ..lowering import Consumer, LoweredNetwork, Operator, Status
-from ..model import Kind
 from . import Runner, numba_kernels
 from .numba_kernels import (
     DELIVER_ALL_TO_ALL,

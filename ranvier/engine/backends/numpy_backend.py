@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..connectivity import outgoing_synapses
+from ..kinds import Kind
 from ..lowering import LoweredNetwork, Status
-from ..model import Kind
 from . import Runner
 from .value_updates import deliver_counts, update_values
 
