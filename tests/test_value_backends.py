@@ -152,15 +152,62 @@ same = {name: bool(np.array_equal(numpy_run[name].steps, cuda_run[name].steps)
 same.update({name: bool(np.array_equal(numpy_run[name].values, cuda_run[name].values))
              for name in ("order", "akorn", "astro")})
 same["weights"] = bool(np.array_equal(numpy_run["weights"].weights, cuda_run["weights"].weights))
-print(json.dumps({"same": same, "spikes": int(numpy_run["cells"].num_spikes)}))
+
+# elementwise populations update on the device: state and rings cross only at the start and end of a run
+import ranvier as rv
+from ranvier.engine.backends import cuda_backend
+from ranvier.units import ms
+transfers = []
+for name in ("to_host", "to_device"):
+    original = getattr(cuda_backend.CudaRunner, name)
+    def counted(self, original=original, name=name):
+        transfers.append(name)
+        return original(self)
+    setattr(cuda_backend.CudaRunner, name, counted)
+net = rv.networks.cuba(n=200, seed=1)
+oscillators = net.population(rv.neurons.Kuramoto(omega=100.0, pulses=True), n=50, name="osc")
+net.connect(oscillators, oscillators, rv.connect.AllToAll(), weight=0.02, receptor="coupling")
+net.connect(oscillators, net["exc"], rv.connect.Bernoulli(0.2), weight=1e-3, receptor="exc")
+net.run(5 * ms, backend="cuda")
+windows = net.stats.neuron_updates_by_population["osc"] // 50
+run_transfers = list(transfers)
+
+bad = rv.Network(dt=1e-3, seed=1)
+source = bad.population(rv.neurons.SpikeSource([1e-3, 1e-3], [0, 1], n=2), name="cells")
+astro = bad.population(rv.neurons.Astrocyte(tau=1e-2), n=1, name="astro")
+bad.connect(source, astro, rv.connect.AllToAll(), weight=3e38)
+try:
+    bad.run(5e-3, backend="cuda")
+    error = ""
+except rv.NumericalError as raised:
+    error = str(raised)
+print(json.dumps({"same": same, "spikes": int(numpy_run["cells"].num_spikes), "windows": int(windows),
+                  "transfers": run_transfers, "error": error}))
 """
 
 
+@pytest.fixture(scope="module")
+def cuda_simulator_values(on_cuda_simulator):
+    return on_cuda_simulator(_ON_CUDA_SIMULATOR)
+
+
 @pytest.mark.slow
-def test_every_value_model_beside_lif_is_identical_on_the_cuda_simulator(on_cuda_simulator):
-    result = on_cuda_simulator(_ON_CUDA_SIMULATOR)
-    assert result["spikes"] > 0
-    assert all(result["same"].values()), result["same"]
+def test_every_value_model_beside_lif_is_identical_on_the_cuda_simulator(cuda_simulator_values):
+    assert cuda_simulator_values["spikes"] > 0
+    assert all(cuda_simulator_values["same"].values()), cuda_simulator_values["same"]
+
+
+@pytest.mark.slow
+def test_elementwise_populations_stay_on_the_device(cuda_simulator_values):
+    """50 windows of oscillators beside CUBA: state and rings cross only around the run's start
+    (the host publishes every value population's output) and at its end."""
+    assert cuda_simulator_values["windows"] == 50
+    assert cuda_simulator_values["transfers"] == ["to_host", "to_device", "to_host"]
+
+
+@pytest.mark.slow
+def test_a_value_population_that_stops_being_finite_is_named_on_the_cuda_simulator(cuda_simulator_values):
+    assert "'astro'" in cuda_simulator_values["error"] and "step 2" in cuda_simulator_values["error"]
 
 
 def leaky_step(state, consts, inputs, i, c, k, key):

@@ -58,7 +58,8 @@ class LoweredPopulation:
     #: steps of the network's dt per update: a population with its own dt updates in the steps k with
     #: (k + 1) % period == 0, on the input that arrived in the window of steps k - period + 1 .. k
     period: int = 1
-    #: a value population: updated on the host (``state`` is its own), a source of pulses to the core
+    #: a value population updated on the host (``advance``): a source of pulses to the core whose
+    #: state the host owns
     on_host: bool = False
 
 
@@ -339,7 +340,8 @@ def lower(network: Network) -> LoweredNetwork:
             ring=ring, key=np.uint64(_population_key(network.seed, population.index)),
             spike_bound=bound, flags=np.zeros(-(-population.n // _FLAG_BLOCK) * _FLAG_BLOCK, dtype=np.uint16),
             spike_ids=np.zeros(0, dtype=np.int32), spike_steps=np.zeros(0, dtype=np.int64),
-            spike_count=np.zeros(1, dtype=np.int64), period=1 if is_value else population.period, on_host=is_value,
+            spike_count=np.zeros(1, dtype=np.int64), period=1 if is_value else population.period,
+            on_host=is_value and not model.elementwise,
         )
         if model.kind == Kind.SCHEDULED:
             steps, ids = model.schedule(dt, population.name)

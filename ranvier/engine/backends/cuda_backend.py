@@ -14,7 +14,12 @@ varying order, which can change float32 rounding and, in chaotic networks, spike
 
 State and ring buffers (and a plastic projection's weights and traces) stay on the device for
 the whole run: they come to the host at the end of a run, around callbacks (which may read or
-change them) and around value-population updates. Learning (STDP) runs the CPU backends'
+change them) and around the updates of value populations that update on the host (CfC, LTC,
+ELM, ``Rate``). Elementwise value populations (Kuramoto, AKOrN, Astrocyte) update on the
+device at the end of the chunks their windows end, in the numpy reference's order: their step
+on a thread per unit, sparse value maps on a thread per row, and the CPU backends' loops for
+sums, counts, holds and pulses on one thread each (so their additions keep the reference's
+order). Learning (STDP) runs the CPU backends'
 ``apply_stdp`` on one GPU thread per plastic projection and chunk, which keeps its order of
 events, and the numpy backend's result, exactly. Each stretch copies back only
 what the host collects: the new spikes, synaptic-event counts and monitor samples.
@@ -30,10 +35,9 @@ import numpy as np
 from numba import config, cuda
 
 from ..kinds import Kind
-from ..lowering import LoweredNetwork, Status
+from ..lowering import Consumer, LoweredNetwork, Operator, Status
 from ..model import register_target
 from . import Runner, numba_kernels
-from .value_updates import deliver_counts, update_values
 
 if config.ENABLE_CUDASIM:
     # The simulator runs step functions as Python on numpy scalars, where the counter-based
@@ -173,6 +177,132 @@ def _device_version(kernel, helpers: tuple[str, ...]):
 
 _apply_stdp_device = _device_version(numba_kernels.apply_stdp, ("_decayed", "_bounded"))
 
+# Elementwise value populations, in ``value_updates``' order: the CPU backends' loops each on
+# one GPU thread where their order of additions is the reference's, the units' steps and the
+# sparse products on a thread per unit or row.
+_deliver_count_device = _device_version(numba_kernels.deliver_count, ())
+_add_all_to_all_device = _device_version(numba_kernels.add_all_to_all, ())
+_take_pending_device = _device_version(numba_kernels.take_pending, ())
+_publish_device = _device_version(numba_kernels.publish, ("_copy",))
+_schedule_pulses_device = _device_version(numba_kernels.schedule_pulses, ())
+_hold_values_device = _device_version(numba_kernels.hold_values, ())
+_set_state_row_device = _device_version(numba_kernels.set_state_row, ())
+_set_modulation_device = _device_version(numba_kernels.set_modulation, ())
+_VALUE_STEP_KERNELS: dict[object, object] = {}
+_FINISH_KERNELS: dict[object, object] = {}
+
+
+@cuda.jit
+def _deliver_count(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights, weight_stride, delay_steps,
+                   per_synapse_delays, all_to_all, autapses, pending, period, events, index):
+    if cuda.grid(1) == 0:
+        events[index] += _deliver_count_device(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights,
+                                               weight_stride, delay_steps, per_synapse_delays, all_to_all, autapses,
+                                               pending, period)
+
+
+@cuda.jit
+def _clear_rows(rows):
+    for entry in range(cuda.grid(1), rows.shape[0] * rows.shape[1], cuda.gridsize(1)):
+        rows[entry // rows.shape[1], entry % rows.shape[1]] = 0.0
+
+
+@cuda.jit
+def _add_all_to_all(rows, first_row, published, channels, weight, autapses):
+    if cuda.grid(1) == 0:
+        _add_all_to_all_device(rows, first_row, published, channels, weight, autapses)
+
+
+@cuda.jit
+def _add_sparse(rows, first_row, published, channels, row_ptr, columns, values, weight, uniform):
+    """``rows[first_row + c, i] += sum_e w_e x_c[j_e]`` (``w sum_e x_c[j_e]`` when ``uniform``), a thread per row."""
+    for i in range(cuda.grid(1), row_ptr.shape[0] - 1, cuda.gridsize(1)):
+        for c in range(channels):
+            total = 0.0
+            for entry in range(row_ptr[i], row_ptr[i + 1]):
+                if uniform:
+                    total += published[c, columns[entry]]
+                else:
+                    total += values[entry] * published[c, columns[entry]]
+            if uniform:
+                rows[first_row + c, i] += weight * total
+            else:
+                rows[first_row + c, i] += total
+
+
+@cuda.jit
+def _take_pending(rows, row, pending, window):
+    if cuda.grid(1) == 0:
+        _take_pending_device(rows, row, pending, window)
+
+
+@cuda.jit
+def _check_finite(state, status, population, k):
+    for entry in range(cuda.grid(1), state.shape[0] * state.shape[1], cuda.gridsize(1)):
+        if not math.isfinite(state[entry // state.shape[1], entry % state.shape[1]]) and status[0] == 0:
+            status[1] = population
+            status[2] = k
+            status[0] = 1
+
+
+@cuda.jit
+def _publish(state, published, output_rows, previous, keep_previous):
+    if cuda.grid(1) == 0:
+        _publish_device(state, published, published, output_rows, previous, keep_previous, False)
+
+
+@cuda.jit
+def _schedule_pulses(flags, n, k, source_steps, source_ids, source_next):
+    if cuda.grid(1) == 0:
+        _schedule_pulses_device(flags, n, k, source_steps, source_ids, source_next)
+
+
+@cuda.jit
+def _hold_values(ring, receptor, scratch, start, stop):
+    if cuda.grid(1) == 0:
+        _hold_values_device(ring, receptor, scratch, start, stop)
+
+
+@cuda.jit
+def _set_state_row(state, row, targets, scratch):
+    if cuda.grid(1) == 0:
+        _set_state_row_device(state, row, targets, scratch)
+
+
+@cuda.jit
+def _set_modulation(modulation, row, published):
+    if cuda.grid(1) == 0:
+        _set_modulation_device(modulation, row, published)
+
+
+def _value_step_kernel(step_function):
+    """The kernel that updates every unit of an elementwise value population with its ``step``."""
+    if step_function not in _VALUE_STEP_KERNELS:
+        step = _DEVICE_FUNCTIONS.setdefault(step_function, cuda.jit(device=True)(step_function))
+
+        @cuda.jit
+        def update(state, consts, inputs, k, key, shared, flags, pulses):
+            for i in range(cuda.grid(1), state.shape[1], cuda.gridsize(1)):
+                if step(state, consts, inputs, i, 0 if shared else i, k, key) != 0 and pulses:
+                    flags[i] = 1
+
+        _VALUE_STEP_KERNELS[step_function] = update
+    return _VALUE_STEP_KERNELS[step_function]
+
+
+def _finish_kernel(finish_function):
+    """One thread running an elementwise value population's ``finish`` (its sums keep the reference's order)."""
+    if finish_function not in _FINISH_KERNELS:
+        finish = _DEVICE_FUNCTIONS.setdefault(finish_function, cuda.jit(device=True)(finish_function))
+
+        @cuda.jit
+        def run(state, consts):
+            if cuda.grid(1) == 0:
+                finish(state, consts)
+
+        _FINISH_KERNELS[finish_function] = run
+    return _FINISH_KERNELS[finish_function]
+
 
 @cuda.jit
 def _apply_stdp(pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, post_first, post_last, row_ptr,
@@ -212,7 +342,8 @@ class _DevicePopulation:
         self.state = cuda.to_device(population.state)
         self.consts = cuda.to_device(population.consts)
         self.ring = cuda.to_device(population.ring)
-        self.flags = cuda.device_array(population.n, dtype=np.int32)
+        # zeroed: a value population's step flags only its pulses
+        self.flags = cuda.to_device(np.zeros(population.n, dtype=np.int32))
         self.spike_ids = cuda.to_device(population.spike_ids)
         self.spike_steps = cuda.to_device(population.spike_steps)
         self.spike_count = cuda.to_device(population.spike_count)
@@ -262,7 +393,37 @@ class _DevicePlasticity:
         self.projection.weights.copy_to_device(self.projection.host.weights)
 
 
+class _DeviceValues:
+    """An elementwise value population's arrays on the device (its state is its population's)."""
+
+    def __init__(self, value, device: _DevicePopulation):
+        self.host = value
+        self.population = device
+        self.consts = cuda.to_device(value.consts)
+        self.inputs = cuda.to_device(value.inputs)
+        self.published = cuda.to_device(value.published)
+        self.previous = cuda.to_device(value.previous if value.previous is not None else value.published)
+        self.output_rows = cuda.to_device(value.output_rows)
+        self.step = _value_step_kernel(value.step_function)
+        self.finish = None if value.finish_function is None else _finish_kernel(value.finish_function)
+        self.blocks = min(_MAX_BLOCKS, max(1, math.ceil(value.n / _THREADS)))
+
+
+class _DeviceArrays:
+    """Device copies of the named arrays of a lowered value map or count projection."""
+
+    def __init__(self, host, names: tuple[str, ...]):
+        self.host = host
+        for name in names:
+            setattr(self, name, cuda.to_device(getattr(host, name)))
+
+
+_MAP_ARRAYS = ("row_ptr", "columns", "values", "targets", "scratch")
+_COUNT_ARRAYS = ("row_ptr", "post_ids", "weights", "delay_steps", "pending")
+
+
 class CudaRunner(Runner):
+
     """Advances a lowered network on the GPU (or the CUDA simulator)."""
 
     def __init__(self, lowered: LoweredNetwork):
@@ -274,25 +435,19 @@ class CudaRunner(Runner):
         self.status = cuda.to_device(np.zeros(3, dtype=np.int64))
         self.overflow = cuda.to_device(np.zeros(1, dtype=np.int64))
         self.monitor_ids = [cuda.to_device(m.ids) for m in lowered.state_monitors]
+        self.values = [_DeviceValues(v, self.populations[v.population]) for v in lowered.values]
+        self.maps = {g: _DeviceArrays(m, _MAP_ARRAYS) for g, m in enumerate(lowered.value_maps) if m.compiled}
+        self.counts = [_DeviceArrays(c, _COUNT_ARRAYS) for c in lowered.counts]
+        self.count_events = cuda.to_device(np.zeros(len(lowered.counts), dtype=np.int64))
+        # the published output of every value population the device maps read; a host one's is
+        # uploaded with its update
+        on_device = {v.host.population: v.published for v in self.values}
+        self.published = {index: on_device[index] if index in on_device else cuda.to_device(published)
+                          for index, published in lowered.published.items()}
 
     def advance(self, start: int, stop: int) -> int:
-        """Run on the GPU up to ``stop`` or the next update of an elementwise value population.
-
-        Those update on the host, with the numpy reference's code, between the GPU's stretches.
-        """
         lowered = self.lowered
-        boundary = lowered.next_value_boundary(start)
-        reached = self._advance_on_device(start, stop if boundary is None else min(stop, boundary))
-        if lowered.status[0] == Status.OK:
-            deliver_counts(lowered, [0] * len(lowered.populations))
-            if reached == boundary:
-                self.to_host()
-                update_values(lowered, reached)
-                self.to_device()
-        return reached
 
-    def _advance_on_device(self, start: int, stop: int) -> int:
-        lowered = self.lowered
         lowered.status[0] = Status.OK
         for device in self.populations:  # the host emptied the spike buffers after the last stretch
             device.spike_count.copy_to_device(device.host.spike_count)
@@ -304,6 +459,10 @@ class CudaRunner(Runner):
         step = start
         while step < stop:
             length = min(lowered.chunk, stop - step)
+            boundary = lowered.next_value_boundary(step)
+            if boundary is not None:
+                # a chunk ends where an elementwise value population updates
+                length = min(length, boundary - step)
             if any(count + p.spike_bound * length > len(p.spike_ids)
                    for count, p in zip(counts, lowered.populations, strict=True)):
                 break
@@ -351,9 +510,82 @@ class CudaRunner(Runner):
                                   plastic.col_ptr, plastic.col_synapses, plastic.col_sources, plastic.pre_trace,
                                   plastic.pre_seen, plastic.post_trace, plastic.post_seen, plastic.decay_plus,
                                   plastic.decay_minus, plastic.params, plastic.modulation)
+            for c, count in enumerate(self.counts):
+                host = count.host
+                source = self.populations[host.pre]
+                if counts[host.pre] > first[host.pre]:
+                    _deliver_count[1, 1](source.spike_ids, source.spike_steps, first[host.pre], counts[host.pre],
+                                         count.row_ptr, count.post_ids, count.weights, host.weight_stride,
+                                         count.delay_steps, host.per_synapse_delays, host.all_to_all, host.autapses,
+                                         count.pending, host.period, self.count_events, c)
             step += length
+            if self.values:
+                self._update_values(step, monitors)
+        if self.values and lowered.status[0] == Status.OK:
+            status = self.status.copy_to_host()
+            if status[0]:
+                lowered.status[:] = (Status.NOT_FINITE, status[1], status[2])
         self._download(monitors)
         return step if lowered.status[0] == Status.OK else int(lowered.status[2])
+
+    def _update_values(self, k: int, monitors) -> None:
+        """Update on the device the elementwise value populations due at ``k``."""
+        lowered = self.lowered
+        due = [v for v in self.values if k % v.host.period == 0]
+        for value in due:
+            _clear_rows[value.blocks, _THREADS](value.inputs)
+            for kind, index in value.host.sources:
+                if kind == "count":
+                    count = self.counts[index]
+                    window = (k // count.host.period - 1) % count.host.pending.shape[0]
+                    _take_pending[1, 1](value.inputs, count.host.row, count.pending, window)
+                else:
+                    self._apply_map(index, value.inputs, lowered.value_maps[index].destination,
+                                    lowered.value_maps[index].channels)
+        for value in due:
+            host, device = value.host, value.population
+            value.step[value.blocks, _THREADS](device.state, value.consts, value.inputs, k, host.key,
+                                               host.consts.shape[1] == 1, device.flags, host.pulses)
+            if value.finish is not None:
+                value.finish[1, 1](device.state, value.consts)
+            # read with the spiking populations' status after the next chunk, or at the end of the stretch
+            _check_finite[value.blocks, _THREADS](device.state, self.status, host.population, k)
+            _publish[1, 1](device.state, value.published, value.output_rows, value.previous,
+                           host.previous is not None)
+            if host.pulses:
+                _schedule_pulses[1, 1](device.flags, host.n, k, device.source_steps, device.source_ids,
+                                       device.source_next)
+            for monitor, ids, values in monitors:
+                if monitor.population == host.population and k % monitor.every == 0:
+                    sample = int(monitor.count[0])
+                    _sample[min(_MAX_BLOCKS, max(1, math.ceil(len(monitor.ids) / _THREADS))), _THREADS](
+                        device.state, monitor.row, ids, values, sample)
+                    monitor.steps[sample] = k - 1
+                    monitor.count[0] = sample + 1
+            for g in host.feeds:
+                value_map = lowered.value_maps[g]
+                scratch = self.maps[g].scratch
+                _clear_rows[value.blocks, _THREADS](scratch)
+                self._apply_map(g, scratch, 0, 1)
+                target = self.populations[value_map.post]
+                if value_map.consumer is Consumer.HOLD:
+                    _hold_values[1, 1](target.ring, value_map.destination, scratch, k, k + host.period)
+                else:
+                    _set_state_row[1, 1](target.state, value_map.destination, self.maps[g].targets, scratch)
+            for q, row in host.modulates:
+                _set_modulation[1, 1](self.plastic[q].modulation, row, value.published)
+
+    def _apply_map(self, g: int, rows, first_row: int, channels: int) -> None:
+        """Add value map ``g`` of its source's published output into ``rows[first_row ...]`` on the device."""
+        value_map, arrays = self.lowered.value_maps[g], self.maps[g]
+        published = self.published[value_map.pre]
+        if value_map.operator is Operator.ALL_TO_ALL:
+            _add_all_to_all[1, 1](rows, first_row, published, channels, value_map.weight, value_map.autapses)
+        else:
+            blocks = min(_MAX_BLOCKS, max(1, math.ceil((len(value_map.row_ptr) - 1) / _THREADS)))
+            uniform = value_map.operator is Operator.UNIFORM_SPARSE
+            _add_sparse[blocks, _THREADS](rows, first_row, published, channels, arrays.row_ptr, arrays.columns,
+                                          arrays.values, value_map.weight, uniform)
 
     def _step_population(self, index: int, device, k: int) -> None:
         host = device.host
@@ -377,12 +609,20 @@ class CudaRunner(Runner):
 
     def to_host(self) -> None:
         for device in self.populations:
-            if not device.host.on_host:  # a value population's state lives on the host
+            if not device.host.on_host:  # a host value population's state lives on the host
                 device.state.copy_to_host(device.host.state)
             device.ring.copy_to_host(device.host.ring)
             device.source_next.copy_to_host(device.host.source_next)
         for plastic in self.plastic:
             plastic.to_host()
+        for value in self.values:
+            value.published.copy_to_host(value.host.published)
+            value.population.source_steps.copy_to_host(value.population.host.source_steps)
+            value.population.source_ids.copy_to_host(value.population.host.source_ids)
+            if value.host.previous is not None:
+                value.previous.copy_to_host(value.host.previous)
+        for count in self.counts:
+            count.pending.copy_to_host(count.host.pending)
 
     def to_device(self) -> None:
         for device in self.populations:
@@ -396,6 +636,11 @@ class CudaRunner(Runner):
                 device.state.copy_to_device(host.state)
         for plastic in self.plastic:
             plastic.to_device()
+        for index, published in self.published.items():
+            # the host publishes every value population at the start of a run, and its own at their updates
+            published.copy_to_device(self.lowered.published[index])
+        for count in self.counts:
+            count.pending.copy_to_device(count.host.pending)
 
     def _download(self, monitors) -> None:
         """Copy what the host collects after every stretch: spikes, event counts, samples."""
@@ -407,6 +652,9 @@ class CudaRunner(Runner):
             host.spike_steps[:count] = device.spike_steps[:count].copy_to_host()
         self.lowered.synaptic_events += self.events.copy_to_host()
         self.events.copy_to_device(np.zeros(len(self.projections), dtype=np.int64))
+        if self.counts:
+            self.lowered.count_events += self.count_events.copy_to_host()
+            self.count_events.copy_to_device(np.zeros(len(self.counts), dtype=np.int64))
         for monitor, _, values in monitors:
             monitor.values[...] = values.copy_to_host()
 
