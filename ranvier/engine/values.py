@@ -55,11 +55,6 @@ class ValueStage:
         self._elementwise_periods = {p.index: p.period for p in self.elementwise}
         self._previous = {v.population: v.previous for v in lowered.values if v.previous is not None}
 
-    @property
-    def active(self) -> bool:
-        """Whether the run must stop at the host populations' windows."""
-        return bool(self.populations)
-
     def next_boundary(self, step: int) -> int | None:
         """The first step after ``step`` at which a host value population updates."""
         return min((step // p.period + 1) * p.period for p in self.populations) if self.populations else None

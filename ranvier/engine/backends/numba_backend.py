@@ -280,6 +280,19 @@ def _value_parallel(n: int) -> bool:
     return n >= PARALLEL_MIN_NEURONS and numba.config.NUMBA_NUM_THREADS > 1
 
 
+@contextlib.contextmanager
+def _unit_loop(w: _Writer, signature: str, count: str, parallel: bool):
+    """A compiled function ``signature`` whose body is ``for i in range(count)``, on all threads when ``parallel``."""
+    w()
+    w()
+    # prange needs numba's runtime; loops that large do not feel the per-call cost
+    w(f"@njit(cache=True, nogil=True{', parallel=True' if parallel else ', _nrt=False'})")
+    w(f"def {signature}:")
+    with w.indent():
+        w(f"for i in {'prange' if parallel else 'range'}({count}):")
+        yield
+
+
 def _write_value_steps(w: _Writer, lowered: LoweredNetwork) -> None:
     """One compiled loop per elementwise value population: its step for every unit, flagging pulses."""
     for v, value in enumerate(lowered.values):
@@ -290,13 +303,8 @@ def _write_value_steps(w: _Writer, lowered: LoweredNetwork) -> None:
         if value.finish_function is not None:
             w(f"from {value.finish_function.__module__} import {value.finish_function.__name__} as _py_finish{v}")
             w(f"_finish{v} = njit(cache=True, _nrt=False)(_py_finish{v})")
-        parallel = _value_parallel(value.n)
-        w()
-        w()
-        w(f"@njit(cache=True, nogil=True{', parallel=True' if parallel else ', _nrt=False'})")
-        w(f"def _update_values{v}(state, consts, inputs, k, key, flags):")
-        with w.indent():
-            w(f"for i in {'prange' if parallel else 'range'}(state.shape[1]):")
+        with _unit_loop(w, f"_update_values{v}(state, consts, inputs, k, key, flags)", "state.shape[1]",
+                        _value_parallel(value.n)):
             with w.indent():
                 column = "0" if value.consts.shape[1] == 1 else "i"
                 if value.pulses:
@@ -338,14 +346,9 @@ def _write_sparse_maps(w: _Writer, lowered: LoweredNetwork) -> None:
         if not value_map.compiled or value_map.operator is Operator.ALL_TO_ALL:
             continue
         uniform = value_map.operator is Operator.UNIFORM_SPARSE
-        parallel = _value_parallel(value_map.scratch.shape[1])
         channels = range(value_map.channels)
-        w()
-        w()
-        w(f"@njit(cache=True, nogil=True{', parallel=True' if parallel else ', _nrt=False'})")
-        w(f"def _sparse{g}(rows, first_row, x, row_ptr, columns, values, weight):")
-        with w.indent():
-            w(f"for i in {'prange' if parallel else 'range'}(row_ptr.shape[0] - 1):")
+        with _unit_loop(w, f"_sparse{g}(rows, first_row, x, row_ptr, columns, values, weight)", "row_ptr.shape[0] - 1",
+                        _value_parallel(value_map.scratch.shape[1])):
             with w.indent():
                 w(" = ".join(f"total{c}" for c in channels) + " = 0.0")
                 w("for entry in range(row_ptr[i], row_ptr[i + 1]):")

@@ -29,10 +29,7 @@ def apply_map(value_map: LoweredValueMap, x: np.ndarray) -> np.ndarray:
     """``y = W x`` for one channel ``x`` (float64), summed in the order every backend uses."""
     if value_map.operator is Operator.ALL_TO_ALL:
         total = value_map.weight * row_sum(x[None], 0)
-        y = np.full(value_map.scratch.shape[1], total)
-        if not value_map.autapses:
-            y = total - value_map.weight * x
-        return y
+        return np.full(value_map.scratch.shape[1], total) if value_map.autapses else total - value_map.weight * x
     y = np.zeros(value_map.scratch.shape[1])
     row_ptr = value_map.row_ptr
     lengths = np.diff(row_ptr)
