@@ -31,6 +31,12 @@ class Simulation:
         self.lowered = lower(self.network)
         self.values = ValueStage(self.network, self.lowered)
         self.runner = backends.prepare(self.backend_name, self.lowered)
+        # recording changes the structure (a new lowering), so these hold until the next one
+        self._spike_monitors_of: dict[str, list] = {}
+        for monitor in self.network.spike_monitors:
+            self._spike_monitors_of.setdefault(monitor.population.name, []).append(monitor)
+        self._monitor_channels = [(monitor, channel) for monitor in compiled_monitors(self.network)
+                                  for channel in range(len(monitor.rows))]
 
     def run(self, n_steps: int, progress: bool, checkpointer: Checkpointer | None = None) -> None:
         network = self.network
@@ -114,9 +120,7 @@ class Simulation:
         steps = reached - start
         stats.steps += steps
         stats.duration = stats.steps * network.dt
-        monitors_of = {}
-        for monitor in network.spike_monitors:
-            monitors_of.setdefault(monitor.population.name, []).append(monitor)
+        monitors_of = self._spike_monitors_of
         for population in lowered.populations:
             count = int(population.spike_count[0])
             name = population.name
@@ -138,9 +142,7 @@ class Simulation:
         lowered.synaptic_events[:] = 0
         lowered.count_events[:] = 0
         self._count_value_updates(start, reached)
-        channels = [(monitor, channel) for monitor in compiled_monitors(network)
-                    for channel in range(len(monitor.rows))]
-        for (monitor, channel), lowered_monitor in zip(channels, lowered.state_monitors, strict=True):
+        for (monitor, channel), lowered_monitor in zip(self._monitor_channels, lowered.state_monitors, strict=True):
             count = int(lowered_monitor.count[0])
             monitor._append(channel, lowered_monitor.steps[:count], lowered_monitor.values[:count])
             lowered_monitor.count[0] = 0

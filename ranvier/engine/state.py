@@ -64,11 +64,17 @@ class RunState:
 
     def population(self, name: str) -> PopulationRun:
         """The run state of population ``name`` (empty before its first run)."""
-        return self._populations.setdefault(name, PopulationRun())
+        run = self._populations.get(name)
+        if run is None:
+            run = self._populations[name] = PopulationRun()
+        return run
 
     def projection(self, name: str) -> ProjectionRun:
         """The run state of projection ``name`` (empty before its first run)."""
-        return self._projections.setdefault(name, ProjectionRun())
+        run = self._projections.get(name)
+        if run is None:
+            run = self._projections[name] = ProjectionRun()
+        return run
 
     def clear_inputs(self) -> None:
         """Drop every input in flight: spikes and values in the rings, counts not yet taken up."""

@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import NumericalError
 from .backends.value_updates import apply_map, send
 from .kinds import Kind, ProjectionKind
-from .lowering import NO_PULSE, LoweredNetwork, is_elementwise, published_output
+from .lowering import NO_PULSE, LoweredNetwork, is_elementwise
 
 if TYPE_CHECKING:
     from .network import Network, Population
@@ -54,6 +54,15 @@ class ValueStage:
         self._maps = {m.name: m for m in lowered.value_maps}
         self._elementwise_periods = {p.index: p.period for p in self.elementwise}
         self._previous = {v.population: v.previous for v in lowered.values if v.previous is not None}
+        #: each host population's ports and incoming value and count projections, in declaration order
+        self._ports = {p.name: p.model.ports(p.n) for p in self.populations}
+        self._incoming = {p.name: [j for j in self.projections if j.post is p] for p in self.populations}
+        self._output_rows = {p.name: list(p.model.output_rows) for p in values}
+        #: each value population's projections into spiking receptors (held) and state variables (set)
+        self._holds = {p.name: [j for j in self.projections if j.pre is p and j.kind == ProjectionKind.VALUE
+                                and j.post.model.kind != Kind.VALUE] for p in values}
+        self._sets = {p.name: [j for j in self.projections if j.pre is p and j.kind == ProjectionKind.SET]
+                      for p in values}
 
     def next_boundary(self, step: int) -> int | None:
         """The first step after ``step`` at which a host value population updates."""
@@ -84,10 +93,11 @@ class ValueStage:
         pulses = {}
         for population in due:
             pulses[population.name] = self._advance(population, step)
+        sampled = np.array([step - 1])
         for monitor in self.network.state_monitors:
-            if monitor.population in due and step % monitor.every_steps == 0:
+            if step % monitor.every_steps == 0 and monitor.population in due:
                 for channel, row in enumerate(monitor.rows):
-                    monitor._append(channel, np.array([step - 1]), monitor.population.state[row, monitor.ids][None])
+                    monitor._append(channel, sampled, monitor.population.state[row, monitor.ids][None])
         for population in due:
             self._publish(population)
             self._hold(population, step, step)
@@ -97,11 +107,10 @@ class ValueStage:
 
     def _advance(self, population: Population, step: int) -> np.ndarray | None:
         model = population.model
-        inputs = {port: np.zeros((channels, width)) for port, (width, channels) in model.ports(population.n).items()}
+        ports = self._ports[population.name]
+        inputs = {port: np.zeros((channels, width)) for port, (width, channels) in ports.items()}
         stats = self.network.stats
-        for projection in self.projections:
-            if projection.post is not population:
-                continue
+        for projection in self._incoming[population.name]:
             if projection.kind == ProjectionKind.COUNT:
                 pending = self._run.projection(projection.name).pending
                 window = (step // population.period - 1) % pending.shape[0]
@@ -109,7 +118,7 @@ class ValueStage:
                 pending[window] = 0.0
             else:
                 published = self._output_before(projection.pre, step)
-                for channel in range(model.ports(population.n)[projection.receptor][1]):
+                for channel in range(ports[projection.receptor][1]):
                     inputs[projection.receptor][channel] += apply_map(self._maps[projection.name], published[channel])
                 macs = stats.dense_macs_by_projection
                 macs[projection.name] = macs.get(projection.name, 0) + len(projection) * model.channels
@@ -127,17 +136,13 @@ class ValueStage:
             return self._previous[population.index]
         return self.lowered.published[population.index]
 
-    @staticmethod
-    def _publish(population: Population) -> None:
-        published_output(population)[...] = population.state[list(population.model.output_rows)]
+    def _publish(self, population: Population) -> None:
+        self.lowered.published[population.index][...] = population.state[self._output_rows[population.name]]
 
     def _hold(self, population: Population, window_start: int, step: int) -> None:
         """Add ``population``'s output to spiking targets' rings for the rest of its window, from ``step``."""
         run = self._run.population(population.name)
-        for projection in self.projections:
-            if (projection.pre is not population or projection.kind != ProjectionKind.VALUE
-                    or projection.post.model.kind == Kind.VALUE):
-                continue
+        for projection in self._holds[population.name]:
             first = max(step, run.held_until)
             if first < window_start + population.period:
                 send(self.lowered, self._maps[projection.name], first, window_start + population.period)
@@ -147,9 +152,7 @@ class ValueStage:
 
     def _set_states(self, population: Population) -> None:
         """Write ``population``'s new output into the state variables its "set" projections target."""
-        for projection in self.projections:
-            if projection.pre is not population or projection.kind != ProjectionKind.SET:
-                continue
+        for projection in self._sets[population.name]:
             send(self.lowered, self._maps[projection.name], 0, 0)
             macs = self.network.stats.dense_macs_by_projection
             macs[projection.name] = macs.get(projection.name, 0) + len(projection)
