@@ -143,7 +143,7 @@ _ON_CUDA_SIMULATOR = """
 import json, sys
 import numpy as np
 sys.path.insert(0, TESTS)
-from test_value_backends import _run
+from test_value_backends import _run, _values_between_kinds
 
 numpy_net, numpy_run = _run("numpy")
 cuda_net, cuda_run = _run("cuda")
@@ -152,6 +152,8 @@ same = {name: bool(np.array_equal(numpy_run[name].steps, cuda_run[name].steps)
 same.update({name: bool(np.array_equal(numpy_run[name].values, cuda_run[name].values))
              for name in ("order", "akorn", "astro")})
 same["weights"] = bool(np.array_equal(numpy_run["weights"].weights, cuda_run["weights"].weights))
+between = _values_between_kinds("numpy"), _values_between_kinds("cuda")
+same.update({f"between {name}": bool(np.array_equal(between[0][name], between[1][name])) for name in between[0]})
 
 # elementwise populations update on the device: state and rings cross only at the start and end of a run
 import ranvier as rv
@@ -247,3 +249,42 @@ def test_a_users_elementwise_model_runs_in_every_cpu_backend():
     for _ in range(3):
         expected.append(expected[-1] * decay)
     np.testing.assert_allclose(outputs["numpy"].values, np.array(expected), rtol=1e-6)
+
+
+class _Accumulator(rv.ValueModel):
+    """A host value population (``advance``): ``output <- 0.5 output + input``."""
+
+    @property
+    def state_names(self):
+        return ("output",)
+
+    def advance(self, state, inputs, params, dt):
+        state[0] = 0.5 * state[0] + inputs["input"][0]
+
+
+def _values_between_kinds(backend: str) -> dict:
+    """Values between elementwise and host populations of different windows, both ways."""
+    net = rv.Network(dt=1 * ms, seed=4)
+    source = net.population(rv.neurons.PoissonSource(rate=400.0), n=10, name="source")
+    astro = net.population(rv.neurons.Astrocyte(tau=5 * ms), n=3, name="astro", dt=2 * ms)
+    host = net.population(_Accumulator(), n=3, name="host", dt=4 * ms)
+    oscillators = net.population(rv.neurons.Kuramoto(omega=30.0), n=3, name="osc")
+    net.connect(source, astro, rv.connect.Bernoulli(0.5), weight=0.1)
+    net.connect(astro, host, rv.connect.OneToOne(), weight=1.0)  # elementwise -> host, both due every 4 ms
+    net.connect(host, oscillators, rv.connect.AllToAll(), weight=2.0, receptor="drive")  # host -> elementwise
+    net.connect(astro, oscillators, rv.connect.FromArrays([0, 1, 2], [2, 1, 0], weight=[1.0, -1.0, 3.0]),
+                receptor="drive")  # elementwise -> elementwise, sparse
+    monitors = {name: net.record(name, variable) for name, variable in
+                (("astro", "output"), ("host", "output"), ("osc", "theta"))}
+    net.run(30 * ms, backend=backend)
+    return {name: monitor.values.copy() for name, monitor in monitors.items()}
+
+
+def test_values_between_host_and_elementwise_populations_are_identical_on_numpy_and_numba():
+    numpy_run, numba_run = _values_between_kinds("numpy"), _values_between_kinds("numba")
+    for name in ("astro", "host", "osc"):
+        np.testing.assert_array_equal(numpy_run[name], numba_run[name])
+    assert numpy_run["host"].max() > 0 and len(numpy_run["host"]) == 7
+    # both update at 4 ms: the host population reads the astrocyte's output published at 2 ms, not the new one
+    assert not np.array_equal(numpy_run["astro"][0], numpy_run["astro"][1])
+    np.testing.assert_array_equal(numpy_run["host"][0], numpy_run["astro"][0])
