@@ -9,6 +9,7 @@ weights) and to the network's run state (rings, published outputs, pending count
 from __future__ import annotations
 
 import enum
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -519,16 +520,20 @@ def _decay_table(tau: float, dt: float) -> np.ndarray:
     return np.exp(-np.arange(int(np.ceil(_DECAY_TAUS * tau / dt)) + 1) * dt / tau)
 
 
+#: the CSC index of each plastic projection, made at its first lowering (its synapses never change)
+_BY_TARGET: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _by_target(projection: Projection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The CSC index of ``projection``'s synapses (made once; the synapses never change)."""
-    cached = getattr(projection, "_by_target", None)
+    """The CSC index of ``projection``'s synapses: ``(col_ptr, synapses, sources)``."""
+    cached = _BY_TARGET.get(projection)
     if cached is None:
-        synapses = np.argsort(projection._post_ids, kind="stable")
-        counts = np.bincount(projection._post_ids, minlength=projection.post.n)
+        post_ids = projection.post_ids
+        synapses = np.argsort(post_ids, kind="stable")
+        counts = np.bincount(post_ids, minlength=projection.post.n)
         col_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         sources = np.repeat(np.arange(projection.pre.n, dtype=np.int32), np.diff(projection.row_ptr))[synapses]
-        cached = (col_ptr, synapses.astype(np.int64), sources)
-        projection._by_target = cached
+        cached = _BY_TARGET[projection] = (col_ptr, synapses.astype(np.int64), sources)
     return cached
 
 
