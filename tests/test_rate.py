@@ -113,3 +113,28 @@ def test_a_network_with_a_rate_population_saves_and_loads(tmp_path):
         outputs.append(monitor.values)
     np.testing.assert_array_equal(outputs[0], outputs[1])
     assert np.abs(outputs[0]).max() > 0
+
+
+def test_a_saved_rate_module_is_data_and_loading_runs_no_code(tmp_path):
+    import h5py
+
+    class Custom(torch.nn.Module):
+        def forward(self, x):
+            return x * 2
+
+    net, *_ = _counting_network(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.GELU()))
+    net.save(tmp_path / "layers.h5")
+    with h5py.File(tmp_path / "layers.h5", "r") as file:
+        config = next(group.attrs["config"] for group in file["populations"].values() if group.attrs["name"] == "layer")
+    assert '"layer": "LayerNorm"' in config and "torch.save" not in config
+    loaded = rv.load(tmp_path / "layers.h5")["layer"].model.module
+    assert [type(layer).__name__ for layer in loaded] == ["Linear", "LayerNorm", "GELU"]
+    net, *_ = _counting_network(torch.nn.Sequential(Custom(), torch.nn.Linear(3, 3)))
+    with pytest.raises(rv.StorageError, match="population 'layer'.*Custom cannot be saved as data"):
+        net.save(tmp_path / "custom.h5")
+    # a file naming another layer (or any class) is refused, not imported
+    with h5py.File(tmp_path / "layers.h5", "r+") as file:
+        group = next(group for group in file["populations"].values() if group.attrs["name"] == "layer")
+        group.attrs["config"] = group.attrs["config"].replace('"layer": "GELU"', '"layer": "os.system"')
+    with pytest.raises(rv.StorageError, match="'os.system'"):
+        rv.load(tmp_path / "layers.h5")

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import StorageError
+from ..errors import ModelError, StorageError
 from . import distributions
 from .distributions import Distribution
 from .model import Model
@@ -190,7 +190,10 @@ def _write_population(group, population: Population) -> None:
     model = population.model
     where = f"population {population.name!r}"
     arrays: list[np.ndarray] = []
-    config = _encode(model._config(), arrays, where)
+    try:
+        config = _encode(model._config(), arrays, where)
+    except ModelError as error:
+        raise StorageError(f"{where}: {error}") from None
     group.attrs.update(name=population.name, n=population.n, index=population.index, period=population.period,
                        held_until=population.network.run_state.population(population.name).held_until,
                        model=f"{type(model).__module__}.{type(model).__qualname__}", config=json.dumps(config))

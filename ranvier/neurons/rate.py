@@ -20,6 +20,57 @@ def _input_features(module: Any) -> int | None:
     return None
 
 
+#: the ``torch.nn`` layers a saved ``Rate`` may hold, and the constructor arguments that rebuild each
+#: (read back from attributes of the same name); ``Sequential`` nests them
+SAVED_LAYERS: dict[str, tuple[str, ...]] = {
+    "Linear": ("in_features", "out_features", "bias"),
+    "ReLU": (), "Tanh": (), "Sigmoid": (), "GELU": ("approximate",), "SiLU": (), "Identity": (),
+    "LeakyReLU": ("negative_slope",), "ELU": ("alpha",), "Softplus": ("beta", "threshold"),
+    "Softmax": ("dim",), "Flatten": ("start_dim", "end_dim"), "Dropout": ("p",),
+    "LayerNorm": ("normalized_shape", "eps", "elementwise_affine"),
+}
+
+
+def _describe(module: Any) -> dict[str, Any]:
+    """``module`` as nested dicts of layer names and constructor arguments (a :data:`SAVED_LAYERS` layer)."""
+    import torch
+
+    name = type(module).__name__
+    if type(module) is torch.nn.Sequential:
+        return {"layer": name, "children": [_describe(child) for child in module]}
+    if name not in SAVED_LAYERS or type(module) is not getattr(torch.nn, name):
+        raise ModelError(f"Rate: a {type(module).__module__}.{type(module).__qualname__} cannot be saved as data; a "
+                         f"saved Rate holds torch.nn.Sequential of {', '.join(SAVED_LAYERS)} (rebuild other modules "
+                         "after loading)")
+    arguments = {}
+    for argument in SAVED_LAYERS[name]:
+        value = getattr(module, argument)
+        if argument == "bias":
+            value = value is not None
+        arguments[argument] = list(value) if isinstance(value, tuple) else value
+    return {"layer": name, "arguments": arguments}
+
+
+def _build(description: Mapping[str, Any]) -> Any:
+    """The module :func:`_describe` described; only :data:`SAVED_LAYERS` layers are made."""
+    import torch
+
+    name = description.get("layer") if isinstance(description, Mapping) else None
+    if name == "Sequential":
+        return torch.nn.Sequential(*(_build(child) for child in description.get("children", [])))
+    if name not in SAVED_LAYERS:
+        raise ModelError(f"Rate: a saved layer must be Sequential or one of {', '.join(SAVED_LAYERS)}; got {name!r}")
+    arguments = dict(description.get("arguments", {}))
+    if set(arguments) - set(SAVED_LAYERS[name]):
+        raise ModelError(f"Rate: unknown arguments {sorted(set(arguments) - set(SAVED_LAYERS[name]))} for {name}")
+    if "normalized_shape" in arguments:
+        arguments["normalized_shape"] = tuple(arguments["normalized_shape"])
+    try:
+        return getattr(torch.nn, name)(**arguments)
+    except (TypeError, ValueError) as error:
+        raise ModelError(f"Rate: {name}{arguments} cannot be built ({error})") from None
+
+
 class Rate(ValueModel):
     r"""A ``torch.nn.Module`` as a population: a conventional deep layer that exchanges rates or values.
 
@@ -87,27 +138,25 @@ class Rate(ValueModel):
         return None
 
     def _config(self) -> dict[str, Any]:
-        """The module pickled by ``torch.save`` (its class must be importable where the file is loaded)."""
-        import io
-
-        import torch
-
-        buffer = io.BytesIO()
-        torch.save(self.module, buffer)
-        return {"module": np.frombuffer(buffer.getvalue(), dtype=np.uint8), "dt": self.dt, "n_in": self.n_in,
+        """The module as data: its layers (``torch.nn`` classes of :data:`SAVED_LAYERS`, nested in
+        ``Sequential``) and its parameters and buffers as arrays. Loading builds those layers and
+        copies the arrays in; nothing in a file is unpickled or imported."""
+        weights = {name: tensor.detach().cpu().numpy() for name, tensor in self.module.state_dict().items()}
+        return {"layers": _describe(self.module), "weights": weights, "dt": self.dt, "n_in": self.n_in,
                 "inputs": self.inputs, "device": str(self.device)}
 
     @classmethod
     def _from_config(cls, config: Mapping[str, Any]) -> Rate:
-        import io
-
         import torch
 
         settings = dict(config)
-        # a pickled module runs code when it loads: load files you trust (docs/storage.md)
-        settings["module"] = torch.load(io.BytesIO(np.asarray(settings["module"], dtype=np.uint8).tobytes()),
-                                        weights_only=False, map_location=settings.get("device") or "cpu")
-        return cls(**settings)
+        module = _build(settings.pop("layers"))
+        weights = settings.pop("weights")
+        try:
+            module.load_state_dict({name: torch.as_tensor(np.asarray(array)) for name, array in weights.items()})
+        except (RuntimeError, TypeError) as error:
+            raise ModelError(f"Rate: the saved weights do not fit the saved layers ({error})") from None
+        return cls(module, **settings)
 
     def __repr__(self) -> str:
         module = getattr(self, "module", None)
