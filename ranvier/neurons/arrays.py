@@ -8,6 +8,7 @@ by the methods their arrays have. Nothing here imports torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,21 @@ def time_steps(x: Any) -> list:
     if hasattr(x, "unbind"):
         return list(x.unbind(1))
     return [x[:, t] for t in range(x.shape[1])]
+
+
+def unroll(xp: Any, inputs: Any, step: Callable[[Any, Any, Any], tuple[Any, Any]], state: Any,
+           timespans: Any) -> tuple[Any, Any]:
+    """Apply ``step(input_t, state, elapsed) -> (output, state)`` to each step's input in turn.
+
+    ``elapsed`` is 1 when ``timespans`` is None, else column ``t`` of ``timespans`` ``(batch, T)``;
+    returns the outputs stacked along axis 1 and the last state.
+    """
+    outputs = []
+    for t, input_t in enumerate(inputs):
+        elapsed = 1.0 if timespans is None else timespans[:, t: t + 1]
+        output, state = step(input_t, state, elapsed)
+        outputs.append(output)
+    return xp.stack(outputs, 1), state
 
 
 def contiguous(x: Any) -> Any:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
-from .arrays import contiguous, sigmoid, time_steps
+from .arrays import contiguous, sigmoid, time_steps, unroll
 from .liquid import LiquidModel
 from .ncps_import import cfc_arrays
 
@@ -282,12 +282,8 @@ def cfc_sequence(xp: Any, weights: CfCWeights, inputs: Any, state: Any, timespan
     """
     terms = [cfc_terms(xp, layer, timespans is None) for layer in weights.layers]
     drives = time_steps(cfc_input_drive(xp, terms[0], inputs))
-    outputs = []
-    for t, drive in enumerate(drives):
-        elapsed = 1.0 if timespans is None else timespans[:, t: t + 1]
-        output, state = _cfc_layers_step(xp, weights, terms, drive, state, elapsed)
-        outputs.append(output)
-    return xp.stack(outputs, 1), state
+    return unroll(xp, drives, lambda drive, h, elapsed: _cfc_layers_step(xp, weights, terms, drive, h, elapsed),
+                  state, timespans)
 
 
 class CfC(LiquidModel):

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
-from .arrays import contiguous, sigmoid, time_steps
+from .arrays import contiguous, sigmoid, time_steps, unroll
 from .liquid import LiquidModel
 from .ncps_import import ltc_arrays
 
@@ -189,12 +189,8 @@ def ltc_sequence(xp: Any, weights: LTCWeights, inputs: Any, state: Any, timespan
     """
     terms = ltc_terms(xp, weights, synapse_sums)
     sensory = zip(*map(time_steps, ltc_sensory(xp, weights, terms, inputs)), strict=True)
-    outputs = []
-    for t, sensory_t in enumerate(sensory):
-        elapsed = 1.0 if timespans is None else timespans[:, t: t + 1]
-        output, state = _ltc_unfolds(xp, weights, terms, sensory_t, state, elapsed)
-        outputs.append(output)
-    return xp.stack(outputs, 1), state
+    return unroll(xp, sensory, lambda sensory_t, v, elapsed: _ltc_unfolds(xp, weights, terms, sensory_t, v, elapsed),
+                  state, timespans)
 
 
 class LTC(LiquidModel):
