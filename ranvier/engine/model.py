@@ -13,11 +13,12 @@ it in different ways:
 
 Arguments of ``step``:
 
-``state``    float32 array ``(n_state, n)``: the model's state variables, one row each.
-``consts``   float32 array ``(n_consts, n)`` or ``(n_consts, 1)``: constants computed once per
-             run by :meth:`Model.constants` (propagators ``exp(-dt / tau)``, thresholds, ...);
-             a single column when every neuron shares them.
-``arriving`` a tuple with one float32 array ``(n,)`` per receptor: the synaptic input
+``state``    array ``(n_state, n)``: the model's state variables, one row each, in the
+             network's precision (float32, or float64 with ``Network(precision="double")``).
+``consts``   array ``(n_consts, n)`` or ``(n_consts, 1)`` of the same type: constants computed
+             once per run by :meth:`Model.constants` (propagators ``exp(-dt / tau)``,
+             thresholds, ...); a single column when every neuron shares them.
+``arriving`` a tuple with one array ``(n,)`` of the same type per receptor: the synaptic input
              arriving in this step, the sum of the weights of the spikes whose delay ends
              now. A tuple, so its length is known to the compiler and a loop over
              receptors (``for r in range(len(arriving))``) unrolls.
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -218,6 +220,76 @@ def sin_cos(x):
     return sin_x, cos_x
 
 
+# fdlibm's __ieee754_exp (Sun Microsystems, 1993): ln 2 split into a 32-bit head and its tail,
+# the remez polynomial of its rational approximation on [-ln2/2, ln2/2], and its overflow limits.
+_LN2_HEAD = 6.93147180369123816490e-01
+_LN2_TAIL = 1.90821492927058770002e-10
+_ONE_OVER_LN2 = 1.44269504088896338700e+00
+_EXP = (1.66666666666666019037e-01, -2.77777777770155933842e-03, 6.61375632143793436117e-05,
+        -1.65339022054652515390e-06, 4.13813679705723846039e-08)
+_EXP_OVERFLOW = 7.09782712893383973096e+02
+_EXP_UNDERFLOW = -7.45133219101941108420e+02
+
+
+@model_function
+def _exp_reduced(x):
+    """``(y, k)`` with ``exp(x) = y * 2**k``, ``y`` in [0.7, 1.5), for finite ``x`` of moderate size."""
+    k = np.floor(x * _ONE_OVER_LN2 + 0.5)
+    high = x - k * _LN2_HEAD
+    low = k * _LN2_TAIL
+    r = high - low
+    t = r * r
+    c = r - t * (_EXP[0] + t * (_EXP[1] + t * (_EXP[2] + t * (_EXP[3] + t * _EXP[4]))))
+    return 1.0 - ((low - (r * c) / (2.0 - c)) - high), k
+
+
+def _exp_limits(x, scaled):
+    """``exp(x)`` from its scaled value: infinity above the overflow limit, 0 below, NaN for NaN."""
+    return select(x > _EXP_OVERFLOW, np.inf, select(x < _EXP_UNDERFLOW, 0.0, select(x == x, scaled, x)))
+
+
+def _exp_argument(x):
+    """``x`` in float64, clamped where ``exp`` saturates anyway, and 0 for NaN (keeps ``k`` an integer)."""
+    x = np.float64(x)
+    return select(x == x, select(x > 710.0, 710.0, select(x < -746.0, -746.0, x)), 0.0)
+
+
+def exp(x):
+    """``e**x`` in float64, from arithmetic alone, so every backend gets the same bits.
+
+    fdlibm's algorithm (reduction by ln 2, a rational approximation on ``[-ln2/2, ln2/2]``,
+    scaling by ``2**k``), accurate to within 1 ulp; numpy's own ``exp`` and the compilers' may
+    round differently from each other. Saturates to ``inf`` and 0 like ``np.exp``.
+    """
+    clamped = _exp_argument(x)
+    y, k = _exp_reduced(clamped)
+    return _exp_limits(np.float64(x), np.ldexp(y, np.asarray(k).astype(np.int64)))
+
+
+def _exp_scalar(x):
+    clamped = _exp_argument(x)
+    y, k = _exp_reduced(clamped)
+    return _exp_limits(np.float64(x), math.ldexp(y, int(k)))
+
+
+_scalar_implementation(_exp_argument, _exp_argument)
+_scalar_implementation(_exp_limits, _exp_limits)
+_scalar_implementation(exp, _exp_scalar)
+
+
+@model_function
+def tanh(x):
+    """``tanh x`` in float64 from :func:`exp`: ``(1 - e^{-2|x|}) / (1 + e^{-2|x|})`` with the sign of ``x``.
+
+    Within about 1e-16 of the true value (absolute): near 0 the relative error grows like
+    ``1e-16 / |x|``.
+    """
+    x = np.float64(x)
+    e = exp(-2.0 * abs(x))
+    magnitude = (1.0 - e) / (1.0 + e)
+    return select(x < 0.0, -magnitude, magnitude)
+
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -290,9 +362,10 @@ class Model:
         return {name: 0.0 for name in self.state_names}
 
     def constants(self, params: Mapping[str, np.ndarray], dt: float) -> np.ndarray:
-        """Per-neuron constants ``(n_consts, n)`` for a step of ``dt`` seconds.
+        """Per-neuron constants ``(n_consts, n)`` for a step of ``dt`` seconds (float64).
 
-        The engine keeps a single column when all columns are equal.
+        The engine casts them to the network's precision and keeps a single column when all
+        columns are equal.
         """
         raise NotImplementedError
 

@@ -3,10 +3,12 @@
 from .astrocyte import Astrocyte
 from .cfc import CfC
 from .elm import ELM
+from .equations import Equations
 from .kuramoto import AKOrN, Kuramoto
 from .lif import LIF
 from .ltc import LTC
 from .rate import Rate
 from .sources import PoissonSource, SpikeSource
 
-__all__ = ["AKOrN", "Astrocyte", "CfC", "ELM", "Kuramoto", "LTC", "LIF", "PoissonSource", "Rate", "SpikeSource"]
+__all__ = ["AKOrN", "Astrocyte", "CfC", "ELM", "Equations", "Kuramoto", "LTC", "LIF", "PoissonSource", "Rate",
+           "SpikeSource"]

@@ -1,0 +1,323 @@
+"""``Equations``: a spiking neuron model written as Brian 2-style equations."""
+
+from __future__ import annotations
+
+import hashlib
+import linecache
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import sympy
+
+from ...engine import model as model_language
+from ...engine.distributions import Distribution
+from ...engine.model import NOT_FINITE, Model, ParameterValue
+from ...errors import ModelError
+from . import integration
+from .codegen import PROPAGATOR, Emitter, evaluate, propagators
+from .parsing import Declaration, dimension_of, parse_declarations, parse_expression, parse_statements
+from .units import UNITS, Dimension
+
+_TIME = UNITS["second"][1]
+#: constant row holding the refractory period in whole steps
+_REFRACTORY_STEPS = ("refractory steps",)
+#: generated source -> its step function, so equal equations share one compiled kernel
+_STEPS: dict[str, Any] = {}
+
+
+class Equations(Model):
+    r"""A spiking model from equations in Brian 2's syntax, with units checked and the step generated.
+
+    Example, the Izhikevich (2003) neuron::
+
+        from ranvier.units import ms, mV
+        izhikevich = rv.neurons.Equations('''
+            dv/dt = (0.04/ms/mV)*v**2 + (5/ms)*v + 140*mV/ms - u + I : volt
+            du/dt = a*(b*v - u) : volt/second
+            a : 1/second
+            b : 1/second
+            c : volt
+            d : volt/second
+            I : volt/second
+            ''', threshold="v >= 30*mV", reset="v = c; u += d", method="euler",
+            parameters={"a": 0.02/ms, "b": 0.2/ms, "c": -65*mV, "d": 8*mV/ms, "I": 10*mV/ms})
+
+    Each line declares a differential equation (``dx/dt = expression : unit``), a subexpression
+    (``name = expression : unit``) or a parameter (``name : unit``), whose value, in SI units,
+    comes from ``parameters`` (a float, a per-neuron array or a ``ranvier.init`` distribution).
+    Unit names (``mV``, ``ms``, ``nA``, ``pF``, ``nS``, ``Hz``; also ``mvolt``, ``msecond``, ...)
+    stand for their SI scale. Every equation is checked for dimensions: a mismatch is a
+    :class:`~ranvier.ModelError` naming the equation and both dimensions.
+
+    Parameters
+    ----------
+    equations : the equation string
+    threshold : a condition on the state (``"v >= v_th"``); a neuron spikes in the step that
+        ends with it true. None: the model never spikes.
+    reset : assignments run where a neuron spiked, in order (``"v = v_reset; w += b"``)
+    refractory : the refractory period (s; a float, array, distribution or the name of a
+        parameter): for that many steps after a spike, the equations flagged
+        ``(unless refractory)`` hold their variable, and the threshold is not tested
+    method : ``"exact"`` (linear systems: the propagator ``e^{M dt}``, computed once per run, as
+        Brian 2 and NEST do), ``"euler"``, ``"rk4"`` or ``"exponential_euler"``; see
+        :mod:`ranvier.neurons.equations.integration`
+    parameters : parameter name -> value
+    receptors : receptor name -> the state variable a spike's weight is added to
+
+    One step, from ``k dt`` to ``(k + 1) dt``: integrate every equation; test the threshold on
+    the new state; add the weights arriving now to their receptors' variables; reset where the
+    neuron spiked. This is Brian 2's order within a time step (state update, threshold,
+    synaptic effects, reset), so a spike Brian 2 stamps at ``t`` is stamped ``t + dt`` here (the
+    end of the step that produced it).
+    """
+
+    checks_finite = True
+
+    def __init__(self, equations: str, threshold: str | None = None, reset: str | None = None,
+                 refractory: ParameterValue | str = 0.0, method: str = "exact",
+                 parameters: Mapping[str, ParameterValue] | None = None,
+                 receptors: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        if method not in integration.METHODS:
+            raise ModelError(f"Equations: unknown method {method!r}; choose one of {', '.join(integration.METHODS)}")
+        self.equations = equations
+        self.threshold = threshold
+        self.reset = reset
+        self.refractory = refractory
+        self.method = method
+        self.receptor_variables = dict(receptors or {})
+        declarations = parse_declarations(equations)
+        self._declarations = declarations
+        self._states = [d for d in declarations if d.kind == "differential"]
+        declared = {d.name: d for d in declarations if d.kind == "parameter"}
+        self.parameters = self._take_parameters(declared, dict(parameters or {}))
+        self._has_refractory = not (isinstance(refractory, int | float) and refractory == 0)
+        self._build()
+
+    def _take_parameters(self, declared: dict[str, Declaration], given: dict[str, ParameterValue]):
+        missing = [name for name in declared if name not in given]
+        if missing:
+            raise ModelError(f"Equations: parameter {missing[0]!r} ({declared[missing[0]].unit}) has no value; "
+                             f"give it in parameters={{{missing[0]!r}: ...}}")
+        unknown = [name for name in given if name not in declared]
+        if unknown:
+            raise ModelError(f"Equations: parameters names {unknown[0]!r}, which the equations do not declare; "
+                             f"declared: {', '.join(declared) or 'none'} (add a line '{unknown[0]} : <unit>')")
+        for name, value in given.items():
+            if not isinstance(value, Distribution):
+                try:
+                    finite = np.all(np.isfinite(np.asarray(value, dtype=float)))
+                except (TypeError, ValueError):
+                    finite = False
+                if not finite:
+                    raise ModelError(f"Equations: parameter {name!r} must be a finite number, array or "
+                                     f"distribution, got {value!r}")
+        parameters = dict(given)
+        if isinstance(self.refractory, str):
+            if self.refractory not in declared or declared[self.refractory].dimension != _TIME:
+                raise ModelError(f"Equations: refractory={self.refractory!r} must name a parameter declared in "
+                                 "seconds")
+        else:
+            self._check_finite(refractory=self.refractory)
+            if not isinstance(self.refractory, Distribution) and np.any(np.asarray(self.refractory, float) < 0):
+                raise ModelError(f"Equations: refractory must be >= 0, got {self.refractory!r}")
+            parameters["t_ref"] = self.refractory
+        return parameters
+
+    def _build(self) -> None:
+        states = {d.name: sympy.Symbol(d.name, real=True) for d in self._states}
+        names = dict(states)
+        names.update({d.name: sympy.Symbol(d.name, real=True) for d in self._declarations if d.kind != "differential"})
+        names["dt"] = integration.DT
+        dimensions: dict[sympy.Symbol, Dimension] = {names[d.name]: d.dimension for d in self._declarations}
+        dimensions[integration.DT] = _TIME
+        subexpressions = self._subexpressions(names, dimensions)
+
+        def resolved(expression):
+            for _ in range(len(subexpressions) + 1):
+                expression = expression.xreplace(subexpressions)
+            return expression
+
+        derivatives, sources = {}, {}
+        for declaration in self._states:
+            where = f"Equations: {declaration.source!r}"
+            expression = parse_expression(declaration.expression, names, where)
+            found = dimension_of(expression, dimensions, where, declaration.expression)
+            wanted = declaration.dimension / _TIME
+            if found != wanted:
+                raise ModelError(f"{where}: dimension mismatch: the right-hand side is {found} but "
+                                 f"d{declaration.name}/dt is {wanted}")
+            symbol = states[declaration.name]
+            derivatives[symbol] = resolved(expression)
+            sources[symbol] = declaration.source
+        for receptor, variable in self.receptor_variables.items():
+            if variable not in states:
+                raise ModelError(f"Equations: receptor {receptor!r} targets {variable!r}, which is not a state "
+                                 f"variable ({', '.join(states)})")
+        threshold = None
+        if self.threshold is not None:
+            where = f"Equations: threshold {self.threshold!r}"
+            threshold = parse_expression(self.threshold, names, where, relational=True)
+            if not isinstance(threshold, sympy.core.relational.Relational | sympy.And | sympy.Or):
+                raise ModelError(f"{where} is not a condition such as 'v >= v_th'")
+            dimension_of(threshold, dimensions, where, self.threshold)
+            threshold = resolved(threshold)
+        resets = []
+        if self.reset is not None:
+            if self.threshold is None:
+                raise ModelError("Equations: a reset needs a threshold")
+            where = f"Equations: reset {self.reset!r}"
+            for target, value, source in parse_statements(self.reset, names, set(states), where):
+                found = dimension_of(value, dimensions, where, source)
+                if found != dimensions[states[target]]:
+                    raise ModelError(f"{where}: dimension mismatch in {source!r}: {target} is "
+                                     f"{dimensions[states[target]]} but the new value is {found}")
+                resets.append((states[target], resolved(value)))
+        self._compile(list(states.values()), derivatives, sources, threshold, resets)
+
+    def _subexpressions(self, names, dimensions) -> dict[sympy.Symbol, sympy.Expr]:
+        subexpressions = {}
+        for declaration in self._declarations:
+            if declaration.kind != "subexpression":
+                continue
+            where = f"Equations: {declaration.source!r}"
+            expression = parse_expression(declaration.expression, names, where)
+            found = dimension_of(expression, dimensions, where, declaration.expression)
+            if found != declaration.dimension:
+                raise ModelError(f"{where}: dimension mismatch: the expression is {found} but {declaration.name} "
+                                 f"is declared {declaration.dimension}")
+            subexpressions[names[declaration.name]] = expression
+        for _ in range(len(subexpressions) + 1):
+            subexpressions = {name: value.xreplace(subexpressions) for name, value in subexpressions.items()}
+        looping = [name for name, value in subexpressions.items() if value.free_symbols & set(subexpressions)]
+        if looping:
+            raise ModelError(f"Equations: subexpression {looping[0].name!r} refers to itself")
+        return subexpressions
+
+    def _compile(self, states, derivatives, sources, threshold, resets) -> None:
+        old = {x: f"s_{x.name}" for x in states}
+        emitter = Emitter(old)
+        lines = [f"    s_{x.name} = state[{row}, i]" for row, x in enumerate(states)]
+        refractory_row = len(states)
+        if self._has_refractory:
+            lines.append(f"    s_refractory = state[{refractory_row}, i]")
+        if self.method == "exact":
+            self._linear = integration.linear_system(derivatives, sources)
+            lines += self._exact_lines(emitter, states)
+        else:
+            self._linear = None
+            step = integration.program(self.method, derivatives, sources)
+            for symbol, value in step.temporaries:
+                lines.append(f"    t_{symbol.name} = {emitter.emit(value)}")
+                emitter.variables[symbol] = f"t_{symbol.name}"
+            lines += [f"    n_{x.name} = {emitter.emit(step.updates[x])}" for x in states]
+        emitter.variables = {x: f"n_{x.name}" for x in states}
+        held = [x for x in states if "unless refractory" in next(d for d in self._states if d.name == x.name).flags]
+        if self._has_refractory:
+            lines.append("    active = s_refractory <= 0")
+            lines += [f"    n_{x.name} = select(active, n_{x.name}, s_{x.name})" for x in held]
+            one = emitter.constant(sympy.Integer(1))
+            lines.append(f"    n_refractory = select(active, s_refractory, s_refractory - {one})")
+        if threshold is not None:
+            condition = emitter.emit(threshold)
+            lines.append(f"    fired = {condition}" + (" & (n_refractory <= 0)" if self._has_refractory else ""))
+        for receptor, (_, variable) in enumerate(self.receptor_variables.items()):
+            lines.append(f"    n_{variable} = n_{variable} + arriving[{receptor}][i]")
+        for target, value in resets:
+            lines.append(f"    n_{target.name} = select(fired, {emitter.emit(value)}, n_{target.name})")
+        if self._has_refractory and threshold is not None:
+            lines.append(f"    n_refractory = select(fired, {emitter.constant(_REFRACTORY_STEPS)}, n_refractory)")
+        lines += [f"    state[{row}, i] = n_{x.name}" for row, x in enumerate(states)]
+        health = " + ".join(f"n_{x.name}" for x in states)
+        if self._has_refractory:
+            lines.append(f"    store_where(state, {refractory_row}, i, n_refractory != s_refractory, n_refractory)")
+            health += " + n_refractory"
+        lines.append(f"    health = {health}")
+        lines.append(f"    return select(health - health == 0, {'fired' if threshold is not None else '0'}, "
+                     "NOT_FINITE)")
+        source = "def equations_step(state, consts, arriving, i, col, k, key):\n" + "\n".join(lines) + "\n"
+        self._rows = emitter.rows
+        self.source = source
+        self.step = _step_function(source)
+
+    def _exact_lines(self, emitter: Emitter, states) -> list[str]:
+        """``x_i' = x_eq_i + sum_j P_ij (x_j - x_eq_j)``, the diagonal term first (as LIF writes it)."""
+        system = self._linear
+        lines = []
+        for i, x in enumerate(states):
+            terms = []
+            for j in system.couples[i]:
+                propagator = emitter.constant((PROPAGATOR, i, j))
+                if system.equilibrium is None or system.equilibrium[j] == 0:
+                    terms.append(f"s_{states[j].name} * {propagator}")
+                else:
+                    terms.append(f"(s_{states[j].name} - {emitter.constant(system.equilibrium[j])}) * {propagator}")
+            if system.equilibrium is None:
+                terms.append(emitter.constant((PROPAGATOR, i, len(states))))
+            elif system.equilibrium[i] != 0:
+                terms.insert(0, emitter.constant(system.equilibrium[i]))
+            lines.append(f"    n_{x.name} = " + " + ".join(terms))
+        return lines
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self._states) + (("refractory",) if self._has_refractory else ())
+
+    @property
+    def receptors(self) -> tuple[str, ...]:
+        return tuple(self.receptor_variables)
+
+    def constants(self, params: Mapping[str, np.ndarray], dt: float) -> np.ndarray:
+        values = {**params, "dt": np.float64(dt)}
+        n = max([np.size(value) for value in params.values()] + [1])
+        exponentials = None
+        if self._linear is not None and any(isinstance(row, tuple) and row[0] == PROPAGATOR for row in self._rows):
+            exponentials = self._propagators(values, dt, n)
+        rows = []
+        for row in self._rows:
+            if row == _REFRACTORY_STEPS:
+                t_ref = values[self.refractory] if isinstance(self.refractory, str) else values["t_ref"]
+                rows.append(np.round(np.asarray(t_ref, dtype=np.float64) / dt))
+            elif isinstance(row, tuple):
+                rows.append(exponentials[:, row[1], row[2]])
+            else:
+                rows.append(evaluate(row, values))
+        if not rows:
+            return np.zeros((0, 1))
+        return np.asarray(np.broadcast_arrays(*(np.atleast_1d(np.asarray(row, dtype=np.float64)) for row in rows)),
+                          dtype=np.float64)
+
+    def _propagators(self, values, dt: float, n: int) -> np.ndarray:
+        system = self._linear
+        if system.equilibrium is not None:
+            return propagators(system.matrix, values, dt, n)
+        size = len(system.states)
+        augmented = sympy.zeros(size + 1, size + 1)
+        augmented[:size, :size] = system.matrix
+        augmented[:size, size] = system.offset
+        return propagators(augmented, values, dt, n)
+
+    def _config(self) -> dict[str, Any]:
+        parameters = {name: value for name, value in self.parameters.items() if name != "t_ref"}
+        return {"equations": self.equations, "threshold": self.threshold, "reset": self.reset,
+                "refractory": self.refractory, "method": self.method, "parameters": parameters,
+                "receptors": dict(self.receptor_variables)}
+
+    def __repr__(self) -> str:
+        states = ", ".join(d.name for d in self._states)
+        return f"Equations({states}; method={self.method!r}, threshold={self.threshold!r})"
+
+
+def _step_function(source: str):
+    """The step function ``source`` defines, compiled once per distinct source."""
+    if source not in _STEPS:
+        filename = f"<ranvier.Equations {hashlib.sha256(source.encode()).hexdigest()[:12]}>"
+        # registered so tracebacks and inspect.getsource show the generated code
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        namespace = {"np": np, "select": model_language.select, "store_where": model_language.store_where,
+                     "exp": model_language.exp, "tanh": model_language.tanh, "sin_cos": model_language.sin_cos,
+                     "NOT_FINITE": NOT_FINITE}
+        exec(compile(source, filename, "exec"), namespace)  # our own generated code, never text from a file
+        _STEPS[source] = namespace["equations_step"]
+    return _STEPS[source]
