@@ -191,3 +191,16 @@ def machine_info():
         "brian2_numpy": tool_version(BRIAN2_PYTHON, "numpy"),
         "nest": tool_version(NEST_PYTHON, "nest"),
     }
+
+
+def write_section(heading: str, section: str, report: Path = BENCH_DIR / "BENCHMARKS.md") -> None:
+    """Replace the section of ``report`` that starts with ``heading`` (up to the next ``## `` heading)
+    with ``section``, or append it; the other sections stay as they are."""
+    text = report.read_text() if report.exists() else "# Benchmarks\n"
+    start = text.find(heading)
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        following = text.find("\n## ", start + len(heading))
+        text = text[:start] + section.rstrip("\n") + "\n" + ("" if following < 0 else text[following:])
+    report.write_text(text)

@@ -276,10 +276,10 @@ class Equations(Model):
             exponentials = self._propagators(values, dt, n)
         rows = []
         for row in self._rows:
-            if row == _REFRACTORY_STEPS:
+            if row is _REFRACTORY_STEPS:
                 t_ref = values[self.refractory] if isinstance(self.refractory, str) else values["t_ref"]
                 rows.append(np.round(np.asarray(t_ref, dtype=np.float64) / dt))
-            elif isinstance(row, tuple):
+            elif isinstance(row, tuple):  # (PROPAGATOR, i, j)
                 rows.append(exponentials[:, row[1], row[2]])
             else:
                 rows.append(evaluate(row, values))
