@@ -13,6 +13,12 @@ class RanvierError(Exception):
     """Base class of every error ranvier raises on bad input or a failed run."""
 
 
+class RanvierWarning(UserWarning):
+    """A value ranvier accepts but that is probably a mistake (e.g. ``tau_m=20``: seconds, meant
+    as ms). See :mod:`ranvier.engine.plausibility`; silence it with
+    ``warnings.simplefilter("ignore", ranvier.RanvierWarning)``."""
+
+
 class PopulationError(RanvierError, ValueError):
     """A population was declared with an invalid size, name, model or initial state."""
 

@@ -121,7 +121,7 @@ class STDP:
                                       f"{modulator.n} units; it needs 1 or one per target neuron "
                                       f"({projection.post.n})")
         weights = projection._weights
-        low, high = np.float32(self.w_min), np.float32(self.w_max)
+        low, high = weights.dtype.type(self.w_min), weights.dtype.type(self.w_max)
         outside = (weights < low) | (weights > high)
         if np.any(outside):
             raise PlasticityError(f"projection {name!r}: initial weight {float(weights[outside][0])!r} lies outside "

@@ -153,6 +153,7 @@ def test_weight_beyond_float32_range(net):
         net.connect(net["a"], net["b"], rv.connect.AllToAll(), weight=1e39, receptor="exc")
 
 
+@pytest.mark.filterwarnings("ignore::ranvier.errors.RanvierWarning")  # 1 GHz is implausible on purpose
 def test_poisson_rate_too_high_for_the_step(net):
     with pytest.raises(rv.PopulationError, match=r"population 'drive'.*1e\+09 Hz.*smaller dt"):
         net.population(rv.neurons.PoissonSource(rate=1e9), 3, name="drive")

@@ -33,7 +33,8 @@ class LoweredPopulation:
     """One population as flat arrays.
 
     ``flags`` holds each neuron's spike count of the current step (uint16, padded to a
-    multiple of sixteen so it can be scanned four 64-bit words at a time). ``ring`` is the delay ring buffer
+    multiple of sixteen so it can be scanned four 64-bit words at a time). ``state``,
+    ``consts`` and ``ring`` are in the network's precision. ``ring`` is the delay ring buffer
     ``(slots, receptors, n)``: slot ``k % slots`` holds the
     input arriving in step ``k``. Spikes of the current stretch collect in ``spike_ids`` /
     ``spike_steps`` (``spike_count[0]`` used).
@@ -143,6 +144,8 @@ class LoweredStateMonitor:
     every: int
     #: sampled at the population's updates ``k`` (an elementwise value population), as the sample after step ``k - 1``
     at_updates: bool = False
+    #: the type of the samples: the state's (the network's precision)
+    dtype: np.dtype = np.dtype(np.float32)
     values: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     count: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
@@ -150,7 +153,7 @@ class LoweredStateMonitor:
     def allocate(self, start: int, stop: int) -> None:
         """Room for the samples of steps ``start .. stop - 1``."""
         samples = stop // self.every - start // self.every
-        self.values = np.zeros((samples, len(self.ids)), dtype=np.float32)
+        self.values = np.zeros((samples, len(self.ids)), dtype=self.dtype)
         self.steps = np.zeros(samples, dtype=np.int64)
         self.count[0] = 0
 
@@ -271,7 +274,8 @@ class LoweredValuePopulation:
 
 @dataclass
 class LoweredNetwork:
-    """Everything a backend needs, as arrays; ``chunk`` is the min-delay chunk length (steps)."""
+    """Everything a backend needs, as arrays; ``chunk`` is the min-delay chunk length (steps),
+    ``dtype`` the network's precision (float32 or float64 state, constants, rings and weights)."""
 
     dt: float
     chunk: int
@@ -280,6 +284,7 @@ class LoweredNetwork:
     state_monitors: list[LoweredStateMonitor]
     synaptic_events: np.ndarray
     status: np.ndarray
+    dtype: np.dtype
     plastic: list[LoweredPlasticity] = field(default_factory=list)
     values: list[LoweredValuePopulation] = field(default_factory=list)
     value_maps: list[LoweredValueMap] = field(default_factory=list)
@@ -312,7 +317,7 @@ def _resize_ring(population: Population, slots: int, step: int) -> np.ndarray:
     old = run.ring
     if old is not None and old.shape == shape:
         return old
-    ring = np.zeros(shape, dtype=np.float32)
+    ring = np.zeros(shape, dtype=population.network.dtype)
     if old is not None:
         for ahead in range(min(old.shape[0], slots)):
             ring[(step + ahead) % slots] = old[(step + ahead) % old.shape[0]]
@@ -337,7 +342,7 @@ def lower(network: Network) -> LoweredNetwork:
             step_function=getattr(model, "step", None), checks_finite=model.checks_finite,
             state=population.state,
             consts=_shared_column(np.ascontiguousarray(model.constants(population.params, own_dt),
-                                                       dtype=np.float32)),
+                                                       dtype=network.dtype)),
             ring=ring, key=np.uint64(_population_key(network.seed, population.index)),
             spike_bound=bound, flags=np.zeros(-(-population.n // _FLAG_BLOCK) * _FLAG_BLOCK, dtype=np.uint16),
             spike_ids=np.zeros(0, dtype=np.int32), spike_steps=np.zeros(0, dtype=np.int64),
@@ -362,7 +367,7 @@ def lower(network: Network) -> LoweredNetwork:
         lowered.spike_ids = np.zeros(capacity, dtype=np.int32)
         lowered.spike_steps = np.zeros(capacity, dtype=np.int64)
     monitors = [LoweredStateMonitor(m.population.index, row, m.ids, m.every_steps,
-                                    at_updates=is_elementwise(m.population))
+                                    at_updates=is_elementwise(m.population), dtype=network.dtype)
                 for m in compiled_monitors(network) for row in m.rows]
     plastic = [_lower_plasticity(p, j, dt) for j, p in enumerate(spiking) if p.plasticity is not None]
     value_maps = [_lower_value_map(p) for p in network.projections
@@ -372,7 +377,7 @@ def lower(network: Network) -> LoweredNetwork:
               for p in network.populations.values() if is_elementwise(p)]
     return LoweredNetwork(dt, chunk, populations, projections, monitors,
                           synaptic_events=np.zeros(len(projections), dtype=np.int64),
-                          status=np.zeros(3, dtype=np.int64), plastic=plastic, values=values,
+                          status=np.zeros(3, dtype=np.int64), dtype=network.dtype, plastic=plastic, values=values,
                           value_maps=value_maps, counts=counts, count_events=np.zeros(len(counts), dtype=np.int64),
                           published={p.index: published_output(p) for p in network.populations.values()
                                      if p.model.kind == Kind.VALUE})

@@ -104,14 +104,16 @@ class StateMonitor:
             self._values[channel].append(values.copy())
 
     def _samples(self) -> tuple[np.ndarray, np.ndarray]:
-        """Steps (int64) and float32 values ``(samples, channels, ids)``, those written to a file first."""
+        """Steps (int64) and values ``(samples, channels, ids)`` in the network's precision, those written to a
+        file first."""
         steps = [np.concatenate(self._steps)] if self._steps else []
         values = [np.stack([np.concatenate(chunks) for chunks in self._values], axis=1)] if self._steps else []
         if self._written is not None:
             steps.insert(0, self._written.steps())
             values.insert(0, self._written.values())
         if not steps:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, len(self.rows), len(self.ids)), dtype=np.float32)
+            empty = np.zeros((0, len(self.rows), len(self.ids)), dtype=self.population.network.dtype)
+            return np.zeros(0, dtype=np.int64), empty
         return np.concatenate(steps), np.concatenate(values)
 
     @property

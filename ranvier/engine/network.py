@@ -18,6 +18,7 @@ from .connectivity import AllToAll, Rule, all_to_all_synapses
 from .distributions import Distribution, materialise
 from .kinds import Kind, ProjectionKind
 from .model import Model, ValueModel
+from .model_checks import check_model_functions
 from .monitors import SpikeMonitor, StateMonitor
 from .queue import EventQueue
 from .state import RunState
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from .simulation import Simulation
 
 _MAX_DELAY_STEPS = np.iinfo(np.uint16).max
+#: ``Network(precision=...)`` -> the float type of state, constants, synaptic input and weights
+PRECISIONS: dict[str, type[np.floating]] = {"single": np.float32, "double": np.float64}
 #: per-synapse values drawn from a distribution are converted this many at a time, so building
 #: a projection never holds float64 copies of all its weights or delays
 _SAMPLE_BLOCK = 1 << 20
@@ -54,11 +57,12 @@ def _per_synapse(value, rng: np.random.Generator, n_synapses: int, dtype, conver
         raise ProjectionError(str(error)) from None
 
 
-def _to_float32(weights: np.ndarray, name: str) -> np.ndarray:
-    too_large = np.abs(weights) > np.finfo(np.float32).max
+def _to_precision(weights: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
+    """Float64 ``weights`` as ``dtype`` (the network's precision); a weight it cannot hold is an error."""
+    too_large = np.abs(weights) > np.finfo(dtype).max
     if np.any(too_large):
-        raise ProjectionError(f"projection {name!r}: weight {weights[too_large][0]!r} overflows float32")
-    return weights.astype(np.float32)
+        raise ProjectionError(f"projection {name!r}: weight {weights[too_large][0]!r} overflows {dtype.name}")
+    return weights.astype(dtype)
 
 
 def _sets_state(pre: Population, post: Population, receptor: str) -> bool:
@@ -86,8 +90,8 @@ class Population:
     """``n`` neurons of one model.
 
     ``params`` maps each model parameter to its per-neuron values (float64); ``state`` is the
-    float32 ``(n_state, n)`` array the backends advance. Read and write state with
-    :meth:`get` and :meth:`set`.
+    ``(n_state, n)`` array the backends advance, in the network's precision (``net.dtype``).
+    Read and write state with :meth:`get` and :meth:`set`.
     """
 
     def __init__(self, network: Network, model: Model, n: int, name: str, index: int,
@@ -262,7 +266,7 @@ class Projection:
 
         An all-to-all projection then stores its synapses explicitly, as CSR by source.
         """
-        values = np.ascontiguousarray(weights, dtype=np.float32)
+        values = np.ascontiguousarray(weights, dtype=self.pre.network.dtype)
         if values.shape != (len(self),):
             raise ProjectionError(f"projection {self.name!r}: set_weights needs {len(self)} weights (one per "
                                   f"synapse), got shape {values.shape}")
@@ -280,12 +284,19 @@ class Network:
 
     ``seed`` fixes every random draw (connectivity, initial values, Poisson input); the same
     seed gives the same spikes on every backend. ``seed=None`` draws one (see ``net.seed``).
+    ``precision`` is ``"single"`` (default) or ``"double"``: float32 or float64 state and
+    constants, and the same for the synaptic input in flight, the weights and the state
+    recordings, on every backend (``net.precision``; ``net.dtype`` is the numpy type).
+    Value populations compute in float64 either way; their state is kept in the network's precision.
     """
 
-    def __init__(self, dt: float = 1e-4, seed: int | None = None):
+    def __init__(self, dt: float = 1e-4, seed: int | None = None, precision: str = "single"):
         if not (np.isfinite(dt) and dt > 0):
             raise RunError(f"Network: dt must be positive and finite, got {dt!r}")
+        if not isinstance(precision, str) or precision not in PRECISIONS:
+            raise RunError(f"Network: precision must be 'single' or 'double', got {precision!r}")
         self.dt = float(dt)
+        self._precision = precision
         self.seed = int(np.random.SeedSequence().entropy % (2**63)) if seed is None else int(seed)
         self._seeds = np.random.SeedSequence(self.seed)
         self.populations: dict[str, Population] = {}
@@ -314,6 +325,16 @@ class Network:
         """Simulated time so far (s)."""
         return self.step * self.dt
 
+    @property
+    def precision(self) -> str:
+        """``"single"`` or ``"double"``: the float type of state, constants, synaptic input and weights."""
+        return self._precision
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The numpy float type of :attr:`precision` (float32 or float64)."""
+        return np.dtype(PRECISIONS[self._precision])
+
     def __getitem__(self, name: str) -> Population:
         try:
             return self.populations[name]
@@ -336,6 +357,8 @@ class Network:
             raise PopulationError(f"population {name!r}: the name is already taken")
         if not isinstance(model, Model):
             raise PopulationError(f"population {name!r}: model must be a ranvier neuron model, got {model!r}")
+        # a step that breaks the model language's rules would run differently on different backends
+        check_model_functions(model, f"population {name!r} ({type(model).__name__})")
         if n is None:
             n = getattr(model, "size", None)
             if n is None:
@@ -363,7 +386,7 @@ class Network:
                         f"{type(model).__name__} has {', '.join(model.state_names) or 'none'}"
                     )
             initial.update(init or {})
-            state = np.zeros((len(model.state_names), n), dtype=np.float32)
+            state = np.zeros((len(model.state_names), n), dtype=self.dtype)
             for row, variable in enumerate(model.state_names):
                 state[row] = materialise(initial[variable], rng, n, f"initial {variable!r}", owner)
         except ValueError as error:
@@ -470,7 +493,8 @@ class Network:
             delay = synapses.delay if delay is None else delay
         if weight is None:
             raise ProjectionError(f"projection {name!r}: weight is required")
-        weights = _per_synapse(weight, rng, n_synapses, np.float32, lambda w: _to_float32(w, name), "weight", name)
+        weights = _per_synapse(weight, rng, n_synapses, self.dtype, lambda w: _to_precision(w, self.dtype, name),
+                               "weight", name)
         if delay is not None and _sends_values(pre, post):
             raise ProjectionError(f"projection {name!r}: values from {pre.name!r} reach {post.name!r} at its next "
                                   f"update; a delay cannot be set, got {delay!r}")

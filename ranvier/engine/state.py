@@ -20,9 +20,9 @@ import numpy as np
 class PopulationRun:
     """A population's run state.
 
-    ``ring`` ``(slots, receptors, n)`` float32: slot ``k % slots`` holds the input arriving in
-    step ``k`` (made by lowering). ``published`` ``(channels, n)`` float64: a value
-    population's output as last published. ``held_until``: the steps before this one already
+    ``ring`` ``(slots, receptors, n)``, in the network's precision: slot ``k % slots`` holds
+    the input arriving in step ``k`` (made by lowering). ``published`` ``(channels, n)``
+    float64: a value population's output as last published. ``held_until``: the steps before this one already
     hold that output in its spiking targets' rings.
     """
 

@@ -2,18 +2,18 @@
 
 The layout (schema version :data:`SCHEMA_VERSION`, described in ``docs/storage.md``)::
 
-    /                        attrs: format="ranvier", schema_version, ranvier_version, dt, seed, step,
-                                    seeds_spawned, stats (JSON)
+    /                        attrs: format="ranvier", schema_version, ranvier_version, dt, seed, precision
+                                    ("single" or "double"; absent: single), step, seeds_spawned, stats (JSON)
     /populations/<i>         attrs: name, n, period, model (import path), config (JSON)
         config_arrays/<j>    arrays named by the config
         params/<parameter>   float64 (n,)
-        state                float32 (n_state, n), attrs state_names
-        ring                 float32 (slots, receptors, n): input already scheduled for later steps
+        state                float32 or float64 (the precision) (n_state, n), attrs state_names
+        ring                 the same type (slots, receptors, n): input already scheduled for later steps
         published            float64 (channels, n): a value population's last published output
     /projections/<i>         attrs: name, pre, post, receptor, delay_steps (when one for all),
                                     all_to_all, autapses (schema 2; absent: all_to_all false)
         row_ptr, post_ids        (not for an implicit all-to-all projection)
-        weights (one entry when shared), delay_steps (per synapse)
+        weights (the precision's type; one entry when shared), delay_steps (per synapse)
         pending              float64 (windows, width): spike counts still to reach a value population
         plasticity           a plastic projection's rule: attrs config (JSON), modulator;
                              pre_trace, pre_seen, post_trace, post_seen
@@ -21,7 +21,7 @@ The layout (schema version :data:`SCHEMA_VERSION`, described in ``docs/storage.m
                              attr sorting="by_time"
     /recordings/spikes/<i>   attrs: population, sonata (path of its /spikes group); ids (recorded subset)
     /recordings/state/<i>    attrs: population, variable, rows, every_steps; ids, steps (int64),
-                             values (float32 (samples, channels, ids))
+                             values (the precision's type (samples, channels, ids))
 
 Every file is written to a temporary name and renamed over ``path`` when complete, so a
 process killed while writing leaves the previous file intact. A checkpoint after the first
@@ -51,7 +51,8 @@ from . import distributions
 from .distributions import Distribution
 from .model import Model
 from .monitors import SpikeMonitor, StateMonitor
-from .network import Network, Population, Projection
+from .network import PRECISIONS, Network, Population, Projection
+from .plausibility import unchecked
 from .state import Traces
 from .stats import Stats
 
@@ -175,7 +176,8 @@ def _append(dataset, data: np.ndarray) -> None:
 def _write_root(file, net: Network) -> None:
     from .. import __version__
 
-    file.attrs.update(format=FORMAT, schema_version=SCHEMA_VERSION, ranvier_version=__version__)
+    file.attrs.update(format=FORMAT, schema_version=SCHEMA_VERSION, ranvier_version=__version__,
+                      precision=net.precision)
     _write_run_state(file, net)
 
 
@@ -296,7 +298,7 @@ def _write_state_monitor(file, index: int, monitor: StateMonitor) -> None:
     group.create_dataset("ids", data=monitor.ids)
     steps, values = monitor._samples()
     _appendable(group, "steps", steps, np.int64)
-    _appendable(group, "values", values, np.float32)
+    _appendable(group, "values", values, monitor.population.network.dtype)
 
 
 def _write_network(file, net: Network) -> None:
@@ -418,7 +420,12 @@ def load(path: str | os.PathLike) -> Network:
         if version > SCHEMA_VERSION:
             raise StorageError(f"{path}: schema version {version} is newer than this ranvier reads "
                                f"({SCHEMA_VERSION}); upgrade ranvier")
-        net = Network(dt=float(attrs["dt"]), seed=int(attrs["seed"]))
+        # files written before double precision existed hold float32 and no precision
+        precision = str(attrs.get("precision", "single"))
+        if precision not in PRECISIONS:
+            raise StorageError(f"{path}: unknown precision {precision!r}; this ranvier reads "
+                               f"{' and '.join(map(repr, PRECISIONS))}")
+        net = Network(dt=float(attrs["dt"]), seed=int(attrs["seed"]), precision=precision)
         net._seeds = np.random.SeedSequence(net.seed, n_children_spawned=int(attrs["seeds_spawned"]))
         for key in sorted(file["populations"], key=int):
             _read_population(file["populations"][key], net, path)
@@ -441,18 +448,19 @@ def _read_population(group, net: Network, path: Path) -> None:
     cls = _model_class(str(group.attrs["model"]), where)
     config = _decode(json.loads(group.attrs["config"]), group["config_arrays"], where)
     try:
-        model = cls._from_config(config)
+        with unchecked():  # checked when the model was first built
+            model = cls._from_config(config)
     except (TypeError, ValueError) as error:
         raise StorageError(f"{where}: {cls.__name__} cannot be rebuilt from its saved configuration "
                            f"({error})") from None
     n = int(group.attrs["n"])
     params = {key: group["params"][key][()] for key in group["params"]}
-    state = group["state"][()]
+    state = group["state"][()].astype(net.dtype, copy=False)
     if state.shape != (len(model.state_names), n) or any(values.shape != (n,) for values in params.values()):
         raise StorageError(f"{where}: saved state or parameters do not match {n} neurons of {cls.__name__}")
     population = Population(net, model, n, name, len(net.populations), params, state, int(group.attrs["period"]))
     run = net.run_state.population(name)
-    run.ring = group["ring"][()] if "ring" in group else None
+    run.ring = group["ring"][()].astype(net.dtype, copy=False) if "ring" in group else None
     run.published = group["published"][()] if "published" in group else None
     run.held_until = int(group.attrs["held_until"])
     net.populations[name] = population
@@ -462,7 +470,7 @@ def _read_projection(group, net: Network, path: Path) -> None:
     attrs = group.attrs
     delay_steps = group["delay_steps"][()] if "delay_steps" in group else int(attrs["delay_steps"])
     pre, post = net[str(attrs["pre"])], net[str(attrs["post"])]
-    weights = group["weights"][()]
+    weights = group["weights"][()].astype(net.dtype, copy=False)
     # files of schema 1 hold every projection explicitly
     all_to_all, autapses = bool(attrs.get("all_to_all", False)), bool(attrs.get("autapses", True))
     where = f"{path}: projection {str(attrs['name'])!r}"

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..engine.connectivity import FromArrays
 from ..engine.network import Network
+from ..engine.plausibility import unchecked
 from ..errors import HardwareError
 from ..neurons.lif import LIF
 from ..neurons.sources import SpikeSource
@@ -42,7 +43,8 @@ def leaky_twin(weights: list[np.ndarray], beta: float, threshold: float, inputs:
     net = Network(dt=dt, seed=0)
     steps, ids = np.nonzero(inputs)
     previous = net.population(SpikeSource(times=(steps + 1) * dt, ids=ids, n=inputs.shape[1]), name="input")
-    lif = LIF(tau_m=-dt / math.log(beta), v_rest=0.0, v_th=threshold, v_reset=0.0, t_ref=0.0, tau_syn={"in": 0.0})
+    with unchecked():  # snntorch's units: threshold 1, not 1 V
+        lif = LIF(tau_m=-dt / math.log(beta), v_rest=0.0, v_th=threshold, v_reset=0.0, t_ref=0.0, tau_syn={"in": 0.0})
     for index, matrix in enumerate(weights):
         matrix = np.asarray(matrix, dtype=np.float32)
         if matrix.shape[1] != previous.n:

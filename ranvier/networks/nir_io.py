@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import connect
 from ..engine.network import Network, Population
+from ..engine.plausibility import unchecked
 from ..errors import NIRError
 from ..neurons.lif import LIF
 from ..neurons.sources import SpikeSource
@@ -152,6 +153,7 @@ def _leak_tau(tau: np.ndarray, dt: float, integration: str) -> np.ndarray:
     return -dt / np.log(decay)
 
 
+@unchecked()  # NIR graphs from other tools are often in normalised units
 def _population(net: Network, name: str, node, dt: float, integration: str, n: int) -> tuple[Population, np.ndarray]:
     """The population for ``node`` and the factor turning a NIR weight into a ranvier weight."""
     import nir

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..engine.model import ParameterValue, ValueModel
+from ..engine.plausibility import warn_if_implausible
 from ..units import ms
 
 _ACTIVITY = 0
@@ -51,6 +52,7 @@ class Astrocyte(ValueModel):
         super().__init__()
         self._check_positive(tau=tau)
         self._check_finite(baseline=baseline)
+        warn_if_implausible(type(self).__name__, "tau", tau, "time")
         self.parameters = {"tau": tau, "baseline": baseline}
 
     @property

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..engine.distributions import Normal, Uniform
 from ..engine.model import ParameterValue, ValueModel, fill_row, row_sum, select, sin_cos
+from ..engine.plausibility import warn_if_implausible
 from ..errors import ModelError
 
 _TWO_PI = 2.0 * np.pi
@@ -81,6 +82,7 @@ class Kuramoto(ValueModel):
     def __init__(self, omega: ParameterValue = 0.0, lag: ParameterValue = 0.0, pulses: bool = False) -> None:
         super().__init__()
         self._check_finite(omega=omega, lag=lag)
+        warn_if_implausible(type(self).__name__, "omega", omega, "frequency")  # rad/s: the range is wide enough
         self.emits_pulses = bool(pulses)
         self.parameters = {"omega": omega, "lag": lag}
 
@@ -193,6 +195,7 @@ class AKOrN(ValueModel):
         if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim < 2:
             raise ModelError(f"AKOrN: dim must be an integer >= 2, got {dim!r}")
         self._check_finite(omega=omega)
+        warn_if_implausible(type(self).__name__, "omega", omega, "frequency")  # rad/s
         self.dim = int(dim)
         self.parameters = {"omega": omega}
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..engine.distributions import Distribution
 from ..engine.model import NOT_FINITE, Model, ParameterValue, select, store_where
+from ..engine.plausibility import warn_if_implausible
 from ..errors import ModelError
 from ..units import ms, mV
 
@@ -25,8 +26,8 @@ REFRACTORY_STEPS = 4
 FIRST_RECEPTOR = 5  # then the four constants of each receptor:
 RECEPTOR_CONSTS = 4  # current decay, current -> v, arrival -> v (delta receptors), arrival -> current
 
-#: one refractory step, as float32 so the compiled counter stays in float32 (an integer literal
-#: would promote it to float64)
+#: one refractory step, as float32 so the compiled counter stays in float32 in single precision
+#: (an integer literal would promote it to float64); in double precision it adopts float64
 _ONE_STEP = np.float32(1.0)
 
 
@@ -136,6 +137,12 @@ class LIF(Model):
         self._check_finite(v_rest=v_rest, v_th=v_th, v_reset=v_reset, i_bias=i_bias)
         if not isinstance(t_ref, Distribution) and np.any(np.asarray(t_ref, dtype=float) < 0):
             raise ModelError(f"LIF: t_ref must be >= 0, got {t_ref!r}")
+        owner = type(self).__name__
+        times = {"tau_m": tau_m, "t_ref": t_ref, **{f"tau_syn[{r!r}]": tau for r, tau in tau_syn.items()}}
+        for name, value in times.items():
+            warn_if_implausible(owner, name, value, "time")
+        for name, value in (("v_rest", v_rest), ("v_th", v_th), ("v_reset", v_reset), ("i_bias", i_bias)):
+            warn_if_implausible(owner, name, value, "voltage")
         self.tau_syn = tau_syn
         self.parameters = {
             "tau_m": tau_m, "v_rest": v_rest, "v_th": v_th, "v_reset": v_reset,
@@ -175,4 +182,4 @@ class LIF(Model):
                 delta.astype(np.float64),
                 (~delta).astype(np.float64),
             ]
-        return np.asarray(np.broadcast_arrays(*rows), dtype=np.float32)
+        return np.asarray(np.broadcast_arrays(*rows), dtype=np.float64)

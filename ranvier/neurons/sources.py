@@ -9,6 +9,7 @@ import numpy as np
 from ..engine.distributions import Distribution
 from ..engine.kinds import Kind
 from ..engine.model import MAX_SPIKES_PER_STEP, Model, ParameterValue, any_true, select, uniform01
+from ..engine.plausibility import warn_if_implausible
 from ..errors import ModelError
 
 # rows of the constants array of PoissonSource
@@ -22,8 +23,8 @@ def _poisson_step(state, consts, arriving, i, c, k, key):
     Inverse-transform sampling of one counter-based uniform number ``u``: the count is the
     number of terms of the Poisson CDF that ``u`` exceeds, so every backend draws the same
     counts and a compiled neuron stops after about ``rate * dt + 1`` terms. The count is capped
-    ten standard deviations above the mean: the float32 constants make the summed CDF stop a
-    little short of 1, and a ``u`` above that limit must not run on forever.
+    ten standard deviations above the mean: constants in single precision (float32) make the
+    summed CDF stop a little short of 1, and a ``u`` above that limit must not run on forever.
     """
     u = uniform01(key, k, i)
     expected = np.float64(consts[EXPECTED_COUNT, c])
@@ -57,6 +58,7 @@ class PoissonSource(Model):
         self._check_finite(rate=rate)
         if not isinstance(rate, Distribution) and np.any(np.asarray(rate, dtype=float) < 0):
             raise ModelError(f"PoissonSource: rate must be >= 0 Hz, got {rate!r}")
+        warn_if_implausible(type(self).__name__, "rate", rate, "frequency")
         self.parameters = {"rate": rate}
 
     @property
@@ -71,7 +73,7 @@ class PoissonSource(Model):
         if np.any(expected + 10 * np.sqrt(expected) + 12 > MAX_SPIKES_PER_STEP):
             raise ModelError(f"PoissonSource: rate {rate.max():g} Hz gives more spikes per step of {dt:g} s "
                              f"than a neuron may emit ({MAX_SPIKES_PER_STEP}); use a smaller dt")
-        return np.asarray([expected, np.exp(-expected)], dtype=np.float32)
+        return np.asarray([expected, np.exp(-expected)], dtype=np.float64)
 
     def spike_bound(self, params: Mapping[str, np.ndarray], dt: float, n: int) -> int:
         """A total count the population exceeds in one step with probability below 1e-20."""
@@ -114,7 +116,7 @@ class SpikeSource(Model):
         return {"times": self.times, "ids": self.ids, "n": self.size}
 
     def constants(self, params: Mapping[str, np.ndarray], dt: float) -> np.ndarray:
-        return np.zeros((0, self.size), dtype=np.float32)
+        return np.zeros((0, self.size), dtype=np.float64)
 
     def spike_bound(self, params: Mapping[str, np.ndarray], dt: float, n: int) -> int:
         """The largest number of spikes scheduled in one step."""

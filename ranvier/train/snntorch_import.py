@@ -33,6 +33,7 @@ import torch
 
 from .. import connect
 from ..engine.network import Network
+from ..engine.plausibility import unchecked
 from ..errors import TrainingError
 from ..neurons.lif import LIF, _propagator
 from ..neurons.sources import SpikeSource
@@ -59,6 +60,7 @@ def _check_neuron(neuron, layer: str) -> None:
                             f"are not supported. Supported: {SUPPORTED}")
 
 
+@unchecked()  # snntorch's units: thresholds near 1, not volts
 def from_snntorch(model: torch.nn.Module, dt: float = 1e-3, seed: int | None = None) -> tuple[Network, list[str]]:
     """An engine network equivalent to the snnTorch ``model`` and the names of its layers.
 

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from ..engine.network import Network, Population, Projection
+from ..engine.plausibility import unchecked
 from ..errors import TrainingError
 from ..neurons.lif import (
     FIRST_RECEPTOR,
@@ -163,7 +164,8 @@ class SpikingModule(torch.nn.Module):
                 f"population {population.name!r}: {type(model).__name__} is not differentiable; "
                 f"trainable models are {', '.join(TRAINABLE_MODELS)} (name sources in `inputs`)"
             )
-        table = model.constants(population.params, self.dt)
+        # the module computes in the network's precision, as the engine does
+        table = model.constants(population.params, self.dt).astype(population.network.dtype)
         consts = torch.from_numpy(np.broadcast_to(table, (table.shape[0], population.n)).copy())
         delta = tuple(bool(np.all(population.params[f"tau_{r}"] == 0)) for r in model.receptors)
         mixed = [r for r in model.receptors if np.any(population.params[f"tau_{r}"] == 0)
@@ -188,7 +190,7 @@ class SpikingModule(torch.nn.Module):
         if np.unique(flat).size != flat.size:
             raise TrainingError(f"projection {projection.name!r}: repeated (pre, post) pairs cannot be trained "
                                 "as one weight matrix; merge them first")
-        weight = np.zeros(pre.n * post.n, dtype=np.float32)
+        weight = np.zeros(pre.n * post.n, dtype=projection.weights.dtype)
         weight[flat] = projection.weights
         mask = np.zeros(pre.n * post.n, dtype=bool)
         mask[flat] = True
@@ -549,7 +551,7 @@ def simulate(net: Network, inputs: Mapping[str, np.ndarray] | np.ndarray, input_
             raise TrainingError(f"simulate: input {name!r} must be a population's spikes (T, B, {size}), "
                                 f"got shape {value.shape}")
     steps, batch = next(iter(inputs.values())).shape[:2]
-    copy = Network(dt=net.dt, seed=0)
+    copy = Network(dt=net.dt, seed=0, precision=net.precision)
     made: dict[str, Population] = {}
     for name, population in net.populations.items():
         if name in inputs:
@@ -564,9 +566,10 @@ def simulate(net: Network, inputs: Mapping[str, np.ndarray] | np.ndarray, input_
             raise TrainingError(f"simulate: population {name!r} ({type(model).__name__}) is neither an input "
                                 f"nor one of {', '.join(TRAINABLE_MODELS)}")
         tiled = {key: np.tile(value, batch) for key, value in population.params.items()}
-        replica = LIF(tau_m=tiled["tau_m"], v_rest=tiled["v_rest"], v_th=tiled["v_th"], v_reset=tiled["v_reset"],
-                      t_ref=tiled["t_ref"], i_bias=tiled["i_bias"],
-                      tau_syn={r: tiled[f"tau_{r}"] for r in model.receptors})
+        with unchecked():  # the user's own values, checked when they built the model
+            replica = LIF(tau_m=tiled["tau_m"], v_rest=tiled["v_rest"], v_th=tiled["v_th"], v_reset=tiled["v_reset"],
+                          t_ref=tiled["t_ref"], i_bias=tiled["i_bias"],
+                          tau_syn={r: tiled[f"tau_{r}"] for r in model.receptors})
         init = {state: np.tile(population.state[row], batch) for row, state in enumerate(model.state_names)}
         made[name] = copy.population(replica, n=batch * population.n, name=name, init=init)
     from ..connect import FromArrays

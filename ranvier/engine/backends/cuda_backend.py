@@ -10,7 +10,7 @@ atomic adds into the target's delay ring buffer.
 Determinism: the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) runs blocks one after another,
 so spikes are delivered in the reference order and results equal the numpy backend's. On a
 GPU, blocks run concurrently: inputs reaching one neuron in the same step are summed in a
-varying order, which can change float32 rounding and, in chaotic networks, spike times.
+varying order, which can change the rounding and, in chaotic networks, spike times.
 
 State and ring buffers (and a plastic projection's weights and traces) stay on the device for
 the whole run: they come to the host at the end of a run, around callbacks (which may read or

@@ -24,6 +24,9 @@ KERNEL = {"cache": True, "nogil": True, "_nrt": False}
 _EXPONENT = np.uint32(0x7F800000)
 _EXPONENT_UNIT = np.uint32(0x00800000)
 _SIGN = np.uint32(0x80000000)
+_EXPONENT_DOUBLE = np.uint64(0x7FF0000000000000)
+_EXPONENT_UNIT_DOUBLE = np.uint64(0x0010000000000000)
+_SIGN_DOUBLE = np.uint64(0x8000000000000000)
 
 
 @njit(**KERNEL)
@@ -72,6 +75,15 @@ def all_finite(state_bits):
     for word in range(state_bits.shape[0]):
         carries |= (state_bits[word] & _EXPONENT) + _EXPONENT_UNIT
     return not (carries & _SIGN)
+
+
+@njit(**KERNEL)
+def all_finite_double(state_bits):
+    """Whether every float64 (given as its uint64 bits) is finite: :func:`all_finite` for double precision."""
+    carries = np.uint64(0)
+    for word in range(state_bits.shape[0]):
+        carries |= (state_bits[word] & _EXPONENT_DOUBLE) + _EXPONENT_UNIT_DOUBLE
+    return not (carries & _SIGN_DOUBLE)
 
 
 @njit(**KERNEL)
@@ -242,7 +254,8 @@ def apply_stdp(pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, po
     (times ``w - w_min`` when multiplicative), then adds 1 to p's trace; a post spike of q
     potentiates each synapse into q by ``a_plus m_plus x_pre`` (times ``w_max - w``), then adds
     1 to q's trace. Traces decay from their last spike by the ``decay_*`` tables. Weights are
-    computed in float64 and stored as float32, clipped to ``[w_min, w_max]``.
+    computed in float64 and stored in the network's precision (rounded to nearest), clipped to
+    ``[w_min, w_max]``.
     """
     a_plus = params[0]
     a_minus = params[1]
@@ -262,7 +275,7 @@ def apply_stdp(pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, po
                 w = np.float64(weights[s])
                 scale = a_minus * modulation[1, q * stride]
                 change = scale * (w - w_min) * x if multiplicative else scale * x
-                weights[s] = np.float32(_bounded(w - change, w_min, w_max))
+                weights[s] = _bounded(w - change, w_min, w_max)
             pre_trace[neuron] = _decayed(pre_trace[neuron], pre_seen[neuron], k, decay_plus) + 1.0
             pre_seen[neuron] = k
             i += 1
@@ -276,7 +289,7 @@ def apply_stdp(pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, po
                 x = _decayed(pre_trace[p], pre_seen[p], k, decay_plus)
                 w = np.float64(weights[s])
                 change = scale * (w_max - w) * x if multiplicative else scale * x
-                weights[s] = np.float32(_bounded(w + change, w_min, w_max))
+                weights[s] = _bounded(w + change, w_min, w_max)
             post_trace[neuron] = _decayed(post_trace[neuron], post_seen[neuron], k, decay_minus) + 1.0
             post_seen[neuron] = k
             j += 1
@@ -381,12 +394,12 @@ def schedule_pulses(flags, n, k, source_steps, source_ids, source_next):
 
 @njit(**KERNEL)
 def hold_values(ring, receptor, scratch, start, stop):
-    """Add ``float32(y)`` to ``ring``'s receptor in the steps ``start .. stop - 1``."""
+    """Add ``y``, rounded to the ring's precision, to ``ring``'s receptor in the steps ``start .. stop - 1``."""
     slots = ring.shape[0]
     for step in range(start, stop):
         target = ring[step % slots, receptor]
         for i in range(target.shape[0]):
-            target[i] += np.float32(scratch[0, i])
+            target[i] += ring.dtype.type(scratch[0, i])
 
 
 @njit(**KERNEL)

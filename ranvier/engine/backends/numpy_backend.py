@@ -170,7 +170,7 @@ class NumpyRunner(Runner):
                 w = weights[synapses].astype(np.float64)
                 scale = a_plus * plastic.modulation[0, neuron * stride]
                 change = scale * (w_max - w) * x if multiplicative else scale * x
-                weights[synapses] = np.minimum(np.maximum(w + change, w_min), w_max).astype(np.float32)
+                weights[synapses] = np.minimum(np.maximum(w + change, w_min), w_max).astype(weights.dtype)
                 plastic.post_trace[neuron] = _decayed(plastic.post_trace, plastic.post_seen, neuron, k,
                                                       plastic.decay_minus) + 1.0
                 plastic.post_seen[neuron] = k
@@ -181,7 +181,7 @@ class NumpyRunner(Runner):
                 w = weights[synapses].astype(np.float64)
                 scale = a_minus * plastic.modulation[1, targets * stride]
                 change = scale * (w - w_min) * x if multiplicative else scale * x
-                weights[synapses] = np.minimum(np.maximum(w - change, w_min), w_max).astype(np.float32)
+                weights[synapses] = np.minimum(np.maximum(w - change, w_min), w_max).astype(weights.dtype)
                 plastic.pre_trace[neuron] = _decayed(plastic.pre_trace, plastic.pre_seen, neuron, k,
                                                      plastic.decay_plus) + 1.0
                 plastic.pre_seen[neuron] = k

@@ -126,8 +126,8 @@ def send(lowered: LoweredNetwork, value_map: LoweredValueMap, start: int, stop: 
     if value_map.consumer is Consumer.SET:
         post.state[value_map.destination, value_map.targets] = y[value_map.targets]
         return
-    drive = y.astype(np.float32)
     ring = post.ring
+    drive = y.astype(ring.dtype)
     for step in range(start, stop):
         ring[step % ring.shape[0], value_map.destination] += drive
 
