@@ -13,7 +13,7 @@ Quick start::
 
 from . import connect, hardware, init, networks, neurons, nir, plasticity, units
 from .engine import Network, Population, Projection
-from .engine.model import Model, ValueModel
+from .engine.model import NOT_FINITE, Model, ValueModel, any_true, rows, select, sin_cos, store_where, uniform01
 from .errors import (
     BackendError,
     DatasetError,
@@ -26,6 +26,7 @@ from .errors import (
     PopulationError,
     ProjectionError,
     RanvierError,
+    RanvierWarning,
     RecordingError,
     RunError,
     StorageError,
@@ -53,8 +54,10 @@ def sweep(fn, grid, client=None, **options):
 
 
 __all__ = [
+    "NOT_FINITE", "any_true", "rows", "select", "sin_cos", "store_where", "uniform01",
     "BackendError", "DatasetError", "HardwareError", "InputError", "Model", "ModelError", "NIRError", "Network",
     "NumericalError", "PlasticityError", "Population", "PopulationError", "Projection", "ProjectionError",
-    "RanvierError", "RecordingError", "RunError", "StorageError", "SweepError", "TrainingError", "ValueModel",
-    "connect", "hardware", "init", "load", "networks", "neurons", "nir", "plasticity", "sweep", "units", "__version__",
+    "RanvierError", "RanvierWarning", "RecordingError", "RunError", "StorageError", "SweepError", "TrainingError",
+    "ValueModel", "connect", "hardware", "init", "load", "networks", "neurons", "nir", "plasticity", "sweep", "units",
+    "__version__",
 ]

@@ -240,3 +240,45 @@ def test_a_state_that_stops_being_finite_is_named():
 
 def test_equal_equations_share_one_step_function():
     assert cuba_lif().step is cuba_lif().step
+
+
+_ON_CUDA_SIMULATOR = """
+import json, sys
+import numpy as np
+sys.path.insert(0, TESTS)
+import ranvier as rv
+from test_equations import adex, cuba_lif, izhikevich, run_alone
+from ranvier.units import mV, ms
+same = {}
+for name, factory, n, init in [("izhikevich", izhikevich, 2, {"v": -65 * mV, "u": -13 * mV / ms}),
+                               ("adex_rk4", lambda: adex("rk4"), 3, {"v": -70.6 * mV})]:
+    reference = run_alone(factory(), n, "numpy", duration=0.1, init=init)
+    device = run_alone(factory(), n, "cuda", duration=0.1, init=init)
+    same[name] = all(np.array_equal(a, b) for a, b in zip(reference, device))
+results = []
+for backend in ("numpy", "cuda"):
+    net = rv.networks.cuba(n=200, seed=1, mean_in_degree=20, model=cuba_lif())
+    spikes = net.record(net["exc"], "spikes")
+    net.run(0.02, backend=backend)
+    results.append((spikes.steps.copy(), net["exc"].state.copy()))
+same["cuba_lif"] = all(np.array_equal(a, b) for a, b in zip(*results))
+print(json.dumps({"same": same, "spikes": int(len(results[0][0]))}))
+"""
+
+
+@pytest.mark.slow
+def test_equations_models_are_identical_on_the_cuda_simulator(on_cuda_simulator):
+    result = on_cuda_simulator(_ON_CUDA_SIMULATOR)
+    assert result["spikes"] > 0
+    assert all(result["same"].values()), result["same"]
+
+
+def test_parameters_in_the_wrong_unit_warn_with_the_likely_one():
+    from ranvier.engine.plausibility import _reset_warned
+
+    _reset_warned()
+    with pytest.warns(rv.RanvierWarning, match="did you mean 20 \\* ms"):
+        Equations("dv/dt = -v/tau_leak : volt\n tau_leak : second", parameters={"tau_leak": 20})
+    with pytest.warns(rv.RanvierWarning, match="did you mean 250 \\* pF"):
+        Equations("dv/dt = -v/(R*C_membrane) : volt\n C_membrane : farad\n R : ohm",
+                  parameters={"C_membrane": 250, "R": 1e8})

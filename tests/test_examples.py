@@ -10,6 +10,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 SMALL = {
     "cuba.py": ["--n", "500", "--duration", "0.1"],
+    "custom_models.py": ["--duration", "0.2"],
     "brunel.py": ["--n", "1250", "--duration", "0.1"],
     "digits_events.py": ["--train", "60", "--test", "30", "--hidden", "100"],
     "elm_long_horizon.py": ["--steps", "40", "--samples", "64", "--iterations", "3", "--memory", "4"],
@@ -34,3 +35,11 @@ def test_example_runs(name, in_tmp):
     assert result.returncode == 0, result.stderr
     assert "saved" in result.stdout
     assert list(in_tmp.glob("*.png"))
+
+
+def test_custom_models_agree_across_backends_and_with_the_hand_written_model(in_tmp):
+    result = subprocess.run([sys.executable, str(EXAMPLES / "custom_models.py"), "--duration", "0.2"],
+                            capture_output=True, text=True, cwd=in_tmp, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("numpy and numba identical: True") == 4
+    assert "hand-written and Equations Izhikevich give the same spikes: True" in result.stdout

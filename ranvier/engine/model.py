@@ -44,6 +44,7 @@ than a small population's update.
 
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 import math
@@ -321,6 +322,24 @@ def uniform01(key, k, i):
     return (x >> _SHIFT11) * _TWO_TO_MINUS_53
 
 
+def rows(*names: str) -> tuple:
+    """Row indices by name, declared once: ``STATE = rows("v", "u")`` gives ``STATE.v == 0``, ``STATE.u == 1``.
+
+    A named tuple of ints, which numba and numba.cuda read as compile-time constants, so a step
+    writes ``state[STATE.v, i]`` at no cost; set ``state_rows = STATE`` on the model and its
+    ``state_names`` follow. The same serves the rows of ``consts``.
+    """
+    if not names:
+        raise ModelError("rows: name at least one row")
+    for name in names:
+        if not (isinstance(name, str) and name.isidentifier()) or name.startswith("_"):
+            raise ModelError(f"rows: {name!r} is not a valid row name (an identifier not starting with _)")
+    if len(set(names)) != len(names):
+        duplicate = next(name for name in names if names.count(name) > 1)
+        raise ModelError(f"rows: {duplicate!r} is named twice")
+    return collections.namedtuple("Rows", names)(*range(len(names)))
+
+
 ParameterValue = float | Distribution | np.ndarray
 
 #: spike count a step returns for a neuron whose state became NaN or infinite
@@ -347,10 +366,15 @@ class Model:
     def __init__(self) -> None:
         self.parameters: dict[str, ParameterValue] = {}
 
+    #: the state rows by name, from :func:`rows` (``STATE = rows("v", "u")``); sets ``state_names``
+    state_rows: ClassVar[tuple | None] = None
+
     @property
     def state_names(self) -> tuple[str, ...]:
-        """Names of the state variables, in the row order of the ``state`` array."""
-        raise NotImplementedError
+        """Names of the state variables, in the row order of the ``state`` array (from ``state_rows``)."""
+        if self.state_rows is None:
+            raise NotImplementedError(f"{type(self).__name__} sets neither state_rows nor state_names")
+        return tuple(self.state_rows._fields)
 
     @property
     def receptors(self) -> tuple[str, ...]:

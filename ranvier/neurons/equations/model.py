@@ -13,6 +13,7 @@ import sympy
 from ...engine import model as model_language
 from ...engine.distributions import Distribution
 from ...engine.model import NOT_FINITE, Model, ParameterValue
+from ...engine.plausibility import warn_if_implausible
 from ...errors import ModelError
 from . import integration
 from .codegen import PROPAGATOR, Emitter, evaluate, propagators
@@ -20,6 +21,9 @@ from .parsing import Declaration, dimension_of, parse_declarations, parse_expres
 from .units import UNITS, Dimension
 
 _TIME = UNITS["second"][1]
+#: dimensions whose parameter values are checked for plausibility (ranvier.engine.plausibility)
+_PLAUSIBILITY = {_TIME: "time", UNITS["volt"][1]: "voltage", UNITS["amp"][1]: "current",
+                 UNITS["siemens"][1]: "conductance", UNITS["farad"][1]: "capacitance", _TIME ** -1: "frequency"}
 #: constant row holding the refractory period in whole steps
 _REFRACTORY_STEPS = ("refractory steps",)
 #: generated source -> its step function, so equal equations share one compiled kernel
@@ -113,6 +117,10 @@ class Equations(Model):
                 if not finite:
                     raise ModelError(f"Equations: parameter {name!r} must be a finite number, array or "
                                      f"distribution, got {value!r}")
+        for name, value in given.items():
+            plausibility = _PLAUSIBILITY.get(declared[name].dimension)
+            if plausibility is not None:
+                warn_if_implausible("Equations", name, value, plausibility)
         parameters = dict(given)
         if isinstance(self.refractory, str):
             if self.refractory not in declared or declared[self.refractory].dimension != _TIME:
@@ -123,6 +131,7 @@ class Equations(Model):
             if not isinstance(self.refractory, Distribution) and np.any(np.asarray(self.refractory, float) < 0):
                 raise ModelError(f"Equations: refractory must be >= 0, got {self.refractory!r}")
             parameters["t_ref"] = self.refractory
+            warn_if_implausible("Equations", "refractory", self.refractory, "time")
         return parameters
 
     def _build(self) -> None:

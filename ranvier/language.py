@@ -1,0 +1,27 @@
+"""The model language, public: what a model's ``step`` (and a value model's ``finish``) may call.
+
+Every helper gives the same bits on numpy, numba and numba.cuda (see docs/models.md)::
+
+    from ranvier.language import exp, rows, select
+
+The definitions live in :mod:`ranvier.engine.model`; the most used are also at the top level
+(``rv.select``, ``rv.rows``, ...).
+"""
+
+from .engine.model import (
+    NOT_FINITE,
+    any_true,
+    exp,
+    fill_row,
+    model_function,
+    row_sum,
+    rows,
+    select,
+    sin_cos,
+    store_where,
+    tanh,
+    uniform01,
+)
+
+__all__ = ["NOT_FINITE", "any_true", "exp", "fill_row", "model_function", "row_sum", "rows", "select", "sin_cos",
+           "store_where", "tanh", "uniform01"]
