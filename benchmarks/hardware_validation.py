@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from harness import cpu_name
+from harness import cpu_name, write_section
 
 import ranvier
 import ranvier.hardware as hw
@@ -199,18 +199,6 @@ def markdown(result: dict, args) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(section: str) -> None:
-    """Replace this script's section of BENCHMARKS.md (up to the next ``## `` heading), or append it."""
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else ""
-    if SECTION in text:
-        start = text.index(SECTION)
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[end:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    BENCHMARKS.write_text(text)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=8)
@@ -242,7 +230,7 @@ def main():
     RESULTS.write_text(json.dumps(result, indent=2, default=float) + "\n")
     section = markdown(result, args)
     print(section)
-    write_section(section)
+    write_section(SECTION, section, BENCHMARKS)
     print(f"saved {RESULTS} and the hardware section of {BENCHMARKS}")
 
 

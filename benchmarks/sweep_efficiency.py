@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-from harness import cpu_name
+from harness import cpu_name, write_section
 
 import ranvier as rv
 
@@ -99,18 +99,6 @@ def _section(record: dict) -> str:
     ])
 
 
-def _write_section(text: str) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md (or append it), leaving the others."""
-    report = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n"
-    start = report.find(TITLE)
-    if start < 0:
-        report = report.rstrip("\n") + "\n\n" + text
-    else:
-        following = report.find("\n## ", start + len(TITLE))
-        report = report[:start] + text + ("" if following < 0 else "\n" + report[following + 1:])
-    REPORT.write_text(report)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=8)
@@ -148,7 +136,7 @@ def main() -> None:
     }
     print(json.dumps(record))
     if args.report:
-        _write_section(_section(record))
+        write_section(TITLE, _section(record), REPORT)
         print(f"wrote {REPORT}")
 
 
