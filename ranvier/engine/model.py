@@ -99,6 +99,23 @@ def _select_scalar(condition, if_true, if_false):
 _scalar_implementation(select, _select_scalar)
 
 
+def spike(x):
+    """A spike where ``x >= 0``: the Heaviside step of, say, ``v - v_th`` (a bool, or bool array).
+
+    Write a threshold as ``spike(v - v_th)`` rather than ``v >= v_th`` (the same result, to the
+    bit, for every float): in training (:mod:`ranvier.train`) the step runs in torch, where
+    ``spike`` is the surrogate-gradient function, so the model trains from its one definition.
+    """
+    return x >= 0
+
+
+def _spike_scalar(x):
+    return x >= 0
+
+
+_scalar_implementation(spike, _spike_scalar)
+
+
 def store_where(array, row, i, condition, value):
     """Set ``array[row, i] = value`` where ``condition`` holds; leave the other entries as they are.
 
@@ -320,6 +337,30 @@ def uniform01(key, k, i):
     x = _mix64(np.uint64(key) + np.uint64(k) * _GOLDEN)
     x = _mix64(x ^ (np.uint64(i) * _MIX1 + _GOLDEN))
     return (x >> _SHIFT11) * _TWO_TO_MINUS_53
+
+
+@model_function
+def poisson_count(u, expected, p_zero):
+    """The ``Poisson(expected)`` count whose CDF the uniform number ``u`` falls in (float64 throughout).
+
+    Inverse-transform sampling: the count is the number of terms of the CDF, starting at
+    ``p_zero = exp(-expected)``, that ``u`` exceeds, so every backend computes the same count
+    from the same ``u``, in about ``expected + 1`` terms. Capped ten standard deviations (plus
+    12) above the mean, so a ``u`` above the summed CDF's rounding limit cannot run on.
+    """
+    term = p_zero
+    cumulative = term
+    limit = expected + 10.0 * np.sqrt(expected) + 12.0
+    count = 0
+    n = 0
+    searching = u >= cumulative
+    while any_true(searching):
+        count = count + select(searching, 1, 0)
+        n += 1
+        term = term * expected / n
+        cumulative = cumulative + term
+        searching = searching & (u >= cumulative) & (n < limit)
+    return count
 
 
 def rows(*names: str) -> tuple:

@@ -260,7 +260,7 @@ _STRONG = {_F64, _INT}
 
 _DTYPE_CONSTRUCTORS = {np.float32: _F32, np.float64: _F64, np.int64: _INT, np.int32: _INT, np.intp: _INT,
                        np.int16: _INT, np.int8: _INT, np.bool_: _BOOL, np.uint64: _UNKNOWN, np.uint32: _UNKNOWN}
-_FLOAT64_HELPERS = {language.uniform01, language.row_sum}
+_FLOAT64_HELPERS = {language.uniform01, language.row_sum, language.exp, language.tanh}
 for _name in ("exp", "tanh"):  # helpers newer versions of the model language have
     if hasattr(language, _name):
         _FLOAT64_HELPERS.add(getattr(language, _name))
@@ -535,7 +535,7 @@ class _Analysis:
             return {_F64}
         if function is language.sin_cos:
             return {("tuple", (frozenset({_F64}), frozenset({_F64})))}
-        if function is language.any_true or function is bool:
+        if function is language.any_true or function is language.spike or function is bool:
             return {_BOOL}
         if function is language.select and len(arguments) == 3:
             return self._select_type(arguments[1], arguments[2])

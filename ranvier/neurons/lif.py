@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..engine.distributions import Distribution
-from ..engine.model import NOT_FINITE, Model, ParameterValue, select, store_where
+from ..engine.model import NOT_FINITE, Model, ParameterValue, select, spike, store_where
 from ..engine.plausibility import warn_if_implausible
 from ..errors import ModelError
 from ..units import ms, mV
@@ -64,11 +64,12 @@ def _lif_step(state, consts, arriving, i, c, k, key):
     counting_down = refractory > 0
     v_new = select(active, v_free, v)
     refractory = select(active, refractory, refractory - _ONE_STEP)
-    fired = v_new >= consts[V_THRESHOLD, c]
+    fired = spike(v_new - consts[V_THRESHOLD, c])
     state[V, i] = select(fired, consts[V_RESET, c], v_new)
     refractory = select(fired, consts[REFRACTORY_STEPS, c], refractory)
     # the counter changes only while it runs down or at a spike: most steps leave it alone
-    store_where(state, REFRACTORY, i, fired | counting_down, refractory)
+    # (select, not |, so the same line runs in torch, where fired is a surrogate spike)
+    store_where(state, REFRACTORY, i, select(fired, fired, counting_down), refractory)
     # x - x is 0 for finite x and NaN otherwise. v_free carries v and every receptor's current
     # and input (each times a propagator or a 0/1 switch, and 0 times Inf or NaN is NaN), so
     # with the counter it covers the whole state; a current that overflows to Inf this step
@@ -163,7 +164,23 @@ class LIF(Model):
         state["v"] = self.parameters["v_rest"]
         return state
 
+    @staticmethod
+    def _check_drawn(params: Mapping[str, np.ndarray], receptors) -> None:
+        """Per-neuron values (drawn from distributions, or read from a file) in range."""
+        ranges = {"tau_m": (0.0, False), "t_ref": (0.0, True), **{f"tau_{r}": (0.0, True) for r in receptors}}
+        for name, values in params.items():
+            values = np.asarray(values, dtype=np.float64)
+            bad = ~np.isfinite(values)
+            low, inclusive = ranges.get(name, (None, True))
+            if low is not None:
+                bad |= (values < low) if inclusive else (values <= low)
+            if np.any(bad):
+                needs = "finite" if low is None else f"{'>=' if inclusive else '>'} {low:g} and finite"
+                raise ModelError(f"LIF: {name} must be {needs} for every neuron, got {float(values[bad][0])!r} "
+                                 f"(neuron {int(np.flatnonzero(bad)[0])})")
+
     def constants(self, params: Mapping[str, np.ndarray], dt: float) -> np.ndarray:
+        self._check_drawn(params, self.tau_syn)
         tau_m = params["tau_m"]
         rows = [
             params["v_rest"] + params["i_bias"],

@@ -68,6 +68,11 @@ class _Spike(torch.autograd.Function):
         return grad * surrogate_derivative(centred, scale, ctx.slope), None, None
 
 
+def surrogate_spike(centred: Tensor, scale: Tensor, slope: float) -> Tensor:
+    """``H(centred)`` (1.0 where ``centred >= 0``) forward, the fast-sigmoid surrogate backward."""
+    return _Spike.apply(centred, scale, slope)
+
+
 @dataclass
 class LayerConstants:
     """One LIF population's rows of :meth:`ranvier.neurons.LIF.constants`, each ``(n,)``.

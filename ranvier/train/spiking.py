@@ -34,14 +34,15 @@ and gives the same spikes up to float32 summation order. Training methods:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from copy import copy as shallow_copy
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..engine.kinds import Kind
 from ..engine.network import Network, Population, Projection
-from ..engine.plausibility import unchecked
 from ..errors import TrainingError
 from ..neurons.lif import (
     FIRST_RECEPTOR,
@@ -55,12 +56,13 @@ from ..neurons.lif import (
     V_THRESHOLD,
     V,
 )
+from .model_step import ModelStep
 from .recurrence import LayerConstants, LIFRecurrence, lif_step, project, surrogate_derivative
 
 #: steps per chunk of SLTT's input projections (a fixed size, so memory stays independent of T)
 _CHUNK = 16
-#: models a SpikingModule can differentiate
-TRAINABLE_MODELS = ("LIF",)
+#: the surrogate's scale (V) for a model other than LIF, unless ``surrogate_scale`` says otherwise
+DEFAULT_SURROGATE_SCALE = 10e-3
 
 
 @dataclass
@@ -70,6 +72,9 @@ class _Population:
     receptors: tuple[str, ...]
     delta: tuple[bool, ...]
     has_refractory: bool
+    #: the model's own step in torch (any model but the LIF fast path), and where ``v`` is in its state
+    stepper: ModelStep | None = None
+    v_row: int | None = None
 
 
 @dataclass
@@ -78,8 +83,12 @@ class _Projection:
     pre: str
     post: str
     receptor: int
-    delay: int
+    delay: int  # the smallest delay (steps); every synapse's when ``delay_groups`` is empty
     dense_index: np.ndarray  # flat index pre * n_post + post of each synapse, in the engine's order
+    #: per-synapse delays: (delay in steps, mask (n_pre, n_post) of the synapses with it), or empty
+    delay_groups: list[tuple[int, Tensor]]
+    #: whether its delays are trained (``learn_delays``)
+    learned: bool = False
 
 
 @dataclass
@@ -94,16 +103,6 @@ class Trace:
     v: dict[str, Tensor]
 
 
-def _uniform_delay(projection: Projection) -> int:
-    steps = np.atleast_1d(np.asarray(projection.delay_steps))
-    if steps.size and steps.min() != steps.max():
-        raise TrainingError(
-            f"projection {projection.name!r}: training needs one delay per projection, got delays from "
-            f"{steps.min()} to {steps.max()} steps; split it into one projection per delay"
-        )
-    return int(steps[0]) if steps.size else 1
-
-
 class SpikingModule(torch.nn.Module):
     """A ranvier network of LIF populations as a trainable torch module.
 
@@ -114,15 +113,26 @@ class SpikingModule(torch.nn.Module):
     slope : steepness of the fast-sigmoid surrogate, in units of ``scale`` (dimensionless).
     detach_reset : leave the reset ``v -> v_reset`` out of the backward pass (common practice;
         Zenke & Vogels 2021 show it helps).
+    generic : run LIF populations through their model step in torch as well (the route every
+        other model takes) instead of the fused :class:`~ranvier.train.recurrence.LIFRecurrence`.
+    surrogate_scale : the surrogate's scale (V) for the populations of models other than LIF: a
+        number, or population name -> number (default 10 mV).
 
-    Each projection becomes one trainable dense weight matrix ``(n_pre, n_post)`` (V per spike);
-    pairs without a synapse are held at zero by a mask, so the engine's connectivity is kept.
-    The surrogate's ``scale`` per population is ``|v_th - v_reset|`` (V).
+    Any spiking model trains: LIF through its fused recurrence, every other model (an
+    ``Equations`` model, one written in the model language) through its own step run in torch
+    (:mod:`ranvier.train.model_step`), where ``spike(x)`` is the surrogate-gradient spike. Each
+    projection becomes one trainable dense weight matrix ``(n_pre, n_post)`` (V per spike);
+    pairs without a synapse are held at zero by a mask, so the engine's connectivity is kept, and
+    each synapse keeps its own delay. The surrogate's ``scale`` per LIF population is
+    ``|v_th - v_reset|`` (V).
     """
 
     def __init__(self, net: Network, inputs: str | Sequence[str], slope: float = 5.0,
-                 detach_reset: bool = True) -> None:
+                 detach_reset: bool = True, generic: bool = False,
+                 surrogate_scale: float | Mapping[str, float] | None = None) -> None:
         super().__init__()
+        self.generic = bool(generic)
+        self._surrogate_scale = surrogate_scale
         inputs = (inputs,) if isinstance(inputs, str) else tuple(inputs)
         for name in inputs:
             if name not in net.populations:
@@ -159,11 +169,9 @@ class SpikingModule(torch.nn.Module):
 
     def _add_population(self, population: Population) -> None:
         model = population.model
-        if not isinstance(model, LIF):
-            raise TrainingError(
-                f"population {population.name!r}: {type(model).__name__} is not differentiable; "
-                f"trainable models are {', '.join(TRAINABLE_MODELS)} (name sources in `inputs`)"
-            )
+        if not isinstance(model, LIF) or self.generic:
+            self._add_model_population(population)
+            return
         # the module computes in the network's precision, as the engine does
         table = model.constants(population.params, self.dt).astype(population.network.dtype)
         consts = torch.from_numpy(np.broadcast_to(table, (table.shape[0], population.n)).copy())
@@ -182,6 +190,37 @@ class SpikingModule(torch.nn.Module):
         self.populations[name] = _Population(name, population.n, model.receptors, delta,
                                              bool(torch.any(consts[REFRACTORY_STEPS] > 0)))
 
+    def _add_model_population(self, population: Population) -> None:
+        """A population trained through its model's own step in torch (any spiking model)."""
+        model, name = population.model, population.name
+        if model.kind != Kind.SPIKING or getattr(model, "step", None) is None:
+            what = {Kind.SPIKING: "has no model-language step", Kind.SCHEDULED: "is a source (its spikes are fixed "
+                    "before the run)"}.get(model.kind, f"is a {model.kind.value} model")
+            raise TrainingError(f"population {name!r}: {type(model).__name__} {what}; trainable populations are "
+                                "spiking models with a step (name sources in `inputs`)")
+        table = model.constants(population.params, self.dt).astype(population.network.dtype)
+        consts = torch.from_numpy(np.broadcast_to(table, (table.shape[0], population.n)).copy())
+        self.register_buffer(f"_consts_{name}", consts)
+        self.register_buffer(f"_init_{name}", torch.from_numpy(population.state.copy()))
+        if isinstance(model, LIF) and self._surrogate_scale is None:
+            scale = (consts[V_THRESHOLD] - consts[V_RESET]).abs()
+            scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        else:
+            value = self._surrogate_scale
+            value = value.get(name, DEFAULT_SURROGATE_SCALE) if isinstance(value, Mapping) else value
+            scale = torch.full((population.n,), DEFAULT_SURROGATE_SCALE if value is None else float(value),
+                               dtype=consts.dtype)
+        self.register_buffer(f"_scale_{name}", scale)
+        try:
+            stepper = ModelStep(model.step, self.slope)
+        except TrainingError as error:
+            raise TrainingError(f"population {name!r}: {type(model).__name__} cannot train: {error} (name sources "
+                                "in `inputs`)") from None
+        names = model.state_names
+        self.populations[name] = _Population(name, population.n, model.receptors,
+                                             tuple(False for _ in model.receptors), False, stepper,
+                                             names.index("v") if "v" in names else None)
+
     def _add_projection(self, projection: Projection) -> tuple[_Projection, Tensor, Tensor]:
         pre, post = projection.pre, projection.post
         pre_ids = np.asarray(projection.pre_ids, dtype=np.int64)
@@ -194,8 +233,15 @@ class SpikingModule(torch.nn.Module):
         weight[flat] = projection.weights
         mask = np.zeros(pre.n * post.n, dtype=bool)
         mask[flat] = True
+        steps = np.broadcast_to(np.asarray(projection.delay_steps, dtype=np.int64), flat.shape)
+        groups = []
+        if steps.size and steps.min() != steps.max():
+            for delay in np.unique(steps):
+                chosen = np.zeros(pre.n * post.n, dtype=bool)
+                chosen[flat[steps == delay]] = True
+                groups.append((int(delay), torch.from_numpy(chosen.reshape(pre.n, post.n))))
         made = _Projection(projection.name, pre.name, post.name, projection.receptor_index,
-                           _uniform_delay(projection), flat)
+                           int(steps.min()) if steps.size else 1, flat, groups)
         return (made, torch.from_numpy(weight.reshape(pre.n, post.n)),
                 torch.from_numpy(mask.reshape(pre.n, post.n)))
 
@@ -268,7 +314,7 @@ class SpikingModule(torch.nn.Module):
                     continue
                 if projection.delay >= steps:
                     continue
-                current = project(spikes[projection.pre], self.weight(index), projection.delay)
+                current = self._arrivals(index, spikes[projection.pre])
                 slot = arriving[projection.post]
                 slot[projection.receptor] = current if slot[projection.receptor] is None \
                     else slot[projection.receptor] + current
@@ -276,6 +322,33 @@ class SpikingModule(torch.nn.Module):
             spikes.update(out_spikes)
             voltages.update(out_v)
         return Trace({name: spikes[name] for name in self.populations}, voltages)
+
+    def _arrivals(self, index: int, pre: Tensor) -> Tensor:
+        """Projection ``index``'s arrivals ``(T, B, n_post)`` from its source's whole spike train ``pre``."""
+        projection = self.projections[index]
+        if not projection.delay_groups:
+            return project(pre, self.weight(index), projection.delay)
+        weight = self.weights[index]
+        total = None
+        for delay, chosen in projection.delay_groups:
+            if delay >= pre.shape[0]:
+                continue
+            current = project(pre, weight * chosen, delay)
+            total = current if total is None else total + current
+        return total if total is not None else torch.zeros(*pre.shape[:2], weight.shape[1], dtype=weight.dtype)
+
+    def _recurrent_arrival(self, index: int, spikes: list[Tensor], k: int, weights: dict[int, Tensor]) -> Tensor | None:
+        """Projection ``index``'s arrivals in step ``k`` from the spikes its source emitted so far."""
+        projection = self.projections[index]
+        groups = projection.delay_groups or [(projection.delay, None)]
+        total = None
+        for delay, chosen in groups:
+            if k < delay:
+                continue
+            weight = weights[index] if chosen is None else weights[index] * chosen
+            current = spikes[k - delay] @ weight
+            total = current if total is None else total + current
+        return total
 
     def _layer(self, name: str) -> LayerConstants:
         """Population ``name``'s step constants (rows of its ``LIF.constants``)."""
@@ -299,12 +372,13 @@ class SpikingModule(torch.nn.Module):
 
     def _run_group(self, group: list[str], arriving: dict[str, list[Tensor | None]], recurrent: list[int],
                    steps: int, batch: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        layers = {name: self._layer(name) for name in group}
-        if self._fused and not recurrent:
+        layers = {name: self._layer(name) for name in group if self.populations[name].stepper is None}
+        if self._fused and not recurrent and len(layers) == 1 == len(group):
             (name,) = group
             spikes, v = LIFRecurrence.apply(layers[name], steps, batch, *arriving[name])
             return {name: spikes}, {name: v}
-        states = {name: layers[name].initial(batch) for name in group}
+        states = {name: layers[name].initial(batch) if name in layers else self._initial(name, batch)
+                  for name in group}
         out_spikes: dict[str, list[Tensor]] = {name: [] for name in group}
         out_v: dict[str, list[Tensor]] = {name: [] for name in group}
         weights = {index: self.weight(index) for index in recurrent}
@@ -315,15 +389,29 @@ class SpikingModule(torch.nn.Module):
                 now: list[Tensor | None] = [None if a is None else a[k] for a in per_step[name]]
                 for index in recurrent:
                     projection = self.projections[index]
-                    if projection.post != name or k < projection.delay:
+                    if projection.post != name:
                         continue
-                    current = out_spikes[projection.pre][k - projection.delay] @ weights[index]
-                    r = projection.receptor
-                    now[r] = current if now[r] is None else now[r] + current
-                out_spikes[name].append(lif_step(layers[name], states[name], now)[0])
-                out_v[name].append(states[name][V])
+                    current = self._recurrent_arrival(index, out_spikes[projection.pre], k, weights)
+                    if current is not None:
+                        r = projection.receptor
+                        now[r] = current if now[r] is None else now[r] + current
+                population = self.populations[name]
+                if population.stepper is None:
+                    out_spikes[name].append(lif_step(layers[name], states[name], now)[0])
+                    out_v[name].append(states[name][V])
+                    continue
+                fired, states[name] = population.stepper(states[name], now, k, getattr(self, f"_consts_{name}"),
+                                                         getattr(self, f"_scale_{name}"))
+                out_spikes[name].append(fired)
+                if population.v_row is not None:
+                    out_v[name].append(states[name][population.v_row])
         return ({name: torch.stack(s) for name, s in out_spikes.items()},
-                {name: torch.stack(v) for name, v in out_v.items()})
+                {name: torch.stack(v) for name, v in out_v.items() if v})
+
+    def _initial(self, name: str, batch: int) -> list[Tensor]:
+        """A model population's initial state, one ``(B, n)`` row per state variable."""
+        initial = getattr(self, f"_init_{name}")
+        return [row.expand(batch, -1) for row in initial]
 
     # -- losses and training -------------------------------------------------------------------
 
@@ -352,6 +440,10 @@ class SpikingModule(torch.nn.Module):
         if readout not in self.populations:
             raise TrainingError(f"readout population {readout!r} is not a trained population; "
                                 f"choose one of {list(self.populations)}")
+        population = self.populations[readout]
+        if population.stepper is not None and population.v_row is None:
+            raise TrainingError(f"readout population {readout!r}: its model has no state variable 'v' to read "
+                                "scores from")
 
     def _lags(self, readout: str) -> tuple[dict[str, int], list[int]]:
         """Steps by which each population's error trails the readout's, and the spatial projections."""
@@ -382,6 +474,14 @@ class SpikingModule(torch.nn.Module):
         does not grow with ``T``. Returns the loss and the readout's voltages ``(T, B, n)``.
         """
         self._check_readout(readout)
+        for population in self.populations.values():
+            if population.stepper is not None:
+                raise TrainingError(f"SLTT: population {population.name!r} is not trained through the LIF recurrence; "
+                                    "SLTT covers LIF populations (generic=False); use loss() (BPTT)")
+        for projection in self.projections:
+            if projection.delay_groups:
+                raise TrainingError(f"SLTT: projection {projection.name!r} has per-synapse delays; SLTT needs one "
+                                    "delay per projection; use loss() (BPTT)")
         step_loss = step_loss or torch.nn.functional.cross_entropy
         inputs = self._as_inputs(x)
         steps, batch = next(iter(inputs.values())).shape[:2]
@@ -562,14 +662,9 @@ def simulate(net: Network, inputs: Mapping[str, np.ndarray] | np.ndarray, input_
             made[name] = copy.population(SpikeSource(times, ids, n=batch * population.n), name=name)
             continue
         model = population.model
-        if not isinstance(model, LIF):
-            raise TrainingError(f"simulate: population {name!r} ({type(model).__name__}) is neither an input "
-                                f"nor one of {', '.join(TRAINABLE_MODELS)}")
-        tiled = {key: np.tile(value, batch) for key, value in population.params.items()}
-        with unchecked():  # the user's own values, checked when they built the model
-            replica = LIF(tau_m=tiled["tau_m"], v_rest=tiled["v_rest"], v_th=tiled["v_th"], v_reset=tiled["v_reset"],
-                          t_ref=tiled["t_ref"], i_bias=tiled["i_bias"],
-                          tau_syn={r: tiled[f"tau_{r}"] for r in model.receptors})
+        # the same model with each parameter as drawn for this population, repeated per sample
+        replica = shallow_copy(model)
+        replica.parameters = {key: np.tile(value, batch) for key, value in population.params.items()}
         init = {state: np.tile(population.state[row], batch) for row, state in enumerate(model.state_names)}
         made[name] = copy.population(replica, n=batch * population.n, name=name, init=init)
     from ..connect import FromArrays

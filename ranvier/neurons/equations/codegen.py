@@ -68,6 +68,31 @@ class Emitter:
             return functions[expression.func].format(self.emit(expression.args[0]))
         raise ModelError(f"Equations: cannot compile {expression}")
 
+    def condition(self, expression) -> str:
+        """A threshold as spikes: ``spike(a - b)`` for ``a >= b`` (times ``(a - b != 0)`` for ``a > b``).
+
+        ``spike`` is the model language's Heaviside step, the same bits as the comparison, and
+        the surrogate-gradient function when the step runs in torch for training; conditions
+        joined by ``and`` multiply, by ``or`` select.
+        """
+        if isinstance(expression, sympy.And):
+            return "(" + " * ".join(self.condition(argument) for argument in expression.args) + ")"
+        if isinstance(expression, sympy.Or):
+            result = self.condition(expression.args[0])
+            for argument in expression.args[1:]:
+                result = f"select({result}, {result}, {self.condition(argument)})"
+            return result
+        if isinstance(expression, sympy.Ge | sympy.Gt):
+            margin = expression.lhs - expression.rhs
+        elif isinstance(expression, sympy.Le | sympy.Lt):
+            margin = expression.rhs - expression.lhs
+        else:
+            raise ModelError(f"Equations: cannot use {expression} as a threshold")
+        text = self.emit(margin)
+        if isinstance(expression, sympy.Gt | sympy.Lt):
+            return f"(spike({text}) * ({text} != 0))"
+        return f"spike({text})"
+
     def _sum(self, expression: sympy.Add) -> str:
         constant_terms = [term for term in expression.args if self._is_constant(term)]
         terms = [term for term in expression.args if not self._is_constant(term)]

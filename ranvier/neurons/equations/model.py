@@ -179,7 +179,7 @@ class Equations(Model):
             where = f"Equations: reset {self.reset!r}"
             for target, value, source in parse_statements(self.reset, names, set(states), where):
                 found = dimension_of(value, dimensions, where, source)
-                if found != dimensions[states[target]]:
+                if found != dimensions[states[target]] and value != 0:  # 0 * mV is 0, of any unit
                     raise ModelError(f"{where}: dimension mismatch in {source!r}: {target} is "
                                      f"{dimensions[states[target]]} but the new value is {found}")
                 resets.append((states[target], resolved(value)))
@@ -229,8 +229,8 @@ class Equations(Model):
             one = emitter.constant(sympy.Integer(1))
             lines.append(f"    n_refractory = select(active, s_refractory, s_refractory - {one})")
         if threshold is not None:
-            condition = emitter.emit(threshold)
-            lines.append(f"    fired = {condition}" + (" & (n_refractory <= 0)" if self._has_refractory else ""))
+            condition = emitter.condition(threshold)
+            lines.append(f"    fired = {condition}" + (" * (n_refractory <= 0)" if self._has_refractory else ""))
         for receptor, (_, variable) in enumerate(self.receptor_variables.items()):
             lines.append(f"    n_{variable} = n_{variable} + arriving[{receptor}][i]")
         for target, value in resets:
@@ -326,6 +326,7 @@ def _step_function(source: str):
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         namespace = {"np": np, "select": model_language.select, "store_where": model_language.store_where,
                      "exp": model_language.exp, "tanh": model_language.tanh, "sin_cos": model_language.sin_cos,
+                     "spike": model_language.spike,
                      "NOT_FINITE": NOT_FINITE}
         exec(compile(source, filename, "exec"), namespace)  # our own generated code, never text from a file
         _STEPS[source] = namespace["equations_step"]
