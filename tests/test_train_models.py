@@ -167,3 +167,41 @@ def test_a_model_without_a_step_or_without_v_is_named():
     module = SpikingModule(network(plain), "input")
     with pytest.raises(rv.TrainingError, match="no state variable 'v'"):
         module.loss(*two_patterns(np.random.default_rng(0), 4), "hidden")
+
+
+def test_learned_delays_move_and_the_engine_runs_them_after_write_back():
+    from ranvier.train import delayed_coincidence, sigma_schedule
+
+    torch.manual_seed(0)
+    x, y = delayed_coincidence(96, channels=6, steps=40, classes=3, gap=2, seed=1)
+    x, y = torch.from_numpy(x.transpose(1, 0, 2).copy()), torch.from_numpy(y)
+    net = rv.Network(dt=1 * ms, seed=3)
+    source = net.population(rv.neurons.SpikeSource([], [], n=6), name="input")
+    cells = net.population(rv.neurons.LIF(tau_m=3 * ms, v_rest=0.0, v_th=10 * mV, v_reset=0.0, t_ref=0.0,
+                                          tau_syn={"in": 0.0}), n=8, name="hidden")
+    out = net.population(readout(), n=3, name="out")
+    net.connect(source, cells, rv.connect.AllToAll(), weight=rv.init.Normal(4 * mV, 2 * mV),
+                delay=rv.init.Uniform(1 * ms, 12 * ms))
+    net.connect(cells, out, rv.connect.AllToAll(), weight=rv.init.Normal(0.0, 20 * mV))
+    before = net.projections[0].delay_steps.copy()
+    module = SpikingModule(net, "input", learn_delays=True, max_delay=12 * ms)
+    assert sorted(module.delays) == ["0", "1"]  # both projections are feed-forward
+    # DCLS trains the positions with a far larger step than the weights
+    optimiser = torch.optim.Adam([{"params": module.weights.parameters(), "lr": 5e-2},
+                                  {"params": module.delays.parameters(), "lr": 1.0}])
+    for epoch in range(6):
+        module.sigma = sigma_schedule(epoch, 6, 12)
+        optimiser.zero_grad()
+        loss, _ = module.loss(x, y, "out")
+        loss.backward()
+        optimiser.step()
+        module.clamp_delays()
+    module.sigma = 0.0
+    with torch.no_grad():
+        trace = module(x)
+    module.write_back()
+    after = net.projections[0].delay_steps
+    assert after.min() >= 1 and after.max() <= 12 and not np.array_equal(after, before)
+    engine = simulate(net, x.numpy(), "input", record_v=["out"])
+    assert np.array_equal(engine["hidden"], trace.spikes["hidden"].numpy().astype(bool))
+    assert np.array_equal(engine["out.v"].mean(0).argmax(1), trace.v["out"].mean(0).argmax(1).numpy())

@@ -278,6 +278,21 @@ class Projection:
         self.weight_stride = 1
         self.pre.network._changed()
 
+    def set_delays(self, delays: np.ndarray) -> None:
+        """Give every synapse its own delay (s, one per synapse in the order of ``post_ids``).
+
+        Rounded to whole steps of the network's ``dt``; each must be at least one step.
+        """
+        values = np.asarray(delays, dtype=np.float64)
+        if values.shape != (len(self),):
+            raise ProjectionError(f"projection {self.name!r}: set_delays needs {len(self)} delays (one per "
+                                  f"synapse), got shape {values.shape}")
+        steps = self.pre.network._to_delay_steps(values, self.name)
+        if self.all_to_all:
+            self.set_weights(np.array(self.weights))  # per-synapse delays need explicit synapses
+        self.delay_steps = steps
+        self.pre.network._changed()
+
 
 class Network:
     """A network of populations and projections, advanced on a grid of step ``dt`` (s).

@@ -5,6 +5,7 @@ Importing this package imports torch; ``import ranvier`` alone does not.
 
 from .cfc import CfCModule as CfCModule
 from .convert import to_torch as to_torch
+from .delays import sigma_schedule as sigma_schedule
 from .elm import ELMModule as ELMModule
 from .elm import RecurrentLIF as RecurrentLIF
 from .ltc import LTCModule as LTCModule
@@ -14,4 +15,5 @@ from .spiking import Trace as Trace
 from .spiking import latency_encode as latency_encode
 from .spiking import simulate as simulate
 from .spiking import surrogate_derivative as surrogate_derivative
+from .tasks import delayed_coincidence as delayed_coincidence
 from .tasks import delayed_cue_recall as delayed_cue_recall

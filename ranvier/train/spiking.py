@@ -56,6 +56,7 @@ from ..neurons.lif import (
     V_THRESHOLD,
     V,
 )
+from .delays import delayed_projection, rounded
 from .model_step import ModelStep
 from .recurrence import LayerConstants, LIFRecurrence, lif_step, project, surrogate_derivative
 
@@ -117,6 +118,14 @@ class SpikingModule(torch.nn.Module):
         other model takes) instead of the fused :class:`~ranvier.train.recurrence.LIFRecurrence`.
     surrogate_scale : the surrogate's scale (V) for the populations of models other than LIF: a
         number, or population name -> number (default 10 mV).
+    learn_delays : learn one delay per synapse, jointly with the weights, on every projection
+        whose source's spike train is known before its target runs (inputs, earlier layers): the
+        DCLS approach (:mod:`ranvier.train.delays`), a Gaussian kernel over lags ``0 ..
+        max_delay`` centred on each synapse's delay, of width :attr:`sigma` (steps), which the
+        training loop shrinks (:func:`~ranvier.train.delays.sigma_schedule`); ``sigma = 0`` is the
+        rounded delay itself, the network the engine runs after :meth:`write_back`. Projections
+        inside a recurrent group keep their delays.
+    max_delay : the longest learnable delay (s), rounded to steps; needed with ``learn_delays``.
 
     Any spiking model trains: LIF through its fused recurrence, every other model (an
     ``Equations`` model, one written in the model language) through its own step run in torch
@@ -129,7 +138,8 @@ class SpikingModule(torch.nn.Module):
 
     def __init__(self, net: Network, inputs: str | Sequence[str], slope: float = 5.0,
                  detach_reset: bool = True, generic: bool = False,
-                 surrogate_scale: float | Mapping[str, float] | None = None) -> None:
+                 surrogate_scale: float | Mapping[str, float] | None = None, learn_delays: bool = False,
+                 max_delay: float | None = None) -> None:
         super().__init__()
         self.generic = bool(generic)
         self._surrogate_scale = surrogate_scale
@@ -164,6 +174,13 @@ class SpikingModule(torch.nn.Module):
             self.register_buffer(f"_mask{index}", mask)
         self._full = [bool(mask.all()) for mask in masks]
         self.groups = self._update_groups()
+        #: learned delays (steps) by projection index, ``(n_pre, n_post)``; see ``learn_delays``
+        self.delays = torch.nn.ParameterDict()
+        #: width (steps) of the learned delays' kernels; 0: each synapse at its rounded delay
+        self.sigma = 0.0
+        self.max_delay_steps = 0
+        if learn_delays:
+            self._learnable_delays(max_delay)
 
     # -- building ------------------------------------------------------------------------------
 
@@ -244,6 +261,31 @@ class SpikingModule(torch.nn.Module):
                            int(steps.min()) if steps.size else 1, flat, groups)
         return (made, torch.from_numpy(weight.reshape(pre.n, post.n)),
                 torch.from_numpy(mask.reshape(pre.n, post.n)))
+
+    def _learnable_delays(self, max_delay: float | None) -> None:
+        if max_delay is None or not max_delay >= self.dt:
+            raise TrainingError(f"learn_delays needs max_delay (s) of at least one step (dt = {self.dt:g} s), "
+                                f"got {max_delay!r}")
+        self.max_delay_steps = int(round(max_delay / self.dt))
+        group_of = {name: i for i, group in enumerate(self.groups) for name in group}
+        by_name = {p.name: p for p in self.net.projections}
+        for index, projection in enumerate(self.projections):
+            if projection.pre in self.populations and group_of[projection.pre] == group_of[projection.post]:
+                continue  # recurrent: its arrivals depend on this step's spikes
+            declared = np.broadcast_to(np.asarray(by_name[projection.name].delay_steps, dtype=np.float64),
+                                       projection.dense_index.shape)
+            initial = np.ones(self.weights[index].numel())
+            initial[projection.dense_index] = np.minimum(declared, self.max_delay_steps)
+            self.delays[str(index)] = torch.nn.Parameter(
+                torch.from_numpy(initial.reshape(self.weights[index].shape)).to(self.weights[index].dtype))
+            projection.learned = True
+        self.sigma = self.max_delay_steps / 2
+
+    def clamp_delays(self) -> None:
+        """Hold the learned delays within ``[1, max_delay]`` steps (call after each optimiser step)."""
+        with torch.no_grad():
+            for delay in self.delays.values():
+                delay.clamp_(1.0, float(self.max_delay_steps))
 
     def _update_groups(self) -> list[list[str]]:
         """Populations in update order: strongly connected groups, each after every group feeding it."""
@@ -326,6 +368,9 @@ class SpikingModule(torch.nn.Module):
     def _arrivals(self, index: int, pre: Tensor) -> Tensor:
         """Projection ``index``'s arrivals ``(T, B, n_post)`` from its source's whole spike train ``pre``."""
         projection = self.projections[index]
+        if projection.learned:
+            return delayed_projection(pre, self.weight(index), self.delays[str(index)], self.sigma,
+                                      self.max_delay_steps)
         if not projection.delay_groups:
             return project(pre, self.weight(index), projection.delay)
         weight = self.weights[index]
@@ -479,7 +524,7 @@ class SpikingModule(torch.nn.Module):
                 raise TrainingError(f"SLTT: population {population.name!r} is not trained through the LIF recurrence; "
                                     "SLTT covers LIF populations (generic=False); use loss() (BPTT)")
         for projection in self.projections:
-            if projection.delay_groups:
+            if projection.delay_groups or projection.learned:
                 raise TrainingError(f"SLTT: projection {projection.name!r} has per-synapse delays; SLTT needs one "
                                     "delay per projection; use loss() (BPTT)")
         step_loss = step_loss or torch.nn.functional.cross_entropy
@@ -617,13 +662,16 @@ class SpikingModule(torch.nn.Module):
     # -- back to the engine --------------------------------------------------------------------
 
     def write_back(self) -> None:
-        """Copy the trained weights into the network's projections (V per spike)."""
+        """Copy the trained weights (V per spike) and learned delays (rounded to steps) into the network."""
         by_name = {p.name: p for p in self.net.projections}
         for index, made in enumerate(self.projections):
             projection = by_name[made.name]
             trained = self.weight(index).detach().cpu().numpy().reshape(-1)[made.dense_index]
             # the engine stores a weight given as one number once; trained weights differ per synapse
             projection.set_weights(trained)
+            if made.learned:
+                steps = rounded(self.delays[str(index)], self.max_delay_steps).reshape(-1)[made.dense_index]
+                projection.set_delays(steps * self.dt)
 
 
 def simulate(net: Network, inputs: Mapping[str, np.ndarray] | np.ndarray, input_name: str | None = None,
