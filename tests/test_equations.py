@@ -221,13 +221,34 @@ def test_bad_equations_are_model_errors_that_say_what_is_wrong(equations, option
     assert message in str(error.value)
 
 
-def test_parameters_must_match_the_declarations():
-    with pytest.raises(rv.ModelError, match="parameter 'tau' .* has no value"):
-        Equations("dv/dt = -v/tau : volt\n tau : second")
-    with pytest.raises(rv.ModelError, match="'tua', which the equations do not declare"):
-        Equations("dv/dt = -v/tau : volt\n tau : second", parameters={"tau": 0.01, "tua": 0.01})
+def test_the_contract_example_a_declared_variable_and_undeclared_constants():
+    """docs/api.md: ``I : volt/second`` without a value is a per-neuron variable set by ``init``;
+    ``a, b, c, d`` given in parameters without a declaration are constants (not unit-checked)."""
+    model = Equations("""
+        dv/dt = (0.04/ms/mV)*v**2 + (5/ms)*v + 140*mV/ms - u + I : volt
+        du/dt = a*(b*v - u) : volt/second
+        I : volt/second
+        """, threshold="v >= 30*mV", reset="v = c; u = u + d", method="euler",
+        parameters={"a": 0.02 / ms, "b": 0.2 / ms, "c": -65 * mV, "d": 8 * mV / ms}, receptors={"exc": "v"})
+    assert model.state_names == ("v", "u", "I")
+    init = {"v": -65 * mV, "u": -13 * mV / ms, "I": np.array([0.0, 10.0]) * mV / ms}
+    reference = run_alone(model, 2, "numpy", init=init)
+    compiled = run_alone(model, 2, "numba", init=init)
+    assert np.array_equal(reference[0], compiled[0]) and np.array_equal(reference[2], compiled[2])
+    assert set(reference[1]) == {1}  # only the driven neuron spikes
+    assert np.array_equal(compiled[0], run_alone(izhikevich(), 1, "numba",
+                                                 init={"v": -65 * mV, "u": -13 * mV / ms})[0])
+
+
+def test_parameters_are_checked():
     with pytest.raises(rv.ModelError, match="must be a finite number"):
         Equations("dv/dt = -v/tau : volt\n tau : second", parameters={"tau": float("nan")})
+    with pytest.raises(rv.ModelError, match="'v', which the equations define"):
+        Equations("dv/dt = -v/tau : volt\n tau : second", parameters={"tau": 0.01, "v": 0.0})
+    with pytest.raises(rv.ModelError, match="'ms', which cannot be a constant's name"):
+        Equations("dv/dt = -v/tau : volt\n tau : second", parameters={"tau": 0.01, "ms": 1.0})
+    with pytest.raises(rv.ModelError, match="depend on 'tau', a per-neuron variable"):
+        Equations("dv/dt = -v/tau : volt\n tau : second", method="exact")
 
 
 def test_a_state_that_stops_being_finite_is_named():

@@ -17,7 +17,7 @@ from ...engine.plausibility import warn_if_implausible
 from ...errors import ModelError
 from . import integration
 from .codegen import PROPAGATOR, Emitter, evaluate, propagators
-from .parsing import Declaration, dimension_of, parse_declarations, parse_expression, parse_statements
+from .parsing import RESERVED, Declaration, dimension_of, parse_declarations, parse_expression, parse_statements
 from .units import UNITS, Dimension
 
 _TIME = UNITS["second"][1]
@@ -95,19 +95,22 @@ class Equations(Model):
         self._declarations = declarations
         self._states = [d for d in declarations if d.kind == "differential"]
         declared = {d.name: d for d in declarations if d.kind == "parameter"}
-        self.parameters = self._take_parameters(declared, dict(parameters or {}))
+        given = dict(parameters or {})
+        #: declared parameters without a value: per-neuron variables, set with the population's init
+        self._variables = [d for name, d in declared.items() if name not in given]
+        self.parameters = self._take_parameters(declared, given)
         self._has_refractory = not (isinstance(refractory, int | float) and refractory == 0)
         self._build()
 
     def _take_parameters(self, declared: dict[str, Declaration], given: dict[str, ParameterValue]):
-        missing = [name for name in declared if name not in given]
-        if missing:
-            raise ModelError(f"Equations: parameter {missing[0]!r} ({declared[missing[0]].unit}) has no value; "
-                             f"give it in parameters={{{missing[0]!r}: ...}}")
-        unknown = [name for name in given if name not in declared]
-        if unknown:
-            raise ModelError(f"Equations: parameters names {unknown[0]!r}, which the equations do not declare; "
-                             f"declared: {', '.join(declared) or 'none'} (add a line '{unknown[0]} : <unit>')")
+        others = {d.name for d in self._declarations if d.kind != "parameter"}
+        for name in given:
+            if name in declared:
+                continue
+            if not (isinstance(name, str) and name.isidentifier()) or name in RESERVED or name in UNITS:
+                raise ModelError(f"Equations: parameters names {name!r}, which cannot be a constant's name")
+            if name in others:
+                raise ModelError(f"Equations: parameters names {name!r}, which the equations define")
         for name, value in given.items():
             if not isinstance(value, Distribution):
                 try:
@@ -118,12 +121,13 @@ class Equations(Model):
                     raise ModelError(f"Equations: parameter {name!r} must be a finite number, array or "
                                      f"distribution, got {value!r}")
         for name, value in given.items():
-            plausibility = _PLAUSIBILITY.get(declared[name].dimension)
+            plausibility = _PLAUSIBILITY.get(declared[name].dimension) if name in declared else None
             if plausibility is not None:
                 warn_if_implausible("Equations", name, value, plausibility)
         parameters = dict(given)
         if isinstance(self.refractory, str):
-            if self.refractory not in declared or declared[self.refractory].dimension != _TIME:
+            if self.refractory not in given or (self.refractory in declared
+                                                and declared[self.refractory].dimension != _TIME):
                 raise ModelError(f"Equations: refractory={self.refractory!r} must name a parameter declared in "
                                  "seconds")
         else:
@@ -136,10 +140,14 @@ class Equations(Model):
 
     def _build(self) -> None:
         states = {d.name: sympy.Symbol(d.name, real=True) for d in self._states}
+        variables = {d.name: sympy.Symbol(d.name, real=True) for d in self._variables}
         names = dict(states)
         names.update({d.name: sympy.Symbol(d.name, real=True) for d in self._declarations if d.kind != "differential"})
+        undeclared = [name for name in self.parameters if name not in names and name != "t_ref"]
+        names.update({name: sympy.Symbol(name, real=True) for name in undeclared})
         names["dt"] = integration.DT
-        dimensions: dict[sympy.Symbol, Dimension] = {names[d.name]: d.dimension for d in self._declarations}
+        dimensions: dict[sympy.Symbol, Dimension | None] = {names[d.name]: d.dimension for d in self._declarations}
+        dimensions.update({names[name]: None for name in undeclared})  # a constant given without a unit
         dimensions[integration.DT] = _TIME
         subexpressions = self._subexpressions(names, dimensions)
 
@@ -154,16 +162,17 @@ class Equations(Model):
             expression = parse_expression(declaration.expression, names, where)
             found = dimension_of(expression, dimensions, where, declaration.expression)
             wanted = declaration.dimension / _TIME
-            if found != wanted:
+            if found is not None and found != wanted:
                 raise ModelError(f"{where}: dimension mismatch: the right-hand side is {found} but "
                                  f"d{declaration.name}/dt is {wanted}")
             symbol = states[declaration.name]
             derivatives[symbol] = resolved(expression)
             sources[symbol] = declaration.source
+        assignable = {**states, **variables}
         for receptor, variable in self.receptor_variables.items():
-            if variable not in states:
+            if variable not in assignable:
                 raise ModelError(f"Equations: receptor {receptor!r} targets {variable!r}, which is not a state "
-                                 f"variable ({', '.join(states)})")
+                                 f"variable ({', '.join(assignable)})")
         threshold = None
         if self.threshold is not None:
             where = f"Equations: threshold {self.threshold!r}"
@@ -177,13 +186,14 @@ class Equations(Model):
             if self.threshold is None:
                 raise ModelError("Equations: a reset needs a threshold")
             where = f"Equations: reset {self.reset!r}"
-            for target, value, source in parse_statements(self.reset, names, set(states), where):
+            for target, value, source in parse_statements(self.reset, names, set(assignable), where):
                 found = dimension_of(value, dimensions, where, source)
-                if found != dimensions[states[target]] and value != 0:  # 0 * mV is 0, of any unit
+                wanted = dimensions[assignable[target]]
+                if found is not None and found != wanted and value != 0:  # 0 * mV is 0, of any unit
                     raise ModelError(f"{where}: dimension mismatch in {source!r}: {target} is "
-                                     f"{dimensions[states[target]]} but the new value is {found}")
-                resets.append((states[target], resolved(value)))
-        self._compile(list(states.values()), derivatives, sources, threshold, resets)
+                                     f"{wanted} but the new value is {found}")
+                resets.append((assignable[target], resolved(value)))
+        self._compile(list(states.values()), list(variables.values()), derivatives, sources, threshold, resets)
 
     def _subexpressions(self, names, dimensions) -> dict[sympy.Symbol, sympy.Expr]:
         subexpressions = {}
@@ -193,7 +203,7 @@ class Equations(Model):
             where = f"Equations: {declaration.source!r}"
             expression = parse_expression(declaration.expression, names, where)
             found = dimension_of(expression, dimensions, where, declaration.expression)
-            if found != declaration.dimension:
+            if found is not None and found != declaration.dimension:
                 raise ModelError(f"{where}: dimension mismatch: the expression is {found} but {declaration.name} "
                                  f"is declared {declaration.dimension}")
             subexpressions[names[declaration.name]] = expression
@@ -204,15 +214,16 @@ class Equations(Model):
             raise ModelError(f"Equations: subexpression {looping[0].name!r} refers to itself")
         return subexpressions
 
-    def _compile(self, states, derivatives, sources, threshold, resets) -> None:
-        old = {x: f"s_{x.name}" for x in states}
-        emitter = Emitter(old)
-        lines = [f"    s_{x.name} = state[{row}, i]" for row, x in enumerate(states)]
-        refractory_row = len(states)
+    def _compile(self, states, variables, derivatives, sources, threshold, resets) -> None:
+        rows = [*states, *variables]
+        emitter = Emitter({x: f"s_{x.name}" for x in rows})
+        lines = [f"    s_{x.name} = state[{row}, i]" for row, x in enumerate(rows)]
+        refractory_row = len(rows)
         if self._has_refractory:
             lines.append(f"    s_refractory = state[{refractory_row}, i]")
         if self.method == "exact":
             self._linear = integration.linear_system(derivatives, sources)
+            self._check_constant_coefficients(variables)
             lines += self._exact_lines(emitter, states)
         else:
             self._linear = None
@@ -221,7 +232,8 @@ class Equations(Model):
                 lines.append(f"    t_{symbol.name} = {emitter.emit(value)}")
                 emitter.variables[symbol] = f"t_{symbol.name}"
             lines += [f"    n_{x.name} = {emitter.emit(step.updates[x])}" for x in states]
-        emitter.variables = {x: f"n_{x.name}" for x in states}
+        lines += [f"    n_{x.name} = s_{x.name}" for x in variables]  # constant between resets
+        emitter.variables = {x: f"n_{x.name}" for x in rows}
         held = [x for x in states if "unless refractory" in next(d for d in self._states if d.name == x.name).flags]
         if self._has_refractory:
             lines.append("    active = s_refractory <= 0")
@@ -237,7 +249,9 @@ class Equations(Model):
             lines.append(f"    n_{target.name} = select(fired, {emitter.emit(value)}, n_{target.name})")
         if self._has_refractory and threshold is not None:
             lines.append(f"    n_refractory = select(fired, {emitter.constant(_REFRACTORY_STEPS)}, n_refractory)")
-        lines += [f"    state[{row}, i] = n_{x.name}" for row, x in enumerate(states)]
+        changed = {target for target, _ in resets} | {name for name in self.receptor_variables.values()}
+        lines += [f"    state[{row}, i] = n_{x.name}" for row, x in enumerate(rows)
+                  if x in states or x.name in changed or x in changed]
         health = " + ".join(f"n_{x.name}" for x in states)
         if self._has_refractory:
             lines.append(f"    store_where(state, {refractory_row}, i, n_refractory != s_refractory, n_refractory)")
@@ -261,17 +275,30 @@ class Equations(Model):
                 if system.equilibrium is None or system.equilibrium[j] == 0:
                     terms.append(f"s_{states[j].name} * {propagator}")
                 else:
-                    terms.append(f"(s_{states[j].name} - {emitter.constant(system.equilibrium[j])}) * {propagator}")
+                    terms.append(f"(s_{states[j].name} - {emitter.emit(system.equilibrium[j])}) * {propagator}")
             if system.equilibrium is None:
                 terms.append(emitter.constant((PROPAGATOR, i, len(states))))
             elif system.equilibrium[i] != 0:
-                terms.insert(0, emitter.constant(system.equilibrium[i]))
+                terms.insert(0, emitter.emit(system.equilibrium[i]))
             lines.append(f"    n_{x.name} = " + " + ".join(terms))
         return lines
 
+    def _check_constant_coefficients(self, variables) -> None:
+        """``exact`` computes ``e^{M dt}`` once per run: ``M`` (and ``b`` when ``M`` is singular) must not
+        depend on a per-neuron variable, whose value a reset may change."""
+        system = self._linear
+        parts = [system.matrix] + ([system.offset] if system.equilibrium is None else [])
+        used = set().union(*(part.free_symbols for part in parts)) & set(variables)
+        if used:
+            name = sorted(symbol.name for symbol in used)[0]
+            raise ModelError(f"Equations: method 'exact' needs coefficients fixed for the run, but they depend on "
+                             f"{name!r}, a per-neuron variable; give {name!r} a value in parameters, or use "
+                             "method='euler', 'rk4' or 'exponential_euler'")
+
     @property
     def state_names(self) -> tuple[str, ...]:
-        return tuple(d.name for d in self._states) + (("refractory",) if self._has_refractory else ())
+        return (tuple(d.name for d in self._states) + tuple(d.name for d in self._variables)
+                + (("refractory",) if self._has_refractory else ()))
 
     @property
     def receptors(self) -> tuple[str, ...]:

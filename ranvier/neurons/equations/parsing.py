@@ -120,55 +120,69 @@ def unit_dimension(unit: str, where: str) -> Dimension:
     return dimension_of(expression, {}, where, unit)
 
 
-def dimension_of(expression, dimensions: dict[sympy.Symbol, Dimension], where: str, text: str) -> Dimension:
-    """The dimension of ``expression``; a sum of unlike dimensions is a :class:`ModelError`."""
+def dimension_of(expression, dimensions: dict[sympy.Symbol, Dimension | None], where: str,
+                 text: str) -> Dimension | None:
+    """The dimension of ``expression``; a sum of unlike dimensions is a :class:`ModelError`.
+
+    A symbol whose dimension is ``None`` in ``dimensions`` (a constant given in ``parameters``
+    but not declared with a unit) has an unknown dimension: whatever it enters is unknown too,
+    and is not checked.
+    """
     def of(node):
         return dimension_of(node, dimensions, where, text)
 
     if isinstance(expression, sympy.Symbol):
         if expression in dimensions:
             return dimensions[expression]
-        name = expression.name.removeprefix("unit_")
-        return UNITS[name][1]
+        return UNITS[expression.name.removeprefix("unit_")][1]
     if isinstance(expression, sympy.Number):
         return DIMENSIONLESS
     if isinstance(expression, sympy.Add | sympy.Min | sympy.Max):
         terms = [term for term in expression.args if not (isinstance(term, sympy.Number) and term == 0)]
-        first = of(terms[0])
-        for term in terms[1:]:
-            other = of(term)
-            if other != first and not (isinstance(term, sympy.Number) or isinstance(terms[0], sympy.Number)):
-                raise ModelError(f"{where}: dimension mismatch in {text!r}: {terms[0]} is {first} but {term} is "
-                                 f"{other}")
-            if other != first:
+        known = [(term, of(term)) for term in terms]
+        known = [(term, dimension) for term, dimension in known if dimension is not None]
+        if len(known) < len(terms):
+            return known[0][1] if known and len({d for _, d in known}) == 1 else None
+        first_term, first = known[0]
+        for term, other in known[1:]:
+            if other == first:
+                continue
+            if isinstance(term, sympy.Number) or isinstance(first_term, sympy.Number):
                 raise ModelError(f"{where}: dimension mismatch in {text!r}: a plain number is added to "
                                  f"{first if isinstance(term, sympy.Number) else other}")
+            raise ModelError(f"{where}: dimension mismatch in {text!r}: {first_term} is {first} but {term} is "
+                             f"{other}")
         return first
     if isinstance(expression, sympy.Mul):
         total = DIMENSIONLESS
         for factor in expression.args:
-            total = total * of(factor)
+            dimension = of(factor)
+            if dimension is None:
+                return None
+            total = total * dimension
         return total
     if isinstance(expression, sympy.Pow):
         base, exponent = expression.args
         if not isinstance(exponent, sympy.Number):
-            if not of(exponent).dimensionless or not of(base).dimensionless:
-                raise ModelError(f"{where}: in {text!r}, a power with a variable exponent needs a dimensionless "
-                                 "base and exponent")
+            for part in (of(exponent), of(base)):
+                if part is not None and not part.dimensionless:
+                    raise ModelError(f"{where}: in {text!r}, a power with a variable exponent needs a "
+                                     "dimensionless base and exponent")
             return DIMENSIONLESS
-        return of(base) ** sympy.Rational(exponent)
+        dimension = of(base)
+        return None if dimension is None else dimension ** sympy.Rational(exponent)
     if isinstance(expression, sympy.Abs):
         return of(expression.args[0])
     if isinstance(expression, sympy.Function):
         argument = of(expression.args[0])
-        if not argument.dimensionless:
+        if argument is not None and not argument.dimensionless:
             raise ModelError(f"{where}: dimension mismatch in {text!r}: the argument of {expression.func.__name__} "
                              f"must be dimensionless, got {argument}")
         return DIMENSIONLESS
     if isinstance(expression, sympy.core.relational.Relational):
         left, right = of(expression.lhs), of(expression.rhs)
-        if left != right and not any(isinstance(side, sympy.Number) and side == 0
-                                     for side in (expression.lhs, expression.rhs)):
+        if None not in (left, right) and left != right and not any(
+                isinstance(side, sympy.Number) and side == 0 for side in (expression.lhs, expression.rhs)):
             raise ModelError(f"{where}: dimension mismatch in {text!r}: {expression.lhs} is {left} but "
                              f"{expression.rhs} is {right}")
         return DIMENSIONLESS
