@@ -17,7 +17,7 @@ def test_downscaled_network_keeps_in_degrees_and_weights():
     net = rv.networks.microcircuit(scale=0.02, seed=3)
     for name, size in zip(POPULATIONS, FULL_SIZES, strict=True):
         assert net[name].n == round(size * 0.02)
-        assert net[f"{name}_bg"].n == net[name].n
+    assert list(net.populations) == list(POPULATIONS)  # the background is drawn inside the targets
     degrees = in_degrees()
     by_name = {p.name: p for p in net.projections}
     l4e_to_l23e = by_name["L4e->L23e:syn"]
@@ -31,7 +31,12 @@ def test_downscaled_network_keeps_in_degrees_and_weights():
     assert inhibitory.weights.mean() == pytest.approx(-4 * l23e_to_l23e.weights.mean(), rel=0.02)
     assert l23e_to_l23e.delays.min() >= 1e-4 and l23e_to_l23e.delays.mean() == pytest.approx(1.5e-3, rel=0.1)
     assert inhibitory.delays.mean() == pytest.approx(0.75e-3, rel=0.15)
-    np.testing.assert_allclose(net["L4e_bg"].params["rate"], 2100 * 8.0)
+    drives = {d.post.name: d for d in net.poisson_inputs}
+    assert drives["L4e"].n_inputs == 2100 and drives["L4e"].rate == 8.0
+    assert float(drives["L4e"].weight) == pytest.approx(l23e_to_l23e.weights.mean(), rel=0.02)
+    sources = rv.networks.microcircuit(scale=0.02, seed=3, background="sources")
+    assert sources[f"{name}_bg"].n == sources[name].n and not sources.poisson_inputs
+    np.testing.assert_allclose(sources["L4e_bg"].params["rate"], 2100 * 8.0)
 
 
 def test_scale_outside_unit_interval_is_refused():

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .kinds import Kind, ProjectionKind
+from .poisson_input import drive_key
 from .state import Traces
 
 if TYPE_CHECKING:
@@ -63,6 +64,17 @@ class LoweredPopulation:
     #: a value population updated on the host (``advance``): a source of pulses to the core whose
     #: state the host owns
     on_host: bool = False
+    #: Poisson drives inside this population (``ranvier.engine.poisson_input``), one entry each in
+    #: declaration order: before the update of step k, neuron i draws ``count = poisson_count(
+    #: uniform01(drive_keys[m], k, i), *drive_params[m])`` (params: mean per update, exp(-mean)) and
+    #: adds ``dtype(count) * drive_weights[m]`` to receptor ``drive_receptors[m]``'s input where
+    #: count > 0; ``drive_events[m]`` sums the counts (synaptic events)
+    drive_names: list[str] = field(default_factory=list)
+    drive_receptors: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    drive_params: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.float64))
+    drive_weights: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    drive_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    drive_events: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @dataclass
@@ -356,6 +368,7 @@ def lower(network: Network) -> LoweredNetwork:
         elif is_value:
             lowered.source_steps = np.full(population.n, NO_PULSE, dtype=np.int64)
             lowered.source_ids = np.zeros(population.n, dtype=np.int32)
+        _lower_drives(network, population, lowered)
         populations.append(lowered)
     spiking = [p for p in network.projections if p.kind == ProjectionKind.SPIKE]
     projections = [_lower_projection(p) for p in spiking]
@@ -381,6 +394,22 @@ def lower(network: Network) -> LoweredNetwork:
                           value_maps=value_maps, counts=counts, count_events=np.zeros(len(counts), dtype=np.int64),
                           published={p.index: published_output(p) for p in network.populations.values()
                                      if p.model.kind == Kind.VALUE})
+
+
+def _lower_drives(network: Network, population: Population, lowered: LoweredPopulation) -> None:
+    """The Poisson drives into ``population`` as the small arrays of :class:`LoweredPopulation`."""
+    drives = [(ordinal, d) for ordinal, d in enumerate(network.poisson_inputs) if d.post is population]
+    if not drives:
+        lowered.drive_weights = np.zeros(0, dtype=network.dtype)
+        return
+    means = np.array([d.mean_per_step() for _, d in drives], dtype=np.float64)
+    lowered.drive_names = [d.name for _, d in drives]
+    lowered.drive_receptors = np.array([d.receptor_index for _, d in drives], dtype=np.int64)
+    lowered.drive_params = np.ascontiguousarray(np.stack([means, np.exp(-means)], axis=1))
+    lowered.drive_weights = np.array([d.weight for _, d in drives], dtype=network.dtype)
+    lowered.drive_keys = np.array([drive_key(network.seed, population.index, ordinal) for ordinal, _ in drives],
+                                  dtype=np.uint64)
+    lowered.drive_events = np.zeros(len(drives), dtype=np.int64)
 
 
 def is_elementwise(population: Population) -> bool:

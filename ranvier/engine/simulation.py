@@ -133,6 +133,12 @@ class Simulation:
             for monitor in monitors_of.get(name, ()):
                 monitor._append(population.spike_steps[:count], population.spike_ids[:count])
             population.spike_count[0] = 0
+            for drive, events in zip(population.drive_names, population.drive_events, strict=True):
+                # each input spike a Poisson drive drew is one synaptic event
+                if events:
+                    by_projection = stats.synaptic_events_by_projection
+                    by_projection[drive] = by_projection.get(drive, 0) + int(events)
+            population.drive_events[:] = 0
         for projection, events in zip(lowered.projections + lowered.counts,
                                       [*lowered.synaptic_events, *lowered.count_events], strict=True):
             if events:

@@ -11,6 +11,11 @@ Definitions (per run, or per estimated ``duration``):
   ``E = sum over spikes of the source's out-degree``;
 * dense multiply-accumulates (MACs) of a projection from a value population: one per synapse
   per update of the target;
+* a Poisson drive inside a target (``connect(PoissonInput(rate, K), target)``) is costed as the
+  spike traffic it stands for: an input population (``model="PoissonInput"``, kind
+  ``scheduled``) of one Poisson train per target neuron at the summed rate ``K rate``, named
+  as the drive, through a one-to-one projection of the same name; each drawn input spike is one
+  spike of that input and one synaptic event (exactly as a ``PoissonSource`` per neuron);
 * bits moved: spike packets of ``ceil(log2 N)`` address bits (``N`` neurons in all) plus, for
   value populations, one ``value_bits`` word per neuron per update.
 """
@@ -47,7 +52,7 @@ class PopulationCounts:
     @property
     def is_input(self) -> bool:
         """Sources (scheduled or Poisson spike trains) enter a chip from outside and take no cores."""
-        return self.kind == "scheduled" or self.model in ("PoissonSource", "SpikeSource")
+        return self.kind == "scheduled" or self.model in ("PoissonSource", "SpikeSource", "PoissonInput")
 
 
 @dataclass
@@ -218,6 +223,8 @@ def count(net, rates: dict[str, float] | float | None = None, duration: float | 
         populations[name] = PopulationCounts(name, type(model).__name__, kind, population.n, spikes, updates,
                                              max(1, len(getattr(model, "state_names", ()) or ())))
     projections = {}
+    for drive in getattr(net, "poisson_inputs", ()):
+        _add_drive(drive, stats, measured, duration, populations, projections)
     for projection in net.projections:
         name = projection.name
         all_to_all = projection.all_to_all
@@ -243,6 +250,19 @@ def count(net, rates: dict[str, float] | float | None = None, duration: float | 
             int(in_degrees.max(initial=0)), int(out_degrees.max(initial=0)), row_ptr, post_ids, all_to_all,
             projection.autapses)
     return Counts(populations, projections, float(duration), int(steps), float(net.dt), measured, inferences)
+
+
+def _add_drive(drive, stats, measured: bool, duration: float, populations: dict, projections: dict) -> None:
+    """A Poisson drive as the input population and one-to-one projection whose spikes it stands for."""
+    n = drive.post.n
+    if measured:
+        events = float(stats.synaptic_events_by_projection.get(drive.name, 0))
+    else:
+        events = drive.rate * drive.n_inputs * n * duration
+    populations[drive.name] = PopulationCounts(drive.name, "PoissonInput", "scheduled", n, events, 0.0, 1)
+    identity = np.arange(n + 1, dtype=np.int64)
+    projections[drive.name] = ProjectionCounts(drive.name, drive.name, drive.post.name, n, events, 0.0, False, 1,
+                                               1, 1, identity, identity[:-1].astype(np.int32))
 
 
 def _rates_by_population(net, rates) -> dict[str, float]:

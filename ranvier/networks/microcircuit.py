@@ -7,6 +7,7 @@ import numpy as np
 from ..engine.connectivity import FixedInDegree, OneToOne
 from ..engine.distributions import Normal
 from ..engine.network import Network
+from ..engine.poisson_input import PoissonInput
 from ..neurons.lif import LIF
 from ..neurons.sources import PoissonSource
 from ..units import ms, mV
@@ -54,7 +55,8 @@ def in_degrees(scale: float = 1.0) -> np.ndarray:
     return total / sizes[:, None]
 
 
-def microcircuit(scale: float = 1.0, seed: int | None = None, dt: float = 0.1 * ms) -> Network:
+def microcircuit(scale: float = 1.0, seed: int | None = None, dt: float = 0.1 * ms,
+                 background: str = "drive") -> Network:
     """Potjans & Diesmann (2014), Cereb. Cortex 24:785, the cortical microcircuit.
 
     Eight populations of LIF neurons with exponential currents (``tau_m = 10 ms``,
@@ -63,8 +65,13 @@ def microcircuit(scale: float = 1.0, seed: int | None = None, dt: float = 0.1 * 
     ``Normal(w, 0.1 w)`` with ``w`` giving a 0.15 mV PSP (doubled from L4e to L23e),
     inhibitory ones ``-4`` times that; delays ``Normal(1.5 ms, 0.75 ms)`` (excitatory) and
     ``Normal(0.75 ms, 0.375 ms)`` (inhibitory), redrawn below ``dt``; each neuron gets its
-    layer's number of 8 Hz Poisson background inputs (one Poisson source per neuron at the
-    summed rate, populations ``"<name>_bg"``). Membrane potentials start ``Normal(-58 mV, 10 mV)``.
+    layer's number ``K_ext`` of 8 Hz Poisson background inputs. With ``background="drive"``
+    (default) they are a :class:`~ranvier.connect.PoissonInput` inside each population (each
+    neuron draws its ``Poisson(K_ext 8 Hz dt)`` input count per step, no spikes travel; drives
+    ``"poisson-><name>:syn"`` in ``net.poisson_inputs``), as NEST's ``poisson_generator``
+    sends one multiplicity per step; ``background="sources"`` makes them spikes, one
+    ``PoissonSource`` per neuron at the summed rate (populations ``"<name>_bg"``) through
+    one-to-one projections of delay ``dt``. Membrane potentials start ``Normal(-58 mV, 10 mV)``.
 
     ``scale`` shrinks every population and keeps the in-degrees (each neuron still receives
     ~3900 synapses), as the published downscaling with ``K_scaling = 1`` does; at ``scale=1``
@@ -75,10 +82,12 @@ def microcircuit(scale: float = 1.0, seed: int | None = None, dt: float = 0.1 * 
     in-degree) where the original draws a fixed total number per pair.
 
     Populations: ``"L23e"``, ``"L23i"``, ``"L4e"``, ``"L4i"``, ``"L5e"``, ``"L5i"``, ``"L6e"``,
-    ``"L6i"`` and their ``"..._bg"`` sources.
+    ``"L6i"`` (and, with ``background="sources"``, their ``"..._bg"`` sources).
     """
     if not 0 < scale <= 1:
         raise ValueError(f"microcircuit: scale must be in (0, 1], got {scale!r}")
+    if background not in ("drive", "sources"):
+        raise ValueError(f"microcircuit: background must be 'drive' or 'sources', got {background!r}")
     net = Network(dt=dt, seed=seed)
     model = LIF(tau_m=TAU_M, v_rest=-65 * mV, v_th=-50 * mV, v_reset=-65 * mV, t_ref=2 * ms,
                 tau_syn={"syn": TAU_SYN})
@@ -100,7 +109,10 @@ def microcircuit(scale: float = 1.0, seed: int | None = None, dt: float = 0.1 * 
             delay = 1.5 * ms if excitatory else 0.75 * ms
             net.connect(source, target, FixedInDegree(k), weight=Normal(mean, 0.1 * abs(mean), low, high),
                         delay=Normal(delay, 0.5 * delay, dt, np.inf))
-        background = PoissonSource(rate=EXTERNAL_IN_DEGREE[target_index] * BACKGROUND_RATE)
-        drive = net.population(background, target.n, name=f"{target.name}_bg")
-        net.connect(drive, target, OneToOne(), weight=weight, delay=dt)
+        if background == "drive":
+            net.connect(PoissonInput(BACKGROUND_RATE, EXTERNAL_IN_DEGREE[target_index]), target, weight=weight)
+        else:
+            sources = PoissonSource(rate=EXTERNAL_IN_DEGREE[target_index] * BACKGROUND_RATE)
+            drive = net.population(sources, target.n, name=f"{target.name}_bg")
+            net.connect(drive, target, OneToOne(), weight=weight, delay=dt)
     return net

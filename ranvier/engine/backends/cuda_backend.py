@@ -36,7 +36,7 @@ from numba import config, cuda
 
 from ..kinds import Kind
 from ..lowering import Consumer, LoweredNetwork, Operator, Status
-from ..model import register_target
+from ..model import poisson_count, register_target, uniform01
 from . import Runner, numba_kernels
 
 if config.ENABLE_CUDASIM:
@@ -74,6 +74,25 @@ def _update_kernel(step_function):
 
         _UPDATE_KERNELS[step_function] = update
     return _UPDATE_KERNELS[step_function]
+
+
+@cuda.jit
+def _drive(ring, k, receptors, params, weights, keys, events):
+    """The population's Poisson drives of step ``k``, a thread per neuron (as the numpy backend's ``_drive``).
+
+    Drive by drive, each thread adds its neurons' counts times the weight to their receptor's
+    input (no other thread writes them) and its share of the counts, an integer sum, to ``events``.
+    """
+    slot = k % ring.shape[0]
+    for m in range(receptors.shape[0]):
+        total = 0
+        for i in range(cuda.grid(1), ring.shape[2], cuda.gridsize(1)):
+            count = poisson_count(uniform01(keys[m], k, i), params[m, 0], params[m, 1])
+            if count != 0:
+                ring[slot, receptors[m], i] += ring.dtype.type(count) * weights[m]
+                total += count
+        if total != 0:
+            cuda.atomic.add(events, m, total)
 
 
 @cuda.jit
@@ -357,6 +376,10 @@ class _DevicePopulation:
         self.offsets = cuda.device_array(self.ranges, dtype=np.int64)
         self.shared = population.consts.shape[1] == 1
         self.update = _update_kernel(population.step_function) if population.kind == Kind.SPIKING else None
+        self.drives = len(population.drive_names)
+        if self.drives:
+            for name in ("drive_receptors", "drive_params", "drive_weights", "drive_keys", "drive_events"):
+                setattr(self, name, cuda.to_device(getattr(population, name)))
 
 
 class _DeviceProjection:
@@ -598,6 +621,9 @@ class CudaRunner(Runner):
             if (k + 1) % host.period:
                 return
             _gather_window[device.blocks, _THREADS](device.ring, k, host.period)
+        if device.drives:
+            _drive[device.blocks, _THREADS](device.ring, k, device.drive_receptors, device.drive_params,
+                                            device.drive_weights, device.drive_keys, device.drive_events)
         slot = device.ring[k % host.ring.shape[0]]
         arriving = tuple(slot[r] for r in range(host.ring.shape[1]))
         device.update[device.blocks, _THREADS](device.state, device.consts, arriving, k, host.key, device.shared,
@@ -650,6 +676,10 @@ class CudaRunner(Runner):
             count = int(host.spike_count[0])
             host.spike_ids[:count] = device.spike_ids[:count].copy_to_host()
             host.spike_steps[:count] = device.spike_steps[:count].copy_to_host()
+        for device in self.populations:
+            if device.drives:
+                device.host.drive_events += device.drive_events.copy_to_host()
+                device.drive_events.copy_to_device(np.zeros(device.drives, dtype=np.int64))
         self.lowered.synaptic_events += self.events.copy_to_host()
         self.events.copy_to_device(np.zeros(len(self.projections), dtype=np.int64))
         if self.counts:

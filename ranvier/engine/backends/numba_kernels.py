@@ -10,7 +10,7 @@ from __future__ import annotations
 import types
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ..lowering import NO_PULSE
 from ..model import NOT_FINITE_UINT16, row_sum
@@ -220,6 +220,176 @@ def _renamed(function, name: str):
 deliver_all = njit(**KERNEL)(_renamed(_deliver_all, "deliver_all"))
 #: the same loop over typed lists, whose items numba hands out with reference counting
 deliver_all_listed = njit(cache=True, nogil=True)(_renamed(_deliver_all, "deliver_all_listed"))
+
+
+# Thread-parallel delivery: each thread owns a block of every target population's neurons and
+# delivers, projection by projection and spike by spike, only the synapses onto its block, so no
+# two threads write one ring entry and every target's input is summed in the serial order.
+
+#: target blocks start at multiples of this many neurons (a 64-byte cache line of float32), so
+#: threads never write one cache line
+_BLOCK_ALIGN = 16
+
+
+@njit(**KERNEL, inline="always")
+def _block_start(block, blocks, n):
+    """First target of ``block`` of ``blocks`` over ``n`` targets (aligned; ``n`` for ``block == blocks``)."""
+    if block >= blocks:
+        return n
+    return min(n, (n * block // blocks + _BLOCK_ALIGN - 1) // _BLOCK_ALIGN * _BLOCK_ALIGN)
+
+
+@njit(**KERNEL, inline="always")
+def _first_at_least(post_ids, begin, end, low):
+    """The first synapse in ``begin .. end - 1`` (targets ascending) whose target is >= ``low``."""
+    while begin < end:
+        middle = (begin + end) >> 1
+        if post_ids[middle] < low:
+            begin = middle + 1
+        else:
+            end = middle
+    return begin
+
+
+@njit(**KERNEL)
+def rows_ascending(row_ptr, post_ids):
+    """Whether every source's synapses are in ascending order of target (so a block's are contiguous)."""
+    for neuron in range(row_ptr.shape[0] - 1):
+        for synapse in range(row_ptr[neuron] + 1, row_ptr[neuron + 1]):
+            if post_ids[synapse] < post_ids[synapse - 1]:
+                return False
+    return True
+
+
+@njit(**KERNEL)
+def deliver_block(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights, weight_stride, delay_steps,
+                  per_synapse, ring, receptor, low, high, ascending):
+    """:func:`deliver` (or :func:`deliver_per_synapse`) of the synapses onto targets ``low .. high - 1`` only.
+
+    Rows in ascending order of target (``ascending``) are entered by bisection and left at the
+    first target past the block; other rows are scanned whole.
+    """
+    slots = ring.shape[0]
+    for s in range(first, last):
+        neuron = spike_ids[s]
+        begin = row_ptr[neuron]
+        end = row_ptr[neuron + 1]
+        sent = spike_steps[s]
+        if ascending:
+            begin = _first_at_least(post_ids, begin, end, low)
+        if not per_synapse:
+            target = ring[(sent + delay_steps[0]) % slots, receptor]
+            for synapse in range(begin, end):
+                post = post_ids[synapse]
+                if post >= high:
+                    if ascending:
+                        break
+                    continue
+                if post >= low:
+                    target[post] += weights[synapse * weight_stride]
+        else:
+            for synapse in range(begin, end):
+                post = post_ids[synapse]
+                if post >= high:
+                    if ascending:
+                        break
+                    continue
+                if post >= low:
+                    ring[(sent + delay_steps[synapse]) % slots, receptor, post] += weights[synapse * weight_stride]
+
+
+@njit(**KERNEL)
+def deliver_all_to_all_block(spike_ids, spike_steps, first, last, autapses, weight, delay_steps, ring, receptor,
+                             low, high):
+    """:func:`deliver_all_to_all` onto targets ``low .. high - 1`` only."""
+    slots = ring.shape[0]
+    for s in range(first, last):
+        neuron = spike_ids[s]
+        target = ring[(spike_steps[s] + delay_steps) % slots, receptor]
+        if autapses or neuron < low or neuron >= high:
+            for i in range(low, high):
+                target[i] += weight
+        else:
+            for i in range(low, neuron):
+                target[i] += weight
+            for i in range(neuron + 1, high):
+                target[i] += weight
+
+
+def _deliver_all_parallel(first, last, spike_ids, spike_steps, rings, pre, post, receptor, row_ptr, post_ids,
+                          weights, weight_stride, delays, modes, widths, ascending, events, min_events, threads):
+    """:func:`deliver_all` on ``threads[0]`` threads, each over its own block of every target population.
+
+    The chunk's synaptic events are counted first; below ``min_events`` starting the threads
+    costs more than it saves, and the serial loop delivers. Either way every ring entry
+    receives its additions in the order of the serial loop, so the result is the same to the
+    bit on any number of threads.
+    """
+    total = 0
+    for j in range(pre.shape[0]):
+        source = pre[j]
+        if last[source] == first[source]:
+            continue
+        mode = modes[j]
+        if mode == DELIVER_ALL_TO_ALL or mode == DELIVER_ALL_TO_ALL_NO_AUTAPSES:
+            degree = widths[j] if mode == DELIVER_ALL_TO_ALL else widths[j] - 1
+            made = (last[source] - first[source]) * degree
+        else:
+            made = 0
+            ids = spike_ids[source]
+            starts = row_ptr[j]
+            for s in range(first[source], last[source]):
+                made += starts[ids[s] + 1] - starts[ids[s]]
+        events[j] += made
+        total += made
+    if total == 0:
+        return
+    if total < min_events:
+        for j in range(pre.shape[0]):
+            source = pre[j]
+            if last[source] == first[source]:
+                continue
+            mode = modes[j]
+            if mode == DELIVER_CSR:
+                deliver(spike_ids[source], spike_steps[source], first[source], last[source], row_ptr[j],
+                        post_ids[j], weights[j], weight_stride[j], delays[j][0], rings[post[j]], receptor[j])
+            elif mode == DELIVER_CSR_PER_SYNAPSE_DELAYS:
+                deliver_per_synapse(spike_ids[source], spike_steps[source], first[source], last[source], row_ptr[j],
+                                    post_ids[j], weights[j], weight_stride[j], delays[j], rings[post[j]],
+                                    receptor[j])
+            else:
+                deliver_all_to_all(spike_ids[source], spike_steps[source], first[source], last[source], widths[j],
+                                   mode == DELIVER_ALL_TO_ALL, weights[j][0], delays[j][0], rings[post[j]],
+                                   receptor[j])
+        return
+    # the thread count comes as an argument: a kernel that calls get_num_threads() cannot be cached
+    blocks = threads[0]
+    for block in prange(blocks):
+        for j in range(pre.shape[0]):
+            source = pre[j]
+            if last[source] == first[source]:
+                continue
+            low = _block_start(block, blocks, widths[j])
+            high = _block_start(block + 1, blocks, widths[j])
+            if low == high:
+                continue
+            mode = modes[j]
+            if mode == DELIVER_ALL_TO_ALL or mode == DELIVER_ALL_TO_ALL_NO_AUTAPSES:
+                deliver_all_to_all_block(spike_ids[source], spike_steps[source], first[source], last[source],
+                                         mode == DELIVER_ALL_TO_ALL, weights[j][0], delays[j][0], rings[post[j]],
+                                         receptor[j], low, high)
+            else:
+                deliver_block(spike_ids[source], spike_steps[source], first[source], last[source], row_ptr[j],
+                              post_ids[j], weights[j], weight_stride[j], delays[j],
+                              mode == DELIVER_CSR_PER_SYNAPSE_DELAYS, rings[post[j]], receptor[j], low, high,
+                              ascending[j])
+
+
+#: the parallel delivery over tuples and over typed lists of the projections' arrays
+deliver_all_parallel = njit(cache=True, nogil=True, parallel=True)(
+    _renamed(_deliver_all_parallel, "deliver_all_parallel"))
+deliver_all_parallel_listed = njit(cache=True, nogil=True, parallel=True)(
+    _renamed(_deliver_all_parallel, "deliver_all_parallel_listed"))
 
 
 @njit(**KERNEL)

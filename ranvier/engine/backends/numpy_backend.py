@@ -12,6 +12,7 @@ import numpy as np
 from ..connectivity import outgoing_synapses
 from ..kinds import Kind
 from ..lowering import LoweredNetwork, Status
+from ..model import poisson_count, uniform01
 from . import Runner
 from .value_updates import deliver_counts, update_values
 
@@ -64,6 +65,7 @@ class NumpyRunner(Runner):
             ring[(k - back) % ring.shape[0]] = 0.0
         with np.errstate(over="ignore", invalid="ignore"):
             indices = self._indices[index]
+            self._drive(population, slot, indices, k)
             columns = 0 if population.consts.shape[1] == 1 else indices
             counts = population.step_function(population.state, population.consts, tuple(slot), indices, columns, k,
                                               population.key)
@@ -77,6 +79,22 @@ class NumpyRunner(Runner):
         ids = np.repeat(fired, counts[fired]).astype(np.int32)
         self._append(population, ids, k)
         return True
+
+    @staticmethod
+    def _drive(population, slot: np.ndarray, indices: np.ndarray, k: int) -> None:
+        """The population's Poisson drives: each neuron's count of step ``k`` times the weight, into its receptor.
+
+        Drive by drive, where the count is not zero, as the compiled backends add them after
+        the spikes that arrived (so every neuron's input is summed in the same order).
+        """
+        for m in range(len(population.drive_names)):
+            expected, p_zero = population.drive_params[m]
+            counts = np.asarray(poisson_count(uniform01(population.drive_keys[m], k, indices), expected, p_zero))
+            drawn = np.flatnonzero(counts)
+            if len(drawn):
+                slot[population.drive_receptors[m], drawn] += (counts[drawn].astype(slot.dtype)
+                                                               * population.drive_weights[m])
+                population.drive_events[m] += int(counts.sum())
 
     @staticmethod
     def _append(population, ids: np.ndarray, k: int) -> None:

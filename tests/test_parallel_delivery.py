@@ -1,0 +1,141 @@
+"""Thread-parallel spike delivery (``deliver_all_parallel``): the same result as numpy on any number of threads."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ranvier as rv
+from ranvier.engine.backends import numba_kernels
+from ranvier.neurons import LIF
+from ranvier.plasticity import STDP
+
+RECEPTORS = {"e": 2e-3, "i": 4e-3}
+
+
+def build(seed=3):
+    """Every kind of delivery into overlapping targets, with rates that make many events per chunk.
+
+    Per-synapse and shared delays, FixedInDegree (rows ascending) and FromArrays with rows
+    out of order and multapses, implicit all-to-all with and without autapses, a plastic
+    projection, and a Poisson drive; target sizes not multiples of the block alignment.
+    """
+    net = rv.Network(dt=1e-4, seed=seed)
+    a = net.population(LIF(tau_syn=RECEPTORS), 203, name="a")
+    b = net.population(LIF(tau_syn=RECEPTORS), 77, name="b")
+    net.connect(rv.connect.PoissonInput(20.0, 1000), a, weight=0.004, receptor="e")
+    net.connect(rv.connect.PoissonInput(20.0, 900), b, weight=0.004, receptor="e")
+    net.connect(a, a, rv.connect.FixedInDegree(30), weight=rv.init.Normal(1e-3, 2e-4), receptor="e",
+                delay=rv.init.Uniform(1e-4, 2e-3))
+    net.connect(a, b, rv.connect.FixedInDegree(40), weight=-2e-3, receptor="i", delay=5e-4)
+    rng = np.random.default_rng(0)
+    pre, post = rng.integers(0, 77, 3000), rng.integers(0, 203, 3000)
+    net.connect(b, a, rv.connect.FromArrays(pre, post), weight=rv.init.Normal(-1e-3, 1e-4), receptor="i",
+                delay=rv.init.Uniform(1e-4, 1e-3))
+    net.connect(b, b, rv.connect.AllToAll(autapses=False), weight=1e-4, receptor="e", delay=2e-4)
+    net.connect(b, a, rv.connect.AllToAll(), weight=-1e-4, receptor="i", delay=1e-4)
+    net.connect(a, b, rv.connect.FixedInDegree(10), weight=5e-4, receptor="e", delay=rv.init.Uniform(1e-4, 1e-3),
+                plasticity=STDP(a_plus=1e-5, a_minus=1.05e-5, w_max=2e-3))
+    return net
+
+
+def fingerprint(net) -> dict:
+    """Spikes, state, weights and event counts, as a digest and the counts."""
+    digest = hashlib.sha256()
+    for monitor in net.spike_monitors:
+        digest.update(monitor.ids.tobytes())
+        digest.update(monitor.times.tobytes())
+    for population in net.populations.values():
+        digest.update(population.state.tobytes())
+    for projection in net.projections:
+        digest.update(np.ascontiguousarray(projection.weights).tobytes())
+    return {"digest": digest.hexdigest(), "events": net.stats.synaptic_events_by_projection,
+            "spikes": net.stats.spikes}
+
+
+SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+import numba
+from ranvier.engine.backends import numba_backend
+numba_backend.PARALLEL_MIN_SYNAPSES = 0
+numba_backend.PARALLEL_MIN_EVENTS = {min_events}
+from test_parallel_delivery import build, fingerprint
+net = build()
+for name in ("a", "b"):
+    net.record(net[name], "spikes")
+net.run(0.05, backend="numba")
+result = fingerprint(net)
+result["threads"] = numba.get_num_threads()
+result["parallel"] = numba_backend._parallel_delivery(net._simulation.lowered)
+print(json.dumps(result))
+"""
+
+
+def run_with_threads(threads: int, min_events: int = 0) -> dict:
+    script = SCRIPT.format(tests=str(Path(__file__).parent), min_events=min_events)
+    result = subprocess.run([sys.executable, "-c", script], env={**os.environ, "NUMBA_NUM_THREADS": str(threads)},
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_delivery_on_one_and_two_threads_equals_numpy():
+    reference = build()
+    for name in ("a", "b"):
+        reference.record(reference[name], "spikes")
+    reference.run(0.05, backend="numpy")
+    expected = fingerprint(reference)
+    assert expected["spikes"] > 500  # busy enough that chunks deliver thousands of events
+    one, two = run_with_threads(1), run_with_threads(2)
+    assert (one["threads"], one["parallel"]) == (1, False)
+    assert (two["threads"], two["parallel"]) == (2, True)
+    for result in (one, two):
+        assert result["digest"] == expected["digest"]
+        assert result["events"] == expected["events"]
+
+
+def test_rows_ascending_tells_sorted_rows_from_others():
+    row_ptr = np.array([0, 3, 3, 5], dtype=np.int64)
+    assert numba_kernels.rows_ascending(row_ptr, np.array([0, 2, 2, 1, 4], dtype=np.uint32))
+    assert not numba_kernels.rows_ascending(row_ptr, np.array([0, 2, 1, 1, 4], dtype=np.uint32))
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 3, 7])
+def test_blocks_cover_every_target_once_on_cache_line_boundaries(blocks):
+    for n in (1, 15, 16, 17, 203, 1000):
+        starts = [numba_kernels._block_start.py_func(b, blocks, n) for b in range(blocks + 1)]
+        assert starts[0] == 0 and starts[-1] == n and starts == sorted(starts)
+        assert all(s % 16 == 0 or s == n for s in starts)
+
+
+def test_block_delivery_equals_serial_delivery_for_any_partition():
+    """Blocks of one chunk's spikes, delivered one after another, give the serial kernel's rings exactly."""
+    rng = np.random.default_rng(1)
+    n_pre, n_post, slots = 50, 203, 7
+    counts = rng.integers(0, 40, n_pre)
+    row_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    for ascending in (True, False):
+        post_ids = rng.integers(0, n_post, row_ptr[-1]).astype(np.uint32)
+        if ascending:
+            for i in range(n_pre):
+                post_ids[row_ptr[i]:row_ptr[i + 1]].sort()
+        weights = rng.normal(size=row_ptr[-1]).astype(np.float32)
+        delays = rng.integers(1, slots, row_ptr[-1]).astype(np.uint16)
+        spikes = rng.integers(0, n_pre, 60).astype(np.int32)
+        steps = np.sort(rng.integers(0, 3, 60)).astype(np.int64)
+        serial = np.zeros((slots, 2, n_post), dtype=np.float32)
+        numba_kernels.deliver_per_synapse(spikes, steps, 0, 60, row_ptr, post_ids, weights, 1, delays, serial, 1)
+        for blocks in (1, 2, 5):
+            blocked = np.zeros_like(serial)
+            for block in range(blocks):
+                low = numba_kernels._block_start.py_func(block, blocks, n_post)
+                high = numba_kernels._block_start.py_func(block + 1, blocks, n_post)
+                numba_kernels.deliver_block(spikes, steps, 0, 60, row_ptr, post_ids, weights, 1, delays, True,
+                                            blocked, 1, low, high, ascending)
+            np.testing.assert_array_equal(blocked, serial)
