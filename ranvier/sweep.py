@@ -74,10 +74,18 @@ def grid_points(grid: Mapping[str, Iterable[Any]] | Sequence[Mapping[str, Any]])
 def _evaluate(fn: Callable[..., Any], point: dict[str, Any]) -> _Outcome:
     """Run on a worker: ``fn(**point)``, its exception turned into a message."""
     try:
-        return "ok", fn(**point)
+        value = fn(**point)
     except Exception as error:  # noqa: BLE001 - a failing point is reported, never lost with the others
         frames = traceback.format_exception(type(error), error, error.__traceback__)
         return "error", f"{type(error).__name__}: {error}\n{''.join(frames[-3:])}".rstrip()
+    try:
+        # a value that cannot travel back would fail the whole gather: it fails this point instead
+        import cloudpickle
+
+        cloudpickle.dumps(value)
+    except Exception as error:  # noqa: BLE001
+        return "error", f"the result cannot be pickled to return it ({type(error).__name__}: {error})"
+    return "ok", value
 
 
 def _row(point: dict[str, Any], outcome: _Outcome, attempts: int) -> dict[str, Any]:

@@ -192,10 +192,12 @@ def test_files_without_a_precision_load_as_single_and_an_unknown_one_is_refused(
     net.save(tmp_path / "net.h5")
     with h5py.File(tmp_path / "net.h5", "r+") as file:
         del file.attrs["precision"]  # as files written before precisions existed
+        rv.engine.storage._seal(file)
     loaded = rv.load(tmp_path / "net.h5")
     assert loaded.precision == "single" and loaded["exc"].state.dtype == np.float32
     with h5py.File(tmp_path / "net.h5", "r+") as file:
         file.attrs["precision"] = "half"
+        rv.engine.storage._seal(file)
     with pytest.raises(StorageError, match="unknown precision 'half'"):
         rv.load(tmp_path / "net.h5")
 

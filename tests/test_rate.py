@@ -136,5 +136,6 @@ def test_a_saved_rate_module_is_data_and_loading_runs_no_code(tmp_path):
     with h5py.File(tmp_path / "layers.h5", "r+") as file:
         group = next(group for group in file["populations"].values() if group.attrs["name"] == "layer")
         group.attrs["config"] = group.attrs["config"].replace('"layer": "GELU"', '"layer": "os.system"')
+        rv.engine.storage._seal(file)  # as an attacker would: only the checks of the content remain
     with pytest.raises(rv.StorageError, match="'os.system'"):
         rv.load(tmp_path / "layers.h5")

@@ -140,7 +140,11 @@ def test_damaged_or_foreign_files_raise_storage_error(tmp_path):
     _network().save(tmp_path / "net.h5")
     with h5py.File(tmp_path / "net.h5", "r+") as file:
         del file["populations/1/state"]
-    with pytest.raises(StorageError, match="damaged or incomplete"):
+    with pytest.raises(StorageError, match="damaged"):
+        rv.load(tmp_path / "net.h5")
+    with h5py.File(tmp_path / "net.h5", "r+") as file:
+        storage._seal(file)  # a consistent edit: the digest matches, the declaration does not
+    with pytest.raises(StorageError, match="population 'noise': dataset 'state' is missing"):
         rv.load(tmp_path / "net.h5")
 
 
@@ -232,3 +236,118 @@ def test_records_and_tuples_in_a_configuration_round_trip(tmp_path):
     np.testing.assert_array_equal(model.gains.scale, gains.scale)
     assert isinstance(model.gains.pair, tuple) and model.gains.pair[1] == "tanh"
     assert model.gains.pair[0].dtype == np.float32
+
+
+def _edited(tmp_path, change) -> str:
+    """Save a run network, apply ``change(file)`` with h5py, write the digest again (as anyone can)."""
+    net = _network()
+    net.run(5 * ms, backend="numpy")
+    path = tmp_path / "net.h5"
+    net.save(path)
+    with h5py.File(path, "r+") as file:
+        change(file)
+        storage._seal(file)
+    return path
+
+
+def _replace(name, data):
+    def change(file):
+        attrs = dict(file[name].attrs)
+        del file[name]
+        file.create_dataset(name, data=data)
+        file[name].attrs.update(attrs)
+    return change
+
+
+def _set_attr(name, key, value):
+    def change(file):
+        file[name].attrs[key] = value
+    return change
+
+
+def _post_ids(edit):
+    def change(file):
+        ids = file["projections/1/post_ids"][()]
+        _replace("projections/1/post_ids", edit(ids))(file)
+    return change
+
+
+@pytest.mark.parametrize("change, message", [
+    (_post_ids(lambda ids: np.where(np.arange(len(ids)) == 3, 4000, ids)),
+     r"projection 'cells->cells:inh': post_ids holds 4000, outside population 'cells' \(60 neurons\)"),
+    (_post_ids(lambda ids: np.where(np.arange(len(ids)) == 3, -1, ids)), "post_ids holds -1, outside population"),
+    (_post_ids(lambda ids: ids.astype(np.float64)), "post_ids must hold integers, the file holds float64"),
+    (_post_ids(lambda ids: ids[:-1]), "row_ptr must rise from 0 to the .* synapses of post_ids"),
+    (lambda file: _replace("projections/1/row_ptr", file["projections/1/row_ptr"][:-1])(file),
+     r"row_ptr must have shape \(61,\)"),
+    (lambda file: _replace("projections/1/row_ptr", file["projections/1/row_ptr"][()][::-1])(file),
+     "row_ptr must rise"),
+    (lambda file: _replace("projections/0/delay_steps", np.zeros_like(file["projections/0/delay_steps"]))(file),
+     "delay_steps holds 0, outside 1 .. 65535 steps"),
+    (_set_attr("projections/1", "delay_steps", 0), "delay_steps = 0 must be at least 1"),
+    (_set_attr("populations/0", "period", 0), "population 'cells': period = 0 must be at least 1"),
+    (_set_attr("projections/1", "receptor", "ampa"), "unknown receptor 'ampa'"),
+    (lambda file: file["populations/0/state"].attrs.__setitem__("state_names", ["v", "w", "I_exc", "I_inh"]),
+     "state rows must be"),
+    (lambda file: _replace("populations/0/params/tau_m", -np.ones(60))(file), "tau_m must be > 0"),
+    (lambda file: file.__delitem__("projections/2"), r"/projections must hold 3 member\(s\)"),
+    (lambda file: file.__delitem__("recordings/state/0"), r"/recordings/state must hold 1 member\(s\)"),
+    (lambda file: file.__delitem__("recordings/spikes/1/ids"), "dataset 'ids' is missing"),
+    (lambda file: _replace("recordings/state/0/ids", np.array([0, 10, 60]))(file),
+     r"ids holds 60, outside population 'cells' \(60 neurons\)"),
+    (_set_attr("recordings/state/0", "rows", [7]), "rows of 'v' must be"),
+    (_set_attr("recordings/state/0", "every_steps", 0), "every_steps = 0 must be at least 1"),
+    (lambda file: file.__delitem__("populations/0/ring"), "lists run arrays"),
+], ids=["post-id-outside", "post-id-negative", "float-ids", "short-post-ids", "short-row-ptr", "row-ptr-falls",
+        "delay-0", "shared-delay-0", "period-0", "receptor", "state-rows", "negative-tau", "deleted-projection",
+        "deleted-recording", "deleted-subset", "monitor-ids", "monitor-rows", "every-0", "deleted-ring"])
+def test_a_file_that_contradicts_its_declaration_is_a_named_storage_error(tmp_path, change, message):
+    path = _edited(tmp_path, change)
+    with pytest.raises(StorageError, match=message):
+        rv.load(path)
+
+
+def test_recordings_read_back_are_checked(tmp_path):
+    def change(file):
+        _replace("spikes/cells/node_ids", np.array([60], dtype=np.uint64))(file)
+        _replace("spikes/cells/timestamps", np.array([0.1]))(file)
+    net = rv.load(_edited(tmp_path, change))
+    with pytest.raises(StorageError, match=r"node_ids: holds 60, outside the population \(60 neurons\)"):
+        _ = net.spike_monitors[0].ids
+
+
+def test_a_bit_flip_in_data_or_attributes_is_detected(tmp_path):
+    net = _network()
+    net.run(5 * ms, backend="numpy")
+    net.save(tmp_path / "net.h5")
+    data = bytearray((tmp_path / "net.h5").read_bytes())
+    with h5py.File(tmp_path / "net.h5", "r") as file:
+        offset = file["populations/0/state"].id.get_chunk_info(0).byte_offset
+    data[offset + 5] ^= 4  # inside the chunk of the state of 'cells': Fletcher-32 sees it
+    (tmp_path / "flipped.h5").write_bytes(bytes(data))
+    with pytest.raises(StorageError, match="flipped.h5"):
+        rv.load(tmp_path / "flipped.h5")
+    config = bytes(data).index(b'"tau_syn"')  # a string attribute, in HDF5's global heap: the digest sees it
+    data[offset + 5] ^= 4
+    data[config + 2] ^= 1
+    (tmp_path / "flipped.h5").write_bytes(bytes(data))
+    with pytest.raises(StorageError, match="attributes or structure do not match"):
+        rv.load(tmp_path / "flipped.h5")
+
+
+def test_a_loaded_network_refuses_recordings_from_a_replaced_file(tmp_path):
+    net = _network()
+    net.run(5 * ms, backend="numpy")
+    net.save(tmp_path / "net.h5")
+    loaded = rv.load(tmp_path / "net.h5")
+    other = _network(seed=8)
+    other.run(5 * ms, backend="numpy")
+    other.save(tmp_path / "net.h5")
+    with pytest.raises(StorageError, match="replaced since"):
+        _ = loaded.spike_monitors[0].times
+
+
+def test_checkpoint_to_a_directory_is_a_storage_error(tmp_path):
+    net = _network()
+    with pytest.raises(StorageError, match="is a directory"):
+        net.run(1 * ms, backend="numpy", checkpoint=tmp_path)

@@ -82,6 +82,19 @@ def test_a_failing_point_is_reported_with_its_parameters(client):
     np.testing.assert_array_equal(results.column("root"), [2.0, np.nan, 3.0])
 
 
+def _unpicklable(x: int):
+    import threading
+
+    return {"lock": threading.Lock()} if x == 1 else {"value": x}
+
+
+def test_an_unpicklable_result_fails_its_point_alone(client):
+    with pytest.warns(RuntimeWarning, match="cannot be pickled"):
+        results = sweep(_unpicklable, {"x": [0, 1, 2]}, client=client)
+    assert [row["error"] is None for row in results] == [True, False, True]
+    assert [row.get("value") for row in results] == [0, None, 2]
+
+
 def test_a_point_whose_worker_died_is_run_again(client, tmp_path):
     marker = str(tmp_path / "died")
     results = sweep(_dies_once, {"x": [0, 1, 2], "marker": [marker]}, client=client)

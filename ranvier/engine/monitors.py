@@ -73,8 +73,32 @@ class SpikeMonitor:
         pieces = zip(np.split(ids[order], split), np.split(times[order], split), strict=True)
         return {int(chunk_ids[0]): chunk_times for chunk_ids, chunk_times in pieces if len(chunk_ids)}
 
+    def to_neo(self, t_stop: float | None = None, segment: bool = False):
+        """The spikes as a list of ``neo.SpikeTrain`` (one per recorded neuron, in s, ``t_stop`` the
+        network's time), or a ``neo.Segment`` holding them with ``segment=True``; see
+        :mod:`ranvier.neo_io` (needs ``ranvier[neo]``)."""
+        from .. import neo_io
+
+        return neo_io.segment([self], t_stop=t_stop) if segment else neo_io.spike_trains(self, t_stop=t_stop)
+
     def __repr__(self) -> str:
         return f"SpikeMonitor({self.population.name!r}, {self.num_spikes} spikes)"
+
+
+def variable_unit(population, variable: str) -> str:
+    """The SI unit of ``population``'s state ``variable``, as text: the declared unit of an
+    ``Equations`` variable (``"volt"``, ``"volt/second"``), ``"volt"`` for a LIF's ``v`` and its
+    voltage-equivalent currents ``I_<receptor>``, ``""`` when unknown or dimensionless."""
+    model = population.model
+    for declaration in getattr(model, "_declarations", None) or ():
+        if declaration.name == variable:
+            unit = declaration.unit.strip()
+            return "" if unit in ("1", "dimensionless") else unit
+    from ..neurons.lif import LIF
+
+    if isinstance(model, LIF) and (variable == "v" or variable.startswith("I_")):
+        return "volt"
+    return ""
 
 
 class StateMonitor:
@@ -126,6 +150,13 @@ class StateMonitor:
         """Samples, one row per time, one column per recorded neuron (float64)."""
         values = self._samples()[1].astype(np.float64)
         return values[:, 0] if len(self.rows) == 1 else values
+
+    def to_neo(self, unit: str | None = None):
+        """The samples as a ``neo.AnalogSignal`` with the variable's units (volts for ``v``); see
+        :mod:`ranvier.neo_io` (needs ``ranvier[neo]``)."""
+        from .. import neo_io
+
+        return neo_io.analog_signal(self, unit=unit)
 
     def __repr__(self) -> str:
         return f"StateMonitor({self.population.name!r}, {self.variable!r}, {len(self.t)} samples)"

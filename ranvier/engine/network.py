@@ -20,6 +20,7 @@ from .kinds import Kind, ProjectionKind
 from .model import Model, ValueModel
 from .model_checks import check_model_functions
 from .monitors import SpikeMonitor, StateMonitor
+from .poisson_input import PoissonDrive, PoissonInput, make_drive
 from .queue import EventQueue
 from .state import RunState
 from .stats import Stats
@@ -74,6 +75,18 @@ def _sets_state(pre: Population, post: Population, receptor: str) -> bool:
 def _target_width(post: Population, receptor: str) -> int:
     """Target indices of a projection into ``receptor`` of ``post``: its neurons, or a value population's port width."""
     return post.model.ports(post.n)[receptor][0] if isinstance(post.model, ValueModel) else post.n
+
+
+def _out_of_memory(pre: Population, post: Population, rule, error: MemoryError) -> ProjectionError:
+    """A named error for a projection whose synapses do not fit in memory, with the size they need."""
+    pairs = pre.n * post.n
+    expected = getattr(rule, "p", 1.0) * pairs if isinstance(getattr(rule, "p", None), float) else None
+    synapses = pairs if isinstance(rule, AllToAll) else expected
+    need = (f"{synapses:.3g} synapses need at least {synapses * 4 / 2**30:.3g} GiB for their target ids alone"
+            if synapses is not None else str(error))
+    return ProjectionError(f"connect {pre.name!r} -> {post.name!r}: out of memory building the synapses ({need}; "
+                           f"numpy: {error}). An AllToAll projection with one weight and one delay stores "
+                           "nothing per synapse; otherwise connect fewer pairs")
 
 
 def _is_one_value(value) -> bool:
@@ -318,6 +331,8 @@ class Network:
         self.projections: list[Projection] = []
         self.spike_monitors: list[SpikeMonitor] = []
         self.state_monitors: list[StateMonitor] = []
+        #: Poisson drives inside their targets (``connect(PoissonInput(...), target, ...)``), in declaration order
+        self.poisson_inputs: list[PoissonDrive] = []
         self.stats = Stats()
         self.step = 0
         #: what runs keep besides state variables and weights: rings, published outputs, counts, traces
@@ -436,10 +451,11 @@ class Network:
             )
         return population
 
-    def connect(self, pre: Population | Iterable[Population], post: Population | Iterable[Population],
-                rule: Rule, weight: float | np.ndarray | Distribution | None = None,
+    def connect(self, pre: Population | Iterable[Population] | PoissonInput,
+                post: Population | Iterable[Population], rule: Rule | None = None,
+                weight: float | np.ndarray | Distribution | None = None,
                 delay: float | np.ndarray | Distribution | None = None,
-                receptor: str | None = None, plasticity=None) -> Projection | list[Projection]:
+                receptor: str | None = None, plasticity=None) -> Projection | list[Projection] | PoissonDrive:
         """Connect ``pre`` to ``post`` by ``rule``.
 
         ``weight`` (V, added to the receptor's current per spike) and ``delay`` (s, at least
@@ -456,10 +472,33 @@ class Network:
         variable of a spiking population as ``receptor`` (``receptor="v"``): each of its updates
         then sets that variable of the targets to ``sum_j w_ij out_j``, as the low-rate network
         of a hybrid ANN-SNN initialises the spiking network's state.
+
+        ``pre`` may be a :class:`~ranvier.connect.PoissonInput` (no ``rule``, no ``delay``): every
+        neuron of ``post`` then draws ``n_inputs`` Poisson trains' input into ``receptor`` in each
+        step, inside its update, with no spikes travelling (Brian 2's ``PoissonInput``); it
+        returns the :class:`~ranvier.engine.poisson_input.PoissonDrive`, listed in ``net.poisson_inputs``.
         """
+        if isinstance(pre, PoissonInput):
+            targets = [post] if isinstance(post, Population) else list(post)
+            drives = []
+            for target in targets:
+                drive = make_drive(self, pre, target, rule, weight, delay, receptor, plasticity)
+                self.poisson_inputs.append(drive)
+                drives.append(drive)
+            self._changed()
+            return drives[0] if isinstance(post, Population) else drives
+        if rule is None:
+            raise ProjectionError(f"connect {getattr(pre, 'name', pre)!r} -> {getattr(post, 'name', post)!r}: "
+                                  "a connection rule is required (ranvier.connect: AllToAll, OneToOne, ...)")
         pres = [pre] if isinstance(pre, Population) else list(pre)
         posts = [post] if isinstance(post, Population) else list(post)
-        made = [self._connect_one(a, b, rule, weight, delay, receptor, plasticity) for a in pres for b in posts]
+        made = []
+        for a in pres:
+            for b in posts:
+                try:
+                    made.append(self._connect_one(a, b, rule, weight, delay, receptor, plasticity))
+                except MemoryError as error:
+                    raise _out_of_memory(a, b, rule, error) from None
         return made[0] if isinstance(pre, Population) and isinstance(post, Population) else made
 
     def _connect_one(self, pre, post, rule, weight, delay, receptor, plasticity=None) -> Projection:

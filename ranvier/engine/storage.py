@@ -17,6 +17,8 @@ The layout (schema version :data:`SCHEMA_VERSION`, described in ``docs/storage.m
         pending              float64 (windows, width): spike counts still to reach a value population
         plasticity           a plastic projection's rule: attrs config (JSON), modulator;
                              pre_trace, pre_seen, post_trace, post_seen
+    /poisson_inputs/<i>      attrs: name, post, receptor, rate (Hz), n_inputs, weight (V, as held in
+                             the precision); a Poisson drive inside its target (absent: none)
     /spikes/<population>     SONATA spike layout: timestamps (float64, ms), node_ids (uint64);
                              attr sorting="by_time"
     /recordings/spikes/<i>   attrs: population, sonata (path of its /spikes group); ids (recorded subset)
@@ -34,10 +36,12 @@ the file when asked. Reading a file that is missing, truncated or not a ranvier 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import json
 import os
 import shutil
+import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,25 +50,41 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError, StorageError
+from ..errors import ModelError, RanvierError, StorageError
 from . import distributions
 from .distributions import Distribution
-from .model import Model
+from .kinds import Kind
+from .model import Model, ValueModel
 from .monitors import SpikeMonitor, StateMonitor
-from .network import PRECISIONS, Network, Population, Projection
+from .network import _MAX_DELAY_STEPS, PRECISIONS, Network, Population, Projection, _sends_values, _sets_state
 from .plausibility import unchecked
 from .state import Traces
 from .stats import Stats
 
 FORMAT = "ranvier"
 #: bumped whenever the layout changes incompatibly; files of a newer version are refused
-#: (2: implicit all-to-all projections, without row_ptr and post_ids)
-SCHEMA_VERSION = 2
-#: rows per HDF5 chunk of the appendable recording datasets
+#: (2: implicit all-to-all projections, without row_ptr and post_ids; 3: checksums (HDF5 1.10
+#: format with checksummed metadata, Fletcher-32 on every dataset, a digest of the attributes),
+#: a count on each group of numbered groups, a write id)
+SCHEMA_VERSION = 3
+#: most rows per HDF5 chunk of the appendable recording datasets
 _CHUNK = 1 << 16
+#: bytes per HDF5 chunk of an appendable dataset, at most (a chunk is held in memory while written)
+_CHUNK_BYTES = 1 << 20
+#: the HDF5 file format written: 1.10's, whose metadata (superblock, object headers, indices) carry checksums
+_LIBVER = ("v110", "v110")
+#: the groups of numbered groups, each with a ``count`` attribute (schema 3)
+_NUMBERED = ("populations", "projections", "recordings/spikes", "recordings/state")
 #: network -> (file, structure version) when its monitors' recordings up to now are in that file
 #: (after a checkpoint, or loading), so the next checkpoint to that file only appends
 _RECORDED_IN: weakref.WeakKeyDictionary[Network, tuple[Path, int]] = weakref.WeakKeyDictionary()
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob's special characters escaped."""
+    import glob
+
+    return glob.escape(name)
 
 
 def _h5py():
@@ -110,7 +130,8 @@ def _decode(value: Any, arrays, where: str) -> Any:
     if not isinstance(value, dict):
         return value
     if "__array__" in value:
-        return arrays[str(value["__array__"])][()]
+        dataset = arrays[str(value["__array__"])]
+        return dataset[()].reshape(()) if dataset.attrs.get("scalar", False) else dataset[()]
     if "__tuple__" in value:
         return tuple(_decode(item, arrays, where) for item in value["__tuple__"])
     if "__dataclass__" in value:
@@ -160,11 +181,58 @@ def _model_class(path: str, where: str) -> type[Model]:
 # -- writing --------------------------------------------------------------------------------------
 
 
+def _dataset(group, name: str, data, dtype=None, appendable: bool = False):
+    """A dataset checked by a Fletcher-32 checksum per chunk; ``appendable``: it can grow along its
+    first axis. A 0-d array is stored as one entry with attribute ``scalar`` (it cannot be chunked)."""
+    data = np.asarray(data, dtype=dtype)
+    if data.ndim == 0:
+        dataset = group.create_dataset(name, data=data.reshape(1), chunks=(1,), fletcher32=True)
+        dataset.attrs["scalar"] = True
+        return dataset
+    if appendable or data.size == 0:
+        row_bytes = max(1, int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize)
+        rows = max(1, min(_CHUNK, len(data) or _CHUNK, _CHUNK_BYTES // row_bytes))
+        chunks = (rows, *(max(1, size) for size in data.shape[1:]))
+        # an axis of length 0 must be growable for a chunk of 1 to fit it
+        maxshape = (None, *(None if size == 0 else size for size in data.shape[1:]))
+        return group.create_dataset(name, data=data, maxshape=maxshape, chunks=chunks, fletcher32=True)
+    return group.create_dataset(name, data=data, chunks=True, fletcher32=True)
+
+
 def _appendable(group, name: str, data: np.ndarray, dtype) -> None:
     """A dataset that can grow along its first axis."""
-    data = np.asarray(data, dtype=dtype)
-    chunks = (max(1, min(_CHUNK, len(data) or _CHUNK)), *data.shape[1:])
-    group.create_dataset(name, data=data, maxshape=(None, *data.shape[1:]), chunks=chunks)
+    _dataset(group, name, data, dtype, appendable=True)
+
+
+def _attribute_digest(file) -> np.ndarray:
+    """SHA-256 of every attribute, group and dataset name, shape, type and filter of ``file``.
+
+    The HDF5 1.10 format checksums its metadata, but not the global heap that holds string
+    attributes; Fletcher-32 checks the data. This digest covers what neither does."""
+    h5py = _h5py()
+    digest = hashlib.sha256()
+    objects = [("/", file)]
+    file.visititems(lambda name, item: objects.append((name, item)))
+    for name, item in sorted(objects, key=lambda pair: pair[0]):
+        digest.update(f"{name}\0{type(item).__name__}\0".encode())
+        if isinstance(item, h5py.Dataset):
+            digest.update(f"{item.shape}\0{item.dtype.str}\0{item.chunks}\0{item.fletcher32}\0"
+                          f"{item.compression}\0".encode())
+        for key in sorted(item.attrs):
+            if name == "/" and key == "integrity":
+                continue
+            value = item.attrs[key]
+            shown = value.tolist() if isinstance(value, np.ndarray | np.generic) else value
+            digest.update(f"{key}\0{type(value).__name__}\0{shown!r}\0".encode())
+    return np.frombuffer(digest.digest(), dtype=np.uint8)
+
+
+def _seal(file) -> str:
+    """Mark the file as written now (a new write id, returned) and store the digest of its attributes."""
+    write_id = uuid.uuid4().hex
+    file.attrs["write_id"] = write_id
+    file.attrs["integrity"] = _attribute_digest(file)
+    return write_id
 
 
 def _append(dataset, data: np.ndarray) -> None:
@@ -201,11 +269,11 @@ def _write_population(group, population: Population) -> None:
                        model=f"{type(model).__module__}.{type(model).__qualname__}", config=json.dumps(config))
     stored = group.create_group("config_arrays")
     for index, array in enumerate(arrays):
-        stored.create_dataset(str(index), data=array)
+        _dataset(stored, str(index), array)
     params = group.create_group("params")
     for name, values in population.params.items():
-        params.create_dataset(name, data=values)
-    group.create_dataset("state", data=population.state).attrs["state_names"] = list(model.state_names)
+        _dataset(params, name, values)
+    _dataset(group, "state", population.state).attrs["state_names"] = list(model.state_names)
     _write_run_arrays(group, _population_run_arrays(population))
 
 
@@ -215,7 +283,8 @@ def _population_run_arrays(population: Population) -> dict[str, np.ndarray | Non
 
 
 def _write_run_arrays(group, arrays: dict[str, np.ndarray | None]) -> None:
-    """Arrays that runs create and update (None before the first run), replacing older copies."""
+    """Arrays that runs create and update (None before the first run), replacing older copies; the
+    group's attribute ``run_arrays`` lists those it holds (schema 3), so that a deleted one is an error."""
     for name, array in arrays.items():
         if array is None:
             continue
@@ -224,18 +293,22 @@ def _write_run_arrays(group, arrays: dict[str, np.ndarray | None]) -> None:
         else:
             if name in group:
                 del group[name]
-            group.create_dataset(name, data=array)
+            _dataset(group, name, array)
+    held = set(json.loads(group.attrs.get("run_arrays", "[]"))) | {name for name, array in arrays.items()
+                                                                    if array is not None}
+    group.attrs["run_arrays"] = json.dumps(sorted(held))
 
 
 def _write_projection(group, projection: Projection) -> None:
     group.attrs.update(name=projection.name, pre=projection.pre.name, post=projection.post.name,
-                       receptor=projection.receptor, all_to_all=projection.all_to_all, autapses=projection.autapses)
+                       receptor=projection.receptor, all_to_all=projection.all_to_all, autapses=projection.autapses,
+                       plastic=projection.plasticity is not None)
     if not projection.all_to_all:
-        group.create_dataset("row_ptr", data=projection.row_ptr)
-        group.create_dataset("post_ids", data=projection._post_ids)
-    group.create_dataset("weights", data=projection._weights)
+        _dataset(group, "row_ptr", projection.row_ptr)
+        _dataset(group, "post_ids", projection._post_ids)
+    _dataset(group, "weights", projection._weights)
     if isinstance(projection.delay_steps, np.ndarray):
-        group.create_dataset("delay_steps", data=projection.delay_steps)
+        _dataset(group, "delay_steps", projection.delay_steps)
     else:
         group.attrs["delay_steps"] = int(projection.delay_steps)
     _write_run_arrays(group, {"pending": projection.pre.network.run_state.projection(projection.name).pending})
@@ -257,8 +330,8 @@ def _write_learning(group, projection: Projection) -> None:
     learning.attrs.update(config=json.dumps({name: getattr(rule, name) for name in _STDP_ARGUMENTS}),
                           modulator="" if rule.modulator is None else rule.modulator.name)
     traces = projection.pre.network.run_state.projection(projection.name).traces
-    if traces is not None:  # made by the first run
-        _write_run_arrays(learning, {name: getattr(traces, name) for name in _TRACES})
+    # made by the first run
+    _write_run_arrays(learning, {} if traces is None else {name: getattr(traces, name) for name in _TRACES})
 
 
 def _sonata_names(net: Network) -> list[str]:
@@ -276,9 +349,10 @@ def _sonata_names(net: Network) -> list[str]:
 
 def _write_spike_monitor(file, index: int, sonata: str, monitor: SpikeMonitor, dt: float) -> None:
     group = file.require_group("recordings/spikes").create_group(str(index))
-    group.attrs.update(population=monitor.population.name, sonata=f"/spikes/{sonata}")
+    group.attrs.update(population=monitor.population.name, sonata=f"/spikes/{sonata}",
+                       subset=monitor.ids_recorded is not None)
     if monitor.ids_recorded is not None:
-        group.create_dataset("ids", data=monitor.ids_recorded)
+        _dataset(group, "ids", monitor.ids_recorded)
     spikes = file.require_group("spikes").create_group(sonata)
     spikes.attrs["sorting"] = "by_time"
     _appendable(spikes, "timestamps", _milliseconds(monitor.steps, dt), np.float64)
@@ -295,13 +369,13 @@ def _write_state_monitor(file, index: int, monitor: StateMonitor) -> None:
     group = file.require_group("recordings/state").create_group(str(index))
     group.attrs.update(population=monitor.population.name, variable=monitor.variable, rows=list(monitor.rows),
                        every_steps=monitor.every_steps)
-    group.create_dataset("ids", data=monitor.ids)
+    _dataset(group, "ids", monitor.ids)
     steps, values = monitor._samples()
     _appendable(group, "steps", steps, np.int64)
     _appendable(group, "values", values, monitor.population.network.dtype)
 
 
-def _write_network(file, net: Network) -> None:
+def _write_network(file, net: Network) -> str:
     _write_root(file, net)
     populations = file.create_group("populations")
     for population in net.populations.values():
@@ -309,6 +383,12 @@ def _write_network(file, net: Network) -> None:
     projections = file.create_group("projections")
     for index, projection in enumerate(net.projections):
         _write_projection(projections.create_group(str(index)), projection)
+    if net.poisson_inputs:
+        drives = file.create_group("poisson_inputs")
+        for index, drive in enumerate(net.poisson_inputs):
+            attrs = drives.create_group(str(index)).attrs
+            attrs["name"], attrs["post"], attrs["receptor"] = drive.name, drive.post.name, drive.receptor
+            attrs["rate"], attrs["n_inputs"], attrs["weight"] = drive.rate, drive.n_inputs, float(drive.weight)
     file.create_group("spikes")
     file.create_group("recordings/spikes")
     file.create_group("recordings/state")
@@ -316,17 +396,64 @@ def _write_network(file, net: Network) -> None:
         _write_spike_monitor(file, index, sonata, monitor, net.dt)
     for index, monitor in enumerate(net.state_monitors):
         _write_state_monitor(file, index, monitor)
+    counts = (len(net.populations), len(net.projections), len(net.spike_monitors), len(net.state_monitors))
+    for name, count in zip(_NUMBERED, counts, strict=True):
+        file[name].attrs["count"] = count
+    return _seal(file)
+
+
+#: a temporary file of a process that is gone is removed once it is this old (s)
+STALE_SECONDS = 60.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: Path, pattern: str) -> list[Path]:
+    """Remove the files matching ``pattern`` (a glob whose second-to-last dot-separated field is
+    the writer's process id, as ``.<name>.<pid>.tmp``) left in ``directory`` by a killed process:
+    their process is gone on this machine and they have not changed for :data:`STALE_SECONDS`."""
+    import time
+
+    removed = []
+    for candidate in directory.glob(pattern):
+        try:
+            pid = int(candidate.name.rsplit(".", 2)[-2])
+            if pid == os.getpid() or _alive(pid) or time.time() - candidate.stat().st_mtime < STALE_SECONDS:
+                continue
+            candidate.unlink()
+            removed.append(candidate)
+        except (ValueError, IndexError, OSError):
+            continue
+    return removed
 
 
 @contextmanager
 def _replacing(path: Path) -> Iterator[Path]:
-    """Write to a temporary file next to ``path``; rename it over ``path`` only when complete."""
+    """Write to a temporary file next to ``path``; rename it over ``path`` only when complete.
+
+    Temporary files of earlier writers to ``path`` that were killed are removed first."""
+    if path.is_dir():
+        raise StorageError(f"{path}: is a directory; give the path of a file to write")
+    if not path.parent.is_dir():
+        raise StorageError(f"{path}: directory {str(path.parent)!r} does not exist")
+    remove_stale_temporaries(path.parent, f".{glob_escape(path.name)}.*.tmp")
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield temporary
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        try:
+            with open(temporary, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except OSError as error:
+            raise StorageError(f"{path}: cannot write ({type(error).__name__}: {error})") from None
     finally:
         if temporary.exists():
             temporary.unlink()
@@ -334,7 +461,7 @@ def _replacing(path: Path) -> Iterator[Path]:
 
 def _open(path: Path, mode: str):
     try:
-        return _h5py().File(path, mode)
+        return _h5py().File(path, mode, **({} if mode == "r" else {"libver": _LIBVER}))
     except (OSError, ValueError) as error:
         raise StorageError(f"{path}: cannot open as HDF5 for {'reading' if mode == 'r' else 'writing'} "
                            f"({error})") from None
@@ -342,51 +469,104 @@ def _open(path: Path, mode: str):
 
 def save(net: Network, path: str | os.PathLike) -> None:
     """Write ``net`` (populations, parameters, connectivity, delays, state, recordings) to ``path``."""
-    path = Path(path)
+    _save(net, Path(path))
+
+
+def _save(net: Network, path: Path) -> str:
+    """:func:`save`; returns the write id of the file written."""
     if net._simulation is not None:
         net._simulation.runner.to_host()
     # the file will hold recordings still in memory too: appending them again would repeat them
     _RECORDED_IN.pop(net, None)
     with _replacing(path) as temporary:
         with _open(temporary, "w") as file:
-            _write_network(file, net)
+            write_id = _write_network(file, net)
+    # monitors that read their first recordings from the file just replaced find them in the new
+    # one, at the same place
+    resolved = path.resolve()
+    for monitor in (*net.spike_monitors, *net.state_monitors):
+        if monitor._written is not None and monitor._written.path.resolve() == resolved:
+            monitor._written.write_id = write_id
+    return write_id
 
 
 # -- reading --------------------------------------------------------------------------------------
 
 
 class _WrittenSpikes:
-    """The first ``count`` spikes of a monitor, kept in a file rather than in memory."""
+    """The first ``count`` spikes of a monitor, kept in a file rather than in memory.
 
-    def __init__(self, path: Path, group: str, count: int, dt: float):
+    ``write_id`` is the file's write id when they were written: a file replaced since (another
+    save or checkpoint to the same path) is refused rather than read. Spikes read back are
+    checked: ids within the population, steps on the grid, in time order and before ``steps``."""
+
+    def __init__(self, path: Path, group: str, count: int, dt: float, write_id: str | None = None,
+                 n: int | None = None, steps: int | None = None):
         self.path, self.group, self.count, self.dt = path, group, count, dt
+        self.write_id, self.n, self.limit = write_id, n, steps
 
     def _read(self, name: str) -> np.ndarray:
         with _reading(self.path) as file:
+            _check_write_id(file, self.path, self.write_id)
             return file[f"{self.group}/{name}"][:self.count]
 
     def steps(self) -> np.ndarray:
-        return np.rint(self._read("timestamps") / (self.dt * 1e3)).astype(np.int64) - 1
+        milliseconds = self._read("timestamps").astype(np.float64)
+        where = f"{self.path}: {self.group}/timestamps"
+        grid = milliseconds / (self.dt * 1e3)
+        if not np.all(np.isfinite(grid)):
+            raise StorageError(f"{where}: holds a timestamp that is not finite")
+        steps = np.rint(grid).astype(np.int64) - 1
+        off = np.abs(grid - (steps + 1)) > 1e-6 * np.maximum(1.0, np.abs(grid))
+        if np.any(off):
+            raise StorageError(f"{where}: timestamp {milliseconds[off][0]!r} ms is not a multiple of dt")
+        if steps.size and (steps.min() < 0 or (self.limit is not None and steps.max() >= self.limit)):
+            raise StorageError(f"{where}: holds spikes outside the steps run ({steps.min()} .. {steps.max()}; "
+                               f"the file ran {self.limit} steps)")
+        if np.any(np.diff(steps) < 0):
+            raise StorageError(f"{where}: timestamps are not in time order (the file says sorting=by_time)")
+        return steps
 
     def ids(self) -> np.ndarray:
-        return self._read("node_ids").astype(np.int64)
+        ids = self._read("node_ids")
+        where = f"{self.path}: {self.group}/node_ids"
+        if ids.dtype.kind not in "iu":
+            raise StorageError(f"{where}: must hold integers, the file holds {ids.dtype}")
+        if ids.size and self.n is not None and (ids.min() < 0 or ids.max() >= self.n):
+            bad = ids.max() if ids.max() >= self.n else ids.min()
+            raise StorageError(f"{where}: holds {bad}, outside the population ({self.n} neurons)")
+        return ids.astype(np.int64)
 
 
 class _WrittenSamples:
-    """The first ``count`` samples of a state monitor, kept in a file."""
+    """The first ``count`` samples of a state monitor, kept in a file (``write_id`` as above)."""
 
-    def __init__(self, path: Path, group: str, count: int):
-        self.path, self.group, self.count = path, group, count
+    def __init__(self, path: Path, group: str, count: int, write_id: str | None = None, steps: int | None = None):
+        self.path, self.group, self.count, self.write_id, self.limit = path, group, count, write_id, steps
 
     def _read(self, name: str) -> np.ndarray:
         with _reading(self.path) as file:
+            _check_write_id(file, self.path, self.write_id)
             return file[f"{self.group}/{name}"][:self.count]
 
     def steps(self) -> np.ndarray:
-        return self._read("steps")
+        steps = self._read("steps")
+        where = f"{self.path}: {self.group}/steps"
+        if steps.dtype.kind not in "iu":
+            raise StorageError(f"{where}: must hold integers, the file holds {steps.dtype}")
+        if steps.size and (steps.min() < 0 or (self.limit is not None and steps.max() >= self.limit)
+                           or np.any(np.diff(steps) <= 0)):
+            raise StorageError(f"{where}: sample steps must increase within the {self.limit} steps run")
+        return steps.astype(np.int64)
 
     def values(self) -> np.ndarray:
         return self._read("values")
+
+
+def _check_write_id(file, path: Path, expected: str | None) -> None:
+    if expected is not None and file.attrs.get("write_id") != expected:
+        raise StorageError(f"{path}: the file was replaced since these recordings were written or loaded "
+                           "(another save or checkpoint to that path); load it again to read them")
 
 
 @contextmanager
@@ -397,10 +577,141 @@ def _reading(path: Path):
         yield file
     except StorageError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, json.JSONDecodeError) as error:
+    except RanvierError as error:
+        # a declaration in the file that the network refuses (a bad dt, receptor, rule parameter)
+        raise StorageError(f"{path}: {error}") from None
+    except (OSError, KeyError, ValueError, TypeError, IndexError, OverflowError, AttributeError, RuntimeError,
+            json.JSONDecodeError) as error:
         raise StorageError(f"{path}: damaged or incomplete ranvier file ({type(error).__name__}: {error})") from None
     finally:
         file.close()
+
+
+# -- checking what a file holds ---------------------------------------------------------------
+
+
+def _read_poisson_input(attrs, net: Network, where: str) -> None:
+    """A Poisson drive (``/poisson_inputs/<i>``), checked as ``Network.connect`` checks it."""
+    from ..errors import ProjectionError
+    from .poisson_input import PoissonInput, make_drive
+
+    post = _attr(attrs, "post", where, str)
+    if post not in net.populations:
+        raise StorageError(f"{where}: drives unknown population {post!r}")
+    try:
+        source = PoissonInput(_attr(attrs, "rate", where, float), _attr(attrs, "n_inputs", where, int))
+        drive = make_drive(net, source, net[post], None, _attr(attrs, "weight", where, float), None,
+                           _attr(attrs, "receptor", where, str), None)
+    except ProjectionError as error:
+        raise StorageError(f"{where}: {error}") from None
+    drive.name = _attr(attrs, "name", where, str)
+    net.poisson_inputs.append(drive)
+
+
+def _attr(attrs, name: str, where: str, kind: type, low: int | None = None):
+    """Attribute ``name`` as a ``kind`` (int, float, str or bool), checked against ``low``."""
+    if name not in attrs:
+        raise StorageError(f"{where}: attribute {name!r} is missing")
+    value = attrs[name]
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            raise StorageError(f"{where}: attribute {name!r} must be one value, the file holds {value.shape}")
+        value = value.reshape(()).item()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if kind is str:
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", errors="strict")
+        if not isinstance(value, str):
+            raise StorageError(f"{where}: attribute {name!r} must be text, the file holds {value!r}")
+        return value
+    if kind is bool:
+        if isinstance(value, bool | int) and value in (0, 1):
+            return bool(value)
+        raise StorageError(f"{where}: attribute {name!r} must be true or false, the file holds {value!r}")
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise StorageError(f"{where}: attribute {name!r} must be an integer, the file holds {value!r}")
+        if low is not None and value < low:
+            raise StorageError(f"{where}: {name} = {value} must be at least {low}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        raise StorageError(f"{where}: attribute {name!r} must be a finite number, the file holds {value!r}")
+    return float(value)
+
+
+def _array(group, name: str, where: str, kind: str, shape: tuple | None = None, ndim: int | None = None,
+           low=None, high=None, outside: str = "", read: bool = True):
+    """Dataset ``name`` of ``group``, checked: ``kind`` "int" (integers) or "float"; ``shape`` (None
+    entries free) or ``ndim``; values in ``[low, high)`` (``outside`` describes the range). With
+    ``read=False`` only the dataset's type and shape are checked and the dataset is returned."""
+    h5py = _h5py()
+    if name not in group:
+        raise StorageError(f"{where}: dataset {name!r} is missing")
+    dataset = group[name]
+    if not isinstance(dataset, h5py.Dataset):
+        raise StorageError(f"{where}: {name!r} is not a dataset")
+    dtype = dataset.dtype
+    if (kind == "int" and dtype.kind not in "iu") or (kind == "float" and dtype.kind != "f"):
+        expected = "integers" if kind == "int" else "floating-point numbers"
+        raise StorageError(f"{where}: {name} must hold {expected}, the file holds {dtype}")
+    scalar = bool(dataset.attrs.get("scalar", False))
+    actual = () if scalar else dataset.shape
+    if scalar and dataset.shape != (1,):
+        raise StorageError(f"{where}: {name} is marked scalar but holds shape {dataset.shape}")
+    if ndim is not None and len(actual) != ndim:
+        raise StorageError(f"{where}: {name} must have {ndim} dimension(s), the file holds shape {actual}")
+    if shape is not None and (len(actual) != len(shape) or
+                              any(want is not None and want != got for want, got in zip(shape, actual, strict=True))):
+        wanted = tuple("any" if want is None else want for want in shape)
+        raise StorageError(f"{where}: {name} must have shape {wanted}, the file holds {actual}")
+    if not read:
+        return dataset
+    values = dataset[()]
+    if scalar:
+        values = values.reshape(())
+    if values.size:
+        if kind == "float" and not np.all(np.isfinite(values)):
+            raise StorageError(f"{where}: {name} holds a value that is not finite")
+        if low is not None and values.min() < low:
+            raise StorageError(f"{where}: {name} holds {values.min()}, {outside or f'below {low}'}")
+        if high is not None and values.max() >= high:
+            raise StorageError(f"{where}: {name} holds {values.max()}, {outside or f'at or above {high}'}")
+    return values
+
+
+def _numbered(file, name: str, where: str, version: int) -> list[str]:
+    """The members of group ``name`` (``0``, ``1``, ...), in order; schema 3 checks its ``count``."""
+    if name not in file:
+        raise StorageError(f"{where}: group /{name} is missing")
+    keys = list(file[name])
+    if not all(key.isdigit() for key in keys):
+        raise StorageError(f"{where}: /{name} holds members not numbered 0, 1, ...: {sorted(keys)[:5]}")
+    count = _attr(file[name].attrs, "count", f"{where}: /{name}", int, low=0) if version >= 3 else len(keys)
+    if count != len(keys) or sorted(map(int, keys)) != list(range(count)):
+        missing = sorted(set(range(min(count, len(keys) + 5))) - set(map(int, keys)))
+        raise StorageError(f"{where}: /{name} must hold {count} member(s) numbered 0 .. {count - 1}, "
+                           f"the file holds {sorted(keys, key=int)}" + (f" ({missing[:5]} missing)" if missing else ""))
+    return [str(index) for index in range(count)]
+
+
+def _check_run_arrays(group, names: tuple[str, ...], where: str, version: int) -> None:
+    """Schema 3: the run arrays a group holds are those its ``run_arrays`` attribute lists."""
+    if version < 3:
+        return
+    listed = json.loads(_attr(group.attrs, "run_arrays", where, str))
+    held = sorted(name for name in names if name in group)
+    if not isinstance(listed, list) or sorted(map(str, listed)) != held:
+        raise StorageError(f"{where}: the file lists run arrays {listed} but holds {held}")
+
+
+def _check_ids(ids: np.ndarray, population: Population, where: str) -> np.ndarray:
+    if ids.size and np.any(np.diff(ids) <= 0):
+        raise StorageError(f"{where}: ids must be distinct and increasing")
+    return ids.astype(np.int64)
+
+
+# -- reading --------------------------------------------------------------------------------------
 
 
 def load(path: str | os.PathLike) -> Network:
@@ -408,6 +719,8 @@ def load(path: str | os.PathLike) -> Network:
 
     Recordings stay in the file and are read when a monitor's data is asked for;
     ``net.spike_monitors`` and ``net.state_monitors`` list the monitors in recording order.
+    Every array is checked against the declaration (``docs/storage.md``, "Damaged files"): a file
+    that could make a run read or write outside its arrays is a :class:`StorageError`.
     """
     path = Path(path)
     if not path.is_file():
@@ -416,106 +729,261 @@ def load(path: str | os.PathLike) -> Network:
         attrs = file.attrs
         if attrs.get("format") != FORMAT:
             raise StorageError(f"{path}: not a ranvier file (format attribute {attrs.get('format')!r})")
-        version = int(attrs["schema_version"])
+        where = str(path)
+        version = _attr(attrs, "schema_version", where, int, low=1)
         if version > SCHEMA_VERSION:
             raise StorageError(f"{path}: schema version {version} is newer than this ranvier reads "
                                f"({SCHEMA_VERSION}); upgrade ranvier")
+        if version >= 3:
+            stored = attrs.get("integrity")
+            if not (isinstance(stored, np.ndarray) and stored.dtype == np.uint8
+                    and np.array_equal(stored, _attribute_digest(file))):
+                raise StorageError(f"{path}: damaged ranvier file: its attributes or structure do not match the "
+                                   "digest written with them")
         # files written before double precision existed hold float32 and no precision
-        precision = str(attrs.get("precision", "single"))
+        precision = _attr(attrs, "precision", where, str) if "precision" in attrs else "single"
         if precision not in PRECISIONS:
             raise StorageError(f"{path}: unknown precision {precision!r}; this ranvier reads "
                                f"{' and '.join(map(repr, PRECISIONS))}")
-        net = Network(dt=float(attrs["dt"]), seed=int(attrs["seed"]), precision=precision)
-        net._seeds = np.random.SeedSequence(net.seed, n_children_spawned=int(attrs["seeds_spawned"]))
-        for key in sorted(file["populations"], key=int):
-            _read_population(file["populations"][key], net, path)
-        for key in sorted(file["projections"], key=int):
-            _read_projection(file["projections"][key], net, path)
-        for key in sorted(file["recordings/spikes"], key=int):
-            _read_spike_monitor(file, f"recordings/spikes/{key}", net, path)
-        for key in sorted(file["recordings/state"], key=int):
-            _read_state_monitor(file, f"recordings/state/{key}", net, path)
-        net.step = int(attrs["step"])
-        net.stats = Stats(**json.loads(attrs["stats"]))
+        seed = attrs["seed"]
+        try:
+            seed = int(seed.decode() if isinstance(seed, bytes) else seed)
+        except (TypeError, ValueError):
+            raise StorageError(f"{path}: seed {seed!r} is not an integer") from None
+        if seed < 0:
+            raise StorageError(f"{path}: seed {seed} is negative")
+        net = Network(dt=_attr(attrs, "dt", where, float), seed=seed, precision=precision)
+        net._seeds = np.random.SeedSequence(net.seed, n_children_spawned=_attr(attrs, "seeds_spawned", where, int,
+                                                                               low=0))
+        step = _attr(attrs, "step", where, int, low=0)
+        for key in _numbered(file, "populations", where, version):
+            _read_population(file["populations"][key], net, path, step, version)
+        for key in _numbered(file, "projections", where, version):
+            _read_projection(file["projections"][key], net, path, step, version)
+        drives = file["poisson_inputs"] if "poisson_inputs" in file else {}
+        for key in sorted(drives, key=lambda key: int(key) if key.isdigit() else -1):
+            _read_poisson_input(drives[key].attrs, net, f"{path}: /poisson_inputs/{key}")
+        write_id = _attr(attrs, "write_id", where, str) if version >= 3 else None
+        for key in _numbered(file, "recordings/spikes", where, version):
+            _read_spike_monitor(file, f"recordings/spikes/{key}", net, path, step, write_id, version)
+        sonata = _sonata_names(net)
+        for monitor, name in zip(net.spike_monitors, sonata, strict=True):
+            if monitor._written.group != f"/spikes/{name}":
+                raise StorageError(f"{path}: spike monitor of {monitor.population.name!r} names "
+                                   f"{monitor._written.group!r}; its spikes belong in /spikes/{name}")
+        for key in _numbered(file, "recordings/state", where, version):
+            _read_state_monitor(file, f"recordings/state/{key}", net, path, step, write_id)
+        net.step = step
+        stats = json.loads(_attr(attrs, "stats", where, str))
+        if not isinstance(stats, dict):
+            raise StorageError(f"{path}: stats must be a JSON object, the file holds {stats!r}")
+        net.stats = Stats(**stats)
     net._changed()
     _RECORDED_IN[net] = (path.resolve(), net._structure_version)
     return net
 
 
-def _read_population(group, net: Network, path: Path) -> None:
-    name = str(group.attrs["name"])
+def _read_population(group, net: Network, path: Path, step: int, version: int) -> None:
+    name = _attr(group.attrs, "name", f"{path}: {group.name}", str)
     where = f"{path}: population {name!r}"
-    cls = _model_class(str(group.attrs["model"]), where)
-    config = _decode(json.loads(group.attrs["config"]), group["config_arrays"], where)
+    if name in net.populations:
+        raise StorageError(f"{where}: a second population of that name")
+    cls = _model_class(_attr(group.attrs, "model", where, str), where)
+    if "config_arrays" not in group:
+        raise StorageError(f"{where}: group 'config_arrays' is missing")
+    config = _decode(json.loads(_attr(group.attrs, "config", where, str)), group["config_arrays"], where)
+    if not isinstance(config, dict):
+        raise StorageError(f"{where}: config must be a JSON object, the file holds {config!r}")
     try:
         with unchecked():  # checked when the model was first built
             model = cls._from_config(config)
     except (TypeError, ValueError) as error:
         raise StorageError(f"{where}: {cls.__name__} cannot be rebuilt from its saved configuration "
                            f"({error})") from None
-    n = int(group.attrs["n"])
-    params = {key: group["params"][key][()] for key in group["params"]}
-    state = group["state"][()].astype(net.dtype, copy=False)
-    if state.shape != (len(model.state_names), n) or any(values.shape != (n,) for values in params.values()):
-        raise StorageError(f"{where}: saved state or parameters do not match {n} neurons of {cls.__name__}")
-    population = Population(net, model, n, name, len(net.populations), params, state, int(group.attrs["period"]))
+    n = _attr(group.attrs, "n", where, int, low=1)
+    size = getattr(model, "size", None)
+    if size is not None and size != n:
+        raise StorageError(f"{where}: n = {n}, but its {cls.__name__} has {size} neurons")
+    period = _attr(group.attrs, "period", where, int, low=1)
+    if period > 1 and model.kind == Kind.SCHEDULED:
+        raise StorageError(f"{where}: period = {period}; a {cls.__name__} updates every step")
+    if "params" not in group:
+        raise StorageError(f"{where}: group 'params' is missing")
+    expected = set(model.parameters)
+    if set(group["params"]) != expected:
+        raise StorageError(f"{where}: params must be {sorted(expected)}, the file holds {sorted(group['params'])}")
+    params = {key: _array(group["params"], key, f"{where}: params", "float", shape=(n,)).astype(np.float64)
+              for key in sorted(expected)}
+    try:
+        with unchecked():
+            model.constants(params, net.dt * period)  # parameter values in range, as at declaration
+            if model.kind == Kind.SCHEDULED:
+                model.schedule(net.dt, name)
+    except ValueError as error:
+        raise StorageError(f"{where}: {error}") from None
+    names = list(model.state_names)
+    state = _array(group, "state", where, "float", shape=(len(names), n)).astype(net.dtype, copy=False)
+    saved_names = group["state"].attrs.get("state_names")
+    saved = None if saved_names is None else [str(item) for item in np.atleast_1d(saved_names)]
+    if saved != names:
+        raise StorageError(f"{where}: state rows must be {names}, the file names {saved}")
+    population = Population(net, model, n, name, len(net.populations), params, state, period)
+    _check_run_arrays(group, ("ring", "published"), where, version)
     run = net.run_state.population(name)
-    run.ring = group["ring"][()].astype(net.dtype, copy=False) if "ring" in group else None
-    run.published = group["published"][()] if "published" in group else None
-    run.held_until = int(group.attrs["held_until"])
+    receptors = len(model.receptors)
+    run.ring = (_array(group, "ring", where, "float", shape=(None, receptors, n)).astype(net.dtype, copy=False)
+                if "ring" in group else None)
+    if run.ring is not None and run.ring.shape[0] < 1:
+        raise StorageError(f"{where}: ring has no slots")
+    if "published" in group:
+        channels = getattr(model, "channels", None)
+        if channels is None:
+            raise StorageError(f"{where}: a {cls.__name__} publishes no output, the file holds one")
+        run.published = _array(group, "published", where, "float", shape=(channels, n)).astype(np.float64)
+    run.held_until = _attr(group.attrs, "held_until", where, int, low=0)
     net.populations[name] = population
 
 
-def _read_projection(group, net: Network, path: Path) -> None:
+def _read_projection(group, net: Network, path: Path, step: int, version: int) -> None:
     attrs = group.attrs
-    delay_steps = group["delay_steps"][()] if "delay_steps" in group else int(attrs["delay_steps"])
-    pre, post = net[str(attrs["pre"])], net[str(attrs["post"])]
-    weights = group["weights"][()].astype(net.dtype, copy=False)
+    name = _attr(attrs, "name", f"{path}: {group.name}", str)
+    where = f"{path}: projection {name!r}"
+    if any(other.name == name for other in net.projections):
+        raise StorageError(f"{where}: a second projection of that name")
+    pre, post = net[_attr(attrs, "pre", where, str)], net[_attr(attrs, "post", where, str)]
+    receptor = _attr(attrs, "receptor", where, str)
+    if receptor not in post.model.receptors and not _sets_state(pre, post, receptor):
+        raise StorageError(f"{where}: unknown receptor {receptor!r}; {post.name!r} has "
+                           f"{list(post.model.receptors) or 'none'}")
+    if post.model.kind not in (Kind.SPIKING, Kind.VALUE):
+        raise StorageError(f"{where}: {post.name!r} takes no synaptic input")
+    width = Network._check_channels(pre, post, receptor, name)
     # files of schema 1 hold every projection explicitly
-    all_to_all, autapses = bool(attrs.get("all_to_all", False)), bool(attrs.get("autapses", True))
-    where = f"{path}: projection {str(attrs['name'])!r}"
+    all_to_all = _attr(attrs, "all_to_all", where, bool) if "all_to_all" in attrs else False
+    autapses = _attr(attrs, "autapses", where, bool) if "autapses" in attrs else True
+    targets = (f"outside population {post.name!r} ({post.n} neurons)" if width == post.n else
+               f"outside port {receptor!r} of {post.name!r} ({width} inputs)")
+    if all_to_all:
+        row_ptr = post_ids = None
+        n_synapses = pre.n * (width if autapses else width - 1)
+    else:
+        row_ptr = _array(group, "row_ptr", where, "int", shape=(pre.n + 1,)).astype(np.int64)
+        post_ids = _array(group, "post_ids", where, "int", ndim=1, low=0, high=width, outside=targets)
+        n_synapses = len(post_ids)
+        if row_ptr[0] != 0 or row_ptr[-1] != n_synapses or np.any(np.diff(row_ptr) < 0):
+            raise StorageError(f"{where}: row_ptr must rise from 0 to the {n_synapses} synapses of post_ids "
+                               f"(it runs {row_ptr[0]} .. {row_ptr[-1]}"
+                               f"{', decreasing somewhere' if np.any(np.diff(row_ptr) < 0) else ''})")
+        post_ids = post_ids.astype(np.int32)
+    weights = _array(group, "weights", where, "float", ndim=1).astype(net.dtype, copy=False)
+    if not all_to_all and len(weights) not in (1, n_synapses):  # all-to-all: one weight, checked below
+        raise StorageError(f"{where}: weights must hold 1 or {n_synapses} (one per synapse) values, "
+                           f"the file holds {len(weights)}")
+    if "delay_steps" in group:
+        delay_steps = _array(group, "delay_steps", where, "int", shape=(n_synapses,), low=1,
+                             high=_MAX_DELAY_STEPS + 1, outside=f"outside 1 .. {_MAX_DELAY_STEPS} steps")
+        delay_steps = delay_steps.astype(np.uint16)
+    else:
+        delay_steps = _attr(attrs, "delay_steps", where, int, low=1)
+        if delay_steps > _MAX_DELAY_STEPS:
+            raise StorageError(f"{where}: delay_steps = {delay_steps} exceeds {_MAX_DELAY_STEPS} steps")
+    if _sends_values(pre, post) and not (isinstance(delay_steps, int) and delay_steps == 1):
+        raise StorageError(f"{where}: values reach {post.name!r} at its next update; the file holds a delay")
+    if version >= 3 and _attr(attrs, "plastic", where, bool) != ("plasticity" in group):
+        raise StorageError(f"{where}: group 'plasticity' is {'missing' if 'plasticity' not in group else 'unexpected'}")
     if all_to_all and (weights.shape != (1,) or not isinstance(delay_steps, int) or "plasticity" in group):
         raise StorageError(f"{where}: an implicit all-to-all projection takes one weight, one delay and no "
                            f"plasticity; the file holds {weights.size} weight(s)")
-    row_ptr, post_ids = (None, None) if all_to_all else (group["row_ptr"][()], group["post_ids"][()])
-    projection = Projection(str(attrs["name"]), pre, post, str(attrs["receptor"]), row_ptr, post_ids, weights,
-                            delay_steps, autapses)
+    projection = Projection(name, pre, post, receptor, row_ptr, post_ids, weights, delay_steps, autapses)
     if not autapses and not (all_to_all and pre is post and projection.width == pre.n):
         raise StorageError(f"{where}: only an all-to-all projection within one population leaves out autapses")
-    net.run_state.projection(projection.name).pending = group["pending"][()] if "pending" in group else None
+    _check_run_arrays(group, ("pending",), where, version)
+    net.run_state.projection(projection.name).pending = (
+        _array(group, "pending", where, "float", ndim=2).astype(np.float64) if "pending" in group else None)
     net.projections.append(projection)
     if "plasticity" in group:
-        _read_learning(group["plasticity"], projection, net)
+        _read_learning(group["plasticity"], projection, net, where, step, version)
 
 
-def _read_learning(group, projection: Projection, net: Network) -> None:
+def _read_learning(group, projection: Projection, net: Network, where: str, step: int, version: int) -> None:
     # imported here as Network.connect does: the learning rules build on the engine
     from ..plasticity import STDP
 
-    modulator = str(group.attrs["modulator"])
-    STDP(**json.loads(group.attrs["config"]), modulator=net[modulator] if modulator else None).attach(projection)
-    if all(name in group for name in _TRACES):
-        net.run_state.projection(projection.name).traces = Traces(*(group[name][()] for name in _TRACES))
+    where = f"{where}: plasticity"
+    modulator = _attr(group.attrs, "modulator", where, str)
+    config = json.loads(_attr(group.attrs, "config", where, str))
+    if not isinstance(config, dict) or set(config) != set(_STDP_ARGUMENTS):
+        raise StorageError(f"{where}: config must name {list(_STDP_ARGUMENTS)}, the file holds {config!r}")
+    STDP(**config, modulator=net[modulator] if modulator else None).attach(projection)
+    _check_run_arrays(group, _TRACES, where, version)
+    if any(name in group for name in _TRACES):
+        pre, post = projection.pre.n, projection.post.n
+        kinds = {"pre_trace": ("float", pre), "pre_seen": ("int", pre), "post_trace": ("float", post),
+                 "post_seen": ("int", post)}
+        arrays = {name: _array(group, name, where, kind, shape=(size,), low=0 if kind == "int" else None,
+                               high=step + 1 if kind == "int" else None,
+                               outside=f"outside the {step} steps run" if kind == "int" else "")
+                  for name, (kind, size) in kinds.items()}
+        net.run_state.projection(projection.name).traces = Traces(
+            arrays["pre_trace"].astype(np.float64), arrays["pre_seen"].astype(np.int64),
+            arrays["post_trace"].astype(np.float64), arrays["post_seen"].astype(np.int64))
 
 
-def _read_spike_monitor(file, name: str, net: Network, path: Path) -> None:
+def _read_spike_monitor(file, name: str, net: Network, path: Path, step: int, write_id: str | None,
+                        version: int) -> None:
     group = file[name]
-    monitor = SpikeMonitor(net[str(group.attrs["population"])], group["ids"][()] if "ids" in group else None)
-    sonata = str(group.attrs["sonata"])
-    count = len(file[f"{sonata}/timestamps"])
-    if len(file[f"{sonata}/node_ids"]) != count:
-        raise StorageError(f"{path}: {sonata} has {count} timestamps but {len(file[f'{sonata}/node_ids'])} node_ids")
-    monitor._written = _WrittenSpikes(path, sonata, count, net.dt)
+    where = f"{path}: {name}"
+    population = net[_attr(group.attrs, "population", where, str)]
+    if population.model.kind not in (Kind.SPIKING, Kind.SCHEDULED) and not getattr(population.model, "pulses", False):
+        raise StorageError(f"{where}: {population.name!r} does not spike")
+    ids = None
+    if version >= 3 and _attr(group.attrs, "subset", where, bool) != ("ids" in group):
+        raise StorageError(f"{where}: dataset 'ids' is {'missing' if 'ids' not in group else 'unexpected'}")
+    if "ids" in group:
+        ids = _check_ids(_array(group, "ids", where, "int", ndim=1, low=0, high=population.n,
+                                outside=f"outside population {population.name!r} ({population.n} neurons)"),
+                         population, where)
+    monitor = SpikeMonitor(population, ids)
+    sonata = _attr(group.attrs, "sonata", where, str)
+    if sonata not in file:
+        raise StorageError(f"{where}: its spikes group {sonata} is missing")
+    timestamps = _array(file[sonata], "timestamps", f"{path}: {sonata}", "float", ndim=1, read=False)
+    node_ids = _array(file[sonata], "node_ids", f"{path}: {sonata}", "int", ndim=1, read=False)
+    count = len(timestamps)
+    if len(node_ids) != count:
+        raise StorageError(f"{path}: {sonata} has {count} timestamps but {len(node_ids)} node_ids")
+    monitor._written = _WrittenSpikes(path, sonata, count, net.dt, write_id, population.n, step)
     net.spike_monitors.append(monitor)
 
 
-def _read_state_monitor(file, name: str, net: Network, path: Path) -> None:
+def _read_state_monitor(file, name: str, net: Network, path: Path, step: int, write_id: str | None) -> None:
     group = file[name]
-    population = net[str(group.attrs["population"])]
-    variable = str(group.attrs["variable"])
-    rows = tuple(int(row) for row in group.attrs["rows"])
-    monitor = StateMonitor(population, variable, rows, group["ids"][()], int(group.attrs["every_steps"]))
-    monitor._written = _WrittenSamples(path, name, len(group["steps"]))
+    where = f"{path}: {name}"
+    population = net[_attr(group.attrs, "population", where, str)]
+    variable = _attr(group.attrs, "variable", where, str)
+    model = population.model
+    if variable == "output" and isinstance(model, ValueModel):
+        expected = tuple(model.output_rows)
+    elif variable in model.state_names:
+        expected = (model.state_names.index(variable),)
+    else:
+        raise StorageError(f"{where}: unknown variable {variable!r}; {population.name!r} has "
+                           f"{', '.join(model.state_names) or 'none'}")
+    rows = group.attrs.get("rows")
+    rows = tuple(int(row) for row in np.atleast_1d(rows)) if rows is not None else None
+    if rows != tuple(int(row) for row in expected):
+        raise StorageError(f"{where}: rows of {variable!r} must be {list(expected)}, the file holds {rows}")
+    ids = _check_ids(_array(group, "ids", where, "int", ndim=1, low=0, high=population.n,
+                            outside=f"outside population {population.name!r} ({population.n} neurons)"),
+                     population, where)
+    every_steps = _attr(group.attrs, "every_steps", where, int, low=1)
+    if every_steps % population.period:
+        raise StorageError(f"{where}: every_steps = {every_steps} is not a multiple of the population's "
+                           f"period ({population.period})")
+    steps = _array(group, "steps", where, "int", ndim=1, read=False)
+    _array(group, "values", where, "float", shape=(len(steps), len(rows), len(ids)), read=False)
+    monitor = StateMonitor(population, variable, rows, ids, every_steps)
+    monitor._written = _WrittenSamples(path, name, len(steps), write_id, step)
     net.state_monitors.append(monitor)
 
 
@@ -560,13 +1028,14 @@ class Checkpointer:
         net = self.net
         self.next_step = net.step + self.every_steps
         if _RECORDED_IN.get(net) != (self.path.resolve(), net._structure_version) or not self.path.is_file():
-            save(net, self.path)
+            write_id = _save(net, self.path)
         else:
             with _replacing(self.path) as temporary:
                 shutil.copyfile(self.path, temporary)
                 with _open(temporary, "r+") as file:
                     self._update(file)
-        self._release_recordings()
+                    write_id = _seal(file)
+        self._release_recordings(write_id)
         _RECORDED_IN[net] = (self.path.resolve(), net._structure_version)
 
     def _update(self, file) -> None:
@@ -595,15 +1064,15 @@ class Checkpointer:
                 _append(group["steps"], np.concatenate(monitor._steps))
                 _append(group["values"], np.stack([np.concatenate(chunks) for chunks in monitor._values], axis=1))
 
-    def _release_recordings(self) -> None:
+    def _release_recordings(self, write_id: str) -> None:
         net = self.net
         for sonata, monitor in zip(_sonata_names(net), net.spike_monitors, strict=True):
             written = monitor._written.count if monitor._written is not None else 0
             monitor._written = _WrittenSpikes(self.path, f"/spikes/{sonata}", written + monitor._count_memory(),
-                                              net.dt)
+                                              net.dt, write_id, monitor.population.n, net.step)
             monitor._steps, monitor._ids = [], []
         for index, monitor in enumerate(net.state_monitors):
             written = monitor._written.count if monitor._written is not None else 0
             count = written + sum(len(chunk) for chunk in monitor._steps)
-            monitor._written = _WrittenSamples(self.path, f"recordings/state/{index}", count)
+            monitor._written = _WrittenSamples(self.path, f"recordings/state/{index}", count, write_id, net.step)
             monitor._steps, monitor._values = [], [[] for _ in monitor.rows]

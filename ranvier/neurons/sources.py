@@ -121,7 +121,7 @@ class SpikeSource(Model):
     def spike_bound(self, params: Mapping[str, np.ndarray], dt: float, n: int) -> int:
         """The largest number of spikes scheduled in one step."""
         steps = np.rint(self.times / dt).astype(np.int64)
-        return int(np.bincount(steps - steps.min()).max()) if steps.size else 0
+        return int(np.unique(steps, return_counts=True)[1].max()) if steps.size else 0
 
     def schedule(self, dt: float, owner: str) -> tuple[np.ndarray, np.ndarray]:
         """Emission steps and ids, sorted by step: a spike at t is emitted in step round(t/dt) - 1."""

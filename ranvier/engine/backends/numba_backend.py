@@ -9,16 +9,20 @@ chunk's spikes and repeats. Each model's step function gets a compiled loop over
 ``~/.cache/ranvier``) named by its hash, and is compiled with ``cache=True``, so a second
 process with the same structure loads machine code instead of compiling. Sizes and parameter
 values are arguments, not part of the source: a network of another size reuses the kernel.
+
+With more than one numba thread, populations of :data:`PARALLEL_MIN_NEURONS` or more update on
+all threads, and networks of :data:`PARALLEL_MIN_SYNAPSES` or more deliver each busy chunk's
+spikes on all threads (``numba_kernels.deliver_all_parallel``): every thread owns a block of
+each target population and adds only the synapses onto it, in the serial order, so results are
+the same to the bit as numpy's on any number of threads. A population's Poisson drives
+(``PoissonInput``) are drawn in its update loop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import inspect
-import os
-import sys
 from pathlib import Path
 
 import numba
@@ -28,7 +32,7 @@ from numba.typed import List as TypedList
 from .. import model as model_language
 from ..kinds import Kind
 from ..lowering import Consumer, LoweredNetwork, Operator, Status
-from . import Runner, numba_kernels
+from . import Runner, kernel_cache, numba_kernels
 from .numba_kernels import (
     DELIVER_ALL_TO_ALL,
     DELIVER_ALL_TO_ALL_NO_AUTAPSES,
@@ -39,10 +43,10 @@ from .numba_kernels import (
 _INDENT = "    "
 
 
-def cache_dir() -> Path:
-    """Where generated kernels are written."""
-    root = os.environ.get("RANVIER_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "ranvier")
-    return Path(root) / "kernels"
+def cache_dir() -> Path | None:
+    """Where generated kernels are written: a directory only this user can write (see
+    :mod:`.kernel_cache`), or None when kernels compile without a cache."""
+    return kernel_cache.cache_dir()
 
 
 class _Writer:
@@ -71,16 +75,19 @@ class _Writer:
 PARALLEL_MIN_NEURONS = 20_000
 
 
-def _variant(population, alias: str) -> tuple[str, bool, bool, int, bool]:
+def _variant(population, alias: str) -> tuple[str, bool, bool, int, bool, tuple[int, ...]]:
     """What the compiled code of a population depends on: (step function, shares one column of
-    constants, updates on all threads, number of receptors, model reports non-finite state)."""
+    constants, updates on all threads, number of receptors, model reports non-finite state, the
+    receptor of each Poisson drive)."""
     parallel = population.n >= PARALLEL_MIN_NEURONS and numba.config.NUMBA_NUM_THREADS > 1
-    return alias, population.consts.shape[1] == 1, parallel, population.ring.shape[1], population.checks_finite
+    return (alias, population.consts.shape[1] == 1, parallel, population.ring.shape[1], population.checks_finite,
+            tuple(int(r) for r in population.drive_receptors))
 
 
-def _variant_name(alias: str, shared: bool, parallel: bool, receptors: int, checks_finite: bool) -> str:
+def _variant_name(alias: str, shared: bool, parallel: bool, receptors: int, checks_finite: bool,
+                  drives: tuple[int, ...] = ()) -> str:
     return (f"{alias}{'_shared' if shared else ''}{'_parallel' if parallel else ''}_r{receptors}"
-            f"{'' if checks_finite else '_checked'}")
+            f"{'' if checks_finite else '_checked'}{''.join(f'_d{r}' for r in drives)}")
 
 
 def _finite_test(array: str, dtype: np.dtype) -> str:
@@ -91,20 +98,34 @@ def _finite_test(array: str, dtype: np.dtype) -> str:
 
 
 def _write_variant(w: _Writer, alias: str, shared: bool, parallel: bool, receptors: int, checks_finite: bool,
-                   dtype: np.dtype) -> None:
+                   drives: tuple[int, ...], dtype: np.dtype) -> None:
     """The compiled step of one population: update every neuron, then collect the spikes.
 
     It returns 0, -1 when the spike buffer is full or -2 when the state (of ``dtype``) is not finite.
+    Each Poisson drive ``m`` (into receptor ``drives[m]``) adds its count times its weight to the
+    neuron's input before the step, as the numpy backend's ``_drive``.
     """
-    name = _variant_name(alias, shared, parallel, receptors, checks_finite)
+    name = _variant_name(alias, shared, parallel, receptors, checks_finite, drives)
+    cast = "np.float64" if dtype == np.float64 else "np.float32"
     w()
     w()
     # prange needs numba's runtime; a population that large does not feel the per-call cost
     w(f"@njit(cache=True, nogil=True{', parallel=True' if parallel else ', _nrt=False'})")
-    w(f"def _update{name}(state, consts, arriving, k, key, flags):")
+    drive_arguments = ", drive_params, drive_weights, drive_keys, drive_events" if drives else ""
+    w(f"def _update{name}(state, consts, arriving, k, key, flags{drive_arguments}):")
     with w.indent():
+        for m in range(len(drives)):
+            w(f"events{m} = 0")
         w(f"for i in {'prange' if parallel else 'range'}(state.shape[1]):")
         with w.indent():
+            for m, receptor in enumerate(drives):
+                w(f"count{m} = poisson_count(uniform01(drive_keys[{m}], k, i), drive_params[{m}, 0], "
+                  f"drive_params[{m}, 1])")
+                # an integer sum: the same on any number of threads
+                w(f"events{m} += count{m}")
+                w(f"if count{m} != 0:")
+                with w.indent():
+                    w(f"arriving[{receptor}][i] += {cast}(count{m}) * drive_weights[{m}]")
             w(f"spikes = {alias}(state, consts, arriving, i, {'0' if shared else 'i'}, k, key)")
             # Writes only where something changed: most neurons neither spike nor receive input
             # in a step, and a cache line never written is never written back. collect_spikes
@@ -117,14 +138,17 @@ def _write_variant(w: _Writer, alias: str, shared: bool, parallel: bool, recepto
                 w(f"if arriving[{receptor}][i] != 0.0:")
                 with w.indent():
                     w(f"arriving[{receptor}][i] = 0.0")
+        for m in range(len(drives)):
+            w(f"drive_events[{m}] += events{m}")
     w()
     w()
     w("@njit(cache=True, nogil=True, _nrt=False)")
-    w(f"def _population{name}(state, consts, ring, k, key, flags, spike_ids, spike_steps, spike_count):")
+    w(f"def _population{name}(state, consts, ring, k, key, flags, spike_ids, spike_steps, spike_count"
+      f"{drive_arguments}):")
     with w.indent():
         w("slot = ring[k % ring.shape[0]]")
         slots = "".join(f"slot[{r}], " for r in range(receptors))
-        w(f"_update{name}(state, consts, ({slots}), k, key, flags)")
+        w(f"_update{name}(state, consts, ({slots}), k, key, flags{drive_arguments})")
         w("count = collect_spikes(flags, flags.view(np.uint64), k, spike_ids, spike_steps, spike_count[0])")
         w("if count < 0:")
         with w.indent():
@@ -140,6 +164,23 @@ def _write_variant(w: _Writer, alias: str, shared: bool, parallel: bool, recepto
 #: networks with at most this many projections pass their arrays to the delivery loop as tuples
 _TUPLE_PROJECTIONS = 8
 
+#: spiking networks with at least this many synapses deliver on all threads (``deliver_all_parallel``):
+#: each thread owns a block of every target population, so none needs atomics and each target sums its
+#: input in the serial order (the same result on any number of threads)
+PARALLEL_MIN_SYNAPSES = 1_000_000
+#: ... in the chunks that make at least this many synaptic events (fewer are delivered on one thread:
+#: starting the threads would cost more than it saves)
+PARALLEL_MIN_EVENTS = 20_000
+
+
+def _parallel_delivery(lowered: LoweredNetwork) -> bool:
+    """Whether ``lowered``'s spikes are delivered on all threads (see :data:`PARALLEL_MIN_SYNAPSES`)."""
+    if numba.config.NUMBA_NUM_THREADS < 2 or not lowered.projections:
+        return False
+    synapses = sum(j.width * lowered.populations[j.pre].n if j.all_to_all else len(j.post_ids)
+                   for j in lowered.projections)
+    return synapses >= PARALLEL_MIN_SYNAPSES
+
 #: the sequences (one entry per population or projection) the generic delivery loop reads
 _PROJECTION_ARGUMENTS = ["spike_id_lists", "spike_step_lists", "rings", "projection_pre",
                          "projection_post", "projection_receptor", "row_ptrs", "post_id_lists", "weight_lists",
@@ -151,12 +192,17 @@ _PLASTIC_ARGUMENTS = ["row_ptr", "targets", "weights", "col_ptr", "col_synapses"
                       "pre_seen", "post_trace", "post_seen", "decay_plus", "decay_minus", "params", "modulation"]
 
 
-def _population_arguments(index: int, kind: str) -> list[str]:
+#: the arrays of a population's Poisson drives, as arguments ``p{index}_<name>``
+_DRIVE_ARGUMENTS = ["drive_params", "drive_weights", "drive_keys", "drive_events"]
+
+
+def _population_arguments(index: int, population) -> list[str]:
     p = f"p{index}_"
     names = [f"{p}bound", f"{p}spike_ids", f"{p}spike_steps", f"{p}spike_count"]
-    if kind == Kind.SCHEDULED:
+    if population.kind == Kind.SCHEDULED:
         return names + [f"{p}source_steps", f"{p}source_ids", f"{p}source_next"]
-    return names + [f"{p}state", f"{p}consts", f"{p}ring", f"{p}key", f"{p}flags"]
+    drives = [f"{p}{name}" for name in _DRIVE_ARGUMENTS] if len(population.drive_names) else []
+    return names + [f"{p}state", f"{p}consts", f"{p}ring", f"{p}key", f"{p}flags"] + drives
 
 
 def _spiking_steps(lowered: LoweredNetwork) -> dict[object, str]:
@@ -180,9 +226,12 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
             variants.append(_variant(population, alias))
     arguments = ["start", "stop", "chunk", "status", "synaptic_events", "first", "last"]
     for index, population in enumerate(lowered.populations):
-        arguments += _population_arguments(index, population.kind)
+        arguments += _population_arguments(index, population)
+    parallel_delivery = _parallel_delivery(lowered)
     if lowered.projections:
         arguments += _PROJECTION_ARGUMENTS
+        if parallel_delivery:
+            arguments += ["rows_ascending", "min_delivery_events", "delivery_threads"]
     for m, _ in enumerate(lowered.state_monitors):
         arguments += [f"m{m}_row", f"m{m}_ids", f"m{m}_every", f"m{m}_values", f"m{m}_steps", f"m{m}_count"]
     for q, _ in enumerate(lowered.plastic):
@@ -198,7 +247,12 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     listed = len(lowered.projections) > _TUPLE_PROJECTIONS
     w("from ranvier.engine.backends.numba_kernels import (")
     w("    all_finite, all_finite_double, collect_spikes, emit_scheduled, gather_window, sample_state)")
+    if any(len(p.drive_names) for p in lowered.populations):
+        w("from ranvier.engine.model import poisson_count, uniform01")
     w(f"from ranvier.engine.backends.numba_kernels import {'deliver_all_listed as ' if listed else ''}deliver_all")
+    if parallel_delivery:
+        w("from ranvier.engine.backends.numba_kernels import "
+          f"{'deliver_all_parallel_listed as ' if listed else ''}deliver_all_parallel")
     if lowered.plastic:
         w("from ranvier.engine.backends.numba_kernels import apply_stdp")
     if lowered.values or lowered.counts:
@@ -238,7 +292,10 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
             if lowered.projections or lowered.counts:
                 for index, _ in enumerate(lowered.populations):
                     w(f"last[{index}] = p{index}_spike_count[0]")
-            if lowered.projections:
+            if lowered.projections and parallel_delivery:
+                w(f"deliver_all_parallel(first, last, {', '.join(_PROJECTION_ARGUMENTS)}, rows_ascending, "
+                  "synaptic_events, min_delivery_events, delivery_threads)")
+            elif lowered.projections:
                 w(f"deliver_all(first, last, {', '.join(_PROJECTION_ARGUMENTS)}, synaptic_events)")
             _write_count_delivery(w, lowered)
             for q, plastic in enumerate(lowered.plastic):
@@ -448,8 +505,9 @@ def _write_population(w: _Writer, lowered, index: int, population, functions) ->
             with w.indent() if period > 1 else contextlib.nullcontext():
                 if period > 1:
                     w(f"gather_window({p}ring, k, {period})")
+                drives = "".join(f", {p}{name}" for name in _DRIVE_ARGUMENTS) if len(population.drive_names) else ""
                 w(f"outcome = _population{name}({p}state, {p}consts, {p}ring, k, {p}key, {p}flags, {p}spike_ids, "
-                  f"{p}spike_steps, {p}spike_count)")
+                  f"{p}spike_steps, {p}spike_count{drives})")
                 w("if outcome < 0:")
                 with w.indent():
                     w(f"status[0] = {int(Status.SPIKE_OVERFLOW)} if outcome == -1 else {int(Status.NOT_FINITE)}; "
@@ -546,19 +604,7 @@ def _load_kernel(lowered: LoweredNetwork):
     model_functions = _model_functions(lowered)
     name = f"ranvier_kernel_{_fingerprint(source, model_functions)}"
     if name not in _LOADED:
-        directory = cache_dir()
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{name}.py"
-        if not path.exists() or path.read_text() != source:
-            temporary = path.with_suffix(f".{os.getpid()}.tmp")
-            temporary.write_text(source)
-            os.replace(temporary, path)
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # numba's cache looks the module up by name when loading
-        vars(module).update(model_functions)
-        spec.loader.exec_module(module)
-        _LOADED[name] = module.advance
+        _LOADED[name] = kernel_cache.load(name, source, model_functions)
     return _LOADED[name], arguments
 
 
@@ -621,8 +667,16 @@ class NumbaRunner(Runner):
                 f"{p}consts": population.consts, f"{p}ring": population.ring, f"{p}key": population.key,
                 f"{p}flags": population.flags,
             })
+            values.update({f"{p}{name}": getattr(population, name) for name in _DRIVE_ARGUMENTS})
         if lowered.projections:
             values.update(_projection_lists(lowered))
+            if _parallel_delivery(lowered):
+                # a block's synapses are contiguous in a row whose targets ascend (every rule but FromArrays)
+                values["rows_ascending"] = np.array(
+                    [not j.all_to_all and numba_kernels.rows_ascending(j.row_ptr, j.post_ids.view(np.uint32))
+                     for j in lowered.projections], dtype=np.bool_)
+                values["min_delivery_events"] = PARALLEL_MIN_EVENTS
+                values["delivery_threads"] = self._delivery_threads = np.ones(1, dtype=np.int64)
         for q, plastic in enumerate(lowered.plastic):
             projection = lowered.projections[plastic.projection]
             arrays = {"row_ptr": projection.row_ptr, "targets": projection.post_ids.view(np.uint32),
@@ -636,6 +690,8 @@ class NumbaRunner(Runner):
         self._monitor_buffers: list = []
 
     def advance(self, start: int, stop: int) -> int:
+        if "delivery_threads" in self._values:
+            self._delivery_threads[0] = numba.get_num_threads()  # numba.set_num_threads may have changed it
         buffers = [monitor.values for monitor in self.lowered.state_monitors]
         if not self._arguments or any(a is not b for a, b in zip(buffers, self._monitor_buffers, strict=True)):
             # a run allocates its monitors' buffers anew: the kernel's arguments are gathered once per run
@@ -646,7 +702,16 @@ class NumbaRunner(Runner):
                 })
             self._arguments = tuple(self._values[name] for name in self._names)
             self._monitor_buffers = buffers
-        return int(self.kernel(start, stop, *self._arguments))
+        if getattr(self, "_cache_checked", False):
+            return int(self.kernel(start, stop, *self._arguments))
+        try:
+            result = int(self.kernel(start, stop, *self._arguments))
+        except kernel_cache.CACHE_ERRORS as error:
+            # the first call loads the machine code from the cache: a damaged entry is compiled again
+            self.kernel = kernel_cache.without_cache(self.kernel, error)
+            result = int(self.kernel(start, stop, *self._arguments))
+        self._cache_checked = True
+        return result
 
 
 def prepare(lowered: LoweredNetwork) -> NumbaRunner:

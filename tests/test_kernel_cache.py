@@ -1,0 +1,113 @@
+"""The numba kernel cache is used only when this user alone can write it; damage is a fallback, not an error."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ranvier as rv
+from ranvier.engine.backends import kernel_cache
+from ranvier.errors import RanvierWarning
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    monkeypatch.setattr(kernel_cache, "_WARNED", set())
+    monkeypatch.setattr(kernel_cache.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    return tmp_path
+
+
+def test_a_private_cache_directory_is_used(fresh, monkeypatch):
+    monkeypatch.setenv("RANVIER_CACHE_DIR", str(fresh / "cache"))
+    assert kernel_cache.cache_dir() == fresh / "cache" / "kernels"
+    assert (fresh / "cache" / "kernels").stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("mode", [0o775, 0o777])
+def test_a_cache_others_can_write_is_replaced_by_a_private_one(fresh, monkeypatch, mode):
+    shared = fresh / "shared"
+    (shared / "kernels").mkdir(parents=True)
+    shared.chmod(mode)
+    monkeypatch.setenv("RANVIER_CACHE_DIR", str(shared))
+    with pytest.warns(RanvierWarning, match="writable by .*Using .*ranvier-"):
+        directory = kernel_cache.cache_dir()
+    assert directory == fresh / "tmp" / f"ranvier-{os.getuid()}" / "kernels"
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("error")
+        kernel_cache.cache_dir()  # warned once
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="needs root to give a file away")
+def test_a_cache_owned_by_another_user_is_not_used(fresh, monkeypatch):
+    foreign = fresh / "foreign"
+    (foreign / "kernels").mkdir(parents=True, mode=0o700)
+    os.chown(foreign / "kernels", 12345, -1)
+    monkeypatch.setenv("RANVIER_CACHE_DIR", str(foreign))
+    with pytest.warns(RanvierWarning, match="owned by user id 12345"):
+        assert kernel_cache.cache_dir() != foreign / "kernels"
+
+
+def test_an_unusable_cache_compiles_without_one(fresh, monkeypatch):
+    (fresh / "file").write_text("not a directory")
+    monkeypatch.setenv("RANVIER_CACHE_DIR", str(fresh / "file"))
+    (fresh / "tmp" / f"ranvier-{os.getuid()}").write_text("nor this")
+    with pytest.warns(RanvierWarning, match="compiling kernels without a cache"):
+        assert kernel_cache.cache_dir() is None
+
+
+def test_stale_temporary_files_of_dead_processes_are_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    pid = int(dead.stdout)
+    stale, fresh_one, alive = (tmp_path / f".run.h5.{pid}.tmp", tmp_path / f".run.h5.{pid + 1}.tmp",
+                               tmp_path / f".run.h5.{os.getppid()}.tmp")
+    for path in (stale, fresh_one, alive):
+        path.write_bytes(b"half")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    os.utime(alive, (old, old))
+    net = rv.Network(seed=1)
+    net.population(rv.neurons.LIF(), n=3, name="a")
+    net.save(tmp_path / "run.h5")
+    assert not stale.exists() and alive.exists()  # a live writer's file stays
+    assert fresh_one.exists()  # too recent to be sure
+
+
+SCRIPT = """
+import warnings, ranvier as rv
+warnings.simplefilter("always")
+net = rv.Network(seed=1)
+a = net.population(rv.neurons.PoissonSource(rate=500.0), n=20, name="a")
+b = net.population(rv.neurons.LIF(tau_syn={"exc": 5e-3}), n=10, name="b")
+net.connect(a, b, rv.connect.AllToAll(), weight=3e-3)
+m = net.record(b, "spikes")
+net.run(0.05)
+print(m.num_spikes)
+"""
+
+
+@pytest.mark.slow
+def test_a_damaged_cache_entry_is_compiled_again(tmp_path):
+    environment = {**os.environ, "RANVIER_CACHE_DIR": str(tmp_path / "cache")}
+
+    def run():
+        return subprocess.run([sys.executable, "-c", SCRIPT], env=environment, capture_output=True, text=True,
+                              timeout=600)
+
+    first = run()
+    assert first.returncode == 0, first.stderr[-2000:]
+    indices = list(Path(tmp_path / "cache" / "kernels" / "__pycache__").glob("ranvier_kernel_*.nbi"))
+    assert indices
+    for index in indices:
+        data = bytearray(index.read_bytes())
+        data[len(data) // 2:] = np.random.default_rng(0).bytes(len(data) - len(data) // 2)
+        index.write_bytes(bytes(data))
+    second = run()
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout == first.stdout
+    assert "cannot be loaded" in second.stderr and "RanvierWarning" in second.stderr
