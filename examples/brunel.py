@@ -14,9 +14,9 @@ import ranvier as rv
 from ranvier.plots import population_rate, raster_and_rate
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--n", type=int, default=12500)
-parser.add_argument("--duration", type=float, default=0.3)
-parser.add_argument("--output", default="brunel.png")
+parser.add_argument("--n", type=int, default=12500, help="number of neurons, 4:1 excitatory:inhibitory (default 12500)")
+parser.add_argument("--duration", type=float, default=0.3, help="biological time of each regime, s (default 0.3)")
+parser.add_argument("--output", default="brunel.png", help="where to save the figure (default brunel.png)")
 args = parser.parse_args()
 
 

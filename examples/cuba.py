@@ -10,10 +10,11 @@ import ranvier as rv
 from ranvier.plots import raster_and_rate
 from ranvier.units import second
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--n", type=int, default=4000)
-parser.add_argument("--duration", type=float, default=1.0)
-parser.add_argument("--output", default="cuba.png")
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+parser.add_argument("--n", type=int, default=4000, help="number of neurons (4:1 excitatory:inhibitory)")
+parser.add_argument("--duration", type=float, default=1.0, help="biological time (s)")
+parser.add_argument("--output", default="cuba.png", help="where to save the raster and rates")
 args = parser.parse_args()
 
 start = time.perf_counter()

@@ -22,7 +22,8 @@ plt.switch_backend("Agg")
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--duration", type=float, default=0.5, help="simulated seconds")
-parser.add_argument("--output", default="custom_models.png")
+parser.add_argument("--output", default="custom_models.png",
+                    help="where to save the figure (default custom_models.png)")
 args = parser.parse_args()
 
 izhikevich = rv.neurons.Equations("""

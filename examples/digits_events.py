@@ -22,9 +22,10 @@ plt.switch_backend("Agg")
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--train", type=int, default=400, help="training samples")
 parser.add_argument("--test", type=int, default=150, help="test samples")
-parser.add_argument("--hidden", type=int, default=300)
-parser.add_argument("--backend", default="numba")
-parser.add_argument("--output", default="digits_events.png")
+parser.add_argument("--hidden", type=int, default=300, help="spiking neurons in the hidden layer (default 300)")
+parser.add_argument("--backend", default="numba", help="simulation backend: numba, numpy or cuda (default numba)")
+parser.add_argument("--output", default="digits_events.png",
+                    help="where to save the figure (default digits_events.png)")
 args = parser.parse_args()
 
 train = datasets.digits_events(train=True)

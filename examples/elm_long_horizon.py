@@ -24,7 +24,7 @@ parser.add_argument("--steps", type=int, default=500, help="sequence length (del
 parser.add_argument("--samples", type=int, default=1024, help="training sequences")
 parser.add_argument("--iterations", type=int, default=150, help="Adam steps of batch 64")
 parser.add_argument("--memory", type=int, default=16, help="ELM memory units (the LIF network gets 2x neurons)")
-parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 args = parser.parse_args()
 
 torch.manual_seed(args.seed)

@@ -24,7 +24,7 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--n", type=int, default=2000, help="oscillators")
 parser.add_argument("--duration", type=float, default=60.0, help="simulated seconds per coupling")
 parser.add_argument("--spread", type=float, default=0.5, help="Lorentzian half-width gamma (rad/s)")
-parser.add_argument("--output", default="kuramoto.png")
+parser.add_argument("--output", default="kuramoto.png", help="where to save the figure (default kuramoto.png)")
 args = parser.parse_args()
 
 critical = 2 * args.spread

@@ -39,8 +39,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="weights per axis (default 5: 25 points)")
     parser.add_argument("--workers", type=int, default=2, help="local Dask workers (default 2)")
     parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler instead")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--output", default="sweep_cuba.png")
+    parser.add_argument("--seed", type=int, default=1, help="random seed of every network (default 1)")
+    parser.add_argument("--output", default="sweep_cuba.png", help="where to save the rate map (default %(default)s)")
     args = parser.parse_args()
 
     w_exc = np.linspace(0.5, 3.0, args.steps) * mV
@@ -59,8 +59,18 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     figure, ax = plt.subplots(figsize=(6, 5))
-    image = ax.imshow(rates, origin="lower", aspect="auto", cmap="viridis",
-                      extent=(-w_inh[0] / mV, -w_inh[-1] / mV, w_exc[0] / mV, w_exc[-1] / mV))
+    x, y = -w_inh / mV, w_exc / mV
+
+    def edges(centres: np.ndarray) -> np.ndarray:  # cell edges halfway between the swept values
+        half = np.diff(centres) / 2 if len(centres) > 1 else np.array([0.5])
+        return np.concatenate([[centres[0] - half[0]], centres[:-1] + half, [centres[-1] + half[-1]]])
+
+    image = ax.pcolormesh(edges(x), edges(y), rates, cmap="viridis", shading="flat")
+    for i, j in np.ndindex(rates.shape):  # each value at the centre of its cell, on the swept weights
+        ax.text(x[j], y[i], f"{rates[i, j]:.1f}", ha="center", va="center", fontsize="x-small",
+                color="white" if rates[i, j] < np.nanmax(rates) / 2 else "black")
+    ax.set_xticks(x, [f"{value:.3g}" for value in x])
+    ax.set_yticks(y, [f"{value:.3g}" for value in y])
     figure.colorbar(image, ax=ax, label="excitatory rate (Hz)")
     ax.set_xlabel("inhibitory weight |w_inh| (mV)")
     ax.set_ylabel("excitatory weight w_exc (mV)")

@@ -22,12 +22,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--hidden", type=int, default=64)
-parser.add_argument("--epochs", type=int, default=8)
-parser.add_argument("--steps", type=int, default=20)
-parser.add_argument("--train", type=int, default=1200)
-parser.add_argument("--method", choices=["bptt", "sltt"], default="bptt")
-parser.add_argument("--output", default="train_lif.png")
+parser.add_argument("--hidden", type=int, default=64, help="hidden LIF neurons (default 64)")
+parser.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
+parser.add_argument("--steps", type=int, default=20, help="time steps per sample (default 20)")
+parser.add_argument("--train", type=int, default=1200, help="training samples (default 1200)")
+parser.add_argument("--method", choices=["bptt", "sltt"], default="bptt",
+                    help="surrogate-gradient method: bptt or sltt (default bptt)")
+parser.add_argument("--output", default="train_lif.png", help="where to save the figure (default train_lif.png)")
 args = parser.parse_args()
 torch.manual_seed(0)
 

@@ -57,8 +57,8 @@ def _demo_hardware(net, plot_path: Path) -> None:
 
     report = hardware.estimate(net, "loihi2")
     print(f"  hardware (loihi2): {len(report.placement.cores)} cores, {report.energy * 1e3:.3g} mJ "
-          f"({report.power * 1e3:.3g} mW), {report.step_time * 1e6:.3g} us per step, "
-          f"{report.realtime_factor:.3g}x real time")
+          f"({report.power * 1e3:.3g} mW) for the {report.counts.duration:g} s run, "
+          f"{report.step_time * 1e6:.3g} us per step, {hardware.realtime_text(report.realtime_factor)}")
     cost_path = plot_path.with_name(f"{plot_path.stem}_hardware.png")
     hardware.compare(report.counts, ["loihi2", "loihi", "spinnaker2", "fpga_u55c", "cpu"], cost_path)
     print(f"  cost plot:         {cost_path}")
@@ -67,9 +67,9 @@ def _demo_hardware(net, plot_path: Path) -> None:
 def _estimate(args: argparse.Namespace) -> int:
     from . import hardware
 
-    net = _load_model(Path(args.model), args.run)
+    net = _load_model(Path(args.model), args.run, args.arguments)
     if args.rate is None and net.stats.steps == 0:
-        raise hardware.NotRunError(f"ranvier estimate: the network of {args.model} did not run; pass --run SECONDS "
+        raise hardware.NotRunError(f"the network of {args.model} did not run; pass --run SECONDS "
                                    "to run it, or --rate HZ for an estimate from a stated rate")
     names = hardware.targets() if args.target == "all" else [args.target]
     reports = []
@@ -95,34 +95,46 @@ def _estimate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_model(path: Path, run_seconds: float | None):
-    """A network from a script defining ``net`` (.py), a saved network (.h5) or a NIR graph (.nir)."""
+def _run_script(path: Path, arguments: list[str]) -> dict:
+    """Run ``path`` as ``__main__`` with ``sys.argv = [path, *arguments]`` (not the command line of
+    ``ranvier`` itself, which the script's own argument parser would reject); sys.argv is restored."""
+    saved = sys.argv
+    sys.argv = [str(path), *arguments]
+    try:
+        return runpy.run_path(str(path), run_name="__main__")
+    finally:
+        sys.argv = saved
+
+
+def _load_model(path: Path, run_seconds: float | None, arguments: list[str] = ()):
+    """A network from a script defining ``net`` (.py, run with ``arguments``), a saved network (.h5)
+    or a NIR graph (.nir)."""
     from .engine import Network
     from .errors import HardwareError
 
     if not path.is_file():
-        raise HardwareError(f"ranvier estimate: no such file {path}")
+        raise HardwareError(f"no such file {path}")
     suffix = path.suffix.lower()
     if suffix == ".py":
-        namespace = runpy.run_path(str(path), run_name="__main__")
+        namespace = _run_script(path, list(arguments))
         net = namespace.get("net")
         if not isinstance(net, Network):
-            raise HardwareError(f"ranvier estimate: {path} must define a ranvier Network named 'net', "
+            raise HardwareError(f"{path} must define a ranvier Network named 'net', "
                                 f"got {type(net).__name__}")
     elif suffix in (".h5", ".hdf5"):
         import ranvier
 
         if not hasattr(ranvier, "load"):
-            raise HardwareError(f"ranvier estimate: reading {path} needs ranvier.load (HDF5), not in this installation")
+            raise HardwareError(f"reading {path} needs ranvier.load (HDF5), not in this installation")
         net = ranvier.load(str(path))
     elif suffix == ".nir":
         try:
             from . import nir as ranvier_nir
         except ImportError:
-            raise HardwareError(f"ranvier estimate: reading {path} needs ranvier.nir, not installed") from None
+            raise HardwareError(f"reading {path} needs ranvier.nir, not installed") from None
         net = ranvier_nir.load(str(path))
     else:
-        raise HardwareError(f"ranvier estimate: {path} must be a .py script defining 'net', a .h5 network or a "
+        raise HardwareError(f"{path} must be a .py script defining 'net', a .h5 network or a "
                             f".nir graph, got suffix {path.suffix!r}")
     if run_seconds is not None:
         net.run(run_seconds)
@@ -134,8 +146,7 @@ def _run(args: argparse.Namespace) -> int:
     if not script.is_file():
         print(f"ranvier run: no such script {script}", file=sys.stderr)
         return 2
-    sys.argv = [str(script), *args.arguments]
-    runpy.run_path(str(script), run_name="__main__")
+    _run_script(script, args.arguments)
     return 0
 
 
@@ -162,13 +173,16 @@ def _bench(args: argparse.Namespace) -> int:
             times.append(time.perf_counter() - started)
         run = sorted(times[1:])[len(times[1:]) // 2]
         rows.append({"backend": backend, "n": n, "duration": duration, "first_run_s": times[0], "run_s": run,
-                     "real_time_factor": run / duration, "spikes": net.stats.spikes})
+                     "real_time_factor": run / duration, "wall_s_per_biological_s": run / duration,
+                     "spikes": net.stats.spikes})
     print(f"CUBA benchmark (Brian 2's example), median of {args.repeats} warm runs:")
     print(f"  {'backend':<8}{'neurons':>8}{'biological (s)':>16}{'first run (s)':>15}{'run (s)':>10}"
-          f"{'x real time':>13}")
+          f"{'wall s per bio s':>18}")
     for row in rows:
         print(f"  {row['backend']:<8}{row['n']:>8}{row['duration']:>16g}{row['first_run_s']:>15.3f}"
-              f"{row['run_s']:>10.3f}{row['real_time_factor']:>13.3f}")
+              f"{row['run_s']:>10.3f}{row['real_time_factor']:>18.3f}")
+    print("  (wall s per bio s: seconds of computer time per second of biological time; below 1 is faster "
+          "than real time, 2 is twice slower)")
     numba, numpy = rows
     print(f"  numba is {numpy['real_time_factor'] / numba['real_time_factor']:.1f}x faster than the numpy reference "
           "per second of biological time")
@@ -191,7 +205,8 @@ def _info(args: argparse.Namespace) -> int:
 
     print(f"ranvier {__version__}")
     print(f"python {platform.python_version()} on {platform.platform()}")
-    for package in ("numpy", "numba", "matplotlib", "tqdm", "torch", "h5py", "tonic", "snntorch"):
+    for package in ("numpy", "numba", "matplotlib", "tqdm", "h5py", "torch", "snntorch", "tonic", "sympy", "dask",
+                    "nir", "neo", "elephant"):
         print(f"  {package:<11} {_version(package)}")
     print("backends:")
     for name, status in backends.available().items():
@@ -213,7 +228,7 @@ def _gpu() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ranvier", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="ranvier", description=_plain(__doc__.splitlines()[0]),
                                      epilog="exit codes: 0 success, 1 simulation or input error, 2 bad usage, "
                                             "130 interrupted; 'ranvier COMMAND --help' describes each command")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -232,14 +247,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("arguments", nargs=argparse.REMAINDER, help="arguments passed to the script")
     run.set_defaults(handler=_run)
 
-    estimate = commands.add_parser("estimate", help="estimate a network's hardware cost (energy, latency, cores)")
-    estimate.add_argument("model", help="a .py script defining `net`, a saved .h5 network or a .nir graph")
+    estimate = commands.add_parser("estimate", help="estimate a network's hardware cost (energy, latency, cores)",
+                                   description="Estimate a network's hardware cost: cores, energy, latency. "
+                                               "A .py model runs with the arguments after '--' as its own "
+                                               "command line ('ranvier estimate examples/cuba.py --target "
+                                               "loihi2 -- --n 500 --duration 0.1'), never with ranvier's.")
+    estimate.add_argument("model", help="a .py script defining a Network named net, a saved .h5 network or a "
+                                        ".nir graph")
     estimate.add_argument("--target", default="loihi2", help="a target name, a target .toml file, or 'all'")
     estimate.add_argument("--run", type=float, default=None, help="run the network this many seconds first")
     estimate.add_argument("--rate", type=float, default=None,
                           help="estimate from this firing rate (Hz) instead of measured counts")
     estimate.add_argument("--duration", type=float, default=None, help="time (s) a rate estimate covers")
-    estimate.add_argument("--inferences", type=int, default=1, help="inferences the counted time holds")
+    estimate.add_argument("--inferences", type=int, default=1,
+                          help="inferences (samples, trials) the counted time holds; with 1 (the default) the "
+                               "figures are those of the whole run")
     estimate.add_argument("--json", default=None, help="write the report(s) as JSON here")
     estimate.add_argument("--plot", default=None, help="save an energy plot here")
     estimate.set_defaults(handler=_estimate)
@@ -265,12 +287,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plain(text: str) -> str:
+    """Docstring text for a terminal: without reStructuredText's ``literal`` markup."""
+    return text.replace("``", "")
+
+
+def _message(command: str, error: BaseException) -> str:
+    """``ranvier COMMAND: message``, once, whether or not the message already starts with a prefix."""
+    text = str(error)
+    for prefix in (f"ranvier {command}: ", "ranvier: "):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    return f"ranvier {command}: {text}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script_arguments: list[str] = []
+    if argv[:1] == ["estimate"] and "--" in argv:  # ranvier estimate MODEL [options] -- [the script's arguments]
+        split = argv.index("--")
+        argv, script_arguments = argv[:split], argv[split + 1:]
     args = build_parser().parse_args(argv)
+    args.arguments = script_arguments if args.command == "estimate" else getattr(args, "arguments", [])
     try:
         return args.handler(args)
     except RanvierError as error:
-        print(f"ranvier: {error}", file=sys.stderr)
+        print(_message(args.command, error), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ranvier: interrupted", file=sys.stderr)

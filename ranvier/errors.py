@@ -99,3 +99,8 @@ class NumericalError(RanvierError, FloatingPointError):
             f"population {population!r}: state became NaN or infinite in step {step} "
             f"(t = {time:.6g} s); the run stopped there"
         )
+
+
+class MissingExtraError(RanvierError, ImportError):
+    """A part of ranvier needs a package its core installation does not bring; the message names
+    the package and the extra that installs it (``pip install 'ranvier[torch]'``)."""

@@ -50,13 +50,14 @@ def raster_and_rate(monitors: Sequence[SpikeMonitor], duration: float, path: str
         shown = min(monitor.population.n, max_neurons)
         keep = monitor.ids < shown
         raster.scatter(monitor.times[keep] * 1e3, monitor.ids[keep] + offset, s=1.0, marker="|",
-                       label=monitor.population.name)
+                       label=_shown_label(monitor, shown))
         centres, rate = population_rate(monitor, duration, bin_width)
         rates.plot(centres * 1e3, rate, lw=0.8, label=monitor.population.name)
         offset += shown
     raster.set_ylabel("neuron")
     raster.set_ylim(0, max(offset, 1))
     raster.legend(loc="upper right", markerscale=8)
+    title = _with_shown(title, monitors, max_neurons)
     if title:
         raster.set_title(title)
     rates.set_xlabel("time (ms)")
@@ -66,6 +67,21 @@ def raster_and_rate(monitors: Sequence[SpikeMonitor], duration: float, path: str
     if path is not None:
         figure.savefig(path, dpi=120)
     return figure
+
+
+def _shown_label(monitor: SpikeMonitor, shown: int) -> str:
+    n = monitor.population.n
+    return monitor.population.name if shown == n else f"{monitor.population.name} (first {shown} of {n})"
+
+
+def _with_shown(title: str, monitors: Sequence[SpikeMonitor], max_neurons: int) -> str:
+    """``title``, saying how many neurons the raster shows of how many when it leaves some out."""
+    total = sum(m.population.n for m in monitors)
+    shown = sum(min(m.population.n, max_neurons) for m in monitors)
+    if shown == total:
+        return title
+    note = f"raster: {shown} of {total} neurons shown (at most the first {max_neurons} of each population)"
+    return f"{title}\n{note}" if title else note
 
 
 def _figure(ax, figsize: tuple[float, float]):
@@ -96,13 +112,14 @@ def raster(monitors: SpikeMonitor | Sequence[SpikeMonitor], path: str | Path | N
         shown = min(monitor.population.n, max_neurons)
         times, ids = monitor.times, monitor.ids
         keep = ids < shown
-        ax.scatter(times[keep] * 1e3, ids[keep] + offset, s=1.0, marker="|", label=monitor.population.name)
+        ax.scatter(times[keep] * 1e3, ids[keep] + offset, s=1.0, marker="|", label=_shown_label(monitor, shown))
         offset += shown
     ax.set_xlabel("time (ms)")
     ax.set_ylabel("neuron")
     ax.set_ylim(0, max(offset, 1))
     if len(monitors) > 1:
         ax.legend(loc="upper right", markerscale=8)
+    title = _with_shown(title, monitors, max_neurons)
     if title:
         ax.set_title(title)
     return _finish(figure, path)
@@ -127,12 +144,21 @@ def population_rates(monitors: SpikeMonitor | Sequence[SpikeMonitor], duration: 
 
 
 def state_traces(monitor: StateMonitor, path: str | Path | None = None, title: str = "", max_traces: int = 10,
-                 scale: float = 1.0, unit: str = "", ax=None):
+                 scale: float | None = None, unit: str | None = None, ax=None):
     """Recorded state of up to ``max_traces`` neurons against time (ms).
 
-    Values are multiplied by ``scale`` for display (``scale=1e3, unit="mV"`` for a voltage);
-    a multi-channel variable shows its first channel.
+    Values are multiplied by ``scale`` for display, and the axis says ``unit``. By default a
+    voltage (a LIF's ``v`` or ``I_<receptor>``, an ``Equations`` variable in volts) is shown in mV,
+    any other variable in its own SI unit (``scale=1, unit="V"`` shows volts). A multi-channel
+    variable shows its first channel.
     """
+    from .engine.monitors import variable_unit
+
+    if scale is None and unit is None:
+        declared = variable_unit(monitor.population, monitor.variable)
+        scale, unit = (1e3, "mV") if declared == "volt" else (1.0, declared)
+    scale = 1.0 if scale is None else scale
+    unit = unit or ""
     figure, ax = _figure(ax, (9, 3))
     values = monitor.values
     if values.ndim == 3:

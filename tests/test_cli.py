@@ -96,3 +96,43 @@ def test_estimate_a_saved_network_and_a_nir_file(in_tmp, capsys):
     if importlib.util.find_spec("ranvier.nir") is None:
         assert main(["estimate", "graph.nir"]) == 1
         assert "needs ranvier.nir" in capsys.readouterr().err
+
+
+def test_estimate_runs_a_bundled_example_with_its_own_arguments(in_tmp, capsys):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "cuba.py"
+    argv = sys.argv[:]
+    assert main(["estimate", str(example), "--target", "loihi2", "--", "--n", "300", "--duration", "0.02"]) == 0
+    assert sys.argv == argv  # the script saw its own arguments, and the process's came back
+    out = capsys.readouterr().out
+    assert "[loihi2]: measured counts" in out and "in 0.02 s (200 steps)" in out
+    assert "faster than real time" in out or "slower than real time" in out
+
+
+def test_errors_have_one_prefix_naming_the_command(in_tmp, capsys):
+    assert main(["estimate", "no_such_model.py"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ranvier estimate: no such file") and "ranvier: ranvier" not in err
+    assert main(["demo", "--n", "0", "--quiet"]) == 1
+    assert capsys.readouterr().err.startswith("ranvier demo: ")
+
+
+def test_help_has_no_raw_markup(capsys):
+    import pytest
+
+    for command in ([], ["estimate"], ["run"], ["bench"], ["demo"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        out = capsys.readouterr().out
+        assert "``" not in out and "`" not in out, out
+
+
+def test_speed_against_real_time_is_said_in_words(in_tmp, capsys):
+    from ranvier.hardware import realtime_text
+
+    assert realtime_text(12.5) == "12.5x faster than real time"
+    assert realtime_text(0.25) == "4x slower than real time"
+    assert main(["bench", "--n", "200", "--duration", "0.02", "--repeats", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "x real time" not in out and "wall s per bio s" in out and "below 1 is faster than real time" in out

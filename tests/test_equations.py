@@ -303,3 +303,37 @@ def test_parameters_in_the_wrong_unit_warn_with_the_likely_one():
     with pytest.warns(rv.RanvierWarning, match="did you mean 250 \\* pF"):
         Equations("dv/dt = -v/(R*C_membrane) : volt\n C_membrane : farad\n R : ohm",
                   parameters={"C_membrane": 250, "R": 1e8})
+
+
+def test_an_equations_lif_exports_to_nir_as_the_lif_it_is_and_other_equations_are_named():
+    nir = pytest.importorskip("nir")
+
+    def build(model):
+        net = rv.Network(dt=0.1 * ms, seed=1)
+        source = net.population(rv.neurons.PoissonSource(rate=50.0), 10, name="input")
+        cells = net.population(model, 5, name="cells")
+        net.connect(source, cells, rv.connect.AllToAll(), weight=1 * mV, receptor="in")
+        return net
+
+    lif = rv.neurons.LIF(tau_m=20 * ms, v_rest=-65 * mV, v_th=-50 * mV, v_reset=-70 * mV, t_ref=2 * ms,
+                         tau_syn={"in": 5 * ms})
+    equations = Equations("""
+        dv/dt = (v_rest - v + I_in) / tau_m : volt (unless refractory)
+        dI_in/dt = -I_in / tau_in : volt
+        tau_m : second
+        tau_in : second
+        v_rest : volt
+        v_th : volt
+        v_reset : volt
+        """, threshold="v >= v_th", reset="v = v_reset", refractory=2 * ms,
+        parameters={"tau_m": 20 * ms, "tau_in": 5 * ms, "v_rest": -65 * mV, "v_th": -50 * mV, "v_reset": -70 * mV},
+        receptors={"in": "I_in"})
+    expected, got = rv.nir.save(build(lif)).nodes["cells"], rv.nir.save(build(equations)).nodes["cells"]
+    assert isinstance(got, nir.CubaLIF)
+    for field in ("tau_mem", "tau_syn", "v_leak", "v_threshold", "v_reset", "r", "w_in"):
+        np.testing.assert_allclose(getattr(got, field), getattr(expected, field), rtol=1e-12)
+    driven = Equations(IZHIKEVICH, threshold="v >= 30*mV", reset="v = c; u += d", method="euler",
+                       parameters={"a": 0.02 / ms, "b": 0.2 / ms, "c": -65 * mV, "d": 8 * mV / ms, "I": 0.0},
+                       receptors={"in": "v"})
+    with pytest.raises(rv.NIRError, match="Equations has no NIR node"):
+        rv.nir.save(build(driven))

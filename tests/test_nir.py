@@ -88,14 +88,15 @@ def test_norse_style_cubalif_and_integrator_nodes_load():
 
 def test_unsupported_nodes_and_networks_raise_named_errors():
     graph = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([4])}),
-                                "flat": nir.Flatten(input_type={"input": np.array([2, 2])}),
+                                "rnn": nir.CubaLI(tau_syn=np.ones(4), tau_mem=np.ones(4), r=np.ones(4),
+                                                  v_leak=np.zeros(4)),
                                 "output": nir.Output(output_type={"output": np.array([4])})},
-                         edges=[("input", "flat"), ("flat", "output")], type_check=False)
-    with pytest.raises(NIRError, match="type Flatten is not supported; supported: Input, Output, LIF"):
+                         edges=[("input", "rnn"), ("rnn", "output")], type_check=False)
+    with pytest.raises(NIRError, match="type CubaLI is not supported; supported: Input, Output, LIF"):
         rv.nir.load(graph, dt=1e-3)
     with pytest.raises(NIRError, match="pass dt"):
         rv.nir.load(snntorch_style_graph())
     net = rv.Network(dt=1 * ms)
-    net.population(rv.neurons.PoissonSource(5.0), n=3, name="noise")
-    with pytest.raises(NIRError, match="population 'noise': PoissonSource has no NIR node"):
+    net.population(rv.neurons.Kuramoto(), n=3, name="phases")
+    with pytest.raises(NIRError, match="population 'phases': Kuramoto has no NIR node"):
         rv.nir.save(net)

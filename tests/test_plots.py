@@ -77,3 +77,38 @@ def test_plots_share_a_figure_through_ax(cuba):
     assert plots.raster(spikes, ax=top) is figure
     assert plots.state_traces(v, ax=bottom) is figure
     assert _drawn_points(figure) == sum(m.num_spikes for m in spikes) + 3 * len(v.t)
+
+
+def test_state_traces_show_a_voltage_in_millivolts_by_default(cuba):
+    _, v = cuba
+    figure = plots.state_traces(v)
+    ax = figure.axes[-1]
+    assert ax.get_ylabel() == "v (mV)"
+    assert -70 < np.min(ax.get_lines()[0].get_ydata()) and np.max(ax.get_lines()[0].get_ydata()) < -40
+    assert plots.state_traces(v, scale=1.0, unit="V").axes[-1].get_ylabel() == "v (V)"
+
+
+def test_a_raster_that_leaves_neurons_out_says_how_many_it_shows(cuba):
+    spikes, _ = cuba
+    figure = plots.raster_and_rate(spikes, 0.05, title="CUBA, 400 neurons", max_neurons=100)
+    title = figure.axes[0].get_title()
+    assert "CUBA, 400 neurons" in title and "180 of 400 neurons shown" in title  # 100 of 320 exc, all 80 inh
+    labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert labels == ["exc (first 100 of 320)", "inh"]
+    assert "shown" not in plots.raster(spikes, title="all").axes[0].get_title()
+
+
+def test_energy_of_several_targets_is_on_a_log_axis_with_shares_apart(cuba):
+    spikes, _ = cuba
+    net = spikes[0].population.network
+    reports = rv.hardware.compare(net, ["loihi2", "loihi", "cpu"])
+    figure = rv.hardware.plot(reports)
+    totals, shares = figure.axes[:2]
+    assert totals.get_yscale() == "log" and "over the run" in totals.get_ylabel()
+    heights = [bar.get_height() for bar in totals.patches]
+    assert heights == pytest.approx([r.energy for r in reports])  # one bar per target, not stacked
+    assert shares.get_yscale() == "linear"
+    stacked = np.zeros(len(reports))
+    for index, bar in enumerate(shares.patches):
+        stacked[index % len(reports)] += bar.get_height()
+    assert stacked == pytest.approx(100.0)

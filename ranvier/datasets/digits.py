@@ -166,6 +166,9 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray]:
         with gzip.open(path, "rt") as file:
             data = np.loadtxt(file, delimiter=",")
         return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
+    from .._extras import require
+
+    require("sklearn", "ranvier.datasets (the digits)", "datasets")
     from sklearn.datasets import load_digits
 
     digits = load_digits()

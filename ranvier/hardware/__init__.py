@@ -24,13 +24,13 @@ from pathlib import Path
 from .cost import fpga, neuromorphic, von_neumann
 from .counts import Counts, NotRunError, PopulationCounts, ProjectionCounts, count
 from .placement import Placement, PlacementError, UnsupportedModelError, place
-from .report import Report, plot
+from .report import Report, plot, realtime_text
 from .targets import Target, TargetFileError, UnknownTargetError, load_target, targets
 
 __all__ = [
     "Counts", "NotRunError", "Placement", "PlacementError", "PopulationCounts", "ProjectionCounts", "Report",
     "Target", "TargetFileError", "UnknownTargetError", "UnsupportedModelError", "compare", "count", "estimate",
-    "load_target", "place", "plot", "targets",
+    "load_target", "place", "plot", "realtime_text", "targets",
 ]
 
 

@@ -12,6 +12,16 @@ from .placement import Placement
 from .targets import Target
 
 
+def realtime_text(factor: float) -> str:
+    """``factor`` (biological seconds per second on the target) in words that cannot be misread:
+    "12.5x faster than real time" or "3.2x slower than real time"."""
+    if factor == float("inf"):
+        return "no measurable time on the target"
+    if factor >= 1:
+        return f"{factor:.3g}x faster than real time"
+    return f"{1 / factor:.3g}x slower than real time" if factor > 0 else "no simulated time"
+
+
 @dataclass
 class Report:
     """Hardware cost of a network's activity on one target.
@@ -20,6 +30,11 @@ class Report:
     ``routing``, ``static``) -> joules over the counted time. ``step_time`` is the latency of
     one time step (s), ``wall_time`` the time the counted steps take on the target.
     ``measured`` is False for estimates from stated rates.
+
+    *Energy per inference* is the counted energy divided by ``counts.inferences``, the number of
+    inferences (samples, trials) the counted time holds (``estimate(..., inferences=)``). A plain
+    simulation is one inference by default, so its "per inference" figures are those of the whole
+    run; :meth:`table` and :func:`plot` then say "over the run" instead.
     """
 
     target: Target
@@ -50,6 +65,7 @@ class Report:
 
     @property
     def energy_per_inference(self) -> float:
+        """Joules per inference: :attr:`energy` / ``counts.inferences`` (see the class docstring)."""
         return self.energy / self.counts.inferences
 
     @property
@@ -128,9 +144,7 @@ class Report:
                          f"weights in {f['weights_in']}")
         lines += [f"  energy: {self.energy:.4g} J ({self.dynamic_energy:.4g} dynamic, "
                   f"{self.static_energy:.4g} static), {self.power:.4g} W",
-                  f"  latency: {self.step_time:.4g} s per step, {self.latency_per_inference:.4g} s per inference "
-                  f"({c.inferences} in the run); throughput {self.throughput:.4g} /s; "
-                  f"EDP {self.edp:.4g} J s; {self.realtime_factor:.3g}x real time",
+                  self._latency_line(),
                   f"  {'population':<14}" + "".join(f"{name:>11}" for name in CATEGORIES) + f"{'total (J)':>12}"]
         for name, parts in self.energy_by_population.items():
             lines.append(f"  {name:<14}" + "".join(f"{parts[k]:>11.3g}" for k in CATEGORIES)
@@ -140,6 +154,17 @@ class Report:
             lines.append(f"  note: {len(unverified)} of {len(self.target.constants)} constants of this target are not "
                          f"yet checked against their cited source's text")
         return "\n".join(lines)
+
+    def _latency_line(self) -> str:
+        c = self.counts
+        speed = realtime_text(self.realtime_factor)
+        if c.inferences > 1:
+            return (f"  latency: {self.step_time:.4g} s per step, {self.latency_per_inference:.4g} s per inference "
+                    f"({c.inferences} in the run; energy per inference {self.energy_per_inference:.4g} J); "
+                    f"throughput {self.throughput:.4g} /s; EDP {self.edp:.4g} J s per inference; {speed}")
+        return (f"  latency: {self.step_time:.4g} s per step, {self.wall_time:.4g} s for the {c.duration:.4g} s of "
+                f"simulated time ({speed}); EDP {self.edp:.4g} J s over the run (one run, no inferences "
+                f"declared: pass inferences= for per-inference figures)")
 
     def __str__(self) -> str:
         return self.table()
@@ -153,10 +178,60 @@ class Report:
 
 
 def plot(reports: list[Report], path: str | Path | None = None, ax=None, by_population: bool = False):
-    """Energy by category as stacked bars: one bar per population of one report, or per target.
+    """Energy of one report by population, or of several targets side by side; saved to ``path``.
 
-    ``reports`` of several targets compare them (total energy per inference, log scale).
+    One report (``by_population``): stacked bars of energy by category per population, on a
+    linear axis. Several targets: the total energy of each (per inference when the counts declare
+    ``inferences``, else over the run) as bars on a log axis, which keeps targets orders of
+    magnitude apart all visible, beside a second panel of each target's shares by category
+    (stacked on a linear 0-100 % axis; shares stacked on a log axis would be distorted). With
+    ``ax`` given, only the totals are drawn, into it. Returns the matplotlib figure.
     """
+    if by_population:
+        return _plot_by_population(reports[0], path, ax)
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(11, 4))
+        ax, shares_ax = figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    else:
+        figure, shares_ax = ax.figure, None
+    labels = [r.target.name for r in reports]
+    per_inference = any(r.counts.inferences > 1 for r in reports)
+    rows = []
+    for r in reports:
+        totals = dict.fromkeys(CATEGORIES, 0.0)
+        for parts in r.energy_by_population.values():
+            for key in CATEGORIES:
+                totals[key] += parts[key] / (r.counts.inferences if per_inference else 1)
+        rows.append(totals)
+    totals = [sum(row.values()) for row in rows]
+    bars = ax.bar(labels, totals, color="tab:blue")
+    if min(totals) > 0:
+        ax.set_yscale("log")
+    ax.bar_label(bars, labels=[f"{t:.3g} J" for t in totals], fontsize="small")
+    what = "energy per inference" if per_inference else "energy over the run"
+    ax.set_ylabel(f"{what} (J, log scale)" if min(totals) > 0 else f"{what} (J)")
+    ax.set_title(f"{what} by target")
+    ax.tick_params(axis="x", labelrotation=30)
+    if shares_ax is not None:
+        bottom = [0.0] * len(labels)
+        for category in CATEGORIES:
+            heights = [100 * row[category] / total if total else 0.0 for row, total in zip(rows, totals, strict=True)]
+            shares_ax.bar(labels, heights, bottom=bottom, label=category)
+            bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+        shares_ax.set_ylim(0, 100)
+        shares_ax.set_ylabel("share of the energy (%)")
+        shares_ax.set_title("by category")
+        shares_ax.tick_params(axis="x", labelrotation=30)
+        shares_ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.tight_layout()
+    if path is not None:
+        figure.savefig(path, dpi=120)
+    return figure
+
+
+def _plot_by_population(report: Report, path: str | Path | None, ax):
     if ax is None:
         from matplotlib.figure import Figure
 
@@ -164,33 +239,17 @@ def plot(reports: list[Report], path: str | Path | None = None, ax=None, by_popu
         ax = figure.add_subplot()
     else:
         figure = ax.figure
-    if by_population:
-        report = reports[0]
-        labels = list(report.energy_by_population)
-        rows = [report.energy_by_population[name] for name in labels]
-        title = f"{report.target.title}: energy by population"
-        if not report.measured:
-            title += " (ESTIMATE)"
-        ylabel = "energy over the run (J)"
-    else:
-        labels = [r.target.name for r in reports]
-        rows = []
-        for r in reports:
-            totals = dict.fromkeys(CATEGORIES, 0.0)
-            for parts in r.energy_by_population.values():
-                for key in CATEGORIES:
-                    totals[key] += parts[key] / r.counts.inferences
-            rows.append(totals)
-        title = "energy per inference by target"
-        ylabel = "energy per inference (J)"
+    labels = list(report.energy_by_population)
+    rows = [report.energy_by_population[name] for name in labels]
+    title = f"{report.target.title}: energy by population"
+    if not report.measured:
+        title += " (ESTIMATE)"
     bottom = [0.0] * len(labels)
     for category in CATEGORIES:
         heights = [row[category] for row in rows]
         ax.bar(labels, heights, bottom=bottom, label=category)
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
-    if not by_population and len(reports) > 1 and min(bottom) > 0 and max(bottom) / min(bottom) > 100:
-        ax.set_yscale("log")
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel("energy over the run (J)")
     ax.set_title(title)
     ax.legend(fontsize="small")
     figure.tight_layout()

@@ -21,8 +21,10 @@ state: a loaded network starts from ``v = v_rest`` and zero currents.
 
 Edges: a chain ``population -> [Delay] -> Linear | Affine -> population`` is one projection;
 a ``Delay`` of ``d`` seconds becomes ``round(d / dt)`` steps, and a chain without one gets the
-engine's minimum of one step. ``Affine`` biases become ``i_bias`` (their steady effect
-``R b``, or ``R w_in b`` through a CubaLIF synapse).
+engine's minimum of one step; ``Flatten`` passes through and ``Scale`` multiplies. ``Affine``
+biases act as in snnTorch, from the step the inputs' spikes first arrive (:func:`_bias_clock`).
+Nested graphs are flattened (:func:`_flatten`); convolutions raise :class:`NIRError` (not loaded
+yet). docs/nir.md has the details, Norse's time-constant convention and the resets.
 """
 
 from __future__ import annotations
@@ -37,14 +39,37 @@ from ..engine.network import Network, Population
 from ..engine.plausibility import unchecked
 from ..errors import NIRError
 from ..neurons.lif import LIF
-from ..neurons.sources import SpikeSource
+from ..neurons.sources import PoissonSource, SpikeSource
 
-#: NIR node types ``load`` accepts
-SUPPORTED_NODES = ("Input", "Output", "LIF", "CubaLIF", "LI", "I", "Linear", "Affine", "Delay")
+#: NIR node types ``load`` accepts (``NIRGraph``: a nested graph, flattened into its parent)
+SUPPORTED_NODES = ("Input", "Output", "LIF", "CubaLIF", "LI", "I", "IF", "Threshold", "Linear", "Affine", "Scale",
+                   "Delay", "Flatten", "NIRGraph")
+#: NIR node types that need a convolution (a projection with shared weights): not loaded yet
+CONVOLUTIONS = ("Conv1d", "Conv2d", "SumPool2d", "AvgPool2d")
+#: time constant standing for "no memory" (a nir.Threshold): the exact decay per step is exp(-1000) = 0,
+#: as a fraction of dt
+NO_MEMORY_TAU = 1e-3
 #: thresholds at or above this make a population non-spiking (LI / I on export and import)
 NO_THRESHOLD = 1e30
 #: time constant standing for "no leak" (nir.I) in ranvier's LIF, which needs a finite tau_m (s)
 NO_LEAK_TAU = 1e9
+
+
+def _is_source(model) -> bool:
+    """A population that nothing can feed: what NIR calls an ``Input`` (spike, Poisson or any other
+    spiking source without receptors)."""
+    if isinstance(model, SpikeSource | PoissonSource):
+        return True
+    if isinstance(model, LIF) or str(getattr(model, "kind", "")) == "value":  # value models have no NIR node
+        return False
+    return not tuple(getattr(model, "receptors", ()) or ())
+
+
+def _nir():
+    """The ``nir`` package, or a MissingExtraError saying to install ``ranvier[nir]``."""
+    from .._extras import load as load_extra
+
+    return load_extra("nir", "ranvier.nir", "nir")
 
 
 def _array(value, n: int) -> np.ndarray:
@@ -61,8 +86,10 @@ def _single(values: np.ndarray, what: str, owner: str) -> float:
 # -- export ------------------------------------------------------------------------------------
 
 def to_nir(net: Network):
-    """The ``nir.NIRGraph`` of ``net``: SpikeSources as inputs, LIF populations as LIF/CubaLIF/LI/I nodes."""
-    import nir
+    """The ``nir.NIRGraph`` of ``net``: sources (SpikeSource, PoissonSource, any model without receptors)
+    as ``Input`` nodes, LIF populations as LIF/CubaLIF/LI/I nodes. NIR holds no source's statistics:
+    what drives an ``Input`` is the caller's (``metadata["source"]`` names the model)."""
+    nir = _nir()
 
     dt = net.dt
     nodes: dict = {}
@@ -73,12 +100,18 @@ def to_nir(net: Network):
     for name, population in net.populations.items():
         model = population.model
         owner = f"population {name!r}"
-        if isinstance(model, SpikeSource):
-            nodes[name] = nir.Input(input_type={"input": np.array([population.n])})
+        if _is_source(model):
+            nodes[name] = nir.Input(input_type={"input": np.array([population.n])},
+                                    metadata={"source": type(model).__name__})
             continue
-        if not isinstance(model, LIF):
-            raise NIRError(f"{owner}: {type(model).__name__} has no NIR node; export supports SpikeSource and LIF")
         params = population.params
+        if not isinstance(model, LIF):
+            # an Equations model that is a LIF exports as one
+            params = getattr(model, "lif_parameters", lambda params: None)(params)
+            if params is None:
+                raise NIRError(f"{owner}: {type(model).__name__} has no NIR node; export supports LIF populations "
+                               "(also Equations that are a LIF) and sources (SpikeSource, PoissonSource, models "
+                               "without receptors) as Input")
         taus = {r: _single(params[f"tau_{r}"], f"tau_{r}", owner) for r in model.receptors}
         if len(set(taus.values())) != 1:
             raise NIRError(f"{owner}: receptors with different time constants {taus} have no single NIR node; "
@@ -133,7 +166,7 @@ def to_nir(net: Network):
 
 def save(net: Network, path: str | os.PathLike | None = None):
     """Export ``net`` as NIR; write it to ``path`` (HDF5, ``nir.write``) when given. Returns the graph."""
-    import nir
+    nir = _nir()
 
     graph = to_nir(net)
     if path is not None:
@@ -153,17 +186,38 @@ def _leak_tau(tau: np.ndarray, dt: float, integration: str) -> np.ndarray:
     return -dt / np.log(decay)
 
 
+def _taus(node, name: str, fields: tuple[str, ...], n: int, dt: float, convention: str) -> list[np.ndarray]:
+    """The time constants ``fields`` of ``node`` in seconds, in NIR's convention.
+
+    Norse 1.1's ``to_nir`` writes ``tau = dt / tau_inv`` (with Norse's dt, 1 ms by default: 1e-5 s for
+    its default ``tau_mem_inv = 100 /s``) where NIR means ``tau = 1 / tau_inv``; with
+    ``convention="norse"`` they are read back as ``tau / dt``. Without it, a time constant shorter
+    than dt is refused with an error saying so, since no integration of NIR's equations steps it."""
+    values = [_array(getattr(node, field), n) for field in fields]
+    if convention == "norse":
+        return [value / dt for value in values]
+    for field, value in zip(fields, values, strict=True):
+        if np.any(value < dt):
+            raise NIRError(f"NIR node {name!r}: {field} = {value.min():g} s is shorter than dt = {dt:g} s. Norse 1.1's "
+                           f"to_nir writes tau = dt / tau_inv (here {value.min():g} s would be tau = "
+                           f"{value.min() / dt:g} s for a graph run at dt = {dt:g} s); load it with "
+                           "convention='norse' and Norse's dt, or pass the dt the graph was exported for")
+    return values
+
+
 @unchecked()  # NIR graphs from other tools are often in normalised units
-def _population(net: Network, name: str, node, dt: float, integration: str, n: int) -> tuple[Population, np.ndarray]:
+def _population(net: Network, name: str, node, dt: float, integration: str, n: int,
+                convention: str = "nir", t_ref: float | None = None) -> tuple[Population, np.ndarray]:
     """The population for ``node`` and the factor turning a NIR weight into a ranvier weight."""
-    import nir
+    nir = _nir()
 
     meta = dict(getattr(node, "metadata", {}) or {})
-    t_ref = _array(meta.get("t_ref", 0.0), n)
+    t_ref = _array(meta.get("t_ref", 0.0) if t_ref is None else t_ref, n)
     if isinstance(node, nir.CubaLIF):
-        tau_mem, tau_syn = _array(node.tau_mem, n), _array(node.tau_syn, n)
+        tau_mem, tau_syn = _taus(node, name, ("tau_mem", "tau_syn"), n, dt, convention)
         r, w_in = _array(node.r, n), _array(node.w_in, n)
-        factor = r * w_in * dt / tau_syn
+        # NIR: a spike of weight w adds w_in w dt / tau_syn to I; Norse adds w_in w (its i jumps by the input)
+        factor = r * w_in * (1.0 if convention == "norse" else dt / tau_syn)
         v_leak = _array(node.v_leak, n)
         v_rest = _array(meta.get("v_rest", v_leak), n)
         model = LIF(tau_m=_leak_tau(tau_mem, dt, integration), v_rest=v_rest, i_bias=v_leak - v_rest,
@@ -171,13 +225,19 @@ def _population(net: Network, name: str, node, dt: float, integration: str, n: i
                     v_reset=_array(node.v_leak if node.v_reset is None else node.v_reset, n), t_ref=t_ref,
                     tau_syn={"syn": _leak_tau(tau_syn, dt, integration)})
         return net.population(model, n=n, name=name), factor
-    if isinstance(node, nir.I):
+    if isinstance(node, nir.I | nir.IF):  # dv/dt = R I, without (I) or with (IF) a threshold
         tau, v_leak, threshold, reset = np.full(n, NO_LEAK_TAU), np.zeros(n), np.full(n, NO_THRESHOLD), np.zeros(n)
+        if isinstance(node, nir.IF):
+            threshold, reset = _array(node.v_threshold, n), _array(node.v_reset, n)
         r = _array(node.r, n)
         factor = r * dt
         tau_m = tau
+    elif isinstance(node, nir.Threshold):  # a spike where this step's input exceeds the threshold; no memory
+        v_leak, threshold, reset = np.zeros(n), _array(node.threshold, n), np.zeros(n)
+        factor = np.ones(n)
+        tau_m = np.full(n, NO_MEMORY_TAU * dt)
     else:
-        tau = _array(node.tau, n)
+        (tau,) = _taus(node, name, ("tau",), n, dt, convention)
         r = _array(node.r, n)
         v_leak = _array(node.v_leak, n)
         spiking = isinstance(node, nir.LIF)
@@ -191,16 +251,25 @@ def _population(net: Network, name: str, node, dt: float, integration: str, n: i
     return net.population(model, n=n, name=name), factor
 
 
-def from_nir(graph, dt: float | None = None, integration: str | None = None, seed: int | None = None) -> Network:
+def from_nir(graph, dt: float | None = None, integration: str | None = None, seed: int | None = None,
+             convention: str = "nir", t_ref: float | None = None) -> Network:
     """A :class:`~ranvier.Network` from a ``nir.NIRGraph`` (module docstring for the mapping).
 
     ``dt`` (s) and ``integration`` (``"exact"`` or ``"euler"``) default to the graph's metadata,
     which ranvier writes; other graphs need ``dt`` and default to ``"euler"`` (the discrete-time
     convention of snnTorch and Norse). Input nodes become empty ``SpikeSource`` populations of
-    the same name.
+    the same name; nested ``NIRGraph`` nodes (snnTorch's ``RLeaky``) are flattened into the graph,
+    their nodes named ``outer.inner``. ``convention="norse"`` reads the time constants Norse 1.1's
+    ``to_nir`` writes (``tau = dt / tau_inv``; see :func:`_taus`). ``t_ref`` (s) sets the
+    refractory period of every neuron node (NIR has none; ranvier's own graphs carry theirs):
+    snnTorch's ``reset_mechanism="zero"`` zeroes the membrane again in the step after a spike,
+    losing that step's input, which is NIR's reset with ``t_ref=dt`` (then its exports run with
+    snnTorch's spikes exactly, tested).
     """
-    import nir
+    nir = _nir()
 
+    if convention not in ("nir", "norse"):
+        raise NIRError(f"from_nir: convention must be 'nir' or 'norse', got {convention!r}")
     meta = dict(graph.metadata or {})
     dt = float(dt if dt is not None else meta.get("dt", 0.0))
     if not dt > 0:
@@ -208,12 +277,10 @@ def from_nir(graph, dt: float | None = None, integration: str | None = None, see
     integration = integration or meta.get("integration", "euler")
     if integration not in ("exact", "euler"):
         raise NIRError(f"from_nir: integration must be 'exact' or 'euler', got {integration!r}")
-    for name, node in graph.nodes.items():
-        kind = type(node).__name__
-        if kind not in SUPPORTED_NODES:
-            raise NIRError(f"NIR node {name!r}: type {kind} is not supported; supported: {', '.join(SUPPORTED_NODES)}")
+    _check_types(graph)
+    graph = _flatten(graph)
     net = Network(dt=dt, seed=seed)
-    neurons = (nir.LIF, nir.CubaLIF, nir.LI, nir.I)
+    neurons = (nir.LIF, nir.CubaLIF, nir.LI, nir.I, nir.IF, nir.Threshold)
     sizes = _sizes(graph)
     populations: dict[str, Population] = {}
     factors: dict[str, np.ndarray] = {}
@@ -222,41 +289,156 @@ def from_nir(graph, dt: float | None = None, integration: str | None = None, see
             n = int(np.prod(next(iter(node.input_type.values()))))
             populations[name] = net.population(SpikeSource([], [], n=n), name=name)
         elif isinstance(node, neurons):
-            populations[name], factors[name] = _population(net, name, node, dt, integration, sizes[name])
+            populations[name], factors[name] = _population(net, name, node, dt, integration, sizes[name],
+                                                           convention, t_ref)
     successors: dict[str, list[str]] = {}
     for source, target in graph.edges:
         successors.setdefault(source, []).append(target)
+    biases: list[tuple[Population, np.ndarray, int]] = []
     for start in populations:
         for first in successors.get(start, []):
-            _connect_chain(net, graph, start, first, successors, populations, factors, dt)
+            bias = _connect_chain(net, graph, start, first, successors, populations, factors, dt)
+            if bias is not None:
+                biases.append(bias)
+    if biases:
+        _bias_clock(net, biases, _arrival_steps(net, populations))
     return net
 
 
+def _check_types(graph) -> None:
+    nir = _nir()
+    for name, node in graph.nodes.items():
+        kind = type(node).__name__
+        if kind in CONVOLUTIONS:
+            raise NIRError(f"NIR node {name!r}: {kind} is a convolution, which ranvier does not load yet (it needs a "
+                           "projection with shared weights, delivered without a synapse per pair); supported: "
+                           f"{', '.join(SUPPORTED_NODES)}")
+        if kind not in SUPPORTED_NODES:
+            raise NIRError(f"NIR node {name!r}: type {kind} is not supported; supported: {', '.join(SUPPORTED_NODES)}")
+        if isinstance(node, nir.NIRGraph):
+            _check_types(node)
+
+
+def _flatten(graph):
+    """``graph`` with every nested ``NIRGraph`` node replaced by its nodes (named ``outer.inner``).
+
+    An edge into the nested graph (to ``outer`` or ``outer.<its Input>``) goes on to what its
+    Input nodes feed; an edge out of it (from ``outer`` or ``outer.<its Output>``) starts at what
+    feeds its Output nodes. Edges may name the nested graph's nodes directly (``outer.inner``)."""
+    nir = _nir()
+    if not any(isinstance(node, nir.NIRGraph) for node in graph.nodes.values()):
+        return graph
+    nodes: dict = {}
+    entries: dict[str, list[str]] = {}  # nested graph or its Input -> the flattened nodes it feeds
+    exits: dict[str, list[str]] = {}  # nested graph or its Output -> the flattened nodes that feed it
+    inner_edges: list[tuple[str, str]] = []
+    for name, node in graph.nodes.items():
+        if not isinstance(node, nir.NIRGraph):
+            nodes[name] = node
+            continue
+        inner = _flatten(node)
+        inputs = [key for key, value in inner.nodes.items() if isinstance(value, nir.Input)]
+        outputs = [key for key, value in inner.nodes.items() if isinstance(value, nir.Output)]
+        for key, value in inner.nodes.items():
+            if key not in inputs and key not in outputs:
+                nodes[f"{name}.{key}"] = value
+        for source, target in inner.edges:
+            if source in inputs:
+                entries.setdefault(name, []).append(f"{name}.{target}")
+                entries.setdefault(f"{name}.{source}", []).append(f"{name}.{target}")
+            elif target in outputs:
+                exits.setdefault(name, []).append(f"{name}.{source}")
+                exits.setdefault(f"{name}.{target}", []).append(f"{name}.{source}")
+            else:
+                inner_edges.append((f"{name}.{source}", f"{name}.{target}"))
+    edges = list(inner_edges)
+    for source, target in graph.edges:
+        for start in exits.get(source, [source]):
+            for end in entries.get(target, [target]):
+                edges.append((start, end))
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(graph.metadata or {}), type_check=False)
+
+
+def _arrival_steps(net: Network, populations: Mapping[str, Population]) -> dict[str, int]:
+    """Steps after the start at which spikes of the inputs first reach each population (shortest path)."""
+    sources = [p.name for p in populations.values() if isinstance(p.model, SpikeSource)]
+    arrival = dict.fromkeys(sources, 0)
+    changed = True
+    while changed:
+        changed = False
+        for projection in net.projections:
+            pre, post = projection.pre.name, projection.post.name
+            if pre not in arrival:
+                continue
+            steps = arrival[pre] + int(np.min(projection.delay_steps))
+            if steps < arrival.get(post, np.iinfo(np.int64).max):
+                arrival[post], changed = steps, True
+    return arrival
+
+
+@unchecked()
+def _bias_clock(net: Network, biases: list[tuple[Population, np.ndarray, int]], arrival: Mapping[str, int]) -> None:
+    """Affine biases as snnTorch applies them: ``W x[t] + b`` together, so a bias acts from the step
+    the spikes of the inputs first arrive (not from step 0, as an ``i_bias`` would). One neuron
+    (``_bias_clock``) spikes every step from step 0; a projection of the bias as weights, delayed
+    by that arrival step, delivers it each step from then on."""
+    clock = net.population(LIF(tau_m=NO_MEMORY_TAU * net.dt, v_rest=0.0, i_bias=1.0, v_th=0.5, v_reset=0.0,
+                               t_ref=0.0, tau_syn={"in": 0.0}), n=1, name="_bias_clock")
+    for post, weight, chain_steps in biases:
+        steps = max(1, arrival.get(post.name, chain_steps))
+        post_ids = np.flatnonzero(weight)
+        net.connect(clock, post, connect.FromArrays(np.zeros(len(post_ids), dtype=np.int64), post_ids,
+                                                    weight=weight[post_ids], delay=steps * net.dt),
+                    receptor=post.model.receptors[0])
+
+
 def _sizes(graph) -> dict[str, int]:
-    """Neuron count of each neuron node: from its parameters, else from the Linear feeding it."""
+    """Neuron count of each neuron node: from its parameters, else from the weights feeding it
+    (through Flatten, Scale and Delay nodes)."""
+    nir = _nir()
     sizes = {}
     for name, node in graph.nodes.items():
-        for field in ("tau", "tau_mem", "r", "v_threshold"):
+        for field in ("tau", "tau_mem", "r", "v_threshold", "threshold"):
             value = getattr(node, field, None)
             if value is not None and np.ndim(value):
                 sizes[name] = int(np.size(value))
                 break
-    for source, target in graph.edges:
-        node = graph.nodes[source]
-        if target not in sizes and hasattr(node, "weight"):
-            sizes[target] = int(np.shape(node.weight)[0])
+    passing = (nir.Flatten, nir.Scale, nir.Delay)
+    changed = True
+    while changed:
+        changed = False
+        for source, target in graph.edges:
+            node = graph.nodes[source]
+            if target in sizes or target not in graph.nodes:
+                continue
+            if hasattr(node, "weight"):
+                sizes[target], changed = int(np.shape(node.weight)[0]), True
+            elif isinstance(node, passing) and source in sizes:
+                sizes[target], changed = sizes[source], True
     return sizes
 
 
 def _connect_chain(net: Network, graph, start: str, first: str, successors: Mapping[str, list[str]],
-                   populations: Mapping[str, Population], factors: Mapping[str, np.ndarray], dt: float) -> None:
-    import nir
+                   populations: Mapping[str, Population], factors: Mapping[str, np.ndarray], dt: float):
+    """Connect the chain of nodes from population ``start`` through ``first`` to the next
+    population; returns ``(post, bias weights, delay steps)`` when the chain carries an Affine
+    bias, else None. ``Flatten`` is the identity on ranvier's flat neuron index; a ``Scale``
+    multiplies what passes it (the inputs before the weights, the outputs and bias after)."""
+    nir = _nir()
 
     delay_steps, weight, bias, node_name = 1, None, None, first
+    pre_scale = np.ones(populations[start].n)
     while node_name not in populations:
         node = graph.nodes[node_name]
         if isinstance(node, nir.Output):
-            return
+            return None
+        if isinstance(node, nir.Scale):
+            scale = np.asarray(node.scale, dtype=np.float64).reshape(-1)
+            if weight is None:
+                pre_scale = pre_scale * scale
+            else:
+                weight = scale[:, None] * weight
+                bias = None if bias is None else scale * bias
         if isinstance(node, nir.Delay):
             delays = np.unique(np.atleast_1d(np.asarray(node.delay, dtype=np.float64)))
             if delays.size > 1:
@@ -265,7 +447,7 @@ def _connect_chain(net: Network, graph, start: str, first: str, successors: Mapp
         elif isinstance(node, nir.Linear | nir.Affine):
             if weight is not None:
                 raise NIRError(f"NIR node {node_name!r}: two weight nodes in a row between {start!r} and a population")
-            weight = np.asarray(node.weight, dtype=np.float64)
+            weight = np.asarray(node.weight, dtype=np.float64) * pre_scale[None, :]
             bias = np.asarray(node.bias, dtype=np.float64) if isinstance(node, nir.Affine) else None
         following = successors.get(node_name, [])
         if len(following) != 1:
@@ -275,7 +457,9 @@ def _connect_chain(net: Network, graph, start: str, first: str, successors: Mapp
     post = populations[node_name]
     pre = populations[start]
     if weight is None:
-        weight = np.eye(post.n, pre.n)
+        if post.n != pre.n:
+            raise NIRError(f"NIR edge {start!r} -> {node_name!r}: no weights between {pre.n} and {post.n} neurons")
+        weight = np.diag(pre_scale)
     if weight.shape != (post.n, pre.n):
         raise NIRError(f"NIR edge {start!r} -> {node_name!r}: weight shape {weight.shape} does not match "
                        f"({post.n}, {pre.n})")
@@ -284,16 +468,26 @@ def _connect_chain(net: Network, graph, start: str, first: str, successors: Mapp
     net.connect(pre, post, connect.FromArrays(pre_ids, post_ids, weight=weight[post_ids, pre_ids] * factor[post_ids],
                                               delay=delay_steps * dt))
     if bias is not None and np.any(bias != 0):
-        # the steady effect of a constant input b: R b (LIF) or R w_in b (CubaLIF) on v
-        node = graph.nodes[node_name]
-        gain = _array(node.r, post.n) * (_array(node.w_in, post.n) if isinstance(node, nir.CubaLIF) else 1.0)
-        post.params["i_bias"] = post.params["i_bias"] + gain * bias
-        post.model.parameters["i_bias"] = post.params["i_bias"]
+        # b enters like the weighted spikes, W x + b: the same factor, every step from the inputs' arrival
+        return post, np.broadcast_to(bias, (post.n,)) * factor, delay_steps
+    return None
 
 
-def load(path_or_graph, dt: float | None = None, integration: str | None = None, seed: int | None = None) -> Network:
-    """Load a NIR graph (a ``nir.NIRGraph`` or a file ``nir.write`` wrote) into an engine network."""
-    import nir
+def _read(nir, path) -> object:
+    """``nir.read(path)``; a file that is missing, not HDF5 or not a NIR graph is a :class:`NIRError`."""
+    if not os.path.isfile(path):
+        raise NIRError(f"{path}: no such file")
+    try:
+        return nir.read(path)
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, RuntimeError) as error:
+        raise NIRError(f"{path}: not a NIR file nir.read can load ({type(error).__name__}: {error})") from None
 
-    graph = path_or_graph if isinstance(path_or_graph, nir.NIRGraph) else nir.read(path_or_graph)
-    return from_nir(graph, dt=dt, integration=integration, seed=seed)
+
+def load(path_or_graph, dt: float | None = None, integration: str | None = None, seed: int | None = None,
+         convention: str = "nir", t_ref: float | None = None) -> Network:
+    """Load a NIR graph (a ``nir.NIRGraph`` or a file ``nir.write`` wrote) into an engine network
+    (see :func:`from_nir`)."""
+    nir = _nir()
+
+    graph = path_or_graph if isinstance(path_or_graph, nir.NIRGraph) else _read(nir, path_or_graph)
+    return from_nir(graph, dt=dt, integration=integration, seed=seed, convention=convention, t_ref=t_ref)

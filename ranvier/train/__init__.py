@@ -3,6 +3,12 @@
 Importing this package imports torch; ``import ranvier`` alone does not.
 """
 
+from .._extras import require
+
+require("torch", "ranvier.train", "torch")  # a MissingExtraError saying what to install, before torch is imported
+
+# ruff: noqa: E402
+
 from .cfc import CfCModule as CfCModule
 from .convert import to_torch as to_torch
 from .delays import sigma_schedule as sigma_schedule

@@ -193,6 +193,7 @@ class Equations(Model):
                     raise ModelError(f"{where}: dimension mismatch in {source!r}: {target} is "
                                      f"{wanted} but the new value is {found}")
                 resets.append((assignable[target], resolved(value)))
+        self._threshold, self._resets = threshold, resets
         self._compile(list(states.values()), list(variables.values()), derivatives, sources, threshold, resets)
 
     def _subexpressions(self, names, dimensions) -> dict[sympy.Symbol, sympy.Expr]:
@@ -333,6 +334,55 @@ class Equations(Model):
         augmented[:size, :size] = system.matrix
         augmented[:size, size] = system.offset
         return propagators(augmented, values, dt, n)
+
+    def lif_parameters(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """The parameters of the ``neurons.LIF`` these equations are (for NIR export), or None.
+
+        They are a LIF when, integrated exactly, one variable ``v`` has ``dv/dt = (v_eq - v +
+        sum_r I_r) / tau_m`` with each current ``dI_r/dt = -I_r / tau_r`` fed by one receptor (or
+        the receptor adds to ``v`` directly: a delta synapse), the threshold is ``v >= v_th`` and
+        the reset ``v = v_reset``, all of them parameters or constants; ``params`` as drawn for a
+        population. The keys are those of ``LIF.parameters``.
+        """
+        system, threshold = self._linear, self._threshold
+        if system is None or system.equilibrium is None or self._variables or not isinstance(threshold, sympy.Ge):
+            return None
+        states, matrix = system.states, system.matrix
+        v = threshold.lhs
+        if v not in states or threshold.rhs.free_symbols & set(states) or len(self._resets) != 1:
+            return None
+        (target, reset), = self._resets
+        if target != v or reset.free_symbols & set(states):
+            return None
+        row = states.index(v)
+        if self._has_refractory and "unless refractory" not in self._states[row].flags:
+            return None
+        currents = {}
+        for receptor, name in self.receptor_variables.items():
+            if name == v.name:
+                currents[receptor] = None
+                continue
+            j = [x.name for x in states].index(name)
+            coupled = [k for k in range(len(states)) if matrix[j, k] != 0]
+            if coupled != [j] or system.offset[j] != 0 or sympy.simplify(matrix[row, j] + matrix[row, row]) != 0:
+                return None
+            currents[receptor] = j
+        used = {row, *(j for j in currents.values() if j is not None)}
+        if used != set(range(len(states))) or len(used) != len(currents) + 1 - list(currents.values()).count(None):
+            return None
+        values = dict(params)
+        n = max([np.size(value) for value in params.values()] + [1])
+
+        def number(expression):
+            return np.broadcast_to(evaluate(expression, values), (n,)).astype(np.float64)
+
+        result = {"tau_m": number(-1 / matrix[row, row]), "v_rest": number(system.equilibrium[row]),
+                  "v_th": number(threshold.rhs), "v_reset": number(reset), "i_bias": np.zeros(n),
+                  "t_ref": number(sympy.Symbol(self.refractory, real=True)) if isinstance(self.refractory, str)
+                  else np.broadcast_to(np.asarray(params["t_ref"], dtype=np.float64), (n,))}
+        for receptor, j in currents.items():
+            result[f"tau_{receptor}"] = np.zeros(n) if j is None else number(-1 / matrix[j, j])
+        return result
 
     def _config(self) -> dict[str, Any]:
         parameters = {name: value for name, value in self.parameters.items() if name != "t_ref"}
