@@ -8,7 +8,7 @@ import numpy as np
 
 from ..engine.distributions import Distribution
 from ..engine.kinds import Kind
-from ..engine.model import MAX_SPIKES_PER_STEP, Model, ParameterValue, any_true, select, uniform01
+from ..engine.model import MAX_SPIKES_PER_STEP, Model, ParameterValue, poisson_count, uniform01
 from ..engine.plausibility import warn_if_implausible
 from ..errors import ModelError
 
@@ -26,21 +26,7 @@ def _poisson_step(state, consts, arriving, i, c, k, key):
     ten standard deviations above the mean: constants in single precision (float32) make the
     summed CDF stop a little short of 1, and a ``u`` above that limit must not run on forever.
     """
-    u = uniform01(key, k, i)
-    expected = np.float64(consts[EXPECTED_COUNT, c])
-    term = np.float64(consts[P_ZERO, c])
-    cumulative = term
-    limit = expected + 10.0 * np.sqrt(expected) + 12.0
-    count = 0
-    n = 0
-    searching = u >= cumulative
-    while any_true(searching):
-        count = count + select(searching, 1, 0)
-        n += 1
-        term = term * expected / n
-        cumulative = cumulative + term
-        searching = searching & (u >= cumulative) & (n < limit)
-    return count
+    return poisson_count(uniform01(key, k, i), np.float64(consts[EXPECTED_COUNT, c]), np.float64(consts[P_ZERO, c]))
 
 
 class PoissonSource(Model):
