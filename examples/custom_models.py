@@ -81,7 +81,7 @@ def izhikevich_step(state, consts, arriving, i, col, k, key):
     v_new = v + consts[CONSTS.dt, col] * (-u + consts[CONSTS.linear, col] * v
                                           + consts[CONSTS.quadratic, col] * (v * v) + consts[CONSTS.drive, col])
     u_new = u + consts[CONSTS.a, col] * (-u + consts[CONSTS.b, col] * v)
-    fired = v_new >= consts[CONSTS.v_peak, col]
+    fired = rv.spike(v_new - consts[CONSTS.v_peak, col])  # v_new >= v_peak, and trainable in torch
     state[STATE.v, i] = rv.select(fired, consts[CONSTS.c, col], v_new)
     state[STATE.u, i] = rv.select(fired, u_new + consts[CONSTS.d, col], u_new)
     return fired

@@ -16,7 +16,18 @@ import types as _types
 
 from . import connect, hardware, init, networks, neurons, nir, plasticity, sweep, units
 from .engine import Network, Population, Projection
-from .engine.model import NOT_FINITE, Model, ValueModel, any_true, rows, select, sin_cos, store_where, uniform01
+from .engine.model import (
+    NOT_FINITE,
+    Model,
+    ValueModel,
+    any_true,
+    rows,
+    select,
+    sin_cos,
+    spike,
+    store_where,
+    uniform01,
+)
 from .errors import (
     BackendError,
     DatasetError,
@@ -49,6 +60,15 @@ def load(path):
     return load_file(path)
 
 
+def register_model(cls):
+    """Let saved files name ``cls``, a ``Model`` subclass (or a dataclass in a model's
+    configuration) defined outside ranvier: ``rv.load`` resolves model paths only to ranvier's own
+    classes and registered ones (see :func:`ranvier.engine.storage.register_model`). Returns ``cls``."""
+    from .engine.storage import register_model as register
+
+    return register(cls)
+
+
 class _CallableModule(_types.ModuleType):
     """The class of ``ranvier.sweep``: the module (``rv.sweep.grid_points``, ``rv.sweep.SweepResults``)
     that is also the function (``rv.sweep(fn, grid, client=None)``)."""
@@ -76,6 +96,7 @@ _LAZY = {
     "language": None,
     "neo_io": ("neo", ("neo", "quantities")),
     "plots": None,
+    "sonata": None,
     "testing": None,
     "train": ("torch", ("torch",)),
 }
@@ -100,11 +121,11 @@ def __dir__():
 
 
 __all__ = [
-    "NOT_FINITE", "any_true", "rows", "select", "sin_cos", "store_where", "uniform01",
+    "NOT_FINITE", "any_true", "rows", "select", "sin_cos", "spike", "store_where", "uniform01",
     "MissingExtraError",
     "BackendError", "DatasetError", "HardwareError", "InputError", "Model", "ModelError", "NIRError", "Network",
     "NumericalError", "PlasticityError", "Population", "PopulationError", "Projection", "ProjectionError",
     "RanvierError", "RanvierWarning", "RecordingError", "RunError", "StorageError", "SweepError", "TrainingError",
-    "ValueModel", "connect", "hardware", "init", "load", "networks", "neurons", "nir", "plasticity", "sweep", "units",
-    "__version__",
+    "ValueModel", "connect", "hardware", "init", "load", "networks", "neurons", "nir", "plasticity", "register_model",
+    "sweep", "units", "__version__",
 ]

@@ -18,10 +18,11 @@ from .engine.model import (
     rows,
     select,
     sin_cos,
+    spike,
     store_where,
     tanh,
     uniform01,
 )
 
 __all__ = ["NOT_FINITE", "any_true", "exp", "fill_row", "model_function", "row_sum", "rows", "select", "sin_cos",
-           "store_where", "tanh", "uniform01"]
+           "spike", "store_where", "tanh", "uniform01"]
