@@ -6,6 +6,7 @@ import pytest
 import ranvier as rv
 from ranvier.engine.model import poisson_count, uniform01
 from ranvier.neurons import LIF
+from ranvier.units import ms, mV
 
 RECEPTORS = {"e": 5e-3, "i": 10e-3}
 
@@ -142,3 +143,19 @@ print(json.dumps({"same": out["numpy"] == out["cuda"], "events": out["cuda"][4]}
 """)
     assert result["same"], result
     assert result["events"]["poisson->a:e"] > 0
+
+
+def test_a_population_large_enough_to_update_on_all_threads_takes_its_drive_like_numpy():
+    """20 000 neurons update in a parallel loop whose drive event count is a reduction."""
+    from ranvier.engine.backends.numba_backend import PARALLEL_MIN_NEURONS
+
+    counts, states = [], []
+    for backend in ("numpy", "numba"):
+        net = rv.Network(dt=0.1 * ms, seed=1)
+        cells = net.population(rv.neurons.LIF(tau_syn={"exc": 5 * ms}), PARALLEL_MIN_NEURONS, name="cells")
+        net.connect(rv.connect.PoissonInput(8.0, 1000), cells, weight=0.1 * mV, receptor="exc")
+        net.run(1 * ms, backend=backend)
+        counts.append(dict(net.stats.synaptic_events_by_projection))
+        states.append(cells.state.copy())
+    assert counts[0] == counts[1] and sum(counts[0].values()) > 0
+    assert np.array_equal(states[0], states[1])

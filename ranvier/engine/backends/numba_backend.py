@@ -142,7 +142,8 @@ def _write_variant(w: _Writer, alias: str, shared: bool, parallel: bool, recepto
             w(f"drive_events[{m}] += events{m}")
     w()
     w()
-    w("@njit(cache=True, nogil=True, _nrt=False)")
+    # a parallel update's reduction (the drives' event counts) allocates, so its caller keeps the runtime
+    w(f"@njit(cache=True, nogil=True{'' if parallel and drives else ', _nrt=False'})")
     w(f"def _population{name}(state, consts, ring, k, key, flags, spike_ids, spike_steps, spike_count"
       f"{drive_arguments}):")
     with w.indent():
@@ -268,8 +269,10 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     _write_sparse_maps(w, lowered)
     w()
     w()
-    # typed lists need numba's reference counting; tuples of arrays do not
-    w(f"@njit(cache=True, nogil=True{'' if listed else ', _nrt=False'})")
+    # typed lists need numba's reference counting, and so does a parallel update's reduction (the
+    # drives' event counts: its callers are compiled with the runtime too); tuples of arrays do not
+    runtime = listed or any(variant[2] and variant[5] for variant in variants)
+    w(f"@njit(cache=True, nogil=True{'' if runtime else ', _nrt=False'})")
     w(f"def advance({', '.join(arguments)}):")
     with w.indent():
         w(f"status[0] = {int(Status.OK)}")
