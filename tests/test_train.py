@@ -185,7 +185,7 @@ def test_fused_recurrence_gradcheck(refractory):
     from ranvier.train.recurrence import LIFRecurrence
 
     module = SpikingModule(feed_forward_network(refractory), "input").double()
-    layer = module._layer("hidden")
+    layer = module.layer_constants("hidden")
     generator = torch.Generator().manual_seed(3)
     steps, batch = 12, 2
     arriving = [(torch.rand(steps, batch, 6, generator=generator, dtype=torch.float64) * 8e-3).requires_grad_()

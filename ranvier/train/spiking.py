@@ -34,7 +34,6 @@ and gives the same spikes up to float32 summation order. Training methods:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from copy import copy as shallow_copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +48,6 @@ from ..neurons.lif import (
     LIF,
     P_VV,
     RECEPTOR_CONSTS,
-    REFRACTORY,
     REFRACTORY_STEPS,
     V_EQUILIBRIUM,
     V_RESET,
@@ -58,10 +56,9 @@ from ..neurons.lif import (
 )
 from .delays import delayed_projection, rounded
 from .model_step import ModelStep
-from .recurrence import LayerConstants, LIFRecurrence, lif_step, project, surrogate_derivative
+from .recurrence import LayerConstants, LIFRecurrence, lif_step, project
+from .sltt import sltt_backward
 
-#: steps per chunk of SLTT's input projections (a fixed size, so memory stays independent of T)
-_CHUNK = 16
 #: the surrogate's scale (V) for a model other than LIF, unless ``surrogate_scale`` says otherwise
 DEFAULT_SURROGATE_SCALE = 10e-3
 
@@ -318,7 +315,7 @@ class SpikingModule(torch.nn.Module):
 
     # -- forward -------------------------------------------------------------------------------
 
-    def _as_inputs(self, x: Tensor | Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def as_inputs(self, x: Tensor | Mapping[str, Tensor]) -> dict[str, Tensor]:
         if isinstance(x, Tensor):
             if len(self.inputs) != 1:
                 raise TrainingError(f"give inputs as a dict, one tensor per input population {list(self.inputs)}")
@@ -340,7 +337,7 @@ class SpikingModule(torch.nn.Module):
 
     def forward(self, x: Tensor | Mapping[str, Tensor]) -> Trace:
         """Run the network on input spikes ``x`` (``(T, B, n_in)``, spikes emitted by the input in each step)."""
-        spikes = self._as_inputs(x)
+        spikes = self.as_inputs(x)
         steps, batch = next(iter(spikes.values())).shape[:2]
         voltages: dict[str, Tensor] = {}
         for group in self.groups:
@@ -395,7 +392,7 @@ class SpikingModule(torch.nn.Module):
             total = current if total is None else total + current
         return total
 
-    def _layer(self, name: str) -> LayerConstants:
+    def layer_constants(self, name: str) -> LayerConstants:
         """Population ``name``'s step constants (rows of its ``LIF.constants``)."""
         population = self.populations[name]
         consts = getattr(self, f"_consts_{name}")
@@ -417,7 +414,7 @@ class SpikingModule(torch.nn.Module):
 
     def _run_group(self, group: list[str], arriving: dict[str, list[Tensor | None]], recurrent: list[int],
                    steps: int, batch: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        layers = {name: self._layer(name) for name in group if self.populations[name].stepper is None}
+        layers = {name: self.layer_constants(name) for name in group if self.populations[name].stepper is None}
         if self._fused and not recurrent and len(layers) == 1 == len(group):
             (name,) = group
             spikes, v = LIFRecurrence.apply(layers[name], steps, batch, *arriving[name])
@@ -471,7 +468,7 @@ class SpikingModule(torch.nn.Module):
         ``step_loss`` defaults to cross entropy, so the readout's membrane potentials (in units of
         ``|v_th - v_reset|``) are the logits at every step, as in Deng et al. 2022 (TET) and SLTT.
         """
-        self._check_readout(readout)
+        self.check_readout(readout)
         step_loss = step_loss or torch.nn.functional.cross_entropy
         trace = self(x)
         logits = trace.v[readout] / self.readout_scale(readout)
@@ -481,7 +478,7 @@ class SpikingModule(torch.nn.Module):
             return step_loss(logits.reshape(-1, logits.shape[2]), target.repeat(steps)), trace
         return sum(step_loss(step, target) for step in logits.unbind(0)) / logits.shape[0], trace
 
-    def _check_readout(self, readout: str) -> None:
+    def check_readout(self, readout: str) -> None:
         if readout not in self.populations:
             raise TrainingError(f"readout population {readout!r} is not a trained population; "
                                 f"choose one of {list(self.populations)}")
@@ -490,7 +487,7 @@ class SpikingModule(torch.nn.Module):
             raise TrainingError(f"readout population {readout!r}: its model has no state variable 'v' to read "
                                 "scores from")
 
-    def _lags(self, readout: str) -> tuple[dict[str, int], list[int]]:
+    def lags(self, readout: str) -> tuple[dict[str, int], list[int]]:
         """Steps by which each population's error trails the readout's, and the spatial projections."""
         group_of = {name: i for i, group in enumerate(self.groups) for name in group}
         spatial = [i for i, p in enumerate(self.projections)
@@ -509,155 +506,9 @@ class SpikingModule(torch.nn.Module):
     def sltt_backward(self, x: Tensor | Mapping[str, Tensor], target: Tensor, readout: str,
                       step_loss: Callable[[Tensor, Tensor], Tensor] | None = None, k: int | None = None,
                       generator: torch.Generator | None = None) -> tuple[float, Tensor]:
-        """SLTT (``k=None``) or SLTT-K: accumulate weight gradients into ``.grad``, online.
-
-        Objective as in :meth:`loss`: the mean over steps (over ``k`` random steps for SLTT-K) of
-        ``step_loss``. Errors follow only the spatial routes (module docstring) and the reset is
-        left out of the backward pass. A population's error trails the readout's by its lag (the
-        delays and current steps on its way to the readout), so the method keeps spikes,
-        surrogate slopes and errors of the last ``max lag + max delay + 2`` steps only: memory
-        does not grow with ``T``. Returns the loss and the readout's voltages ``(T, B, n)``.
-        """
-        self._check_readout(readout)
-        for population in self.populations.values():
-            if population.stepper is not None:
-                raise TrainingError(f"SLTT: population {population.name!r} is not trained through the LIF recurrence; "
-                                    "SLTT covers LIF populations (generic=False); use loss() (BPTT)")
-        for projection in self.projections:
-            if projection.delay_groups or projection.learned:
-                raise TrainingError(f"SLTT: projection {projection.name!r} has per-synapse delays; SLTT needs one "
-                                    "delay per projection; use loss() (BPTT)")
-        step_loss = step_loss or torch.nn.functional.cross_entropy
-        inputs = self._as_inputs(x)
-        steps, batch = next(iter(inputs.values())).shape[:2]
-        if k is not None and not 1 <= k <= steps:
-            raise TrainingError(f"SLTT-K: k must be in [1, {steps}], got {k!r}")
-        chosen = set(range(steps)) if k is None else set(torch.randperm(steps, generator=generator)[:k].tolist())
-        lags, spatial = self._lags(readout)
-        window = max(lags.values()) + max((p.delay for p in self.projections), default=1) + 2
-        spikes: dict[str, dict[int, Tensor]] = {name: {} for name in self.populations}
-        slopes: dict[str, dict[int, Tensor]] = {name: {} for name in self.populations}
-        actives: dict[str, dict[int, Tensor]] = {name: {} for name in self.populations}
-        errors: dict[str, dict[int, Tensor]] = {name: {} for name in lags}
-        grads = [torch.zeros_like(w) for w in self.weights]
-        weights = [self.weight(i).detach() for i in range(len(self.projections))]
-        layers = {name: self._layer(name) for name in self.populations}
-        states = {name: layers[name].initial(batch) for name in self.populations}
-        scale = self.readout_scale(readout)
-        readout_v = []
-        total_loss = 0.0
-        order = sorted(lags, key=lags.get)
-
-        def spikes_at(name: str, step: int) -> Tensor | None:
-            if step < 0:
-                return None
-            return inputs[name][step] if name in inputs else spikes[name].get(step)
-
-        def arrival_error(p: _Projection, arrival: int) -> Tensor | None:
-            """dL/dA for projection ``p``'s arrivals in step ``arrival`` (None when zero)."""
-            if self.populations[p.post].delta[p.receptor]:
-                return errors[p.post].get(arrival)
-            error = errors[p.post].get(arrival + 1)
-            if error is None:
-                return None
-            consts = getattr(self, f"_consts_{p.post}")
-            return error * consts[FIRST_RECEPTOR + RECEPTOR_CONSTS * p.receptor + 1]
-
-        # projections from inputs work on chunks of steps: one larger matmul instead of many small
-        # ones; a chunk's size is fixed, so memory still does not grow with T
-        chunks: dict[int, tuple[int, Tensor]] = {}
-        pending: dict[int, list[tuple[int, Tensor]]] = {i: [] for i, p in enumerate(self.projections)
-                                                         if p.pre in inputs}
-
-        def input_current(i: int, p: _Projection, t: int) -> Tensor | None:
-            if t % _CHUNK == 0:
-                first = max(t, p.delay)
-                last = min(t + _CHUNK, steps)
-                block = inputs[p.pre][first - p.delay:last - p.delay]
-                chunks[i] = (first, (block.reshape(-1, block.shape[2]) @ weights[i]).reshape(
-                    block.shape[0], batch, -1) if block.shape[0] else block)
-            first, block = chunks[i]
-            return block[t - first] if first <= t < first + block.shape[0] else None
-
-        def flush(i: int) -> None:
-            if pending[i]:
-                pre_steps = torch.tensor([step for step, _ in pending[i]])
-                pre = inputs[self.projections[i].pre][pre_steps]
-                post_error = torch.stack([error for _, error in pending[i]])
-                grads[i] += pre.reshape(-1, pre.shape[2]).T @ post_error.reshape(-1, post_error.shape[2])
-                pending[i].clear()
-
-        with torch.no_grad():
-            for t in range(steps + max(lags.values())):
-                if t < steps:
-                    for name in self.populations:
-                        now: list[Tensor | None] = [None] * len(self.populations[name].receptors)
-                        for i, p in enumerate(self.projections):
-                            if p.post != name:
-                                continue
-                            if p.pre in inputs:
-                                current = input_current(i, p, t)
-                            else:
-                                pre = spikes_at(p.pre, t - p.delay)
-                                current = None if pre is None else pre @ weights[i]
-                            if current is not None:
-                                now[p.receptor] = current if now[p.receptor] is None else now[p.receptor] + current
-                        state = states[name]
-                        active = state[REFRACTORY] <= 0
-                        fired, v_new = lif_step(layers[name], state, now)
-                        spikes[name][t] = fired
-                        actives[name][t] = active
-                        slopes[name][t] = surrogate_derivative(v_new - layers[name].v_th, layers[name].scale,
-                                                               self.slope) * active
-                    readout_v.append(states[readout][V])
-                for name in order:
-                    step = t - lags[name]
-                    if not 0 <= step < steps:
-                        continue
-                    if name == readout:
-                        if step not in chosen:
-                            continue
-                        with torch.enable_grad():
-                            v_now = readout_v[step].clone().requires_grad_(True)
-                            loss = step_loss(v_now / scale, target) / len(chosen)
-                            (grad_v,) = torch.autograd.grad(loss, v_now)
-                        total_loss += float(loss)
-                        error = grad_v * (1 - spikes[name][step]) * actives[name][step]
-                    else:
-                        grad_s = None
-                        for i in spatial:
-                            p = self.projections[i]
-                            if p.pre != name or p.post not in lags:
-                                continue
-                            post_error = arrival_error(p, step + p.delay)
-                            if post_error is not None:
-                                term = post_error @ weights[i].T
-                                grad_s = term if grad_s is None else grad_s + term
-                        error = None if grad_s is None else grad_s * slopes[name][step]
-                    if error is not None:
-                        errors[name][step] = error
-                for i, p in enumerate(self.projections):
-                    if p.post not in lags:
-                        continue
-                    arrival = t - lags[p.post] - (0 if self.populations[p.post].delta[p.receptor] else 1)
-                    post_error = arrival_error(p, arrival) if arrival < steps else None
-                    if post_error is None or arrival - p.delay < 0:
-                        continue
-                    if p.pre in inputs:
-                        pending[i].append((arrival - p.delay, post_error))
-                        if len(pending[i]) == _CHUNK:
-                            flush(i)
-                    else:
-                        grads[i] += spikes_at(p.pre, arrival - p.delay).T @ post_error
-                for table in (*spikes.values(), *slopes.values(), *actives.values(), *errors.values()):
-                    for old in [step for step in table if step < t - window]:
-                        del table[old]
-            for i in pending:
-                flush(i)
-        for i, weight in enumerate(self.weights):
-            grad = grads[i] * getattr(self, f"_mask{i}")
-            weight.grad = grad if weight.grad is None else weight.grad + grad
-        return total_loss, torch.stack(readout_v)
+        """SLTT (``k=None``) or SLTT-K: accumulate weight gradients into ``.grad``, online
+        (:func:`ranvier.train.sltt.sltt_backward`). Returns the loss and the readout's voltages."""
+        return sltt_backward(self, x, target, readout, step_loss, k, generator)
 
     # -- back to the engine --------------------------------------------------------------------
 
@@ -672,83 +523,3 @@ class SpikingModule(torch.nn.Module):
             if made.learned:
                 steps = rounded(self.delays[str(index)], self.max_delay_steps).reshape(-1)[made.dense_index]
                 projection.set_delays(steps * self.dt)
-
-
-def simulate(net: Network, inputs: Mapping[str, np.ndarray] | np.ndarray, input_name: str | None = None,
-             backend: str = "numba", record_v: Sequence[str] = ()) -> dict[str, np.ndarray]:
-    """Run ``net`` in the event engine on a batch of input spike trains, one network copy per sample.
-
-    ``inputs`` maps each input population to spikes ``(T, B, n)`` emitted in each step (as given
-    to :meth:`SpikingModule.forward`); a single array needs ``input_name``. The engine runs one
-    network whose populations hold ``B`` copies of the declared ones (block-diagonal
-    projections with the same weights and delays, the same parameters and initial state), so
-    the ``B`` samples run independently in one run. Returns, per population, ``"<name>"`` ->
-    spikes ``(T, B, n)`` (bool) and, for each name in ``record_v``, ``"<name>.v"`` -> ``v`` at the
-    end of each step ``(T, B, n)``.
-    """
-    from ..neurons.sources import SpikeSource
-
-    if not isinstance(inputs, Mapping):
-        if input_name is None:
-            raise TrainingError("simulate: give input_name with a single input array")
-        inputs = {input_name: inputs}
-    inputs = {name: np.asarray(value) for name, value in inputs.items()}
-    for name, value in inputs.items():
-        if name not in net.populations or value.ndim != 3 or value.shape[2] != net[name].n:
-            size = net[name].n if name in net.populations else "?"
-            raise TrainingError(f"simulate: input {name!r} must be a population's spikes (T, B, {size}), "
-                                f"got shape {value.shape}")
-    steps, batch = next(iter(inputs.values())).shape[:2]
-    copy = Network(dt=net.dt, seed=0, precision=net.precision)
-    made: dict[str, Population] = {}
-    for name, population in net.populations.items():
-        if name in inputs:
-            k, b, i = np.nonzero(inputs[name])
-            counts = inputs[name][k, b, i].astype(np.int64)
-            ids = np.repeat(b * population.n + i, counts)
-            times = (np.repeat(k, counts) + 1) * net.dt  # a spike emitted in step k is stamped (k + 1) dt
-            made[name] = copy.population(SpikeSource(times, ids, n=batch * population.n), name=name)
-            continue
-        model = population.model
-        # the same model with each parameter as drawn for this population, repeated per sample
-        replica = shallow_copy(model)
-        replica.parameters = {key: np.tile(value, batch) for key, value in population.params.items()}
-        init = {state: np.tile(population.state[row], batch) for row, state in enumerate(model.state_names)}
-        made[name] = copy.population(replica, n=batch * population.n, name=name, init=init)
-    from ..connect import FromArrays
-
-    for projection in net.projections:
-        offsets = np.arange(batch)[:, None]
-        pre = (projection.pre_ids[None, :] + offsets * projection.pre.n).ravel()
-        post = (projection.post_ids[None, :] + offsets * projection.post.n).ravel()
-        copy.connect(made[projection.pre.name], made[projection.post.name],
-                     FromArrays(pre, post, weight=np.tile(projection.weights, batch),
-                                delay=np.tile(projection.delays, batch)), receptor=projection.receptor)
-    monitors = {name: copy.record(made[name], "spikes") for name in net.populations if name not in inputs}
-    voltages = {name: copy.record(made[name], "v") for name in record_v}
-    copy.run(steps * net.dt, backend=backend)
-    result = {}
-    for name, monitor in monitors.items():
-        n = net[name].n
-        out = np.zeros((steps, batch, n), dtype=bool)
-        out[monitor.steps, monitor.ids // n, monitor.ids % n] = True
-        result[name] = out
-    for name, monitor in voltages.items():
-        result[f"{name}.v"] = monitor.values.reshape(steps, batch, net[name].n)
-    return result
-
-
-def latency_encode(values: np.ndarray, steps: int) -> np.ndarray:
-    """Time-to-first-spike code: ``(B, n)`` values in [0, 1] -> spikes ``(steps, B, n)`` (float32).
-
-    A value ``x > 0`` spikes once, in step ``round((1 - x) (steps - 1))`` (larger is earlier);
-    ``x = 0`` never spikes.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 2 or np.any(values < 0) or np.any(values > 1) or steps < 1:
-        raise TrainingError(f"latency_encode: values must be (B, n) in [0, 1] and steps >= 1, got shape "
-                            f"{values.shape}, range [{values.min():g}, {values.max():g}], steps={steps}")
-    spikes = np.zeros((steps, *values.shape), dtype=np.float32)
-    b, i = np.nonzero(values > 0)
-    spikes[np.rint((1 - values[b, i]) * (steps - 1)).astype(np.int64), b, i] = 1.0
-    return spikes
