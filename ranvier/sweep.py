@@ -6,22 +6,31 @@ sweep starts a local cluster (one single-threaded worker process per core, at mo
 ``distributed.Client`` runs it on a cluster that already exists, such as one started on an
 HPC system with dask-jobqueue (``docs/sweep.md``).
 
-A point whose ``fn`` raises is reported in its row (``row["error"]``, with the parameters
-beside it) and the other points go on. A point whose worker died (killed, out of memory,
-node lost) is rescheduled by Dask, and submitted again up to ``retries`` times when Dask
-gives up on it (``KilledWorker``).
+A point whose ``fn`` raises, returns something that cannot be pickled, runs past ``timeout=``
+seconds or kills its worker is reported in its own row (``row["error"]``, with the parameters
+beside it) and the other points go on. A point whose worker died (killed, out of memory, node
+lost) is submitted again up to ``retries`` times. At most one point runs per worker thread at a
+time, so a dying worker takes only its own point with it. Ctrl-C (``KeyboardInterrupt``) during
+a sweep returns the points finished so far; ``results=path`` also writes every finished point to
+a JSON lines file as it arrives (:func:`load_results` reads it back).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import math
 import os
 import sys
+import threading
+import time
 import traceback
 import types
 import uuid
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +44,11 @@ _Outcome = tuple[str, Any]
 class SweepResults(list):
     """One row (a dict) per grid point, in grid order: the point's parameters, then ``fn``'s
     result (its items when it returned a mapping, else under ``"result"``), then ``"error"``
-    (``None``, or the message of the exception it raised), then ``"attempts"``."""
+    (``None``, or the message of the exception it raised), then ``"attempts"``.
+    ``interrupted`` is True when Ctrl-C stopped the sweep: the rows are then those of the points
+    that had finished, still in grid order."""
+
+    interrupted: bool = False
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -47,6 +60,39 @@ class SweepResults(list):
         if not any(name in row for row in self):
             raise KeyError(f"no column {name!r}; the columns are {sorted({key for row in self for key in row})}")
         return np.array([row.get(name, np.nan) for row in self])
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` for a JSON line: numpy scalars and arrays as numbers and lists, anything else as its repr."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return {"__repr__": repr(value)}
+
+
+def load_results(path: str | os.PathLike) -> SweepResults:
+    """The rows a sweep with ``results=path`` wrote, in grid order (those of finished points
+    only when it was interrupted). Each line of the file is one finished point: a JSON object
+    with ``"index"`` (its place in the grid) and ``"row"`` (its row; numpy values as numbers and
+    lists, values JSON cannot hold as ``{"__repr__": "..."}``). A last line cut short by a crash
+    is skipped."""
+    rows: dict[int, dict[str, Any]] = {}
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as error:
+        raise SweepError(f"sweep: cannot read the results file {os.fspath(path)!r} ({error})") from None
+    for number, line in enumerate(lines, 1):
+        try:
+            entry = json.loads(line)
+            rows[int(entry["index"])] = dict(entry["row"])
+        except (ValueError, KeyError, TypeError) as error:
+            if number == len(lines):
+                break  # a line cut short as the process died
+            raise SweepError(f"sweep: {os.fspath(path)!r} line {number} is not a sweep result ({error})") from None
+    return SweepResults(rows[index] for index in sorted(rows))
 
 
 def grid_points(grid: Mapping[str, Iterable[Any]] | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -71,11 +117,11 @@ def grid_points(grid: Mapping[str, Iterable[Any]] | Sequence[Mapping[str, Any]])
     raise SweepError(f"sweep: grid must be a mapping of name -> values or a sequence of points, got {grid!r}")
 
 
-def _evaluate(fn: Callable[..., Any], point: dict[str, Any]) -> _Outcome:
-    """Run on a worker: ``fn(**point)``, its exception turned into a message."""
+def _call(fn: Callable[..., Any], point: dict[str, Any]) -> _Outcome:
+    """``fn(**point)``, its exception turned into a message."""
     try:
         value = fn(**point)
-    except Exception as error:  # noqa: BLE001 - a failing point is reported, never lost with the others
+    except BaseException as error:  # noqa: BLE001 - a failing point is reported, never lost with the others
         frames = traceback.format_exception(type(error), error, error.__traceback__)
         return "error", f"{type(error).__name__}: {error}\n{''.join(frames[-3:])}".rstrip()
     try:
@@ -86,6 +132,27 @@ def _evaluate(fn: Callable[..., Any], point: dict[str, Any]) -> _Outcome:
     except Exception as error:  # noqa: BLE001
         return "error", f"the result cannot be pickled to return it ({type(error).__name__}: {error})"
     return "ok", value
+
+
+def _evaluate(fn: Callable[..., Any], point: dict[str, Any], timeout: float | None = None) -> _Outcome:
+    """Run on a worker: ``fn(**point)``; with ``timeout``, in a thread given that many seconds.
+    A point over it is ("timeout", {"message", "worker"}): the thread cannot be stopped, so the
+    sweep restarts that worker."""
+    if timeout is None:
+        return _call(fn, point)
+    box: list[_Outcome] = []
+    thread = threading.Thread(target=lambda: box.append(_call(fn, point)), name="ranvier-sweep-point", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive() or not box:
+        try:
+            from distributed import get_worker
+
+            worker = get_worker().address
+        except (ImportError, ValueError):
+            worker = None
+        return "timeout", {"message": f"timed out: still running after timeout={timeout:g} s", "worker": worker}
+    return box[0]
 
 
 def _row(point: dict[str, Any], outcome: _Outcome, attempts: int) -> dict[str, Any]:
@@ -103,8 +170,13 @@ def _connect(client, n_workers: int | None, connect_timeout: float):
     from distributed import Client, LocalCluster
 
     if client is None:
+        import dask
+
         workers = n_workers or max(1, min(os.cpu_count() or 1, 4))
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        # a task is given up at its worker's first death: the sweep's own retries (and the row's
+        # "attempts") count the deaths, instead of Dask running a killing point on 4 workers in turn
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         return Client(cluster), True
     if isinstance(client, str):
         try:
@@ -116,9 +188,53 @@ def _connect(client, n_workers: int | None, connect_timeout: float):
     raise SweepError(f"sweep: client must be None, a scheduler address or a distributed.Client, got {client!r}")
 
 
+#: seconds a cluster that had workers may be without any before the remaining points fail
+NO_WORKER_SECONDS = 60.0
+#: seconds the sweep's own local cluster may be without any worker before it is started again
+REBUILD_SECONDS = 10.0
+#: seconds a worker that joined during the sweep waits before it counts as a free slot
+_SETTLE = 1.0
+#: seconds between looks at the running points
+_POLL = 0.25
+
+
+#: worker address -> when a sweep first saw it (kept across sweeps: a worker restarted at the end
+#: of one sweep is still starting at the beginning of the next)
+_FIRST_SEEN: dict[str, float] = {}
+
+
+def _seen(nthreads: Mapping[str, int], now: float) -> dict[str, float]:
+    """When each worker of ``nthreads`` was first seen; forgets workers gone for a minute."""
+    for address, since in list(_FIRST_SEEN.items()):
+        if address not in nthreads and now - since > 60.0:
+            del _FIRST_SEEN[address]
+    for address in nthreads:
+        _FIRST_SEEN.setdefault(address, now)
+    return {address: _FIRST_SEEN[address] for address in nthreads}
+
+
+def _backstop(timeout: float) -> float:
+    """Seconds after submission at which the sweep itself gives up on a point (when its worker
+    cannot even report the timeout, e.g. ``fn`` holds the GIL in compiled code)."""
+    return 2 * timeout + 30.0
+
+
+def _restart(client, workers: Iterable[str | None]) -> str:
+    """Restart ``workers`` (to stop a timed-out point's thread); a note when that is impossible."""
+    addresses = [worker for worker in workers if worker is not None]
+    if not addresses:
+        return ""
+    try:
+        client.restart_workers(addresses, timeout=30, raise_for_error=True)
+    except Exception as error:  # noqa: BLE001 - a cluster without nannies cannot restart workers
+        return f"; its worker could not be restarted and may still be busy ({type(error).__name__}: {error})"
+    return "; its worker was restarted"
+
+
 def sweep(fn: Callable[..., Any], grid: Mapping[str, Iterable[Any]] | Sequence[Mapping[str, Any]], client=None,
           retries: int = 2, n_workers: int | None = None, progress: bool = False,
-          connect_timeout: float = 20.0) -> SweepResults:
+          connect_timeout: float = 20.0, timeout: float | None = None,
+          results: str | os.PathLike | None = None) -> SweepResults:
     """Call ``fn(**point)`` for every point of ``grid`` on Dask; one row per point, in grid order.
 
     ``grid`` maps parameter names to the values to try (every combination runs) or is a list
@@ -126,28 +242,53 @@ def sweep(fn: Callable[..., Any], grid: Mapping[str, Iterable[Any]] | Sequence[M
     the cores, at most 4) for this sweep; a scheduler address or a ``distributed.Client`` uses
     that cluster. ``fn`` must be importable or picklable by cloudpickle, and should return a
     mapping of result names to numbers (or any picklable value). A point whose worker died is
-    submitted again up to ``retries`` times after Dask gives up on it. ``progress`` shows a
+    submitted again up to ``retries`` times. ``timeout`` (s) bounds each point's run: a point
+    over it fails in its row ("timed out") and its worker is restarted. ``results``: a path to
+    which every finished row is written as one JSON line as it arrives (:func:`load_results`).
+    Ctrl-C returns the rows finished so far (``results.interrupted``). ``progress`` shows a
     bar of finished points; ``connect_timeout`` (s) bounds the wait for a scheduler address.
     """
     if not callable(fn):
         raise SweepError(f"sweep: fn must be callable, got {fn!r}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise SweepError(f"sweep: retries must be an integer >= 0, got {retries!r}")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                or not math.isfinite(timeout) or timeout <= 0):
+        raise SweepError(f"sweep: timeout must be a positive number of seconds or None, got {timeout!r}")
     points = grid_points(grid)
+    sink = None
+    if results is not None:
+        try:
+            sink = open(results, "w")  # noqa: SIM115 - written as points finish, closed at the end
+        except OSError as error:
+            raise SweepError(f"sweep: cannot write the results file {os.fspath(results)!r} ({error})") from None
     if not points:
+        if sink is not None:
+            sink.close()
         return SweepResults()
-    from distributed import as_completed
+    from distributed import wait
     from distributed.scheduler import KilledWorker
 
-    client, owned = _connect(client, n_workers, connect_timeout)
+    try:
+        client, owned = _connect(client, n_workers, connect_timeout)
+    except BaseException:
+        if sink is not None:
+            sink.close()
+        raise
     token = uuid.uuid4().hex[:8]
     rows: list[dict[str, Any] | None] = [None] * len(points)
     attempts = [0] * len(points)
+    queue = deque(range(len(points)))
+    running: dict[Any, tuple[int, float]] = {}  # future -> (point, when submitted)
+    interrupted = False
 
-    def submit(index: int):
-        attempts[index] += 1
-        return client.submit(_evaluate, fn, points[index], pure=False,
-                             key=f"ranvier-sweep-{token}-{index}-{attempts[index]}")
+    def finish(index: int, outcome: _Outcome) -> None:
+        rows[index] = row = _row(points[index], outcome, attempts[index])
+        if sink is not None:
+            sink.write(json.dumps({"index": index, "row": row}, default=_jsonable) + "\n")
+            sink.flush()
+        if bar is not None:
+            bar.update(1)
 
     bar = None
     if progress:
@@ -155,35 +296,110 @@ def sweep(fn: Callable[..., Any], grid: Mapping[str, Iterable[Any]] | Sequence[M
 
         bar = tqdm(total=len(points), unit="point", desc="sweep")
     try:
-        futures = {submit(index): index for index in range(len(points))}
-        pending = as_completed(list(futures))
-        for future in pending:
-            index = futures.pop(future)
+        if owned:  # the workers of a cluster just started have finished starting
+            _FIRST_SEEN.update(dict.fromkeys(client.nthreads(), -math.inf))
+        no_worker_since, had_workers, rebuilds = None, False, 0
+        while queue or running:
+            now = time.monotonic()
+            nthreads = client.nthreads()
+            seen = _seen(nthreads, now)
+            # one point per worker thread: a worker that dies takes only its own point with it; a
+            # worker that just joined is given a moment to finish starting (a nanny whose new
+            # worker dies while starting stops restarting it)
+            slots = sum(threads for address, threads in nthreads.items() if now - seen[address] >= _SETTLE)
+            while queue and len(running) < max(1, slots):
+                index = queue.popleft()
+                attempts[index] += 1
+                future = client.submit(_evaluate, fn, points[index], timeout, pure=False,
+                                       key=f"ranvier-sweep-{token}-{index}-{attempts[index]}")
+                running[future] = (index, time.monotonic())
             try:
-                outcome = future.result()
-            except KilledWorker as error:
-                if attempts[index] <= retries:
-                    retry = submit(index)
-                    futures[retry] = index
-                    pending.add(retry)
-                    continue
-                outcome = ("error", f"worker died {attempts[index]} times running this point ({error})")
-            rows[index] = _row(points[index], outcome, attempts[index])
-            if bar is not None:
-                bar.update(1)
+                done, _ = wait(list(running), timeout=_POLL, return_when="FIRST_COMPLETED")
+            except TimeoutError:  # nothing finished in this look
+                done = ()
+            for future in done:
+                index, _ = running.pop(future)
+                try:
+                    outcome = future.result()
+                except KilledWorker as error:
+                    if attempts[index] <= retries:
+                        queue.appendleft(index)
+                        continue
+                    outcome = ("error", f"worker died {attempts[index]} times running this point ({error})")
+                except Exception as error:  # noqa: BLE001 - Dask lost the task: this point fails, not the sweep
+                    outcome = ("error", f"the task failed in Dask ({type(error).__name__}: {error})")
+                finally:
+                    future.release()  # the result is here: Dask must not compute it again if its worker dies
+                if outcome[0] == "timeout":
+                    outcome = ("error", outcome[1]["message"] + _restart(client, [outcome[1]["worker"]]))
+                finish(index, outcome)
+            done = ()
+            if timeout is not None:
+                now = time.monotonic()
+                late = [future for future, (_, since) in running.items() if now - since > _backstop(timeout)]
+                if late:
+                    keys = {future.key for future in late}
+                    workers = [worker for worker, tasks in client.processing().items() if keys & set(tasks)]
+                    client.cancel(late)
+                    note = _restart(client, workers)
+                    for future in late:
+                        index, since = running.pop(future)
+                        finish(index, ("error", f"timed out: no answer {now - since:.0f} s after it was submitted "
+                                                f"(timeout={timeout:g} s){note}"))
+            if nthreads or not (queue or running):
+                no_worker_since, had_workers = None, had_workers or bool(nthreads)
+                continue
+            no_worker_since = now if no_worker_since is None else no_worker_since
+            waited = time.monotonic() - no_worker_since
+            if owned and waited > REBUILD_SECONDS and rebuilds < 3:
+                # every worker of the sweep's own cluster is gone and none came back (their nannies
+                # failed): start the cluster again; the points in flight run again, not counted as attempts
+                cluster = client.cluster
+                client.close()
+                cluster.close()
+                client, _ = _connect(None, n_workers, connect_timeout)
+                for index, _ in running.values():
+                    attempts[index] -= 1
+                    queue.appendleft(index)
+                running.clear()
+                _FIRST_SEEN.update(dict.fromkeys(client.nthreads(), -math.inf))
+                no_worker_since, rebuilds = None, rebuilds + 1
+            elif (owned or had_workers) and waited > NO_WORKER_SECONDS:
+                client.cancel(list(running))
+                reason = ("error", f"no Dask worker was alive for {NO_WORKER_SECONDS:g} s")
+                for index, _ in running.values():
+                    finish(index, reason)
+                for index in queue:
+                    attempts[index] += 1
+                    finish(index, reason)
+                queue.clear()
+                running.clear()
+    except KeyboardInterrupt:
+        interrupted = True
+        try:
+            client.cancel(list(running))
+        except Exception:  # noqa: BLE001, S110 - the finished points are returned whatever the cluster does
+            pass
     finally:
         if bar is not None:
             bar.close()
+        if sink is not None:
+            sink.close()
         if owned:
             cluster = client.cluster
             client.close()
             if cluster is not None:
                 cluster.close()
-    results = SweepResults(rows)
-    for row in results.failed:
+    found = SweepResults(row for row in rows if row is not None)
+    found.interrupted = interrupted
+    if interrupted:
+        warnings.warn(f"sweep interrupted: returning the {len(found)} of {len(points)} points that finished"
+                      + (f" (also in {os.fspath(results)!r})" if results is not None else ""),
+                      RuntimeWarning, stacklevel=2)
+    for row in found.failed:
         shown = {name: row[name] for name in points[0]}
         warnings.warn(f"sweep point {shown} failed: {row['error'].splitlines()[0]}", RuntimeWarning, stacklevel=2)
-    return results
+    return found
 
 
 class _CallableModule(types.ModuleType):

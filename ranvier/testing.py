@@ -135,8 +135,8 @@ def check_model(model_factory: Callable[[], object], n: int = 8, duration: float
     and spike steps and ids, traces and final state are compared bit for bit. With
     ``round_trip``, each run stops halfway, the network is saved (``net.save``), loaded
     (``rv.load``), and the original and the loaded copy run on to the end: both must agree (the
-    model's class must then be importable, defined at a module's top level, as for any saved
-    network; ``round_trip=False`` skips this).
+    model's class is registered for loading (``rv.register_model``) during the check;
+    ``round_trip=False`` skips this).
 
     Returns a :class:`ModelCheck`; ``check_model(...).raise_if_failed()`` makes it an
     assertion. A model whose step breaks the model language's static rules raises
@@ -170,7 +170,10 @@ def check_model(model_factory: Callable[[], object], n: int = 8, duration: float
     loaded: dict[str, _Result] = {}
     differences: list[tuple[int, str]] = []
     saving_failed = False
-    with tempfile.TemporaryDirectory(prefix="ranvier-check-") as directory:
+    from .engine.storage import registered
+
+    # the round trip loads the factory's class by its path: let it (for this check only)
+    with tempfile.TemporaryDirectory(prefix="ranvier-check-") as directory, registered(type(probe)):
         for backend in names:
             build_notes: list[str] = []
             net = _build(model_factory, n, dt, seed, inputs, build_notes)

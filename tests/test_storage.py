@@ -99,7 +99,10 @@ def test_spikes_use_the_sonata_layout(tmp_path):
     monitor = net.spike_monitors[0]
     with h5py.File(tmp_path / "net.h5", "r") as file:
         group = file["spikes/cells"]
-        assert group.attrs["sorting"] == "by_time"
+        # an HDF5 enum, as the SONATA reference reader (libsonata) requires
+        assert h5py.check_enum_dtype(group.attrs.get_id("sorting").dtype) == storage.SONATA_SORTING
+        assert group.attrs["sorting"] == storage.SONATA_SORTING["by_time"]
+        assert storage.read_sonata_sorting(group) == "by_time"
         assert group["timestamps"].attrs["units"] == "ms"
         np.testing.assert_allclose(group["timestamps"][()], monitor.times * 1e3)
         np.testing.assert_array_equal(group["node_ids"][()], monitor.ids)
@@ -226,11 +229,25 @@ class _Gained(rv.neurons.LIF):
         self.shape = shape
 
 
-def test_records_and_tuples_in_a_configuration_round_trip(tmp_path):
+@pytest.fixture
+def registry():
+    """The storage registry, restored after the test."""
+    with storage.registered():
+        yield storage._REGISTERED
+
+
+def test_records_and_tuples_in_a_configuration_round_trip(tmp_path, registry):
     gains = _Gains(scale=np.arange(6.0).reshape(2, 3), pair=(np.ones(2, dtype=np.float32), "tanh"))
     net = rv.Network(seed=1)
     net.population(_Gained(gains, shape=(4, 5)), n=3, name="gained")
     net.save(tmp_path / "net.h5")
+    with pytest.raises(StorageError, match=r"population 'gained': refusing to import 'test_storage\._Gained'.*"
+                                           r"register_model\(_Gained\)"):
+        rv.load(tmp_path / "net.h5")
+    assert rv.register_model(_Gained) is _Gained
+    with pytest.raises(StorageError, match=r"refusing to import 'test_storage\._Gains'"):
+        rv.load(tmp_path / "net.h5")  # the record's class too must be registered
+    rv.register_model(_Gains)
     model = rv.load(tmp_path / "net.h5")["gained"].model
     assert isinstance(model.gains, _Gains) and model.shape == (4, 5)
     np.testing.assert_array_equal(model.gains.scale, gains.scale)
@@ -351,3 +368,66 @@ def test_checkpoint_to_a_directory_is_a_storage_error(tmp_path):
     net = _network()
     with pytest.raises(StorageError, match="is a directory"):
         net.run(1 * ms, backend="numpy", checkpoint=tmp_path)
+
+
+class _Mine(rv.neurons.LIF):
+    """A user's own model, defined in this module."""
+
+
+def _renamed(tmp_path, attribute, value):
+    """A saved network whose first population's ``attribute`` is ``value``, digest written again."""
+    net = rv.Network(seed=1)
+    net.population(rv.neurons.LIF(), n=2, name="x")
+    path = tmp_path / "net.h5"
+    net.save(path)
+    with h5py.File(path, "r+") as file:
+        file["populations/0"].attrs[attribute] = value
+        storage._seal(file)
+    return path
+
+
+@pytest.mark.parametrize("path", ["os.system", "subprocess.Popen", "ranvier.engine.storage.os.system",
+                                  "ranvier.engine.storage.np.ndarray", "ranvier.engine.storage.importlib.import_module",
+                                  "ranvier.__main__.Model", "ranvier.neurons.LIF.__class__", "antigravity.X",
+                                  "ranvier..LIF", "ranvier.neurons.LIF.step"])
+def test_a_model_path_outside_ranvier_is_refused_without_importing(tmp_path, path, registry):
+    file = _renamed(tmp_path, "model", path)
+    before = set(sys.modules)
+    with pytest.raises(StorageError, match=r"population 'x'") as caught:
+        rv.load(file)
+    assert "refusing to import" in str(caught.value) or "is not a ranvier neuron model" in str(caught.value)
+    assert str(path) in str(caught.value)
+    assert not {name for name in set(sys.modules) - before if not name.startswith("ranvier")}
+
+
+def test_a_dataclass_path_outside_ranvier_is_refused(tmp_path, registry):
+    net = rv.Network(seed=1)
+    net.population(_Gained(_Gains(scale=np.ones(2), pair=(1, 2))), n=2, name="x")
+    rv.register_model(_Gained)
+    path = tmp_path / "net.h5"
+    net.save(path)
+    with h5py.File(path, "r+") as file:
+        config = json.loads(file["populations/0"].attrs["config"])
+        config["gains"]["__dataclass__"] = "subprocess.CompletedProcess"
+        file["populations/0"].attrs["config"] = json.dumps(config)
+        storage._seal(file)
+    with pytest.raises(StorageError, match=r"population 'x': refusing to import 'subprocess\.CompletedProcess'"):
+        rv.load(path)
+
+
+def test_a_registered_user_model_loads_and_moved_paths_still_resolve(tmp_path, registry):
+    net = rv.Network(seed=1)
+    net.population(_Mine(), n=2, name="mine")
+    net.save(tmp_path / "mine.h5")
+    with pytest.raises(StorageError, match=r"refusing to import 'test_storage\._Mine'"):
+        rv.load(tmp_path / "mine.h5")
+    rv.register_model(_Mine)
+    assert type(rv.load(tmp_path / "mine.h5")["mine"].model) is _Mine
+    storage.unregister_model(_Mine)
+    with pytest.raises(StorageError, match="refusing"):
+        rv.load(tmp_path / "mine.h5")
+    # ranvier's own classes and the old paths of moved ones load without registering
+    assert storage._import("ranvier.neurons.cfc_ltc.CfC", "here") is rv.neurons.CfC
+    assert storage._import("ranvier.neurons.lif.LIF", "here") is rv.neurons.LIF
+    with pytest.raises(StorageError, match="register_model: expected"):
+        rv.register_model(object)

@@ -125,3 +125,109 @@ def test_scheduler_address_reaches_the_same_cluster(client):
 def test_unreachable_scheduler_is_a_sweep_error():
     with pytest.raises(SweepError, match="tcp://127.0.0.1:1"):
         sweep(_fails_for_negative, {"x": [1.0]}, client="tcp://127.0.0.1:1", connect_timeout=1.0)
+
+
+def _kills_odd(x: int) -> int:
+    """Kills its worker for every odd x."""
+    if x % 2:
+        os._exit(7)
+    return x * 10
+
+
+def _check_killing_points() -> None:
+    # the sweep's own cluster, which it starts again should all its workers' nannies fail
+    with pytest.warns(RuntimeWarning, match="worker died"):
+        results = sweep(_kills_odd, {"x": list(range(6))}, n_workers=2, retries=1)
+    assert [row["x"] for row in results] == list(range(6))
+    for row in results:
+        if row["x"] % 2:
+            assert "result" not in row
+            assert "worker died 2 times" in row["error"] and row["attempts"] == 2
+        else:
+            assert row["error"] is None and row["result"] == row["x"] * 10
+
+
+@pytest.mark.parametrize("repetition", range(2))
+def test_several_killing_points_fail_alone_and_never_hang(repetition):
+    _check_killing_points()
+
+
+@pytest.mark.slow
+def test_several_killing_points_twenty_times_in_a_row():
+    for _ in range(20):
+        _check_killing_points()
+
+
+def _sleeps(x: int, seconds: float) -> int:
+    if x == 1:
+        import time
+
+        time.sleep(seconds)
+    return x
+
+
+def test_a_point_over_its_timeout_fails_alone_and_its_worker_is_restarted(client):
+    with pytest.warns(RuntimeWarning, match=r"\{'x': 1, 'seconds': 60\.0\} failed: timed out"):
+        results = sweep(_sleeps, {"x": [0, 1, 2], "seconds": [60.0]}, client=client, timeout=2.0)
+    assert [row["error"] is None for row in results] == [True, False, True]
+    assert [row.get("result") for row in results] == [0, None, 2]
+    assert "timeout=2 s" in results[1]["error"] and "restarted" in results[1]["error"]
+    # the cluster is whole again: both workers take points
+    assert [row["result"] for row in sweep(_sleeps, {"x": [0, 2], "seconds": [0.0]}, client=client)] == [0, 2]
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), "1", True])
+def test_bad_timeout_is_a_sweep_error(timeout):
+    with pytest.raises(SweepError, match="timeout"):
+        sweep(_sleeps, {"x": [0]}, timeout=timeout)
+
+
+def _waits_for(x: int, release: str) -> dict:
+    if x == 3:
+        import time
+
+        while not Path(release).exists():
+            time.sleep(0.05)
+    return {"value": x, "array": np.arange(x), "odd": range(x)}
+
+
+def test_ctrl_c_returns_and_saves_the_finished_points(client, tmp_path):
+    import signal
+    import threading
+    import time
+
+    release, saved = tmp_path / "release", tmp_path / "rows.jsonl"
+
+    def interrupt():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if saved.exists() and len(saved.read_text().splitlines()) == 3:
+                signal.raise_signal(signal.SIGINT)  # Ctrl-C, delivered to the main thread
+                return
+            time.sleep(0.05)
+
+    interrupter = threading.Thread(target=interrupt)
+    interrupter.start()
+    try:
+        with pytest.warns(RuntimeWarning, match="interrupted: returning the 3 of 4 points"):
+            results = sweep(_waits_for, {"x": [0, 1, 2, 3], "release": [str(release)]}, client=client,
+                            results=saved)
+    finally:
+        release.write_text("go")
+        interrupter.join()
+    assert results.interrupted
+    assert [row["value"] for row in results] == [0, 1, 2]
+    loaded = rv.sweep.load_results(saved)
+    assert [row["value"] for row in loaded] == [0, 1, 2]
+    assert loaded[2]["array"] == [0, 1] and loaded[2]["error"] is None and loaded[2]["attempts"] == 1
+    assert loaded[2]["odd"] == {"__repr__": "range(0, 2)"}
+
+
+def test_results_file_holds_every_row_of_a_finished_sweep(client, tmp_path):
+    saved = tmp_path / "rows.jsonl"
+    with pytest.warns(RuntimeWarning, match="failed"):
+        results = sweep(_fails_for_negative, {"x": [4.0, -1.0]}, client=client, results=saved)
+    assert not results.interrupted
+    assert rv.sweep.load_results(saved) == list(results)
+    saved.write_text(saved.read_text() + '{"index": 2, "ro')  # a line cut short by a crash is skipped
+    assert len(rv.sweep.load_results(saved)) == 2

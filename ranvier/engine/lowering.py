@@ -162,12 +162,20 @@ class LoweredStateMonitor:
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     count: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
 
-    def allocate(self, start: int, stop: int) -> None:
-        """Room for the samples of steps ``start .. stop - 1``."""
-        samples = stop // self.every - start // self.every
-        self.values = np.zeros((samples, len(self.ids)), dtype=self.dtype)
-        self.steps = np.zeros(samples, dtype=np.int64)
+    def allocate(self, steps: int) -> None:
+        """Room for the samples of any ``steps`` consecutive steps: the host empties the buffer
+        after every stretch the backend advances (at most ``steps`` long), so it is sized by the
+        stretch, not the run. Kept when it already has that room (the backends keep their
+        arguments while the buffers stay the same)."""
+        samples = steps // self.every + 1
+        if self.values.shape != (samples, len(self.ids)) or self.values.dtype != self.dtype:
+            self.values = np.zeros((samples, len(self.ids)), dtype=self.dtype)
+            self.steps = np.zeros(samples, dtype=np.int64)
         self.count[0] = 0
+
+    def bytes_per_step(self) -> float:
+        """The buffer's bytes per simulated step."""
+        return (len(self.ids) * self.dtype.itemsize + 8) / self.every
 
 
 class Operator(enum.IntEnum):

@@ -73,6 +73,14 @@ class SpikeMonitor:
         pieces = zip(np.split(ids[order], split), np.split(times[order], split), strict=True)
         return {int(chunk_ids[0]): chunk_times for chunk_ids, chunk_times in pieces if len(chunk_ids)}
 
+    def to_sonata(self, path, sorting: str = "by_time", name: str | None = None):
+        """Write these spikes to a SONATA spike file (``/spikes/<population>``, times in ms), which
+        libsonata and bmtk read; ``name`` replaces the population's name. See
+        :func:`ranvier.sonata.write_spikes` (a network's monitors go in one file with it)."""
+        from .. import sonata
+
+        return sonata.write_spikes(path, self, sorting=sorting, names=None if name is None else [name])
+
     def to_neo(self, t_stop: float | None = None, segment: bool = False):
         """The spikes as a list of ``neo.SpikeTrain`` (one per recorded neuron, in s, ``t_stop`` the
         network's time), or a ``neo.Segment`` holding them with ``segment=True``; see

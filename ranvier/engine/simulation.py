@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from .storage import Checkpointer
 
 _PROGRESS_TICKS = 100
+#: bytes the state monitors' sample buffers may take together: a backend advances at most the
+#: steps whose samples fit, and the host empties the buffers after each such stretch
+MONITOR_BUFFER_BYTES = 64 << 20
 
 
 class Simulation:
@@ -41,8 +44,7 @@ class Simulation:
     def run(self, n_steps: int, progress: bool, checkpointer: Checkpointer | None = None) -> None:
         network = self.network
         stop = network.step + n_steps
-        for monitor in self.lowered.state_monitors:
-            monitor.allocate(network.step, stop)
+        stretch = self._allocate_monitors(n_steps)
         bar = self._progress_bar(n_steps) if progress else None
         try:
             self._handle_events()
@@ -59,7 +61,7 @@ class Simulation:
                 for plastic in self.lowered.plastic:
                     plastic.refresh()
                 while network.step < target:
-                    reached = self.runner.advance(network.step, target)
+                    reached = self.runner.advance(network.step, min(target, network.step + stretch))
                     self._collect(network.step, reached)
                     self.values.advanced(reached)
                     network.step = reached
@@ -70,8 +72,7 @@ class Simulation:
                 if self.version != network._structure_version:
                     self._lower()
                     self._on_host(self.values.start)
-                    for monitor in self.lowered.state_monitors:
-                        monitor.allocate(network.step, stop)
+                    stretch = self._allocate_monitors(stop - network.step)
                 if network.step == boundary:
                     self._on_host(self.values.update)
                 if checkpointer is not None and network.step in (checkpointer.next_step, stop):
@@ -81,6 +82,16 @@ class Simulation:
             self.runner.to_host()
             if bar is not None:
                 bar.close()
+
+    def _allocate_monitors(self, n_steps: int) -> int:
+        """Size the state monitors' buffers for the longest stretch one ``advance`` may cover
+        (:data:`MONITOR_BUFFER_BYTES` of samples, at most the ``n_steps`` left); that stretch."""
+        monitors = self.lowered.state_monitors
+        per_step = sum(monitor.bytes_per_step() for monitor in monitors)
+        stretch = n_steps if per_step == 0 else int(min(n_steps, max(1, MONITOR_BUFFER_BYTES // per_step)))
+        for monitor in monitors:
+            monitor.allocate(max(1, stretch))
+        return max(1, stretch)
 
     def _on_host(self, value_stage_action) -> None:
         """Run a value-stage action at the current step on the host arrays.

@@ -20,7 +20,8 @@ The layout (schema version :data:`SCHEMA_VERSION`, described in ``docs/storage.m
     /poisson_inputs/<i>      attrs: name, post, receptor, rate (Hz), n_inputs, weight (V, as held in
                              the precision); a Poisson drive inside its target (absent: none)
     /spikes/<population>     SONATA spike layout: timestamps (float64, ms), node_ids (uint64);
-                             attr sorting="by_time"
+                             attr sorting = by_time (an HDF5 enum {none, by_id, by_time}, as
+                             libsonata reads it)
     /recordings/spikes/<i>   attrs: population, sonata (path of its /spikes group); ids (recorded subset)
     /recordings/state/<i>    attrs: population, variable, rows, every_steps; ids, steps (int64),
                              values (the precision's type (samples, channels, ids))
@@ -135,10 +136,17 @@ def _decode(value: Any, arrays, where: str) -> Any:
     if "__tuple__" in value:
         return tuple(_decode(item, arrays, where) for item in value["__tuple__"])
     if "__dataclass__" in value:
-        cls = _import(value["__dataclass__"], where)
+        path = value["__dataclass__"]
+        if not isinstance(path, str) or not isinstance(value.get("fields"), dict):
+            raise StorageError(f"{where}: a dataclass record needs a class path and a mapping of fields, "
+                               f"the file holds {value!r}")
+        cls = _import(path, where)
         if not dataclasses.is_dataclass(cls):
-            raise StorageError(f"{where}: {value['__dataclass__']!r} is not a dataclass")
-        return cls(**{key: _decode(item, arrays, where) for key, item in value["fields"].items()})
+            raise StorageError(f"{where}: {path!r} is not a dataclass")
+        try:
+            return cls(**{key: _decode(item, arrays, where) for key, item in value["fields"].items()})
+        except TypeError as error:
+            raise StorageError(f"{where}: {path} cannot be rebuilt from its saved fields ({error})") from None
     if "__distribution__" not in value:
         return {key: _decode(item, arrays, where) for key, item in value.items()}
     name = value["__distribution__"]
@@ -154,12 +162,67 @@ _MOVED = {f"ranvier.neurons.cfc_ltc.{name}": f"ranvier.neurons.{module}.{name}"
           for name in names}
 
 
+#: classes a user allowed files to name, by the path a file names them with (``module.qualname``)
+_REGISTERED: dict[str, type] = {}
+
+
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def register_model(cls: type) -> type:
+    """Let files name ``cls``: loading resolves a ``model=`` or dataclass path only to ranvier's
+    own classes (``ranvier.*``) and to the classes registered here, and refuses any other path
+    (:class:`~ranvier.errors.StorageError`), so that a file never imports a module of its
+    choosing. ``cls`` is a :class:`~ranvier.Model` subclass or a dataclass (a record in a model's
+    configuration); it is registered under ``module.qualname``, the path that saving writes.
+    Returns ``cls``, so it also works as a class decorator (``@rv.register_model``)."""
+    if not (isinstance(cls, type) and (issubclass(cls, Model) or dataclasses.is_dataclass(cls))):
+        raise StorageError(f"register_model: expected a Model subclass or a dataclass, got {cls!r}")
+    _REGISTERED[_class_path(cls)] = cls
+    return cls
+
+
+def unregister_model(cls: type) -> None:
+    """Undo :func:`register_model`: files may no longer name ``cls`` (nothing when it was not registered)."""
+    path = _class_path(cls)
+    if _REGISTERED.get(path) is cls:
+        del _REGISTERED[path]
+
+
+@contextmanager
+def registered(*classes: type) -> Iterator[None]:
+    """Register ``classes`` for the duration of a ``with`` block, then restore the registry."""
+    saved = dict(_REGISTERED)
+    try:
+        for cls in classes:
+            register_model(cls)
+        yield
+    finally:
+        _REGISTERED.clear()
+        _REGISTERED.update(saved)
+
+
+def _ranvier_module(name: str) -> bool:
+    return name == "ranvier" or name.startswith("ranvier.")
+
+
 def _import(path: str, where: str) -> Any:
-    """The class named by ``path`` (``module.qualname``): modules are imported, attributes followed."""
-    parts = _MOVED.get(path, path).split(".")
+    """The class named by ``path`` (``module.qualname``): a registered class, or a class defined in
+    one of ranvier's modules (imported, attributes followed). Any other path is refused without
+    importing anything."""
+    path = _MOVED.get(path, path)
+    if path in _REGISTERED:
+        return _REGISTERED[path]
+    refused = StorageError(f"{where}: refusing to import {path!r}: only ranvier's models and registered ones load; "
+                           f"call rv.register_model({path.rsplit('.', 1)[-1]}) first")
+    parts = path.split(".")
+    if not _ranvier_module(path) or not all(part.isidentifier() and not part.startswith("__") for part in parts):
+        raise refused
     for split in range(len(parts) - 1, 0, -1):
+        module = ".".join(parts[:split])
         try:
-            target: Any = importlib.import_module(".".join(parts[:split]))
+            target: Any = importlib.import_module(module)
         except ImportError:
             continue
         try:
@@ -167,6 +230,9 @@ def _import(path: str, where: str) -> Any:
                 target = getattr(target, part)
         except AttributeError:
             break
+        # only a class defined where the path says (not one a ranvier module merely imported, such as os's)
+        if not (isinstance(target, type) and _ranvier_module(target.__module__)):
+            raise refused
         return target
     raise StorageError(f"{where}: class {path!r} cannot be imported")
 
@@ -354,10 +420,35 @@ def _write_spike_monitor(file, index: int, sonata: str, monitor: SpikeMonitor, d
     if monitor.ids_recorded is not None:
         _dataset(group, "ids", monitor.ids_recorded)
     spikes = file.require_group("spikes").create_group(sonata)
-    spikes.attrs["sorting"] = "by_time"
+    write_sonata_sorting(spikes, "by_time")
     _appendable(spikes, "timestamps", _milliseconds(monitor.steps, dt), np.float64)
     spikes["timestamps"].attrs["units"] = "ms"
     _appendable(spikes, "node_ids", monitor.ids, np.uint64)
+
+
+#: SONATA's ``sorting`` attribute of a spike population: an HDF5 enum of this base type (libsonata
+#: reads nothing else; a string attribute makes its ``SpikeReader`` fail)
+SONATA_SORTING = {"none": 0, "by_id": 1, "by_time": 2}
+
+
+def write_sonata_sorting(group, sorting: str) -> None:
+    """Set the SONATA ``sorting`` attribute (``"none"``, ``"by_id"`` or ``"by_time"``) of ``group``."""
+    h5py = _h5py()
+    group.attrs.create("sorting", SONATA_SORTING[sorting],
+                       dtype=h5py.enum_dtype(SONATA_SORTING, basetype=np.int8))
+
+
+def read_sonata_sorting(group) -> str | None:
+    """The SONATA ``sorting`` of a spike population group: the enum, or the string bmtk writes; None if absent."""
+    if "sorting" not in group.attrs:
+        return None
+    value = group.attrs["sorting"]
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str):
+        return value
+    names = {code: name for name, code in SONATA_SORTING.items()}
+    return names.get(int(value), "unknown")
 
 
 def _milliseconds(steps: np.ndarray, dt: float) -> np.ndarray:
