@@ -46,3 +46,15 @@ def test_nir_load_of_a_file_that_is_not_nir_is_a_nir_error(tmp_path):
     for name, message in (("text.nir", "not a NIR file"), ("other.h5", "not a NIR file"), ("gone.nir", "no such")):
         with pytest.raises(NIRError, match=message):
             nir_io.load(tmp_path / name)
+
+
+@pytest.mark.parametrize("declare, message", [
+    (lambda: rv.connect.FixedInDegree(k=float("nan")), "FixedInDegree: k must be a non-negative integer, got k=nan"),
+    (lambda: rv.connect.FixedInDegree(k="4"), "FixedInDegree: k must be a non-negative integer, got k='4'"),
+    (lambda: rv.connect.Bernoulli(p=None), "Bernoulli: p must be within \\[0, 1\\], got p=None"),
+    (lambda: rv.Network(dt="0.1"), "Network: dt must be a positive, finite number of seconds, got '0.1'"),
+    (lambda: rv.Network(dt=True), "Network: dt must be a positive, finite number of seconds, got True"),
+])
+def test_bad_values_of_the_wrong_type_are_named_errors(declare, message):
+    with pytest.raises(rv.RanvierError, match=message):
+        declare()

@@ -43,6 +43,11 @@ class Synapses:
     delay: np.ndarray | None = None
 
 
+def _is_real(value) -> bool:
+    """Whether ``value`` is a real number (not a bool, a string or None)."""
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
 class Rule:
     """Base class of connection rules."""
 
@@ -111,7 +116,7 @@ class Bernoulli(Rule):
     autapses: bool = True
 
     def __post_init__(self) -> None:
-        if not (0.0 <= float(self.p) <= 1.0):
+        if not (_is_real(self.p) and 0.0 <= float(self.p) <= 1.0):
             raise ProjectionError(f"Bernoulli: p must be within [0, 1], got p={self.p!r}")
 
     def build(self, n_pre, n_post, rng, same, name):
@@ -169,7 +174,7 @@ class FixedInDegree(Rule):
     multapses: bool = True
 
     def __post_init__(self) -> None:
-        if int(self.k) != self.k or self.k < 0:
+        if not (_is_real(self.k) and np.isfinite(self.k) and int(self.k) == self.k and self.k >= 0):
             raise ProjectionError(f"FixedInDegree: k must be a non-negative integer, got k={self.k!r}")
 
     def build(self, n_pre, n_post, rng, same, name):

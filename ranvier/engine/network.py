@@ -319,8 +319,9 @@ class Network:
     """
 
     def __init__(self, dt: float = 1e-4, seed: int | None = None, precision: str = "single"):
-        if not (np.isfinite(dt) and dt > 0):
-            raise RunError(f"Network: dt must be positive and finite, got {dt!r}")
+        if isinstance(dt, bool) or not isinstance(dt, int | float | np.integer | np.floating) or not (
+                np.isfinite(dt) and dt > 0):
+            raise RunError(f"Network: dt must be a positive, finite number of seconds, got {dt!r}")
         if not isinstance(precision, str) or precision not in PRECISIONS:
             raise RunError(f"Network: precision must be 'single' or 'double', got {precision!r}")
         self.dt = float(dt)
