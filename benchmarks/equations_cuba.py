@@ -29,21 +29,11 @@ import numpy as np
 from harness import cpu_name, ranvier_env, write_section
 
 import ranvier as rv
+from ranvier.neurons.equations.library import CUBA_LIF
 from ranvier.units import ms, mV
 
 HEADING = "## Equations: CUBA with an Equations LIF (`benchmarks/equations_cuba.py`)"
 TARGET = 1.1
-CUBA_LIF = """
-    dv/dt = (v_rest - v + I_exc + I_inh) / tau_m : volt (unless refractory)
-    dI_exc/dt = -I_exc / tau_exc : volt
-    dI_inh/dt = -I_inh / tau_inh : volt
-    tau_m : second
-    tau_exc : second
-    tau_inh : second
-    v_rest : volt
-    v_th : volt
-    v_reset : volt
-"""
 
 
 def equations_lif() -> rv.neurons.Equations:

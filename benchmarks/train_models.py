@@ -21,50 +21,15 @@ import statistics
 import time
 from datetime import datetime, timezone
 
-import numpy as np
 import torch
 from harness import cpu_name, write_section
+from train_vs_snntorch import N_IN, N_OUT, ranvier_network, snntorch_network
 
-import ranvier as rv
 from ranvier.train import SpikingModule
-from ranvier.units import ms, mV
+from ranvier.units import ms
 
 HEADING = "## Training: any model, learned delays (`benchmarks/train_models.py`)"
-N_IN, N_OUT, STEPS, BATCH = 700, 20, 100, 64
-
-
-def network(hidden: int, seed: int = 0) -> rv.Network:
-    net = rv.Network(dt=1 * ms, seed=seed)
-    source = net.population(rv.neurons.SpikeSource([], [], n=N_IN), name="input")
-    lif = rv.neurons.LIF(tau_m=20 * ms, v_rest=0.0, v_th=10 * mV, v_reset=0.0, t_ref=0.0, tau_syn={"in": 0.0})
-    cells = net.population(lif, n=hidden, name="hidden")
-    readout = rv.neurons.LIF(tau_m=20 * ms, v_rest=0.0, v_th=1.0, v_reset=0.0, t_ref=0.0, tau_syn={"in": 0.0})
-    out = net.population(readout, n=N_OUT, name="out")
-    net.connect(source, cells, rv.connect.AllToAll(), weight=rv.init.Normal(0.5 * mV, 1.5 * mV))
-    net.connect(cells, out, rv.connect.AllToAll(), weight=rv.init.Normal(0.5 * mV, 3 * mV))
-    return net
-
-
-def snntorch_network(hidden: int) -> torch.nn.Module:
-    import snntorch as snn
-
-    class Net(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            beta = float(np.exp(-1 / 20))
-            self.fc1, self.lif1 = torch.nn.Linear(N_IN, hidden), snn.Leaky(beta=beta)
-            self.fc2, self.lif2 = torch.nn.Linear(hidden, N_OUT), snn.Leaky(beta=beta)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            mem1, mem2 = self.lif1.init_leaky(), self.lif2.init_leaky()
-            out = []
-            for step in x:
-                spk1, mem1 = self.lif1(self.fc1(step), mem1)
-                _, mem2 = self.lif2(self.fc2(spk1), mem2)
-                out.append(mem2)
-            return torch.stack(out)
-
-    return Net()
+STEPS, BATCH = 100, 64
 
 
 def ranvier_side(module: SpikingModule, x, y):
@@ -124,10 +89,11 @@ def main() -> None:
     x = (torch.rand(STEPS, BATCH, N_IN) < args.density).float()
     y = torch.randint(0, N_OUT, (BATCH,))
 
-    generic = alternate({"fused": ranvier_side(SpikingModule(network(256), "input"), x, y),
-                         "generic": ranvier_side(SpikingModule(network(256), "input", generic=True), x, y)},
+    fused = SpikingModule(ranvier_network(hidden=256), "input")
+    generic_route = SpikingModule(ranvier_network(hidden=256), "input", generic=True)
+    generic = alternate({"fused": ranvier_side(fused, x, y), "generic": ranvier_side(generic_route, x, y)},
                         args.repeats)
-    delayed = SpikingModule(network(128), "input", learn_delays=True, max_delay=25 * ms)
+    delayed = SpikingModule(ranvier_network(hidden=128), "input", learn_delays=True, max_delay=25 * ms)
     delays = alternate({"ranvier, learned delays": ranvier_side(delayed, x, y),
                         "snnTorch, no delays": snntorch_side(snntorch_network(128), x, y)}, args.repeats)
     generic_ratio = ratio(generic, "generic", "fused")

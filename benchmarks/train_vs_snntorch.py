@@ -32,30 +32,30 @@ from ranvier.units import ms, mV
 N_IN, N_HIDDEN, N_OUT = 700, 256, 20
 
 
-def ranvier_network(seed: int = 0) -> rv.Network:
+def ranvier_network(seed: int = 0, hidden: int = N_HIDDEN) -> rv.Network:
     """700-256-20 LIF with delta synapses (snnTorch's Leaky: the weighted input jumps v), leaky readout."""
     net = rv.Network(dt=1 * ms, seed=seed)
     source = net.population(rv.neurons.SpikeSource([], [], n=N_IN), name="input")
     lif = rv.neurons.LIF(tau_m=20 * ms, v_rest=0.0, v_th=10 * mV, v_reset=0.0, t_ref=0.0, tau_syn={"in": 0.0})
-    hidden = net.population(lif, n=N_HIDDEN, name="hidden")
+    cells = net.population(lif, n=hidden, name="hidden")
     # the readout does not spike (v_th = 1 V): its membrane potential is the logit, as in snnTorch's mem readout
     readout = rv.neurons.LIF(tau_m=20 * ms, v_rest=0.0, v_th=1.0, v_reset=0.0, t_ref=0.0, tau_syn={"in": 0.0})
     out = net.population(readout, n=N_OUT, name="out")
-    net.connect(source, hidden, rv.connect.AllToAll(), weight=rv.init.Normal(0.5 * mV, 1.5 * mV))
-    net.connect(hidden, out, rv.connect.AllToAll(), weight=rv.init.Normal(0.5 * mV, 3 * mV))
+    net.connect(source, cells, rv.connect.AllToAll(), weight=rv.init.Normal(0.5 * mV, 1.5 * mV))
+    net.connect(cells, out, rv.connect.AllToAll(), weight=rv.init.Normal(0.5 * mV, 3 * mV))
     return net
 
 
-def snntorch_network() -> torch.nn.Module:
+def snntorch_network(hidden: int = N_HIDDEN) -> torch.nn.Module:
     import snntorch as snn
 
     class Net(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             beta = float(np.exp(-1 / 20))
-            self.fc1 = torch.nn.Linear(N_IN, N_HIDDEN)
+            self.fc1 = torch.nn.Linear(N_IN, hidden)
             self.lif1 = snn.Leaky(beta=beta)
-            self.fc2 = torch.nn.Linear(N_HIDDEN, N_OUT)
+            self.fc2 = torch.nn.Linear(hidden, N_OUT)
             self.lif2 = snn.Leaky(beta=beta)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -62,6 +62,7 @@ import numpy as np
 from harness import BRIAN2_PYTHON, PEERS_DIR, cpu_name, tool_version, write_section
 
 import ranvier as rv
+from ranvier.neurons.equations.library import ADEX, IZHIKEVICH
 from ranvier.units import ms, mV, nA, nS, pF
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -71,31 +72,6 @@ SECTION = "## Equations vs Brian 2"
 DT = 0.1 * ms
 #: sampling interval of the voltage traces compared besides the spikes
 RECORD_EVERY = 1 * ms
-
-IZHIKEVICH = """
-dv/dt = (0.04/ms/mV)*v**2 + (5/ms)*v + 140*mV/ms - u + I : volt
-du/dt = a*(b*v - u) : volt/second
-a : 1/second
-b : 1/second
-c : volt
-d : volt/second
-I : volt/second
-"""
-
-ADEX = """
-dv/dt = (g_L*(E_L - v) + g_L*Delta_T*exp((v - V_T)/Delta_T) - w + I)/C : volt
-dw/dt = (a*(v - E_L) - w)/tau_w : amp
-C : farad
-g_L : siemens
-E_L : volt
-V_T : volt
-Delta_T : volt
-tau_w : second
-a : siemens
-b : amp
-V_r : volt
-I : amp
-"""
 
 
 def models():

@@ -5,46 +5,11 @@ import pytest
 
 import ranvier as rv
 from ranvier.neurons import Equations
+from ranvier.neurons.equations.library import ADEX, CUBA_LIF, IZHIKEVICH
 from ranvier.units import ms, mV, nA, nS, pF
 
-IZHIKEVICH = """
-    dv/dt = (0.04/ms/mV)*v**2 + (5/ms)*v + 140*mV/ms - u + I : volt
-    du/dt = a*(b*v - u) : volt/second
-    a : 1/second
-    b : 1/second
-    c : volt
-    d : volt/second
-    I : volt/second
-"""
-
-ADEX = """
-    dv/dt = (g_L*(E_L - v) + g_L*Delta_T*exp((v - V_T)/Delta_T) - w + I)/C : volt
-    dw/dt = (a*(v - E_L) - w)/tau_w : amp
-    C : farad
-    g_L : siemens
-    E_L : volt
-    V_T : volt
-    Delta_T : volt
-    tau_w : second
-    a : siemens
-    b : amp
-    V_r : volt
-    I : amp
-"""
 ADEX_PARAMETERS = dict(C=281 * pF, g_L=30 * nS, E_L=-70.6 * mV, V_T=-50.4 * mV, Delta_T=2 * mV, tau_w=144 * ms,
                        a=4 * nS, b=0.0805 * nA, V_r=-70.6 * mV, I=np.array([0.8, 1.0, 1.5]) * nA)
-
-CUBA_LIF = """
-    dv/dt = (v_rest - v + I_exc + I_inh) / tau_m : volt (unless refractory)
-    dI_exc/dt = -I_exc / tau_exc : volt
-    dI_inh/dt = -I_inh / tau_inh : volt
-    tau_m : second
-    tau_exc : second
-    tau_inh : second
-    v_rest : volt
-    v_th : volt
-    v_reset : volt
-"""
 
 
 def izhikevich(current=10 * mV / ms):

@@ -6,18 +6,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import ranvier as rv  # noqa: E402
+from ranvier.neurons.equations.library import IZHIKEVICH  # noqa: E402
 from ranvier.train import SpikingModule, simulate  # noqa: E402
 from ranvier.units import ms, mV, nA, nS, pF  # noqa: E402
-
-IZHIKEVICH = """
-    dv/dt = (0.04/ms/mV)*v**2 + (5/ms)*v + 140*mV/ms - u + I : volt
-    du/dt = a*(b*v - u) : volt/second
-    a : 1/second
-    b : 1/second
-    c : volt
-    d : volt/second
-    I : volt/second
-"""
 
 ADEX = """
     dv/dt = (g_L*(E_L - v) + g_L*Delta_T*exp((v - V_T)/Delta_T) - w)/C : volt
