@@ -3,6 +3,9 @@
 * :func:`write_spikes` (``SpikeMonitor.to_sonata``) writes a standalone SONATA spike file, which
   libsonata's ``SpikeReader`` and bmtk's ``SpikeTrains.from_sonata`` read; :func:`read_spikes`
   reads any SONATA spike file (ranvier's, bmtk's, libsonata's or NEST's layout).
+* :func:`write_report` (``StateMonitor.to_sonata``) writes state monitors as a SONATA report
+  (``/report/<population>``, one element per node and channel), which libsonata's
+  ``ElementReportReader`` and ``SomaReportReader`` read; :func:`read_report` reads one back.
 * :func:`load_network` reads a SONATA network (``nodes.h5`` / ``edges.h5`` with their node and
   edge types CSV files, as bmtk's ``NetworkBuilder`` writes them) into a :class:`~ranvier.Network`
   for the point-neuron models it can map: NEST's ``iaf_psc_exp`` and ``iaf_psc_delta`` become
@@ -27,7 +30,7 @@ import numpy as np
 
 from .errors import InputError, StorageError
 
-__all__ = ["MAGIC", "VERSION", "load_network", "read_spikes", "write_spikes"]
+__all__ = ["MAGIC", "VERSION", "load_network", "read_report", "read_spikes", "write_report", "write_spikes"]
 
 #: the root attributes of a SONATA file: ``magic`` (uint32) and ``version`` ([major, minor])
 MAGIC = 0x0A7A
@@ -77,15 +80,7 @@ def write_spikes(path: str | os.PathLike, source, sorting: str = "by_time",
 
     h5py = _h5py()
     monitors = _monitors(source)
-    chosen = [monitor.population.name for monitor in monitors] if names is None else [str(n) for n in names]
-    if len(chosen) != len(monitors):
-        raise InputError(f"write_spikes: {len(monitors)} monitors but {len(chosen)} names")
-    for name in chosen:
-        if chosen.count(name) > 1:
-            raise InputError(f"write_spikes: two monitors would both write /spikes/{name}; "
-                             "give each its own population name with names=[...]")
-        if not name or "/" in name:
-            raise InputError(f"write_spikes: {name!r} cannot name a SONATA population")
+    chosen = _population_names("write_spikes", monitors, names, "spikes")
     path = Path(path)
     try:
         with h5py.File(path, "w") as file:
@@ -108,6 +103,138 @@ def write_spikes(path: str | os.PathLike, source, sorting: str = "by_time",
 
 
 _TIME_UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "us": 1e-6}
+
+# -- reports --------------------------------------------------------------------------------------
+
+#: SI units a report stores in the units neuroscience readers expect (SONATA's examples and bmtk: mV)
+_REPORT_UNITS = {"volt": ("mV", 1e3)}
+#: report data units read back into SI
+_DATA_UNITS = {"mV": 1e-3, "V": 1.0, "volt": 1.0, "nA": 1e-9, "pA": 1e-12, "A": 1.0}
+
+
+def _state_monitors(source) -> list:
+    from .engine.monitors import StateMonitor
+    from .engine.network import Network
+
+    if isinstance(source, Network):
+        return list(source.state_monitors)
+    if isinstance(source, StateMonitor):
+        return [source]
+    monitors = list(source)
+    for monitor in monitors:
+        if not isinstance(monitor, StateMonitor):
+            raise InputError(f"write_report: expected state monitors, got {type(monitor).__name__}")
+    return monitors
+
+
+def _population_names(what: str, monitors: list, names, prefix: str) -> list[str]:
+    chosen = [monitor.population.name for monitor in monitors] if names is None else [str(n) for n in names]
+    if len(chosen) != len(monitors):
+        raise InputError(f"{what}: {len(monitors)} monitors but {len(chosen)} names")
+    for name in chosen:
+        if chosen.count(name) > 1:
+            raise InputError(f"{what}: two monitors would both write /{prefix}/{name}; "
+                             "give each its own population name with names=[...]")
+        if not name or "/" in name:
+            raise InputError(f"{what}: {name!r} cannot name a SONATA population")
+    return chosen
+
+
+def write_report(path: str | os.PathLike, source, names: Mapping[int, str] | Iterable[str] | None = None) -> Path:
+    """Write the samples of ``source`` (a ``StateMonitor``, a list of them, or a ``Network``: all
+    its state monitors) to a SONATA report at ``path`` and return the path.
+
+    Each monitor becomes ``/report/<population name>`` in the SONATA report layout:
+    ``data`` (float32, one row per sample, one column per element), and ``mapping`` with
+    ``node_ids`` (uint64, the recorded neurons), ``index_pointers`` (uint64; node ``i``'s elements
+    are columns ``index_pointers[i] .. index_pointers[i + 1] - 1``), ``element_ids`` (uint32: the
+    channel, 0 for a one-channel variable) and ``time`` (float64 ``[start, stop, step]`` in ms,
+    ``stop`` exclusive). A sample taken at the end of the step from ``k dt`` to ``(k + 1) dt`` is
+    at ``(k + 1) dt``, as ``StateMonitor.t``. Voltages are written in mV (``units = "mV"``, as
+    SONATA's examples and bmtk write them); other variables in their SI unit, ``units`` naming it
+    (empty when dimensionless). Reports are one variable per population, so two monitors of one
+    population need ``names`` (a population name for each, in order). A monitor needs its samples
+    at one interval from one run (``every``): a monitor with none is an error.
+    """
+    from .engine.monitors import variable_unit
+
+    h5py = _h5py()
+    monitors = _state_monitors(source)
+    chosen = _population_names("write_report", monitors, names, "report")
+    path = Path(path)
+    blocks = []
+    for name, monitor in zip(chosen, monitors, strict=True):
+        times = monitor.t
+        if not len(times):
+            raise InputError(f"write_report: the monitor of {monitor.population.name!r} {monitor.variable!r} "
+                             "has no samples; run the network first")
+        step_ms = monitor.every_steps * monitor._dt * 1e3
+        unit = variable_unit(monitor.population, monitor.variable)
+        units, scale = _REPORT_UNITS.get(unit, (unit, 1.0))
+        values = np.asarray(monitor.values, dtype=np.float64) * scale
+        channels = len(monitor.rows)
+        # (samples, channels, ids) -> one column per (node, channel), the node's elements together
+        data = values.reshape(len(times), channels, -1).transpose(0, 2, 1).reshape(len(times), -1)
+        ids = np.asarray(monitor.ids, dtype=np.uint64)
+        start = float(times[0] * 1e3)
+        blocks.append((name, data, ids, channels, units, (start, start + len(times) * step_ms, step_ms)))
+    try:
+        with h5py.File(path, "w") as file:
+            file.attrs.create("magic", MAGIC, dtype=np.uint32)
+            file.attrs.create("version", np.asarray(VERSION, dtype=np.uint32))
+            root = file.create_group("report")
+            for name, data, ids, channels, units, time in blocks:
+                group = root.create_group(name)
+                group.create_dataset("data", data=data, dtype=np.float32).attrs["units"] = units
+                mapping = group.create_group("mapping")
+                mapping.create_dataset("node_ids", data=ids, dtype=np.uint64)
+                mapping.create_dataset("index_pointers", data=np.arange(len(ids) + 1, dtype=np.uint64) * channels)
+                mapping.create_dataset("element_ids", data=np.tile(np.arange(channels, dtype=np.uint32), len(ids)))
+                mapping.create_dataset("time", data=np.asarray(time, dtype=np.float64)).attrs["units"] = "ms"
+    except OSError as error:
+        raise StorageError(f"{path}: cannot write a SONATA report ({error})") from error
+    return path
+
+
+def read_report(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
+    """The populations of a SONATA report: name -> ``{"t": times (s), "node_ids", "element_ids",
+    "index_pointers", "data": (samples, elements)}``, data in SI when its ``units`` are a voltage
+    or current ranvier knows (mV, V, nA, pA, A), as stored otherwise (``"units"`` holds them)."""
+    from .engine.storage import _reading
+
+    path = Path(path)
+    with _reading(path) as file:
+        root = file.get("report")
+        if root is None or not hasattr(root, "items"):
+            raise StorageError(f"{path}: not a SONATA report (no /report group)")
+        reports = {}
+        for name, group in root.items():
+            where = f"{path}: /report/{name}"
+            mapping = group.get("mapping") if hasattr(group, "get") else None
+            needed = ("node_ids", "index_pointers", "element_ids", "time")
+            if "data" not in group or mapping is None or any(key not in mapping for key in needed):
+                raise StorageError(f"{where}: needs data and mapping/{{{', '.join(needed)}}}")
+            data = group["data"][()]
+            node_ids, pointers = mapping["node_ids"][()], mapping["index_pointers"][()]
+            elements, time = mapping["element_ids"][()], mapping["time"][()]
+            if data.ndim != 2 or time.shape != (3,) or len(pointers) != len(node_ids) + 1 \
+                    or data.shape[1] != len(elements) or (len(pointers) and int(pointers[-1]) != len(elements)):
+                raise StorageError(f"{where}: data {data.shape}, node_ids {node_ids.shape}, index_pointers "
+                                   f"{pointers.shape}, element_ids {elements.shape} and time {time.shape} disagree")
+            time_units = mapping["time"].attrs.get("units", "ms")
+            time_units = time_units.decode() if isinstance(time_units, bytes) else str(time_units)
+            if time_units not in _TIME_UNITS or not np.isfinite(time).all() or time[2] <= 0:
+                raise StorageError(f"{where}: time {time.tolist()} {time_units!r} is not "
+                                   "[start, stop, step] in ms or s")
+            units = group["data"].attrs.get("units", "")
+            units = units.decode() if isinstance(units, bytes) else str(units)
+            scale = _DATA_UNITS.get(units)
+            times = (time[0] + time[2] * np.arange(data.shape[0])) * _TIME_UNITS[time_units]
+            reports[name] = {"t": times, "node_ids": node_ids.astype(np.int64),
+                             "element_ids": elements.astype(np.int64), "index_pointers": pointers.astype(np.int64),
+                             "data": data.astype(np.float64) * (1.0 if scale is None else scale),
+                             "units": "SI" if scale is not None else units}
+        return reports
 
 
 def read_spikes(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:

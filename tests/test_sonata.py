@@ -318,3 +318,77 @@ def test_malformed_files_are_storage_errors(circuit):
         del file["nodes/lgn/node_type_id"]
     with pytest.raises(StorageError, match="node_type_id"):
         _load(circuit)
+
+
+# -- reports --------------------------------------------------------------------------------------
+
+
+def _recorded_network():
+    net = rv.networks.cuba(n=200, seed=3)
+    osc = net.population(rv.neurons.Kuramoto(omega=10.0), n=5, name="osc")
+    v = net.record(net["exc"], "v", ids=[0, 7, 42], every=0.5 * ms)
+    output = net.record(osc, "output", ids=[1, 3])  # two channels: cos theta, sin theta
+    net.run(20 * ms, backend="numpy")
+    return net, v, output
+
+
+@needs_libsonata
+def test_reports_open_in_libsonata(tmp_path):
+    net, v, output = _recorded_network()
+    path = sonata.write_report(tmp_path / "report.h5", net)
+    reader = libsonata.ElementReportReader(str(path))
+    assert sorted(reader.get_population_names()) == ["exc", "osc"]
+    exc = reader["exc"]
+    assert (exc.time_units, exc.data_units) == ("ms", "mV")
+    assert exc.get_node_ids() == [0, 7, 42]
+    frame = exc.get()
+    np.testing.assert_allclose(frame.times, v.t * 1e3, rtol=1e-12)
+    np.testing.assert_array_equal(np.asarray(frame.data), (v.values * 1e3).astype(np.float32))
+    assert np.asarray(frame.ids).tolist() == [[0, 0], [7, 0], [42, 0]]
+    one = exc.get(node_ids=[7], tstart=5.0, tstop=6.0)
+    np.testing.assert_allclose(one.times, [5.0, 5.5, 6.0])
+    np.testing.assert_array_equal(np.asarray(one.data)[:, 0], (v.values[9:12, 1] * 1e3).astype(np.float32))
+    osc = reader["osc"].get()
+    assert np.asarray(osc.ids).tolist() == [[1, 0], [1, 1], [3, 0], [3, 1]]
+    # (samples, channels, ids) -> node 1's cos and sin, then node 3's
+    expected = output.values.transpose(0, 2, 1).reshape(len(output.t), 4).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(osc.data), expected)
+    assert reader["osc"].data_units == ""
+
+
+def test_reports_read_back_in_si(tmp_path):
+    net, v, _ = _recorded_network()
+    path = v.to_sonata(tmp_path / "v.h5", name="excitatory")
+    report = sonata.read_report(path)["excitatory"]
+    np.testing.assert_allclose(report["t"], v.t, rtol=1e-12)
+    np.testing.assert_allclose(report["data"], v.values, rtol=1e-6)
+    assert report["node_ids"].tolist() == [0, 7, 42] and report["units"] == "SI"
+    with h5py.File(path) as file:
+        assert file.attrs["magic"] == sonata.MAGIC
+        assert file["report/excitatory/mapping/time"][()][2] == pytest.approx(0.5)
+
+
+def test_report_errors_are_named(tmp_path):
+    net = rv.networks.cuba(n=50, seed=1)
+    first = net.record(net["exc"], "v")
+    with pytest.raises(InputError, match="'exc' 'v' has no samples"):
+        sonata.write_report(tmp_path / "r.h5", first)
+    second = net.record(net["exc"], "I_exc")
+    net.run(2 * ms, backend="numpy")
+    with pytest.raises(InputError, match="both write /report/exc"):
+        sonata.write_report(tmp_path / "r.h5", [first, second])
+    sonata.write_report(tmp_path / "r.h5", [first, second], names=["v", "I_exc"])
+    assert sorted(sonata.read_report(tmp_path / "r.h5")) == ["I_exc", "v"]
+    with h5py.File(tmp_path / "r.h5", "a") as file:
+        del file["report/v/mapping/element_ids"]
+    with pytest.raises(StorageError, match="/report/v: needs data and mapping"):
+        sonata.read_report(tmp_path / "r.h5")
+    with pytest.raises(StorageError, match="not a SONATA report"):
+        sonata.read_report(_spike_file(tmp_path))
+
+
+def _spike_file(tmp_path):
+    net = rv.networks.cuba(n=20, seed=1)
+    net.record(net["exc"], "spikes")
+    net.run(1 * ms, backend="numpy")
+    return sonata.write_spikes(tmp_path / "spikes.h5", net)

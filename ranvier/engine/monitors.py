@@ -159,6 +159,14 @@ class StateMonitor:
         values = self._samples()[1].astype(np.float64)
         return values[:, 0] if len(self.rows) == 1 else values
 
+    def to_sonata(self, path, name: str | None = None):
+        """Write these samples to a SONATA report (``/report/<population>``, times in ms, voltages
+        in mV), which libsonata reads; ``name`` replaces the population's name. See
+        :func:`ranvier.sonata.write_report` (several monitors go in one file with it)."""
+        from .. import sonata
+
+        return sonata.write_report(path, self, names=None if name is None else [name])
+
     def to_neo(self, unit: str | None = None):
         """The samples as a ``neo.AnalogSignal`` with the variable's units (volts for ``v``); see
         :mod:`ranvier.neo_io` (needs ``ranvier[neo]``)."""
