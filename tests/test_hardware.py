@@ -79,8 +79,8 @@ def test_target_file_with_a_missing_constant_names_it(tmp_path):
 
 
 def test_target_file_with_a_negative_constant_names_it_and_the_value(tmp_path):
-    path = _target_file(tmp_path, replace=("value = 23.6e-12", "value = -23.6e-12"))
-    with pytest.raises(hw.TargetFileError, match="custom.toml: constant 'energy_per_synaptic_event'.*-2.36e-11"):
+    path = _target_file(tmp_path, replace=("value = 33.6e-12", "value = -33.6e-12"))
+    with pytest.raises(hw.TargetFileError, match="custom.toml: constant 'energy_per_synaptic_event'.*-3.36e-11"):
         hw.load_target(path)
 
 
@@ -94,7 +94,7 @@ def test_target_file_without_a_source_is_refused(tmp_path):
 
 
 def test_a_user_target_file_is_used_by_path(tmp_path, ran):
-    path = _target_file(tmp_path, replace=("value = 23.6e-12", "value = 47.2e-12"))
+    path = _target_file(tmp_path, replace=("value = 33.6e-12", "value = 67.2e-12"))
     doubled = hw.estimate(ran, path)
     reference = hw.estimate(ran, "loihi")
     synaptic = [sum(parts["synaptic"] for parts in r.energy_by_population.values()) for r in (doubled, reference)]
@@ -144,6 +144,7 @@ def test_loihi_energy_is_the_sum_of_counted_operations_times_cited_energies(ran)
     target, counts, placement = report.target, report.counts, report.placement
     dynamic = (target["energy_per_synaptic_event"] * counts.synaptic_events
                + target["energy_per_neuron_update"] * counts.computed_updates
+               + target["energy_per_spike_out"] * sum(counts.populations[name].spikes for name in ("hidden", "out"))
                + target["energy_per_spike"] * placement.packets + target["energy_per_hop"] * placement.hops)
     assert report.dynamic_energy == pytest.approx(dynamic)
     assert report.static_energy == pytest.approx(target["static_power_per_chip"] * placement.chips * report.wall_time)
@@ -348,3 +349,46 @@ def test_value_network_dense_macs_come_from_the_run():
         net.stats.dense_macs * report.target["energy_per_mac"])
     with pytest.raises(hw.UnsupportedModelError, match="population 'osc'.*Kuramoto is a value model"):
         hw.estimate(net, "truenorth")
+
+
+def test_packed_placement_ignores_the_input_axon_limit_and_says_so():
+    net = rv.networks.cuba(n=5000, seed=1)
+    aware = hw.estimate(net, "loihi", rates=5.0, duration=0.1)
+    packed = hw.estimate(net, "loihi", rates=5.0, duration=0.1, placement="packed")
+    assert aware.placement.strategy == "fan_in_aware" and aware.placement.violations == []
+    assert packed.placement.cores_by_population == {"exc": 5, "inh": 2}  # synaptic memory: 100 x 16 bits each
+    assert len(aware.placement.cores) > 40
+    assert any("input axons > 4096 (fan_in_axons_per_core)" in v for v in packed.placement.violations)
+    assert "LIMIT BROKEN" in packed.table() and "LIMIT BROKEN" not in aware.table()
+
+
+def test_a_hand_given_table_maps_populations_onto_the_cores_it_names(ran):
+    by_count = hw.estimate(ran, "loihi", placement={"out": 1, "hidden": 2})
+    assert by_count.placement.strategy == "table" and by_count.placement.order == ["out", "hidden"]
+    assert [(c.population, c.start, c.stop) for c in by_count.placement.cores] == [
+        ("out", 0, 16), ("hidden", 0, 32), ("hidden", 32, 64)]
+    by_sizes = hw.estimate(ran, "loihi", placement={"hidden": [10, 54], "out": [16]})
+    assert [c.stop - c.start for c in by_sizes.placement.cores] == [10, 54, 16]
+    assert by_sizes.counts.synaptic_events == by_count.counts.synaptic_events
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ({"hidden": 1, "out": 1, "nope": 1}, "unknown population 'nope'"),
+    ({"hidden": 1}, "misses population.*'out'"),
+    ({"hidden": 1, "out": 1, "input": 1}, "population 'input' is an input"),
+    ({"hidden": 0, "out": 1}, "population 'hidden' of 64 neurons cannot take 0 cores"),
+    ({"hidden": [30, 30], "out": 1}, "population 'hidden' needs .* summing to its 64 neurons"),
+    ({"hidden": 1, "out": "two"}, "population 'out' needs a number of cores"),
+    ([("hidden", 1)], "or a population -> cores table"),
+])
+def test_bad_placement_tables_fail_by_name(ran, table, message):
+    with pytest.raises(hw.PlacementTableError, match=message):
+        hw.estimate(ran, "loihi", placement=table)
+
+
+def test_a_table_cannot_put_more_neurons_on_a_core_than_it_holds():
+    net = rv.networks.cuba(n=1000, seed=1)
+    with pytest.raises(hw.PlacementTableError, match="'exc' puts 800 neurons on one core; IBM TrueNorth .* holds 256"):
+        hw.estimate(net, "truenorth", rates=5.0, placement={"exc": 1, "inh": 1})
+    with pytest.raises(hw.PlacementError, match="unknown placement 'tight'"):
+        hw.estimate(net, "loihi", rates=5.0, placement="tight")

@@ -23,30 +23,34 @@ from pathlib import Path
 
 from .cost import fpga, neuromorphic, von_neumann
 from .counts import Counts, NotRunError, PopulationCounts, ProjectionCounts, count
-from .placement import Placement, PlacementError, UnsupportedModelError, place
+from .placement import STRATEGIES, Placement, PlacementError, PlacementTableError, UnsupportedModelError, place
 from .report import Report, plot, realtime_text
 from .targets import Target, TargetFileError, UnknownTargetError, load_target, targets
 
 __all__ = [
-    "Counts", "NotRunError", "Placement", "PlacementError", "PopulationCounts", "ProjectionCounts", "Report",
-    "Target", "TargetFileError", "UnknownTargetError", "UnsupportedModelError", "compare", "count", "estimate",
-    "load_target", "place", "plot", "realtime_text", "targets",
+    "STRATEGIES", "Counts", "NotRunError", "Placement", "PlacementError", "PlacementTableError", "PopulationCounts",
+    "ProjectionCounts", "Report", "Target", "TargetFileError", "UnknownTargetError", "UnsupportedModelError",
+    "compare", "count", "estimate", "load_target", "place", "plot", "realtime_text", "targets",
 ]
 
 
 def estimate(net, target: str | Path | Target = "loihi2", rates: dict[str, float] | float | None = None,
-             duration: float | None = None, inferences: int = 1) -> Report:
+             duration: float | None = None, inferences: int = 1,
+             placement: str | dict[str, int | list[int]] = "fan_in_aware") -> Report:
     """Cost of ``net``'s activity on ``target`` (a name from :func:`targets` or a TOML path).
 
     ``net`` is a :class:`~ranvier.Network` that ran (measured counts from ``net.stats``), a
     network with ``rates`` (Hz, a number or population -> rate) for an estimate marked as
     such, or ready :class:`Counts`. ``inferences`` is the number of inferences the counted time
-    holds.
+    holds. ``placement`` chooses the mapping on a neuromorphic target: ``"fan_in_aware"`` (every
+    core limit held), ``"packed"`` (neurons per core and synaptic memory only) or a hand-given
+    ``{population: cores or [slice sizes]}`` table (:func:`~ranvier.hardware.placement.place`);
+    limits a mapping breaks are in ``report.placement.violations``.
     """
     target = load_target(target)
     counts = net if isinstance(net, Counts) else count(net, rates, duration, inferences)
     if target.kind == "neuromorphic":
-        placement = place(counts, target)
+        placement = place(counts, target, placement)
         result = neuromorphic(counts, target, placement)
         return Report(target, counts, result["energy"], result["step_time"], result["wall_time"], placement=placement)
     if target.kind == "fpga":
@@ -68,7 +72,9 @@ def compare(net, target_names: list[str] | None = None, path: str | Path | None 
     reports = []
     for name in target_names or targets():
         try:
-            reports.append(estimate(counts, name))
+            reports.append(estimate(counts, name, **options))
+        except PlacementTableError:
+            raise
         except (UnsupportedModelError, PlacementError):
             if target_names:
                 raise

@@ -2,9 +2,16 @@
 
 Neuromorphic targets (per run; ``E_x`` and ``t_x`` are the target's constants)::
 
-    E_dynamic = E_syn * ACs + E_mac * MACs + E_neuron * updates + E_spike * packets + E_hop * hops
-    t_step    = t_overhead + max over cores (t_neuron * updates + t_syn * (ACs + MACs)) / steps
+    E_dynamic = E_syn * ACs + E_mac * MACs + E_neuron * updates + E_spike_out * spikes
+                + E_spike * packets + E_hop * hops
+    t_step    = t_overhead + max over cores (t_neuron * updates + t_syn * (ACs + MACs)
+                + t_spike_out * spikes + t_packet_out * packets sent + t_packet_in * packets received) / steps
                 + t_hop * (mesh diameter in use)
+
+``spikes`` are those a core's neurons fire (the soma's spike-out work, once per spike),
+``packets`` those leaving a core (one per spike per target core, each with its axon-out
+lookup and its way through the routers). ``E_spike_out`` and the ``t_spike_out``,
+``t_packet_out``, ``t_packet_in`` terms are optional constants (0 where a target defines none).
 
 ``hops`` and the mesh diameter count router hops: cores sharing a router are zero hops apart
 (``cores_per_router``; see :mod:`ranvier.hardware.placement`).
@@ -38,7 +45,7 @@ from .counts import Counts
 from .placement import Placement, PlacementError, check_models
 from .targets import Target
 
-CATEGORIES = ("synaptic", "dense", "neuron", "routing", "static")
+CATEGORIES = ("synaptic", "dense", "neuron", "spike_out", "routing", "static")
 
 
 def _empty(counts: Counts) -> dict[str, dict[str, float]]:
@@ -53,11 +60,15 @@ def neuromorphic(counts: Counts, target: Target, placement: Placement) -> dict[s
     for population in counts.populations.values():
         if not population.is_input:
             energy[population.name]["neuron"] += target["energy_per_neuron_update"] * population.updates
+            energy[population.name]["spike_out"] += target.get("energy_per_spike_out") * population.spikes
     for name, (packets, hops) in placement.traffic_by_population.items():
         energy[name]["routing"] += target["energy_per_spike"] * packets + target["energy_per_hop"] * hops
     steps = max(1, counts.steps)
     busiest = max((target["time_per_neuron_update"] * load["updates"]
                    + target["time_per_synaptic_event"] * (load["events"] + load["macs"])
+                   + target.get("time_per_spike_out") * load["spikes"]
+                   + target.get("time_per_packet_out") * load["packets_out"]
+                   + target.get("time_per_packet_in") * load["packets_in"]
                    for load in placement.load_by_core), default=0.0) / steps
     span = (max((c.x for c in placement.cores), default=0) + max((c.y for c in placement.cores), default=0))
     step_time = target["time_per_step_overhead"] + busiest + target["time_per_hop"] * span

@@ -19,11 +19,25 @@ travels once to each core holding some of its targets (multicast), so packets = 
 distinct target cores; hops are the Manhattan distances, in routers, those packets travel:
 a core at router (x, y) sends to one at (x', y') over |x - x'| + |y - y'| router hops, none
 when both share a router.
+
+How populations are cut (``strategy``):
+
+* ``"fan_in_aware"`` (the default): slices as above, every core limit held;
+* ``"packed"``: as many neurons per core as ``neurons_per_core`` and the synaptic memory allow,
+  input and output axons not checked (the mapping of a simulator without axon tables, such as
+  SANA-FE, or of a compiler that packs compartments first); the limits it breaks are listed in
+  :attr:`Placement.violations`;
+* a table ``{population: cores}`` or ``{population: [slice sizes]}``, the mapping given by hand
+  (as SANA-FE's and NxSDK's users do): ``cores`` equal slices of ``ceil(n / cores)`` neurons (the
+  last takes the rest), or the sizes of consecutive slices summing to the population's size; the
+  table's order is the order of cores on the mesh. Limits it breaks are listed in
+  :attr:`Placement.violations`; a malformed table raises :class:`PlacementTableError`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +59,14 @@ class UnsupportedModelError(HardwareError):
 
 class PlacementError(HardwareError):
     """A population cannot fit the target's cores (or an FPGA design does not fit the device)."""
+
+
+class PlacementTableError(PlacementError):
+    """A hand-given population -> cores table names an unknown population, misses one, or cuts one badly."""
+
+
+#: the placement strategies by name (a population -> cores table is the third kind)
+STRATEGIES = ("fan_in_aware", "packed")
 
 
 @dataclass
@@ -74,6 +96,10 @@ class Placement:
     load_by_core: list[dict[str, float]] = field(repr=False)
     #: population -> (packets it sends, hops they travel)
     traffic_by_population: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: "fan_in_aware", "packed" or "table"
+    strategy: str = "fan_in_aware"
+    #: the core limits this mapping breaks (never any for "fan_in_aware"), one sentence each
+    violations: list[str] = field(default_factory=list)
 
     @property
     def cores_by_population(self) -> dict[str, int]:
@@ -86,7 +112,7 @@ class Placement:
         return {"cores": len(self.cores), "chips": self.chips, "cores_by_population": self.cores_by_population,
                 "utilisation": self.utilisation, "packets": self.packets, "hops": self.hops,
                 "hops_declaration_order": self.hops_declaration_order, "inter_chip_packets": self.inter_chip_packets,
-                "order": self.order}
+                "order": self.order, "strategy": self.strategy, "violations": self.violations}
 
 
 def check_models(counts: Counts, target: Target) -> None:
@@ -100,19 +126,31 @@ def check_models(counts: Counts, target: Target) -> None:
 _PAIRS_CACHE: dict[tuple[int, int], tuple] = {}
 
 
-def _pairs(projection: ProjectionCounts, pre_n: int, post_n: int, post_slice: int):
+def _uniform(n: int, size: int) -> np.ndarray:
+    """Slice boundaries of ``n`` neurons cut into slices of ``size`` (the last one smaller)."""
+    return np.append(np.arange(0, n, size), n)
+
+
+def _core_of(bounds: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Index of the slice (core within its population) holding each neuron id."""
+    return np.searchsorted(bounds, ids, side="right") - 1
+
+
+def _pairs(projection: ProjectionCounts, pre_n: int, post_bounds: np.ndarray):
     """Unique (source neuron, target core index within post) pairs and synapse counts per target core."""
-    key = (id(projection), post_slice)
+    key = (id(projection), post_bounds.tobytes())
     if key not in _PAIRS_CACHE:
-        _PAIRS_CACHE[key] = _compute_pairs(projection, pre_n, post_n, post_slice)
+        _PAIRS_CACHE[key] = _compute_pairs(projection, pre_n, post_bounds)
     return _PAIRS_CACHE[key]
 
 
-def _compute_pairs(projection: ProjectionCounts, pre_n: int, post_n: int, post_slice: int):
+def _compute_pairs(projection: ProjectionCounts, pre_n: int, post_bounds: np.ndarray):
+    n_post_cores = len(post_bounds) - 1
+    sizes = np.diff(post_bounds)
+    post_n = int(post_bounds[-1])
     if projection.row_ptr is not None:
         pre_ids = np.repeat(np.arange(pre_n, dtype=np.int64), np.diff(projection.row_ptr))
-        post_core = projection.post_ids.astype(np.int64) // post_slice
-        n_post_cores = -(-post_n // post_slice)
+        post_core = _core_of(post_bounds, projection.post_ids.astype(np.int64))
         synapses_per_core = np.bincount(post_core, minlength=n_post_cores).astype(float)
         if n_post_cores * pre_n <= _MARK_LIMIT:
             # mark (target core, source) pairs in a table: linear time, where sorting keys is not
@@ -122,15 +160,13 @@ def _compute_pairs(projection: ProjectionCounts, pre_n: int, post_n: int, post_s
             return sources, cores, synapses_per_core
         keys = np.unique(pre_ids * n_post_cores + post_core)
         return keys // n_post_cores, keys % n_post_cores, synapses_per_core
-    n_post_cores = -(-post_n // post_slice)
-    sizes = np.minimum(post_slice, post_n - post_slice * np.arange(n_post_cores))
     if projection.all_to_all:
         # every source reaches every core (in the order of the table above), except that without
         # autapses a core holding only target j misses source j; each target misses one source then
         cores = np.repeat(np.arange(n_post_cores), pre_n)
         sources = np.tile(np.arange(pre_n), n_post_cores)
         if not projection.autapses:
-            reached = (sizes[cores] > 1) | (sources != cores * post_slice)
+            reached = (sizes[cores] > 1) | (sources != post_bounds[cores])
             cores, sources = cores[reached], sources[reached]
         return sources, cores, (sizes * (pre_n if projection.autapses else pre_n - 1)).astype(float)
     # no structure: uniformly random targets, so each core gets its share of the synapses and a
@@ -142,46 +178,57 @@ def _compute_pairs(projection: ProjectionCounts, pre_n: int, post_n: int, post_s
     return None, reach * pre_n, synapses_per_core
 
 
-def _slice_sizes(counts: Counts, target: Target) -> dict[str, int]:
-    """Largest slice per population that meets the per-core limits, refined until all hold."""
+def _usage(counts: Counts, target: Target, bounds: dict[str, np.ndarray]):
+    """Per placed population: synaptic memory bits, input axons and output axons of each of its cores,
+    and the number of target cores of each of its neurons."""
+    bits_per_synapse = target["weight_bits"] + target["synapse_overhead_bits"]
+    fan_out_per_neuron = {p.name: np.zeros(p.n) for p in counts.populations.values()}
+    memory = {name: np.zeros(len(b) - 1) for name, b in bounds.items()}
+    fan_in = {name: np.zeros_like(memory[name]) for name in bounds}
+    for projection in counts.projections.values():
+        if projection.post not in bounds:
+            continue
+        pre_n = counts.populations[projection.pre].n
+        sources, cores, synapses_per_core = _pairs(projection, pre_n, bounds[projection.post])
+        memory[projection.post] += synapses_per_core * bits_per_synapse
+        if sources is None:
+            fan_in[projection.post] += cores
+            fan_out_per_neuron[projection.pre] += cores.sum() / max(1, pre_n)
+        else:
+            fan_in[projection.post] += np.bincount(cores, minlength=len(memory[projection.post]))
+            fan_out_per_neuron[projection.pre] += np.bincount(sources, minlength=pre_n)
+    fan_out = {name: np.add.reduceat(fan_out_per_neuron[name], b[:-1]) for name, b in bounds.items()}
+    return memory, fan_in, fan_out, {name: fan_out_per_neuron[name] for name in bounds}
+
+
+def _slice_sizes(counts: Counts, target: Target, check_axons: bool = True) -> dict[str, np.ndarray]:
+    """Slice boundaries per population: the largest slices that meet the per-core limits, refined until
+    all hold (``check_axons=False``: only neurons per core and synaptic memory, the "packed" strategy)."""
     placed = [p for p in counts.populations.values() if not p.is_input]
     size = {p.name: min(p.n, int(target["neurons_per_core"])) for p in placed}
     bits_per_synapse = target["weight_bits"] + target["synapse_overhead_bits"]
     for name in size:
         size[name] = _memory_bound(counts, name, size[name], target["synaptic_memory_bits_per_core"] / bits_per_synapse)
+    if not check_axons:
+        return {name: _uniform(counts.populations[name].n, s) for name, s in size.items()}
     fan_in_limit, memory_limit = target["fan_in_axons_per_core"], target["synaptic_memory_bits_per_core"]
     fan_out_limit, targets_limit = target["fan_out_axons_per_core"], target["max_target_cores_per_neuron"]
     for _ in range(_MAX_REFINEMENTS):
+        bounds = {name: _uniform(counts.populations[name].n, s) for name, s in size.items()}
+        memory, fan_in, fan_out, neuron_targets = _usage(counts, target, bounds)
         worst: dict[str, float] = {}
-        fan_out_per_neuron = {p.name: np.zeros(p.n) for p in counts.populations.values()}
-        memory = {name: np.zeros(-(-counts.populations[name].n // s)) for name, s in size.items()}
-        fan_in = {name: np.zeros_like(memory[name]) for name in size}
-        for projection in counts.projections.values():
-            if projection.post not in size:
-                continue
-            pre_n, post_n = counts.populations[projection.pre].n, counts.populations[projection.post].n
-            sources, cores, synapses_per_core = _pairs(projection, pre_n, post_n, size[projection.post])
-            memory[projection.post] += synapses_per_core * bits_per_synapse
-            if sources is None:
-                fan_in[projection.post] += cores
-                fan_out_per_neuron[projection.pre] += cores.sum() / max(1, pre_n)
-            else:
-                fan_in[projection.post] += np.bincount(cores, minlength=len(memory[projection.post]))
-                fan_out_per_neuron[projection.pre] += np.bincount(sources, minlength=pre_n)
         for name in size:
-            neuron_targets = fan_out_per_neuron[name]
-            if neuron_targets.max(initial=0) > targets_limit:
+            if neuron_targets[name].max(initial=0) > targets_limit:
                 raise PlacementError(
-                    f"population {name!r}: a neuron sends to {int(neuron_targets.max())} cores, but "
+                    f"population {name!r}: a neuron sends to {int(neuron_targets[name].max())} cores, but "
                     f"{target.title} lets a neuron reach {int(targets_limit)} target core(s) "
                     f"(insert splitter neurons or shrink the fan-out)")
-            slice_out = np.add.reduceat(neuron_targets, np.arange(0, len(neuron_targets), size[name]))
             ratios = [memory[name].max(initial=0) / memory_limit, fan_in[name].max(initial=0) / fan_in_limit,
-                      slice_out.max(initial=0) / fan_out_limit]
+                      fan_out[name].max(initial=0) / fan_out_limit]
             if max(ratios) > 1:
                 worst[name] = max(ratios)
         if not worst:
-            return size
+            return bounds
         for name, ratio in worst.items():
             if size[name] == 1:
                 population = counts.populations[name]
@@ -191,6 +238,69 @@ def _slice_sizes(counts: Counts, target: Target) -> dict[str, int]:
                     f"({int(memory_limit)} bits, {int(fan_in_limit)} in, {int(fan_out_limit)} out per core)")
             size[name] = max(1, min(size[name] - 1, int(size[name] / ratio * 0.98)))
     raise PlacementError(f"placement on {target.title} did not converge after {_MAX_REFINEMENTS} refinements")
+
+
+def _violations(counts: Counts, target: Target, bounds: dict[str, np.ndarray]) -> list[str]:
+    """The core limits a mapping breaks, one sentence per population and limit (its worst core)."""
+    memory, fan_in, fan_out, neuron_targets = _usage(counts, target, bounds)
+    limits = (("synaptic memory bits", memory, "synaptic_memory_bits_per_core"),
+              ("input axons", fan_in, "fan_in_axons_per_core"),
+              ("output axons", fan_out, "fan_out_axons_per_core"))
+    found = []
+    for name in bounds:
+        for what, usage, limit in limits:
+            worst = int(np.argmax(usage[name])) if len(usage[name]) else 0
+            if len(usage[name]) and usage[name][worst] > target[limit]:
+                found.append(f"population {name!r}, its core {worst}: {usage[name][worst]:.0f} {what} > "
+                             f"{target[limit]:.0f} ({limit})")
+        most = neuron_targets[name].max(initial=0)
+        if most > target["max_target_cores_per_neuron"]:
+            found.append(f"population {name!r}: a neuron sends to {most:.0f} cores > "
+                         f"{target['max_target_cores_per_neuron']:.0f} (max_target_cores_per_neuron)")
+    return found
+
+
+def _table_bounds(counts: Counts, target: Target, table) -> dict[str, np.ndarray]:
+    """Slice boundaries from a hand-given ``{population: cores or [slice sizes]}`` table, checked by name."""
+    if not isinstance(table, Mapping):
+        raise PlacementTableError(f"placement must be one of {', '.join(STRATEGIES)} or a population -> cores "
+                                  f"table (a dict), got {table!r}")
+    placed = [p.name for p in counts.populations.values() if not p.is_input]
+    inputs = [p.name for p in counts.populations.values() if p.is_input]
+    for name in table:
+        if name in inputs:
+            raise PlacementTableError(f"placement table: population {name!r} is an input (its spikes enter the "
+                                      "chip from outside) and takes no cores; leave it out")
+        if name not in placed:
+            raise PlacementTableError(f"placement table names unknown population {name!r}; the populations to "
+                                      f"place are {', '.join(placed)}")
+    missing = [name for name in placed if name not in table]
+    if missing:
+        raise PlacementTableError(f"placement table misses population(s) {', '.join(map(repr, missing))}: give "
+                                  "every population on cores its number of cores or its slice sizes")
+    per_core = int(target["neurons_per_core"])
+    bounds = {}
+    for name, cut in table.items():
+        n = counts.populations[name].n
+        if isinstance(cut, int) and not isinstance(cut, bool):
+            if not 1 <= cut <= n:
+                raise PlacementTableError(f"placement table: population {name!r} of {n} neurons cannot take "
+                                          f"{cut!r} cores (1 to {n})")
+            sizes = np.diff(_uniform(n, -(-n // cut)))
+        else:
+            try:
+                sizes = np.asarray(cut)
+            except (TypeError, ValueError):
+                sizes = np.asarray(None)
+            if (sizes.ndim != 1 or len(sizes) == 0 or sizes.dtype.kind not in "iu" or np.any(sizes < 1)
+                    or sizes.sum() != n):
+                raise PlacementTableError(f"placement table: population {name!r} needs a number of cores or a "
+                                          f"list of positive slice sizes summing to its {n} neurons, got {cut!r}")
+        if sizes.max() > per_core:
+            raise PlacementTableError(f"placement table: population {name!r} puts {int(sizes.max())} neurons on "
+                                      f"one core; {target.title} holds {per_core} per core")
+        bounds[name] = np.append(0, np.cumsum(sizes)).astype(np.int64)
+    return bounds
 
 
 def _memory_bound(counts: Counts, name: str, largest: int, synapses_per_core: float) -> int:
@@ -253,38 +363,42 @@ def _lay_out(slices: list[CoreSlice], target: Target) -> None:
         core.x = core.chip * columns + (column if row % 2 == 0 else columns - 1 - column)
 
 
-def _traffic(counts: Counts, slices: list[CoreSlice], size: dict[str, int]):
-    """Packets, packet-hops, inter-chip packets and (packets, hops) per source population."""
+def _traffic(counts: Counts, slices: list[CoreSlice], bounds: dict[str, np.ndarray]):
+    """Packets, packet-hops, inter-chip packets, (packets, hops) per source population, and the
+    packets each core sends and receives."""
     first_core = {}
     for index, core in enumerate(slices):
         first_core.setdefault(core.population, index)
     xs = np.array([c.x for c in slices], dtype=float)
     ys = np.array([c.y for c in slices], dtype=float)
     chips = np.array([c.chip for c in slices])
+    sent_by_core, received_by_core = np.zeros(len(slices)), np.zeros(len(slices))
     packets = hops = inter_chip = 0.0
     by_population: dict[str, tuple[float, float]] = {}
     for projection in counts.projections.values():
-        if projection.post not in size:
+        if projection.post not in bounds:
             continue
         pre = counts.populations[projection.pre]
         sends = counts.sends(projection)
-        post_slice = size[projection.post]
-        sources, cores, _ = _pairs(projection, pre.n, counts.populations[projection.post].n, post_slice)
+        sources, cores, _ = _pairs(projection, pre.n, bounds[projection.post])
         if sources is None:
             # no structure: per target core, the expected number of sources reaching it, each
             # sending `sends` packets from the middle core of the source population
             post_cores = first_core[projection.post] + np.arange(len(cores))
             weight = cores * sends
-            source_cores = first_core[pre.name] + (-(-pre.n // size[pre.name])) // 2 if not pre.is_input else None
+            source_cores = (first_core[pre.name] + (len(bounds[pre.name]) - 1) // 2 if not pre.is_input
+                            else None)
         else:
             post_cores = first_core[projection.post] + cores
             weight = np.full(len(cores), sends)
-            source_cores = first_core[pre.name] + sources // size[pre.name] if not pre.is_input else None
+            source_cores = first_core[pre.name] + _core_of(bounds[pre.name], sources) if not pre.is_input else None
         if source_cores is None:
             # inputs enter at the mesh corner of the first chip
             src_x, src_y, src_chip = 0.0, 0.0, 0
         else:
             src_x, src_y, src_chip = xs[source_cores], ys[source_cores], chips[source_cores]
+            np.add.at(sent_by_core, np.broadcast_to(source_cores, weight.shape), weight)
+        np.add.at(received_by_core, post_cores, weight)
         distance = np.abs(xs[post_cores] - src_x) + np.abs(ys[post_cores] - src_y)
         crossing = chips[post_cores] != src_chip
         sent, travelled = float(weight.sum()), float((weight * distance).sum())
@@ -293,41 +407,49 @@ def _traffic(counts: Counts, slices: list[CoreSlice], size: dict[str, int]):
         inter_chip += float(weight[crossing].sum())
         before = by_population.get(pre.name, (0.0, 0.0))
         by_population[pre.name] = (before[0] + sent, before[1] + travelled)
-    return packets, hops, inter_chip, by_population
+    return packets, hops, inter_chip, by_population, sent_by_core, received_by_core
 
 
-def place(counts: Counts, target: Target) -> Placement:
-    """Place ``counts``' populations on ``target``'s cores (see the module docstring)."""
+def place(counts: Counts, target: Target, strategy: str | Mapping = "fan_in_aware") -> Placement:
+    """Place ``counts``' populations on ``target``'s cores by ``strategy`` (see the module docstring)."""
     check_models(counts, target)
+    if isinstance(strategy, str) and strategy not in STRATEGIES:
+        raise PlacementError(f"unknown placement {strategy!r}: use one of {', '.join(STRATEGIES)} or a "
+                             "population -> cores table")
     _PAIRS_CACHE.clear()
     try:
-        return _place(counts, target)
+        return _place(counts, target, strategy)
     finally:
         _PAIRS_CACHE.clear()
 
 
-def _place(counts: Counts, target: Target) -> Placement:
-    size = _slice_sizes(counts, target)
-    names = list(size)
+def _place(counts: Counts, target: Target, strategy) -> Placement:
+    by_table = not isinstance(strategy, str)
+    if by_table:
+        bounds = _table_bounds(counts, target, strategy)
+    else:
+        bounds = _slice_sizes(counts, target, check_axons=strategy == "fan_in_aware")
+    names = list(bounds)
 
     def slices_in(order: list[str]) -> list[CoreSlice]:
-        slices = [CoreSlice(name, start, min(start + size[name], counts.populations[name].n))
-                  for name in order for start in range(0, counts.populations[name].n, size[name])]
+        slices = [CoreSlice(name, int(start), int(stop)) for name in order
+                  for start, stop in zip(bounds[name][:-1], bounds[name][1:], strict=True)]
         _lay_out(slices, target)
         return slices
 
-    nothing = (0.0, 0.0, 0.0, {})
+    nothing = (0.0, 0.0, 0.0, {}, np.zeros(0), np.zeros(0))
     order, slices = names, slices_in(names)
-    traffic = _traffic(counts, slices, size) if names else nothing
+    traffic = _traffic(counts, slices, bounds) if names else nothing
     naive_hops = traffic[1]
-    for candidate in _greedy_orders(counts, names) if names else []:
+    # a hand-given table fixes the order of cores too
+    for candidate in _greedy_orders(counts, names) if names and not by_table else []:
         candidate_slices = slices_in(candidate)
-        candidate_traffic = _traffic(counts, candidate_slices, size)
+        candidate_traffic = _traffic(counts, candidate_slices, bounds)
         if candidate_traffic[1] < traffic[1]:
             order, slices, traffic = candidate, candidate_slices, candidate_traffic
-    packets, hops, inter_chip, by_population = traffic
+    packets, hops, inter_chip, by_population, sent_by_core, received_by_core = traffic
     chips = max(1, math.ceil(len(slices) / target["cores_per_chip"]))
-    load = _core_loads(counts, slices, size)
+    load = _core_loads(counts, slices, bounds, sent_by_core, received_by_core)
     bits_per_synapse = target["weight_bits"] + target["synapse_overhead_bits"]
     used = max(1, len(slices))
     utilisation = {
@@ -336,25 +458,33 @@ def _place(counts: Counts, target: Target) -> Placement:
         / (used * target["synaptic_memory_bits_per_core"]),
         "cores": len(slices) / (chips * target["cores_per_chip"]),
     }
-    return Placement(slices, chips, utilisation, packets, hops, naive_hops, inter_chip, order, load, by_population)
+    violations = [] if strategy == "fan_in_aware" else _violations(counts, target, bounds)
+    return Placement(slices, chips, utilisation, packets, hops, naive_hops, inter_chip, order, load, by_population,
+                     "table" if by_table else strategy, violations)
 
 
-def _core_loads(counts: Counts, slices: list[CoreSlice], size: dict[str, int]) -> list[dict[str, float]]:
-    """Per core: neuron updates, synaptic events and dense MACs over the run, and synapses held."""
+def _core_loads(counts: Counts, slices: list[CoreSlice], bounds: dict[str, np.ndarray], sent_by_core: np.ndarray,
+                received_by_core: np.ndarray) -> list[dict[str, float]]:
+    """Per core over the run: neuron updates, spikes fired, packets sent and received, synaptic events
+    and dense MACs, and synapses held. A population's updates and spikes are shared by its cores in
+    proportion to their neurons (runs count spikes per population, not per neuron)."""
     cores_of: dict[str, list[int]] = {}
     for index, core in enumerate(slices):
         cores_of.setdefault(core.population, []).append(index)
-    load = [{"updates": 0.0, "events": 0.0, "macs": 0.0, "synapses": 0.0} for _ in slices]
+    load = [{"updates": 0.0, "spikes": 0.0, "packets_out": float(sent), "packets_in": float(received),
+             "events": 0.0, "macs": 0.0, "synapses": 0.0}
+            for sent, received in zip(sent_by_core, received_by_core, strict=True)]
     for name, indices in cores_of.items():
         population = counts.populations[name]
         for index in indices:
             core = slices[index]
-            load[index]["updates"] = population.updates * (core.stop - core.start) / population.n
+            share = (core.stop - core.start) / population.n
+            load[index]["updates"] = population.updates * share
+            load[index]["spikes"] = population.spikes * share
     for projection in counts.projections.values():
-        if projection.post not in size:
+        if projection.post not in bounds:
             continue
-        _, _, synapses_per_core = _pairs(projection, counts.populations[projection.pre].n,
-                                         counts.populations[projection.post].n, size[projection.post])
+        _, _, synapses_per_core = _pairs(projection, counts.populations[projection.pre].n, bounds[projection.post])
         share = synapses_per_core / max(1, projection.synapses)
         for local, index in enumerate(cores_of[projection.post]):
             load[index]["synapses"] += synapses_per_core[local]

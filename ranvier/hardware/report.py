@@ -27,7 +27,7 @@ class Report:
     """Hardware cost of a network's activity on one target.
 
     ``energy_by_population`` maps population -> category (``synaptic``, ``dense``, ``neuron``,
-    ``routing``, ``static``) -> joules over the counted time. ``step_time`` is the latency of
+    ``spike_out``, ``routing``, ``static``) -> joules over the counted time. ``step_time`` is the latency of
     one time step (s), ``wall_time`` the time the counted steps take on the target.
     ``measured`` is False for estimates from stated rates.
 
@@ -134,7 +134,8 @@ class Report:
             lines.append(f"  placement: {len(p.cores)} cores on {p.chips} chip(s), neuron utilisation "
                          f"{p.utilisation['neurons']:.0%}, synaptic memory {p.utilisation['synaptic_memory']:.0%}; "
                          f"{p.packets:.4g} packets, {p.hops:.4g} hops ({saved:.0%} fewer than in declaration "
-                         f"order), {p.inter_chip_packets:.4g} between chips")
+                         f"order), {p.inter_chip_packets:.4g} between chips; {p.strategy} mapping")
+            lines += [f"  LIMIT BROKEN by this mapping: {violation}" for violation in p.violations]
         if self.fpga is not None:
             f = self.fpga
             used = ", ".join(f"{key.upper()} {f['resources'][key]:.0f} ({f['utilisation'][key]:.1%})"

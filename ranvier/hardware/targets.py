@@ -45,6 +45,14 @@ REQUIRED = {
     ),
 }
 
+#: constants a target of a kind may define; a target that does not define one does not model that cost (0).
+#: Loihi's come from SANA-FE's calibration on silicon (``loihi.toml``); Davies et al. 2018 gives none of them.
+OPTIONAL = {
+    "neuromorphic": ("energy_per_spike_out", "time_per_spike_out", "time_per_packet_out", "time_per_packet_in"),
+    "fpga": (),
+    "von_neumann": (),
+}
+
 #: constants that must be strictly positive (they divide or count hardware units)
 POSITIVE = {
     "cores_per_chip", "cores_per_router", "mesh_columns", "neurons_per_core", "synaptic_memory_bits_per_core",
@@ -87,6 +95,11 @@ class Target:
 
     def __getitem__(self, name: str) -> float:
         return self.constants[name].value
+
+    def get(self, name: str) -> float:
+        """The value of an optional constant (:data:`OPTIONAL`), 0 where this target does not define it."""
+        constant = self.constants.get(name)
+        return constant.value if constant is not None else 0.0
 
     def unverified(self) -> list[str]:
         """Names of the constants not yet checked against their source's text."""
