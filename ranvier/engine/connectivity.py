@@ -233,3 +233,215 @@ class FromArrays(Rule):
                 values = values[order]
             reordered.append(values)
         return Synapses(row_ptr, post_ids, *reordered)
+
+
+def _pair(value, what: str) -> tuple[int, int]:
+    """``value`` (one non-negative integer or two) as a (rows, columns) pair."""
+    values = np.ravel(np.asarray(value))
+    if values.size == 1:
+        values = np.repeat(values, 2)
+    if values.size != 2 or not all(_is_real(v) and float(v).is_integer() and v >= 0 for v in values):
+        raise ProjectionError(f"Conv2d: {what} must be one non-negative integer or two, got {value!r}")
+    return int(values[0]), int(values[1])
+
+
+#: the fields of :meth:`Convolution.geometry`, in order (the backends read them by position)
+GEOMETRY_FIELDS = ("in_channels", "in_height", "in_width", "out_channels", "out_height", "out_width",
+                   "kernel_height", "kernel_width", "stride_y", "stride_x", "padding_y", "padding_x",
+                   "dilation_y", "dilation_x", "groups")
+
+
+@dataclass(frozen=True)
+class Convolution:
+    """Where a 2-D convolution's synapses go: a source map ``(C, H, W)`` onto a target map ``(C_out, H_out, W_out)``.
+
+    Neurons are numbered in C order (channel, row, column), as NIR's and torch's ``Flatten``.
+    Source ``(c, y, x)`` of group ``g = c // (C / groups)`` reaches target ``(o, u, v)`` for each
+    output channel ``o`` of that group and kernel entry ``(i, j)`` with::
+
+        y + padding_y - i dilation_y = u stride_y,   x + padding_x - j dilation_x = v stride_x,
+        0 <= u < H_out,  0 <= v < W_out
+
+    through kernel entry ``[o, c - g C / groups, i, j]`` (the kernel is ``(C_out, C / groups,
+    kernel_height, kernel_width)``, stored once, C order). ``padding`` counts the rows and columns
+    of zeros before the map (top, left); the output size fixes those after it.
+    """
+
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    @property
+    def n_pre(self) -> int:
+        return int(np.prod(self.in_shape))
+
+    @property
+    def n_post(self) -> int:
+        return int(np.prod(self.out_shape))
+
+    @property
+    def kernel_shape(self) -> tuple[int, int, int, int]:
+        return (self.out_shape[0], self.in_shape[0] // self.groups, *self.kernel_size)
+
+    def geometry(self) -> np.ndarray:
+        """The integers the backends deliver from, in the order of :data:`GEOMETRY_FIELDS` (int64)."""
+        return np.array([*self.in_shape, *self.out_shape, *self.kernel_size, *self.stride, *self.padding,
+                         *self.dilation, self.groups], dtype=np.int64)
+
+    @classmethod
+    def from_geometry(cls, geometry) -> Convolution:
+        """The convolution whose :meth:`geometry` is ``geometry`` (a ProjectionError names what is wrong)."""
+        values = np.asarray(geometry)
+        if values.shape != (len(GEOMETRY_FIELDS),) or not np.issubdtype(values.dtype, np.integer):
+            raise ProjectionError(f"a convolution's geometry is {len(GEOMETRY_FIELDS)} integers "
+                                  f"({', '.join(GEOMETRY_FIELDS)}), got {values.tolist()!r}")
+        fields = dict(zip(GEOMETRY_FIELDS, values.tolist(), strict=True))
+        low = [name for name, value in fields.items() if value < (0 if name.startswith("padding") else 1)]
+        groups = fields["groups"]
+        if low or fields["in_channels"] % groups or fields["out_channels"] % groups:
+            raise ProjectionError(f"convolution geometry {fields}: {', '.join(low) or 'groups'} out of range "
+                                  "(sizes, strides and dilations at least 1, padding at least 0, groups dividing "
+                                  "the channels)")
+        v = list(fields.values())
+        return cls(tuple(v[0:3]), tuple(v[3:6]), tuple(v[6:8]), tuple(v[8:10]), tuple(v[10:12]), tuple(v[12:14]),
+                   groups)
+
+    def _taps(self, axis: int) -> tuple[np.ndarray, np.ndarray]:
+        """Along ``axis`` (0: rows, 1: columns): for each source position and kernel tap, the target
+        position and whether it exists, ``(size, taps)`` each."""
+        size, out = self.in_shape[1 + axis], self.out_shape[1 + axis]
+        stride, padding, dilation = self.stride[axis], self.padding[axis], self.dilation[axis]
+        shifted = np.arange(size)[:, None] + padding - np.arange(self.kernel_size[axis])[None, :] * dilation
+        target = shifted // stride
+        return target, (shifted >= 0) & (shifted % stride == 0) & (target < out)
+
+    def out_degrees(self) -> np.ndarray:
+        """Synapses of each source neuron (int64, ``n_pre``): ``C_out / groups`` times its taps."""
+        rows = self._taps(0)[1].sum(axis=1)
+        columns = self._taps(1)[1].sum(axis=1)
+        per_position = np.outer(rows, columns).ravel() * (self.out_shape[0] // self.groups)
+        return np.tile(per_position, self.in_shape[0]).astype(np.int64)
+
+    def in_degrees(self) -> np.ndarray:
+        """Synapses into each target neuron (int64, ``n_post``): ``C / groups`` times the taps inside the map."""
+        counts = []
+        for axis in (0, 1):
+            target, valid = self._taps(axis)
+            counts.append(np.bincount(target[valid], minlength=self.out_shape[1 + axis]))
+        per_position = np.outer(*counts).ravel() * (self.in_shape[0] // self.groups)
+        return np.tile(per_position, self.out_shape[0]).astype(np.int64)
+
+    def row_ptr(self) -> np.ndarray:
+        """Each source's first synapse in the equivalent CSR order, and the synapse count at the end."""
+        return _row_ptr_from_counts(self.out_degrees())
+
+    def synapses(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The equivalent explicit synapses: ``(row_ptr, post_ids, kernel_index)``, CSR by source.
+
+        A source's targets ascend; ``kernel_index`` is each synapse's entry of the flattened kernel.
+        Made on demand (memory per synapse): the backends deliver from :meth:`geometry` instead.
+        """
+        channels, height, width = self.in_shape
+        out_channels, out_height, out_width = self.out_shape
+        in_group, out_group = channels // self.groups, out_channels // self.groups
+        kh, kw = self.kernel_size
+        rows, row_valid = self._taps(0)
+        columns, column_valid = self._taps(1)
+        # every (source channel, output channel of its group, y, x, tap i, tap j); the valid ones kept
+        c, g, y, x, i, j = np.ix_(np.arange(channels), np.arange(out_group), np.arange(height), np.arange(width),
+                                  np.arange(kh), np.arange(kw))
+        o = (c // in_group) * out_group + g
+        shape = (channels, out_group, height, width, kh, kw)
+        valid = np.broadcast_to(row_valid[y, i] & column_valid[x, j], shape)
+        pre = np.broadcast_to((c * height + y) * width + x, shape)[valid]
+        post = np.broadcast_to((o * out_height + rows[y, i]) * out_width + columns[x, j], shape)[valid]
+        kernel_index = np.broadcast_to(((o * in_group + c % in_group) * kh + i) * kw + j, shape)[valid]
+        order = np.lexsort((post, pre))
+        return self.row_ptr(), post[order].astype(np.int32), kernel_index[order].astype(np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class Conv2d(Rule):
+    """A 2-D convolution of a source map ``input_shape = (C, H, W)`` with ``kernel`` ``(C_out, C / groups, kh, kw)``.
+
+    ``stride``, ``padding`` and ``dilation`` are one integer or (rows, columns), as in
+    ``torch.nn.Conv2d``; ``padding="same"`` (stride 1) keeps the map's size, ``"valid"`` is 0.
+    The target has ``C_out H_out W_out`` neurons, ``H_out = (H + 2 padding - dilation (kh - 1) - 1)
+    // stride + 1``; geometry in :class:`Convolution`. The kernel entries are the weights (V),
+    so ``connect`` takes no ``weight``. With one delay and no plasticity, ``Network.connect``
+    keeps the kernel once and the backends compute each spike's targets (``Projection.convolution``);
+    otherwise the synapses are built explicitly.
+    """
+
+    kernel: np.ndarray
+    input_shape: tuple[int, int, int]
+    stride: int | tuple[int, int] = 1
+    padding: int | tuple[int, int] | str = 0
+    dilation: int | tuple[int, int] = 1
+    groups: int = 1
+
+    def __post_init__(self) -> None:
+        kernel = np.asarray(self.kernel, dtype=np.float64)
+        shape = tuple(np.ravel(self.input_shape))
+        if kernel.ndim != 4 or not np.all(np.isfinite(kernel)):
+            raise ProjectionError(f"Conv2d: kernel must be a finite (C_out, C / groups, kh, kw) array, got shape "
+                                  f"{kernel.shape}")
+        if len(shape) != 3 or not all(_is_real(s) and float(s).is_integer() and s > 0 for s in shape):
+            raise ProjectionError(f"Conv2d: input_shape must be three positive integers (C, H, W), got "
+                                  f"{self.input_shape!r}")
+        groups = self.groups
+        if not (_is_real(groups) and float(groups).is_integer() and groups >= 1
+                and shape[0] % groups == 0 and kernel.shape[0] % groups == 0
+                and kernel.shape[1] == shape[0] // groups):
+            raise ProjectionError(f"Conv2d: groups={groups!r} must divide the {shape[0]} input and {kernel.shape[0]} "
+                                  f"output channels, with kernel.shape[1] = C / groups; kernel shape {kernel.shape}")
+        object.__setattr__(self, "kernel", kernel)
+        object.__setattr__(self, "input_shape", tuple(int(s) for s in shape))
+        object.__setattr__(self, "groups", int(groups))
+        for name in ("stride", "dilation"):
+            value = _pair(getattr(self, name), name)
+            if min(value) < 1:
+                raise ProjectionError(f"Conv2d: {name} must be at least 1, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, value)
+        if isinstance(self.padding, str) and self.padding not in ("same", "valid"):
+            raise ProjectionError(f"Conv2d: padding must be integers, 'same' or 'valid', got {self.padding!r}")
+        if self.padding == "same" and self.stride != (1, 1):
+            raise ProjectionError(f"Conv2d: padding='same' needs stride 1 (as in torch), got stride {self.stride}")
+        if not isinstance(self.padding, str):
+            object.__setattr__(self, "padding", _pair(self.padding, "padding"))
+        if min(self.convolution.out_shape[1:]) < 1:
+            raise ProjectionError(f"Conv2d: a {kernel.shape[2]}x{kernel.shape[3]} kernel (dilation {self.dilation}) "
+                                  f"does not fit the {shape[1]}x{shape[2]} input with padding {self.padding}")
+
+    @property
+    def convolution(self) -> Convolution:
+        """The geometry of this convolution."""
+        channels, height, width = self.input_shape
+        size = self.kernel.shape[2:]
+        if self.padding == "same":
+            # torch's "same": the total d (k - 1) split with the smaller half before the map
+            padding = tuple((d * (k - 1)) // 2 for d, k in zip(self.dilation, size, strict=True))
+            out = (height, width)
+        else:
+            padding = (0, 0) if self.padding == "valid" else self.padding
+            out = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
+                        zip((height, width), padding, self.dilation, size, self.stride, strict=True))
+        return Convolution(self.input_shape, (self.kernel.shape[0], *out), tuple(size), self.stride, padding,
+                           self.dilation, self.groups)
+
+    def check_sizes(self, n_pre: int, n_post: int, name: str) -> Convolution:
+        """The geometry, after checking that it maps ``n_pre`` sources onto ``n_post`` targets."""
+        convolution = self.convolution
+        if (convolution.n_pre, convolution.n_post) != (n_pre, n_post):
+            raise ProjectionError(f"projection {name!r}: Conv2d maps {convolution.in_shape} = {convolution.n_pre} "
+                                  f"sources onto {convolution.out_shape} = {convolution.n_post} targets, the "
+                                  f"populations have {n_pre} -> {n_post}")
+        return convolution
+
+    def build(self, n_pre, n_post, rng, same, name):
+        row_ptr, post_ids, kernel_index = self.check_sizes(n_pre, n_post, name).synapses()
+        return Synapses(row_ptr, post_ids, weight=self.kernel.ravel()[kernel_index])

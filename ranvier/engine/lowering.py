@@ -84,6 +84,10 @@ class LoweredProjection:
     An implicit all-to-all projection (``all_to_all``) has no ``row_ptr`` / ``post_ids``: each
     spike of source ``j`` reaches targets ``0 .. width - 1`` in order, skipping ``j`` unless
     ``autapses``, with the one weight ``weights[0]`` and the one delay ``delay_steps``.
+
+    A convolution has a ``geometry`` (int64, ``connectivity.GEOMETRY_FIELDS``), its kernel as
+    ``weights``, one delay and ``row_ptr`` (each source's synapse count, summed; no ``post_ids``):
+    each spike's targets are computed (``connectivity.Convolution``), one addition per target.
     """
 
     name: str
@@ -98,6 +102,7 @@ class LoweredProjection:
     all_to_all: bool = False
     width: int = 0
     autapses: bool = True
+    geometry: np.ndarray | None = None
 
     @property
     def per_synapse_delays(self) -> bool:
@@ -551,6 +556,7 @@ def _lower_projection(projection: Projection) -> LoweredProjection:
         post_ids=projection._post_ids, weights=projection._weights,
         weight_stride=projection.weight_stride, delay_steps=projection.delay_steps,
         all_to_all=projection.all_to_all, width=projection.width, autapses=projection.autapses,
+        geometry=None if projection.convolution is None else projection.convolution.geometry(),
     )
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import PlasticityError, PopulationError, ProjectionError, RecordingError, RunError
-from .connectivity import AllToAll, Rule, all_to_all_synapses
+from .connectivity import AllToAll, Conv2d, Convolution, Rule, all_to_all_synapses
 from .distributions import Distribution, materialise
 from .kinds import Kind, ProjectionKind
 from .model import Model, ValueModel
@@ -166,11 +166,16 @@ class Projection:
     index ``0 .. width - 1``, except ``j`` itself when ``autapses`` is False. Its ``row_ptr``,
     ``pre_ids`` and ``post_ids`` are made on each access; ``len``, ``out_degrees``,
     ``in_degrees``, ``weights`` and ``delays`` take no per-synapse memory.
+
+    A convolution (``convolution``, from ``connect.Conv2d`` with one delay) stores its kernel once
+    as ``weights`` and ``row_ptr`` (each source's synapse count, summed), no ``post_ids``: the
+    backends compute each spike's targets from the geometry. ``post_ids``, ``pre_ids`` and
+    ``weights`` then give the equivalent explicit synapses, made on each access.
     """
 
     def __init__(self, name: str, pre: Population, post: Population, receptor: str, row_ptr: np.ndarray | None,
                  post_ids: np.ndarray | None, weights: np.ndarray, delay_steps: int | np.ndarray,
-                 autapses: bool = True):
+                 autapses: bool = True, convolution: Convolution | None = None):
         self.name = name
         self.pre = pre
         self.post = post
@@ -186,7 +191,10 @@ class Projection:
         self._row_ptr = row_ptr
         self._post_ids = post_ids
         self._weights = weights
-        self.weight_stride = 0 if len(weights) == 1 and (self.all_to_all or len(post_ids) != 1) else 1
+        #: the geometry of a convolution whose kernel is ``weights`` (:class:`~ranvier.engine.connectivity.Convolution`)
+        self.convolution = convolution
+        self.weight_stride = 1 if convolution is not None else \
+            0 if len(weights) == 1 and (self.all_to_all or len(post_ids) != 1) else 1
         self.delay_steps = delay_steps
         #: how its messages travel (:class:`ProjectionKind`)
         self.kind = (ProjectionKind.SET if _sets_state(pre, post, receptor) else
@@ -196,6 +204,8 @@ class Projection:
         self.plasticity = None
 
     def __len__(self) -> int:
+        if self.convolution is not None:
+            return int(self._row_ptr[-1])
         return self.pre.n * self._out_degree if self.all_to_all else len(self._post_ids)
 
     def __repr__(self) -> str:
@@ -227,10 +237,14 @@ class Projection:
     def post_ids(self) -> np.ndarray:
         if self.all_to_all:
             return self._read_only(all_to_all_synapses(self.pre.n, self.width, self.autapses)[1])
+        if self.convolution is not None:
+            return self._read_only(self.convolution.synapses()[1])
         return self._read_only(self._post_ids)
 
     @property
     def weights(self) -> np.ndarray:
+        if self.convolution is not None:
+            return self._read_only(self._weights[self.convolution.synapses()[2]])
         if self.weight_stride == 0:
             return self._read_only(np.broadcast_to(self._weights, len(self)))
         return self._read_only(self._weights)
@@ -260,6 +274,8 @@ class Projection:
         delays = self.delay_steps.nbytes if isinstance(self.delay_steps, np.ndarray) else 0
         if self.all_to_all:
             return self._weights.nbytes + delays
+        if self.convolution is not None:
+            return self._row_ptr.nbytes + self._weights.nbytes + delays
         return self._post_ids.nbytes + self._row_ptr.nbytes + self._weights.nbytes + delays
 
     def out_degrees(self) -> np.ndarray:
@@ -272,12 +288,14 @@ class Projection:
         """Number of synapses into each target index (``width`` entries)."""
         if self.all_to_all:
             return np.full(self.width, self.pre.n if self.autapses else self.pre.n - 1, dtype=np.int64)
+        if self.convolution is not None:
+            return self.convolution.in_degrees()
         return np.bincount(self._post_ids, minlength=self.width)
 
     def set_weights(self, weights: np.ndarray) -> None:
         """Give every synapse its own weight (V, one per synapse in the order of ``post_ids``).
 
-        An all-to-all projection then stores its synapses explicitly, as CSR by source.
+        An all-to-all projection or a convolution then stores its synapses explicitly, as CSR by source.
         """
         values = np.ascontiguousarray(weights, dtype=self.pre.network.dtype)
         if values.shape != (len(self),):
@@ -287,6 +305,9 @@ class Projection:
             self._row_ptr = self.row_ptr
             self._post_ids = all_to_all_synapses(self.pre.n, self.width, self.autapses)[1]
             self.all_to_all, self.autapses = False, True
+        if self.convolution is not None:
+            self._post_ids = self.convolution.synapses()[1]
+            self.convolution = None
         self._weights = values
         self.weight_stride = 1
         self.pre.network._changed()
@@ -301,7 +322,7 @@ class Projection:
             raise ProjectionError(f"projection {self.name!r}: set_delays needs {len(self)} delays (one per "
                                   f"synapse), got shape {values.shape}")
         steps = self.pre.network._to_delay_steps(values, self.name)
-        if self.all_to_all:
+        if self.all_to_all or self.convolution is not None:
             self.set_weights(np.array(self.weights))  # per-synapse delays need explicit synapses
         self.delay_steps = steps
         self.pre.network._changed()
@@ -535,7 +556,18 @@ class Network:
         rng = self._rng()
         same = pre is post and width == pre.n
         implicit = isinstance(rule, AllToAll) and _is_one_value(weight) and _is_one_value(delay) and plasticity is None
-        if implicit:
+        if isinstance(rule, Conv2d) and weight is not None:
+            raise ProjectionError(f"projection {name!r}: a Conv2d's weights are its kernel; scale the kernel instead "
+                                  f"of giving weight={weight!r}")
+        # spikes between spiking populations with one delay: the kernel is kept once, the targets computed
+        convolution = (isinstance(rule, Conv2d) and _is_one_value(delay) and plasticity is None
+                       and not isinstance(pre.model, ValueModel) and not isinstance(post.model, ValueModel))
+        if convolution:
+            geometry = rule.check_sizes(pre.n, width, name)
+            row_ptr, post_ids, autapses = geometry.row_ptr(), None, True
+            n_synapses = int(row_ptr[-1])
+            weight = rule.kernel.ravel()
+        elif implicit:
             # one weight and one delay for every pair: nothing to store per synapse
             row_ptr = post_ids = None
             autapses = rule.autapses or not same
@@ -548,18 +580,20 @@ class Network:
             delay = synapses.delay if delay is None else delay
         if weight is None:
             raise ProjectionError(f"projection {name!r}: weight is required")
-        weights = _per_synapse(weight, rng, n_synapses, self.dtype, lambda w: _to_precision(w, self.dtype, name),
-                               "weight", name)
+        weights = _to_precision(weight, self.dtype, name) if convolution else _per_synapse(
+            weight, rng, n_synapses, self.dtype, lambda w: _to_precision(w, self.dtype, name), "weight", name)
         if delay is not None and _sends_values(pre, post):
             raise ProjectionError(f"projection {name!r}: values from {pre.name!r} reach {post.name!r} at its next "
                                   f"update; a delay cannot be set, got {delay!r}")
         delay_steps = 1 if delay is None else _per_synapse(
             delay, rng, n_synapses, np.uint16, lambda d: self._to_delay_steps(d, name), "delay", name)
-        if isinstance(delay_steps, np.ndarray) and len(delay_steps) == 1 and (n_synapses != 1 or implicit):
+        if isinstance(delay_steps, np.ndarray) and len(delay_steps) == 1 and (n_synapses != 1 or implicit
+                                                                              or convolution):
             delay_steps = int(delay_steps[0])
         if plasticity is not None and len(weights) == 1 and n_synapses != 1:
             weights = np.repeat(weights, n_synapses)  # each synapse learns its own weight
-        projection = Projection(name, pre, post, receptor, row_ptr, post_ids, weights, delay_steps, autapses)
+        projection = Projection(name, pre, post, receptor, row_ptr, post_ids, weights, delay_steps, autapses,
+                                geometry if convolution else None)
         if plasticity is not None:
             # the rule attaches itself: the engine does not import the learning rules built on it
             if not callable(getattr(plasticity, "attach", None)):

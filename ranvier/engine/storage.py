@@ -12,7 +12,9 @@ The layout (schema version :data:`SCHEMA_VERSION`, described in ``docs/storage.m
         published            float64 (channels, n): a value population's last published output
     /projections/<i>         attrs: name, pre, post, receptor, delay_steps (when one for all),
                                     all_to_all, autapses (schema 2; absent: all_to_all false)
-        row_ptr, post_ids        (not for an implicit all-to-all projection)
+                             convolution (int64 geometry, ``connectivity.GEOMETRY_FIELDS``: a
+                             convolution, its kernel the weights, no row_ptr or post_ids)
+        row_ptr, post_ids        (not for an implicit all-to-all projection or a convolution)
         weights (the precision's type; one entry when shared), delay_steps (per synapse)
         pending              float64 (windows, width): spike counts still to reach a value population
         plasticity           a plastic projection's rule: attrs config (JSON), modulator;
@@ -51,8 +53,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError, RanvierError, StorageError
+from ..errors import ModelError, ProjectionError, RanvierError, StorageError
 from . import distributions
+from .connectivity import Convolution
 from .distributions import Distribution
 from .kinds import Kind
 from .model import Model, ValueModel
@@ -369,7 +372,10 @@ def _write_projection(group, projection: Projection) -> None:
     group.attrs.update(name=projection.name, pre=projection.pre.name, post=projection.post.name,
                        receptor=projection.receptor, all_to_all=projection.all_to_all, autapses=projection.autapses,
                        plastic=projection.plasticity is not None)
-    if not projection.all_to_all:
+    if projection.convolution is not None:
+        # the kernel is the weights; the synapses follow from the geometry
+        group.attrs["convolution"] = projection.convolution.geometry()
+    elif not projection.all_to_all:
         _dataset(group, "row_ptr", projection.row_ptr)
         _dataset(group, "post_ids", projection._post_ids)
     _dataset(group, "weights", projection._weights)
@@ -954,9 +960,13 @@ def _read_projection(group, net: Network, path: Path, step: int, version: int) -
     autapses = _attr(attrs, "autapses", where, bool) if "autapses" in attrs else True
     targets = (f"outside population {post.name!r} ({post.n} neurons)" if width == post.n else
                f"outside port {receptor!r} of {post.name!r} ({width} inputs)")
+    convolution = _read_convolution(attrs, where, pre.n, width) if "convolution" in attrs else None
     if all_to_all:
         row_ptr = post_ids = None
         n_synapses = pre.n * (width if autapses else width - 1)
+    elif convolution is not None:
+        row_ptr, post_ids = convolution.row_ptr(), None
+        n_synapses = int(row_ptr[-1])
     else:
         row_ptr = _array(group, "row_ptr", where, "int", shape=(pre.n + 1,)).astype(np.int64)
         post_ids = _array(group, "post_ids", where, "int", ndim=1, low=0, high=width, outside=targets)
@@ -967,7 +977,11 @@ def _read_projection(group, net: Network, path: Path, step: int, version: int) -
                                f"{', decreasing somewhere' if np.any(np.diff(row_ptr) < 0) else ''})")
         post_ids = post_ids.astype(np.int32)
     weights = _array(group, "weights", where, "float", ndim=1).astype(net.dtype, copy=False)
-    if not all_to_all and len(weights) not in (1, n_synapses):  # all-to-all: one weight, checked below
+    if convolution is not None and (len(weights) != np.prod(convolution.kernel_shape) or "delay_steps" in group
+                                    or "plasticity" in group or all_to_all):
+        raise StorageError(f"{where}: a convolution takes its kernel ({np.prod(convolution.kernel_shape)} weights), "
+                           f"one delay and no plasticity; the file holds {len(weights)} weight(s)")
+    if not all_to_all and convolution is None and len(weights) not in (1, n_synapses):  # all-to-all: checked below
         raise StorageError(f"{where}: weights must hold 1 or {n_synapses} (one per synapse) values, "
                            f"the file holds {len(weights)}")
     if "delay_steps" in group:
@@ -985,7 +999,7 @@ def _read_projection(group, net: Network, path: Path, step: int, version: int) -
     if all_to_all and (weights.shape != (1,) or not isinstance(delay_steps, int) or "plasticity" in group):
         raise StorageError(f"{where}: an implicit all-to-all projection takes one weight, one delay and no "
                            f"plasticity; the file holds {weights.size} weight(s)")
-    projection = Projection(name, pre, post, receptor, row_ptr, post_ids, weights, delay_steps, autapses)
+    projection = Projection(name, pre, post, receptor, row_ptr, post_ids, weights, delay_steps, autapses, convolution)
     if not autapses and not (all_to_all and pre is post and projection.width == pre.n):
         raise StorageError(f"{where}: only an all-to-all projection within one population leaves out autapses")
     _check_run_arrays(group, ("pending",), where, version)
@@ -994,6 +1008,18 @@ def _read_projection(group, net: Network, path: Path, step: int, version: int) -
     net.projections.append(projection)
     if "plasticity" in group:
         _read_learning(group["plasticity"], projection, net, where, step, version)
+
+
+def _read_convolution(attrs, where: str, n_pre: int, width: int) -> Convolution:
+    """A convolution's geometry (attribute ``convolution``), checked against the populations it joins."""
+    try:
+        convolution = Convolution.from_geometry(attrs["convolution"])
+    except ProjectionError as error:
+        raise StorageError(f"{where}: {error}") from None
+    if (convolution.n_pre, convolution.n_post) != (n_pre, width):
+        raise StorageError(f"{where}: the convolution maps {convolution.in_shape} onto {convolution.out_shape}, the "
+                           f"populations have {n_pre} -> {width} neurons")
+    return convolution
 
 
 def _read_learning(group, projection: Projection, net: Network, where: str, step: int, version: int) -> None:

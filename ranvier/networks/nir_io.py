@@ -23,29 +23,32 @@ Edges: a chain ``population -> [Delay] -> Linear | Affine -> population`` is one
 a ``Delay`` of ``d`` seconds becomes ``round(d / dt)`` steps, and a chain without one gets the
 engine's minimum of one step; ``Flatten`` passes through and ``Scale`` multiplies. ``Affine``
 biases act as in snnTorch, from the step the inputs' spikes first arrive (:func:`_bias_clock`).
-Nested graphs are flattened (:func:`_flatten`); convolutions raise :class:`NIRError` (not loaded
-yet). docs/nir.md has the details, Norse's time-constant convention and the resets.
+Nested graphs are flattened (:func:`_flatten`). ``Conv2d``, ``SumPool2d`` and ``AvgPool2d`` become
+``connect.Conv2d`` projections, their kernel stored once (:func:`_connect_convolution_chain`).
+docs/nir.md has the details, Norse's time-constant convention and the resets.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 
 import numpy as np
 
 from .. import connect
+from ..engine.connectivity import outgoing_synapses
 from ..engine.network import Network, Population
 from ..engine.plausibility import unchecked
-from ..errors import NIRError
+from ..errors import NIRError, ProjectionError
 from ..neurons.lif import LIF
 from ..neurons.sources import PoissonSource, SpikeSource
 
 #: NIR node types ``load`` accepts (``NIRGraph``: a nested graph, flattened into its parent)
 SUPPORTED_NODES = ("Input", "Output", "LIF", "CubaLIF", "LI", "I", "IF", "Threshold", "Linear", "Affine", "Scale",
-                   "Delay", "Flatten", "NIRGraph")
-#: NIR node types that need a convolution (a projection with shared weights): not loaded yet
-CONVOLUTIONS = ("Conv1d", "Conv2d", "SumPool2d", "AvgPool2d")
+                   "Delay", "Flatten", "Conv2d", "SumPool2d", "AvgPool2d", "NIRGraph")
+#: NIR node types loaded as a convolution (``connect.Conv2d``: a projection whose kernel is stored once)
+CONVOLUTIONS = ("Conv2d", "SumPool2d", "AvgPool2d")
 #: time constant standing for "no memory" (a nir.Threshold): the exact decay per step is exp(-1000) = 0,
 #: as a fraction of dt
 NO_MEMORY_TAU = 1e-3
@@ -309,10 +312,10 @@ def _check_types(graph) -> None:
     nir = _nir()
     for name, node in graph.nodes.items():
         kind = type(node).__name__
-        if kind in CONVOLUTIONS:
-            raise NIRError(f"NIR node {name!r}: {kind} is a convolution, which ranvier does not load yet (it needs a "
-                           "projection with shared weights, delivered without a synapse per pair); supported: "
-                           f"{', '.join(SUPPORTED_NODES)}")
+        if node is None:
+            raise NIRError(f"NIR node {name!r} is None: the exporter did not convert that module (Norse 1.1's to_nir "
+                           "writes None for torch.nn.Flatten, AvgPool2d, MaxPool2d and any other module it does not "
+                           "know); rebuild the network without it or replace the node")
         if kind not in SUPPORTED_NODES:
             raise NIRError(f"NIR node {name!r}: type {kind} is not supported; supported: {', '.join(SUPPORTED_NODES)}")
         if isinstance(node, nir.NIRGraph):
@@ -392,9 +395,91 @@ def _bias_clock(net: Network, biases: list[tuple[Population, np.ndarray, int]], 
                     receptor=post.model.receptors[0])
 
 
+def _leading_ones_dropped(shape) -> tuple[int, ...]:
+    """A NIR type as a map shape: leading sizes of 1 beyond three dimensions dropped (Norse's batch of 1)."""
+    shape = tuple(int(d) for d in np.ravel(shape))
+    while len(shape) > 3 and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
+def _pairs(value) -> tuple[int, int]:
+    values = np.ravel(np.asarray(value))
+    return (int(values[0]), int(values[-1]))
+
+
+def _convolution_rule(name: str, node, shape: tuple[int, ...]) -> connect.Conv2d:
+    """The ``Conv2d`` rule of a NIR ``Conv2d``, ``SumPool2d`` (a kernel of ones, one channel per
+    group) or ``AvgPool2d`` (``1 / (kh kw)``, torch's default of counting padding) on ``shape``."""
+    nir = _nir()
+    if isinstance(node, nir.Conv2d):
+        spatial = tuple(np.ravel(node.input_shape)) if node.input_shape is not None else None
+        weight = np.asarray(node.weight, dtype=np.float64)
+        if len(shape) != 3 and spatial is not None and int(np.prod(shape)) == weight.shape[1] * node.groups * \
+                int(np.prod(spatial)):
+            shape = (weight.shape[1] * node.groups, *spatial)
+    if len(shape) != 3:
+        raise NIRError(f"NIR node {name!r}: a {type(node).__name__} needs a (C, H, W) input, got shape {shape}")
+    try:
+        if isinstance(node, nir.Conv2d):
+            return connect.Conv2d(weight, shape, stride=node.stride, padding=node.padding, dilation=node.dilation,
+                                  groups=node.groups)
+        size = _pairs(node.kernel_size)
+        value = 1.0 if isinstance(node, nir.SumPool2d) else 1.0 / (size[0] * size[1])
+        return connect.Conv2d(np.full((shape[0], 1, *size), value), shape, stride=_pairs(node.stride),
+                              padding=_pairs(node.padding), groups=shape[0])
+    except ProjectionError as error:
+        raise NIRError(f"NIR node {name!r}: {error}") from None
+
+
+def _map_shapes(graph) -> dict[str, tuple[int, ...]]:
+    """The shape of what each node sends, where it can be told: from Input types and neuron parameters,
+    through convolutions, pooling, Flatten, weights, Scale and Delay. A neuron node takes the shape
+    of the map arriving at it when that has its size (its parameters may be flat)."""
+    nir = _nir()
+    shapes: dict[str, tuple[int, ...]] = {}
+    neurons = (nir.LIF, nir.CubaLIF, nir.LI, nir.I, nir.IF, nir.Threshold)
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.Input):
+            shapes[name] = _leading_ones_dropped(next(iter(node.input_type.values())))
+        for field in ("tau", "tau_mem", "r", "v_threshold", "threshold"):
+            value = getattr(node, field, None)
+            if value is not None and np.ndim(value):
+                shapes[name] = tuple(np.shape(value))
+                break
+    changed = True
+    while changed:
+        changed = False
+        for source, target in graph.edges:
+            node = graph.nodes.get(target)
+            if source not in shapes or node is None:
+                continue
+            shape = shapes[source]
+            if type(node).__name__ in CONVOLUTIONS:
+                try:
+                    shape = _convolution_rule(target, node, shape).convolution.out_shape
+                except NIRError:
+                    continue  # its input may still take a map shape; connecting it names what is wrong
+            elif isinstance(node, nir.Flatten):
+                end = node.end_dim % len(shape) if len(shape) else 0
+                start = node.start_dim % len(shape) if len(shape) else 0
+                shape = (*shape[:start], int(np.prod(shape[start:end + 1])), *shape[end + 1:])
+            elif isinstance(node, nir.Linear | nir.Affine):
+                shape = (int(np.shape(node.weight)[0]),)
+            known = shapes.get(target)
+            if isinstance(node, neurons) and known is not None:
+                # a flat neuron node takes the map shape arriving at it
+                if len(shape) <= len(known) or np.prod(shape) != np.prod(known):
+                    continue
+            elif known is not None:
+                continue
+            shapes[target], changed = shape, True
+    return shapes
+
+
 def _sizes(graph) -> dict[str, int]:
-    """Neuron count of each neuron node: from its parameters, else from the weights feeding it
-    (through Flatten, Scale and Delay nodes)."""
+    """Neuron count of each neuron node: from its parameters, else from the weights or convolution
+    feeding it (through Flatten, Scale and Delay nodes)."""
     nir = _nir()
     sizes = {}
     for name, node in graph.nodes.items():
@@ -404,6 +489,7 @@ def _sizes(graph) -> dict[str, int]:
                 sizes[name] = int(np.size(value))
                 break
     passing = (nir.Flatten, nir.Scale, nir.Delay)
+    maps = _map_shapes(graph)
     changed = True
     while changed:
         changed = False
@@ -411,7 +497,10 @@ def _sizes(graph) -> dict[str, int]:
             node = graph.nodes[source]
             if target in sizes or target not in graph.nodes:
                 continue
-            if hasattr(node, "weight"):
+            if type(node).__name__ in CONVOLUTIONS:
+                if source in maps:
+                    sizes[target], changed = int(np.prod(maps[source])), True
+            elif hasattr(node, "weight"):
                 sizes[target], changed = int(np.shape(node.weight)[0]), True
             elif isinstance(node, passing) and source in sizes:
                 sizes[target], changed = sizes[source], True
@@ -423,7 +512,8 @@ def _connect_chain(net: Network, graph, start: str, first: str, successors: Mapp
     """Connect the chain of nodes from population ``start`` through ``first`` to the next
     population; returns ``(post, bias weights, delay steps)`` when the chain carries an Affine
     bias, else None. ``Flatten`` is the identity on ranvier's flat neuron index; a ``Scale``
-    multiplies what passes it (the inputs before the weights, the outputs and bias after)."""
+    multiplies what passes it (the inputs before the weights, the outputs and bias after). A chain
+    with a convolution or pooling node is connected by :func:`_connect_convolution_chain`."""
     nir = _nir()
 
     delay_steps, weight, bias, node_name = 1, None, None, first
@@ -449,6 +539,8 @@ def _connect_chain(net: Network, graph, start: str, first: str, successors: Mapp
                 raise NIRError(f"NIR node {node_name!r}: two weight nodes in a row between {start!r} and a population")
             weight = np.asarray(node.weight, dtype=np.float64) * pre_scale[None, :]
             bias = np.asarray(node.bias, dtype=np.float64) if isinstance(node, nir.Affine) else None
+        elif type(node).__name__ in CONVOLUTIONS:
+            return _connect_convolution_chain(net, graph, start, first, successors, populations, factors, dt)
         following = successors.get(node_name, [])
         if len(following) != 1:
             raise NIRError(f"NIR node {node_name!r}: a {type(node).__name__} must lead to exactly one node, "
@@ -470,6 +562,155 @@ def _connect_chain(net: Network, graph, start: str, first: str, successors: Mapp
     if bias is not None and np.any(bias != 0):
         # b enters like the weighted spikes, W x + b: the same factor, every step from the inputs' arrival
         return post, np.broadcast_to(bias, (post.n,)) * factor, delay_steps
+    return None
+
+
+def _stage_matrix(stage: tuple, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """A chain stage as a sparse matrix: ``(rows, columns, values, rows in all)`` (targets, sources)."""
+    kind, operator = stage[0], stage[1]
+    if kind == "scale":
+        return np.arange(n_in), np.arange(n_in), operator, n_in
+    if kind == "dense":
+        rows, columns = np.nonzero(operator)
+        return rows, columns, operator[rows, columns], operator.shape[0]
+    convolution = operator.convolution
+    row_ptr, rows, kernel_index = convolution.synapses()
+    return rows, np.repeat(np.arange(n_in), np.diff(row_ptr)), operator.kernel.ravel()[kernel_index], \
+        convolution.n_post
+
+
+def _compose(first: tuple, then: tuple, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The sparse matrix of ``then`` applied after ``first`` (both as :func:`_stage_matrix` gives them),
+    each entry summed in float64."""
+    rows_a, columns_a, values_a, n_mid = first
+    rows_b, columns_b, values_b, n_out = then
+    order = np.argsort(columns_b, kind="stable")
+    by_column = np.zeros(n_mid + 1, dtype=np.int64)
+    np.cumsum(np.bincount(columns_b, minlength=n_mid), out=by_column[1:])
+    entries, lengths = outgoing_synapses(by_column, rows_a)
+    entries = order[entries]
+    keys = rows_b[entries].astype(np.int64) * n_in + np.repeat(columns_a, lengths)
+    unique, inverse = np.unique(keys, return_inverse=True)
+    values = np.bincount(inverse, weights=values_b[entries] * np.repeat(values_a, lengths), minlength=len(unique))
+    return unique // n_in, unique % n_in, values, n_out
+
+
+def _is_pooling(rule: connect.Conv2d) -> bool:
+    """Whether ``rule`` is sum or average pooling: each channel alone, one value in every tap."""
+    one_value = bool(np.all(rule.kernel == rule.kernel.flat[0]))
+    return rule.groups == rule.input_shape[0] == rule.kernel.shape[0] and one_value
+
+
+def _pool_then_convolution(pool: connect.Conv2d, conv: connect.Conv2d) -> connect.Conv2d | None:
+    """One convolution doing ``pool`` (sum or average pooling) then ``conv``, or None where they do not
+    make one. The pooled map's index ``u`` reads inputs ``u s_1 .. u s_1 + k_1 - 1``, so ``conv``'s tap
+    ``i`` reads input rows ``(v s_2 - p_2 + i d_2) s_1 + t``: stride ``s_1 s_2``, padding ``p_2 s_1``,
+    taps ``i d_2 s_1 + t``. That holds when the pooling is unpadded and, where ``conv`` pads, its
+    windows neither overlap (``k_1 <= s_1``) nor leave input rows past the last (``U s_1 >= H``)."""
+    first, second = pool.convolution, conv.convolution
+    size = pool.kernel.shape[2:]
+    for axis in (0, 1):
+        height, pooled = first.in_shape[1 + axis], first.out_shape[1 + axis]
+        if first.padding[axis] or (second.padding[axis] and (size[axis] > first.stride[axis]
+                                                              or pooled * first.stride[axis] < height)):
+            return None
+    taps = tuple((k - 1) * d * s + p for k, d, s, p in
+                 zip(conv.kernel.shape[2:], second.dilation, first.stride, size, strict=True))
+    kernel = np.zeros((*conv.kernel.shape[:2], *taps))
+    for i in range(conv.kernel.shape[2]):
+        for j in range(conv.kernel.shape[3]):
+            y, x = i * second.dilation[0] * first.stride[0], j * second.dilation[1] * first.stride[1]
+            kernel[:, :, y:y + size[0], x:x + size[1]] += pool.kernel[0, 0, 0, 0] * conv.kernel[:, :, i, j, None, None]
+    composed = connect.Conv2d(kernel, first.in_shape, stride=tuple(a * b for a, b in zip(first.stride, second.stride,
+                                                                                              strict=True)),
+                              padding=tuple(p * s for p, s in zip(second.padding, first.stride, strict=True)),
+                              groups=conv.groups)
+    return composed if composed.convolution.out_shape == second.out_shape else None
+
+
+def _connect_convolution_chain(net: Network, graph, start: str, first: str, successors: Mapping[str, list[str]],
+                               populations: Mapping[str, Population], factors: Mapping[str, np.ndarray], dt: float):
+    """Connect a chain holding ``Conv2d``, ``SumPool2d`` or ``AvgPool2d`` nodes (see :func:`_connect_chain`).
+
+    A chain with one convolution (besides Flatten, Delay and Scales of one value) becomes a
+    ``connect.Conv2d`` projection, its kernel stored once; so does pooling followed by a
+    convolution where the two make one (:func:`_pool_then_convolution`). Other chains (pooling
+    then ``Linear``, a ``Scale`` per neuron, factors that differ within a channel) become their
+    explicit synapses, the stages' matrices multiplied out. Biases (a ``Conv2d``'s per channel,
+    an ``Affine``'s) pass through the later stages and act from the inputs' arrival, as in
+    :func:`_connect_chain`."""
+    nir = _nir()
+    pre = populations[start]
+    shape = _map_shapes(graph).get(start, (pre.n,))
+    stages: list[tuple] = []
+    bias, delay_steps, node_name, size = np.zeros(pre.n), 1, first, pre.n
+    while node_name not in populations:
+        node = graph.nodes[node_name]
+        stage = None
+        if isinstance(node, nir.Output):
+            return None
+        if isinstance(node, nir.Delay):
+            delays = np.unique(np.atleast_1d(np.asarray(node.delay, dtype=np.float64)))
+            if delays.size > 1:
+                raise NIRError(f"NIR node {node_name!r}: ranvier loads one delay per Delay node, got {delays}")
+            delay_steps = max(1, int(round(delays[0] / dt)))
+        elif isinstance(node, nir.Scale):
+            stage = ("scale", np.broadcast_to(np.asarray(node.scale, dtype=np.float64).reshape(-1), (size,)).copy())
+        elif isinstance(node, nir.Linear | nir.Affine):
+            stage = ("dense", np.asarray(node.weight, dtype=np.float64),
+                     np.asarray(node.bias, dtype=np.float64) if isinstance(node, nir.Affine) else None)
+            shape = (stage[1].shape[0],)
+        elif type(node).__name__ in CONVOLUTIONS:
+            rule = _convolution_rule(node_name, node, shape)
+            shape = rule.convolution.out_shape
+            per_channel = getattr(node, "bias", None)
+            stage = ("conv", rule, None if per_channel is None else
+                     np.repeat(np.asarray(per_channel, dtype=np.float64), shape[1] * shape[2]))
+        if stage is not None:
+            if stage[0] == "dense" and stage[1].shape[1] != size:
+                raise NIRError(f"NIR node {node_name!r}: weight shape {stage[1].shape} does not take the {size} "
+                               f"values arriving from {start!r}")
+            if np.any(bias != 0):  # a bias met before passes this stage (its matrix made for that only)
+                rows, columns, values, size = _stage_matrix(stage, size)
+                bias = np.bincount(rows, weights=values * bias[columns], minlength=size)
+            else:
+                size = stage[1].shape[0] if stage[0] == "dense" else \
+                    stage[1].convolution.n_post if stage[0] == "conv" else size
+                bias = np.zeros(size)
+            if len(stage) > 2 and stage[2] is not None:
+                bias = bias + stage[2]
+            stages.append(stage)
+        following = successors.get(node_name, [])
+        if len(following) != 1:
+            raise NIRError(f"NIR node {node_name!r}: a {type(node).__name__} must lead to exactly one node, "
+                           f"got {following}")
+        node_name = following[0]
+    post = populations[node_name]
+    if size != post.n:
+        raise NIRError(f"NIR edge {start!r} -> {node_name!r}: the chain sends {size} values to {post.n} neurons")
+    factor = factors[node_name]
+    scalar = np.prod([stage[1][0] for stage in stages if stage[0] == "scale" and np.all(stage[1] == stage[1][0])])
+    operators = [stage for stage in stages if not (stage[0] == "scale" and np.all(stage[1] == stage[1][0]))]
+    rule = None
+    if len(operators) == 1 and operators[0][0] == "conv":
+        rule = operators[0][1]
+    elif [o[0] for o in operators] == ["conv", "conv"] and _is_pooling(operators[0][1]):
+        rule = _pool_then_convolution(operators[0][1], operators[1][1])
+    channels = None if rule is None else factor.reshape(rule.convolution.out_shape[0], -1)
+    if rule is not None and np.all(channels == channels[:, :1]):
+        # one kernel for all positions: the factor of each output channel and the scales go into it
+        kernel = rule.kernel * scalar * channels[:, 0, None, None, None]
+        net.connect(pre, post, dataclasses.replace(rule, kernel=kernel), delay=delay_steps * dt)
+    else:
+        matrix = _stage_matrix(stages[0], pre.n)
+        for stage in stages[1:]:
+            matrix = _compose(matrix, _stage_matrix(stage, matrix[3]), pre.n)
+        rows, columns, values, _ = matrix
+        kept = values != 0
+        net.connect(pre, post, connect.FromArrays(columns[kept], rows[kept],
+                                                  weight=values[kept] * factor[rows[kept]], delay=delay_steps * dt))
+    if np.any(bias != 0):
+        return post, bias * factor, delay_steps
     return None
 
 

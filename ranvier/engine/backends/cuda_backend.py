@@ -4,8 +4,8 @@ Each model's ``step`` is compiled with ``cuda.jit(device=True)`` and called by o
 neuron. A step of a population is three small kernels after the update: spike counts per
 range of neurons, their prefix sum, and the spike writes, so the spike list comes out in
 neuron order exactly as on the CPU. Deliveries launch one block per spike of the chunk, its threads
-striding over the spike's synapses (or, for an implicit all-to-all projection, its targets) with
-atomic adds into the target's delay ring buffer.
+striding over the spike's synapses (for an implicit all-to-all projection its targets, for a
+convolution its output channels and kernel taps) with atomic adds into the target's delay ring buffer.
 
 Determinism: the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) runs blocks one after another,
 so spikes are delivered in the reference order and results equal the numpy backend's. On a
@@ -183,6 +183,40 @@ def _deliver_all_to_all(spike_ids, spike_steps, first, width, autapses, weights,
     for target in range(cuda.threadIdx.x, width, cuda.blockDim.x):
         if autapses or target != neuron:
             cuda.atomic.add(ring, (slot, receptor, target), weights[0])
+
+
+@cuda.jit
+def _deliver_convolution(spike_ids, spike_steps, first, row_ptr, geometry, kernel, delays, ring, receptor, events,
+                         projection):
+    """Block b adds the kernel entries of spike ``first + b`` to its targets, its threads striding over
+    (output channel of the group, tap) pairs (the geometry as in ``numba_kernels.deliver_convolution``)."""
+    s = first + cuda.blockIdx.x
+    neuron = spike_ids[s]
+    if cuda.threadIdx.x == 0:
+        cuda.atomic.add(events, projection, row_ptr[neuron + 1] - row_ptr[neuron])
+    height, width = geometry[1], geometry[2]
+    out_height, out_width = geometry[4], geometry[5]
+    kernel_height, kernel_width = geometry[6], geometry[7]
+    in_group = geometry[0] // geometry[14]
+    out_group = geometry[3] // geometry[14]
+    slot = (spike_steps[s] + delays[0]) % ring.shape[0]
+    channel = neuron // (height * width)
+    y = (neuron // width) % height
+    x = neuron % width
+    group = channel // in_group
+    taps = kernel_height * kernel_width
+    for pair in range(cuda.threadIdx.x, out_group * taps, cuda.blockDim.x):
+        out_channel = group * out_group + pair // taps
+        i = (pair % taps) // kernel_width
+        j = pair % kernel_width
+        shifted_y = y + geometry[10] - i * geometry[12]
+        shifted_x = x + geometry[11] - j * geometry[13]
+        u = shifted_y // geometry[8]
+        v = shifted_x // geometry[9]
+        if (shifted_y >= 0 and shifted_x >= 0 and shifted_y - u * geometry[8] == 0
+                and shifted_x - v * geometry[9] == 0 and u < out_height and v < out_width):
+            entry = ((out_channel * in_group + channel - group * in_group) * kernel_height + i) * kernel_width + j
+            cuda.atomic.add(ring, (slot, receptor, (out_channel * out_height + u) * out_width + v), kernel[entry])
 
 
 def _device_version(kernel, helpers: tuple[str, ...]):
@@ -387,7 +421,8 @@ class _DeviceProjection:
         self.host = projection
         # an implicit all-to-all projection has no synapse arrays to copy
         self.row_ptr = None if projection.all_to_all else cuda.to_device(projection.row_ptr)
-        self.post_ids = None if projection.all_to_all else cuda.to_device(projection.post_ids)
+        self.post_ids = None if projection.post_ids is None else cuda.to_device(projection.post_ids)
+        self.geometry = None if projection.geometry is None else cuda.to_device(projection.geometry)
         self.weights = cuda.to_device(projection.weights)
         delays = projection.delay_steps
         self.delays = cuda.to_device(delays if isinstance(delays, np.ndarray) else np.array([delays], np.uint16))
@@ -519,6 +554,10 @@ class CudaRunner(Runner):
                         source.spike_ids, source.spike_steps, first[pre], projection.host.width,
                         projection.host.autapses, projection.weights, projection.delays, target.ring,
                         projection.host.receptor, self.events, j)
+                elif projection.geometry is not None:
+                    _deliver_convolution[spikes, _DELIVERY_THREADS](
+                        source.spike_ids, source.spike_steps, first[pre], projection.row_ptr, projection.geometry,
+                        projection.weights, projection.delays, target.ring, projection.host.receptor, self.events, j)
                 else:
                     _deliver[spikes, _DELIVERY_THREADS](
                         source.spike_ids, source.spike_steps, first[pre], projection.row_ptr, projection.post_ids,

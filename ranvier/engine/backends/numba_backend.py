@@ -30,12 +30,14 @@ import numpy as np
 from numba.typed import List as TypedList
 
 from .. import model as model_language
+from ..connectivity import GEOMETRY_FIELDS
 from ..kinds import Kind
 from ..lowering import Consumer, LoweredNetwork, Operator, Status
 from . import Runner, kernel_cache, numba_kernels
 from .numba_kernels import (
     DELIVER_ALL_TO_ALL,
     DELIVER_ALL_TO_ALL_NO_AUTAPSES,
+    DELIVER_CONVOLUTION,
     DELIVER_CSR,
     DELIVER_CSR_PER_SYNAPSE_DELAYS,
 )
@@ -178,14 +180,15 @@ def _parallel_delivery(lowered: LoweredNetwork) -> bool:
     """Whether ``lowered``'s spikes are delivered on all threads (see :data:`PARALLEL_MIN_SYNAPSES`)."""
     if numba.config.NUMBA_NUM_THREADS < 2 or not lowered.projections:
         return False
-    synapses = sum(j.width * lowered.populations[j.pre].n if j.all_to_all else len(j.post_ids)
+    synapses = sum(j.width * lowered.populations[j.pre].n if j.all_to_all else int(j.row_ptr[-1])
                    for j in lowered.projections)
     return synapses >= PARALLEL_MIN_SYNAPSES
 
 #: the sequences (one entry per population or projection) the generic delivery loop reads
 _PROJECTION_ARGUMENTS = ["spike_id_lists", "spike_step_lists", "rings", "projection_pre",
                          "projection_post", "projection_receptor", "row_ptrs", "post_id_lists", "weight_lists",
-                         "weight_strides", "delay_lists", "delivery_modes", "projection_widths"]
+                         "weight_strides", "delay_lists", "delivery_modes", "projection_widths",
+                         "projection_geometries"]
 
 
 #: the arrays of a plastic projection q that ``apply_stdp`` reads, as arguments ``s{q}_<name>``
@@ -625,12 +628,19 @@ def _projection_lists(lowered: LoweredNetwork) -> dict[str, object]:
         return steps if projection.per_synapse_delays else np.array([steps], dtype=np.uint16)
 
     def mode(projection):
+        if projection.geometry is not None:
+            return DELIVER_CONVOLUTION
         if projection.all_to_all:
             return DELIVER_ALL_TO_ALL if projection.autapses else DELIVER_ALL_TO_ALL_NO_AUTAPSES
         return DELIVER_CSR_PER_SYNAPSE_DELAYS if projection.per_synapse_delays else DELIVER_CSR
 
-    # an implicit all-to-all projection has no synapse arrays: empty ones keep each sequence of one type
+    # an implicit all-to-all projection has no synapse arrays (a convolution no post_ids): empty ones
+    # keep each sequence of one type
     no_row_ptr, no_post_ids = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint32)
+    geometries = np.zeros((len(projections), len(GEOMETRY_FIELDS)), dtype=np.int64)
+    for j, projection in enumerate(projections):
+        if projection.geometry is not None:
+            geometries[j] = projection.geometry
 
     return {
         "spike_id_lists": listed([p.spike_ids for p in populations]),
@@ -641,12 +651,14 @@ def _projection_lists(lowered: LoweredNetwork) -> dict[str, object]:
         "projection_receptor": np.array([j.receptor for j in projections], dtype=np.int64),
         "row_ptrs": listed([no_row_ptr if j.all_to_all else j.row_ptr for j in projections]),
         # unsigned indices spare numba's negative-index wrap-around test in the hot loop
-        "post_id_lists": listed([no_post_ids if j.all_to_all else j.post_ids.view(np.uint32) for j in projections]),
+        "post_id_lists": listed([no_post_ids if j.post_ids is None else j.post_ids.view(np.uint32)
+                                 for j in projections]),
         "weight_lists": listed([j.weights for j in projections]),
         "weight_strides": np.array([j.weight_stride for j in projections], dtype=np.int64),
         "delay_lists": listed([delays(j) for j in projections]),
         "delivery_modes": np.array([mode(j) for j in projections], dtype=np.int64),
         "projection_widths": np.array([j.width for j in projections], dtype=np.int64),
+        "projection_geometries": geometries,
     }
 
 
@@ -676,7 +688,7 @@ class NumbaRunner(Runner):
             if _parallel_delivery(lowered):
                 # a block's synapses are contiguous in a row whose targets ascend (every rule but FromArrays)
                 values["rows_ascending"] = np.array(
-                    [not j.all_to_all and numba_kernels.rows_ascending(j.row_ptr, j.post_ids.view(np.uint32))
+                    [j.post_ids is not None and numba_kernels.rows_ascending(j.row_ptr, j.post_ids.view(np.uint32))
                      for j in lowered.projections], dtype=np.bool_)
                 values["min_delivery_events"] = PARALLEL_MIN_EVENTS
                 values["delivery_threads"] = self._delivery_threads = np.ones(1, dtype=np.int64)

@@ -171,23 +171,82 @@ def deliver_all_to_all(spike_ids, spike_steps, first, last, width, autapses, wei
     return events
 
 
+@njit(**KERNEL)
+def deliver_convolution(spike_ids, spike_steps, first, last, row_ptr, geometry, kernel, delay_steps, ring, receptor,
+                        low, high):
+    """Add each spike's kernel entries to its targets ``low .. high - 1`` (``connectivity.Convolution``).
+
+    ``geometry`` holds ``connectivity.GEOMETRY_FIELDS`` in order. A spike of source ``(c, y, x)``
+    reaches, for each output channel ``o`` of its group and tap ``(i, j)``, the target ``(o, u, v)``
+    with ``y + padding_y - i dilation_y = u stride_y`` (and the same for ``x``) inside the output map,
+    adding ``kernel[o, c % (C / groups), i, j]``; no two taps of a spike reach one target, so
+    the order of its additions does not matter. Returns the synaptic events of targets in any
+    block (``row_ptr`` holds each source's synapse count, summed).
+    """
+    slots = ring.shape[0]
+    height = geometry[1]
+    width = geometry[2]
+    out_height = geometry[4]
+    out_width = geometry[5]
+    kernel_height = geometry[6]
+    kernel_width = geometry[7]
+    in_group = geometry[0] // geometry[14]
+    out_group = geometry[3] // geometry[14]
+    out_plane = out_height * out_width
+    events = 0
+    for s in range(first, last):
+        neuron = spike_ids[s]
+        events += row_ptr[neuron + 1] - row_ptr[neuron]
+        target = ring[(spike_steps[s] + delay_steps) % slots, receptor]
+        channel = neuron // (height * width)
+        y = (neuron // width) % height
+        x = neuron % width
+        group = channel // in_group
+        # the output channels of the group that reach into the block, each over its taps: the
+        # additions of one channel land close together in the ring
+        first_channel = max(group * out_group, low // out_plane)
+        last_channel = min((group + 1) * out_group, (high + out_plane - 1) // out_plane)
+        for out_channel in range(first_channel, last_channel):
+            taps = ((out_channel * in_group + channel - group * in_group) * kernel_height) * kernel_width
+            for i in range(kernel_height):
+                shifted_y = y + geometry[10] - i * geometry[12]
+                if shifted_y < 0:
+                    break  # the shift falls with i
+                u = shifted_y // geometry[8]
+                if shifted_y - u * geometry[8] != 0 or u >= out_height:
+                    continue
+                row = out_channel * out_plane + u * out_width
+                for j in range(kernel_width):
+                    shifted_x = x + geometry[11] - j * geometry[13]
+                    if shifted_x < 0:
+                        break
+                    v = shifted_x // geometry[9]
+                    if shifted_x - v * geometry[9] != 0 or v >= out_width:
+                        continue
+                    post = row + v
+                    if post >= low and post < high:
+                        target[post] += kernel[taps + i * kernel_width + j]
+    return events
+
+
 #: how ``_deliver_all`` delivers a projection's spikes (its ``modes`` entry)
 DELIVER_CSR = 0
 DELIVER_CSR_PER_SYNAPSE_DELAYS = 1
 DELIVER_ALL_TO_ALL = 2
 DELIVER_ALL_TO_ALL_NO_AUTAPSES = 3
+DELIVER_CONVOLUTION = 4
 
 
 def _deliver_all(first, last, spike_ids, spike_steps, rings, pre, post, receptor, row_ptr, post_ids, weights,
-                 weight_stride, delays, modes, widths, events):
+                 weight_stride, delays, modes, widths, geometries, events):
     """Deliver spikes ``first[p] .. last[p] - 1`` of each population p, projection by projection.
 
     One loop over tuples (:func:`deliver_all`) or typed lists (:func:`deliver_all_listed`) of the
     projections' arrays, so a network's number of projections does not grow its generated
     kernel. Projections from a population that did not spike are skipped before any list is
     touched. ``modes[j]`` (``DELIVER_*``) says whether projection j is CSR, with one delay or
-    one per synapse, or implicit all-to-all onto ``widths[j]`` targets (``row_ptr[j]`` and
-    ``post_ids[j]`` then empty).
+    one per synapse, implicit all-to-all onto ``widths[j]`` targets (``row_ptr[j]`` and
+    ``post_ids[j]`` then empty) or a convolution of geometry ``geometries[j]`` (``post_ids[j]`` empty).
     """
     for j in range(pre.shape[0]):
         source = pre[j]
@@ -202,6 +261,10 @@ def _deliver_all(first, last, spike_ids, spike_steps, rings, pre, post, receptor
             events[j] += deliver_per_synapse(spike_ids[source], spike_steps[source], first[source], last[source],
                                              row_ptr[j], post_ids[j], weights[j], weight_stride[j], delays[j],
                                              rings[post[j]], receptor[j])
+        elif mode == DELIVER_CONVOLUTION:
+            events[j] += deliver_convolution(spike_ids[source], spike_steps[source], first[source], last[source],
+                                             row_ptr[j], geometries[j], weights[j], delays[j][0], rings[post[j]],
+                                             receptor[j], 0, widths[j])
         else:
             events[j] += deliver_all_to_all(spike_ids[source], spike_steps[source], first[source], last[source],
                                             widths[j], mode == DELIVER_ALL_TO_ALL, weights[j][0], delays[j][0],
@@ -317,7 +380,8 @@ def deliver_all_to_all_block(spike_ids, spike_steps, first, last, autapses, weig
 
 
 def _deliver_all_parallel(first, last, spike_ids, spike_steps, rings, pre, post, receptor, row_ptr, post_ids,
-                          weights, weight_stride, delays, modes, widths, ascending, events, min_events, threads):
+                          weights, weight_stride, delays, modes, widths, geometries, ascending, events, min_events,
+                          threads):
     """:func:`deliver_all` on ``threads[0]`` threads, each over its own block of every target population.
 
     The chunk's synaptic events are counted first; below ``min_events`` starting the threads
@@ -357,6 +421,10 @@ def _deliver_all_parallel(first, last, spike_ids, spike_steps, rings, pre, post,
                 deliver_per_synapse(spike_ids[source], spike_steps[source], first[source], last[source], row_ptr[j],
                                     post_ids[j], weights[j], weight_stride[j], delays[j], rings[post[j]],
                                     receptor[j])
+            elif mode == DELIVER_CONVOLUTION:
+                deliver_convolution(spike_ids[source], spike_steps[source], first[source], last[source], row_ptr[j],
+                                    geometries[j], weights[j], delays[j][0], rings[post[j]], receptor[j], 0,
+                                    widths[j])
             else:
                 deliver_all_to_all(spike_ids[source], spike_steps[source], first[source], last[source], widths[j],
                                    mode == DELIVER_ALL_TO_ALL, weights[j][0], delays[j][0], rings[post[j]],
@@ -378,6 +446,9 @@ def _deliver_all_parallel(first, last, spike_ids, spike_steps, rings, pre, post,
                 deliver_all_to_all_block(spike_ids[source], spike_steps[source], first[source], last[source],
                                          mode == DELIVER_ALL_TO_ALL, weights[j][0], delays[j][0], rings[post[j]],
                                          receptor[j], low, high)
+            elif mode == DELIVER_CONVOLUTION:
+                deliver_convolution(spike_ids[source], spike_steps[source], first[source], last[source], row_ptr[j],
+                                    geometries[j], weights[j], delays[j][0], rings[post[j]], receptor[j], low, high)
             else:
                 deliver_block(spike_ids[source], spike_steps[source], first[source], last[source], row_ptr[j],
                               post_ids[j], weights[j], weight_stride[j], delays[j],

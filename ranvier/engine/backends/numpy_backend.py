@@ -126,6 +126,9 @@ class NumpyRunner(Runner):
         if projection.all_to_all:
             self._deliver_all_to_all(j, projection, ids, pre.spike_steps[first:pre.spike_count[0]], post.ring)
             return
+        if projection.geometry is not None:
+            self._deliver_convolution(j, projection, ids, pre.spike_steps[first:pre.spike_count[0]], post.ring)
+            return
         synapses, lengths = outgoing_synapses(projection.row_ptr, ids)
         self.lowered.synaptic_events[j] += len(synapses)
         if not len(synapses):
@@ -156,6 +159,40 @@ class NumpyRunner(Runner):
             if not projection.autapses:
                 posts = posts + (targets >= ids[chosen, None])
             np.add.at(ring, (slots[chosen, None], projection.receptor, posts), projection.weights[0])
+
+    def _deliver_convolution(self, j: int, projection, ids: np.ndarray, steps: np.ndarray, ring: np.ndarray) -> None:
+        """Add the kernel entries of each spike to its targets, as numba's ``deliver_convolution``.
+
+        A spike of ``(c, y, x)`` reaches ``(o, u, v)`` for the output channels ``o`` of its group and
+        the taps ``(i, j)`` with ``y + padding_y - i dilation_y = u stride_y`` (and for ``x``) inside
+        the output map (``connectivity.Convolution``). Spikes go in order, in blocks of about
+        ``_DELIVERY_BLOCK`` candidate targets; a spike's targets are distinct, so each ring entry
+        receives its additions in the compiled backends' order.
+        """
+        (channels, height, width, out_channels, out_height, out_width, kernel_height, kernel_width, stride_y,
+         stride_x, padding_y, padding_x, dilation_y, dilation_x, groups) = (int(g) for g in projection.geometry)
+        self.lowered.synaptic_events[j] += int(np.sum(np.diff(projection.row_ptr)[ids]))
+        in_group, out_group = channels // groups, out_channels // groups
+        slots = (steps + projection.delay_steps) % ring.shape[0]
+        block = max(1, _DELIVERY_BLOCK // (out_group * kernel_height * kernel_width))
+        for start in range(0, len(ids), block):
+            chosen = ids[start:start + block].astype(np.int64)
+            channel, y, x = chosen // (height * width), (chosen // width) % height, chosen % width
+            group = channel // in_group
+            out_channel = (group * out_group)[:, None] + np.arange(out_group)  # (spikes, out_group)
+            shifted_y = y[:, None] + padding_y - np.arange(kernel_height) * dilation_y  # (spikes, kernel_height)
+            shifted_x = x[:, None] + padding_x - np.arange(kernel_width) * dilation_x
+            u, v = shifted_y // stride_y, shifted_x // stride_x
+            valid_y = (shifted_y >= 0) & (shifted_y % stride_y == 0) & (u < out_height)
+            valid_x = (shifted_x >= 0) & (shifted_x % stride_x == 0) & (v < out_width)
+            shape = (len(chosen), out_group, kernel_height, kernel_width)
+            valid = np.broadcast_to(valid_y[:, None, :, None] & valid_x[:, None, None, :], shape)
+            posts = (out_channel[:, :, None, None] * out_height + u[:, None, :, None]) * out_width + v[:, None, None, :]
+            taps = (((out_channel * in_group + (channel - group * in_group)[:, None])[:, :, None, None] * kernel_height
+                     + np.arange(kernel_height)[:, None]) * kernel_width + np.arange(kernel_width))
+            np.add.at(ring, (np.broadcast_to(slots[start:start + block, None, None, None], shape)[valid],
+                             projection.receptor, np.broadcast_to(posts, shape)[valid]),
+                      projection.weights[np.broadcast_to(taps, shape)[valid]])
 
 
     def _learn(self, plastic, first: list[int]) -> None:
