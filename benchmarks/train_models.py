@@ -1,6 +1,6 @@
 """Training any model and learned delays: step times against their references, side by side.
 
-    python benchmarks/train_models.py [--repeats 7] [--threads 2] [--no-report]
+    python benchmarks/train_models.py [--repeats 7] [--threads 2] [--part all|generic|delays] [--no-report]
 
 1. The generic route (``SpikingModule(..., generic=True)``: the LIF's own model-language step run
    in torch) against the fused ``LIFRecurrence`` on the same 700-256-20 LIF network (T = 100,
@@ -10,8 +10,9 @@
    without delays, same input. Target: ranvier with delays <= 1.0x snnTorch without.
 
 Sides alternate, their order flipped every other repetition; the medians and ranges of the
-per-repetition ratios are reported, and the section ``## Training: any model, learned delays``
-of ``benchmarks/BENCHMARKS.md`` is replaced.
+per-repetition ratios are reported, and (``--part all``) the section ``## Training: any model,
+learned delays`` of ``benchmarks/BENCHMARKS.md`` is replaced. ``--part`` runs one comparison
+alone and only prints it.
 """
 
 from __future__ import annotations
@@ -77,11 +78,21 @@ def ratio(times, numerator: str, denominator: str) -> tuple[float, float, float]
     return statistics.median(ratios), min(ratios), max(ratios)
 
 
+def table_rows(times: dict[str, list[float]]) -> list[str]:
+    return [f"| {name} | {statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f}) |"
+            for name, values in times.items()]
+
+
+def verdict(passed: bool) -> str:
+    return "PASS" if passed else "FAIL"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--density", type=float, default=0.05)
+    parser.add_argument("--part", choices=("all", "generic", "delays"), default="all")
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -89,35 +100,34 @@ def main() -> None:
     x = (torch.rand(STEPS, BATCH, N_IN) < args.density).float()
     y = torch.randint(0, N_OUT, (BATCH,))
 
-    fused = SpikingModule(ranvier_network(hidden=256), "input")
-    generic_route = SpikingModule(ranvier_network(hidden=256), "input", generic=True)
-    generic = alternate({"fused": ranvier_side(fused, x, y), "generic": ranvier_side(generic_route, x, y)},
-                        args.repeats)
-    delayed = SpikingModule(ranvier_network(hidden=128), "input", learn_delays=True, max_delay=25 * ms)
-    delays = alternate({"ranvier, learned delays": ranvier_side(delayed, x, y),
-                        "snnTorch, no delays": snntorch_side(snntorch_network(128), x, y)}, args.repeats)
-    generic_ratio = ratio(generic, "generic", "fused")
-    delay_ratio = ratio(delays, "ranvier, learned delays", "snnTorch, no delays")
-    rows = []
-    for times in (generic, delays):
-        for name, values in times.items():
-            rows.append(f"| {name} | {statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f}) |")
+    rows, results = [], []
+    if args.part in ("all", "generic"):
+        fused = SpikingModule(ranvier_network(hidden=256), "input")
+        generic_route = SpikingModule(ranvier_network(hidden=256), "input", generic=True)
+        generic = alternate({"fused": ranvier_side(fused, x, y), "generic": ranvier_side(generic_route, x, y)},
+                            args.repeats)
+        rows += table_rows(generic)
+        median, low, high = ratio(generic, "generic", "fused")
+        results.append(f"- Generic route (LIF's own step, traced, in torch) / fused `LIFRecurrence`, 700-256-20: "
+                       f"**{median:.2f}** ({low:.2f}-{high:.2f}); target <= 1.5: **{verdict(median <= 1.5)}**.")
+    if args.part in ("all", "delays"):
+        delayed = SpikingModule(ranvier_network(hidden=128), "input", learn_delays=True, max_delay=25 * ms)
+        delays = alternate({"ranvier, learned delays": ranvier_side(delayed, x, y),
+                            "snnTorch, no delays": snntorch_side(snntorch_network(128), x, y)}, args.repeats)
+        rows += table_rows(delays)
+        median, low, high = ratio(delays, "ranvier, learned delays", "snnTorch, no delays")
+        results.append(f"- Learned delays (DCLS, max 25 steps) / snnTorch without delays, 700-128-20: "
+                       f"**{median:.2f}** ({low:.2f}-{high:.2f}); target <= 1.0: **{verdict(median <= 1.0)}**.")
     lines = [
         HEADING, "",
         f"Finished {datetime.now(timezone.utc).isoformat(timespec='seconds')}. Machine: {cpu_name()}, "
         f"{args.threads} torch threads; torch {torch.__version__}. T = {STEPS}, batch {BATCH}, {args.density:.0%} "
         f"input density, forward + backward + Adam, {args.repeats} alternating repetitions (median, range).", "",
-        "| training step | time (s) |", "|---|---|", *rows, "",
-        f"- Generic route (LIF's own step in torch) / fused `LIFRecurrence`, 700-256-20: **{generic_ratio[0]:.2f}** "
-        f"({generic_ratio[1]:.2f}-{generic_ratio[2]:.2f}); target <= 1.5: "
-        f"**{'PASS' if generic_ratio[0] <= 1.5 else 'FAIL'}**.",
-        f"- Learned delays (DCLS, max 25 steps) / snnTorch without delays, 700-128-20: **{delay_ratio[0]:.2f}** "
-        f"({delay_ratio[1]:.2f}-{delay_ratio[2]:.2f}); target <= 1.0: "
-        f"**{'PASS' if delay_ratio[0] <= 1.0 else 'FAIL'}**.", "",
+        "| training step | time (s) |", "|---|---|", *rows, "", *results, "",
     ]
     text = "\n".join(lines)
     print(text)
-    if not args.no_report:
+    if args.part == "all" and not args.no_report:
         write_section(HEADING, text)
 
 

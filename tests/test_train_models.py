@@ -92,11 +92,48 @@ def test_the_generic_route_gives_lif_recurrences_loss_and_gradients():
         assert float((fused - generic).abs().max() / fused.abs().max()) < 1e-6
 
 
-def test_izhikevich_from_equations_trains_and_the_engine_gives_its_spikes():
+def izhikevich_network():
     izhikevich = rv.neurons.Equations(IZHIKEVICH, threshold="v >= 30*mV", reset="v = c; u += d", method="euler",
                                       parameters={"a": 0.02 / ms, "b": 0.2 / ms, "c": -65 * mV, "d": 8 * mV / ms,
                                                   "I": 0.0}, receptors={"in": "v"})
-    net = network(izhikevich, init={"v": -65 * mV, "u": -13 * mV / ms})
+    return network(izhikevich, init={"v": -65 * mV, "u": -13 * mV / ms})
+
+
+def adex_network():
+    adex = rv.neurons.Equations(ADEX, threshold="v > V_T + 5*Delta_T", reset="v = E_L; w += b", method="euler",
+                                parameters={"C": 281 * pF, "g_L": 30 * nS, "E_L": -70.6 * mV, "V_T": -50.4 * mV,
+                                            "Delta_T": 2 * mV, "tau_w": 144 * ms, "a": 4 * nS, "b": 0.0805 * nA},
+                                receptors={"in": "v"})
+    return network(adex, init={"v": -70.6 * mV}, w_in=(3 * mV, 1.5 * mV))
+
+
+@pytest.mark.parametrize("make_network", [lif_network, izhikevich_network, adex_network])
+def test_the_traced_step_gives_the_step_by_step_loss_and_gradients(make_network):
+    """A feed-forward population runs its step traced over all steps with a derived backward
+    (ModelStep.sequence); unrolled step by step under autograd it must give the same numbers."""
+    results = []
+    for traced in (True, False):
+        net = make_network()
+        x, y = two_patterns(np.random.default_rng(3), 8, steps=80, channels=net["input"].n)
+        module = SpikingModule(net, "input", generic=True, surrogate_scale=10 * mV).double()
+        module._fused = traced
+        loss, trace = module.loss(x, y, "out")
+        loss.backward()
+        route = type(trace.spikes["hidden"].grad_fn).__name__
+        assert (route == "_TracedSequenceBackward") == traced, route
+        results.append((loss.item(), [w.grad.clone() for w in module.weights], trace))
+    (traced_loss, traced_grads, traced_trace), (loss, grads, trace) = results
+    assert trace.spikes["hidden"].sum() > 20
+    for name in ("hidden", "out"):
+        assert torch.equal(traced_trace.spikes[name], trace.spikes[name])
+        assert torch.equal(traced_trace.v[name], trace.v[name])
+    assert traced_loss == pytest.approx(loss, rel=1e-12)
+    for traced, unrolled in zip(traced_grads, grads, strict=True):
+        assert float((traced - unrolled).abs().max() / unrolled.abs().max()) < 1e-9
+
+
+def test_izhikevich_from_equations_trains_and_the_engine_gives_its_spikes():
+    net = izhikevich_network()
     module, x, trace, accuracy, predictions = train(net)
     assert accuracy >= 0.9
     module.write_back()
@@ -106,12 +143,7 @@ def test_izhikevich_from_equations_trains_and_the_engine_gives_its_spikes():
 
 
 def test_adex_from_equations_trains():
-    adex = rv.neurons.Equations(ADEX, threshold="v > V_T + 5*Delta_T", reset="v = E_L; w += b", method="euler",
-                                parameters={"C": 281 * pF, "g_L": 30 * nS, "E_L": -70.6 * mV, "V_T": -50.4 * mV,
-                                            "Delta_T": 2 * mV, "tau_w": 144 * ms, "a": 4 * nS, "b": 0.0805 * nA},
-                                receptors={"in": "v"})
-    net = network(adex, init={"v": -70.6 * mV}, w_in=(3 * mV, 1.5 * mV))
-    _, _, trace, accuracy, _ = train(net, scale=5 * mV)
+    _, _, trace, accuracy, _ = train(adex_network(), scale=5 * mV)
     assert trace.spikes["hidden"].sum() > 0
     assert accuracy >= 0.85
 

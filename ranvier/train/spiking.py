@@ -225,15 +225,15 @@ class SpikingModule(torch.nn.Module):
             scale = torch.full((population.n,), DEFAULT_SURROGATE_SCALE if value is None else float(value),
                                dtype=consts.dtype)
         self.register_buffer(f"_scale_{name}", scale)
+        names = model.state_names
+        v_row = names.index("v") if "v" in names else None
         try:
-            stepper = ModelStep(model.step, self.slope)
+            stepper = ModelStep(model.step, self.slope, v_row)
         except TrainingError as error:
             raise TrainingError(f"population {name!r}: {type(model).__name__} cannot train: {error} (name sources "
                                 "in `inputs`)") from None
-        names = model.state_names
         self.populations[name] = _Population(name, population.n, model.receptors,
-                                             tuple(False for _ in model.receptors), False, stepper,
-                                             names.index("v") if "v" in names else None)
+                                             tuple(False for _ in model.receptors), False, stepper, v_row)
 
     def _add_projection(self, projection: Projection) -> tuple[_Projection, Tensor, Tensor]:
         pre, post = projection.pre, projection.post
@@ -409,7 +409,9 @@ class SpikingModule(torch.nn.Module):
             init=getattr(self, f"_init_{name}"))
 
     #: run a population with no projection from its own group through :class:`LIFRecurrence`
-    #: (hand-written backward); False unrolls it under autograd like a recurrent group
+    #: (hand-written backward), or its model's step traced over all steps
+    #: (:meth:`~ranvier.train.model_step.ModelStep.sequence`, derived backward); False unrolls it
+    #: under autograd like a recurrent group
     _fused = True
 
     def _run_group(self, group: list[str], arriving: dict[str, list[Tensor | None]], recurrent: list[int],
@@ -419,6 +421,13 @@ class SpikingModule(torch.nn.Module):
             (name,) = group
             spikes, v = LIFRecurrence.apply(layers[name], steps, batch, *arriving[name])
             return {name: spikes}, {name: v}
+        if self._fused and not recurrent and len(group) == 1 and not layers:
+            (name,) = group
+            ran = self.populations[name].stepper.sequence(
+                arriving[name], steps, batch, getattr(self, f"_init_{name}"), getattr(self, f"_consts_{name}"),
+                getattr(self, f"_scale_{name}"))
+            if ran is not None:
+                return {name: ran[0]}, {} if ran[1] is None else {name: ran[1]}
         states = {name: layers[name].initial(batch) if name in layers else self._initial(name, batch)
                   for name in group}
         out_spikes: dict[str, list[Tensor]] = {name: [] for name in group}
