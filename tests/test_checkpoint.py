@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import ranvier as rv
+from ranvier.engine import journal
 from ranvier.errors import RunError, StorageError
 from ranvier.units import Hz, ms, mV
 
@@ -191,3 +192,198 @@ def test_learning_resumes_from_a_checkpoint(tmp_path):
     for original, copy in zip(reference.projections, resumed.projections, strict=True):
         np.testing.assert_array_equal(original.weights, copy.weights)
     assert not np.array_equal(reference.projections[3].weights, np.float32(3 * mV))  # it learned
+
+
+# A run to `total` s that resumes from its checkpoint file when there is one, and kills itself with
+# SIGKILL at the kill_at-th call of os.<kind> (pwrite, fsync, ftruncate) that storage and journal make while
+# checkpointing: before the call, or for pwrite halfway through the bytes (a torn write).
+RESUMING = BUILD + textwrap.dedent("""
+    import os
+    import signal
+    import sys
+    from pathlib import Path
+
+    from ranvier.engine import journal, storage
+
+    path, total, kind, kill_at = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+
+
+    class DyingOs:
+        def __init__(self):
+            self.calls = 0
+
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+        def _due(self, name):
+            self.calls += name == kind
+            return name == kind and self.calls == kill_at
+
+        def pwrite(self, fd, data, offset):
+            if self._due("pwrite"):
+                os.pwrite(fd, memoryview(data)[:len(data) // 2], offset)
+                os.kill(os.getpid(), signal.SIGKILL)
+            return os.pwrite(fd, data, offset)
+
+        def fsync(self, fd):
+            if self._due("fsync"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return os.fsync(fd)
+
+        def ftruncate(self, fd, length):
+            if self._due("ftruncate"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return os.ftruncate(fd, length)
+
+
+    net = rv.load(path) if path.exists() else build()
+    # one counter for the calls of both modules: storage's save, the journal's checkpoints
+    storage.os = journal.os = DyingOs()
+    net.run(total - net.t, backend="numba", checkpoint=path, every=10 * ms)
+""")
+
+
+def _run_resuming(path, total: float, kind: str, kill_at: int = 0, seconds: float = 300) -> int:
+    """RESUMING to ``total`` s, killed at the ``kill_at``-th os.``kind`` (``"none"``: never) or from
+    outside after ``seconds``; its exit status."""
+    command = [sys.executable, "-c", RESUMING, str(path), str(total), kind, str(kill_at)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        _, stderr = process.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        _, stderr = process.communicate()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode in (0, -signal.SIGKILL), stderr
+    return process.returncode
+
+
+def _resume_until_done(path, total: float, kills) -> list[str | None]:
+    """Run RESUMING once per kill, ``(kind, kill_at)`` or ``(None, seconds)`` (SIGKILL from outside
+    after that long), then to the end; what each kill left at the end of the file (journal._tail)."""
+    left = []
+    for kind, when in kills:
+        if kind is None:
+            _run_resuming(path, total, "none", seconds=when)  # the run may finish first
+        else:
+            assert _run_resuming(path, total, kind, when) == -signal.SIGKILL
+        with open(path, "rb") as handle:
+            left.append(journal._tail(handle.fileno()))
+    assert _run_resuming(path, total, "none") == 0
+    return left
+
+
+def _assert_same_as_uninterrupted(path, total: float) -> None:
+    resumed = rv.load(path)
+    reference = _build()
+    reference.run(total, backend="numba")
+    assert resumed.step == reference.step == round(total / reference.dt)
+    assert reference.spike_monitors[0].num_spikes > 100
+    _assert_same_recordings(reference, resumed)
+    for name, population in reference.populations.items():
+        np.testing.assert_array_equal(population.state, resumed.populations[name].state)
+    assert resumed.stats == reference.stats
+
+
+def test_killed_in_every_phase_of_a_checkpoint_resumes_identically(tmp_path):
+    path = tmp_path / "run.h5"
+    # a fresh run saves (fsync 1), then each checkpoint flushes its new bytes, its journal record
+    # and its pages in place: fsync 5 comes before the second append writes its record, fsync 3 of
+    # a resumed run after its first append wrote its record and pages
+    left = _resume_until_done(path, 0.2, [("fsync", 5), ("fsync", 3), ("pwrite", 40)])
+    assert left[:2] == ["uncommitted", "committed"], left
+    _assert_same_as_uninterrupted(path, 0.2)
+
+
+@pytest.mark.slow
+def test_killed_at_random_moments_resumes_identically(tmp_path):
+    path = tmp_path / "run.h5"
+    rng = np.random.default_rng(18)
+    # an append makes about 14 pwrites, 3 fsyncs and 3 ftruncates: each kill lands within a few
+    # checkpoints (at most 0.6 s of the run for the 12 of them); the kills from outside, after a
+    # stretch of wall time, come last, since how far a run gets in that time varies with the machine
+    kills = [("pwrite", int(rng.integers(1, 60))) if index % 4 == 0 else
+             ("fsync", int(rng.integers(2, 15))) if index % 4 == 1 else
+             ("ftruncate", int(rng.integers(1, 15))) if index % 4 == 2 else
+             (None, float(rng.uniform(1.0, 3.0)))
+             for index in range(16)]
+    kills.sort(key=lambda kill: kill[0] is None)
+    left = _resume_until_done(path, 1.0, kills)
+    assert {"uncommitted", "committed"} <= set(left), left
+    _assert_same_as_uninterrupted(path, 1.0)
+
+
+def test_an_uncommitted_tail_is_ignored_then_cut(tmp_path):
+    """What a checkpoint killed before its commit marker appended: a reader skips it, and it is cut
+    once no other process has the file open."""
+    path = tmp_path / "run.h5"
+    net = _build()
+    net.run(30 * ms, backend="numpy", checkpoint=path, every=10 * ms)
+    committed = path.stat().st_size
+    tail = np.random.default_rng(3).bytes(100_000)
+    with open(path, "ab") as handle:
+        handle.write(tail)
+    reference = _build()
+    reference.run(30 * ms, backend="numpy")
+    with h5py.File(path, "r"):  # open elsewhere: the tail stays, and is not read
+        _assert_same_recordings(reference, rv.load(path))
+        assert path.stat().st_size == committed + len(tail)
+    resumed = rv.load(path)
+    assert path.stat().st_size == committed and resumed.step == 300
+    with open(path, "ab") as handle:
+        handle.write(tail)
+    resumed.run(20 * ms, backend="numpy", checkpoint=path, every=10 * ms)
+    reference.run(20 * ms, backend="numpy")
+    _assert_same_recordings(reference, resumed)
+    _assert_same_recordings(reference, rv.load(path))
+
+
+def test_a_committed_checkpoint_is_completed_before_it_is_read(tmp_path):
+    path = tmp_path / "run.h5"
+    # killed before its third fsync (the first is the save's, the second flushes the first append's new
+    # bytes): that append's journal record is written, its pages are not yet in place
+    assert _run_resuming(path, 0.1, "fsync", 3) == -signal.SIGKILL
+    with open(path, "rb") as handle:
+        assert journal._tail(handle.fileno()) == "committed"
+    with h5py.File(path, "r") as file:
+        assert file.attrs["step"] == 100  # the image still holds the first checkpoint
+        with pytest.raises(StorageError, match="committed but not yet in place"):
+            rv.load(path)
+    resumed = rv.load(path)
+    assert resumed.step == 200
+    reference = _build()
+    reference.run(20 * ms, backend="numba")
+    _assert_same_recordings(reference, resumed)
+
+
+def test_a_checkpoint_to_a_file_open_elsewhere_replaces_it_with_a_copy(tmp_path):
+    path = tmp_path / "run.h5"
+    net = _build()
+    net.run(10 * ms, backend="numpy", checkpoint=path)
+    first = path.stat().st_ino
+    net.run(10 * ms, backend="numpy", checkpoint=path)
+    assert path.stat().st_ino == first  # appended in place
+    with h5py.File(path, "r") as file:
+        net.run(10 * ms, backend="numpy", checkpoint=path)
+        assert file.attrs["step"] == 200  # the reader keeps the file it opened
+    assert path.stat().st_ino != first
+    copied = path.stat().st_ino
+    net.run(10 * ms, backend="numpy", checkpoint=path)
+    assert path.stat().st_ino == copied
+    reference = _build()
+    reference.run(40 * ms, backend="numpy")
+    _assert_same_recordings(reference, net)
+    _assert_same_recordings(reference, rv.load(path))
+
+
+def test_a_checkpoint_to_a_file_replaced_since_is_refused(tmp_path):
+    path = tmp_path / "run.h5"
+    net = _build()
+    net.run(10 * ms, backend="numpy", checkpoint=path)
+    other = rv.load(path)
+    other.run(10 * ms, backend="numpy", checkpoint=path)  # the file now holds other's run
+    with pytest.raises(StorageError, match="replaced since the last checkpoint"):
+        net.run(10 * ms, backend="numpy", checkpoint=path)
+    assert rv.load(path).step == 200

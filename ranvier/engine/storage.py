@@ -28,12 +28,13 @@ The layout (schema version :data:`SCHEMA_VERSION`, described in ``docs/storage.m
     /recordings/state/<i>    attrs: population, variable, rows, every_steps; ids, steps (int64),
                              values (the precision's type (samples, channels, ids))
 
-Every file is written to a temporary name and renamed over ``path`` when complete, so a
+A saved file is written to a temporary name and renamed over ``path`` when complete, so a
 process killed while writing leaves the previous file intact. A checkpoint after the first
-copies the previous checkpoint, appends the recordings made since and overwrites the state
-(:class:`Checkpointer`); the recordings written leave memory, and monitors read them back from
-the file when asked. Reading a file that is missing, truncated or not a ranvier file raises
-:class:`~ranvier.errors.StorageError`, never an h5py error.
+appends the recordings made since and the new state to the file and commits them with a journal
+and a commit marker (:class:`Checkpointer`, :mod:`.journal`), so that a process killed at
+any moment leaves the last committed checkpoint; the recordings written leave memory, and
+monitors read them back from the file when asked. Reading a file that is missing, truncated or
+not a ranvier file raises :class:`~ranvier.errors.StorageError`, never an h5py error.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ import os
 import shutil
 import uuid
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ from ..errors import ModelError, ProjectionError, RanvierError, StorageError
 from . import distributions
 from .connectivity import Convolution
 from .distributions import Distribution
+from .journal import JournaledFile, lock, recover, settle
 from .kinds import Kind
 from .model import Model, ValueModel
 from .monitors import SpikeMonitor, StateMonitor
@@ -79,9 +81,9 @@ _CHUNK_BYTES = 1 << 20
 _LIBVER = ("v110", "v110")
 #: the groups of numbered groups, each with a ``count`` attribute (schema 3)
 _NUMBERED = ("populations", "projections", "recordings/spikes", "recordings/state")
-#: network -> (file, structure version) when its monitors' recordings up to now are in that file
-#: (after a checkpoint, or loading), so the next checkpoint to that file only appends
-_RECORDED_IN: weakref.WeakKeyDictionary[Network, tuple[Path, int]] = weakref.WeakKeyDictionary()
+#: network -> (file, structure version, the file's write id) when its monitors' recordings up to now
+#: are in that file (after a checkpoint, or loading), so the next checkpoint to that file only appends
+_RECORDED_IN: weakref.WeakKeyDictionary[Network, tuple[Path, int, str | None]] = weakref.WeakKeyDictionary()
 
 
 def glob_escape(name: str) -> str:
@@ -556,9 +558,10 @@ def _replacing(path: Path) -> Iterator[Path]:
             temporary.unlink()
 
 
-def _open(path: Path, mode: str):
+def _open(path: Path, mode: str, source: JournaledFile | None = None):
+    """``path`` as an h5py file; ``source``: the file object through which to read and write it instead."""
     try:
-        return _h5py().File(path, mode, **({} if mode == "r" else {"libver": _LIBVER}))
+        return _h5py().File(path if source is None else source, mode, **({} if mode == "r" else {"libver": _LIBVER}))
     except (OSError, ValueError) as error:
         raise StorageError(f"{path}: cannot open as HDF5 for {'reading' if mode == 'r' else 'writing'} "
                            f"({error})") from None
@@ -668,7 +671,10 @@ def _check_write_id(file, path: Path, expected: str | None) -> None:
 
 @contextmanager
 def _reading(path: Path):
-    """Open ``path`` for reading; any failure inside becomes a StorageError naming the file."""
+    """Open ``path`` for reading; any failure inside becomes a StorageError naming the file.
+
+    A checkpoint that a killed process left half written is settled first (:func:`settle`)."""
+    settle(path)
     file = _open(path, "r")
     try:
         yield file
@@ -876,7 +882,7 @@ def load(path: str | os.PathLike) -> Network:
             raise StorageError(f"{path}: stats must be a JSON object, the file holds {stats!r}")
         net.stats = Stats(**stats)
     net._changed()
-    _RECORDED_IN[net] = (path.resolve(), net._structure_version)
+    _RECORDED_IN[net] = (path.resolve(), net._structure_version, write_id)
     return net
 
 
@@ -1116,17 +1122,53 @@ def read_spikes(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarr
 
 
 # -- checkpoints ----------------------------------------------------------------------------------
+#
+def _check_checkpointed(file, path: Path, write_id: str) -> None:
+    """A checkpoint goes on only in the file its network last wrote (``write_id``), not one put in its place."""
+    if file.attrs.get("write_id") != write_id:
+        raise StorageError(f"{path}: the file was replaced since the last checkpoint to it (another save or "
+                           "checkpoint to that path); checkpoint to another path")
+
+
+def _append_checkpoint(path: Path, write_id: str, update: Callable[[Any], None]) -> str | None:
+    """Checkpoint in place into ``path``, which holds the checkpoint of write id ``write_id``:
+    ``update(file)`` writes what changed to the h5py file, and the result is committed
+    (:class:`JournaledFile`). Returns the new write id, or None when another process has the file
+    open (it would read a file changing under it)."""
+    try:
+        handle = open(path, "rb+")
+    except OSError as error:
+        raise StorageError(f"{path}: cannot write ({type(error).__name__}: {error})") from None
+    with handle:
+        fd = handle.fileno()
+        if not lock(fd):
+            return None
+        recover(fd)
+        journal = JournaledFile(fd)
+        try:
+            with _open(path, "r+", journal) as file:
+                _check_checkpointed(file, path, write_id)
+                update(file)
+                written = _seal(file)
+            journal.commit()
+        except BaseException:
+            journal.abandon()
+            raise
+    return written
 
 
 class Checkpointer:
     """Writes a running network to ``path`` periodically.
 
-    A checkpoint writes the whole network unless ``path`` already holds this network's
-    recordings so far (it was loaded from there, or checkpointed there since its structure last
-    changed); then it copies that file, appends the recordings made since, overwrites state,
-    time and counts, and renames the copy over ``path``. A process killed at any moment leaves
-    the last complete checkpoint. After each checkpoint the monitors' recorded data leaves
-    memory and is read back from the file.
+    A checkpoint writes the whole network (to a temporary file renamed over ``path``) unless
+    ``path`` already holds this network's recordings so far (it was loaded from there, or
+    checkpointed there since its structure last changed); then it appends the recordings made
+    since and the new state, time and counts to that file and commits them
+    (:func:`_append_checkpoint`), so its cost does not grow with the file. While the file is open
+    elsewhere (another process, another h5py file object) it instead copies the file, updates the
+    copy and renames it over ``path``.
+    A process killed at any moment leaves the last committed checkpoint. After each checkpoint
+    the monitors' recorded data leaves memory and is read back from the file.
     """
 
     def __init__(self, net: Network, path: str | os.PathLike, every_steps: int):
@@ -1144,16 +1186,26 @@ class Checkpointer:
         """Write the network as it stands, and schedule the next checkpoint."""
         net = self.net
         self.next_step = net.step + self.every_steps
-        if _RECORDED_IN.get(net) != (self.path.resolve(), net._structure_version) or not self.path.is_file():
+        recorded = _RECORDED_IN.get(net)
+        if (recorded is None or recorded[:2] != (self.path.resolve(), net._structure_version)
+                or recorded[2] is None or not self.path.is_file()):
             write_id = _save(net, self.path)
         else:
-            with _replacing(self.path) as temporary:
-                shutil.copyfile(self.path, temporary)
-                with _open(temporary, "r+") as file:
-                    self._update(file)
-                    write_id = _seal(file)
+            write_id = _append_checkpoint(self.path, recorded[2], self._update) or self._write_copy(recorded[2])
         self._release_recordings(write_id)
-        _RECORDED_IN[net] = (self.path.resolve(), net._structure_version)
+        _RECORDED_IN[net] = (self.path.resolve(), net._structure_version, write_id)
+
+    def _write_copy(self, write_id: str) -> str:
+        """The checkpoint as a copy of the file renamed over it, for a file another process has open
+        (it keeps reading the file it opened); returns the new write id."""
+        with _replacing(self.path) as temporary:
+            shutil.copyfile(self.path, temporary)
+            with open(temporary, "rb+") as handle:
+                recover(handle.fileno())
+            with _open(temporary, "r+") as file:
+                _check_checkpointed(file, self.path, write_id)
+                self._update(file)
+                return _seal(file)
 
     def _update(self, file) -> None:
         net = self.net
