@@ -14,7 +14,13 @@ convention snnTorch and Norse export with: a spike of weight ``w`` in a step of 
 ``R w_in w dt / tau_syn`` (CubaLIF, a current receptor). Leaks follow ``integration``:
 ``"exact"`` (ranvier's ``e^{-dt/tau}``) or ``"euler"`` (``1 - dt/tau``, what snnTorch's
 ``beta`` means: its exporter writes ``tau = dt / (1 - beta)`` with ``dt = 1e-4``, ``r = tau / dt``
-and, for ``Synaptic``, ``w_in = tau_syn / dt``). Graphs ranvier writes carry ``dt``,
+and, for ``Synaptic``, ``w_in = tau_syn / dt``). With ``"euler"`` a ``CubaLIF`` steps the discrete
+form snnTorch's ``Synaptic`` and Norse's ``LIFCell`` share, ``I[t] = (1 - dt/tau_syn) I[t-1] + k x[t]``,
+``v[t] = v[t-1] + dt/tau_mem (v_leak - v[t-1] + R I[t])`` (the current updated first, entering ``v`` in
+the same step; ``k = w_in dt / tau_syn``, Norse's ``k = w_in``): ranvier's LIF with a delta receptor
+``"in"`` and a current receptor ``"syn"`` (:mod:`ranvier.neurons.discrete_synaptic`), so a chain
+into it becomes two projections. ``convention="snntorch"`` adds snnTorch's dt and zero-reset
+refractory step (:func:`_snntorch_t_ref`). Graphs ranvier writes carry ``dt``,
 ``integration = "exact"``, each population's refractory period and its ``v_rest`` (NIR only has
 ``v_leak = v_rest + i_bias``; ``v_rest`` is the initial ``v``) in their metadata. NIR holds no
 state: a loaded network starts from ``v = v_rest`` and zero currents.
@@ -41,12 +47,18 @@ from ..engine.connectivity import outgoing_synapses
 from ..engine.network import Network, Population
 from ..engine.plausibility import unchecked
 from ..errors import NIRError, ProjectionError
+from ..neurons.discrete_synaptic import _discrete_synaptic
 from ..neurons.lif import LIF
 from ..neurons.sources import PoissonSource, SpikeSource
 
 #: NIR node types ``load`` accepts (``NIRGraph``: a nested graph, flattened into its parent)
 SUPPORTED_NODES = ("Input", "Output", "LIF", "CubaLIF", "LI", "I", "IF", "Threshold", "Linear", "Affine", "Scale",
                    "Delay", "Flatten", "Conv2d", "SumPool2d", "AvgPool2d", "NIRGraph")
+#: readings of a graph ``load`` knows: NIR's own, Norse 1.1's ``to_nir`` (``tau = dt / tau_inv``), and
+#: snnTorch 1.0's ``export_to_nir`` with ``reset_mechanism="zero"`` (its dt, each layer's refractory step)
+CONVENTIONS = ("nir", "norse", "snntorch")
+#: the step (s) snnTorch 1.0's exporter writes its time constants for: ``tau = dt / (1 - beta)``
+SNNTORCH_DT = 1e-4
 #: NIR node types loaded as a convolution (``connect.Conv2d``: a projection whose kernel is stored once)
 CONVOLUTIONS = ("Conv2d", "SumPool2d", "AvgPool2d")
 #: time constant standing for "no memory" (a nir.Threshold): the exact decay per step is exp(-1000) = 0,
@@ -210,8 +222,9 @@ def _taus(node, name: str, fields: tuple[str, ...], n: int, dt: float, conventio
 
 @unchecked()  # NIR graphs from other tools are often in normalised units
 def _population(net: Network, name: str, node, dt: float, integration: str, n: int,
-                convention: str = "nir", t_ref: float | None = None) -> tuple[Population, np.ndarray]:
-    """The population for ``node`` and the factor turning a NIR weight into a ranvier weight."""
+                convention: str = "nir", t_ref: float | None = None) -> tuple[Population, dict[str, np.ndarray]]:
+    """The population for ``node`` and, per receptor, the factor turning a NIR weight into a ranvier
+    weight (a chain into the population becomes one projection per receptor)."""
     nir = _nir()
 
     meta = dict(getattr(node, "metadata", {}) or {})
@@ -220,20 +233,27 @@ def _population(net: Network, name: str, node, dt: float, integration: str, n: i
         tau_mem, tau_syn = _taus(node, name, ("tau_mem", "tau_syn"), n, dt, convention)
         r, w_in = _array(node.r, n), _array(node.w_in, n)
         # NIR: a spike of weight w adds w_in w dt / tau_syn to I; Norse adds w_in w (its i jumps by the input)
-        factor = r * w_in * (1.0 if convention == "norse" else dt / tau_syn)
+        current_jump = w_in * (1.0 if convention == "norse" else dt / tau_syn)
         v_leak = _array(node.v_leak, n)
         v_rest = _array(meta.get("v_rest", v_leak), n)
-        model = LIF(tau_m=_leak_tau(tau_mem, dt, integration), v_rest=v_rest, i_bias=v_leak - v_rest,
-                    v_th=_array(node.v_threshold, n),
-                    v_reset=_array(node.v_leak if node.v_reset is None else node.v_reset, n), t_ref=t_ref,
-                    tau_syn={"syn": _leak_tau(tau_syn, dt, integration)})
-        return net.population(model, n=n, name=name), factor
+        parameters = {"v_rest": v_rest, "i_bias": v_leak - v_rest, "v_th": _array(node.v_threshold, n),
+                      "v_reset": _array(node.v_leak if node.v_reset is None else node.v_reset, n), "t_ref": t_ref}
+        tau_m, tau_s = _leak_tau(tau_mem, dt, integration), _leak_tau(tau_syn, dt, integration)
+        if integration == "exact":
+            model = LIF(tau_m=tau_m, tau_syn={"syn": tau_s}, **parameters)
+            return net.population(model, n=n, name=name), {"syn": r * current_jump}
+        # the discrete form snnTorch and Norse step: the current updated first, v moved by
+        # r dt / tau_mem times it in the same step
+        model, receptors = _discrete_synaptic(tau_m, tau_s, dt, **parameters)
+        voltage_jump = r * dt / tau_mem * current_jump
+        return net.population(model, n=n, name=name), {key: voltage_jump * value for key, value in receptors.items()}
     if isinstance(node, nir.I | nir.IF):  # dv/dt = R I, without (I) or with (IF) a threshold
         tau, v_leak, threshold, reset = np.full(n, NO_LEAK_TAU), np.zeros(n), np.full(n, NO_THRESHOLD), np.zeros(n)
         if isinstance(node, nir.IF):
             threshold, reset = _array(node.v_threshold, n), _array(node.v_reset, n)
         r = _array(node.r, n)
-        factor = r * dt
+        # NIR: a spike of weight w in a step moves v by r w dt; Norse's IAFCell by r w (v += input)
+        factor = r * (1.0 if convention == "norse" else dt)
         tau_m = tau
     elif isinstance(node, nir.Threshold):  # a spike where this step's input exceeds the threshold; no memory
         v_leak, threshold, reset = np.zeros(n), _array(node.threshold, n), np.zeros(n)
@@ -251,7 +271,7 @@ def _population(net: Network, name: str, node, dt: float, integration: str, n: i
     v_rest = _array(meta.get("v_rest", v_leak), n)
     model = LIF(tau_m=tau_m, v_rest=v_rest, v_th=threshold, v_reset=reset, t_ref=t_ref, tau_syn={"in": 0.0},
                 i_bias=v_leak - v_rest)
-    return net.population(model, n=n, name=name), factor
+    return net.population(model, n=n, name=name), {"in": factor}
 
 
 def from_nir(graph, dt: float | None = None, integration: str | None = None, seed: int | None = None,
@@ -267,14 +287,17 @@ def from_nir(graph, dt: float | None = None, integration: str | None = None, see
     refractory period of every neuron node (NIR has none; ranvier's own graphs carry theirs):
     snnTorch's ``reset_mechanism="zero"`` zeroes the membrane again in the step after a spike,
     losing that step's input, which is NIR's reset with ``t_ref=dt`` (then its exports run with
-    snnTorch's spikes exactly, tested).
+    snnTorch's spikes exactly, tested). ``convention="snntorch"`` reads a graph as snnTorch 1.0's
+    ``export_to_nir`` writes it with ``reset_mechanism="zero"``: ``dt`` defaults to its exporter's
+    ``1e-4`` s and, unless ``t_ref`` is given, each node gets its layer's refractory step
+    (:func:`_snntorch_t_ref`).
     """
     nir = _nir()
 
-    if convention not in ("nir", "norse"):
-        raise NIRError(f"from_nir: convention must be 'nir' or 'norse', got {convention!r}")
+    if convention not in CONVENTIONS:
+        raise NIRError(f"from_nir: convention must be one of {', '.join(map(repr, CONVENTIONS))}, got {convention!r}")
     meta = dict(graph.metadata or {})
-    dt = float(dt if dt is not None else meta.get("dt", 0.0))
+    dt = float(dt if dt is not None else meta.get("dt", SNNTORCH_DT if convention == "snntorch" else 0.0))
     if not dt > 0:
         raise NIRError("from_nir: the graph has no dt in its metadata; pass dt (s), e.g. 1e-4 for snnTorch graphs")
     integration = integration or meta.get("integration", "euler")
@@ -286,18 +309,20 @@ def from_nir(graph, dt: float | None = None, integration: str | None = None, see
     neurons = (nir.LIF, nir.CubaLIF, nir.LI, nir.I, nir.IF, nir.Threshold)
     sizes = _sizes(graph)
     populations: dict[str, Population] = {}
-    factors: dict[str, np.ndarray] = {}
+    factors: dict[str, dict[str, np.ndarray]] = {}
+    successors: dict[str, list[str]] = {}
+    for source, target in graph.edges:
+        successors.setdefault(source, []).append(target)
     for name, node in graph.nodes.items():
         if isinstance(node, nir.Input):
             n = int(np.prod(next(iter(node.input_type.values()))))
             populations[name] = net.population(SpikeSource([], [], n=n), name=name)
         elif isinstance(node, neurons):
+            refractory = _snntorch_t_ref(graph, name, successors, dt) if t_ref is None and \
+                convention == "snntorch" else t_ref
             populations[name], factors[name] = _population(net, name, node, dt, integration, sizes[name],
-                                                           convention, t_ref)
-    successors: dict[str, list[str]] = {}
-    for source, target in graph.edges:
-        successors.setdefault(source, []).append(target)
-    biases: list[tuple[Population, np.ndarray, int]] = []
+                                                           convention, refractory)
+    biases: list[tuple[Population, dict[str, np.ndarray], int]] = []
     for start in populations:
         for first in successors.get(start, []):
             bias = _connect_chain(net, graph, start, first, successors, populations, factors, dt)
@@ -306,6 +331,30 @@ def from_nir(graph, dt: float | None = None, integration: str | None = None, see
     if biases:
         _bias_clock(net, biases, _arrival_steps(net, populations))
     return net
+
+
+def _snntorch_t_ref(graph, name: str, successors: Mapping[str, list[str]], dt: float) -> float:
+    """The refractory period (s) reproducing snnTorch's ``reset_mechanism="zero"`` for neuron node ``name``.
+
+    ``Synaptic`` (a ``CubaLIF``; ``mem[t] = (1 - reset[t]) (beta mem[t-1] + syn[t])``) and
+    ``RLeaky``/``RSynaptic`` (a neuron node that feeds itself through its recurrent weights;
+    ``mem[t] = (1 - reset[t]) (beta mem[t-1] + x[t] + W spk[t-1])``) zero the membrane, input
+    included, in the step after a spike: one refractory step, ``dt``. ``Leaky`` zeroes only the old
+    membrane (``mem[t] = beta (1 - reset[t]) mem[t-1] + x[t]``): that is NIR's reset alone, 0."""
+    nir = _nir()
+    if isinstance(graph.nodes[name], nir.CubaLIF):
+        return dt
+    populations = (nir.Input, nir.LIF, nir.CubaLIF, nir.LI, nir.I, nir.IF, nir.Threshold)  # where a chain ends
+    seen, frontier = set(), list(successors.get(name, []))
+    while frontier:
+        node_name = frontier.pop()
+        if node_name == name:
+            return dt
+        if node_name in seen or node_name not in graph.nodes or isinstance(graph.nodes[node_name], populations):
+            continue
+        seen.add(node_name)
+        frontier += successors.get(node_name, [])
+    return 0.0
 
 
 def _check_types(graph) -> None:
@@ -380,19 +429,22 @@ def _arrival_steps(net: Network, populations: Mapping[str, Population]) -> dict[
 
 
 @unchecked()
-def _bias_clock(net: Network, biases: list[tuple[Population, np.ndarray, int]], arrival: Mapping[str, int]) -> None:
+def _bias_clock(net: Network, biases: list[tuple[Population, Mapping[str, np.ndarray], int]],
+                arrival: Mapping[str, int]) -> None:
     """Affine biases as snnTorch applies them: ``W x[t] + b`` together, so a bias acts from the step
     the spikes of the inputs first arrive (not from step 0, as an ``i_bias`` would). One neuron
-    (``_bias_clock``) spikes every step from step 0; a projection of the bias as weights, delayed
-    by that arrival step, delivers it each step from then on."""
+    (``_bias_clock``) spikes every step from step 0; a projection of the bias as weights (one per
+    receptor the weighted spikes go to), delayed by that arrival step, delivers it each step from
+    then on."""
     clock = net.population(LIF(tau_m=NO_MEMORY_TAU * net.dt, v_rest=0.0, i_bias=1.0, v_th=0.5, v_reset=0.0,
                                t_ref=0.0, tau_syn={"in": 0.0}), n=1, name="_bias_clock")
-    for post, weight, chain_steps in biases:
+    for post, weights, chain_steps in biases:
         steps = max(1, arrival.get(post.name, chain_steps))
-        post_ids = np.flatnonzero(weight)
-        net.connect(clock, post, connect.FromArrays(np.zeros(len(post_ids), dtype=np.int64), post_ids,
-                                                    weight=weight[post_ids], delay=steps * net.dt),
-                    receptor=post.model.receptors[0])
+        for receptor, weight in weights.items():
+            post_ids = np.flatnonzero(weight)
+            net.connect(clock, post, connect.FromArrays(np.zeros(len(post_ids), dtype=np.int64), post_ids,
+                                                        weight=weight[post_ids], delay=steps * net.dt),
+                        receptor=receptor)
 
 
 def _leading_ones_dropped(shape) -> tuple[int, ...]:
@@ -508,12 +560,14 @@ def _sizes(graph) -> dict[str, int]:
 
 
 def _connect_chain(net: Network, graph, start: str, first: str, successors: Mapping[str, list[str]],
-                   populations: Mapping[str, Population], factors: Mapping[str, np.ndarray], dt: float):
+                   populations: Mapping[str, Population], factors: Mapping[str, Mapping[str, np.ndarray]],
+                   dt: float):
     """Connect the chain of nodes from population ``start`` through ``first`` to the next
-    population; returns ``(post, bias weights, delay steps)`` when the chain carries an Affine
-    bias, else None. ``Flatten`` is the identity on ranvier's flat neuron index; a ``Scale``
-    multiplies what passes it (the inputs before the weights, the outputs and bias after). A chain
-    with a convolution or pooling node is connected by :func:`_connect_convolution_chain`."""
+    population, one projection per receptor of ``factors[post]``; returns ``(post, receptor ->
+    bias weights, delay steps)`` when the chain carries an Affine bias, else None. ``Flatten`` is
+    the identity on ranvier's flat neuron index; a ``Scale`` multiplies what passes it (the inputs
+    before the weights, the outputs and bias after). A chain with a convolution or pooling node is
+    connected by :func:`_connect_convolution_chain`."""
     nir = _nir()
 
     delay_steps, weight, bias, node_name = 1, None, None, first
@@ -555,13 +609,14 @@ def _connect_chain(net: Network, graph, start: str, first: str, successors: Mapp
     if weight.shape != (post.n, pre.n):
         raise NIRError(f"NIR edge {start!r} -> {node_name!r}: weight shape {weight.shape} does not match "
                        f"({post.n}, {pre.n})")
-    factor = factors[node_name]
     post_ids, pre_ids = np.nonzero(weight)
-    net.connect(pre, post, connect.FromArrays(pre_ids, post_ids, weight=weight[post_ids, pre_ids] * factor[post_ids],
-                                              delay=delay_steps * dt))
+    for receptor, factor in factors[node_name].items():
+        net.connect(pre, post, connect.FromArrays(pre_ids, post_ids, weight=weight[post_ids, pre_ids]
+                                                  * factor[post_ids], delay=delay_steps * dt), receptor=receptor)
     if bias is not None and np.any(bias != 0):
-        # b enters like the weighted spikes, W x + b: the same factor, every step from the inputs' arrival
-        return post, np.broadcast_to(bias, (post.n,)) * factor, delay_steps
+        # b enters like the weighted spikes, W x + b: the same factors, every step from the inputs' arrival
+        return post, {receptor: np.broadcast_to(bias, (post.n,)) * factor
+                      for receptor, factor in factors[node_name].items()}, delay_steps
     return None
 
 
@@ -629,7 +684,8 @@ def _pool_then_convolution(pool: connect.Conv2d, conv: connect.Conv2d) -> connec
 
 
 def _connect_convolution_chain(net: Network, graph, start: str, first: str, successors: Mapping[str, list[str]],
-                               populations: Mapping[str, Population], factors: Mapping[str, np.ndarray], dt: float):
+                               populations: Mapping[str, Population], factors: Mapping[str, Mapping[str, np.ndarray]],
+                               dt: float):
     """Connect a chain holding ``Conv2d``, ``SumPool2d`` or ``AvgPool2d`` nodes (see :func:`_connect_chain`).
 
     A chain with one convolution (besides Flatten, Delay and Scales of one value) becomes a
@@ -688,7 +744,6 @@ def _connect_convolution_chain(net: Network, graph, start: str, first: str, succ
     post = populations[node_name]
     if size != post.n:
         raise NIRError(f"NIR edge {start!r} -> {node_name!r}: the chain sends {size} values to {post.n} neurons")
-    factor = factors[node_name]
     scalar = np.prod([stage[1][0] for stage in stages if stage[0] == "scale" and np.all(stage[1] == stage[1][0])])
     operators = [stage for stage in stages if not (stage[0] == "scale" and np.all(stage[1] == stage[1][0]))]
     rule = None
@@ -696,21 +751,24 @@ def _connect_convolution_chain(net: Network, graph, start: str, first: str, succ
         rule = operators[0][1]
     elif [o[0] for o in operators] == ["conv", "conv"] and _is_pooling(operators[0][1]):
         rule = _pool_then_convolution(operators[0][1], operators[1][1])
-    channels = None if rule is None else factor.reshape(rule.convolution.out_shape[0], -1)
-    if rule is not None and np.all(channels == channels[:, :1]):
-        # one kernel for all positions: the factor of each output channel and the scales go into it
-        kernel = rule.kernel * scalar * channels[:, 0, None, None, None]
-        net.connect(pre, post, dataclasses.replace(rule, kernel=kernel), delay=delay_steps * dt)
-    else:
-        matrix = _stage_matrix(stages[0], pre.n)
-        for stage in stages[1:]:
-            matrix = _compose(matrix, _stage_matrix(stage, matrix[3]), pre.n)
+    matrix = None
+    for receptor, factor in factors[node_name].items():
+        channels = None if rule is None else factor.reshape(rule.convolution.out_shape[0], -1)
+        if rule is not None and np.all(channels == channels[:, :1]):
+            # one kernel for all positions: the factor of each output channel and the scales go into it
+            kernel = rule.kernel * scalar * channels[:, 0, None, None, None]
+            net.connect(pre, post, dataclasses.replace(rule, kernel=kernel), delay=delay_steps * dt, receptor=receptor)
+            continue
+        if matrix is None:
+            matrix = _stage_matrix(stages[0], pre.n)
+            for stage in stages[1:]:
+                matrix = _compose(matrix, _stage_matrix(stage, matrix[3]), pre.n)
         rows, columns, values, _ = matrix
         kept = values != 0
-        net.connect(pre, post, connect.FromArrays(columns[kept], rows[kept],
-                                                  weight=values[kept] * factor[rows[kept]], delay=delay_steps * dt))
+        net.connect(pre, post, connect.FromArrays(columns[kept], rows[kept], weight=values[kept] * factor[rows[kept]],
+                                                  delay=delay_steps * dt), receptor=receptor)
     if np.any(bias != 0):
-        return post, bias * factor, delay_steps
+        return post, {receptor: bias * factor for receptor, factor in factors[node_name].items()}, delay_steps
     return None
 
 

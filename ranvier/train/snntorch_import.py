@@ -15,7 +15,8 @@ Mapping onto ranvier's LIF (units: snnTorch's dimensionless membrane becomes vol
   ``v = beta * 0 + x`` in the next step is snnTorch's zero reset, so ``t_ref = 0``.
 * Synaptic: ``beta mem + alpha syn[t-1] + x[t]`` is a delta receptor ``"in"`` (weight ``w``) plus a
   current receptor ``"syn"`` with ``tau_syn`` (weight ``w alpha / P``, ``P`` the exact propagator
-  of :func:`ranvier.neurons.lif._propagator`, so ``P I = alpha syn``). snnTorch zeroes ``mem``
+  of :func:`ranvier.neurons.lif._propagator`, so ``P I = alpha syn``), as
+  :mod:`ranvier.neurons.discrete_synaptic` builds it (the NIR loader too). snnTorch zeroes ``mem``
   (input included) in the step after a spike and keeps ``syn``: one refractory step, during
   which ranvier also keeps the currents.
 * ``nn.Linear`` biases arrive from a ``"bias"`` clock neuron that spikes in every step, with
@@ -35,7 +36,8 @@ from .. import connect
 from ..engine.network import Network
 from ..engine.plausibility import unchecked
 from ..errors import TrainingError
-from ..neurons.lif import LIF, _propagator
+from ..neurons.discrete_synaptic import _discrete_synaptic
+from ..neurons.lif import LIF
 from ..neurons.sources import SpikeSource
 
 SUPPORTED = "nn.Sequential of nn.Linear followed by snn.Leaky or snn.Synaptic with reset_mechanism='zero'"
@@ -96,20 +98,16 @@ def from_snntorch(model: torch.nn.Module, dt: float = 1e-3, seed: int | None = N
         n = linear.out_features
         tau_m = _decay_to_tau(neuron.beta, "beta", layer, dt, n)
         threshold = np.broadcast_to(np.asarray(torch.as_tensor(neuron.threshold).detach(), dtype=np.float64), (n,))
-        synaptic = isinstance(neuron, snn.Synaptic)
-        tau_syn = {"in": 0.0}
-        if synaptic:
-            tau_syn["syn"] = _decay_to_tau(neuron.alpha, "alpha", layer, dt, n)
-        lif = LIF(tau_m=tau_m, v_rest=0.0, v_th=threshold.copy(), v_reset=0.0,
-                  t_ref=dt if synaptic else 0.0, tau_syn=tau_syn)
+        if isinstance(neuron, snn.Synaptic):
+            lif, targets = _discrete_synaptic(tau_m, _decay_to_tau(neuron.alpha, "alpha", layer, dt, n), dt,
+                                              v_rest=0.0, v_th=threshold.copy(), v_reset=0.0, t_ref=dt)
+        else:
+            lif = LIF(tau_m=tau_m, v_rest=0.0, v_th=threshold.copy(), v_reset=0.0, t_ref=0.0, tau_syn={"in": 0.0})
+            targets = {"in": np.ones(n)}
         population = net.population(lif, n=n, name=layer)
         weight = linear.weight.detach().cpu().numpy().astype(np.float64).T  # (pre, post)
         pre, post = np.nonzero(np.ones_like(weight, dtype=bool))
-        targets = [("in", np.ones(n))]
-        if synaptic:
-            alpha = np.exp(-dt / tau_syn["syn"])
-            targets.append(("syn", alpha / _propagator(dt, tau_syn["syn"], tau_m)))
-        for receptor, factor in targets:
+        for receptor, factor in targets.items():
             net.connect(previous, population, connect.FromArrays(pre, post, weight=(weight * factor).ravel()),
                         receptor=receptor)
         if linear.bias is not None and torch.any(linear.bias != 0):
@@ -118,7 +116,7 @@ def from_snntorch(model: torch.nn.Module, dt: float = 1e-3, seed: int | None = N
                 clock = net.population(LIF(tau_m=dt, v_rest=0.0, v_th=1.0, v_reset=0.0, t_ref=0.0,
                                            tau_syn={"in": 0.0}, i_bias=10.0), n=1, name="bias")
             bias = linear.bias.detach().cpu().numpy().astype(np.float64)
-            for receptor, factor in targets:
+            for receptor, factor in targets.items():
                 net.connect(clock, population, connect.FromArrays(np.zeros(n, dtype=np.int64), np.arange(n),
                                                                   weight=bias * factor, delay=depth * dt),
                             receptor=receptor)
