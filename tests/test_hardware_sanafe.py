@@ -8,6 +8,7 @@ each energy component must stand in the ratio its constants explain (docs/hardwa
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("sanafe")
@@ -45,15 +46,23 @@ def test_each_energy_component_is_in_the_ratio_of_its_constants(side_by_side):
     loihi = hw.load_target("loihi")
     assert ratio["synaptic"] == pytest.approx(loihi["energy_per_synaptic_event"] / 33.6e-12)
     assert ratio["spike_out"] == pytest.approx(1.0)
-    # ranvier charges Davies et al.'s inactive update (52 pJ); SANA-FE access + update (51.2 + 21.6 pJ)
-    assert ratio["neuron"] == pytest.approx(52 / 72.8)
+    # every neuron is active: SANA-FE's access + update (51.2 + 21.6 pJ) on both sides
+    assert ratio["neuron"] == pytest.approx(1.0)
     # 112.7 pJ per packet against SANA-FE's 111 pJ, and hop energies 3.5 against 3.0 / 4.2 pJ
     assert 1.0 < ratio["network"] < 1.05
     assert result["sanafe"]["energy"]["static"] == 0 < result["ranvier"]["energy"]["static"]
-    assert 0.6 < ratio["dynamic"] < 1.0
+    assert ratio["dynamic"] == pytest.approx(1.0, abs=0.01)
 
 
-def test_the_time_per_step_is_set_by_the_busiest_core_on_both_sides(side_by_side):
+def test_the_time_of_each_step_is_set_by_its_busiest_core_on_both_sides(side_by_side):
     _, result = side_by_side
-    # 480 excitatory neurons on one core: 5.3 ns each in ranvier, 6.0 + 3.7 ns (active) in SANA-FE
-    assert 0.5 < result["ratio"]["step_time"] < 0.8
+    ours, theirs = result["ranvier"], result["sanafe"]
+    assert ours["step_times"] is not None and "each step's busiest core" in ours["step_model"]
+    # a step without spikes: 480 excitatory neurons on one core at 6.0 + 3.7 ns (active), one tile's 0.6 us sync
+    quiet = 480 * 9.7e-9 + 0.6e-6
+    assert ours["step_time_range"][0] == pytest.approx(quiet) == theirs["step_time_range"][0]
+    per_step = ours["step_times"] / theirs["step_times"]
+    assert np.median(per_step) == pytest.approx(1.0)
+    # with spikes, ranvier adds a core's sending and receiving work, SANA-FE overlaps part of them
+    assert per_step.min() == pytest.approx(1.0) and per_step.max() < 1.3
+    assert 1.0 < result["ratio"]["step_time"] < 1.1

@@ -24,12 +24,14 @@ from pathlib import Path
 from .cost import fpga, neuromorphic, von_neumann
 from .counts import Counts, NotRunError, PopulationCounts, ProjectionCounts, count
 from .placement import STRATEGIES, Placement, PlacementError, PlacementTableError, UnsupportedModelError, place
+from .raster import SpikeRaster
 from .report import Report, plot, realtime_text
 from .targets import Target, TargetFileError, UnknownTargetError, load_target, targets
 
 __all__ = [
     "STRATEGIES", "Counts", "NotRunError", "Placement", "PlacementError", "PlacementTableError", "PopulationCounts",
-    "ProjectionCounts", "Report", "Target", "TargetFileError", "UnknownTargetError", "UnsupportedModelError",
+    "ProjectionCounts", "Report", "SpikeRaster", "Target", "TargetFileError", "UnknownTargetError",
+    "UnsupportedModelError",
     "compare", "count", "estimate", "load_target", "place", "plot", "realtime_text", "targets",
 ]
 
@@ -46,13 +48,20 @@ def estimate(net, target: str | Path | Target = "loihi2", rates: dict[str, float
     core limit held), ``"packed"`` (neurons per core and synaptic memory only) or a hand-given
     ``{population: cores or [slice sizes]}`` table (:func:`~ranvier.hardware.placement.place`);
     limits a mapping breaks are in ``report.placement.violations``.
+
+    On a neuromorphic target, a run whose spike monitors recorded every spike of each population
+    with outgoing synapses (``net.record(population, "spikes")`` before the run) is timed step by
+    step: each step takes its busiest core's work, and ``report.step_times`` holds them
+    (``report.step_time`` is their mean); otherwise the average step is timed.
+    ``report.step_model`` says which, and why.
     """
     target = load_target(target)
     counts = net if isinstance(net, Counts) else count(net, rates, duration, inferences)
     if target.kind == "neuromorphic":
         placement = place(counts, target, placement)
         result = neuromorphic(counts, target, placement)
-        return Report(target, counts, result["energy"], result["step_time"], result["wall_time"], placement=placement)
+        return Report(target, counts, result["energy"], result["step_time"], result["wall_time"], placement=placement,
+                      step_times=result["step_times"], step_model=result["step_model"])
     if target.kind == "fpga":
         result = fpga(counts, target)
         return Report(target, counts, result["energy"], result["step_time"], result["wall_time"], fpga=result["fpga"])

@@ -4,9 +4,18 @@ Neuromorphic targets (per run; ``E_x`` and ``t_x`` are the target's constants)::
 
     E_dynamic = E_syn * ACs + E_mac * MACs + E_neuron * updates + E_spike_out * spikes
                 + E_spike * packets + E_hop * hops
-    t_step    = t_overhead + max over cores (t_neuron * updates + t_syn * (ACs + MACs)
-                + t_spike_out * spikes + t_packet_out * packets sent + t_packet_in * packets received) / steps
-                + t_hop * (mesh diameter in use)
+    work(c)   = t_neuron * updates + t_syn * (ACs + MACs) + t_spike_out * spikes
+                + t_packet_out * packets sent + t_packet_in * packets received      (of core c)
+    t_step(k) = t_overhead(routers in use) + max over cores work(c at step k) + t_hop * (mesh diameter in use)
+
+Each step takes as long as its busiest core, then the barrier. With the run's spike raster
+(``counts.raster``: every spiking population with outgoing synapses recorded, see
+:mod:`ranvier.hardware.raster`) the work of each core at each step is known
+(:mod:`ranvier.hardware.steps`), and the step time is reported as the mean over steps, with its
+range; without it, the *average step* is used: each core's work over the run divided by the
+steps, which misses the steps where activity bunches (a burst at one step and silence at the
+next cost more than their mean). ``t_overhead`` may depend on the routers (tiles) in use
+(the constant's ``by_routers`` table, :mod:`ranvier.hardware.targets`).
 
 ``spikes`` are those a core's neurons fire (the soma's spike-out work, once per spike),
 ``packets`` those leaving a core (one per spike per target core, each with its axon-out
@@ -15,7 +24,7 @@ lookup and its way through the routers). ``E_spike_out`` and the ``t_spike_out``
 
 ``hops`` and the mesh diameter count router hops: cores sharing a router are zero hops apart
 (``cores_per_router``; see :mod:`ranvier.hardware.placement`).
-    E_static  = P_chip * chips * steps * t_step
+    E_static  = P_chip * chips * sum over steps t_step(k)
 
 FPGA targets (a dataflow design, hls4ml-style; Duarte et al. 2018)::
 
@@ -41,8 +50,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .counts import Counts
 from .placement import Placement, PlacementError, check_models
+from .steps import step_loads
 from .targets import Target
 
 CATEGORIES = ("synaptic", "dense", "neuron", "spike_out", "routing", "static")
@@ -64,20 +76,37 @@ def neuromorphic(counts: Counts, target: Target, placement: Placement) -> dict[s
     for name, (packets, hops) in placement.traffic_by_population.items():
         energy[name]["routing"] += target["energy_per_spike"] * packets + target["energy_per_hop"] * hops
     steps = max(1, counts.steps)
-    busiest = max((target["time_per_neuron_update"] * load["updates"]
-                   + target["time_per_synaptic_event"] * (load["events"] + load["macs"])
-                   + target.get("time_per_spike_out") * load["spikes"]
-                   + target.get("time_per_packet_out") * load["packets_out"]
-                   + target.get("time_per_packet_in") * load["packets_in"]
-                   for load in placement.load_by_core), default=0.0) / steps
     span = (max((c.x for c in placement.cores), default=0) + max((c.y for c in placement.cores), default=0))
-    step_time = target["time_per_step_overhead"] + busiest + target["time_per_hop"] * span
-    wall = steps * step_time
+    routers = len({(c.chip, c.x, c.y) for c in placement.cores})
+    fixed = target.for_routers("time_per_step_overhead", routers) + target["time_per_hop"] * span
+    if counts.raster is not None:
+        busiest = np.concatenate([_core_work(target, loads).max(axis=1, initial=0.0)
+                                  for loads in step_loads(counts, placement)] or [np.zeros(0)])
+        step_times = fixed + busiest
+        wall = float(step_times.sum())
+        step_time = wall / steps
+        step_model = f"each step's busiest core, over the {counts.steps} steps of the spike raster"
+    else:
+        busiest = max((_core_work(target, load) for load in placement.load_by_core), default=0.0) / steps
+        step_time = fixed + busiest
+        wall = steps * step_time
+        step_times = None
+        step_model = f"the average step (the run's work per core / steps): {counts.no_raster}"
     static = target["static_power_per_chip"] * placement.chips * wall
     cores = placement.cores_by_population
     for name, n_cores in cores.items():
         energy[name]["static"] += static * n_cores / max(1, len(placement.cores))
-    return {"energy": energy, "step_time": step_time, "wall_time": wall, "static_power": static / wall if wall else 0}
+    return {"energy": energy, "step_time": step_time, "wall_time": wall, "static_power": static / wall if wall else 0,
+            "step_times": step_times, "step_model": step_model}
+
+
+def _core_work(target: Target, load):
+    """Busy time (s) of a core over the work in ``load`` (numbers, or arrays of them by step and core)."""
+    return (target["time_per_neuron_update"] * load["updates"]
+            + target["time_per_synaptic_event"] * (load["events"] + load["macs"])
+            + target.get("time_per_spike_out") * load["spikes"]
+            + target.get("time_per_packet_out") * load["packets_out"]
+            + target.get("time_per_packet_in") * load["packets_in"])
 
 
 def fpga(counts: Counts, target: Target) -> dict[str, object]:

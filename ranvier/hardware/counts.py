@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import HardwareError
+from .raster import SpikeRaster, spike_raster
 
 #: word size of a value population's output (float32)
 VALUE_BITS = 32
@@ -88,7 +89,8 @@ class Counts:
 
     ``measured`` is False when activity was estimated from stated rates. ``inferences`` is the
     number of inferences (trials, samples) the counted time holds; per-inference figures
-    divide by it.
+    divide by it. ``raster`` holds the run's spikes step by step when its spike monitors recorded
+    them all (:mod:`ranvier.hardware.raster`); else it is None and ``no_raster`` says why.
     """
 
     populations: dict[str, PopulationCounts]
@@ -98,6 +100,8 @@ class Counts:
     dt: float
     measured: bool
     inferences: int = 1
+    raster: SpikeRaster | None = field(default=None, repr=False)
+    no_raster: str = "the counts were given without a spike raster"
 
     @property
     def neurons(self) -> int:
@@ -249,7 +253,12 @@ def count(net, rates: dict[str, float] | float | None = None, duration: float | 
             name, pre, post, len(projection), events, macs, dense, _weight_bits_needed(projection.weights),
             int(in_degrees.max(initial=0)), int(out_degrees.max(initial=0)), row_ptr, post_ids, all_to_all,
             projection.autapses)
-    return Counts(populations, projections, float(duration), int(steps), float(net.dt), measured, inferences)
+    if measured:
+        raster, no_raster = spike_raster(net, {p.pre for p in projections.values() if not p.dense and p.synapses})
+    else:
+        raster, no_raster = None, "an estimate from stated rates has no spikes step by step"
+    return Counts(populations, projections, float(duration), int(steps), float(net.dt), measured, inferences,
+                  raster, no_raster)
 
 
 def _add_drive(drive, stats, measured: bool, duration: float, populations: dict, projections: dict) -> None:

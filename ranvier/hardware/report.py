@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .cost import CATEGORIES
 from .counts import Counts
 from .placement import Placement
@@ -28,7 +30,9 @@ class Report:
 
     ``energy_by_population`` maps population -> category (``synaptic``, ``dense``, ``neuron``,
     ``spike_out``, ``routing``, ``static``) -> joules over the counted time. ``step_time`` is the latency of
-    one time step (s), ``wall_time`` the time the counted steps take on the target.
+    one time step (s; the mean over steps), ``wall_time`` the time the counted steps take on the target.
+    ``step_times`` holds each step's latency when a neuromorphic target timed the run step by step
+    from its spike raster (None otherwise); ``step_model`` says how the step was timed.
     ``measured`` is False for estimates from stated rates.
 
     *Energy per inference* is the counted energy divided by ``counts.inferences``, the number of
@@ -45,6 +49,15 @@ class Report:
     placement: Placement | None = None
     fpga: dict[str, object] | None = None
     extra: dict[str, float] = field(default_factory=dict)
+    step_times: np.ndarray | None = field(default=None, repr=False)
+    step_model: str = ""
+
+    @property
+    def step_time_range(self) -> tuple[float, float] | None:
+        """Shortest and longest step (s), when the run was timed step by step."""
+        if self.step_times is None or not len(self.step_times):
+            return None
+        return float(self.step_times.min()), float(self.step_times.max())
 
     @property
     def measured(self) -> bool:
@@ -100,6 +113,7 @@ class Report:
             "counts": self.counts.summary(),
             "energy_J": self.energy, "dynamic_energy_J": self.dynamic_energy, "static_energy_J": self.static_energy,
             "energy_per_inference_J": self.energy_per_inference, "latency_per_step_s": self.step_time,
+            "latency_per_step_range_s": self.step_time_range, "step_model": self.step_model,
             "latency_per_inference_s": self.latency_per_inference, "wall_time_s": self.wall_time,
             "throughput_per_s": self.throughput, "power_W": self.power, "edp_Js": self.edp,
             "realtime_factor": self.realtime_factor,
@@ -159,6 +173,14 @@ class Report:
     def _latency_line(self) -> str:
         c = self.counts
         speed = realtime_text(self.realtime_factor)
+        line = self._latency_figures(c, speed)
+        if not self.step_model:
+            return line
+        spread = self.step_time_range
+        spread_text = f" (mean; {spread[0]:.4g} to {spread[1]:.4g} s)" if spread else ""
+        return f"{line}\n  step time{spread_text}: {self.step_model}"
+
+    def _latency_figures(self, c: Counts, speed: str) -> str:
         if c.inferences > 1:
             return (f"  latency: {self.step_time:.4g} s per step, {self.latency_per_inference:.4g} s per inference "
                     f"({c.inferences} in the run; energy per inference {self.energy_per_inference:.4g} J); "

@@ -5,8 +5,11 @@ A target file names the target, its ``kind`` (``"neuromorphic"``, ``"fpga"`` or
 ``Model.kind``; ``unsupported_models`` lists model class names it cannot run even so) and a
 table ``[constants.NAME]`` per constant with ``value``, ``unit``, ``source`` (paper or
 datasheet, table or page) and ``verified`` (whether the number was checked against the
-source's text). Users add a target by dropping a file in ``ranvier/hardware/targets/`` or by
-passing a path to :func:`load_target`.
+source's text). A constant may also give ``by_routers``, a table from a number of routers in use
+to the value then (``{ "1" = 0.6e-6, "4" = 1.4e-6 }``: the entry for the most routers at or below
+those in use holds, the first entry below them all; SANA-FE's table-based synchronisation delay);
+``value`` is then the figure for the whole chip. Users add a target by dropping a file in
+``ranvier/hardware/targets/`` or by passing a path to :func:`load_target`.
 """
 
 from __future__ import annotations
@@ -79,6 +82,8 @@ class Constant:
     unit: str
     source: str
     verified: bool
+    #: (routers in use, value) pairs by increasing routers; empty when the value does not depend on them
+    by_routers: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,17 @@ class Target:
         """The value of an optional constant (:data:`OPTIONAL`), 0 where this target does not define it."""
         constant = self.constants.get(name)
         return constant.value if constant is not None else 0.0
+
+    def for_routers(self, name: str, routers: int) -> float:
+        """The value of constant ``name`` with ``routers`` routers in use (its ``by_routers`` table, else its value)."""
+        constant = self.constants[name]
+        if not constant.by_routers:
+            return constant.value
+        value = constant.by_routers[0][1]
+        for at_least, entry in constant.by_routers:
+            if routers >= at_least:
+                value = entry
+        return value
 
     def unverified(self) -> list[str]:
         """Names of the constants not yet checked against their source's text."""
@@ -134,7 +150,25 @@ def _constant(path: Path, name: str, table: object) -> Constant:
     source = table.get("source")
     if not isinstance(source, str) or not source.strip():
         raise TargetFileError(f"{where}: every constant needs a source (paper or datasheet, table or page)")
-    return Constant(float(value), str(table.get("unit", "")), source, bool(table.get("verified", False)))
+    return Constant(float(value), str(table.get("unit", "")), source, bool(table.get("verified", False)),
+                    _by_routers(where, table.get("by_routers")))
+
+
+def _by_routers(where: str, table: object) -> tuple[tuple[int, float], ...]:
+    """A ``by_routers`` table as sorted (routers, value) pairs; () when absent."""
+    if table is None:
+        return ()
+    if not isinstance(table, dict) or not table:
+        raise TargetFileError(f"{where}: by_routers must be a table of routers in use -> value, got {table!r}")
+    pairs = []
+    for key, value in table.items():
+        if not key.isdigit() or int(key) < 1:
+            raise TargetFileError(f"{where}: by_routers keys must be positive numbers of routers, got {key!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise TargetFileError(f"{where}: by_routers value for {key} routers must be a finite number >= 0, "
+                                  f"got {value!r}")
+        pairs.append((int(key), float(value)))
+    return tuple(sorted(pairs))
 
 
 def load_target(target: str | Path | Target) -> Target:
