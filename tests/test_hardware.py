@@ -517,3 +517,18 @@ def test_a_constant_may_depend_on_the_routers_in_use(tmp_path):
         hw.load_target(_target_file(tmp_path, replace=(old, 'by_routers = { "none" = 0.6e-6')))
     with pytest.raises(hw.TargetFileError, match="by_routers value for 1 routers must be a finite number"):
         hw.load_target(_target_file(tmp_path, replace=(old, 'by_routers = { "1" = -0.6e-6')))
+
+
+def test_delays_longer_than_loihi2_holds_are_a_named_error():
+    net = rv.Network(dt=1e-3, seed=1)
+    source = net.population(rv.neurons.SpikeSource([0.001, 0.002], [0, 1], n=2), name="input")
+    lif = net.population(rv.neurons.LIF(), n=2, name="lif")
+    delays = np.array([0.002, 0.063])  # 2 and 63 steps
+    net.connect(source, lif, rv.connect.FromArrays([0, 1], [0, 1], weight=5e-3, delay=delays), receptor="exc")
+    net.run(0.1)
+    with pytest.raises(hw.DelayLimitError, match=r"'input->lif.*': delays up to 63 steps \(0.063 s\), but Intel Loihi 2 "
+                                                  r".* at most 62 steps late"):
+        hw.estimate(net, "loihi2")
+    assert hw.estimate(net, "loihi").energy > 0  # no published limit for Loihi: not checked
+    net.projections[0].set_delays(np.array([0.002, 0.062]))
+    assert hw.estimate(net, "loihi2").energy > 0

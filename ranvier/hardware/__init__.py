@@ -23,13 +23,22 @@ from pathlib import Path
 
 from .cost import fpga, neuromorphic, von_neumann
 from .counts import Counts, NotRunError, PopulationCounts, ProjectionCounts, count
-from .placement import STRATEGIES, Placement, PlacementError, PlacementTableError, UnsupportedModelError, place
+from .placement import (
+    STRATEGIES,
+    DelayLimitError,
+    Placement,
+    PlacementError,
+    PlacementTableError,
+    UnsupportedModelError,
+    place,
+)
 from .raster import SpikeRaster
 from .report import Report, plot, realtime_text
 from .targets import Target, TargetFileError, UnknownTargetError, load_target, targets
 
 __all__ = [
-    "STRATEGIES", "Counts", "NotRunError", "Placement", "PlacementError", "PlacementTableError", "PopulationCounts",
+    "STRATEGIES", "Counts", "DelayLimitError", "NotRunError", "Placement", "PlacementError", "PlacementTableError",
+    "PopulationCounts",
     "ProjectionCounts", "Report", "SpikeRaster", "Target", "TargetFileError", "UnknownTargetError",
     "UnsupportedModelError",
     "compare", "count", "estimate", "load_target", "place", "plot", "realtime_text", "targets",

@@ -81,6 +81,8 @@ class ProjectionCounts:
     post_ids: np.ndarray | None = field(default=None, repr=False)
     all_to_all: bool = False
     autapses: bool = True
+    #: the longest synaptic delay, in steps of the network's dt (1 when unknown)
+    max_delay_steps: int = 1
 
 
 @dataclass
@@ -252,7 +254,7 @@ def count(net, rates: dict[str, float] | float | None = None, duration: float | 
         projections[name] = ProjectionCounts(
             name, pre, post, len(projection), events, macs, dense, _weight_bits_needed(projection.weights),
             int(in_degrees.max(initial=0)), int(out_degrees.max(initial=0)), row_ptr, post_ids, all_to_all,
-            projection.autapses)
+            projection.autapses, projection.max_delay_steps)
     if measured:
         raster, no_raster = spike_raster(net, {p.pre for p in projections.values() if not p.dense and p.synapses})
     else:

@@ -61,6 +61,10 @@ class PlacementError(HardwareError):
     """A population cannot fit the target's cores (or an FPGA design does not fit the device)."""
 
 
+class DelayLimitError(PlacementError):
+    """A projection's synaptic delays are longer than the target's synapses or axons can hold."""
+
+
 class PlacementTableError(PlacementError):
     """A hand-given population -> cores table names an unknown population, misses one, or cuts one badly."""
 
@@ -410,9 +414,25 @@ def _traffic(counts: Counts, slices: list[CoreSlice], bounds: dict[str, np.ndarr
     return packets, hops, inter_chip, by_population, sent_by_core, received_by_core
 
 
+def check_delays(counts: Counts, target: Target) -> None:
+    """Raise :class:`DelayLimitError` for the first projection whose delays exceed the target's
+    ``max_delay_steps`` (a constant only some targets define: Loihi 2's 62 steps)."""
+    limit = int(target.get("max_delay_steps"))
+    if not limit:
+        return
+    for projection in counts.projections.values():
+        if projection.max_delay_steps > limit:
+            raise DelayLimitError(
+                f"projection {projection.name!r}: delays up to {projection.max_delay_steps} steps "
+                f"({projection.max_delay_steps * counts.dt:g} s), but {target.title} delivers a spike at most "
+                f"{limit} steps late; shorten them (learned delays: SpikingModule(..., max_delay=...) of at most "
+                f"{limit} steps) or relay the spikes through intermediate neurons")
+
+
 def place(counts: Counts, target: Target, strategy: str | Mapping = "fan_in_aware") -> Placement:
     """Place ``counts``' populations on ``target``'s cores by ``strategy`` (see the module docstring)."""
     check_models(counts, target)
+    check_delays(counts, target)
     if isinstance(strategy, str) and strategy not in STRATEGIES:
         raise PlacementError(f"unknown placement {strategy!r}: use one of {', '.join(STRATEGIES)} or a "
                              "population -> cores table")

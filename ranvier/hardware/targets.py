@@ -51,7 +51,8 @@ REQUIRED = {
 #: constants a target of a kind may define; a target that does not define one does not model that cost (0).
 #: Loihi's come from SANA-FE's calibration on silicon (``loihi.toml``); Davies et al. 2018 gives none of them.
 OPTIONAL = {
-    "neuromorphic": ("energy_per_spike_out", "time_per_spike_out", "time_per_packet_out", "time_per_packet_in"),
+    "neuromorphic": ("energy_per_spike_out", "time_per_spike_out", "time_per_packet_out", "time_per_packet_in",
+                     "max_delay_steps"),
     "fpga": (),
     "von_neumann": (),
 }
