@@ -6,6 +6,12 @@ is imported.
 """
 
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 import ranvier as rv
@@ -76,3 +82,121 @@ def test_callbacks_see_and_change_device_state_on_the_simulator(on_cuda_simulato
     assert result["spikes"] > 0
     # the v traces include the callback's 5 mV step, so equal traces mean it reached the device
     assert result["same_spikes"] and result["same_trace"]
+
+
+_FAILURES = """
+import json, numpy as np, ranvier as rv
+from ranvier.engine.model import Model, rows, select
+
+class Runaway(Model):
+    '''Grows tenfold a step and never checks itself: infinite in float32 after 38 steps.'''
+    state_rows = rows("v")
+    def constants(self, params, dt):
+        return np.array([[10.0], [1.0]])
+    def initial_state(self):
+        return {"v": 1.0}
+    @staticmethod
+    def step(state, consts, arriving, i, c, k, key):
+        state[0, i] = state[0, i] * consts[0, c] + consts[1, c]
+        return 0
+
+class Burst(Model):
+    '''Claims at most one spike a step and emits 20 000 a neuron: its spike buffer overflows.'''
+    state_rows = rows("v")
+    def constants(self, params, dt):
+        return np.array([[0.0]])
+    def spike_bound(self, params, dt, n):
+        return 1
+    @staticmethod
+    def step(state, consts, arriving, i, c, k, key):
+        return select(state[0, i] == consts[0, c], 20000, 0)
+
+messages = {}
+for case, model, n, backends in (("runaway", Runaway(), 3, ("numpy", "numba", "cuda")),
+                                 ("burst", Burst(), 4, ("numba", "cuda"))):
+    for backend in backends:
+        net = rv.Network(seed=3)
+        net.population(rv.neurons.PoissonSource(rate=500.0), 20, name="drive")  # population 0 is fine
+        net.population(model, n, name=case)
+        try:
+            net.run(0.01, backend=backend)
+            messages[f"{case}/{backend}"] = None
+        except (rv.NumericalError, rv.BackendError) as error:
+            messages[f"{case}/{backend}"] = f"{type(error).__name__}: {error}"
+print(json.dumps(messages))
+"""
+
+
+@pytest.mark.slow
+def test_failures_name_their_population_and_step_as_on_the_cpu(on_cuda_simulator):
+    """A model that does not check itself becomes infinite; another overflows its spike buffer."""
+    messages = on_cuda_simulator(_FAILURES)
+    assert messages["runaway/numba"].startswith("NumericalError: population 'runaway'")
+    assert "step 38" in messages["runaway/numba"]
+    assert messages["runaway/cuda"] == messages["runaway/numba"] == messages["runaway/numpy"]
+    assert messages["burst/numba"] == ("BackendError: population 'burst': spike buffer overflow in step 0; "
+                                       "please report this")
+    assert messages["burst/cuda"] == messages["burst/numba"]
+
+
+_LEARNING = """
+import json, numpy as np, ranvier as rv
+from ranvier.plasticity import STDP
+from ranvier.units import ms, mV
+
+def run(backend, precision):
+    net = rv.Network(dt=0.1 * ms, seed=5, precision=precision)
+    drive = net.population(rv.neurons.PoissonSource(rate=2500.0), n=30, name="drive")
+    cells = net.population(rv.neurons.LIF(tau_syn={"exc": 2 * ms}), n=40, name="cells",
+                           init={"v": rv.init.Uniform(-65 * mV, -50 * mV)})
+    inputs = net.connect(drive, cells, rv.connect.Bernoulli(p=0.3), weight=rv.init.Uniform(0, 6 * mV), delay=2 * ms,
+                         plasticity=STDP(tau_plus=5 * ms, tau_minus=8 * ms, a_plus=0.05, a_minus=0.06,
+                                         w_max=10 * mV, rule="multiplicative"))
+    recurrent = net.connect(cells, cells, rv.connect.Bernoulli(p=0.2), weight=2 * mV, delay=2 * ms,
+                            plasticity=STDP(tau_plus=5 * ms, tau_minus=8 * ms, a_plus=0.3 * mV, a_minus=0.3 * mV,
+                                            w_max=10 * mV))
+    drive_spikes, spikes = net.record(drive, "spikes"), net.record(cells, "spikes")
+    net.run(15 * ms, backend=backend)
+    net.run(15 * ms, backend=backend)  # the traces carry over: wrong ones would show in this run's weights
+    _, repeats = np.unique(np.stack([drive_spikes.steps, drive_spikes.ids]), axis=1, return_counts=True)
+    return ([inputs.weights.tolist(), recurrent.weights.tolist(), spikes.steps.tolist(), spikes.ids.tolist()],
+            int(spikes.num_spikes), int(repeats.max()), bool(np.any(recurrent.weights != np.float32(2 * mV))))
+
+result = {}
+for precision in ("single", "double"):
+    reference, simulated = run("numpy", precision), run("cuda", precision)
+    result[precision] = {"same": [a == b for a, b in zip(reference[0], simulated[0])], "spikes": reference[1],
+                         "most_in_a_step": reference[2], "learned": reference[3]}
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.slow
+def test_parallel_stdp_learns_exactly_as_numpy_on_the_simulator(on_cuda_simulator):
+    """Chunks of 20 steps, sources that spike several times a step, recurrent learning, both precisions:
+    input and recurrent weights and the spikes they cause equal numpy's."""
+    for precision, outcome in on_cuda_simulator(_LEARNING).items():
+        assert outcome["same"] == [True] * 4, precision
+        assert outcome["spikes"] > 100 and outcome["most_in_a_step"] > 1 and outcome["learned"], precision
+
+
+@pytest.mark.slow
+def test_the_prepared_gpu_script_runs_end_to_end_on_the_simulator(tmp_path):
+    """``benchmarks/gpu/run.sh --small``: every section, its JSON and its report, with no GPU."""
+    report = tmp_path / "BENCHMARKS.md"
+    report.write_text("# Benchmarks\n\n## Other\n\nkept\n")
+    repo = Path(__file__).resolve().parents[1]
+    environment = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "OUT": str(tmp_path), "REPORT": str(report),
+                   "PYTHON": sys.executable}
+    finished = subprocess.run(["bash", str(repo / "benchmarks" / "gpu" / "run.sh"), "--small"], env=environment,
+                              capture_output=True, text=True, timeout=900)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    results = json.loads((tmp_path / "gpu_checks.json").read_text())
+    assert results["machine"]["simulator"]
+    for section in ("equality", "cuba", "cuba_dense", "mixed", "microcircuit", "launches", "training"):
+        assert "error" not in results[section] and "skipped" not in results[section], (section, results[section])
+    assert results["equality"]["identical"] and results["equality"]["learned"]
+    assert results["cuba"]["spikes_identical_to_numba"] and results["mixed"]["spikes_identical_to_numba"]
+    assert results["launches"]["cuba"]["chunks"] == 10 and results["launches"]["most_per_chunk"] >= 1
+    text = report.read_text()
+    assert "## Other\n\nkept" in text and "## GPU" in text and "not GPU timings" in text

@@ -19,9 +19,9 @@ ELM, ``Rate``). Elementwise value populations (Kuramoto, AKOrN, Astrocyte) updat
 device at the end of the chunks their windows end, in the numpy reference's order: their step
 on a thread per unit, sparse value maps on a thread per row, and the CPU backends' loops for
 sums, counts, holds and pulses on one thread each (so their additions keep the reference's
-order). Learning (STDP) runs the CPU backends'
-``apply_stdp`` on one GPU thread per plastic projection and chunk, which keeps its order of
-events, and the numpy backend's result, exactly. Each stretch copies back only
+order). Learning (STDP) runs a thread per synapse whose source or target spiked in the chunk,
+each replaying its own pre and post spikes in the CPU backends' order, which gives the numpy
+backend's weights and traces exactly (see ``_learn_synapse``). Each stretch copies back only
 what the host collects: the new spikes, synaptic-event counts and monitor samples.
 """
 
@@ -36,7 +36,7 @@ from numba import config, cuda
 
 from ..kinds import Kind
 from ..lowering import Consumer, LoweredNetwork, Operator, Status
-from ..model import poisson_count, register_target, uniform01
+from ..model import NOT_FINITE, poisson_count, register_target, uniform01
 from . import Runner, numba_kernels
 
 if config.ENABLE_CUDASIM:
@@ -52,6 +52,9 @@ _SIMULATED = bool(config.ENABLE_CUDASIM)
 _THREADS = 8 if _SIMULATED else 128
 _MAX_BLOCKS = 1 if _SIMULATED else 1 << 16
 _DELIVERY_THREADS = 4 if _SIMULATED else 64
+#: the codes kernels record in the runner's ``status`` (see ``Status``); ints, so kernels read them as constants
+_NOT_FINITE = int(Status.NOT_FINITE)
+_SPIKE_OVERFLOW = int(Status.SPIKE_OVERFLOW)
 #: neurons whose spikes one thread collects: the spike list is built by a prefix sum over
 #: ranges, deterministic and free of shared memory and barriers
 _RANGE = 64
@@ -60,20 +63,31 @@ _DEVICE_FUNCTIONS: dict[object, object] = {}
 _UPDATE_KERNELS: dict[object, object] = {}
 
 
-def _update_kernel(step_function):
-    """The kernel that advances every neuron of a population by one step with ``step_function``."""
-    if step_function not in _UPDATE_KERNELS:
+def _update_kernel(step_function, checks_finite: bool):
+    """The kernel that advances every neuron of a population by one step with ``step_function``.
+
+    For a model that does not report a state that stops being finite (``checks_finite`` false)
+    each thread tests its neuron's column of the state after the step and flags ``NOT_FINITE``:
+    a step writes only its own neuron's column, so the threads together test the whole state,
+    as the CPU backends do after every step, at no extra launch.
+    """
+    if (step_function, checks_finite) not in _UPDATE_KERNELS:
         step = _DEVICE_FUNCTIONS.setdefault(step_function, cuda.jit(device=True)(step_function))
 
         @cuda.jit
         def update(state, consts, arriving, k, key, shared, flags):
             for i in range(cuda.grid(1), state.shape[1], cuda.gridsize(1)):
-                flags[i] = step(state, consts, arriving, i, 0 if shared else i, k, key)
+                count = step(state, consts, arriving, i, 0 if shared else i, k, key)
+                if not checks_finite:
+                    for row in range(state.shape[0]):
+                        if not math.isfinite(state[row, i]):
+                            count = NOT_FINITE
+                flags[i] = count
                 for r in range(len(arriving)):
                     arriving[r][i] = 0.0
 
-        _UPDATE_KERNELS[step_function] = update
-    return _UPDATE_KERNELS[step_function]
+        _UPDATE_KERNELS[step_function, checks_finite] = update
+    return _UPDATE_KERNELS[step_function, checks_finite]
 
 
 @cuda.jit
@@ -99,9 +113,9 @@ def _drive(ring, k, receptors, params, weights, keys, events):
 def _range_totals(flags, totals, status, population, k):
     """Thread t counts the spikes of neurons ``t * _RANGE .. (t + 1) * _RANGE - 1``.
 
-    A negative count (a state that is not finite) records ``(1, population, k)`` in ``status``
-    unless an earlier kernel already did: kernels run in launch order, so the first failure in
-    the reference order is kept.
+    A negative count (a state that is not finite) records ``(NOT_FINITE, population, k)`` in
+    ``status`` unless an earlier kernel already recorded a failure: kernels run in launch order,
+    so the first failure in the reference order is kept.
     """
     for t in range(cuda.grid(1), totals.shape[0], cuda.gridsize(1)):
         total = 0
@@ -110,15 +124,19 @@ def _range_totals(flags, totals, status, population, k):
                 if status[0] == 0:
                     status[1] = population
                     status[2] = k
-                    status[0] = 1
+                    status[0] = _NOT_FINITE
             else:
                 total += flags[i]
         totals[t] = total
 
 
 @cuda.jit
-def _range_offsets(totals, spike_count, offsets, overflow, capacity):
-    """Exclusive prefix sum of the range totals, starting at the buffer's fill; one thread."""
+def _range_offsets(totals, spike_count, offsets, overflow, capacity, status, population, k):
+    """Exclusive prefix sum of the range totals, starting at the buffer's fill; one thread.
+
+    Spikes past the buffer's ``capacity`` set ``overflow`` (which stops every later spike
+    write) and record ``(SPIKE_OVERFLOW, population, k)`` in ``status`` unless a failure came first.
+    """
     if cuda.grid(1) == 0:
         position = spike_count[0]
         for t in range(totals.shape[0]):
@@ -126,6 +144,10 @@ def _range_offsets(totals, spike_count, offsets, overflow, capacity):
             position += totals[t]
         if position > capacity:
             overflow[0] = 1
+            if status[0] == 0:
+                status[1] = population
+                status[2] = k
+                status[0] = _SPIKE_OVERFLOW
         else:
             spike_count[0] = position
 
@@ -228,8 +250,6 @@ def _device_version(kernel, helpers: tuple[str, ...]):
     return cuda.jit(device=True)(function)
 
 
-_apply_stdp_device = _device_version(numba_kernels.apply_stdp, ("_decayed", "_bounded"))
-
 # Elementwise value populations, in ``value_updates``' order: the CPU backends' loops each on
 # one GPU thread where their order of additions is the reference's, the units' steps and the
 # sparse products on a thread per unit or row.
@@ -295,7 +315,7 @@ def _check_finite(state, status, population, k):
         if not math.isfinite(state[entry // state.shape[1], entry % state.shape[1]]) and status[0] == 0:
             status[1] = population
             status[2] = k
-            status[0] = 1
+            status[0] = _NOT_FINITE
 
 
 @cuda.jit
@@ -357,15 +377,141 @@ def _finish_kernel(finish_function):
     return _FINISH_KERNELS[finish_function]
 
 
+# Learning (STDP) in parallel. The CPU backends' ``apply_stdp`` takes a chunk's spikes in time
+# order, pre before post within a step. The weight of synapse p -> q changes only at the spikes
+# of p (depression by q's trace) and of q (potentiation by p's trace), and p's trace changes
+# only at p's spikes, q's only at q's: so the synapse sees, step by step, p's spikes and then
+# q's, whatever the other neurons do. A thread per synapse replays exactly that sequence, with
+# its own copies of the two traces, and computes what the serial loop computes, to the bit.
+# Three launches per plastic projection and chunk: count each neuron's spikes per step of the
+# chunk (and elect, for each neuron that spiked, its first spike of the chunk as owner); learn,
+# a block per owner, over the synapses of its row (pre) or of its column whose source did not
+# spike (post); then advance the owners' traces and clear the counts.
+
+_decayed_device = cuda.jit(device=True)(numba_kernels._decayed.py_func)
+_bounded_device = cuda.jit(device=True)(numba_kernels._bounded.py_func)
+#: the owner of a neuron that did not spike in the chunk
+_NO_OWNER = np.iinfo(np.int64).max
+
+
 @cuda.jit
-def _apply_stdp(pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, post_first, post_last, row_ptr,
-                targets, weights, col_ptr, col_synapses, col_sources, pre_trace, pre_seen, post_trace, post_seen,
-                decay_plus, decay_minus, params, modulation):
-    """The CPU backends' ``apply_stdp`` on one GPU thread: the spikes of a chunk, in time order."""
-    if cuda.grid(1) == 0:
-        _apply_stdp_device(pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, post_first, post_last,
-                           row_ptr, targets, weights, col_ptr, col_synapses, col_sources, pre_trace, pre_seen,
+def _count_chunk_spikes(pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, post_first, post_last, start,
+                        pre_counts, post_counts, pre_owner, post_owner):
+    """``counts[k - start, i]``: neuron i's spikes in step k of the chunk; ``owner[i]``: its first spike's index."""
+    pre_spikes = pre_last - pre_first
+    for entry in range(cuda.grid(1), pre_spikes + post_last - post_first, cuda.gridsize(1)):
+        if entry < pre_spikes:
+            s = pre_first + entry
+            cuda.atomic.add(pre_counts, (pre_steps[s] - start, pre_ids[s]), 1)
+            cuda.atomic.min(pre_owner, pre_ids[s], s)
+        else:
+            s = post_first + entry - pre_spikes
+            cuda.atomic.add(post_counts, (post_steps[s] - start, post_ids[s]), 1)
+            cuda.atomic.min(post_owner, post_ids[s], s)
+
+
+@cuda.jit(device=True)
+def _learn_synapse(s, p, q, start, length, pre_counts, post_counts, weights, pre_trace, pre_seen, post_trace,
+                   post_seen, decay_plus, decay_minus, params, modulation):
+    """Synapse s (p -> q) through the chunk's steps ``start .. start + length - 1``, as ``apply_stdp``.
+
+    In each step: every spike of p sets ``w -= a_minus m_minus x_post`` (times ``w - w_min`` when
+    multiplicative) and then ``x_pre = x_pre decay + 1``; every spike of q sets
+    ``w += a_plus m_plus x_pre`` (times ``w_max - w``) and then ``x_post = x_post decay + 1``;
+    ``w`` in float64, stored in the weights' precision after each spike and clipped to
+    ``[w_min, w_max]``. The traces are this thread's copies: the owners advance the real ones after.
+    """
+    a_plus = params[0]
+    a_minus = params[1]
+    w_min = params[2]
+    w_max = params[3]
+    multiplicative = params[4] != 0.0
+    stride = 1 if modulation.shape[1] > 1 else 0
+    depression = a_minus * modulation[1, q * stride]
+    potentiation = a_plus * modulation[0, q * stride]
+    x_pre = pre_trace[p]
+    pre_step = pre_seen[p]
+    x_post = post_trace[q]
+    post_step = post_seen[q]
+    for t in range(length):
+        k = start + t
+        for _ in range(pre_counts[t, p]):
+            x = _decayed_device(x_post, post_step, k, decay_minus)
+            w = np.float64(weights[s])
+            change = depression * (w - w_min) * x if multiplicative else depression * x
+            weights[s] = _bounded_device(w - change, w_min, w_max)
+            x_pre = _decayed_device(x_pre, pre_step, k, decay_plus) + 1.0
+            pre_step = k
+        for _ in range(post_counts[t, q]):
+            x = _decayed_device(x_pre, pre_step, k, decay_plus)
+            w = np.float64(weights[s])
+            change = potentiation * (w_max - w) * x if multiplicative else potentiation * x
+            weights[s] = _bounded_device(w + change, w_min, w_max)
+            x_post = _decayed_device(x_post, post_step, k, decay_minus) + 1.0
+            post_step = k
+
+
+@cuda.jit
+def _learn(pre_ids, pre_first, pre_last, post_ids, post_first, start, length, pre_counts, post_counts, pre_owner,
+           post_owner, row_ptr, targets, weights, col_ptr, col_synapses, col_sources, pre_trace, pre_seen, post_trace,
+           post_seen, decay_plus, decay_minus, params, modulation):
+    """Block b takes the chunk's spike b (pre spikes, then post spikes) if it owns its neuron.
+
+    A pre owner p: its threads learn every synapse of p's row. A post owner q: every synapse
+    into q whose source did not spike in the chunk (the others belong to their source's row),
+    so each synapse that learns has exactly one thread.
+    """
+    b = cuda.blockIdx.x
+    pre_spikes = pre_last - pre_first
+    if b < pre_spikes:
+        p = pre_ids[pre_first + b]
+        if pre_owner[p] != pre_first + b:
+            return
+        for s in range(row_ptr[p] + cuda.threadIdx.x, row_ptr[p + 1], cuda.blockDim.x):
+            _learn_synapse(s, p, targets[s], start, length, pre_counts, post_counts, weights, pre_trace, pre_seen,
                            post_trace, post_seen, decay_plus, decay_minus, params, modulation)
+    else:
+        spike = post_first + b - pre_spikes
+        q = post_ids[spike]
+        if post_owner[q] != spike:
+            return
+        for entry in range(col_ptr[q] + cuda.threadIdx.x, col_ptr[q + 1], cuda.blockDim.x):
+            p = col_sources[entry]
+            if pre_owner[p] == _NO_OWNER:
+                _learn_synapse(col_synapses[entry], p, q, start, length, pre_counts, post_counts, weights,
+                               pre_trace, pre_seen, post_trace, post_seen, decay_plus, decay_minus, params,
+                               modulation)
+
+
+@cuda.jit(device=True)
+def _advance_trace(trace, seen, neuron, counts, start, length, table):
+    """``x = x decay + 1`` at each of the neuron's spikes of the chunk (as ``apply_stdp``); clears its counts."""
+    for t in range(length):
+        for _ in range(counts[t, neuron]):
+            trace[neuron] = _decayed_device(trace[neuron], seen[neuron], start + t, table) + 1.0
+            seen[neuron] = start + t
+        counts[t, neuron] = 0
+
+
+@cuda.jit
+def _advance_traces(pre_ids, pre_first, pre_last, post_ids, post_first, post_last, start, length, pre_counts,
+                    post_counts, pre_owner, post_owner, pre_trace, pre_seen, post_trace, post_seen, decay_plus,
+                    decay_minus):
+    """Each owner (a thread per spike of the chunk) advances its neuron's trace and gives up ownership."""
+    pre_spikes = pre_last - pre_first
+    for entry in range(cuda.grid(1), pre_spikes + post_last - post_first, cuda.gridsize(1)):
+        if entry < pre_spikes:
+            s = pre_first + entry
+            p = pre_ids[s]
+            if pre_owner[p] == s:  # another spike of p reads the owner, or _NO_OWNER: never its own index
+                _advance_trace(pre_trace, pre_seen, p, pre_counts, start, length, decay_plus)
+                pre_owner[p] = _NO_OWNER
+        else:
+            s = post_first + entry - pre_spikes
+            q = post_ids[s]
+            if post_owner[q] == s:
+                _advance_trace(post_trace, post_seen, q, post_counts, start, length, decay_minus)
+                post_owner[q] = _NO_OWNER
 
 
 @cuda.jit
@@ -409,7 +555,8 @@ class _DevicePopulation:
         self.totals = cuda.device_array(self.ranges, dtype=np.int64)
         self.offsets = cuda.device_array(self.ranges, dtype=np.int64)
         self.shared = population.consts.shape[1] == 1
-        self.update = _update_kernel(population.step_function) if population.kind == Kind.SPIKING else None
+        self.update = (_update_kernel(population.step_function, population.checks_finite)
+                       if population.kind == Kind.SPIKING else None)
         self.drives = len(population.drive_names)
         if self.drives:
             for name in ("drive_receptors", "drive_params", "drive_weights", "drive_keys", "drive_events"):
@@ -433,12 +580,17 @@ class _DevicePlasticity:
     #: the arrays of ``LoweredPlasticity`` that learning changes: copied back with the state
     LEARNED = ("pre_trace", "pre_seen", "post_trace", "post_seen")
 
-    def __init__(self, plastic, projection: _DeviceProjection):
+    def __init__(self, plastic, projection: _DeviceProjection, chunk: int, n_pre: int, n_post: int):
         self.host = plastic
         self.projection = projection
         for name in ("col_ptr", "col_synapses", "col_sources", "decay_plus", "decay_minus", "params", "modulation",
                      *self.LEARNED):
             setattr(self, name, cuda.to_device(getattr(plastic, name)))
+        # a chunk's spikes by step and neuron, and each neuron's owner: left cleared after every chunk
+        self.pre_counts = cuda.to_device(np.zeros((chunk, n_pre), dtype=np.int32))
+        self.post_counts = cuda.to_device(np.zeros((chunk, n_post), dtype=np.int32))
+        self.pre_owner = cuda.to_device(np.full(n_pre, _NO_OWNER, dtype=np.int64))
+        self.post_owner = cuda.to_device(np.full(n_post, _NO_OWNER, dtype=np.int64))
 
     def to_host(self) -> None:
         for name in self.LEARNED:
@@ -488,7 +640,9 @@ class CudaRunner(Runner):
         self.lowered = lowered
         self.populations = [_DevicePopulation(p) for p in lowered.populations]
         self.projections = [_DeviceProjection(p) for p in lowered.projections]
-        self.plastic = [_DevicePlasticity(p, self.projections[p.projection]) for p in lowered.plastic]
+        self.plastic = [_DevicePlasticity(p, self.projections[p.projection], lowered.chunk,
+                                          lowered.populations[p.pre].n, lowered.populations[p.post].n)
+                        for p in lowered.plastic]
         self.events = cuda.to_device(np.zeros(len(lowered.projections), dtype=np.int64))
         self.status = cuda.to_device(np.zeros(3, dtype=np.int64))
         self.overflow = cuda.to_device(np.zeros(1, dtype=np.int64))
@@ -536,11 +690,8 @@ class CudaRunner(Runner):
                             monitor.steps[sample] = k
                             monitor.count[0] = sample + 1
             status = self.status.copy_to_host()
-            if status[0]:
-                lowered.status[:] = (Status.NOT_FINITE, status[1], status[2])
-                break
-            if self.overflow.copy_to_host()[0]:
-                lowered.status[:] = (Status.SPIKE_OVERFLOW, 0, step)
+            if status[0]:  # a state that is not finite, or a full spike buffer: the first in the reference order
+                lowered.status[:] = status
                 break
             counts = [int(d.spike_count.copy_to_host()[0]) for d in self.populations]
             for j, projection in enumerate(self.projections):
@@ -564,14 +715,7 @@ class CudaRunner(Runner):
                         projection.weights, projection.host.weight_stride, projection.delays,
                         projection.delay_stride, target.ring, projection.host.receptor, self.events, j)
             for plastic in self.plastic:  # after delivery: a spike carries its synapse's weight of the chunk start
-                pre, post = self.populations[plastic.host.pre], self.populations[plastic.host.post]
-                learned = plastic.projection
-                _apply_stdp[1, 1](pre.spike_ids, pre.spike_steps, first[plastic.host.pre], counts[plastic.host.pre],
-                                  post.spike_ids, post.spike_steps, first[plastic.host.post],
-                                  counts[plastic.host.post], learned.row_ptr, learned.post_ids, learned.weights,
-                                  plastic.col_ptr, plastic.col_synapses, plastic.col_sources, plastic.pre_trace,
-                                  plastic.pre_seen, plastic.post_trace, plastic.post_seen, plastic.decay_plus,
-                                  plastic.decay_minus, plastic.params, plastic.modulation)
+                self._learn(plastic, first, counts, step, length)
             for c, count in enumerate(self.counts):
                 host = count.host
                 source = self.populations[host.pre]
@@ -586,9 +730,33 @@ class CudaRunner(Runner):
         if self.values and lowered.status[0] == Status.OK:
             status = self.status.copy_to_host()
             if status[0]:
-                lowered.status[:] = (Status.NOT_FINITE, status[1], status[2])
+                lowered.status[:] = status
         self._download(monitors)
         return step if lowered.status[0] == Status.OK else int(lowered.status[2])
+
+    def _learn(self, plastic, first: list[int], counts: list[int], start: int, length: int) -> None:
+        """STDP of the chunk ``start .. start + length - 1`` of one plastic projection (see ``_learn_synapse``)."""
+        pre, post = plastic.host.pre, plastic.host.post
+        spikes = counts[pre] - first[pre] + counts[post] - first[post]
+        if not spikes:
+            return
+        source, target, learned = self.populations[pre], self.populations[post], plastic.projection
+        blocks = min(_MAX_BLOCKS, max(1, math.ceil(spikes / _THREADS)))
+        _count_chunk_spikes[blocks, _THREADS](source.spike_ids, source.spike_steps, first[pre], counts[pre],
+                                              target.spike_ids, target.spike_steps, first[post], counts[post], start,
+                                              plastic.pre_counts, plastic.post_counts, plastic.pre_owner,
+                                              plastic.post_owner)
+        _learn[spikes, _DELIVERY_THREADS](source.spike_ids, first[pre], counts[pre], target.spike_ids, first[post],
+                                          start, length, plastic.pre_counts, plastic.post_counts, plastic.pre_owner,
+                                          plastic.post_owner, learned.row_ptr, learned.post_ids, learned.weights,
+                                          plastic.col_ptr, plastic.col_synapses, plastic.col_sources,
+                                          plastic.pre_trace, plastic.pre_seen, plastic.post_trace, plastic.post_seen,
+                                          plastic.decay_plus, plastic.decay_minus, plastic.params, plastic.modulation)
+        _advance_traces[blocks, _THREADS](source.spike_ids, first[pre], counts[pre], target.spike_ids, first[post],
+                                          counts[post], start, length, plastic.pre_counts, plastic.post_counts,
+                                          plastic.pre_owner, plastic.post_owner, plastic.pre_trace, plastic.pre_seen,
+                                          plastic.post_trace, plastic.post_seen, plastic.decay_plus,
+                                          plastic.decay_minus)
 
     def _update_values(self, k: int, monitors) -> None:
         """Update on the device the elementwise value populations due at ``k``."""
@@ -668,7 +836,8 @@ class CudaRunner(Runner):
         device.update[device.blocks, _THREADS](device.state, device.consts, arriving, k, host.key, device.shared,
                                                device.flags)
         _range_totals[device.range_blocks, _THREADS](device.flags, device.totals, self.status, index, k)
-        _range_offsets[1, 1](device.totals, device.spike_count, device.offsets, self.overflow, len(host.spike_ids))
+        _range_offsets[1, 1](device.totals, device.spike_count, device.offsets, self.overflow, len(host.spike_ids),
+                             self.status, index, k)
         _write_spikes[device.range_blocks, _THREADS](device.flags, device.offsets, k, device.spike_ids,
                                                      device.spike_steps, self.overflow)
 

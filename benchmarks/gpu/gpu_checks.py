@@ -1,0 +1,336 @@
+"""The prepared GPU check of issue 17: equality with numpy, speed against the targets, launches per chunk.
+
+    bash benchmarks/gpu/run.sh                                          # one H100/H200: at most 8 minutes
+    NUMBA_ENABLE_CUDASIM=1 .venv/bin/python benchmarks/gpu/gpu_checks.py --small   # tiny sizes, anywhere
+
+Sections, each written to ``--json`` as soon as it is done (a run cut short keeps what it measured),
+skipped once ``--budget`` seconds have passed:
+
+1. ``equality``: a small mixed network (CUBA, Kuramoto oscillators pulsing into it, an astrocyte
+   counting its spikes through a count projection, an STDP projection) on numpy and on cuda:
+   spikes, synaptic events, recorded values and learned weights. On a GPU, inputs reaching one
+   neuron in the same step are summed in a varying order (atomics), so differences are counted,
+   not raised.
+2. ``cuba``, ``cuba_dense``, ``mixed``: seconds per simulated second on cuda and on numba (all
+   cores), alternating, after a 10 ms warm-up run that compiles; and whether the spikes equal numba's.
+3. ``microcircuit``: the full-scale Potjans-Diesmann microcircuit on cuda: build, upload and
+   compile (the first 10 ms), the real-time factor of the following run.
+4. ``launches``: kernel launches and device-to-host copies per min-delay chunk, counted over a
+   short run of each network above.
+5. ``training``: one ``ranvier.train`` BPTT step (forward, backward, Adam) of a 700-256-20 LIF
+   network, T = 100, batch 64, on torch's GPU when there is one (else on the CPU, and it says so).
+
+Timings under the simulator are not GPU timings: the report says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from numba import config, cuda
+
+import ranvier as rv
+from ranvier.plasticity import STDP
+from ranvier.units import ms, mV
+
+BENCH_DIR = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(BENCH_DIR))
+from harness import write_section  # noqa: E402  (benchmarks/ is not a package)
+
+SIMULATED = bool(config.ENABLE_CUDASIM)
+HEADING = "## GPU (`benchmarks/gpu/run.sh`)"
+#: the issue's targets: (section, key, bound)
+TARGETS = [("cuba", "cuda_s_per_simulated_s", 0.02), ("cuba_dense", "cuda_s_per_simulated_s", 0.05),
+           ("microcircuit", "real_time_factor", 0.25), ("microcircuit", "build_s", 10.0),
+           ("launches", "most_per_chunk", 2.0)]
+
+
+@dataclass
+class Sizes:
+    cuba: int
+    dense: tuple[int, int]
+    mixed: tuple[int, int]
+    equality: tuple[int, int]
+    microcircuit_scale: float
+    duration: float
+    microcircuit_duration: float
+    equality_duration: float
+    count_steps: int
+    repeats: int
+    training: tuple[int, int, int]
+
+
+FULL = Sizes(cuba=4000, dense=(10_000, 1000), mixed=(4000, 10_000), equality=(400, 50), microcircuit_scale=1.0,
+             duration=1.0, microcircuit_duration=1.0, equality_duration=0.05, count_steps=200, repeats=3,
+             training=(256, 100, 64))
+SMALL = Sizes(cuba=200, dense=(300, 60), mixed=(200, 20), equality=(200, 20), microcircuit_scale=0.002,
+              duration=2 * ms, microcircuit_duration=1 * ms, equality_duration=5 * ms, count_steps=10, repeats=1,
+              training=(16, 10, 4))
+
+
+def mixed_network(n_cuba: int, n_oscillators: int, seed: int = 1) -> rv.Network:
+    """CUBA, Kuramoto oscillators pulsing into it, an astrocyte counting its spikes, an STDP projection."""
+    net = rv.networks.cuba(n=n_cuba, seed=seed)
+    oscillators = net.population(rv.neurons.Kuramoto(omega=rv.init.Normal(60.0, 10.0), pulses=True),
+                                 n=n_oscillators, name="osc", dt=1 * ms)
+    net.connect(oscillators, oscillators, rv.connect.AllToAll(), weight=2.0 / n_oscillators, receptor="coupling")
+    net.connect(oscillators, net["exc"], rv.connect.FixedInDegree(2), weight=2e-3, receptor="exc")
+    astro = net.population(rv.neurons.Astrocyte(), n=1, name="astro")
+    net.connect(net["exc"], astro, rv.connect.AllToAll(), weight=1e-3)  # a count projection
+    net.connect(net["exc"], net["inh"], rv.connect.FixedInDegree(10), weight=0.5 * mV, receptor="exc",
+                delay=1 * ms, plasticity=STDP(a_plus=0.05 * mV, a_minus=0.06 * mV, w_max=2 * mV))
+    return net
+
+
+def equality(sizes: Sizes) -> dict:
+    runs = {}
+    for backend in ("numpy", "cuda"):
+        net = mixed_network(*sizes.equality)
+        monitors = {name: net.record(name, "spikes") for name in ("exc", "inh", "osc")}
+        values = {"order": net.record("osc", "order"), "astro": net.record("astro", "output")}
+        net.run(sizes.equality_duration, backend=backend)
+        runs[backend] = (monitors, values, dict(net.stats.synaptic_events_by_projection),
+                         net.projections[-1].weights.copy())
+    (spikes, values, events, weights), (gpu_spikes, gpu_values, gpu_events, gpu_weights) = runs["numpy"], runs["cuda"]
+    record = {name: {"spikes": int(m.num_spikes), "cuda_spikes": int(gpu_spikes[name].num_spikes),
+                     "identical": bool(np.array_equal(m.steps, gpu_spikes[name].steps)
+                                       and np.array_equal(m.ids, gpu_spikes[name].ids))}
+              for name, m in spikes.items()}
+    record.update({name: {"max_difference": float(np.abs(m.values - gpu_values[name].values).max())}
+                   for name, m in values.items()})
+    record["synaptic_events_identical"] = events == gpu_events
+    record["learned_weights_identical"] = bool(np.array_equal(weights, gpu_weights))
+    record["learned"] = bool(np.any(weights != np.float32(0.5 * mV)))
+    record["identical"] = (all(record[name]["identical"] for name in spikes) and record["synaptic_events_identical"]
+                           and record["learned_weights_identical"]
+                           and all(record[name]["max_difference"] == 0.0 for name in values))
+    return record
+
+
+def timing(build, sizes: Sizes) -> dict:
+    """Seconds per simulated second on cuda and numba, alternating, after a compiling warm-up run of each."""
+    nets, monitors = {}, {}
+    for backend in ("cuda", "numba"):
+        nets[backend] = build()
+        monitors[backend] = [nets[backend].record(name, "spikes") for name in ("exc", "inh")]
+        nets[backend].run(10 * ms, backend=backend)
+    times: dict[str, list[float]] = {"cuda": [], "numba": []}
+    for repeat in range(sizes.repeats):
+        for backend in ("cuda", "numba") if repeat % 2 == 0 else ("numba", "cuda"):
+            start = time.perf_counter()
+            nets[backend].run(sizes.duration, backend=backend)
+            times[backend].append((time.perf_counter() - start) / sizes.duration)
+    same = all(np.array_equal(a.steps, b.steps) and np.array_equal(a.ids, b.ids)
+               for a, b in zip(monitors["cuda"], monitors["numba"], strict=True))
+    return {"cuda_s_per_simulated_s": statistics.median(times["cuda"]), "cuda_range": [min(times["cuda"]),
+            max(times["cuda"])], "numba_s_per_simulated_s": statistics.median(times["numba"]),
+            "numba_range": [min(times["numba"]), max(times["numba"])], "spikes_identical_to_numba": same,
+            "spikes": int(sum(m.num_spikes for m in monitors["numba"])),
+            "synapses": int(sum(len(p) for p in nets["numba"].projections))}
+
+
+def microcircuit(sizes: Sizes) -> dict:
+    started = time.perf_counter()
+    net = rv.networks.microcircuit(scale=sizes.microcircuit_scale, seed=1)
+    built = time.perf_counter()
+    net.run(10 * ms, backend="cuda")  # lowering, upload, compilation
+    warmed = time.perf_counter()
+    net.run(sizes.microcircuit_duration, backend="cuda")
+    finished = time.perf_counter()
+    return {"scale": sizes.microcircuit_scale, "neurons": sum(p.n for p in net.populations.values()),
+            "synapses": int(sum(len(p) for p in net.projections)), "build_s": built - started,
+            "upload_compile_first_10ms_s": warmed - built, "run_s": finished - warmed,
+            "real_time_factor": (finished - warmed) / sizes.microcircuit_duration,
+            "spikes": int(sum(net.stats.spikes_by_population.values()))}
+
+
+@contextlib.contextmanager
+def counting_launches():
+    """Counts kernel launches (``launches``) and device-to-host copies (``copies``) while active."""
+    counted = {"launches": 0, "copies": 0}
+    if SIMULATED:
+        from numba.cuda.simulator.kernel import FakeCUDAKernel as launcher
+        name = "__call__"
+    else:
+        from numba.cuda.dispatcher import _Kernel as launcher
+        name = "launch"
+    device_array = type(cuda.to_device(np.zeros(1)))
+    launch, copy = getattr(launcher, name), device_array.copy_to_host
+
+    def counted_launch(self, *args, **kwargs):
+        if not getattr(self, "_device", False):  # the simulator calls device functions through it too
+            counted["launches"] += 1
+        return launch(self, *args, **kwargs)
+
+    def counted_copy(self, *args, **kwargs):
+        counted["copies"] += 1
+        return copy(self, *args, **kwargs)
+
+    setattr(launcher, name, counted_launch)
+    device_array.copy_to_host = counted_copy
+    try:
+        yield counted
+    finally:
+        setattr(launcher, name, launch)
+        device_array.copy_to_host = copy
+
+
+def launches(builds: dict, sizes: Sizes) -> dict:
+    """Kernel launches and copies per min-delay chunk of the cuda backend, over ``count_steps`` steps."""
+    record = {}
+    for name, build in builds.items():
+        net = build()
+        net.run(2 * net.dt, backend="cuda")  # lowers and compiles
+        lowered = net._simulation.lowered
+        chunks = {"n": 0}
+        boundary = lowered.next_value_boundary
+
+        def counted_boundary(step, boundary=boundary, chunks=chunks):
+            chunks["n"] += 1  # the cuda runner asks once per chunk
+            return boundary(step)
+
+        lowered.next_value_boundary = counted_boundary
+        with counting_launches() as counted:
+            net.run(sizes.count_steps * net.dt, backend="cuda")
+        record[name] = {"chunks": chunks["n"], "chunk_steps": lowered.chunk,
+                        "launches_per_chunk": counted["launches"] / max(1, chunks["n"]),
+                        "copies_to_host_per_chunk": counted["copies"] / max(1, chunks["n"])}
+    record["most_per_chunk"] = max(r["launches_per_chunk"] for r in record.values())
+    return record
+
+
+def training(sizes: Sizes) -> dict:
+    try:
+        import torch
+        from train_vs_snntorch import ranvier_network
+
+        from ranvier.train import SpikingModule
+    except ImportError as error:
+        return {"error": f"not measured: {error}"}
+    hidden, steps, batch = sizes.training
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    record = {"hidden": hidden, "steps": steps, "batch": batch, "device": device}
+    if device == "cpu":
+        record["note"] = "torch sees no GPU: the step ran on the CPU"
+
+    def step_time(on: str) -> float:
+        torch.manual_seed(0)
+        module = SpikingModule(ranvier_network(hidden=hidden), "input").to(on)
+        optimiser = torch.optim.Adam(module.parameters(), lr=1e-3)
+        x = (torch.rand(steps, batch, 700) < 0.05).float().to(on)
+        y = torch.randint(0, 20, (batch,)).to(on)
+        times = []
+        for _ in range(4):  # the first compiles and warms the allocator
+            start = time.perf_counter()
+            optimiser.zero_grad()
+            loss, _ = module.loss(x, y, "out")
+            loss.backward()
+            optimiser.step()
+            if on == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times[1:])
+
+    try:
+        record["step_s"] = step_time(device)
+    except Exception as error:  # noqa: BLE001  (a training path that does not run on the GPU is a finding)
+        record["error"] = f"{type(error).__name__}: {error}"
+        record["cpu_step_s"] = step_time("cpu")
+    return record
+
+
+def machine() -> dict:
+    record = {"simulator": SIMULATED, "python": platform.python_version(), "numpy": np.__version__,
+              "numba": __import__("numba").__version__, "processor": platform.processor() or platform.machine(),
+              "cores": os.cpu_count()}
+    if not SIMULATED:
+        device = cuda.get_current_device()
+        record["gpu"] = device.name.decode() if isinstance(device.name, bytes) else str(device.name)
+    return record
+
+
+def _value(results: dict, section: str, key: str):
+    entry = results.get(section)
+    return entry.get(key) if isinstance(entry, dict) else None
+
+
+def report(results: dict) -> str:
+    """The GPU section of BENCHMARKS.md."""
+    info = results["machine"]
+    lines = [HEADING, ""]
+    if info["simulator"]:
+        lines += ["Run under numba's CUDA simulator with `--small` (tiny sizes): **these are not GPU timings**;",
+                  "only the equality and the launch counts mean anything. The GPU timings are owed.", ""]
+    else:
+        lines += [f"Machine: {info.get('gpu')}, {info['cores']} cores; Python {info['python']}, numpy "
+                  f"{info['numpy']}, numba {info['numba']}.", ""]
+    lines += ["| target | measured | result |", "|---|---|---|"]
+    for section, key, bound in TARGETS:
+        measured = _value(results, section, key)
+        verdict = "-" if measured is None else ("not a GPU timing" if info["simulator"] and key != "most_per_chunk"
+                                                else ("PASS" if measured <= bound else "FAIL"))
+        shown = "not measured" if measured is None else f"{measured:.4g}"
+        lines.append(f"| {section} {key} <= {bound} | {shown} | {verdict} |")
+    equal = results.get("equality", {})
+    lines += ["", f"Equality with numpy (mixed network): identical = {equal.get('identical')}; "
+              f"`{json.dumps(equal)}`", ""]
+    for section in ("cuba", "cuba_dense", "mixed", "microcircuit", "launches", "training"):
+        lines.append(f"- {section}: `{json.dumps(results.get(section, 'not run'))}`")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="tiny sizes (for numba's CUDA simulator)")
+    parser.add_argument("--json", type=Path, help="write the results here, after every section")
+    parser.add_argument("--section", type=Path, help="write the GPU section of BENCHMARKS.md here too")
+    parser.add_argument("--report", type=Path, help="the BENCHMARKS.md whose GPU section this replaces")
+    parser.add_argument("--budget", type=float, default=420.0, help="skip the sections that start after this (s)")
+    args = parser.parse_args()
+    sizes = SMALL if args.small else FULL
+    started = time.perf_counter()
+    results: dict = {"machine": machine(), "sizes": asdict(sizes)}
+    builds = {"cuba": lambda: rv.networks.cuba(n=sizes.cuba, seed=1),
+              "cuba_dense": lambda: rv.networks.cuba(n=sizes.dense[0], mean_in_degree=sizes.dense[1], seed=1),
+              "mixed": lambda: mixed_network(*sizes.mixed)}
+    sections = [("equality", lambda: equality(sizes)),
+                *((name, lambda build=build: timing(build, sizes)) for name, build in builds.items()),
+                ("microcircuit", lambda: microcircuit(sizes)),
+                ("launches", lambda: launches(builds, sizes)),
+                ("training", lambda: training(sizes))]
+    for name, measure in sections:
+        elapsed = time.perf_counter() - started
+        if elapsed > args.budget:
+            results[name] = {"skipped": f"time budget: {elapsed:.0f} s had passed"}
+        else:
+            try:
+                results[name] = measure()
+            except Exception as error:  # noqa: BLE001  (one failing section must not lose the others)
+                results[name] = {"error": f"{type(error).__name__}: {error}"}
+        results["elapsed_s"] = time.perf_counter() - started
+        print(name, json.dumps(results[name]), flush=True)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(results, indent=2))
+    section = report(results)
+    if args.section:
+        args.section.parent.mkdir(parents=True, exist_ok=True)
+        args.section.write_text(section)
+    if args.report:
+        write_section(HEADING, section, args.report)
+    print(json.dumps({"elapsed_s": results["elapsed_s"], "sections": [name for name, _ in sections],
+                      "errors": [name for name, _ in sections if "error" in results[name]]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The prepared GPU check of issue 17 (benchmarks/gpu/gpu_checks.py): at most 8 minutes on one H100/H200.
+#
+#   bash benchmarks/gpu/run.sh                                  # on the GPU machine
+#   NUMBA_ENABLE_CUDASIM=1 bash benchmarks/gpu/run.sh --small   # tiny sizes on numba's CUDA simulator
+#
+# Results: $OUT/gpu_checks.json and $OUT/gpu_section.md (OUT defaults to benchmarks/results), and the
+# GPU section of $REPORT (default benchmarks/BENCHMARKS.md). PYTHON picks the interpreter (default:
+# .venv/bin/python where it exists, else python3); the working tree's ranvier is imported, installed or not.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+    if [ -x .venv/bin/python ]; then python=.venv/bin/python; else python=python3; fi
+fi
+out=${OUT:-benchmarks/results}
+mkdir -p "$out"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# the sections stop starting after 420 s; the timeout is the 8-minute bound, and the JSON written so far stays
+exec timeout 480 "$python" benchmarks/gpu/gpu_checks.py --json "$out/gpu_checks.json" \
+    --section "$out/gpu_section.md" --report "${REPORT:-benchmarks/BENCHMARKS.md}" "$@"
