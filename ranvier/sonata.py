@@ -48,18 +48,21 @@ def _h5py():
 # -- spike files ----------------------------------------------------------------------------------
 
 
-def _monitors(source) -> list:
-    from .engine.monitors import SpikeMonitor
+def _monitors(source, kind: str, what: str) -> list:
+    """The monitors of ``source`` (one monitor, a list of them, or a network's monitors of ``kind``:
+    ``"spike"`` or ``"state"``); ``what`` names the caller in the error for any other object."""
+    from .engine.monitors import SpikeMonitor, StateMonitor
     from .engine.network import Network
 
+    monitor_class = SpikeMonitor if kind == "spike" else StateMonitor
     if isinstance(source, Network):
-        return list(source.spike_monitors)
-    if isinstance(source, SpikeMonitor):
+        return list(source.spike_monitors if kind == "spike" else source.state_monitors)
+    if isinstance(source, monitor_class):
         return [source]
     monitors = list(source)
     for monitor in monitors:
-        if not isinstance(monitor, SpikeMonitor):
-            raise InputError(f"write_spikes: expected spike monitors, got {type(monitor).__name__}")
+        if not isinstance(monitor, monitor_class):
+            raise InputError(f"{what}: expected {kind} monitors, got {type(monitor).__name__}")
     return monitors
 
 
@@ -79,7 +82,7 @@ def write_spikes(path: str | os.PathLike, source, sorting: str = "by_time",
     from .engine.storage import write_sonata_sorting
 
     h5py = _h5py()
-    monitors = _monitors(source)
+    monitors = _monitors(source, "spike", "write_spikes")
     chosen = _population_names("write_spikes", monitors, names, "spikes")
     path = Path(path)
     try:
@@ -110,21 +113,6 @@ _TIME_UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, 
 _REPORT_UNITS = {"volt": ("mV", 1e3)}
 #: report data units read back into SI
 _DATA_UNITS = {"mV": 1e-3, "V": 1.0, "volt": 1.0, "nA": 1e-9, "pA": 1e-12, "A": 1.0}
-
-
-def _state_monitors(source) -> list:
-    from .engine.monitors import StateMonitor
-    from .engine.network import Network
-
-    if isinstance(source, Network):
-        return list(source.state_monitors)
-    if isinstance(source, StateMonitor):
-        return [source]
-    monitors = list(source)
-    for monitor in monitors:
-        if not isinstance(monitor, StateMonitor):
-            raise InputError(f"write_report: expected state monitors, got {type(monitor).__name__}")
-    return monitors
 
 
 def _population_names(what: str, monitors: list, names, prefix: str) -> list[str]:
@@ -159,7 +147,7 @@ def write_report(path: str | os.PathLike, source, names: Mapping[int, str] | Ite
     from .engine.monitors import variable_unit
 
     h5py = _h5py()
-    monitors = _state_monitors(source)
+    monitors = _monitors(source, "state", "write_report")
     chosen = _population_names("write_report", monitors, names, "report")
     path = Path(path)
     blocks = []
