@@ -273,3 +273,197 @@ def delayed_projection(pre: Tensor, weight: Tensor, delay: Tensor, sigma: float,
             _compress(dense, indptr, indices, values)
             return _SparseDelayedProjection.apply((indptr, indices, values), kernel, steps, batch)
     return _dense(pre, kernel)
+
+
+# -- the shift method: the engine's network forward, a smoothed gradient for the delays ----------
+
+def gradient_window(sigma: float, max_delay: int) -> np.ndarray:
+    """``w(u) = (u / sigma^2) G(u)`` for ``u = -R .. R``, ``G`` the Gaussian of width ``sigma`` normalised
+    over the window, ``R = min(ceil(3 sigma), max_delay)``; all zeros for ``sigma = 0``.
+
+    ``Psi(t) = sum_u w(u) gA[t + u]`` is the delay gradient of :func:`shifted_projection` per unit weight
+    and spike (see its docstring), computed by :func:`_smoothed_gradient`.
+    """
+    _check(max_delay, sigma, "gradient_window")
+    if sigma == 0:
+        return np.zeros(3)
+    reach = min(math.ceil(3 * sigma), max_delay)
+    u = np.arange(-reach, reach + 1, dtype=np.float64)
+    gaussian = np.exp(-0.5 * (u / sigma) ** 2)
+    return u / sigma ** 2 * gaussian / gaussian.sum()
+
+
+#: the sample blocks the delay gradients are summed in, each into its own partial sums, added in
+#: block order after: a fixed split, so the sums do not depend on the number of threads
+GRADIENT_BLOCKS = 8
+
+
+@numba.njit(cache=True, parallel=True)
+def _smoothed_gradient(grad, window, psi):
+    """``psi[b, t, j] = sum_u w(u) grad[b, t + u, j]`` for every ``t`` of ``psi``, ``u = -R .. R``
+    (``grad`` ``(B, T', n_post)``, zero outside it); one thread per sample ``b``."""
+    length = grad.shape[1]
+    reach = (window.size - 1) // 2
+    for b in numba.prange(grad.shape[0]):
+        for t in range(psi.shape[1]):
+            row = psi[b, t]
+            for lag in range(window.size):
+                source = t + lag - reach
+                if 0 <= source < length:
+                    g = grad[b, source]
+                    for j in range(row.size):
+                        row[j] += window[lag] * g[j]
+
+
+@numba.njit(cache=True, parallel=True)
+def _shifted_times(indptr, indices, values, weight, shift, steps, batch, out):
+    """``out[b, k + n_ij, j] += s W_ij`` for each non-zero ``s = X[k B + b, i]`` (``out`` ``(B, T + D + 1,
+    n_post)``); one thread per sample ``b`` (each owns ``out[b]``, whose rows ``k .. k + D`` stay in cache)."""
+    n_post = weight.shape[1]
+    for b in numba.prange(batch):
+        arrivals = out[b]
+        for k in range(steps):
+            r = k * batch + b
+            for p in range(indptr[r], indptr[r + 1]):
+                a = values[p]
+                weight_row, shift_row = weight[indices[p]], shift[indices[p]]
+                for j in range(n_post):
+                    arrivals[k + shift_row[j], j] += a * weight_row[j]
+
+
+@numba.njit(cache=True, parallel=True)
+def _shifted_transpose_times(indptr, indices, values, grad, psi, shift, floor, fraction, steps, batch,
+                             grad_weight, grad_delay):
+    """Per synapse ``(i, j)`` and non-zero ``s = X[k B + b, i]``: ``grad_weight[c, i, j] += s grad[b, k +
+    n_ij, j]`` and ``grad_delay[c, i, j] += s ((1 - f) psi[b, k + m, j] + f psi[b, k + m + 1, j])``
+    (``m = floor(c_ij)``, ``f = c_ij - m``), ``c`` the block of :data:`GRADIENT_BLOCKS` holding ``b``;
+    one thread per block (a sample's rows stay in cache; each block owns its partial sums)."""
+    blocks, n_post = grad_weight.shape[0], grad_weight.shape[2]
+    size = (batch + blocks - 1) // blocks
+    for block in numba.prange(blocks):
+        weight_sums, delay_sums = grad_weight[block], grad_delay[block]
+        for b in range(block * size, min(batch, (block + 1) * size)):
+            g, smoothed = grad[b], psi[b]
+            for k in range(steps):
+                r = k * batch + b
+                for p in range(indptr[r], indptr[r + 1]):
+                    i = indices[p]
+                    a = values[p]
+                    weight_row, delay_row = weight_sums[i], delay_sums[i]
+                    shift_row, floor_row, fraction_row = shift[i], floor[i], fraction[i]
+                    for j in range(n_post):
+                        weight_row[j] += a * g[k + shift_row[j], j]
+                        t = k + floor_row[j]
+                        f = fraction_row[j]
+                        delay_row[j] += a * ((1 - f) * smoothed[t, j] + f * smoothed[t + 1, j])
+
+
+@numba.njit(cache=True, parallel=True)
+def _shifted_input_gradient(weight, shift, grad, steps, batch, out):
+    """``out[k B + b, i] = sum_j W_ij grad[b, k + n_ij, j]``, ``j`` ascending (``grad`` zero past ``T``)."""
+    n_pre, n_post = weight.shape
+    for r in numba.prange(steps * batch):
+        k = r // batch
+        g = grad[r - k * batch]
+        for i in range(n_pre):
+            total = 0.0
+            weight_row, shift_row = weight[i], shift[i]
+            for j in range(n_post):
+                total += weight_row[j] * g[k + shift_row[j], j]
+            out[r, i] = total
+
+
+class _ShiftedProjection(torch.autograd.Function):
+    """Arrivals through synapses at their rounded delays; exact gradients for the spikes and the
+    weights, the smoothed surrogate for the delays (:func:`shifted_projection`)."""
+
+    @staticmethod
+    def forward(ctx, pre: Tensor, weight: Tensor, delay: Tensor, sigma: float, max_delay: int) -> Tensor:
+        steps, batch, n_pre = pre.shape
+        dense = pre.detach().reshape(-1, n_pre).contiguous().numpy()
+        indptr = _row_counts(dense)
+        indices, values = np.empty(indptr[-1], dtype=np.int64), np.empty(indptr[-1], dtype=dense.dtype)
+        _compress(dense, indptr, indices, values)
+        position = delay.detach().clamp(1, max_delay).contiguous().numpy()
+        shift = np.rint(position).astype(np.int64)
+        floor = np.floor(position).astype(np.int64)
+        w = weight.detach().contiguous().numpy()
+        # rows past T catch the arrivals that fall outside the run, so the kernel never branches
+        out = np.zeros((batch, steps + max_delay + 1, w.shape[1]), dtype=dense.dtype)
+        _shifted_times(indptr, indices, values, w, shift, steps, batch, out)
+        ctx.save_for_backward(weight)
+        ctx.compressed, ctx.shift, ctx.floor = (indptr, indices, values), shift, floor
+        ctx.fraction = (position - floor).astype(w.dtype)
+        ctx.sigma, ctx.max_delay, ctx.steps, ctx.batch = sigma, max_delay, steps, batch
+        return torch.from_numpy(out[:, :steps]).permute(1, 0, 2).contiguous()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (weight,) = ctx.saved_tensors
+        indptr, indices, values = ctx.compressed
+        w = weight.detach().contiguous().numpy()
+        steps, batch, max_delay = ctx.steps, ctx.batch, ctx.max_delay
+        # (B, T + D + 2, n_post), zero past T: one sample's gradient over a delay's reach stays in cache
+        by_sample = np.zeros((batch, steps + max_delay + 2, w.shape[1]), dtype=w.dtype)
+        by_sample[:, :steps] = grad.to(weight.dtype).permute(1, 0, 2).numpy()
+        psi = np.zeros_like(by_sample)
+        _smoothed_gradient(by_sample[:, :steps], gradient_window(ctx.sigma, max_delay).astype(w.dtype), psi)
+        blocks = min(GRADIENT_BLOCKS, batch)
+        weight_sums = np.zeros((blocks,) + w.shape, dtype=w.dtype)
+        delay_sums = np.zeros_like(weight_sums)
+        _shifted_transpose_times(indptr, indices, values, by_sample, psi, ctx.shift, ctx.floor, ctx.fraction,
+                                 steps, batch, weight_sums, delay_sums)
+        grad_weight = weight_sums.sum(axis=0)
+        grad_delay = delay_sums.sum(axis=0) * w
+        grad_pre = None
+        if ctx.needs_input_grad[0]:
+            grad_pre = np.empty((steps * batch, w.shape[0]), dtype=w.dtype)
+            _shifted_input_gradient(w, ctx.shift, by_sample, steps, batch, grad_pre)
+            grad_pre = torch.from_numpy(grad_pre).reshape(steps, batch, -1)
+        return grad_pre, torch.from_numpy(grad_weight), torch.from_numpy(grad_delay), None, None
+
+
+def shifted_projection(pre: Tensor, weight: Tensor, delay: Tensor, sigma: float, max_delay: int,
+                       mask: Tensor | None = None) -> Tensor:
+    """Arrivals ``A`` ``(T, B, n_post)`` of spikes ``pre`` ``(T, B, n_pre)`` through synapses at their rounded
+    delays, with a smoothed surrogate gradient for the real delays (the ``"shift"`` method).
+
+    Forward, the network the engine runs: ``n_ij = round(c_ij)``, ``c_ij = clamp(d_ij, 1, max_delay)``::
+
+        A[k, b, j] = sum_i pre[k - n_ij, b, i] W_ij
+
+    with its exact gradients for ``pre`` and ``W``. For the delays, the gradient they would get if
+    each spike arrived spread by a Gaussian ``G`` of width ``sigma`` (steps) around ``k + d_ij``
+    (``A(k) = sum_m pre[m] W G(k - m - d)``, so ``dA(k)/dd = -sum_m pre[m] W G'(k - m - d)``)::
+
+        dL/dd_ij = W_ij sum_{m, b} pre[m, b, i] Psi(m + c_ij, b, j),
+        Psi(t, b, j) = sum_{u=-R..R} (u / sigma^2) G(u) dL/dA[t + u, b, j]
+
+    (:func:`gradient_window`; ``Psi`` at real ``t`` interpolated linearly between its integer
+    neighbours). This is the straight-through idea of surrogate spikes applied to the delay, and
+    the delay gradient of SLAYER (Shrestha & Orchard, NeurIPS 2018: the derivative of a delayed
+    response by its delay is minus its time derivative), taken of the Gaussian-smoothed response
+    as DCLS smooths it (:func:`delayed_projection` differs in running the smoothed kernel forward
+    too). A wide ``sigma`` lets a delay feel errors far from its position; ``sigma = 0`` freezes
+    the delays. The work is ``nnz(pre) n_post`` per pass, against ``nnz(pre) (max_delay + 1)
+    n_post`` for DCLS's kernel, and the forward pass is always the engine's. CPU tensors only.
+    Every output element is summed by one thread in a fixed order (forward per sample ``b``, the
+    weight and delay gradients per presynaptic neuron ``i``), so results repeat bit for bit at any
+    thread count.
+    """
+    what = "shifted_projection"
+    _check(max_delay, sigma, what)
+    if pre.ndim != 3:
+        raise TrainingError(f"{what}: pre must be spikes (T, B, n_pre), got shape {tuple(pre.shape)}")
+    n_pre = pre.shape[2]
+    if weight.ndim != 2 or weight.shape[0] != n_pre or delay.shape != weight.shape:
+        raise TrainingError(f"{what}: weight and delay must both be (n_pre={n_pre}, n_post), got "
+                            f"{tuple(weight.shape)} and {tuple(delay.shape)}")
+    if mask is not None:
+        if mask.shape != weight.shape:
+            raise TrainingError(f"{what}: mask must be {tuple(weight.shape)}, got {tuple(mask.shape)}")
+        weight = weight * mask.to(weight.dtype)
+    if pre.device.type != "cpu" or weight.device.type != "cpu":
+        raise TrainingError(f"{what}: the shift method runs on CPU tensors; got {pre.device} and {weight.device} "
+                            "(use delayed_projection, DCLS, on other devices)")
+    return _ShiftedProjection.apply(pre.to(weight.dtype), weight, delay, float(sigma), int(max_delay))

@@ -54,13 +54,15 @@ from ..neurons.lif import (
     V_THRESHOLD,
     V,
 )
-from .delays import delayed_projection, rounded
+from .delays import delayed_projection, rounded, shifted_projection
 from .model_step import ModelStep
 from .recurrence import LayerConstants, LIFRecurrence, lif_step, project
 from .sltt import sltt_backward
 
 #: the surrogate's scale (V) for a model other than LIF, unless ``surrogate_scale`` says otherwise
 DEFAULT_SURROGATE_SCALE = 10e-3
+#: SpikingModule's ways of learning delays (``delay_method``)
+DELAY_METHODS = ("dcls", "shift")
 
 
 @dataclass
@@ -123,6 +125,11 @@ class SpikingModule(torch.nn.Module):
         rounded delay itself, the network the engine runs after :meth:`write_back`. Projections
         inside a recurrent group keep their delays.
     max_delay : the longest learnable delay (s), rounded to steps; needed with ``learn_delays``.
+    delay_method : how delays learn: ``"dcls"`` runs the Gaussian kernels forward
+        (:func:`~ranvier.train.delays.delayed_projection`); ``"shift"`` runs every synapse at its
+        rounded delay forward, the engine's network, and gives the delays the gradient of the
+        Gaussian-smoothed arrival (:func:`~ranvier.train.delays.shifted_projection`; CPU, work
+        independent of ``max_delay``).
 
     Any spiking model trains: LIF through its fused recurrence, every other model (an
     ``Equations`` model, one written in the model language) through its own step run in torch
@@ -136,8 +143,12 @@ class SpikingModule(torch.nn.Module):
     def __init__(self, net: Network, inputs: str | Sequence[str], slope: float = 5.0,
                  detach_reset: bool = True, generic: bool = False,
                  surrogate_scale: float | Mapping[str, float] | None = None, learn_delays: bool = False,
-                 max_delay: float | None = None) -> None:
+                 max_delay: float | None = None, delay_method: str = "dcls") -> None:
         super().__init__()
+        if delay_method not in DELAY_METHODS:
+            raise TrainingError(f"delay_method must be one of {DELAY_METHODS}, got {delay_method!r}")
+        #: ``"dcls"`` or ``"shift"``: see ``delay_method``
+        self.delay_method = delay_method
         self.generic = bool(generic)
         self._surrogate_scale = surrogate_scale
         inputs = (inputs,) if isinstance(inputs, str) else tuple(inputs)
@@ -366,8 +377,8 @@ class SpikingModule(torch.nn.Module):
         """Projection ``index``'s arrivals ``(T, B, n_post)`` from its source's whole spike train ``pre``."""
         projection = self.projections[index]
         if projection.learned:
-            return delayed_projection(pre, self.weight(index), self.delays[str(index)], self.sigma,
-                                      self.max_delay_steps)
+            learned = shifted_projection if self.delay_method == "shift" else delayed_projection
+            return learned(pre, self.weight(index), self.delays[str(index)], self.sigma, self.max_delay_steps)
         if not projection.delay_groups:
             return project(pre, self.weight(index), projection.delay)
         weight = self.weights[index]
