@@ -40,8 +40,6 @@ def by_synapse(pre, weight, delay, grad, sigma):
     grad_weight, grad_delay = np.zeros(w.shape), np.zeros(w.shape)
     for i in range(n_pre):
         for j in range(w.shape[1]):
-            floor = int(np.floor(position[i, j]))
-            fraction = position[i, j] - floor
             for m in range(steps):
                 for b in range(batch):
                     t = m + shift[i, j]
@@ -49,8 +47,7 @@ def by_synapse(pre, weight, delay, grad, sigma):
                         arrivals[t, b, j] += s[m, b, i] * w[i, j]
                         grad_weight[i, j] += s[m, b, i] * g[t, b, j]
                         grad_pre[m, b, i] += w[i, j] * g[t, b, j]
-                    grad_delay[i, j] += w[i, j] * s[m, b, i] * ((1 - fraction) * psi(m + floor, b, j)
-                                                                + fraction * psi(m + floor + 1, b, j))
+                    grad_delay[i, j] += w[i, j] * s[m, b, i] * psi(m + shift[i, j], b, j)
     return arrivals, grad_pre, grad_weight, grad_delay
 
 
