@@ -30,6 +30,14 @@ Width and rounding
     ``sigma`` of 0.5 or 0.23 as DCLS does, round, and evaluate (or fine-tune the weights) with
     ``sigma=0``: that forward pass is the one the engine reproduces.
 
+The shift method
+    :func:`shifted_projection` (``SpikingModule(..., delay_method="shift")``) runs the other way
+    round: forward, every synapse at its rounded delay, the network the engine runs, at every
+    ``sigma``; backward, the weights and spikes get that network's exact gradients and the
+    delays DCLS's gradient of a Gaussian-smoothed arrival (equations in its docstring). Its work
+    is ``nnz(s) n_post`` each way instead of ``nnz(s) (D + 1) n_post``, and no fine-tuning at
+    ``sigma = 0`` is needed before :func:`rounded` delays go into the engine.
+
 Paths
     With ``pre`` needing a gradient (a hidden layer's spikes), on a GPU, or dense, the arrivals are
     one ``conv1d`` over time (kernel ``K`` flipped, ``D`` steps of left padding), differentiable in
@@ -366,17 +374,19 @@ def _shifted_transpose_times(indptr, indices, values, grad_and_psi, shift, steps
 
 @numba.njit(cache=True, parallel=True)
 def _shifted_input_gradient(weight, shift, grad, steps, batch, out):
-    """``out[k B + b, i] = sum_j W_ij grad[b, k + n_ij, j]``, ``j`` ascending (``grad`` zero past ``T``)."""
+    """``out[i, k B + b] = sum_j W_ij grad[j, (k + n_ij) B + b]``, ``j`` ascending (``grad`` ``(n_post, (T + D
+    + 1) B)``, zero past ``T``): per synapse one contiguous multiply-add over all steps and samples;
+    one thread per presynaptic neuron ``i``."""
     n_pre, n_post = weight.shape
-    for r in numba.prange(steps * batch):
-        k = r // batch
-        g = grad[r - k * batch]
-        for i in range(n_pre):
-            total = 0.0
-            weight_row, shift_row = weight[i], shift[i]
-            for j in range(n_post):
-                total += weight_row[j] * g[k + shift_row[j], j]
-            out[r, i] = total
+    length = steps * batch
+    for i in numba.prange(n_pre):
+        row = out[i]
+        row[:] = 0.0
+        for j in range(n_post):
+            w = weight[i, j]
+            source = grad[j, shift[i, j] * batch:shift[i, j] * batch + length]
+            for r in range(length):
+                row[r] += w * source[r]
 
 
 class _ShiftedProjection(torch.autograd.Function):
@@ -420,9 +430,11 @@ class _ShiftedProjection(torch.autograd.Function):
         grad_delay = total[..., 1] * w
         grad_pre = None
         if ctx.needs_input_grad[0]:
-            grad_pre = np.empty((steps * batch, w.shape[0]), dtype=w.dtype)
-            _shifted_input_gradient(w, ctx.shift, by_sample, steps, batch, grad_pre)
-            grad_pre = torch.from_numpy(grad_pre).reshape(steps, batch, -1)
+            # (n_post, (T + D + 1) B): a synapse's delayed gradient is one contiguous stretch
+            by_target = np.ascontiguousarray(by_sample.transpose(2, 1, 0)).reshape(w.shape[1], -1)
+            grad_pre = np.empty((w.shape[0], steps * batch), dtype=w.dtype)
+            _shifted_input_gradient(w, ctx.shift, by_target, steps, batch, grad_pre)
+            grad_pre = torch.from_numpy(grad_pre.T.reshape(steps, batch, -1).copy())
         return grad_pre, torch.from_numpy(grad_weight), torch.from_numpy(grad_delay), None, None
 
 
