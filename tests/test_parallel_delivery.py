@@ -65,6 +65,7 @@ import numba
 from ranvier.engine.backends import numba_backend
 numba_backend.PARALLEL_MIN_SYNAPSES = 0
 numba_backend.PARALLEL_MIN_EVENTS = {min_events}
+numba_backend.PARALLEL_MIN_TOGETHER = {min_together}
 from test_parallel_delivery import build, fingerprint
 net = build()
 for name in ("a", "b"):
@@ -73,12 +74,13 @@ net.run(0.05, backend="numba")
 result = fingerprint(net)
 result["threads"] = numba.get_num_threads()
 result["parallel"] = numba_backend._parallel_delivery(net._simulation.lowered)
+result["together"] = numba_backend._updated_together(net._simulation.lowered)
 print(json.dumps(result))
 """
 
 
-def run_with_threads(threads: int, min_events: int = 0) -> dict:
-    script = SCRIPT.format(tests=str(Path(__file__).parent), min_events=min_events)
+def run_with_threads(threads: int, min_events: int = 0, min_together: int = 0) -> dict:
+    script = SCRIPT.format(tests=str(Path(__file__).parent), min_events=min_events, min_together=min_together)
     result = subprocess.run([sys.executable, "-c", script], env={**os.environ, "NUMBA_NUM_THREADS": str(threads)},
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -93,9 +95,12 @@ def test_delivery_on_one_and_two_threads_equals_numpy():
     expected = fingerprint(reference)
     assert expected["spikes"] > 500  # busy enough that chunks deliver thousands of events
     one, two = run_with_threads(1), run_with_threads(2)
-    assert (one["threads"], one["parallel"]) == (1, False)
-    assert (two["threads"], two["parallel"]) == (2, True)
-    for result in (one, two):
+    # the populations update together (one parallel loop, a block of each per thread) or one by one
+    apart = run_with_threads(2, min_together=10**9)
+    assert (one["threads"], one["parallel"], one["together"]) == (1, False, [])
+    assert (two["threads"], two["parallel"], two["together"]) == (2, True, [0, 1])
+    assert (apart["parallel"], apart["together"]) == (True, [])
+    for result in (one, two, apart):
         assert result["digest"] == expected["digest"]
         assert result["events"] == expected["events"]
 
@@ -131,6 +136,13 @@ def test_block_delivery_equals_serial_delivery_for_any_partition():
         steps = np.sort(rng.integers(0, 3, 60)).astype(np.int64)
         serial = np.zeros((slots, 2, n_post), dtype=np.float32)
         numba_kernels.deliver_per_synapse(spikes, steps, 0, 60, row_ptr, post_ids, weights, 1, delays, serial, 1)
+        # numpy's order of additions; arrivals wrap around the ring (step + delay >= slots)
+        expected = np.zeros_like(serial)
+        for spike, step in zip(spikes, steps, strict=True):
+            synapses = np.arange(row_ptr[spike], row_ptr[spike + 1])
+            np.add.at(expected, ((step + delays[synapses]) % slots, 1, post_ids[synapses]), weights[synapses])
+        assert np.any(steps[:, None] + delays[None, :] >= slots)
+        np.testing.assert_array_equal(serial, expected)
         for blocks in (1, 2, 5):
             blocked = np.zeros_like(serial)
             for block in range(blocks):

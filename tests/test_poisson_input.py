@@ -53,6 +53,28 @@ def test_counts_are_poisson_with_the_stated_mean():
     assert np.mean(counts == 0) == pytest.approx(np.exp(-expected), abs=0.005)
 
 
+@pytest.mark.parametrize("expected", [0.0, 1e-3, 1.28, 2.32, 7.5, 40.0, 500.0])
+def test_table_counts_equal_the_summed_inverse_transform(expected):
+    """The numba backend's table lookup gives ``poisson_count``'s count for every ``u``, at each CDF step too."""
+    from ranvier.engine.backends.numba_kernels import table_count
+    from ranvier.engine.poisson_input import GUIDE_ENTRIES, count_tables
+
+    p_zero = np.exp(-expected)
+    cdf, guide = count_tables(np.array([[3.0, np.exp(-3.0)], [expected, p_zero]]))
+    sums = cdf[1][cdf[1] < 2.0]
+    # the sum's own steps, a float64 either side of each, the guide's boundaries and random draws
+    with np.errstate(over="ignore"):
+        random = uniform01(np.uint64(99), 3, np.arange(20_000))
+    bounds = np.arange(GUIDE_ENTRIES + 1) / GUIDE_ENTRIES
+    u = np.concatenate([sums, np.nextafter(sums, 0.0), np.nextafter(sums, 1.0), bounds, np.nextafter(bounds, 0.0),
+                        random])
+    u = u[(u >= 0.0) & (u < 1.0)]
+    reference = np.asarray(poisson_count(u, expected, p_zero))
+    looked_up = np.array([table_count(x, cdf, guide, 1) for x in u])
+    np.testing.assert_array_equal(looked_up, reference)
+    assert reference.max() > expected if expected else not reference.any()  # the draws reach past the mean
+
+
 def test_stats_count_each_drawn_input_spike_as_a_synaptic_event():
     net = rv.Network(dt=1e-4, seed=2)
     # a threshold out of reach: the drive's events do not depend on the activity

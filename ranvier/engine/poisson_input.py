@@ -26,6 +26,11 @@ from ..errors import ProjectionError
 #: ``exp(-mean)``, which must stay far from float64's underflow (and costs ~mean terms a neuron)
 MAX_MEAN_PER_STEP = 500.0
 
+#: entries of a :func:`count_tables` guide (a power of two, so ``u * GUIDE_ENTRIES`` is exact)
+GUIDE_ENTRIES = 64
+#: a table's search reads this many CDF entries at a time; rows end in as many entries past the last
+TABLE_WINDOW = 8
+
 
 @dataclass(frozen=True)
 class PoissonInput:
@@ -132,6 +137,37 @@ def make_drive(network, source: PoissonInput, post, rule, weight, delay, recepto
         copy += 1
         name = f"{base}#{copy}"
     return PoissonDrive(name, source, post, receptor, np.asarray(value, dtype=dtype))
+
+
+def count_tables(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The CDF of each drive's count, as ``model.poisson_count`` sums it, and a guide into it.
+
+    ``params`` holds each drive's ``(mean, exp(-mean))`` per row. Row m of the CDF holds the
+    running sums ``c_n = c_(n-1) + p_n``, ``p_n = p_(n-1) mean / n`` from ``c_0 = p_0 = exp(-mean)``,
+    in float64 and in that order, for ``n < ceil(mean + 10 sqrt(mean) + 12)`` (the cap of the
+    sum), then 2.0 (above any uniform number) to the row's end. The sums never fall, so
+    ``poisson_count(u, ...)`` equals the number of entries ``<= u``; ``guide[m, g]`` counts the
+    entries ``<= g / GUIDE_ENTRIES``, where a search for a ``u`` in ``[g, g + 1) / GUIDE_ENTRIES``
+    may start (``numba_kernels.table_count``). The same counts as the sum, without its divisions.
+    """
+    rows = []
+    for expected, p_zero in params:
+        expected, term = float(expected), float(p_zero)
+        limit = expected + 10.0 * math.sqrt(expected) + 12.0
+        sums = [term]
+        n = 1
+        while n < limit:
+            term = term * expected / n
+            sums.append(sums[-1] + term)
+            n += 1
+        rows.append(sums)
+    width = max((len(r) for r in rows), default=0) + TABLE_WINDOW
+    cdf = np.full((len(rows), width), 2.0)
+    for m, sums in enumerate(rows):
+        cdf[m, :len(sums)] = sums
+    bounds = np.arange(GUIDE_ENTRIES) / GUIDE_ENTRIES
+    guide = np.array([np.searchsorted(row, bounds, side="right") for row in cdf], dtype=np.int64)
+    return cdf, guide.reshape(len(rows), GUIDE_ENTRIES)
 
 
 def drive_key(seed: int, population_index: int, ordinal: int) -> int:

@@ -11,11 +11,13 @@ process with the same structure loads machine code instead of compiling. Sizes a
 values are arguments, not part of the source: a network of another size reuses the kernel.
 
 With more than one numba thread, populations of :data:`PARALLEL_MIN_NEURONS` or more update on
-all threads, and networks of :data:`PARALLEL_MIN_SYNAPSES` or more deliver each busy chunk's
+all threads; where every chunk is one step, the spiking populations (:data:`PARALLEL_MIN_TOGETHER`
+neurons or more in all) update in one parallel loop a step instead, each thread over its block of
+every population (``_update_together``); and networks of :data:`PARALLEL_MIN_SYNAPSES` or more deliver each busy chunk's
 spikes on all threads (``numba_kernels.deliver_all_parallel``): every thread owns a block of
 each target population and adds only the synapses onto it, in the serial order, so results are
 the same to the bit as numpy's on any number of threads. A population's Poisson drives
-(``PoissonInput``) are drawn in its update loop.
+(``PoissonInput``) are drawn in its update, from tables of their counts' CDF.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .. import model as model_language
 from ..connectivity import GEOMETRY_FIELDS
 from ..kinds import Kind
 from ..lowering import Consumer, LoweredNetwork, Operator, Status
+from ..poisson_input import count_tables
 from . import Runner, kernel_cache, numba_kernels
 from .numba_kernels import (
     DELIVER_ALL_TO_ALL,
@@ -77,11 +80,31 @@ class _Writer:
 PARALLEL_MIN_NEURONS = 20_000
 
 
-def _variant(population, alias: str) -> tuple[str, bool, bool, int, bool, tuple[int, ...]]:
+#: networks whose chunks are one step long and whose spiking populations of one ``dt`` have at least
+#: this many neurons together update them all in one loop on all threads (``_update_together``)
+PARALLEL_MIN_TOGETHER = 10_000
+
+
+def _updated_together(lowered: LoweredNetwork) -> list[int]:
+    """The populations that update in one parallel loop, each thread over its block of every one.
+
+    Only where every chunk is one step: the serial loop then updates population after
+    population at that step, the order the blocks keep (a longer chunk takes each population
+    through all its steps first, and reports the first failing one in that order).
+    """
+    if numba.config.NUMBA_NUM_THREADS < 2 or lowered.chunk != 1:
+        return []
+    together = [index for index, population in enumerate(lowered.populations)
+                if population.kind == Kind.SPIKING and population.period == 1]
+    return together if sum(lowered.populations[i].n for i in together) >= PARALLEL_MIN_TOGETHER else []
+
+
+def _variant(population, alias: str, together: bool = False) -> tuple[str, bool, bool, int, bool, tuple[int, ...]]:
     """What the compiled code of a population depends on: (step function, shares one column of
     constants, updates on all threads, number of receptors, model reports non-finite state, the
-    receptor of each Poisson drive)."""
-    parallel = population.n >= PARALLEL_MIN_NEURONS and numba.config.NUMBA_NUM_THREADS > 1
+    receptor of each Poisson drive). A population updated ``together`` with others runs serially
+    over each thread's block."""
+    parallel = population.n >= PARALLEL_MIN_NEURONS and numba.config.NUMBA_NUM_THREADS > 1 and not together
     return (alias, population.consts.shape[1] == 1, parallel, population.ring.shape[1], population.checks_finite,
             tuple(int(r) for r in population.drive_receptors))
 
@@ -105,7 +128,8 @@ def _write_variant(w: _Writer, alias: str, shared: bool, parallel: bool, recepto
 
     It returns 0, -1 when the spike buffer is full or -2 when the state (of ``dtype``) is not finite.
     Each Poisson drive ``m`` (into receptor ``drives[m]``) adds its count times its weight to the
-    neuron's input before the step, as the numpy backend's ``_drive``.
+    neuron's input before the step, as the numpy backend's ``_drive``; the count is
+    ``poisson_count``'s, read from the drive's table (``numba_kernels.table_count``).
     """
     name = _variant_name(alias, shared, parallel, receptors, checks_finite, drives)
     cast = "np.float64" if dtype == np.float64 else "np.float32"
@@ -113,21 +137,25 @@ def _write_variant(w: _Writer, alias: str, shared: bool, parallel: bool, recepto
     w()
     # prange needs numba's runtime; a population that large does not feel the per-call cost
     w(f"@njit(cache=True, nogil=True{', parallel=True' if parallel else ', _nrt=False'})")
-    drive_arguments = ", drive_params, drive_weights, drive_keys, drive_events" if drives else ""
-    w(f"def _update{name}(state, consts, arriving, k, key, flags{drive_arguments}):")
+    drive_arguments = "".join(f", {name}" for name in _DRIVE_ARGUMENTS) if drives else ""
+    w(f"def _update{name}(state, consts, arriving, k, key, flags, low, high{drive_arguments}):")
     with w.indent():
         for m in range(len(drives)):
             w(f"events{m} = 0")
-        w(f"for i in {'prange' if parallel else 'range'}(state.shape[1]):")
+        if drives:
+            # the draws in a loop of their own: their searches end after a varying number of
+            # windows, which would keep the neurons' loop below from vectorising
+            w(f"for i in {'prange' if parallel else 'range'}(low, high):")
+            with w.indent():
+                for m, receptor in enumerate(drives):
+                    w(f"count{m} = table_count(uniform01(drive_keys[{m}], k, i), drive_cdf, drive_guide, {m})")
+                    # an integer sum: the same on any number of threads
+                    w(f"events{m} += count{m}")
+                    w(f"if count{m} != 0:")
+                    with w.indent():
+                        w(f"arriving[{receptor}][i] += {cast}(count{m}) * drive_weights[{m}]")
+        w(f"for i in {'prange' if parallel else 'range'}(low, high):")
         with w.indent():
-            for m, receptor in enumerate(drives):
-                w(f"count{m} = poisson_count(uniform01(drive_keys[{m}], k, i), drive_params[{m}, 0], "
-                  f"drive_params[{m}, 1])")
-                # an integer sum: the same on any number of threads
-                w(f"events{m} += count{m}")
-                w(f"if count{m} != 0:")
-                with w.indent():
-                    w(f"arriving[{receptor}][i] += {cast}(count{m}) * drive_weights[{m}]")
             w(f"spikes = {alias}(state, consts, arriving, i, {'0' if shared else 'i'}, k, key)")
             # Writes only where something changed: most neurons neither spike nor receive input
             # in a step, and a cache line never written is never written back. collect_spikes
@@ -151,7 +179,13 @@ def _write_variant(w: _Writer, alias: str, shared: bool, parallel: bool, recepto
     with w.indent():
         w("slot = ring[k % ring.shape[0]]")
         slots = "".join(f"slot[{r}], " for r in range(receptors))
-        w(f"_update{name}(state, consts, ({slots}), k, key, flags{drive_arguments})")
+        w(f"_update{name}(state, consts, ({slots}), k, key, flags, 0, state.shape[1]{drive_arguments})")
+        w(f"return _collect{name}(state, flags, k, spike_ids, spike_steps, spike_count)")
+    w()
+    w()
+    w("@njit(cache=True, nogil=True, _nrt=False)")
+    w(f"def _collect{name}(state, flags, k, spike_ids, spike_steps, spike_count):")
+    with w.indent():
         w("count = collect_spikes(flags, flags.view(np.uint64), k, spike_ids, spike_steps, spike_count[0])")
         w("if count < 0:")
         with w.indent():
@@ -196,8 +230,9 @@ _PLASTIC_ARGUMENTS = ["row_ptr", "targets", "weights", "col_ptr", "col_synapses"
                       "pre_seen", "post_trace", "post_seen", "decay_plus", "decay_minus", "params", "modulation"]
 
 
-#: the arrays of a population's Poisson drives, as arguments ``p{index}_<name>``
-_DRIVE_ARGUMENTS = ["drive_params", "drive_weights", "drive_keys", "drive_events"]
+#: the arrays of a population's Poisson drives, as arguments ``p{index}_<name>``: the lowered ones
+#: and the tables of their counts (``poisson_input.count_tables``)
+_DRIVE_ARGUMENTS = ["drive_weights", "drive_keys", "drive_events", "drive_cdf", "drive_guide"]
 
 
 def _population_arguments(index: int, population) -> list[str]:
@@ -221,13 +256,14 @@ def _spiking_steps(lowered: LoweredNetwork) -> dict[object, str]:
 def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     """Source of the ``advance`` kernel for ``lowered``'s structure, and its argument names."""
     functions = _spiking_steps(lowered)
+    together = _updated_together(lowered)
     variants: list[tuple[str, bool, bool, int, bool]] = []
-    for population in lowered.populations:
+    for index, population in enumerate(lowered.populations):
         if population.kind != Kind.SPIKING:
             continue
-        alias = functions[population.step_function]
-        if _variant(population, alias) not in variants:
-            variants.append(_variant(population, alias))
+        variant = _variant(population, functions[population.step_function], index in together)
+        if variant not in variants:
+            variants.append(variant)
     arguments = ["start", "stop", "chunk", "status", "synaptic_events", "first", "last"]
     for index, population in enumerate(lowered.populations):
         arguments += _population_arguments(index, population)
@@ -236,6 +272,8 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
         arguments += _PROJECTION_ARGUMENTS
         if parallel_delivery:
             arguments += ["rows_ascending", "min_delivery_events", "delivery_threads"]
+    if together:
+        arguments += ["update_threads", "together_events"]
     for m, _ in enumerate(lowered.state_monitors):
         arguments += [f"m{m}_row", f"m{m}_ids", f"m{m}_every", f"m{m}_values", f"m{m}_steps", f"m{m}_count"]
     for q, _ in enumerate(lowered.plastic):
@@ -251,8 +289,11 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     listed = len(lowered.projections) > _TUPLE_PROJECTIONS
     w("from ranvier.engine.backends.numba_kernels import (")
     w("    all_finite, all_finite_double, collect_spikes, emit_scheduled, gather_window, sample_state)")
+    if together:
+        w("from ranvier.engine.backends.numba_kernels import _block_start")
     if any(len(p.drive_names) for p in lowered.populations):
-        w("from ranvier.engine.model import poisson_count, uniform01")
+        w("from ranvier.engine.model import uniform01")
+        w("from ranvier.engine.backends.numba_kernels import table_count")
     w(f"from ranvier.engine.backends.numba_kernels import {'deliver_all_listed as ' if listed else ''}deliver_all")
     if parallel_delivery:
         w("from ranvier.engine.backends.numba_kernels import "
@@ -268,13 +309,15 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
         w(f"{alias} = njit(_nrt=False)(_py{alias})")
     for variant in variants:
         _write_variant(w, *variant, lowered.dtype)
+    if together:
+        _write_together(w, lowered, together, functions)
     _write_value_steps(w, lowered)
     _write_sparse_maps(w, lowered)
     w()
     w()
     # typed lists need numba's reference counting, and so does a parallel update's reduction (the
     # drives' event counts: its callers are compiled with the runtime too); tuples of arrays do not
-    runtime = listed or any(variant[2] and variant[5] for variant in variants)
+    runtime = listed or bool(together) or any(variant[2] and variant[5] for variant in variants)
     w(f"@njit(cache=True, nogil=True{'' if runtime else ', _nrt=False'})")
     w(f"def advance({', '.join(arguments)}):")
     with w.indent():
@@ -293,8 +336,13 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
                     w("break")
             for index, _ in enumerate(lowered.populations):
                 w(f"first[{index}] = p{index}_spike_count[0]")
+            if together:
+                w("for k in range(step, step + length):")
+                with w.indent():
+                    w(f"_update_together(k, update_threads, together_events, "
+                      f"{', '.join(a for i in together for a in _together_arguments(i, lowered.populations[i]))})")
             for index, population in enumerate(lowered.populations):
-                _write_population(w, lowered, index, population, functions)
+                _write_population(w, lowered, index, population, functions, index in together)
             if lowered.projections or lowered.counts:
                 for index, _ in enumerate(lowered.populations):
                     w(f"last[{index}] = p{index}_spike_count[0]")
@@ -494,7 +542,54 @@ def _write_value_updates(w: _Writer, lowered: LoweredNetwork) -> None:
                 w(f"set_modulation(s{q}_modulation, {row}, v{v}_published)")
 
 
-def _write_population(w: _Writer, lowered, index: int, population, functions) -> None:
+def _together_arguments(index: int, population) -> list[str]:
+    """The arguments of population ``index`` that ``_update_together`` reads."""
+    p = f"p{index}_"
+    drives = [f"{p}{name}" for name in _DRIVE_ARGUMENTS] if len(population.drive_names) else []
+    return [f"{p}state", f"{p}consts", f"{p}ring", f"{p}key", f"{p}flags"] + drives
+
+
+def _write_together(w: _Writer, lowered: LoweredNetwork, together: list[int], functions) -> None:
+    """``_update_together``: step ``k`` of the populations ``together``, each thread over its block of each.
+
+    One parallel loop for all of them, where a loop per population would start the threads as
+    many times a step. Blocks start on cache lines (``numba_kernels._block_start``). Block b's
+    drive counts go to ``together_events[b, position]`` and are summed after the loop, in
+    integers (the same on any number of threads).
+    """
+    arguments = [a for i in together for a in _together_arguments(i, lowered.populations[i])]
+    w()
+    w()
+    w("@njit(cache=True, nogil=True, parallel=True)")
+    w(f"def _update_together(k, threads, together_events, {', '.join(arguments)}):")
+    with w.indent():
+        # the thread count comes as an argument: a kernel that calls get_num_threads() cannot be cached
+        w("blocks = threads[0]")
+        w("for block in prange(blocks):")
+        with w.indent():
+            for position, index in enumerate(together):
+                population = lowered.populations[index]
+                p = f"p{index}_"
+                name = _variant_name(*_variant(population, functions[population.step_function], True))
+                w(f"low = _block_start(block, blocks, {p}state.shape[1])")
+                w(f"high = _block_start(block + 1, blocks, {p}state.shape[1])")
+                w(f"slot = {p}ring[k % {p}ring.shape[0]]")
+                slots = "".join(f"slot[{r}], " for r in range(population.ring.shape[1]))
+                drives = (f", {p}drive_weights, {p}drive_keys, together_events[block, {position}], {p}drive_cdf, "
+                          f"{p}drive_guide") if len(population.drive_names) else ""
+                w(f"_update{name}({p}state, {p}consts, ({slots}), k, {p}key, {p}flags, low, high{drives})")
+        for position, index in enumerate(together):
+            drives = len(lowered.populations[index].drive_names)
+            if drives:
+                w("for block in range(blocks):")
+                with w.indent():
+                    w(f"for m in range({drives}):")
+                    with w.indent():
+                        w(f"p{index}_drive_events[m] += together_events[block, {position}, m]")
+                        w(f"together_events[block, {position}, m] = 0")
+
+
+def _write_population(w: _Writer, lowered, index: int, population, functions, together: bool = False) -> None:
     p = f"p{index}_"
     w(f"# population {index}: {population.name} ({population.kind})")
     w("for k in range(step, step + length):")
@@ -503,7 +598,7 @@ def _write_population(w: _Writer, lowered, index: int, population, functions) ->
             w(f"{p}spike_count[0] = emit_scheduled({p}source_steps, {p}source_ids, {p}source_next, k, "
               f"{p}spike_ids, {p}spike_steps, {p}spike_count[0])")
         else:
-            name = _variant_name(*_variant(population, functions[population.step_function]))
+            name = _variant_name(*_variant(population, functions[population.step_function], together))
             period = population.period
             if period > 1:
                 # a population with its own dt updates once per window, on the window's summed input
@@ -512,8 +607,13 @@ def _write_population(w: _Writer, lowered, index: int, population, functions) ->
                 if period > 1:
                     w(f"gather_window({p}ring, k, {period})")
                 drives = "".join(f", {p}{name}" for name in _DRIVE_ARGUMENTS) if len(population.drive_names) else ""
-                w(f"outcome = _population{name}({p}state, {p}consts, {p}ring, k, {p}key, {p}flags, {p}spike_ids, "
-                  f"{p}spike_steps, {p}spike_count{drives})")
+                if together:
+                    # updated by _update_together
+                    w(f"outcome = _collect{name}({p}state, {p}flags, k, {p}spike_ids, {p}spike_steps, "
+                      f"{p}spike_count)")
+                else:
+                    w(f"outcome = _population{name}({p}state, {p}consts, {p}ring, k, {p}key, {p}flags, "
+                      f"{p}spike_ids, {p}spike_steps, {p}spike_count{drives})")
                 w("if outcome < 0:")
                 with w.indent():
                     w(f"status[0] = {int(Status.SPIKE_OVERFLOW)} if outcome == -1 else {int(Status.NOT_FINITE)}; "
@@ -682,7 +782,10 @@ class NumbaRunner(Runner):
                 f"{p}consts": population.consts, f"{p}ring": population.ring, f"{p}key": population.key,
                 f"{p}flags": population.flags,
             })
-            values.update({f"{p}{name}": getattr(population, name) for name in _DRIVE_ARGUMENTS})
+            cdf, guide = count_tables(population.drive_params)
+            values.update({f"{p}drive_weights": population.drive_weights, f"{p}drive_keys": population.drive_keys,
+                           f"{p}drive_events": population.drive_events, f"{p}drive_cdf": cdf,
+                           f"{p}drive_guide": guide})
         if lowered.projections:
             values.update(_projection_lists(lowered))
             if _parallel_delivery(lowered):
@@ -692,6 +795,11 @@ class NumbaRunner(Runner):
                      for j in lowered.projections], dtype=np.bool_)
                 values["min_delivery_events"] = PARALLEL_MIN_EVENTS
                 values["delivery_threads"] = self._delivery_threads = np.ones(1, dtype=np.int64)
+        if _updated_together(lowered):
+            values["update_threads"] = self._update_threads = np.ones(1, dtype=np.int64)
+            drives = max(len(p.drive_names) for p in lowered.populations)
+            values["together_events"] = np.zeros((numba.config.NUMBA_NUM_THREADS, len(lowered.populations),
+                                                  max(1, drives)), dtype=np.int64)
         for q, plastic in enumerate(lowered.plastic):
             projection = lowered.projections[plastic.projection]
             arrays = {"row_ptr": projection.row_ptr, "targets": projection.post_ids.view(np.uint32),
@@ -705,8 +813,11 @@ class NumbaRunner(Runner):
         self._monitor_buffers: list = []
 
     def advance(self, start: int, stop: int) -> int:
+        # numba.set_num_threads may have changed the thread count
         if "delivery_threads" in self._values:
-            self._delivery_threads[0] = numba.get_num_threads()  # numba.set_num_threads may have changed it
+            self._delivery_threads[0] = numba.get_num_threads()
+        if "update_threads" in self._values:
+            self._update_threads[0] = numba.get_num_threads()
         buffers = [monitor.values for monitor in self.lowered.state_monitors]
         if not self._arguments or any(a is not b for a, b in zip(buffers, self._monitor_buffers, strict=True)):
             # a run allocates its monitors' buffers anew: the kernel's arguments are gathered once per run

@@ -14,6 +14,7 @@ from numba import njit, prange
 
 from ..lowering import NO_PULSE
 from ..model import NOT_FINITE_UINT16, row_sum
+from ..poisson_input import TABLE_WINDOW
 
 #: Options of every compiled loop of the backend. They allocate nothing, so they run without
 #: numba's reference counting (``_nrt=False``): otherwise each array passed to a call, or
@@ -61,6 +62,25 @@ def collect_spikes(flags, flag_words, k, spike_ids, spike_steps, count):
                 count += 1
                 spikes -= 1
     return count
+
+
+@njit(**KERNEL)
+def table_count(u, cdf, guide, m):
+    """``model.poisson_count`` of drive ``m`` for the uniform number ``u``, read from its tables.
+
+    The count is the number of entries of row ``m`` of ``cdf`` that are ``<= u``
+    (``poisson_input.count_tables``): from the guide's start, compared ``TABLE_WINDOW`` at a
+    time without branches, until a window holds an entry above ``u``. A mean count of a few
+    per step takes one window; the sum's loop took a division and a mispredicted branch per term.
+    """
+    below = guide[m, np.int64(u * guide.shape[1])]
+    while True:
+        window = 0
+        for j in range(TABLE_WINDOW):
+            window += u >= cdf[m, below + j]
+        below += window
+        if window < TABLE_WINDOW:
+            return below
 
 
 @njit(**KERNEL)
@@ -112,6 +132,14 @@ def emit_scheduled(source_steps, source_ids, source_next, k, spike_ids, spike_st
     return count
 
 
+@njit(**KERNEL, inline="always")
+def _flat_ring(ring, receptor):
+    """``ring`` (``(slots, receptors, n)``, C order) as a flat view, its length, the length of a slot
+    and the offset of ``receptor`` in a slot: entry ``(t, r, i)`` is at ``t * slot + r * n + i``."""
+    slot_size = ring.shape[1] * ring.shape[2]
+    return ring.reshape(ring.size), ring.size, slot_size, receptor * ring.shape[2]
+
+
 @njit(**KERNEL)
 def deliver(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights, weight_stride, delay_steps, ring,
             receptor):
@@ -136,17 +164,25 @@ def deliver(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights, wei
 @njit(**KERNEL)
 def deliver_per_synapse(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights, weight_stride, delay_steps,
                         ring, receptor):
-    """As :func:`deliver`, with a delay (in steps) per synapse."""
-    slots = ring.shape[0]
+    """As :func:`deliver`, with a delay (in steps) per synapse.
+
+    The ring is addressed as one flat array: a spike's slot offset is taken once, and each
+    synapse's arrival wraps around the ring by a compare (every delay is shorter than the ring)
+    rather than the integer division of a modulo.
+    """
+    flat, span, slot_size, base = _flat_ring(ring, receptor)
     events = 0
     for s in range(first, last):
         neuron = spike_ids[s]
         begin = row_ptr[neuron]
         end = row_ptr[neuron + 1]
         events += end - begin
-        sent = spike_steps[s]
+        sent = base + (spike_steps[s] % ring.shape[0]) * slot_size
         for synapse in range(begin, end):
-            ring[(sent + delay_steps[synapse]) % slots, receptor, post_ids[synapse]] += weights[synapse * weight_stride]
+            at = sent + np.int64(delay_steps[synapse]) * slot_size + post_ids[synapse]
+            if at >= span:
+                at -= span
+            flat[at] += weights[synapse * weight_stride]
     return events
 
 
@@ -333,6 +369,7 @@ def deliver_block(spike_ids, spike_steps, first, last, row_ptr, post_ids, weight
     first target past the block; other rows are scanned whole.
     """
     slots = ring.shape[0]
+    flat, span, slot_size, base = _flat_ring(ring, receptor)
     for s in range(first, last):
         neuron = spike_ids[s]
         begin = row_ptr[neuron]
@@ -351,6 +388,8 @@ def deliver_block(spike_ids, spike_steps, first, last, row_ptr, post_ids, weight
                 if post >= low:
                     target[post] += weights[synapse * weight_stride]
         else:
+            # the flat addressing of deliver_per_synapse
+            at_sent = base + (sent % slots) * slot_size
             for synapse in range(begin, end):
                 post = post_ids[synapse]
                 if post >= high:
@@ -358,7 +397,10 @@ def deliver_block(spike_ids, spike_steps, first, last, row_ptr, post_ids, weight
                         break
                     continue
                 if post >= low:
-                    ring[(sent + delay_steps[synapse]) % slots, receptor, post] += weights[synapse * weight_stride]
+                    at = at_sent + np.int64(delay_steps[synapse]) * slot_size + post
+                    if at >= span:
+                        at -= span
+                    flat[at] += weights[synapse * weight_stride]
 
 
 @njit(**KERNEL)
