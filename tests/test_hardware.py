@@ -526,8 +526,8 @@ def test_delays_longer_than_loihi2_holds_are_a_named_error():
     delays = np.array([0.002, 0.063])  # 2 and 63 steps
     net.connect(source, lif, rv.connect.FromArrays([0, 1], [0, 1], weight=5e-3, delay=delays), receptor="exc")
     net.run(0.1)
-    with pytest.raises(hw.DelayLimitError,
-                       match=r"'input->lif.*': delays up to 63 steps \(0.063 s\), but Intel Loihi 2 .* at most 62 steps late"):
+    limit = r"'input->lif.*': delays up to 63 steps \(0.063 s\), but Intel Loihi 2 .* at most 62 steps late"
+    with pytest.raises(hw.DelayLimitError, match=limit):
         hw.estimate(net, "loihi2")
     assert hw.estimate(net, "loihi").energy > 0  # no published limit for Loihi: not checked
     net.projections[0].set_delays(np.array([0.002, 0.062]))
