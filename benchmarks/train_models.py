@@ -20,6 +20,7 @@ alone and only prints it.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from datetime import datetime, timezone
@@ -63,17 +64,20 @@ def snntorch_side(model: torch.nn.Module, x, y):
     return step
 
 
-def alternate(sides: dict, repeats: int) -> dict[str, list[float]]:
+def alternate(sides: dict, repeats: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall-clock and CPU times (``time.process_time``, all threads) of each side, repetitions alternating."""
     for step in sides.values():
         step()  # warm: numba compiles, torch allocates
-    times = {name: [] for name in sides}
+    wall = {name: [] for name in sides}
+    cpu = {name: [] for name in sides}
     names = list(sides)
     for repetition in range(repeats):
         for name in names if repetition % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             sides[name]()
-            times[name].append(time.perf_counter() - start)
-    return times
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return wall, cpu
 
 
 def ratio(times, numerator: str, denominator: str) -> tuple[float, float, float]:
@@ -81,9 +85,10 @@ def ratio(times, numerator: str, denominator: str) -> tuple[float, float, float]
     return statistics.median(ratios), min(ratios), max(ratios)
 
 
-def table_rows(times: dict[str, list[float]]) -> list[str]:
-    return [f"| {name} | {statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f}) |"
-            for name, values in times.items()]
+def table_rows(wall: dict[str, list[float]], cpu: dict[str, list[float]]) -> list[str]:
+    return [f"| {name} | {statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f}) | "
+            f"{statistics.median(cpu[name]):.3f} ({min(cpu[name]):.3f}-{max(cpu[name]):.3f}) |"
+            for name, values in wall.items()]
 
 
 def verdict(passed: bool) -> str:
@@ -104,12 +109,13 @@ def main() -> None:
     y = torch.randint(0, N_OUT, (BATCH,))
 
     rows, results = [], []
+    start_load = os.getloadavg()[0]
     if args.part in ("all", "generic"):
         fused = SpikingModule(ranvier_network(hidden=256), "input")
         generic_route = SpikingModule(ranvier_network(hidden=256), "input", generic=True)
-        generic = alternate({"fused": ranvier_side(fused, x, y), "generic": ranvier_side(generic_route, x, y)},
-                            args.repeats)
-        rows += table_rows(generic)
+        generic, generic_cpu = alternate({"fused": ranvier_side(fused, x, y),
+                                          "generic": ranvier_side(generic_route, x, y)}, args.repeats)
+        rows += table_rows(generic, generic_cpu)
         median, low, high = ratio(generic, "generic", "fused")
         results.append(f"- Generic route (LIF's own step, traced, in torch) / fused `LIFRecurrence`, 700-256-20: "
                        f"**{median:.2f}** ({low:.2f}-{high:.2f}); target <= 1.5: **{verdict(median <= 1.5)}**.")
@@ -118,19 +124,22 @@ def main() -> None:
             SpikingModule(ranvier_network(hidden=128), "input", learn_delays=True, max_delay=25 * ms,
                           delay_method=method), x, y) for method in DELAY_METHODS}
         sides["snnTorch, no delays"] = snntorch_side(snntorch_network(128), x, y)
-        delays = alternate(sides, args.repeats)
-        rows += table_rows(delays)
+        delays, delays_cpu = alternate(sides, args.repeats)
+        rows += table_rows(delays, delays_cpu)
         for method in DELAY_METHODS:
-            median, low, high = ratio(delays, f"ranvier, learned delays ({method})", "snnTorch, no delays")
+            name = f"ranvier, learned delays ({method})"
+            median, low, high = ratio(delays, name, "snnTorch, no delays")
+            cpu_median, cpu_low, cpu_high = ratio(delays_cpu, name, "snnTorch, no delays")
             results.append(f"- Learned delays (`delay_method=\"{method}\"`, max 25 steps) / snnTorch without delays, "
-                           f"700-128-20: **{median:.2f}** ({low:.2f}-{high:.2f}); target <= 1.0: "
-                           f"**{verdict(median <= 1.0)}**.")
+                           f"700-128-20: **{median:.2f}** ({low:.2f}-{high:.2f}); CPU time {cpu_median:.2f} "
+                           f"({cpu_low:.2f}-{cpu_high:.2f}); target <= 1.0: **{verdict(median <= 1.0)}**.")
     lines = [
         HEADING, "",
         f"Finished {datetime.now(timezone.utc).isoformat(timespec='seconds')}. Machine: {cpu_name()}, "
         f"{args.threads} torch threads; torch {torch.__version__}. T = {STEPS}, batch {BATCH}, {args.density:.0%} "
         f"input density, forward + backward + Adam, {args.repeats} alternating repetitions (median, range).", "",
-        "| training step | time (s) |", "|---|---|", *rows, "", *results, "",
+        f"Load average at the start {start_load:.2f}, at the end {os.getloadavg()[0]:.2f}.", "",
+        "| training step | wall time (s) | CPU time, all threads (s) |", "|---|---|---|", *rows, "", *results, "",
     ]
     text = "\n".join(lines)
     print(text)
