@@ -75,6 +75,20 @@ def _check(max_delay: int, sigma: float, what: str) -> None:
         raise TrainingError(f"{what}: sigma must be a finite number >= 0 (steps), got {sigma!r}")
 
 
+def _check_projection(what: str, pre: Tensor, weight: Tensor, delay: Tensor, mask: Tensor | None, max_delay: int,
+                      sigma: float) -> None:
+    """A delayed projection's shapes: spikes ``(T, B, n_pre)``; weight, delay and mask ``(n_pre, n_post)``."""
+    _check(max_delay, sigma, what)
+    if pre.ndim != 3:
+        raise TrainingError(f"{what}: pre must be spikes (T, B, n_pre), got shape {tuple(pre.shape)}")
+    n_pre = pre.shape[2]
+    if weight.ndim != 2 or weight.shape[0] != n_pre or delay.shape != weight.shape:
+        raise TrainingError(f"{what}: weight and delay must both be (n_pre={n_pre}, n_post), got "
+                            f"{tuple(weight.shape)} and {tuple(delay.shape)}")
+    if mask is not None and mask.shape != weight.shape:
+        raise TrainingError(f"{what}: mask must be {tuple(weight.shape)}, got {tuple(mask.shape)}")
+
+
 def rounded(delay: Tensor | np.ndarray, max_delay: int) -> np.ndarray:
     """Learned delays as the integer steps the engine runs: ``round(d)`` clipped to ``[1, max_delay]``.
 
@@ -257,15 +271,8 @@ def delayed_projection(pre: Tensor, weight: Tensor, delay: Tensor, sigma: float,
     CPU spikes of the weights' dtype).
     """
     what = "delayed_projection"
-    _check(max_delay, sigma, what)
-    if pre.ndim != 3:
-        raise TrainingError(f"{what}: pre must be spikes (T, B, n_pre), got shape {tuple(pre.shape)}")
+    _check_projection(what, pre, weight, delay, mask, max_delay, sigma)
     n_pre = pre.shape[2]
-    if weight.ndim != 2 or weight.shape[0] != n_pre or delay.shape != weight.shape:
-        raise TrainingError(f"{what}: weight and delay must both be (n_pre={n_pre}, n_post), got "
-                            f"{tuple(weight.shape)} and {tuple(delay.shape)}")
-    if mask is not None and mask.shape != weight.shape:
-        raise TrainingError(f"{what}: mask must be {tuple(weight.shape)}, got {tuple(mask.shape)}")
     steps, batch = pre.shape[:2]
     kernel = delay_kernel(weight, delay, sigma, max_delay, mask)
     eligible = not (pre.requires_grad or pre.device.type != "cpu" or weight.device.type != "cpu"
@@ -464,21 +471,14 @@ def shifted_projection(pre: Tensor, weight: Tensor, delay: Tensor, sigma: float,
     too). A wide ``sigma`` lets a delay feel errors far from its position; ``sigma = 0`` freezes
     the delays. The work is ``nnz(pre) n_post`` per pass, against ``nnz(pre) (max_delay + 1)
     n_post`` for DCLS's kernel, and the forward pass is always the engine's. CPU tensors only.
-    Every output element is summed by one thread in a fixed order (forward per sample ``b``, the
-    weight and delay gradients per presynaptic neuron ``i``), so results repeat bit for bit at any
-    thread count.
+    Every output element is summed in a fixed order that does not depend on the threads (forward:
+    one thread per sample ``b``; weight and delay gradients: partial sums over fixed blocks of
+    samples, :data:`GRADIENT_BLOCKS`, added in block order; spike gradients: one thread per
+    presynaptic neuron), so results repeat bit for bit at any thread count.
     """
     what = "shifted_projection"
-    _check(max_delay, sigma, what)
-    if pre.ndim != 3:
-        raise TrainingError(f"{what}: pre must be spikes (T, B, n_pre), got shape {tuple(pre.shape)}")
-    n_pre = pre.shape[2]
-    if weight.ndim != 2 or weight.shape[0] != n_pre or delay.shape != weight.shape:
-        raise TrainingError(f"{what}: weight and delay must both be (n_pre={n_pre}, n_post), got "
-                            f"{tuple(weight.shape)} and {tuple(delay.shape)}")
+    _check_projection(what, pre, weight, delay, mask, max_delay, sigma)
     if mask is not None:
-        if mask.shape != weight.shape:
-            raise TrainingError(f"{what}: mask must be {tuple(weight.shape)}, got {tuple(mask.shape)}")
         weight = weight * mask.to(weight.dtype)
     if pre.device.type != "cpu" or weight.device.type != "cpu":
         raise TrainingError(f"{what}: the shift method runs on CPU tensors; got {pre.device} and {weight.device} "
