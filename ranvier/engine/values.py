@@ -57,7 +57,14 @@ class ValueStage:
         #: each host population's ports and incoming value and count projections, in declaration order
         self._ports = {p.name: p.model.ports(p.n) for p in self.populations}
         self._incoming = {p.name: [j for j in self.projections if j.post is p] for p in self.populations}
-        self._output_rows = {p.name: list(p.model.output_rows) for p in values}
+        self._output_rows = {p.name: _rows_index(p.model.output_rows) for p in values}
+        #: each host population's input arrays, ``(port, (channels, width))``, made afresh every update
+        self._input_shapes = {name: [(port, (channels, width)) for port, (width, channels) in ports.items()]
+                              for name, ports in self._ports.items()}
+        #: each host population's state monitors, their ``(channel, row)`` pairs and their units as an index
+        #: (recording lowers anew)
+        self._monitors = {p.name: [(m, list(enumerate(m.rows)), _units_index(m.ids, p.n))
+                                   for m in network.state_monitors if m.population is p] for p in self.populations}
         #: each value population's projections into spiking receptors (held) and state variables (set)
         self._holds = {p.name: [j for j in self.projections if j.pre is p and j.kind == ProjectionKind.VALUE
                                 and j.post.model.kind != Kind.VALUE] for p in values}
@@ -90,14 +97,13 @@ class ValueStage:
     def update(self, step: int) -> None:
         """Update every host value population whose window ends at ``step``, then publish and send."""
         due = [p for p in self.populations if step % p.period == 0]
-        pulses = {}
+        pulses = {population.name: self._advance(population, step) for population in due}
         for population in due:
-            pulses[population.name] = self._advance(population, step)
-        sampled = np.array([step - 1])
-        for monitor in self.network.state_monitors:
-            if step % monitor.every_steps == 0 and monitor.population in due:
-                for channel, row in enumerate(monitor.rows):
-                    monitor._append(channel, sampled, monitor.population.state[row, monitor.ids][None])
+            for monitor, rows, units in self._monitors[population.name]:
+                if step % monitor.every_steps == 0:
+                    sampled = np.array([step - 1])
+                    for channel, row in rows:
+                        monitor._append(channel, sampled, population.state[row, units][None])
         for population in due:
             self._publish(population)
             self._hold(population, step, step)
@@ -108,7 +114,7 @@ class ValueStage:
     def _advance(self, population: Population, step: int) -> np.ndarray | None:
         model = population.model
         ports = self._ports[population.name]
-        inputs = {port: np.zeros((channels, width)) for port, (width, channels) in ports.items()}
+        inputs = {port: np.zeros(shape) for port, shape in self._input_shapes[population.name]}
         stats = self.network.stats
         for projection in self._incoming[population.name]:
             if projection.kind == ProjectionKind.COUNT:
@@ -164,3 +170,16 @@ class ValueStage:
         lowered.source_steps[:len(fired)] = step
         lowered.source_ids[:len(fired)] = fired
         lowered.source_next[0] = 0
+
+
+def _rows_index(rows: tuple[int, ...]) -> slice | list[int]:
+    """State rows as an index: a slice (a view, no copy) when they are consecutive, else the list."""
+    rows = list(rows)
+    if rows and rows == list(range(rows[0], rows[0] + len(rows))):
+        return slice(rows[0], rows[0] + len(rows))
+    return rows
+
+
+def _units_index(ids: np.ndarray, n: int) -> slice | np.ndarray:
+    """A monitor's unit ids as an index: every unit in order is a slice (a view), else the ids."""
+    return slice(None) if len(ids) == n and np.array_equal(ids, np.arange(n)) else ids

@@ -59,10 +59,11 @@ class LiquidModel(ValueModel):
         # no input check (forward's): projection weights are finite and the engine checks every state after each update
         elapsed = 1.0 if self.time_unit is None else dt / self.time_unit
         weights, terms = self._stepping_terms(elapsed == 1.0)
-        output, hidden = self._step(weights, terms, inputs["input"][0][None, :],
-                                    state[0][None, :].astype(np.float64), elapsed)
-        state[0] = hidden[0]
-        state[1, :self.output_size] = output[0]
+        # rows as (1, width) slices: views, and no copy of h when the network's precision is float64
+        output, hidden = self._step(weights, terms, inputs["input"][:1], np.asarray(state[:1], dtype=np.float64),
+                                    elapsed)
+        state[:1] = hidden
+        state[1:2, :self.output_size] = output
         return None
 
     def _stepping_terms(self, unit_time: bool) -> tuple[Any, Any]:
