@@ -2,23 +2,27 @@
 
 ``ranvier.train.delayed_coincidence`` draws samples of one of several motifs: every input
 channel spikes once, the classes differ only in which channel comes when, at a random onset in
-background noise. A feed-forward LIF layer with a short membrane time constant (3 ms) and a
-threshold that only several coincident inputs reach sees the spikes of a motif one at a time
-unless its synapses delay them into coincidence. Four networks with the same number of trained
-parameters are trained with surrogate gradients; the readout integrates the hidden spikes
-(a non-leaking LIF, its membrane potential at the last step is the score):
+background noise. The hidden layer is made of coincidence detectors: LIF neurons with a 3 ms
+leak (as long as the gap between a motif's spikes) whose input weights are held in
+``[0, W_MAX]``, a quarter of the threshold, so that a neuron fires only when at least four input
+spikes arrive within a step or two. Without delays it sees a motif's spikes one at a time;
+synapses with delays ``d_i = D - o_ci`` (``o_ci`` channel ``i``'s offset in class ``c``'s motif)
+bring class ``c``'s whole motif into one coincidence. Four networks with the same number of
+trained parameters and the same bound are trained with surrogate gradients; the readout
+integrates the hidden spikes (a nearly non-leaking LIF, its membrane potential at the last step
+is the score):
 
 * no delays (every synapse one step), BPTT, hidden layer of ``2 h`` neurons;
 * no delays, trained by SLTT (``module.sltt_backward``), ``2 h`` neurons;
 * fixed random delays (uniform in ``1 .. max_delay`` steps), ``2 h`` neurons;
-* learned delays (``SpikingModule(..., learn_delays=True, delay_method="shift")``, starting from
-  random delays), ``h`` neurons, whose weights and delays together are as many parameters as the
-  others' weights.
+* learned delays (DCLS: ``SpikingModule(..., learn_delays=True)``, one delay per synapse on both
+  projections, starting from random delays), ``h`` neurons, whose weights and delays
+  together are as many parameters as the others' weights.
 
-The learned delays are written into the network (``write_back``); the event engine then runs it
-and its predictions are compared with torch's.
+After training, the learned delays are rounded (``sigma = 0``) and written into the network
+(``write_back``); the event engine then runs it and its predictions are compared with torch's.
 
-    python examples/learn_delays.py [--classes 8] [--hidden 8] [--epochs 30] [--output learn_delays.png]
+    python examples/learn_delays.py [--classes 8] [--hidden 32] [--epochs 30] [--output learn_delays.png]
 """
 
 import argparse
@@ -36,7 +40,7 @@ plt.switch_backend("Agg")
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--classes", type=int, default=8, help="motifs to tell apart (default 8)")
 parser.add_argument("--channels", type=int, default=8, help="input channels (default 8)")
-parser.add_argument("--hidden", type=int, default=8, help="hidden neurons of the learned-delay network (default 8)")
+parser.add_argument("--hidden", type=int, default=32, help="hidden neurons of the learned-delay network (default 32)")
 parser.add_argument("--max-delay", type=int, default=25, help="longest delay in steps of 1 ms (default 25)")
 parser.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
 parser.add_argument("--train", type=int, default=1024, help="training samples (default 1024)")
@@ -46,6 +50,7 @@ parser.add_argument("--output", default="learn_delays.png", help="figure file (d
 args = parser.parse_args()
 torch.manual_seed(0)
 
+W_MAX = 2.5 * mV  # a quarter of the hidden threshold: at least four coincident input spikes fire a neuron
 TAIL = 5  # silent steps after each sample, so a motif late in the sample still arrives before the readout
 task = {"channels": args.channels, "steps": 100, "classes": args.classes, "gap": 3, "noise_probability": 0.02}
 
@@ -64,14 +69,12 @@ x_test, y_test = samples(args.test, 2)
 def network(hidden: int, delays) -> rv.Network:
     net = rv.Network(dt=1 * ms, seed=3)
     source = net.population(rv.neurons.SpikeSource([], [], n=args.channels), name="input")
-    # 12 mV / channels per input against a 10 mV threshold and a 3 ms leak: only about 5/6 of a motif's
-    # spikes arriving together fire it
     cells = net.population(rv.neurons.LIF(tau_m=3 * ms, v_rest=0.0, v_th=10 * mV, v_reset=0.0, t_ref=0.0,
                                           tau_syn={"in": 0.0}), n=hidden, name="hidden")
     # nearly an integrator (tau_m 1 s against a trial of about 0.1 s): its final potential sums the hidden spikes
     out = net.population(rv.neurons.LIF(tau_m=1.0, v_rest=0.0, v_th=1.0, v_reset=0.0, t_ref=0.0,
                                         tau_syn={"in": 0.0}), n=args.classes, name="out")
-    net.connect(source, cells, rv.connect.AllToAll(), weight=rv.init.Normal(12 * mV / args.channels, 4 * mV / args.channels), delay=delays)
+    net.connect(source, cells, rv.connect.AllToAll(), weight=rv.init.Normal(0.6 * W_MAX, 0.12 * W_MAX), delay=delays)
     net.connect(cells, out, rv.connect.AllToAll(), weight=rv.init.Normal(0.0, 0.1))
     return net
 
@@ -87,21 +90,24 @@ def accuracy(module: SpikingModule, x, y) -> float:
 
 def train(name: str, hidden: int, delays, learn: bool, sltt: bool = False):
     net = network(hidden, delays)
-    module = SpikingModule(net, "input", learn_delays=learn, max_delay=args.max_delay * ms if learn else None,
-                           delay_method="shift")
+    module = SpikingModule(net, "input", learn_delays=learn, max_delay=args.max_delay * ms if learn else None)
     parameters = sum(p.numel() for p in module.parameters())
-    # the input weights barely move (a coincidence detector keeps its threshold); the delays take a far
-    # larger step than the weights, as DCLS trains its positions (Hammouamri et al. 2024)
-    groups = [{"params": [module.weights[0]], "lr": 1e-4}, {"params": [module.weights[1]], "lr": 5e-3}]
+    # the input weights barely move (with larger steps they learn partial coincidences before the delays
+    # align whole motifs); the delays take a far larger step, as DCLS trains its positions (Hammouamri et al. 2024)
+    groups = [{"params": [module.weights[0]], "lr": 1e-5}, {"params": [module.weights[1]], "lr": 5e-3}]
     if learn:
         groups.append({"params": module.delays.parameters(), "lr": 0.1})
     optimiser = torch.optim.Adam(groups)
-    narrowing = int(0.9 * args.epochs)  # the last tenth trains the weights around frozen delays (sigma = 0)
+    with torch.no_grad():
+        module.weights[0].clamp_(0.0, W_MAX)
+    # sigma narrows from max_delay / 2 to 0.23 over the first half; the last quarter trains the weights
+    # around the rounded delays (sigma = 0, no delay gradient), the network the engine will run
+    narrowing = int(0.75 * args.epochs)
     history = []
     for epoch in range(args.epochs):
         if learn:
-            module.sigma = 0.0 if epoch >= narrowing else sigma_schedule(epoch, narrowing, start=6.0, end=0.23,
-                                                                         fraction=0.5 / 0.9)
+            module.sigma = 0.0 if epoch >= narrowing else sigma_schedule(epoch, narrowing, args.max_delay, end=0.23,
+                                                                         fraction=0.5 / 0.75)
         order = torch.randperm(args.train)
         for first in range(0, args.train, args.batch):
             chosen = order[first:first + args.batch]
@@ -111,6 +117,8 @@ def train(name: str, hidden: int, delays, learn: bool, sltt: bool = False):
             else:
                 torch.nn.functional.cross_entropy(scores(module, x_train[:, chosen]), y_train[chosen]).backward()
             optimiser.step()
+            with torch.no_grad():
+                module.weights[0].clamp_(0.0, W_MAX)
             if learn:
                 module.clamp_delays()
         history.append(accuracy(module, x_test, y_test))
