@@ -46,6 +46,7 @@ class Simulation:
         stop = network.step + n_steps
         stretch = self._allocate_monitors(n_steps)
         bar = self._progress_bar(n_steps) if progress else None
+        self._collected_from = network.step
         try:
             self._handle_events()
             self._on_host(self.values.start)
@@ -61,11 +62,16 @@ class Simulation:
                 for plastic in self.lowered.plastic:
                     plastic.refresh()
                 while network.step < target:
-                    reached = self.runner.advance(network.step, min(target, network.step + stretch))
-                    self._collect(network.step, reached)
+                    if network.step == self._collected_from + stretch:
+                        self._collect()  # the monitors' buffers are full
+                    limit = min(target, self._collected_from + stretch)
+                    reached = self.runner.advance(network.step, limit)
                     self.values.advanced(reached)
                     network.step = reached
-                    self._check_status()
+                    if reached < limit or self.lowered.status[0]:  # not Status.OK, which is 0
+                        # a spike buffer could overflow, or a state stopped being finite
+                        self._collect()
+                        self._check_status()
                 if bar is not None:
                     bar.update(network.step - (stop - n_steps) - bar.n)
                 self._handle_events()
@@ -76,9 +82,11 @@ class Simulation:
                 if network.step == boundary:
                     self._on_host(self.values.update)
                 if checkpointer is not None and network.step in (checkpointer.next_step, stop):
+                    self._collect()
                     self.runner.to_host()
                     checkpointer.write()
         finally:
+            self._collect()
             self.runner.to_host()
             if bar is not None:
                 bar.close()
@@ -106,9 +114,13 @@ class Simulation:
         self.runner.to_device()
 
     def _handle_events(self) -> None:
-        due = self.network._events.pop_due(self.network.step)
+        step, events = self.network.step, self.network._events
+        if events.next_step(step + 1) > step:
+            return
+        due = events.pop_due(step)
         callbacks = [event for event in due if event.kind == "callback"]
         if callbacks:
+            self._collect()  # callbacks may read monitors and stats
             # Callbacks read and write the host arrays; a GPU backend hands them over and back.
             self.runner.to_host()
             for event in callbacks:
@@ -125,9 +137,18 @@ class Simulation:
         return tqdm(total=n_steps, unit="s", unit_scale=network.dt, desc="simulating",
                     bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} s biological [{elapsed}<{remaining}]")
 
-    def _collect(self, start: int, reached: int) -> None:
-        """Move what the backend produced since ``start`` into monitors and stats."""
+    def _collect(self) -> None:
+        """Move what the backend produced since the last collection into monitors and stats.
+
+        The backend's spike and sample buffers fill over many ``advance`` calls (a host value
+        population's window each, say); they are emptied when one could overflow, before
+        callbacks, checkpoints and a new lowering, and at the end of the run.
+        """
         network, lowered, stats = self.network, self.lowered, self.network.stats
+        start, reached = self._collected_from, network.step
+        if reached == start:
+            return
+        self._collected_from = reached
         steps = reached - start
         stats.steps += steps
         stats.duration = stats.steps * network.dt

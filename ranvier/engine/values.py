@@ -50,6 +50,7 @@ class ValueStage:
         #: the value populations updated here
         self.populations = [p for p in values if not is_elementwise(p)]
         self.elementwise = [p for p in values if is_elementwise(p)]
+        self._periods = sorted({p.period for p in self.populations})
         self.projections = [p for p in network.projections if p.kind != ProjectionKind.SPIKE]
         self._maps = {m.name: m for m in lowered.value_maps}
         self._elementwise_periods = {p.index: p.period for p in self.elementwise}
@@ -73,7 +74,10 @@ class ValueStage:
 
     def next_boundary(self, step: int) -> int | None:
         """The first step after ``step`` at which a host value population updates."""
-        return min((step // p.period + 1) * p.period for p in self.populations) if self.populations else None
+        periods = self._periods
+        if len(periods) == 1:
+            return (step // periods[0] + 1) * periods[0]
+        return min((step // period + 1) * period for period in periods) if periods else None
 
     def start(self, step: int) -> None:
         """Publish every value population's output as its state stands, held for the rest of its window.

@@ -23,6 +23,7 @@ the same to the bit as numpy's on any number of threads. A population's Poisson 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import inspect
 from pathlib import Path
@@ -689,12 +690,17 @@ def _global_names(code):
             yield from _global_names(constant)
 
 
+@functools.cache
+def _library_source() -> bytes:
+    """numba's version and the source of the modules every kernel calls into, read once per process."""
+    return b"\n".join((numba.__version__.encode(), inspect.getsource(model_language).encode(),
+                       inspect.getsource(numba_kernels).encode()))
+
+
 def _fingerprint(source: str, model_functions: dict[str, object]) -> str:
     """Hash of everything the compiled kernel depends on."""
     digest = hashlib.sha256(source.encode())
-    digest.update(numba.__version__.encode())
-    digest.update(inspect.getsource(model_language).encode())
-    digest.update(inspect.getsource(numba_kernels).encode())
+    digest.update(_library_source())
     seen: set[int] = set()
     for alias, function in model_functions.items():
         digest.update(alias.encode())
@@ -794,9 +800,9 @@ class NumbaRunner(Runner):
                     [j.post_ids is not None and numba_kernels.rows_ascending(j.row_ptr, j.post_ids.view(np.uint32))
                      for j in lowered.projections], dtype=np.bool_)
                 values["min_delivery_events"] = PARALLEL_MIN_EVENTS
-                values["delivery_threads"] = self._delivery_threads = np.ones(1, dtype=np.int64)
+                values["delivery_threads"] = np.ones(1, dtype=np.int64)
         if _updated_together(lowered):
-            values["update_threads"] = self._update_threads = np.ones(1, dtype=np.int64)
+            values["update_threads"] = np.ones(1, dtype=np.int64)
             drives = max(len(p.drive_names) for p in lowered.populations)
             values["together_events"] = np.zeros((numba.config.NUMBA_NUM_THREADS, len(lowered.populations),
                                                   max(1, drives)), dtype=np.int64)
@@ -807,19 +813,22 @@ class NumbaRunner(Runner):
             values.update({f"s{q}_{name}": arrays[name] if name in arrays else getattr(plastic, name)
                            for name in _PLASTIC_ARGUMENTS})
         values.update(_value_values(lowered))
+        #: the kernel's thread counts, set before every advance
+        self._thread_counts = [values[name] for name in ("delivery_threads", "update_threads") if name in values]
         self._names = names[2:]
         self._values = values
         self._arguments: tuple = ()
         self._monitor_buffers: list = []
+        #: whether the kernel's first call, which loads its machine code from the cache, succeeded
+        self._cache_checked = False
 
     def advance(self, start: int, stop: int) -> int:
-        # numba.set_num_threads may have changed the thread count
-        if "delivery_threads" in self._values:
-            self._delivery_threads[0] = numba.get_num_threads()
-        if "update_threads" in self._values:
-            self._update_threads[0] = numba.get_num_threads()
-        buffers = [monitor.values for monitor in self.lowered.state_monitors]
-        if not self._arguments or any(a is not b for a, b in zip(buffers, self._monitor_buffers, strict=True)):
+        if self._thread_counts:
+            threads = numba.get_num_threads()  # numba.set_num_threads may have changed it
+            for count in self._thread_counts:
+                count[0] = threads
+        monitors = self.lowered.state_monitors
+        if not self._arguments or any(m.values is not b for m, b in zip(monitors, self._monitor_buffers, strict=True)):
             # a run allocates its monitors' buffers anew: the kernel's arguments are gathered once per run
             for m, monitor in enumerate(self.lowered.state_monitors):
                 self._values.update({
@@ -827,8 +836,8 @@ class NumbaRunner(Runner):
                     f"m{m}_values": monitor.values, f"m{m}_steps": monitor.steps, f"m{m}_count": monitor.count,
                 })
             self._arguments = tuple(self._values[name] for name in self._names)
-            self._monitor_buffers = buffers
-        if getattr(self, "_cache_checked", False):
+            self._monitor_buffers = [monitor.values for monitor in monitors]
+        if self._cache_checked:
             return int(self.kernel(start, stop, *self._arguments))
         try:
             result = int(self.kernel(start, stop, *self._arguments))
