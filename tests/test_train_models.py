@@ -132,6 +132,49 @@ def test_the_traced_step_gives_the_step_by_step_loss_and_gradients(make_network)
         assert float((traced - unrolled).abs().max() / unrolled.abs().max()) < 1e-9
 
 
+@pytest.mark.parametrize("make_network", [lif_network, izhikevich_network, adex_network])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_fused_backward_loop_gives_the_torch_ops_gradients(make_network, dtype, monkeypatch):
+    """The traced step's Jacobian entries and spike terms, computed in one numba loop
+    (ranvier.train.fused), equal the same ops run one by one in torch: bit for bit where the
+    backward has no exp (LIF, Izhikevich), to the last bits with AdEx's exp, at 1 and 2 threads."""
+    import numba
+
+    from ranvier.train import fused
+
+    def gradients():
+        torch.manual_seed(0)
+        net = make_network()
+        x, y = two_patterns(np.random.default_rng(3), 8, steps=80, channels=net["input"].n)
+        module = SpikingModule(net, "input", generic=True, surrogate_scale=10 * mV).to(dtype)
+        loss, trace = module.loss(x.to(dtype), y, "out")
+        loss.backward()
+        assert type(trace.spikes["hidden"].grad_fn).__name__ == "_TracedSequenceBackward"
+        return [w.grad.clone() for w in module.weights]
+
+    calls = []
+    run = fused.FusedProgram.__call__
+    monkeypatch.setattr(fused.FusedProgram, "__call__", lambda self, *a: calls.append(1) or run(self, *a))
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one_thread = gradients()
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        in_the_loop = gradients()
+    finally:
+        numba.set_num_threads(threads)
+    assert calls
+    monkeypatch.setattr(fused.FusedProgram, "__call__", lambda self, *a: None)  # the torch ops
+    by_ops = gradients()
+    for a, b, c in zip(one_thread, in_the_loop, by_ops, strict=True):
+        assert torch.equal(a, b)
+        assert c.abs().max() > 0
+        if make_network is adex_network:
+            assert float((b - c).abs().max() / c.abs().max()) < (1e-5 if dtype == torch.float32 else 1e-12)
+        else:
+            assert torch.equal(b, c)
+
+
 def test_izhikevich_from_equations_trains_and_the_engine_gives_its_spikes():
     net = izhikevich_network()
     module, x, trace, accuracy, predictions = train(net)

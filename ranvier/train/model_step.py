@@ -36,6 +36,7 @@ from torch import Tensor
 
 from ..engine import model as model_language
 from ..errors import TrainingError
+from .fused import FusedProgram
 from .recurrence import surrogate_derivative, surrogate_spike
 
 #: (scale, slope) of the surrogate spike while a population's step runs
@@ -686,16 +687,33 @@ class _Recurrence:
             needed = [k for k in self.entries if (k[0] in ("J", "JA") and k[1] in outputs and (k[0] == "JA" or k[2]
                       in rows)) or (key[0] and k[0] in ("S", "SA") and (k[0] == "SA" or k[1] in rows))]
             program, _ = _walk([self.entries[k] for k in needed], self.loop_nodes)
-            self._backward_programs[key] = rows, sorted(outputs), needed, self._compile(program)
-        rows, outputs, needed, program = self._backward_programs[key]
-        values = self._evaluate(program, known)
-        entry = {k: values[self.entries[k].index] for k in needed}
+            compiled = self._compile(program)
+            # one loop for the varying Jacobian entries and the spike terms (entry * gS)
+            fused_keys = [k for k in needed if k[0] in ("S", "SA") or self.entries[k].op != "const"]
+            fused = FusedProgram(self.nodes, self._literals, compiled,
+                                 [(self.entries[k], "grad" if k[0] in ("S", "SA") else None) for k in fused_keys])
+            self._backward_programs[key] = rows, sorted(outputs), needed, compiled, (fused_keys, fused)
+        rows, outputs, needed, program, (fused_keys, fused) = self._backward_programs[key]
+        results = fused(known, grad_spikes) if fused_keys else None
+        products: dict[tuple, Tensor] = {}
+        if results is None:
+            values = self._evaluate(program, known)
+            entry = {k: values[self.entries[k].index] for k in needed}
+        else:
+            entry = {k: self.entries[k].value for k in needed}
+            for k, result in zip(fused_keys, results, strict=True):
+                if k[0] in ("S", "SA"):
+                    products[k] = result
+                else:
+                    entry[k] = result
         varying = {k for k in needed if self.entries[k].op != "const"}
         reference = grad_spikes if grad_spikes is not None else grad_v
         through_spikes: dict[int, Tensor] = {}
 
         def spike_term(k: tuple) -> Tensor:
             """``entry * gS``; an entry ``x c`` (constant ``c``) as ``(x gS) c``, ``x gS`` shared."""
+            if k in products:
+                return products[k]
             node = self.entries[k]
             if node.op == "mul" and isinstance(node.args[1], _Node) and node.args[1].op == "const":
                 return shared(node.args[0]) * node.args[1].value
