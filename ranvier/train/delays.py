@@ -407,7 +407,8 @@ class _ShiftedProjection(torch.autograd.Function):
         indptr = _row_counts(dense)
         indices, values = np.empty(indptr[-1], dtype=np.int64), np.empty(indptr[-1], dtype=dense.dtype)
         _compress(dense, indptr, indices, values)
-        shift = rounded(delay, max_delay).astype(np.int32)  # half the bytes per synapse read
+        # the narrowest integer that holds the delays: with the weights, the synapse table stays in cache
+        shift = rounded(delay, max_delay).astype(np.uint8 if max_delay <= np.iinfo(np.uint8).max else np.int32)
         w = weight.detach().contiguous().numpy()
         # rows past T catch the arrivals that fall outside the run, so the kernel never branches
         out = np.zeros((batch, steps + max_delay + 1, w.shape[1]), dtype=dense.dtype)

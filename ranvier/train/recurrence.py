@@ -200,11 +200,11 @@ class LIFRecurrence(torch.autograd.Function):
 
 # -- projections of given spike trains -----------------------------------------------------------
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _row_counts(x: np.ndarray) -> np.ndarray:
-    """``indptr`` of the row-compressed ``x`` ``(R, K)``: cumulative non-zeros per row, from 0."""
+    """``indptr`` of the row-compressed ``x`` ``(R, K)``: cumulative non-zeros per row, from 0 (rows in parallel)."""
     counts = np.zeros(x.shape[0] + 1, dtype=np.int64)
-    for r in range(x.shape[0]):
+    for r in numba.prange(x.shape[0]):
         count = 0
         for c in range(x.shape[1]):
             count += x[r, c] != 0
@@ -212,10 +212,11 @@ def _row_counts(x: np.ndarray) -> np.ndarray:
     return np.cumsum(counts)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _compress(x: np.ndarray, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
-    """Fill the column ``indices`` and ``values`` of ``x``'s non-zeros, row by row."""
-    for r in range(x.shape[0]):
+    """Fill the column ``indices`` and ``values`` of ``x``'s non-zeros, row by row (rows in parallel: each
+    writes its own stretch ``indptr[r] .. indptr[r + 1] - 1``)."""
+    for r in numba.prange(x.shape[0]):
         p = indptr[r]
         for c in range(x.shape[1]):
             if x[r, c] != 0:
