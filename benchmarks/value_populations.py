@@ -787,7 +787,8 @@ def main() -> None:
     parser.add_argument("--report", default=str(REPORT), help="the Markdown report whose section is replaced")
     parser.add_argument("--only", help=f"comma-separated cases ({', '.join(CASES)}); writes no report")
     parser.add_argument("--retries", type=int, default=1,
-                        help=f"measure a case again when other processes used > {DISTURBED * 100:.0f}%% of the CPUs (1)")
+                        help=f"measure a case again when other processes used > {DISTURBED * 100:.0f}%% "
+                             "of the CPUs (1)")
     parser.add_argument("--budget", type=float, default=780,
                         help="seconds after which no case is measured again (780; the run itself is not cut)")
     parser.add_argument("--note", help="a sentence added to the section's description (what code ran, ...)")

@@ -200,3 +200,53 @@ def test_the_prepared_gpu_script_runs_end_to_end_on_the_simulator(tmp_path):
     assert results["launches"]["cuba"]["chunks"] == 10 and results["launches"]["most_per_chunk"] >= 1
     text = report.read_text()
     assert "## Other\n\nkept" in text and "## GPU" in text and "not GPU timings" in text
+
+
+_LAUNCHES = """
+import json, os, sys
+import ranvier as rv
+from ranvier.units import mV, ms
+sys.path.insert(0, os.path.join(TESTS, os.pardir, "benchmarks", "gpu"))
+from gpu_checks import counting_launches
+
+def build():
+    net = rv.networks.cuba(n=120, seed=3, delay=0.3 * ms)  # CSR projections; chunks of 3 steps
+    net.connect(net["inh"], net["exc"], rv.connect.AllToAll(), weight=-0.2 * mV, delay=0.5 * ms, receptor="inh")
+    net.connect(rv.connect.PoissonInput(2000.0, 20), net["exc"], weight=1.0 * mV, receptor="exc")
+    return net
+
+def run(backend, steps):
+    net = build()
+    spikes = [net.record(name, "spikes") for name in ("exc", "inh")]
+    v = net.record("exc", "v", ids=[0, 5, 5], every=2 * net.dt)
+    net.run(2 * net.dt, backend=backend)  # lowers and compiles
+    lowered = net._simulation.lowered
+    chunks = [0]
+    boundary = lowered.next_value_boundary
+
+    def counted_boundary(step):
+        chunks[0] += 1  # the runners ask once per chunk
+        return boundary(step)
+
+    lowered.next_value_boundary = counted_boundary
+    with counting_launches() as counted:
+        net.run(steps * net.dt, backend=backend)
+    return ([[m.steps.tolist(), m.ids.tolist()] for m in spikes], v.values.tolist(),
+            dict(net.stats.synaptic_events_by_projection), lowered.chunk, chunks[0], counted)
+
+reference, short, long = run("numpy", 30), run("cuda", 30), run("cuda", 60)
+print(json.dumps({"same": reference[:3] == short[:3], "spikes": sum(len(ids) for _, ids in reference[0]),
+                  "chunk": short[3], "chunks": [short[4], long[4]], "launches": [short[5]["launches"],
+                  long[5]["launches"]], "copies": [short[5]["copies"], long[5]["copies"]]}))
+"""
+
+
+@pytest.mark.slow
+def test_a_chunk_takes_two_launches_and_no_copy_to_the_host_on_the_simulator(on_cuda_simulator):
+    """LIF populations, CSR and all-to-all projections, a Poisson drive and a state monitor: an update
+    and a delivery launch per min-delay chunk, and the copies of a run do not grow with its chunks."""
+    result = on_cuda_simulator(_LAUNCHES)
+    assert result["same"] and result["spikes"] > 50
+    assert result["chunk"] == 3 and result["chunks"] == [10, 20]
+    assert result["launches"] == [2 * chunks for chunks in result["chunks"]]
+    assert result["copies"][0] == result["copies"][1]

@@ -123,6 +123,93 @@ def test_a_state_that_stops_being_finite_names_the_value_population(backend):
         net.run(5 * ms, backend=backend)
 
 
+_PARALLEL_TEST_THRESHOLD = 256
+
+
+def _above_the_parallel_threshold(backend: str, threads: int) -> tuple[rv.Network, dict, str]:
+    """Kuramoto and astrocytes of more units than the (lowered) parallel threshold, run on ``threads`` threads.
+
+    The oscillators' and the first astrocytes' updates gather their inputs (all-to-all totals,
+    counts, an all-to-all without autapses from themselves) unit by unit; the second astrocytes
+    read the first ones' output through sparse synapses, so theirs are gathered before the
+    updates. Returns the network, its monitors and the numba kernel's source ("" on numpy).
+    """
+    from ranvier.engine.backends import numba_backend
+
+    net = rv.Network(dt=1 * ms, seed=5)
+    source = net.population(rv.neurons.PoissonSource(rate=200.0), n=50, name="source")
+    oscillators = net.population(rv.neurons.Kuramoto(omega=rv.init.Normal(30.0, 5.0), lag=0.2, pulses=True),
+                                 n=300, name="osc")
+    astro = net.population(rv.neurons.Astrocyte(tau=rv.init.Uniform(5 * ms, 20 * ms)), n=257, name="astro",
+                           dt=2 * ms)
+    followers = net.population(rv.neurons.Astrocyte(tau=10 * ms), n=260, name="followers", dt=2 * ms)
+    net.connect(oscillators, oscillators, rv.connect.AllToAll(), weight=2.0 / 300, receptor="coupling")
+    net.connect(source, oscillators, rv.connect.Bernoulli(0.1), weight=1.0, receptor="drive")
+    net.connect(source, astro, rv.connect.Bernoulli(0.2), weight=0.1)
+    net.connect(astro, astro, rv.connect.AllToAll(autapses=False), weight=-0.01)
+    net.connect(astro, followers, rv.connect.FixedInDegree(5), weight=rv.init.Normal(0.3, 0.1))
+    monitors = {"spikes": net.record("osc", "spikes"), "order": net.record("osc", "order"),
+                "astro": net.record("astro", "output"), "followers": net.record("followers", "output")}
+    numba.set_num_threads(threads)
+    try:
+        net.run(30 * ms, backend=backend)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    source_code = numba_backend._generate(net._simulation.lowered)[0] if backend == "numba" else ""
+    return net, monitors, source_code
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
+def test_value_populations_above_the_parallel_threshold_match_numpy_on_one_and_two_threads(monkeypatch):
+    from ranvier.engine.backends import numba_backend
+
+    monkeypatch.setattr(numba_backend, "PARALLEL_MIN_NEURONS", _PARALLEL_TEST_THRESHOLD)
+    numpy_net, numpy_run, _ = _above_the_parallel_threshold("numpy", 1)
+    assert numpy_run["spikes"].num_spikes > 0 and numpy_run["followers"].values.max() > 0
+    for threads in (1, 2):
+        numba_net, numba_run, source = _above_the_parallel_threshold("numba", threads)
+        # every update loops on all threads; only the second astrocytes' inputs are gathered before it
+        assert all(f"parallel=True)\ndef _update_values{v}(" in source for v in range(3))
+        assert "clear_rows(v2_inputs)" in source and "clear_rows(v0_inputs)" not in source
+        assert "clear_rows(v1_inputs)" not in source
+        np.testing.assert_array_equal(numpy_run["spikes"].steps, numba_run["spikes"].steps)
+        np.testing.assert_array_equal(numpy_run["spikes"].ids, numba_run["spikes"].ids)
+        for name in ("order", "astro", "followers"):
+            np.testing.assert_array_equal(numpy_run[name].values, numba_run[name].values)
+        for population in numpy_net.populations.values():
+            np.testing.assert_array_equal(population.state, numba_net[population.name].state)
+        assert numpy_net.stats.synaptic_events_by_projection == numba_net.stats.synaptic_events_by_projection
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
+def test_a_state_above_the_parallel_threshold_that_stops_being_finite_is_reported_as_numpy_does(monkeypatch):
+    from ranvier.engine.backends import numba_backend
+
+    monkeypatch.setattr(numba_backend, "PARALLEL_MIN_NEURONS", _PARALLEL_TEST_THRESHOLD)
+    outcomes = []
+    for backend, threads in (("numpy", 1), ("numba", 1), ("numba", 2)):
+        net = rv.Network(dt=1 * ms, seed=1)
+        cells = net.population(rv.neurons.SpikeSource([3 * ms, 3 * ms], [0, 1], n=2), name="cells")
+        astro = net.population(rv.neurons.Astrocyte(tau=10 * ms, baseline=0.5), n=300, name="astro")
+        # two spikes of 3e38 onto unit 290 alone (in the second thread's block) sum to more than a float32 holds
+        net.connect(cells, astro, rv.connect.FromArrays([0, 1], [290, 290]), weight=3e38)
+        numba.set_num_threads(threads)
+        try:
+            with pytest.raises(rv.NumericalError, match="'astro'.*step 4"):
+                net.run(10 * ms, backend=backend)
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        if backend == "numba":
+            assert "parallel=True)\ndef _update_values0(" in numba_backend._generate(net._simulation.lowered)[0]
+        # the update that failed published nothing
+        outcomes.append((astro.state.copy(), net.run_state.population("astro").published.copy()))
+    assert np.isinf(outcomes[0][0][0, 290]) and np.isfinite(np.delete(outcomes[0][0][0], 290)).all()
+    assert np.isfinite(outcomes[0][1]).all()
+    for state, published in outcomes[1:]:
+        np.testing.assert_array_equal(state, outcomes[0][0])
+        np.testing.assert_array_equal(published, outcomes[0][1])
+
+
 def test_akorn_with_sparse_coupling_is_identical_on_numpy_and_numba():
     results = []
     for backend in ("numpy", "numba"):

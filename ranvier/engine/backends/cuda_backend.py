@@ -1,11 +1,20 @@
 """The CUDA backend (numba.cuda): the same model step functions as device functions.
 
-Each model's ``step`` is compiled with ``cuda.jit(device=True)`` and called by one thread per
-neuron. A step of a population is three small kernels after the update: spike counts per
-range of neurons, their prefix sum, and the spike writes, so the spike list comes out in
-neuron order exactly as on the CPU. Deliveries launch one block per spike of the chunk, its threads
-striding over the spike's synapses (for an implicit all-to-all projection its targets, for a
-convolution its output channels and kernel taps) with atomic adds into the target's delay ring buffer.
+A min-delay chunk is two launches of kernels generated for the network's structure
+(:mod:`.cuda_chunk`): ``update`` takes every neuron of every spiking population through all the
+chunk's steps (a thread per neuron: drives, step, finite test, spike flags, state monitor samples),
+and its last block to finish writes the spike lists in the reference order (per population by
+step, then neuron) and emits the scheduled populations' spikes; ``deliver`` sends every spike of
+the chunk through every projection (CSR with one or per-synapse delays, implicit all-to-all,
+convolution), a block per spike with its threads striding over the synapses, atomic adds into the
+target's delay ring buffer. Spike counts stay on the device: the kernels read them there.
+
+The host reads nothing per chunk. It keeps an upper bound of each spike buffer's fill (the
+populations' spike bounds times the steps run) and reads the device's counts only when a buffer
+could overflow; it reads ``status`` (a state that is not finite, a full spike buffer: the first in
+the reference order, recorded by the kernels) then and at the end of every stretch. Every kernel
+(of the chunks, of learning, of the value populations) returns at once while ``status`` holds a
+failure, so the run ends as if it had stopped there.
 
 Determinism: the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) runs blocks one after another,
 so spikes are delivered in the reference order and results equal the numpy backend's. On a
@@ -19,9 +28,11 @@ ELM, ``Rate``). Elementwise value populations (Kuramoto, AKOrN, Astrocyte) updat
 device at the end of the chunks their windows end, in the numpy reference's order: their step
 on a thread per unit, sparse value maps on a thread per row, and the CPU backends' loops for
 sums, counts, holds and pulses on one thread each (so their additions keep the reference's
-order). Learning (STDP) runs a thread per synapse whose source or target spiked in the chunk,
+order); they, count projections (one thread a chunk) and learning keep launches of their own.
+Learning (STDP) runs a thread per synapse whose source or target spiked in the chunk,
 each replaying its own pre and post spikes in the CPU backends' order, which gives the numpy
-backend's weights and traces exactly (see ``_learn_synapse``). Each stretch copies back only
+backend's weights and traces exactly (see ``_learn_synapse``), three launches per plastic
+projection and chunk that read the chunk's spikes on the device. Each stretch copies back only
 what the host collects: the new spikes, synaptic-event counts and monitor samples.
 """
 
@@ -34,10 +45,9 @@ import warnings
 import numpy as np
 from numba import config, cuda
 
-from ..kinds import Kind
 from ..lowering import Consumer, LoweredNetwork, Operator, Status
-from ..model import NOT_FINITE, poisson_count, register_target, uniform01
-from . import Runner, numba_kernels
+from ..model import register_target
+from . import Runner, cuda_chunk, numba_kernels
 
 if config.ENABLE_CUDASIM:
     # The simulator runs step functions as Python on numpy scalars, where the counter-based
@@ -52,193 +62,13 @@ _SIMULATED = bool(config.ENABLE_CUDASIM)
 _THREADS = 8 if _SIMULATED else 128
 _MAX_BLOCKS = 1 if _SIMULATED else 1 << 16
 _DELIVERY_THREADS = 4 if _SIMULATED else 64
-#: the codes kernels record in the runner's ``status`` (see ``Status``); ints, so kernels read them as constants
+#: the most blocks the delivery kernel runs: they stride over the chunk's spikes
+_MAX_DELIVERY_BLOCKS = 1 if _SIMULATED else 1 << 12
+#: the code the value populations' finite test records in ``status`` (see ``Status``); an int, which kernels
+#: read as a constant
 _NOT_FINITE = int(Status.NOT_FINITE)
-_SPIKE_OVERFLOW = int(Status.SPIKE_OVERFLOW)
-#: neurons whose spikes one thread collects: the spike list is built by a prefix sum over
-#: ranges, deterministic and free of shared memory and barriers
-_RANGE = 64
 
 _DEVICE_FUNCTIONS: dict[object, object] = {}
-_UPDATE_KERNELS: dict[object, object] = {}
-
-
-def _update_kernel(step_function, checks_finite: bool):
-    """The kernel that advances every neuron of a population by one step with ``step_function``.
-
-    For a model that does not report a state that stops being finite (``checks_finite`` false)
-    each thread tests its neuron's column of the state after the step and flags ``NOT_FINITE``:
-    a step writes only its own neuron's column, so the threads together test the whole state,
-    as the CPU backends do after every step, at no extra launch.
-    """
-    if (step_function, checks_finite) not in _UPDATE_KERNELS:
-        step = _DEVICE_FUNCTIONS.setdefault(step_function, cuda.jit(device=True)(step_function))
-
-        @cuda.jit
-        def update(state, consts, arriving, k, key, shared, flags):
-            for i in range(cuda.grid(1), state.shape[1], cuda.gridsize(1)):
-                count = step(state, consts, arriving, i, 0 if shared else i, k, key)
-                if not checks_finite:
-                    for row in range(state.shape[0]):
-                        if not math.isfinite(state[row, i]):
-                            count = NOT_FINITE
-                flags[i] = count
-                for r in range(len(arriving)):
-                    arriving[r][i] = 0.0
-
-        _UPDATE_KERNELS[step_function, checks_finite] = update
-    return _UPDATE_KERNELS[step_function, checks_finite]
-
-
-@cuda.jit
-def _drive(ring, k, receptors, params, weights, keys, events):
-    """The population's Poisson drives of step ``k``, a thread per neuron (as the numpy backend's ``_drive``).
-
-    Drive by drive, each thread adds its neurons' counts times the weight to their receptor's
-    input (no other thread writes them) and its share of the counts, an integer sum, to ``events``.
-    """
-    slot = k % ring.shape[0]
-    for m in range(receptors.shape[0]):
-        total = 0
-        for i in range(cuda.grid(1), ring.shape[2], cuda.gridsize(1)):
-            count = poisson_count(uniform01(keys[m], k, i), params[m, 0], params[m, 1])
-            if count != 0:
-                ring[slot, receptors[m], i] += ring.dtype.type(count) * weights[m]
-                total += count
-        if total != 0:
-            cuda.atomic.add(events, m, total)
-
-
-@cuda.jit
-def _range_totals(flags, totals, status, population, k):
-    """Thread t counts the spikes of neurons ``t * _RANGE .. (t + 1) * _RANGE - 1``.
-
-    A negative count (a state that is not finite) records ``(NOT_FINITE, population, k)`` in
-    ``status`` unless an earlier kernel already recorded a failure: kernels run in launch order,
-    so the first failure in the reference order is kept.
-    """
-    for t in range(cuda.grid(1), totals.shape[0], cuda.gridsize(1)):
-        total = 0
-        for i in range(t * _RANGE, min((t + 1) * _RANGE, flags.shape[0])):
-            if flags[i] < 0:
-                if status[0] == 0:
-                    status[1] = population
-                    status[2] = k
-                    status[0] = _NOT_FINITE
-            else:
-                total += flags[i]
-        totals[t] = total
-
-
-@cuda.jit
-def _range_offsets(totals, spike_count, offsets, overflow, capacity, status, population, k):
-    """Exclusive prefix sum of the range totals, starting at the buffer's fill; one thread.
-
-    Spikes past the buffer's ``capacity`` set ``overflow`` (which stops every later spike
-    write) and record ``(SPIKE_OVERFLOW, population, k)`` in ``status`` unless a failure came first.
-    """
-    if cuda.grid(1) == 0:
-        position = spike_count[0]
-        for t in range(totals.shape[0]):
-            offsets[t] = position
-            position += totals[t]
-        if position > capacity:
-            overflow[0] = 1
-            if status[0] == 0:
-                status[1] = population
-                status[2] = k
-                status[0] = _SPIKE_OVERFLOW
-        else:
-            spike_count[0] = position
-
-
-@cuda.jit
-def _write_spikes(flags, offsets, k, spike_ids, spike_steps, overflow):
-    """Thread t writes the spikes of its range of neurons, in neuron order, from its offset."""
-    for t in range(cuda.grid(1), offsets.shape[0] if overflow[0] == 0 else 0, cuda.gridsize(1)):
-        position = offsets[t]
-        for i in range(t * _RANGE, min((t + 1) * _RANGE, flags.shape[0])):
-            for _ in range(flags[i]):
-                spike_ids[position] = i
-                spike_steps[position] = k
-                position += 1
-
-
-_emit_scheduled_device = cuda.jit(device=True)(numba_kernels.emit_scheduled.py_func)
-
-
-@cuda.jit
-def _emit_scheduled(source_steps, source_ids, source_next, k, spike_ids, spike_steps, spike_count):
-    """The CPU backend's ``emit_scheduled`` on one GPU thread."""
-    if cuda.grid(1) == 0:
-        spike_count[0] = _emit_scheduled_device(source_steps, source_ids, source_next, k, spike_ids, spike_steps,
-                                                spike_count[0])
-
-
-@cuda.jit
-def _deliver(spike_ids, spike_steps, first, row_ptr, post_ids, weights, weight_stride, delays, delay_stride, ring,
-             receptor, events, projection):
-    """Block b delivers spike ``first + b`` through all its synapses."""
-    s = first + cuda.blockIdx.x
-    neuron = spike_ids[s]
-    begin = row_ptr[neuron]
-    end = row_ptr[neuron + 1]
-    if cuda.threadIdx.x == 0:
-        cuda.atomic.add(events, projection, end - begin)
-    slots = ring.shape[0]
-    sent = spike_steps[s]
-    for synapse in range(begin + cuda.threadIdx.x, end, cuda.blockDim.x):
-        slot = (sent + delays[synapse * delay_stride]) % slots
-        cuda.atomic.add(ring, (slot, receptor, post_ids[synapse]), weights[synapse * weight_stride])
-
-
-@cuda.jit
-def _deliver_all_to_all(spike_ids, spike_steps, first, width, autapses, weights, delays, ring, receptor, events,
-                        projection):
-    """Block b adds the one weight of an all-to-all projection to every target of spike ``first + b``
-    (``0 .. width - 1``; without ``autapses`` a spike of neuron j skips target j)."""
-    s = first + cuda.blockIdx.x
-    neuron = spike_ids[s]
-    if cuda.threadIdx.x == 0:
-        cuda.atomic.add(events, projection, width if autapses else width - 1)
-    slot = (spike_steps[s] + delays[0]) % ring.shape[0]
-    for target in range(cuda.threadIdx.x, width, cuda.blockDim.x):
-        if autapses or target != neuron:
-            cuda.atomic.add(ring, (slot, receptor, target), weights[0])
-
-
-@cuda.jit
-def _deliver_convolution(spike_ids, spike_steps, first, row_ptr, geometry, kernel, delays, ring, receptor, events,
-                         projection):
-    """Block b adds the kernel entries of spike ``first + b`` to its targets, its threads striding over
-    (output channel of the group, tap) pairs (the geometry as in ``numba_kernels.deliver_convolution``)."""
-    s = first + cuda.blockIdx.x
-    neuron = spike_ids[s]
-    if cuda.threadIdx.x == 0:
-        cuda.atomic.add(events, projection, row_ptr[neuron + 1] - row_ptr[neuron])
-    height, width = geometry[1], geometry[2]
-    out_height, out_width = geometry[4], geometry[5]
-    kernel_height, kernel_width = geometry[6], geometry[7]
-    in_group = geometry[0] // geometry[14]
-    out_group = geometry[3] // geometry[14]
-    slot = (spike_steps[s] + delays[0]) % ring.shape[0]
-    channel = neuron // (height * width)
-    y = (neuron // width) % height
-    x = neuron % width
-    group = channel // in_group
-    taps = kernel_height * kernel_width
-    for pair in range(cuda.threadIdx.x, out_group * taps, cuda.blockDim.x):
-        out_channel = group * out_group + pair // taps
-        i = (pair % taps) // kernel_width
-        j = pair % kernel_width
-        shifted_y = y + geometry[10] - i * geometry[12]
-        shifted_x = x + geometry[11] - j * geometry[13]
-        u = shifted_y // geometry[8]
-        v = shifted_x // geometry[9]
-        if (shifted_y >= 0 and shifted_x >= 0 and shifted_y - u * geometry[8] == 0
-                and shifted_x - v * geometry[9] == 0 and u < out_height and v < out_width):
-            entry = ((out_channel * in_group + channel - group * in_group) * kernel_height + i) * kernel_width + j
-            cuda.atomic.add(ring, (slot, receptor, (out_channel * out_height + u) * out_width + v), kernel[entry])
 
 
 def _device_version(kernel, helpers: tuple[str, ...]):
@@ -253,8 +83,7 @@ def _device_version(kernel, helpers: tuple[str, ...]):
 # Elementwise value populations, in ``value_updates``' order: the CPU backends' loops each on
 # one GPU thread where their order of additions is the reference's, the units' steps and the
 # sparse products on a thread per unit or row.
-_deliver_count_device = _device_version(numba_kernels.deliver_count, ())
-_add_all_to_all_device = _device_version(numba_kernels.add_all_to_all, ())
+_add_all_to_all_device = _device_version(numba_kernels.add_all_to_all, ("all_to_all_total",))
 _take_pending_device = _device_version(numba_kernels.take_pending, ())
 _publish_device = _device_version(numba_kernels.publish, ("_copy",))
 _schedule_pulses_device = _device_version(numba_kernels.schedule_pulses, ())
@@ -266,30 +95,21 @@ _FINISH_KERNELS: dict[object, object] = {}
 
 
 @cuda.jit
-def _deliver_count(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights, weight_stride, delay_steps,
-                   per_synapse_delays, all_to_all, autapses, pending, period, events, index):
-    if cuda.grid(1) == 0:
-        events[index] += _deliver_count_device(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights,
-                                               weight_stride, delay_steps, per_synapse_delays, all_to_all, autapses,
-                                               pending, period)
-
-
-@cuda.jit
-def _clear_rows(rows):
-    for entry in range(cuda.grid(1), rows.shape[0] * rows.shape[1], cuda.gridsize(1)):
+def _clear_rows(status, rows):
+    for entry in range(cuda.grid(1), rows.shape[0] * rows.shape[1] if status[0] == 0 else 0, cuda.gridsize(1)):
         rows[entry // rows.shape[1], entry % rows.shape[1]] = 0.0
 
 
 @cuda.jit
-def _add_all_to_all(rows, first_row, published, channels, weight, autapses):
-    if cuda.grid(1) == 0:
+def _add_all_to_all(status, rows, first_row, published, channels, weight, autapses):
+    if cuda.grid(1) == 0 and status[0] == 0:
         _add_all_to_all_device(rows, first_row, published, channels, weight, autapses)
 
 
 @cuda.jit
-def _add_sparse(rows, first_row, published, channels, row_ptr, columns, values, weight, uniform):
+def _add_sparse(status, rows, first_row, published, channels, row_ptr, columns, values, weight, uniform):
     """``rows[first_row + c, i] += sum_e w_e x_c[j_e]`` (``w sum_e x_c[j_e]`` when ``uniform``), a thread per row."""
-    for i in range(cuda.grid(1), row_ptr.shape[0] - 1, cuda.gridsize(1)):
+    for i in range(cuda.grid(1), row_ptr.shape[0] - 1 if status[0] == 0 else 0, cuda.gridsize(1)):
         for c in range(channels):
             total = 0.0
             for entry in range(row_ptr[i], row_ptr[i + 1]):
@@ -304,8 +124,8 @@ def _add_sparse(rows, first_row, published, channels, row_ptr, columns, values, 
 
 
 @cuda.jit
-def _take_pending(rows, row, pending, window):
-    if cuda.grid(1) == 0:
+def _take_pending(status, rows, row, pending, window):
+    if cuda.grid(1) == 0 and status[0] == 0:
         _take_pending_device(rows, row, pending, window)
 
 
@@ -319,32 +139,32 @@ def _check_finite(state, status, population, k):
 
 
 @cuda.jit
-def _publish(state, published, output_rows, previous, keep_previous):
-    if cuda.grid(1) == 0:
+def _publish(status, state, published, output_rows, previous, keep_previous):
+    if cuda.grid(1) == 0 and status[0] == 0:
         _publish_device(state, published, published, output_rows, previous, keep_previous, False)
 
 
 @cuda.jit
-def _schedule_pulses(flags, n, k, source_steps, source_ids, source_next):
-    if cuda.grid(1) == 0:
+def _schedule_pulses(status, flags, n, k, source_steps, source_ids, source_next):
+    if cuda.grid(1) == 0 and status[0] == 0:
         _schedule_pulses_device(flags, n, k, source_steps, source_ids, source_next)
 
 
 @cuda.jit
-def _hold_values(ring, receptor, scratch, start, stop):
-    if cuda.grid(1) == 0:
+def _hold_values(status, ring, receptor, scratch, start, stop):
+    if cuda.grid(1) == 0 and status[0] == 0:
         _hold_values_device(ring, receptor, scratch, start, stop)
 
 
 @cuda.jit
-def _set_state_row(state, row, targets, scratch):
-    if cuda.grid(1) == 0:
+def _set_state_row(status, state, row, targets, scratch):
+    if cuda.grid(1) == 0 and status[0] == 0:
         _set_state_row_device(state, row, targets, scratch)
 
 
 @cuda.jit
-def _set_modulation(modulation, row, published):
-    if cuda.grid(1) == 0:
+def _set_modulation(status, modulation, row, published):
+    if cuda.grid(1) == 0 and status[0] == 0:
         _set_modulation_device(modulation, row, published)
 
 
@@ -354,8 +174,8 @@ def _value_step_kernel(step_function):
         step = _DEVICE_FUNCTIONS.setdefault(step_function, cuda.jit(device=True)(step_function))
 
         @cuda.jit
-        def update(state, consts, inputs, k, key, shared, flags, pulses):
-            for i in range(cuda.grid(1), state.shape[1], cuda.gridsize(1)):
+        def update(status, state, consts, inputs, k, key, shared, flags, pulses):
+            for i in range(cuda.grid(1), state.shape[1] if status[0] == 0 else 0, cuda.gridsize(1)):
                 if step(state, consts, inputs, i, 0 if shared else i, k, key) != 0 and pulses:
                     flags[i] = 1
 
@@ -369,8 +189,8 @@ def _finish_kernel(finish_function):
         finish = _DEVICE_FUNCTIONS.setdefault(finish_function, cuda.jit(device=True)(finish_function))
 
         @cuda.jit
-        def run(state, consts):
-            if cuda.grid(1) == 0:
+        def run(status, state, consts):
+            if cuda.grid(1) == 0 and status[0] == 0:
                 finish(state, consts)
 
         _FINISH_KERNELS[finish_function] = run
@@ -395,9 +215,17 @@ _NO_OWNER = np.iinfo(np.int64).max
 
 
 @cuda.jit
-def _count_chunk_spikes(pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, post_first, post_last, start,
+def _count_chunk_spikes(status, chunk_first, spike_counts, pre, post, pre_ids, pre_steps, post_ids, post_steps, start,
                         pre_counts, post_counts, pre_owner, post_owner):
-    """``counts[k - start, i]``: neuron i's spikes in step k of the chunk; ``owner[i]``: its first spike's index."""
+    """``counts[k - start, i]``: neuron i's spikes in step k of the chunk; ``owner[i]``: its first spike's index.
+
+    The chunk's spikes of populations ``pre`` and ``post`` are ``chunk_first .. spike_counts - 1``, read
+    on the device; nothing is done once ``status`` holds a failure (as in the kernels below).
+    """
+    if status[0] != 0:
+        return
+    pre_first, pre_last = chunk_first[pre], spike_counts[pre]
+    post_first, post_last = chunk_first[post], spike_counts[post]
     pre_spikes = pre_last - pre_first
     for entry in range(cuda.grid(1), pre_spikes + post_last - post_first, cuda.gridsize(1)):
         if entry < pre_spikes:
@@ -452,29 +280,38 @@ def _learn_synapse(s, p, q, start, length, pre_counts, post_counts, weights, pre
 
 
 @cuda.jit
-def _learn(pre_ids, pre_first, pre_last, post_ids, post_first, start, length, pre_counts, post_counts, pre_owner,
-           post_owner, row_ptr, targets, weights, col_ptr, col_synapses, col_sources, pre_trace, pre_seen, post_trace,
-           post_seen, decay_plus, decay_minus, params, modulation):
-    """Block b takes the chunk's spike b (pre spikes, then post spikes) if it owns its neuron.
+def _learn(status, chunk_first, spike_counts, pre, post, pre_ids, post_ids, start, length, pre_counts, post_counts,
+           pre_owner, post_owner, row_ptr, targets, weights, col_ptr, col_synapses, col_sources, pre_trace, pre_seen,
+           post_trace, post_seen, decay_plus, decay_minus, params, modulation):
+    """Block b takes the chunk's spikes b, b + gridDim, ... (pre spikes, then post spikes) whose neurons they own.
 
     A pre owner p: its threads learn every synapse of p's row. A post owner q: every synapse
     into q whose source did not spike in the chunk (the others belong to their source's row),
     so each synapse that learns has exactly one thread.
     """
-    b = cuda.blockIdx.x
-    pre_spikes = pre_last - pre_first
-    if b < pre_spikes:
-        p = pre_ids[pre_first + b]
-        if pre_owner[p] != pre_first + b:
-            return
-        for s in range(row_ptr[p] + cuda.threadIdx.x, row_ptr[p + 1], cuda.blockDim.x):
-            _learn_synapse(s, p, targets[s], start, length, pre_counts, post_counts, weights, pre_trace, pre_seen,
-                           post_trace, post_seen, decay_plus, decay_minus, params, modulation)
-    else:
-        spike = post_first + b - pre_spikes
-        q = post_ids[spike]
-        if post_owner[q] != spike:
-            return
+    if status[0] != 0:
+        return
+    pre_first, post_first = chunk_first[pre], chunk_first[post]
+    pre_spikes = spike_counts[pre] - pre_first
+    for b in range(cuda.blockIdx.x, pre_spikes + spike_counts[post] - post_first, cuda.gridDim.x):
+        if b < pre_spikes:
+            p = pre_ids[pre_first + b]
+            if pre_owner[p] == pre_first + b:
+                for s in range(row_ptr[p] + cuda.threadIdx.x, row_ptr[p + 1], cuda.blockDim.x):
+                    _learn_synapse(s, p, targets[s], start, length, pre_counts, post_counts, weights, pre_trace,
+                                   pre_seen, post_trace, post_seen, decay_plus, decay_minus, params, modulation)
+        else:
+            _learn_column(post_ids[post_first + b - pre_spikes], post_first + b - pre_spikes, start, length,
+                          pre_counts, post_counts, pre_owner, post_owner, weights, col_ptr, col_synapses, col_sources,
+                          pre_trace, pre_seen, post_trace, post_seen, decay_plus, decay_minus, params, modulation)
+
+
+@cuda.jit(device=True)
+def _learn_column(q, spike, start, length, pre_counts, post_counts, pre_owner, post_owner, weights, col_ptr,
+                  col_synapses, col_sources, pre_trace, pre_seen, post_trace, post_seen, decay_plus, decay_minus,
+                  params, modulation):
+    """The synapses into q whose source did not spike, if ``spike`` is q's owner: a thread each."""
+    if post_owner[q] == spike:
         for entry in range(col_ptr[q] + cuda.threadIdx.x, col_ptr[q + 1], cuda.blockDim.x):
             p = col_sources[entry]
             if pre_owner[p] == _NO_OWNER:
@@ -494,10 +331,14 @@ def _advance_trace(trace, seen, neuron, counts, start, length, table):
 
 
 @cuda.jit
-def _advance_traces(pre_ids, pre_first, pre_last, post_ids, post_first, post_last, start, length, pre_counts,
+def _advance_traces(status, chunk_first, spike_counts, pre, post, pre_ids, post_ids, start, length, pre_counts,
                     post_counts, pre_owner, post_owner, pre_trace, pre_seen, post_trace, post_seen, decay_plus,
                     decay_minus):
     """Each owner (a thread per spike of the chunk) advances its neuron's trace and gives up ownership."""
+    if status[0] != 0:
+        return
+    pre_first, pre_last = chunk_first[pre], spike_counts[pre]
+    post_first, post_last = chunk_first[post], spike_counts[post]
     pre_spikes = pre_last - pre_first
     for entry in range(cuda.grid(1), pre_spikes + post_last - post_first, cuda.gridsize(1)):
         if entry < pre_spikes:
@@ -515,23 +356,8 @@ def _advance_traces(pre_ids, pre_first, pre_last, post_ids, post_first, post_las
 
 
 @cuda.jit
-def _gather_window(ring, k, period):
-    """The CPU backends' ``gather_window``: add the input of steps ``k - period + 1 .. k - 1`` into
-    step ``k``'s slot, in that order, and clear them; a thread per (receptor, neuron) entry."""
-    slots, receptors, n = ring.shape
-    for entry in range(cuda.grid(1), receptors * n, cuda.gridsize(1)):
-        receptor = entry // n
-        i = entry - receptor * n
-        total = ring[k % slots, receptor, i]
-        for back in range(period - 1, 0, -1):
-            total += ring[(k - back) % slots, receptor, i]
-            ring[(k - back) % slots, receptor, i] = 0.0
-        ring[k % slots, receptor, i] = total
-
-
-@cuda.jit
-def _sample(state, row, ids, values, sample):
-    for column in range(cuda.grid(1), ids.shape[0], cuda.gridsize(1)):
+def _sample(status, state, row, ids, values, sample):
+    for column in range(cuda.grid(1), ids.shape[0] if status[0] == 0 else 0, cuda.gridsize(1)):
         values[sample, column] = state[row, ids[column]]
 
 
@@ -545,18 +371,9 @@ class _DevicePopulation:
         self.flags = cuda.to_device(np.zeros(population.n, dtype=np.int32))
         self.spike_ids = cuda.to_device(population.spike_ids)
         self.spike_steps = cuda.to_device(population.spike_steps)
-        self.spike_count = cuda.to_device(population.spike_count)
         self.source_steps = cuda.to_device(population.source_steps)
         self.source_ids = cuda.to_device(population.source_ids)
         self.source_next = cuda.to_device(population.source_next)
-        self.blocks = min(_MAX_BLOCKS, max(1, math.ceil(population.n / _THREADS)))
-        self.ranges = max(1, math.ceil(population.n / _RANGE))
-        self.range_blocks = min(_MAX_BLOCKS, max(1, math.ceil(self.ranges / _THREADS)))
-        self.totals = cuda.device_array(self.ranges, dtype=np.int64)
-        self.offsets = cuda.device_array(self.ranges, dtype=np.int64)
-        self.shared = population.consts.shape[1] == 1
-        self.update = (_update_kernel(population.step_function, population.checks_finite)
-                       if population.kind == Kind.SPIKING else None)
         self.drives = len(population.drive_names)
         if self.drives:
             for name in ("drive_receptors", "drive_params", "drive_weights", "drive_keys", "drive_events"):
@@ -645,8 +462,10 @@ class CudaRunner(Runner):
                         for p in lowered.plastic]
         self.events = cuda.to_device(np.zeros(len(lowered.projections), dtype=np.int64))
         self.status = cuda.to_device(np.zeros(3, dtype=np.int64))
-        self.overflow = cuda.to_device(np.zeros(1, dtype=np.int64))
         self.monitor_ids = [cuda.to_device(m.ids) for m in lowered.state_monitors]
+        #: the host's sample buffers the device's (``_device_buffers``) were allocated for
+        self._monitor_buffers: list = [None] * len(lowered.state_monitors)
+        self._device_buffers: list = []
         self.values = [_DeviceValues(v, self.populations[v.population]) for v in lowered.values]
         self.maps = {g: _DeviceArrays(m, _MAP_ARRAYS) for g, m in enumerate(lowered.value_maps) if m.compiled}
         self.counts = [_DeviceArrays(c, _COUNT_ARRAYS) for c in lowered.counts]
@@ -656,18 +475,87 @@ class CudaRunner(Runner):
         on_device = {v.host.population: v.published for v in self.values}
         self.published = {index: on_device[index] if index in on_device else cuda.to_device(published)
                           for index, published in lowered.published.items()}
+        self._prepare_chunks()
+
+    def _prepare_chunks(self) -> None:
+        """The chunk kernels (``cuda_chunk``), their work arrays and their arguments."""
+        lowered, chunk = self.lowered, self.lowered.chunk
+        layout = cuda_chunk.tile_layout(lowered, _THREADS)
+        self.kernels = cuda_chunk.load(lowered)
+        tiles = max(1, layout.tiles)  # device arrays of at least one entry
+        self.spike_counts = cuda.to_device(np.zeros(len(lowered.populations), dtype=np.int64))
+        self.capacities = np.array([len(p.spike_ids) for p in lowered.populations], dtype=np.int64)
+        self.spike_bounds = np.array([p.spike_bound for p in lowered.populations], dtype=np.int64)
+        arguments = {
+            "status": self.status, "failure": cuda.to_device(np.full(1, cuda_chunk.NO_FAILURE, dtype=np.int64)),
+            "done": cuda.to_device(np.zeros(1, dtype=np.int64)), "tiles": layout.tiles,
+            "tile_population": cuda.to_device(np.resize(layout.population, tiles)),
+            "tile_first": cuda.to_device(np.resize(layout.first, tiles)), "tile_ranges": cuda.to_device(layout.ranges),
+            "spike_counts": self.spike_counts,
+            "chunk_first": cuda.to_device(np.zeros(len(lowered.populations), dtype=np.int64)),
+            "capacities": cuda.to_device(self.capacities),
+            "offsets": cuda.device_array((chunk, tiles), dtype=np.int64),
+            "step_ends": cuda.device_array((chunk, len(lowered.populations)), dtype=np.int64),
+            "flags": cuda.device_array((chunk, tiles * _THREADS), dtype=np.int32),
+            "tile_totals": cuda.to_device(np.zeros((chunk, tiles), dtype=np.int64)), "events": self.events,
+        }
+        for index, device in enumerate(self.populations):
+            p, host = f"p{index}_", device.host
+            arguments.update({f"{p}{name}": getattr(device, name) for name in (
+                "spike_ids", "spike_steps", "state", "consts", "ring", "source_steps", "source_ids", "source_next")})
+            arguments[f"{p}key"] = host.key
+            if device.drives:
+                arguments.update({f"{p}{name}": getattr(device, name) for name in cuda_chunk.DRIVE_ARGUMENTS})
+        for j, device in enumerate(self.projections):
+            q, host = f"j{j}_", device.host
+            arguments.update({f"{q}row_ptr": device.row_ptr, f"{q}post_ids": device.post_ids,
+                              f"{q}weights": device.weights, f"{q}weight_stride": host.weight_stride,
+                              f"{q}delays": device.delays, f"{q}delay_stride": device.delay_stride,
+                              f"{q}width": host.width, f"{q}autapses": host.autapses, f"{q}geometry": device.geometry})
+        #: the state monitors ``update`` samples: (monitor index, the host's monitor)
+        self.sampled = [(m, lowered.state_monitors[m]) for m in cuda_chunk.sampled_monitors(lowered)]
+        for m, monitor in self.sampled:
+            n = lowered.populations[monitor.population].n
+            # by neuron, the sample columns that read it: each neuron's thread writes its own samples
+            arguments.update({f"m{m}_row": monitor.row, f"m{m}_every": monitor.every,
+                              f"m{m}_neuron_ptr": cuda.to_device(np.concatenate(
+                                  [[0], np.cumsum(np.bincount(monitor.ids, minlength=n))]).astype(np.int64)),
+                              f"m{m}_columns": cuda.to_device(np.argsort(monitor.ids, kind="stable"))})
+        for c, count in enumerate(self.counts):
+            # the arrays on the device, the scalars as lowered
+            arguments.update({f"c{c}_{name}": getattr(count if name in _COUNT_ARRAYS else count.host, name)
+                              for name in cuda_chunk.COUNT_ARGUMENTS})
+        arguments["count_events"] = self.count_events
+        self._chunk_arguments = arguments
+        # configured once: the launches of a chunk
+        self._update = self.kernels.update[min(_MAX_BLOCKS, max(1, layout.tiles)), _THREADS]
+        # grid-stride over the chunk's spikes, of which there are at most the populations' bounds
+        most = sum(lowered.populations[j.pre].spike_bound for j in lowered.projections) * chunk
+        self._deliver = (None if self.kernels.deliver is None
+                         else self.kernels.deliver[min(_MAX_DELIVERY_BLOCKS, max(1, most)), _DELIVERY_THREADS])
 
     def advance(self, start: int, stop: int) -> int:
         lowered = self.lowered
-
         lowered.status[0] = Status.OK
-        for device in self.populations:  # the host emptied the spike buffers after the last stretch
-            device.spike_count.copy_to_device(device.host.spike_count)
+        # the spike buffers as the host left them (it empties them when it collects, not after every stretch)
+        counts = np.array([p.spike_count[0] for p in lowered.populations], dtype=np.int64)
+        self.spike_counts.copy_to_device(counts)
         for plastic in self.plastic:  # the host refreshed the modulators' factors
             plastic.modulation.copy_to_device(plastic.host.modulation)
-        monitors = [(m, ids, cuda.to_device(m.values))
-                    for m, ids in zip(lowered.state_monitors, self.monitor_ids, strict=True)]
-        counts = [int(p.spike_count[0]) for p in lowered.populations]
+        buffers = [m.values for m in lowered.state_monitors]
+        if any(a is not b for a, b in zip(buffers, self._monitor_buffers, strict=True)):
+            # a run allocates its monitors' buffers anew: the device's are allocated with them, and
+            # never uploaded (the kernels write every sample before the host reads it)
+            self._device_buffers = [cuda.device_array_like(b) for b in buffers]
+            self._monitor_buffers = buffers
+        monitors = list(zip(lowered.state_monitors, self.monitor_ids, self._device_buffers, strict=True))
+        first_samples = [int(m.count[0]) for m in lowered.state_monitors]
+        arguments = self._chunk_arguments
+        for m, _ in self.sampled:
+            arguments[f"m{m}_values"] = monitors[m][2]
+        update_names, deliver_names = self.kernels.update_arguments, self.kernels.deliver_arguments
+        # an upper bound of each spike buffer's fill: the device's counts are read only when one could overflow
+        bound = counts.copy()
         step = start
         while step < stop:
             length = min(lowered.chunk, stop - step)
@@ -675,171 +563,136 @@ class CudaRunner(Runner):
             if boundary is not None:
                 # a chunk ends where an elementwise value population updates
                 length = min(length, boundary - step)
-            if any(count + p.spike_bound * length > len(p.spike_ids)
-                   for count, p in zip(counts, lowered.populations, strict=True)):
-                break
-            first = list(counts)
-            for index, device in enumerate(self.populations):
-                for k in range(step, step + length):
-                    self._step_population(index, device, k)
-                    for monitor, ids, values in monitors:
-                        if monitor.population == index and not monitor.at_updates and (k + 1) % monitor.every == 0:
-                            sample = int(monitor.count[0])
-                            _sample[min(_MAX_BLOCKS, max(1, math.ceil(len(monitor.ids) / _THREADS))), _THREADS](
-                                device.state, monitor.row, ids, values, sample)
-                            monitor.steps[sample] = k
-                            monitor.count[0] = sample + 1
-            status = self.status.copy_to_host()
-            if status[0]:  # a state that is not finite, or a full spike buffer: the first in the reference order
-                lowered.status[:] = status
-                break
-            counts = [int(d.spike_count.copy_to_host()[0]) for d in self.populations]
-            for j, projection in enumerate(self.projections):
-                pre = projection.host.pre
-                spikes = counts[pre] - first[pre]
-                if not spikes:
-                    continue
-                source, target = self.populations[pre], self.populations[projection.host.post]
-                if projection.host.all_to_all:
-                    _deliver_all_to_all[spikes, _DELIVERY_THREADS](
-                        source.spike_ids, source.spike_steps, first[pre], projection.host.width,
-                        projection.host.autapses, projection.weights, projection.delays, target.ring,
-                        projection.host.receptor, self.events, j)
-                elif projection.geometry is not None:
-                    _deliver_convolution[spikes, _DELIVERY_THREADS](
-                        source.spike_ids, source.spike_steps, first[pre], projection.row_ptr, projection.geometry,
-                        projection.weights, projection.delays, target.ring, projection.host.receptor, self.events, j)
-                else:
-                    _deliver[spikes, _DELIVERY_THREADS](
-                        source.spike_ids, source.spike_steps, first[pre], projection.row_ptr, projection.post_ids,
-                        projection.weights, projection.host.weight_stride, projection.delays,
-                        projection.delay_stride, target.ring, projection.host.receptor, self.events, j)
+            growth = self.spike_bounds * length
+            if np.any(bound + growth > self.capacities):
+                if self._failed():
+                    break
+                bound = self.spike_counts.copy_to_host()
+                if np.any(bound + growth > self.capacities):
+                    break
+            arguments["start"], arguments["length"] = step, length
+            for m, monitor in self.sampled:
+                arguments[f"m{m}_base"] = self._sample_steps(monitor, step, length)
+            self._update(*[arguments[name] for name in update_names])
+            if self._deliver is not None:
+                self._deliver(*[arguments[name] for name in deliver_names])
             for plastic in self.plastic:  # after delivery: a spike carries its synapse's weight of the chunk start
-                self._learn(plastic, first, counts, step, length)
-            for c, count in enumerate(self.counts):
-                host = count.host
-                source = self.populations[host.pre]
-                if counts[host.pre] > first[host.pre]:
-                    _deliver_count[1, 1](source.spike_ids, source.spike_steps, first[host.pre], counts[host.pre],
-                                         count.row_ptr, count.post_ids, count.weights, host.weight_stride,
-                                         count.delay_steps, host.per_synapse_delays, host.all_to_all, host.autapses,
-                                         count.pending, host.period, self.count_events, c)
+                self._learn(plastic, step, length)
+            bound += growth
             step += length
             if self.values:
                 self._update_values(step, monitors)
-        if self.values and lowered.status[0] == Status.OK:
-            status = self.status.copy_to_host()
-            if status[0]:
-                lowered.status[:] = status
-        self._download(monitors)
+        status = self.status.copy_to_host()
+        if status[0]:  # a state that is not finite, or a full spike buffer: the first in the reference order
+            lowered.status[:] = status
+        self._download(monitors, first_samples, counts)
+        if status[0]:
+            # the host counted the samples of the chunks it launched: keep those before the failure
+            for monitor in lowered.state_monitors:
+                monitor.count[0] = np.searchsorted(monitor.steps[:int(monitor.count[0])], status[2])
         return step if lowered.status[0] == Status.OK else int(lowered.status[2])
 
-    def _learn(self, plastic, first: list[int], counts: list[int], start: int, length: int) -> None:
-        """STDP of the chunk ``start .. start + length - 1`` of one plastic projection (see ``_learn_synapse``)."""
+    def _failed(self) -> bool:
+        """Whether a kernel recorded a failure in ``status`` (which then holds it on the host too)."""
+        status = self.status.copy_to_host()
+        if status[0]:
+            self.lowered.status[:] = status
+        return bool(status[0])
+
+    @staticmethod
+    def _sample_steps(monitor, start: int, length: int) -> int:
+        """Record on the host the steps ``update`` samples ``monitor`` at in the chunk (``k`` with
+        ``(k + 1) % every == 0``); returns the index of the chunk's first sample."""
+        base = int(monitor.count[0])
+        every = monitor.every
+        steps = np.arange((start // every + 1) * every - 1, start + length, every)
+        monitor.steps[base:base + len(steps)] = steps
+        monitor.count[0] = base + len(steps)
+        return base
+
+    def _learn(self, plastic, start: int, length: int) -> None:
+        """STDP of the chunk ``start .. start + length - 1`` of one plastic projection (see ``_learn_synapse``),
+        over the chunk's spikes as the device counted them."""
         pre, post = plastic.host.pre, plastic.host.post
-        spikes = counts[pre] - first[pre] + counts[post] - first[post]
-        if not spikes:
-            return
         source, target, learned = self.populations[pre], self.populations[post], plastic.projection
-        blocks = min(_MAX_BLOCKS, max(1, math.ceil(spikes / _THREADS)))
-        _count_chunk_spikes[blocks, _THREADS](source.spike_ids, source.spike_steps, first[pre], counts[pre],
-                                              target.spike_ids, target.spike_steps, first[post], counts[post], start,
-                                              plastic.pre_counts, plastic.post_counts, plastic.pre_owner,
-                                              plastic.post_owner)
-        _learn[spikes, _DELIVERY_THREADS](source.spike_ids, first[pre], counts[pre], target.spike_ids, first[post],
-                                          start, length, plastic.pre_counts, plastic.post_counts, plastic.pre_owner,
-                                          plastic.post_owner, learned.row_ptr, learned.post_ids, learned.weights,
-                                          plastic.col_ptr, plastic.col_synapses, plastic.col_sources,
-                                          plastic.pre_trace, plastic.pre_seen, plastic.post_trace, plastic.post_seen,
-                                          plastic.decay_plus, plastic.decay_minus, plastic.params, plastic.modulation)
-        _advance_traces[blocks, _THREADS](source.spike_ids, first[pre], counts[pre], target.spike_ids, first[post],
-                                          counts[post], start, length, plastic.pre_counts, plastic.post_counts,
-                                          plastic.pre_owner, plastic.post_owner, plastic.pre_trace, plastic.pre_seen,
-                                          plastic.post_trace, plastic.post_seen, plastic.decay_plus,
-                                          plastic.decay_minus)
+        arguments = self._chunk_arguments
+        ranges = (self.status, arguments["chunk_first"], self.spike_counts, pre, post)
+        most = (self.spike_bounds[pre] + self.spike_bounds[post]) * length
+        blocks = min(_MAX_BLOCKS, max(1, math.ceil(most / _THREADS)))
+        _count_chunk_spikes[blocks, _THREADS](*ranges, source.spike_ids, source.spike_steps, target.spike_ids,
+                                              target.spike_steps, start, plastic.pre_counts, plastic.post_counts,
+                                              plastic.pre_owner, plastic.post_owner)
+        _learn[min(_MAX_DELIVERY_BLOCKS, max(1, most)), _DELIVERY_THREADS](
+            *ranges, source.spike_ids, target.spike_ids, start, length, plastic.pre_counts, plastic.post_counts,
+            plastic.pre_owner, plastic.post_owner, learned.row_ptr, learned.post_ids, learned.weights,
+            plastic.col_ptr, plastic.col_synapses, plastic.col_sources, plastic.pre_trace, plastic.pre_seen,
+            plastic.post_trace, plastic.post_seen, plastic.decay_plus, plastic.decay_minus, plastic.params,
+            plastic.modulation)
+        _advance_traces[blocks, _THREADS](*ranges, source.spike_ids, target.spike_ids, start, length,
+                                          plastic.pre_counts, plastic.post_counts, plastic.pre_owner,
+                                          plastic.post_owner, plastic.pre_trace, plastic.pre_seen, plastic.post_trace,
+                                          plastic.post_seen, plastic.decay_plus, plastic.decay_minus)
 
     def _update_values(self, k: int, monitors) -> None:
         """Update on the device the elementwise value populations due at ``k``."""
         lowered = self.lowered
         due = [v for v in self.values if k % v.host.period == 0]
         for value in due:
-            _clear_rows[value.blocks, _THREADS](value.inputs)
+            _clear_rows[value.blocks, _THREADS](self.status, value.inputs)
             for kind, index in value.host.sources:
                 if kind == "count":
                     count = self.counts[index]
                     window = (k // count.host.period - 1) % count.host.pending.shape[0]
-                    _take_pending[1, 1](value.inputs, count.host.row, count.pending, window)
+                    _take_pending[1, 1](self.status, value.inputs, count.host.row, count.pending, window)
                 else:
                     self._apply_map(index, value.inputs, lowered.value_maps[index].destination,
                                     lowered.value_maps[index].channels)
         for value in due:
             host, device = value.host, value.population
-            value.step[value.blocks, _THREADS](device.state, value.consts, value.inputs, k, host.key,
+            value.step[value.blocks, _THREADS](self.status, device.state, value.consts, value.inputs, k, host.key,
                                                host.consts.shape[1] == 1, device.flags, host.pulses)
             if value.finish is not None:
-                value.finish[1, 1](device.state, value.consts)
-            # read with the spiking populations' status after the next chunk, or at the end of the stretch
+                value.finish[1, 1](self.status, device.state, value.consts)
+            # a failure it records stops every later kernel (they check ``status`` first)
             _check_finite[value.blocks, _THREADS](device.state, self.status, host.population, k)
-            _publish[1, 1](device.state, value.published, value.output_rows, value.previous,
+            _publish[1, 1](self.status, device.state, value.published, value.output_rows, value.previous,
                            host.previous is not None)
             if host.pulses:
-                _schedule_pulses[1, 1](device.flags, host.n, k, device.source_steps, device.source_ids,
+                _schedule_pulses[1, 1](self.status, device.flags, host.n, k, device.source_steps, device.source_ids,
                                        device.source_next)
             for monitor, ids, values in monitors:
                 if monitor.population == host.population and k % monitor.every == 0:
                     sample = int(monitor.count[0])
                     _sample[min(_MAX_BLOCKS, max(1, math.ceil(len(monitor.ids) / _THREADS))), _THREADS](
-                        device.state, monitor.row, ids, values, sample)
+                        self.status, device.state, monitor.row, ids, values, sample)
                     monitor.steps[sample] = k - 1
                     monitor.count[0] = sample + 1
             for g in host.feeds:
                 value_map = lowered.value_maps[g]
                 scratch = self.maps[g].scratch
-                _clear_rows[value.blocks, _THREADS](scratch)
+                _clear_rows[value.blocks, _THREADS](self.status, scratch)
                 self._apply_map(g, scratch, 0, 1)
                 target = self.populations[value_map.post]
                 if value_map.consumer is Consumer.HOLD:
-                    _hold_values[1, 1](target.ring, value_map.destination, scratch, k, k + host.period)
+                    _hold_values[1, 1](self.status, target.ring, value_map.destination, scratch, k, k + host.period)
                 else:
-                    _set_state_row[1, 1](target.state, value_map.destination, self.maps[g].targets, scratch)
+                    _set_state_row[1, 1](self.status, target.state, value_map.destination, self.maps[g].targets,
+                                         scratch)
             for q, row in host.modulates:
-                _set_modulation[1, 1](self.plastic[q].modulation, row, value.published)
+                _set_modulation[1, 1](self.status, self.plastic[q].modulation, row, value.published)
 
     def _apply_map(self, g: int, rows, first_row: int, channels: int) -> None:
         """Add value map ``g`` of its source's published output into ``rows[first_row ...]`` on the device."""
         value_map, arrays = self.lowered.value_maps[g], self.maps[g]
         published = self.published[value_map.pre]
         if value_map.operator is Operator.ALL_TO_ALL:
-            _add_all_to_all[1, 1](rows, first_row, published, channels, value_map.weight, value_map.autapses)
+            _add_all_to_all[1, 1](self.status, rows, first_row, published, channels, value_map.weight,
+                                  value_map.autapses)
         else:
             blocks = min(_MAX_BLOCKS, max(1, math.ceil((len(value_map.row_ptr) - 1) / _THREADS)))
             uniform = value_map.operator is Operator.UNIFORM_SPARSE
-            _add_sparse[blocks, _THREADS](rows, first_row, published, channels, arrays.row_ptr, arrays.columns,
-                                          arrays.values, value_map.weight, uniform)
-
-    def _step_population(self, index: int, device, k: int) -> None:
-        host = device.host
-        if host.kind == Kind.SCHEDULED:
-            _emit_scheduled[1, 1](device.source_steps, device.source_ids, device.source_next, k, device.spike_ids,
-                                  device.spike_steps, device.spike_count)
-            return
-        if host.period > 1:
-            # a population with its own dt updates once per window, on the window's summed input
-            if (k + 1) % host.period:
-                return
-            _gather_window[device.blocks, _THREADS](device.ring, k, host.period)
-        if device.drives:
-            _drive[device.blocks, _THREADS](device.ring, k, device.drive_receptors, device.drive_params,
-                                            device.drive_weights, device.drive_keys, device.drive_events)
-        slot = device.ring[k % host.ring.shape[0]]
-        arriving = tuple(slot[r] for r in range(host.ring.shape[1]))
-        device.update[device.blocks, _THREADS](device.state, device.consts, arriving, k, host.key, device.shared,
-                                               device.flags)
-        _range_totals[device.range_blocks, _THREADS](device.flags, device.totals, self.status, index, k)
-        _range_offsets[1, 1](device.totals, device.spike_count, device.offsets, self.overflow, len(host.spike_ids),
-                             self.status, index, k)
-        _write_spikes[device.range_blocks, _THREADS](device.flags, device.offsets, k, device.spike_ids,
-                                                     device.spike_steps, self.overflow)
+            _add_sparse[blocks, _THREADS](self.status, rows, first_row, published, channels, arrays.row_ptr,
+                                          arrays.columns, arrays.values, value_map.weight, uniform)
 
     def to_host(self) -> None:
         for device in self.populations:
@@ -876,14 +729,15 @@ class CudaRunner(Runner):
         for count in self.counts:
             count.pending.copy_to_device(count.host.pending)
 
-    def _download(self, monitors) -> None:
-        """Copy what the host collects after every stretch: spikes, event counts, samples."""
-        for device in self.populations:
+    def _download(self, monitors, first_samples: list[int], first_spikes: np.ndarray) -> None:
+        """Copy what the stretch added for the host: its spikes (past ``first_spikes``), event counts and samples."""
+        counts = self.spike_counts.copy_to_host()
+        for device, first, count in zip(self.populations, first_spikes, counts, strict=True):
             host = device.host
-            host.spike_count[...] = device.spike_count.copy_to_host()
-            count = int(host.spike_count[0])
-            host.spike_ids[:count] = device.spike_ids[:count].copy_to_host()
-            host.spike_steps[:count] = device.spike_steps[:count].copy_to_host()
+            host.spike_count[0] = count
+            if count > first:
+                host.spike_ids[first:count] = device.spike_ids[first:count].copy_to_host()
+                host.spike_steps[first:count] = device.spike_steps[first:count].copy_to_host()
         for device in self.populations:
             if device.drives:
                 device.host.drive_events += device.drive_events.copy_to_host()
@@ -893,8 +747,10 @@ class CudaRunner(Runner):
         if self.counts:
             self.lowered.count_events += self.count_events.copy_to_host()
             self.count_events.copy_to_device(np.zeros(len(self.counts), dtype=np.int64))
-        for monitor, _, values in monitors:
-            monitor.values[...] = values.copy_to_host()
+        for (monitor, _, values), first in zip(monitors, first_samples, strict=True):
+            count = int(monitor.count[0])
+            if count > first:
+                monitor.values[first:count] = values[first:count].copy_to_host()
 
 
 def prepare(lowered: LoweredNetwork) -> CudaRunner:

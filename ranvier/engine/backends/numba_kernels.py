@@ -590,10 +590,17 @@ def clear_rows(rows):
 
 
 @njit(**KERNEL)
+def all_to_all_total(published, channel, weight):
+    """``w sum_j x_cj``: what an all-to-all value map adds to every target's input of ``channel``
+    (each target then less ``w x_ci`` without autapses), summed as ``row_sum`` does."""
+    return weight * row_sum(published, channel)
+
+
+@njit(**KERNEL)
 def add_all_to_all(rows, first_row, published, channels, weight, autapses):
     """``rows[first_row + c] += w sum_j x_cj`` (minus ``w x_ci`` without autapses), summed as ``row_sum`` does."""
     for c in range(channels):
-        total = weight * row_sum(published, c)
+        total = all_to_all_total(published, c, weight)
         target = rows[first_row + c]
         if autapses:
             for i in range(target.shape[0]):

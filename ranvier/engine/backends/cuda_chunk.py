@@ -1,0 +1,535 @@
+"""The cuda backend's chunk kernels: two launches per min-delay chunk, generated per network structure.
+
+Every delay is at least the chunk length, so a neuron's inputs for the steps of a chunk were all
+delivered by earlier chunks: its thread can take it through all of them without waiting for any
+other thread. A chunk is therefore
+
+1. ``update``: one thread per neuron of every spiking population (the populations in tiles of
+   ``blockDim`` neurons, a block per tile, grid-stride over tiles, thread ``x`` of tile ``b``
+   on neuron ``tile_first[b] + x``: state column i read by thread i, coalesced). For each step
+   it gathers a population's window of input (its own dt), adds its Poisson drives, calls the
+   model's step function, tests its column of the state when the model does not check itself,
+   clears its input, writes its spike count into ``flags[t, column]``, adds it to its tile's
+   total of that step (``tile_totals[t, tile]``, an integer atomic) and writes its state monitor
+   samples. The *last block to finish* (``cuda.threadfence`` and an atomic ticket, the CUDA
+   threadFenceReduction pattern) then builds the spike lists: a thread per population takes the
+   exclusive prefix sum of its tiles' totals, step by step then tile by tile (which is the
+   reference order: by step, then neuron), so each (step, tile) knows where its spikes go; the
+   block's threads then write the spikes of the tiles that have any, and a thread per scheduled
+   population emits its spikes as the CPU backends' ``emit_scheduled`` does.
+2. ``deliver``: every spike of the chunk through every projection, the spike counts read on the
+   device: a block per spike (grid-stride), projection after projection in the reference order,
+   its threads striding over the spike's synapses with atomic adds into the target's ring. The
+   first thread also adds the chunk's spikes into the count projections' windows, on its own,
+   as the CPU backends' ``deliver_count`` does (so each window sums in the reference order).
+
+The spike lists are built at the end of ``update`` rather than at the start of ``deliver``
+because delivery needs every list complete (a block may deliver any spike) and only the end of a
+launch, or its last block, knows that every flag is written. The last block reads the chunk's
+tile totals (steps x neurons / ``blockDim`` of them) and the flags of only the tiles that spiked,
+so no thread loops over all neurons.
+
+Failures are recorded in reference order without the host looking: a neuron whose state is not
+finite, or a step whose spikes would not fit its buffer, ``atomic.min``s the key
+``(population * chunk + step) * 2 + (0 for NOT_FINITE, 1 for an overflow)`` into ``failure``;
+the last block writes the smallest into ``status`` (as ``Status``, population, step), keeps the
+spikes of the steps before it (in population order, as the CPU backends that stop there) and
+clears ``failure``. Both kernels return at once while ``status[0]`` is set, so every later chunk
+leaves the state as it is and the run ends as if it had stopped at the failure.
+
+Kernels are compiled with ``cache=True`` from source written to the kernel cache (see
+:mod:`.kernel_cache`), named by a fingerprint of the source, the models' code and the libraries.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from numba import cuda
+
+from ..kinds import Kind
+from ..lowering import LoweredNetwork, Status
+from . import kernel_cache, numba_backend, numba_kernels
+
+#: the key of ``failure`` when nothing failed (above every real key)
+NO_FAILURE = np.iinfo(np.int64).max
+_INDENT = "    "
+
+
+@dataclass
+class TileLayout:
+    """The spiking populations' neurons in tiles of ``width``: tile b holds neurons ``first[b] ..
+    first[b] + width - 1`` of population ``population[b]``; population p owns tiles
+    ``ranges[p, 0] .. ranges[p, 1] - 1`` (none for a scheduled population)."""
+
+    width: int
+    population: np.ndarray
+    first: np.ndarray
+    ranges: np.ndarray
+
+    @property
+    def tiles(self) -> int:
+        return len(self.population)
+
+
+def tile_layout(lowered: LoweredNetwork, width: int) -> TileLayout:
+    population, first = [], []
+    ranges = np.zeros((len(lowered.populations), 2), dtype=np.int64)
+    for index, lowered_population in enumerate(lowered.populations):
+        ranges[index, 0] = len(population)
+        if lowered_population.kind == Kind.SPIKING:
+            for start in range(0, lowered_population.n, width):
+                population.append(index)
+                first.append(start)
+        ranges[index, 1] = len(population)
+    return TileLayout(width, np.array(population, dtype=np.int64), np.array(first, dtype=np.int64), ranges)
+
+
+#: the CPU backends' loops as device functions (they do not use ``cuda``), imported by the kernels
+emit_scheduled = cuda.jit(device=True)(numba_kernels.emit_scheduled.py_func)
+deliver_count = cuda.jit(device=True)(numba_kernels.deliver_count.py_func)
+
+
+# The device functions below are written into each generated kernel module (``_DEVICE_FUNCTIONS``)
+# and compiled there: numba's CUDA simulator swaps its fake ``cuda`` module into the globals of
+# the kernel that runs, and a device function of another module that uses ``cuda`` would see
+# the real one whenever another of the block's threads leaves it first.
+
+
+def write_tile(flags, t, column, first, n, width, position, k, spike_ids, spike_steps):
+    """Write the spikes of row ``t`` of one tile (columns ``column ..``, neurons ``first ..``) from ``position``."""
+    for x in range(min(width, n - first)):
+        for _ in range(flags[t, column + x]):
+            spike_ids[position] = first + x
+            spike_steps[position] = k
+            position += 1
+
+
+def deliver_csr(s, spike_ids, spike_steps, row_ptr, post_ids, weights, weight_stride, delays, delay_stride, ring,
+                receptor):
+    """Spike s through its CSR row: ``ring[(sent + delay) % slots, receptor, post] += w`` per synapse,
+    the block's threads striding over the row; returns the row's length (synaptic events)."""
+    neuron = spike_ids[s]
+    begin = row_ptr[neuron]
+    end = row_ptr[neuron + 1]
+    slots = ring.shape[0]
+    sent = spike_steps[s]
+    for synapse in range(begin + cuda.threadIdx.x, end, cuda.blockDim.x):
+        slot = (sent + delays[synapse * delay_stride]) % slots
+        cuda.atomic.add(ring, (slot, receptor, post_ids[synapse]), weights[synapse * weight_stride])
+    return end - begin
+
+
+def deliver_all_to_all(s, spike_ids, spike_steps, width, autapses, weights, delays, ring, receptor):
+    """Spike s to targets ``0 .. width - 1`` (skipping its own neuron without ``autapses``) with the one weight."""
+    neuron = spike_ids[s]
+    slot = (spike_steps[s] + delays[0]) % ring.shape[0]
+    for target in range(cuda.threadIdx.x, width, cuda.blockDim.x):
+        if autapses or target != neuron:
+            cuda.atomic.add(ring, (slot, receptor, target), weights[0])
+    return width if autapses else width - 1
+
+
+def deliver_convolution(s, spike_ids, spike_steps, row_ptr, geometry, kernel, delays, ring, receptor):
+    """Spike s through a convolution, the threads striding over (output channel of its group, tap)
+    pairs (the geometry as in ``numba_kernels.deliver_convolution``); returns its synapse count."""
+    neuron = spike_ids[s]
+    height, width = geometry[1], geometry[2]
+    out_height, out_width = geometry[4], geometry[5]
+    kernel_height, kernel_width = geometry[6], geometry[7]
+    in_group = geometry[0] // geometry[14]
+    out_group = geometry[3] // geometry[14]
+    slot = (spike_steps[s] + delays[0]) % ring.shape[0]
+    channel = neuron // (height * width)
+    y = (neuron // width) % height
+    x = neuron % width
+    group = channel // in_group
+    taps = kernel_height * kernel_width
+    for pair in range(cuda.threadIdx.x, out_group * taps, cuda.blockDim.x):
+        out_channel = group * out_group + pair // taps
+        i = (pair % taps) // kernel_width
+        j = pair % kernel_width
+        shifted_y = y + geometry[10] - i * geometry[12]
+        shifted_x = x + geometry[11] - j * geometry[13]
+        u = shifted_y // geometry[8]
+        v = shifted_x // geometry[9]
+        if (shifted_y >= 0 and shifted_x >= 0 and shifted_y - u * geometry[8] == 0
+                and shifted_x - v * geometry[9] == 0 and u < out_height and v < out_width):
+            entry = ((out_channel * in_group + channel - group * in_group) * kernel_height + i) * kernel_width + j
+            cuda.atomic.add(ring, (slot, receptor, (out_channel * out_height + u) * out_width + v), kernel[entry])
+    return row_ptr[neuron + 1] - row_ptr[neuron]
+
+
+_DEVICE_FUNCTIONS = (write_tile, deliver_csr, deliver_all_to_all, deliver_convolution)
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.depth = 0
+
+    def __call__(self, line: str = "") -> None:
+        self.lines.append(_INDENT * self.depth + line if line else "")
+
+    def block(self, line: str):
+        self(line)
+        writer = self
+
+        class _Block:
+            def __enter__(self):
+                writer.depth += 1
+
+            def __exit__(self, *exc):
+                writer.depth -= 1
+
+        return _Block()
+
+
+#: the arguments of ``update`` every network has, before the populations' and monitors'
+UPDATE_ARGUMENTS = ["start", "length", "status", "failure", "done", "tiles", "tile_population", "tile_first",
+                    "tile_ranges", "spike_counts", "chunk_first", "capacities", "offsets", "step_ends", "flags",
+                    "tile_totals"]
+#: the arguments of ``deliver`` every network has, before the populations' and projections'
+DELIVER_ARGUMENTS = ["status", "chunk_first", "spike_counts", "events"]
+#: population p's arrays, as arguments ``p{p}_<name>``: of a spiking population, of its Poisson drives,
+#: of a scheduled one
+SPIKING_ARGUMENTS = ["state", "consts", "ring", "key"]
+DRIVE_ARGUMENTS = ["drive_params", "drive_weights", "drive_keys", "drive_events"]
+SCHEDULED_ARGUMENTS = ["source_steps", "source_ids", "source_next"]
+#: state monitor m's arrays (``m{m}_<name>``): the sampled row and period, the samples, the sample
+#: index at the chunk's start, and by neuron the CSR of the sample columns that read it
+MONITOR_ARGUMENTS = ["row", "every", "values", "base", "neuron_ptr", "columns"]
+#: projection j's arrays (``j{j}_<name>``), by how it delivers
+CSR_ARGUMENTS = ["row_ptr", "post_ids", "weights", "weight_stride", "delays", "delay_stride"]
+ALL_TO_ALL_ARGUMENTS = ["width", "autapses", "weights", "delays"]
+CONVOLUTION_ARGUMENTS = ["row_ptr", "geometry", "weights", "delays"]
+#: count projection c's arrays (``c{c}_<name>``), as ``numba_kernels.deliver_count`` reads them
+COUNT_ARGUMENTS = ["row_ptr", "post_ids", "weights", "weight_stride", "delay_steps", "per_synapse_delays",
+                   "all_to_all", "autapses", "pending", "period"]
+
+
+def population_arguments(lowered: LoweredNetwork, index: int) -> list[str]:
+    population = lowered.populations[index]
+    p = f"p{index}_"
+    names = [f"{p}spike_ids", f"{p}spike_steps"]
+    if population.kind == Kind.SPIKING:
+        names += [p + name for name in SPIKING_ARGUMENTS]
+        if len(population.drive_names):
+            names += [p + name for name in DRIVE_ARGUMENTS]
+    else:
+        names += [p + name for name in SCHEDULED_ARGUMENTS]
+    return names
+
+
+def sampled_monitors(lowered: LoweredNetwork) -> list[int]:
+    """The state monitors ``update`` samples: those of spiking populations (an elementwise value
+    population's are sampled at its updates)."""
+    return [m for m, monitor in enumerate(lowered.state_monitors)
+            if not monitor.at_updates and lowered.populations[monitor.population].kind == Kind.SPIKING]
+
+
+def projection_arguments(lowered: LoweredNetwork, j: int) -> list[str]:
+    projection = lowered.projections[j]
+    if projection.all_to_all:
+        names = ALL_TO_ALL_ARGUMENTS
+    elif projection.geometry is not None:
+        names = CONVOLUTION_ARGUMENTS
+    else:
+        names = CSR_ARGUMENTS
+    return [f"j{j}_{name}" for name in names]
+
+
+def _update_arguments(lowered: LoweredNetwork) -> list[str]:
+    names = list(UPDATE_ARGUMENTS)
+    for index in range(len(lowered.populations)):
+        names += population_arguments(lowered, index)
+    for m in sampled_monitors(lowered):
+        names += [f"m{m}_{name}" for name in MONITOR_ARGUMENTS]
+    return names
+
+
+def _deliver_arguments(lowered: LoweredNetwork) -> list[str]:
+    names = list(DELIVER_ARGUMENTS)
+    sources = sorted({projection.pre for projection in lowered.projections + lowered.counts})
+    names += [f"p{index}_{name}" for index in sources for name in ("spike_ids", "spike_steps")]
+    names += [f"p{index}_ring" for index in sorted({projection.post for projection in lowered.projections})]
+    for j in range(len(lowered.projections)):
+        names += projection_arguments(lowered, j)
+    if lowered.counts:
+        names.append("count_events")
+    for c in range(len(lowered.counts)):
+        names += [f"c{c}_{name}" for name in COUNT_ARGUMENTS]
+    return names
+
+
+def _write_neuron(w: _Writer, lowered: LoweredNetwork, index: int, alias: str) -> None:
+    """``_neuron{index}``: neuron i of population ``index`` through the chunk's steps."""
+    population = lowered.populations[index]
+    p = f"p{index}_"
+    drives = len(population.drive_names)
+    monitors = [m for m in sampled_monitors(lowered) if lowered.state_monitors[m].population == index]
+    cast = "np.float64" if lowered.dtype == np.float64 else "np.float32"
+    arguments = ["i", "column", "tile", "start", "length", "failure", "flags", "tile_totals",
+                 *(p + name for name in SPIKING_ARGUMENTS), *(p + name for name in DRIVE_ARGUMENTS if drives),
+                 *(f"m{m}_{name}" for m in monitors for name in MONITOR_ARGUMENTS)]
+    receptors = population.ring.shape[1]
+    w()
+    w()
+    w("@cuda.jit(device=True)")
+    with w.block(f"def _neuron{index}({', '.join(arguments)}):"):
+        w(f"slots = {p}ring.shape[0]")
+        for m in range(drives):
+            w(f"events{m} = 0")
+        with w.block("for t in range(length):"):
+            w("k = start + t")
+            w("count = 0")
+            period = population.period
+            with w.block(f"if (k + 1) % {period} == 0:"):
+                w("slot = k % slots")
+                if period > 1:
+                    # a population with its own dt updates once per window, on the window's summed input,
+                    # summed in the CPU backends' order
+                    with w.block(f"for r in range({receptors}):"):
+                        w(f"total = {p}ring[slot, r, i]")
+                        with w.block(f"for back in range({period - 1}, 0, -1):"):
+                            w(f"total += {p}ring[(k - back) % slots, r, i]")
+                            w(f"{p}ring[(k - back) % slots, r, i] = 0.0")
+                        w(f"{p}ring[slot, r, i] = total")
+                for m in range(drives):
+                    receptor = int(population.drive_receptors[m])
+                    w(f"drawn = poisson_count(uniform01({p}drive_keys[{m}], k, i), {p}drive_params[{m}, 0], "
+                      f"{p}drive_params[{m}, 1])")
+                    with w.block("if drawn != 0:"):
+                        w(f"{p}ring[slot, {receptor}, i] += {cast}(drawn) * {p}drive_weights[{m}]")
+                        w(f"events{m} += drawn")
+                arriving = "".join(f"{p}ring[slot, {r}], " for r in range(receptors))
+                shared = population.consts.shape[1] == 1
+                w(f"count = {alias}({p}state, {p}consts, ({arriving}), i, {'0' if shared else 'i'}, k, {p}key)")
+                if not population.checks_finite:
+                    # a step writes only its own neuron's column: the threads together test the whole state
+                    with w.block(f"for row in range({p}state.shape[0]):"):
+                        with w.block(f"if not math.isfinite({p}state[row, i]):"):
+                            w("count = NOT_FINITE")
+                for r in range(receptors):
+                    w(f"{p}ring[slot, {r}, i] = 0.0")
+                with w.block("if count < 0:"):
+                    w(f"cuda.atomic.min(failure, 0, ({index} * {lowered.chunk} + t) * 2)")
+                    w("count = 0")
+                with w.block("elif count > 0:"):
+                    w("cuda.atomic.add(tile_totals, (t, tile), count)")
+            w("flags[t, column] = count")
+            for m in monitors:
+                q = f"m{m}_"
+                with w.block(f"if (k + 1) % {q}every == 0:"):
+                    w(f"sample = {q}base + (k + 1) // {q}every - start // {q}every - 1")
+                    with w.block(f"for entry in range({q}neuron_ptr[i], {q}neuron_ptr[i + 1]):"):
+                        w(f"{q}values[sample, {q}columns[entry]] = {p}state[{q}row, i]")
+        for m in range(drives):
+            with w.block(f"if events{m} != 0:"):
+                w(f"cuda.atomic.add({p}drive_events, {m}, events{m})")
+
+
+def _write_update(w: _Writer, lowered: LoweredNetwork) -> None:
+    populations = lowered.populations
+    chunk = lowered.chunk
+    spiking = [index for index, population in enumerate(populations) if population.kind == Kind.SPIKING]
+    w()
+    w()
+    w("@cuda.jit(cache=True)")
+    with w.block(f"def update({', '.join(_update_arguments(lowered))}):"):
+        with w.block("if status[0] != 0:"):
+            w("return")
+        w("x = cuda.threadIdx.x")
+        w("width = cuda.blockDim.x")
+        with w.block("for tile in range(cuda.blockIdx.x, tiles, cuda.gridDim.x):"):
+            w("population = tile_population[tile]")
+            w("i = tile_first[tile] + x")
+            w("column = tile * width + x")
+            for position, index in enumerate(spiking):
+                p = f"p{index}_"
+                monitors = [m for m in sampled_monitors(lowered) if lowered.state_monitors[m].population == index]
+                drives = len(populations[index].drive_names)
+                arguments = ["i", "column", "tile", "start", "length", "failure", "flags", "tile_totals",
+                             *(p + name for name in SPIKING_ARGUMENTS),
+                             *(p + name for name in DRIVE_ARGUMENTS if drives),
+                             *(f"m{m}_{name}" for m in monitors for name in MONITOR_ARGUMENTS)]
+                with w.block(f"{'if' if position == 0 else 'elif'} population == {index} and i < {p}state.shape[1]:"):
+                    w(f"_neuron{index}({', '.join(arguments)})")
+        w("# the last block to finish builds the chunk's spike lists (every other block's writes are visible)")
+        w("cuda.threadfence()")
+        w("last = cuda.shared.array(1, np.int32)")
+        with w.block("if x == 0:"):
+            w("last[0] = 1 if cuda.atomic.add(done, 0, 1) == cuda.gridDim.x - 1 else 0")
+        w("cuda.syncthreads()")
+        with w.block("if last[0] == 0:"):
+            w("return")
+        w("# each population's spike positions: by step, then tile (the reference order)")
+        with w.block(f"for p in range(x, {len(populations)}, width):"):
+            w("position = spike_counts[p]")
+            w("chunk_first[p] = position")
+            with w.block("if tile_ranges[p, 0] < tile_ranges[p, 1]:"):
+                with w.block("for t in range(length):"):
+                    with w.block("for tile in range(tile_ranges[p, 0], tile_ranges[p, 1]):"):
+                        w("offsets[t, tile] = position")
+                        w("position += tile_totals[t, tile]")
+                    w("step_ends[t, p] = position")
+                    with w.block("if position > capacities[p]:"):
+                        w(f"cuda.atomic.min(failure, 0, (p * {chunk} + t) * 2 + 1)")
+                        w("break")
+        w("cuda.syncthreads()")
+        w("failed = failure[0] // 2")
+        if spiking:
+            w("# the spikes of the tiles that spiked, before the first failure")
+            with w.block("for entry in range(x, length * tiles, width):"):
+                w("t = entry // tiles")
+                w("tile = entry - t * tiles")
+                with w.block("if tile_totals[t, tile] != 0:"):
+                    w("tile_totals[t, tile] = 0")
+                    w("population = tile_population[tile]")
+                    with w.block(f"if population * {chunk} + t < failed:"):
+                        for position, index in enumerate(spiking):
+                            p = f"p{index}_"
+                            with w.block(f"{'if' if position == 0 else 'elif'} population == {index}:"):
+                                w(f"write_tile(flags, t, tile * width, tile_first[tile], {p}state.shape[1], width, "
+                                  f"offsets[t, tile], start + t, {p}spike_ids, {p}spike_steps)")
+        w("# the new spike counts; scheduled populations emit theirs")
+        w(f"failed_population = failed // {chunk}")
+        w(f"failed_step = failed - failed_population * {chunk}")
+        with w.block(f"for p in range(x, {len(populations)}, width):"):
+            for position, index in enumerate(range(len(populations))):
+                p = f"p{index}_"
+                with w.block(f"{'if' if position == 0 else 'elif'} p == {index}:"):
+                    if populations[index].kind == Kind.SPIKING:
+                        with w.block("if p < failed_population:"):
+                            w("spike_counts[p] = step_ends[length - 1, p]")
+                        with w.block("elif p == failed_population and failed_step > 0:"):
+                            w("spike_counts[p] = step_ends[failed_step - 1, p]")
+                    else:
+                        w("count = spike_counts[p]")
+                        with w.block("for t in range(length):"):
+                            with w.block(f"if p * {chunk} + t >= failed:"):
+                                w("break")
+                            w(f"count = emit_scheduled({p}source_steps, {p}source_ids, {p}source_next, start + t, "
+                              f"{p}spike_ids, {p}spike_steps, count)")
+                        w("spike_counts[p] = count")
+        w("cuda.syncthreads()")
+        with w.block("if x == 0:"):
+            with w.block("if failure[0] != NO_FAILURE:"):
+                w("status[1] = failed_population")
+                w("status[2] = start + failed_step")
+                w(f"status[0] = {int(Status.NOT_FINITE)} if failure[0] % 2 == 0 else {int(Status.SPIKE_OVERFLOW)}")
+                w("failure[0] = NO_FAILURE")
+            w("done[0] = 0")
+
+
+def _write_deliver(w: _Writer, lowered: LoweredNetwork) -> None:
+    projections = lowered.projections
+    w()
+    w()
+    w("@cuda.jit(cache=True)")
+    with w.block(f"def deliver({', '.join(_deliver_arguments(lowered))}):"):
+        with w.block("if status[0] != 0:"):
+            w("return")
+        if lowered.counts:
+            # count projections add into windows of their own, each in the reference order: on one thread
+            with w.block("if cuda.blockIdx.x == 0 and cuda.threadIdx.x == 0:"):
+                for c, count in enumerate(lowered.counts):
+                    a = f"p{count.pre}_"
+                    w(f"count_events[{c}] += deliver_count({a}spike_ids, {a}spike_steps, chunk_first[{count.pre}], "
+                      f"spike_counts[{count.pre}], {', '.join(f'c{c}_{name}' for name in COUNT_ARGUMENTS)})")
+        if not projections:
+            return
+        for j, projection in enumerate(projections):
+            w(f"end{j} = {f'end{j - 1} + ' if j else ''}spike_counts[{projection.pre}] - chunk_first[{projection.pre}]")
+            w(f"events{j} = 0")
+        w("# a block per spike, projection after projection, each projection's spikes in their list's order")
+        with w.block(f"for entry in range(cuda.blockIdx.x, end{len(projections) - 1}, cuda.gridDim.x):"):
+            for j, projection in enumerate(projections):
+                pre, post = f"p{projection.pre}_", f"p{projection.post}_"
+                q = f"j{j}_"
+                with w.block(f"{'if' if j == 0 else 'elif'} entry < end{j}:"):
+                    w(f"s = chunk_first[{projection.pre}] + entry{f' - end{j - 1}' if j else ''}")
+                    spikes = f"s, {pre}spike_ids, {pre}spike_steps"
+                    if projection.all_to_all:
+                        call = (f"deliver_all_to_all({spikes}, {q}width, {q}autapses, {q}weights, {q}delays, "
+                                f"{post}ring, {projection.receptor})")
+                    elif projection.geometry is not None:
+                        call = (f"deliver_convolution({spikes}, {q}row_ptr, {q}geometry, {q}weights, {q}delays, "
+                                f"{post}ring, {projection.receptor})")
+                    else:
+                        call = (f"deliver_csr({spikes}, {q}row_ptr, {q}post_ids, {q}weights, {q}weight_stride, "
+                                f"{q}delays, {q}delay_stride, {post}ring, {projection.receptor})")
+                    w(f"events{j} += {call}")
+            # the block's threads take one spike at a time: on the simulator, whose blocks run one
+            # after another, every ring entry then receives its additions in the reference order
+            w("cuda.syncthreads()")
+        with w.block("if cuda.threadIdx.x == 0:"):
+            for j in range(len(projections)):
+                with w.block(f"if events{j} != 0:"):
+                    w(f"cuda.atomic.add(events, {j}, events{j})")
+
+
+def generate(lowered: LoweredNetwork) -> str:
+    """The source of the network's ``update`` and ``deliver`` kernels (``advance = (update, deliver)``;
+    ``deliver`` is None without spike and count projections)."""
+    functions = numba_backend.spiking_steps(lowered)
+    w = _Writer()
+    w("# Generated by ranvier.engine.backends.cuda_chunk; do not edit.")
+    w(f"# {lowered.dtype.name} state, constants, rings and weights; chunks of at most {lowered.chunk} steps")
+    w("import math")
+    w("import numpy as np")
+    w("from numba import cuda")
+    w("from ranvier.engine.model import NOT_FINITE, poisson_count, uniform01")
+    w("from ranvier.engine.backends.cuda_chunk import NO_FAILURE, deliver_count, emit_scheduled")
+    for function in _DEVICE_FUNCTIONS:
+        w()
+        w()
+        w("@cuda.jit(device=True)")
+        w.lines += inspect.getsource(function).rstrip("\n").split("\n")
+    for alias in functions.values():
+        w(f"{alias} = cuda.jit(device=True)(_py{alias})")
+    for index, population in enumerate(lowered.populations):
+        if population.kind == Kind.SPIKING:
+            _write_neuron(w, lowered, index, functions[population.step_function])
+    _write_update(w, lowered)
+    delivers = bool(lowered.projections or lowered.counts)
+    if delivers:
+        _write_deliver(w, lowered)
+    w()
+    w()
+    w(f"advance = (update, {'deliver' if delivers else 'None'})")
+    return "\n".join(w.lines) + "\n"
+
+
+@dataclass
+class ChunkKernels:
+    """A network's two chunk kernels and the names of their arguments."""
+
+    update: object
+    deliver: object | None
+    update_arguments: list[str]
+    deliver_arguments: list[str]
+
+
+_LOADED: dict[str, tuple] = {}
+
+
+@functools.cache
+def _own_source() -> str:
+    """This module's source, read once: the kernels call its device functions, so it is part of their fingerprint."""
+    return inspect.getsource(sys.modules[__name__])
+
+
+def load(lowered: LoweredNetwork) -> ChunkKernels:
+    """The chunk kernels of ``lowered``'s structure, compiled once per process (and cached on disk)."""
+    source = generate(lowered)
+    functions = {f"_py{alias}": function for function, alias in numba_backend.spiking_steps(lowered).items()}
+    name = f"ranvier_cuda_{numba_backend.kernel_fingerprint(source + _own_source(), functions)}"
+    if name not in _LOADED:
+        _LOADED[name] = kernel_cache.load(name, source, functions)
+    update, deliver = _LOADED[name]
+    return ChunkKernels(update, deliver, _update_arguments(lowered), _deliver_arguments(lowered))
