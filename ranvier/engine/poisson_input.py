@@ -26,10 +26,9 @@ from ..errors import ProjectionError
 #: ``exp(-mean)``, which must stay far from float64's underflow (and costs ~mean terms a neuron)
 MAX_MEAN_PER_STEP = 500.0
 
-#: entries of a :func:`count_tables` guide (a power of two, so ``u * GUIDE_ENTRIES`` is exact)
-GUIDE_ENTRIES = 64
-#: a table's search reads this many CDF entries at a time; rows end in as many entries past the last
-TABLE_WINDOW = 8
+#: cells of a :func:`count_tables` guide (a power of two, so ``u * GUIDE_ENTRIES`` is exact): enough
+#: that almost every cell holds at most one step of the CDF, which one comparison then settles
+GUIDE_ENTRIES = 4096
 
 
 @dataclass(frozen=True)
@@ -146,9 +145,13 @@ def count_tables(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     running sums ``c_n = c_(n-1) + p_n``, ``p_n = p_(n-1) mean / n`` from ``c_0 = p_0 = exp(-mean)``,
     in float64 and in that order, for ``n < ceil(mean + 10 sqrt(mean) + 12)`` (the cap of the
     sum), then 2.0 (above any uniform number) to the row's end. The sums never fall, so
-    ``poisson_count(u, ...)`` equals the number of entries ``<= u``; ``guide[m, g]`` counts the
-    entries ``<= g / GUIDE_ENTRIES``, where a search for a ``u`` in ``[g, g + 1) / GUIDE_ENTRIES``
-    may start (``numba_kernels.table_count``). The same counts as the sum, without its divisions.
+    ``poisson_count(u, ...)`` equals the number of entries ``<= u``.
+
+    ``guide[m, g]`` describes the cell ``[g, g + 1) / GUIDE_ENTRIES`` of uniform numbers: ``s``, the
+    number of entries ``<= g / GUIDE_ENTRIES``, where at most one entry lies inside the cell (the
+    count of a ``u`` there is ``s + (u >= cdf[m, s])``), else ``-1 - s`` (the count is found by
+    stepping on from ``s``; ``numba_kernels.table_count``). The same counts as the sum, without
+    its divisions, and almost always without a loop.
     """
     rows = []
     for expected, p_zero in params:
@@ -161,13 +164,18 @@ def count_tables(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             sums.append(sums[-1] + term)
             n += 1
         rows.append(sums)
-    width = max((len(r) for r in rows), default=0) + TABLE_WINDOW
+    # at least one 2.0 after the sums: the entry a cell's comparison or step reads past the last sum
+    width = max((len(r) for r in rows), default=0) + 1
     cdf = np.full((len(rows), width), 2.0)
     for m, sums in enumerate(rows):
         cdf[m, :len(sums)] = sums
-    bounds = np.arange(GUIDE_ENTRIES) / GUIDE_ENTRIES
-    guide = np.array([np.searchsorted(row, bounds, side="right") for row in cdf], dtype=np.int64)
-    return cdf, guide.reshape(len(rows), GUIDE_ENTRIES)
+    cells = np.arange(GUIDE_ENTRIES + 1) / GUIDE_ENTRIES
+    guide = np.empty((len(rows), GUIDE_ENTRIES), dtype=np.int32)
+    for m, row in enumerate(cdf):
+        at_start = np.searchsorted(row, cells[:-1], side="right")
+        inside = np.searchsorted(row, cells[1:], side="left") - at_start
+        guide[m] = np.where(inside <= 1, at_start, -1 - at_start)
+    return cdf, guide
 
 
 def drive_key(seed: int, population_index: int, ordinal: int) -> int:

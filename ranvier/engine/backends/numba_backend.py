@@ -101,10 +101,16 @@ def _finite_test(array: str, dtype: np.dtype) -> str:
     return f"all_finite({array}.reshape(-1).view(np.uint32))"
 
 
-def _neuron_loop(w: SourceWriter, parallel: bool) -> None:
-    """The loop header over neurons ``low .. high - 1``: ``i`` on all threads, else ``offset`` from 0 (``i = low +
-    offset``, after a test that ``low`` is not negative)."""
-    w("for i in prange(low, high):" if parallel else "for offset in range(high - low):")
+def _neuron_loop(w: SourceWriter) -> None:
+    """The loop over neurons ``low .. high - 1``: ``offset`` from 0 and ``i = low + offset``.
+
+    With ``low`` tested not to be negative before, ``i`` indexes without numba's wrap-around test,
+    and the loops vectorise (``for i in range(low, high)`` ran 5x slower at 20000 neurons; a
+    ``prange`` over the neurons, 10x slower at 77000, so all threads share a population in blocks).
+    """
+    w("for offset in range(high - low):")
+    with w.indent():
+        w("i = low + offset")
 
 
 def _write_variant(w: SourceWriter, alias: str, shared: bool, parallel: bool, receptors: int, checks_finite: bool,
@@ -115,66 +121,28 @@ def _write_variant(w: SourceWriter, alias: str, shared: bool, parallel: bool, re
     Each Poisson drive ``m`` (into receptor ``drives[m]``) adds its count times its weight to the
     neuron's input before the step, as the numpy backend's ``_drive``; the count is
     ``poisson_count``'s, read from the drive's table (``numba_kernels.table_count``).
+    A ``parallel`` variant updates on all threads, each over its block of the neurons with the
+    serial variant (written before it), whose drive counts go to ``block_events[block]`` and are
+    summed after the loop, in integers (the same on any number of threads).
     """
     name = _variant_name(alias, shared, parallel, receptors, checks_finite, drives)
-    cast = "np.float64" if dtype == np.float64 else "np.float32"
-    w()
-    w()
-    # prange needs numba's runtime; a population that large does not feel the per-call cost
-    w(f"@njit(cache=True, nogil=True{', parallel=True' if parallel else ', _nrt=False'})")
     drive_arguments = "".join(f", {name}" for name in _DRIVE_ARGUMENTS) if drives else ""
-    w(f"def _update{name}(state, consts, arriving, k, key, flags, low, high{drive_arguments}):")
-    with w.indent():
-        if not parallel:
-            # with low known not to be negative, i = low + offset indexes without numba's wrap-around
-            # test, and the loops vectorise (for i in range(low, high) ran 5x slower at 20000 neurons)
-            w("if low < 0:")
-            with w.indent():
-                w("return")
-        for m in range(len(drives)):
-            w(f"events{m} = 0")
-        if drives:
-            # the draws in a loop of their own: their searches end after a varying number of
-            # windows, which would keep the neurons' loop below from vectorising
-            _neuron_loop(w, parallel)
-            with w.indent():
-                if not parallel:
-                    w("i = low + offset")
-                for m, receptor in enumerate(drives):
-                    w(f"count{m} = table_count(uniform01(drive_keys[{m}], k, i), drive_cdf, drive_guide, {m})")
-                    # an integer sum: the same on any number of threads
-                    w(f"events{m} += count{m}")
-                    w(f"if count{m} != 0:")
-                    with w.indent():
-                        w(f"arriving[{receptor}][i] += {cast}(count{m}) * drive_weights[{m}]")
-        _neuron_loop(w, parallel)
-        with w.indent():
-            if not parallel:
-                w("i = low + offset")
-            w(f"spikes = {alias}(state, consts, arriving, i, {'0' if shared else 'i'}, k, key)")
-            # Writes only where something changed: most neurons neither spike nor receive input
-            # in a step, and a cache line never written is never written back. collect_spikes
-            # zeroes the flags it reads; the input of step k is consumed, so it is cleared here
-            # while in cache (a ring slot never holds -0.0: it starts at 0.0 and only adds).
-            w("if spikes != 0:")
-            with w.indent():
-                w("flags[i] = spikes")
-            for receptor in range(receptors):
-                w(f"if arriving[{receptor}][i] != 0.0:")
-                with w.indent():
-                    w(f"arriving[{receptor}][i] = 0.0")
-        for m in range(len(drives)):
-            w(f"drive_events[{m}] += events{m}")
+    if parallel:
+        _write_blocks_update(w, name, _variant_name(alias, shared, False, receptors, checks_finite, drives),
+                             len(drives))
+    else:
+        _write_serial_update(w, name, alias, shared, receptors, drives, dtype)
+    threads = ", threads, block_events" if parallel else ""
     w()
     w()
-    # a parallel update's reduction (the drives' event counts) allocates, so its caller keeps the runtime
-    w(f"@njit(cache=True, nogil=True{'' if parallel and drives else ', _nrt=False'})")
+    # the parallel update's caller keeps numba's runtime, as the parallel update does
+    w(f"@njit(cache=True, nogil=True{'' if parallel else ', _nrt=False'})")
     w(f"def _population{name}(state, consts, ring, k, key, flags, spike_ids, spike_steps, spike_count"
-      f"{drive_arguments}):")
+      f"{drive_arguments}{threads}):")
     with w.indent():
         w("slot = ring[k % ring.shape[0]]")
         slots = "".join(f"slot[{r}], " for r in range(receptors))
-        w(f"_update{name}(state, consts, ({slots}), k, key, flags, 0, state.shape[1]{drive_arguments})")
+        w(f"_update{name}(state, consts, ({slots}), k, key, flags, 0, state.shape[1]{drive_arguments}{threads})")
         w(f"return _collect{name}(state, flags, k, spike_ids, spike_steps, spike_count)")
     w()
     w()
@@ -191,6 +159,77 @@ def _write_variant(w: SourceWriter, alias: str, shared: bool, parallel: bool, re
                 w("return -2")
         w("spike_count[0] = count")
         w("return 0")
+
+
+def _write_serial_update(w: SourceWriter, name: str, alias: str, shared: bool, receptors: int,
+                         drives: tuple[int, ...], dtype: np.dtype) -> None:
+    """``_update<name>``: the drives and the step of neurons ``low .. high - 1``, on the calling thread."""
+    cast = "np.float64" if dtype == np.float64 else "np.float32"
+    drive_arguments = "".join(f", {name}" for name in _DRIVE_ARGUMENTS) if drives else ""
+    w()
+    w()
+    w("@njit(cache=True, nogil=True, _nrt=False)")
+    w(f"def _update{name}(state, consts, arriving, k, key, flags, low, high{drive_arguments}):")
+    with w.indent():
+        w("if low < 0:")
+        with w.indent():
+            w("return")
+        for m, receptor in enumerate(drives):
+            # each drive in loops of its own, away from the neurons' loop below, which they would keep
+            # from vectorising: the uniform numbers first (a loop that vectorises), then their counts
+            # (a loop that does not: a table lookup per neuron)
+            _neuron_loop(w)
+            with w.indent():
+                w(f"drive_uniforms[i] = uniform01(drive_keys[{m}], k, i)")
+            w(f"events{m} = 0")
+            _neuron_loop(w)
+            with w.indent():
+                w(f"count{m} = table_count(drive_uniforms[i], drive_cdf, drive_guide, {m})")
+                # an integer sum: the same on any number of threads
+                w(f"events{m} += count{m}")
+                # added unconditionally (a count of 0 adds +-0.0, which leaves any ring value as it is):
+                # at a few input spikes per step most counts are not 0, and a test would mispredict
+                w(f"arriving[{receptor}][i] += {cast}(count{m}) * drive_weights[{m}]")
+            w(f"drive_events[{m}] += events{m}")
+        _neuron_loop(w)
+        with w.indent():
+            w(f"spikes = {alias}(state, consts, arriving, i, {'0' if shared else 'i'}, k, key)")
+            # Writes only where something changed: most neurons neither spike nor receive input
+            # in a step, and a cache line never written is never written back. collect_spikes
+            # zeroes the flags it reads; the input of step k is consumed, so it is cleared here
+            # while in cache (a ring slot never holds -0.0: it starts at 0.0 and only adds).
+            w("if spikes != 0:")
+            with w.indent():
+                w("flags[i] = spikes")
+            for receptor in range(receptors):
+                w(f"if arriving[{receptor}][i] != 0.0:")
+                with w.indent():
+                    w(f"arriving[{receptor}][i] = 0.0")
+
+
+def _write_blocks_update(w: SourceWriter, name: str, serial: str, drives: int) -> None:
+    """``_update<name>``: ``_update<serial>`` on all threads, each over its block of neurons ``low .. high - 1``."""
+    drive_arguments = "".join(f", {name}" for name in _DRIVE_ARGUMENTS) if drives else ""
+    block_drives = drive_arguments.replace("drive_events", "block_events[block]")
+    w()
+    w()
+    w("@njit(cache=True, nogil=True, parallel=True)")
+    w(f"def _update{name}(state, consts, arriving, k, key, flags, low, high{drive_arguments}, threads, "
+      "block_events):")
+    with w.indent():
+        # the thread count comes as an argument: a kernel that calls get_num_threads() cannot be cached
+        w("blocks = threads[0]")
+        w("for block in prange(blocks):")
+        with w.indent():
+            w(f"_update{serial}(state, consts, arriving, k, key, flags, low + _block_start(block, blocks, high - low), "
+              f"low + _block_start(block + 1, blocks, high - low){block_drives})")
+        if drives:
+            w("for block in range(blocks):")
+            with w.indent():
+                w(f"for m in range({drives}):")
+                with w.indent():
+                    w("drive_events[m] += block_events[block, m]")
+                    w("block_events[block, m] = 0")
 
 
 #: networks with at most this many projections pass their arrays to the delivery loop as tuples
@@ -225,9 +264,9 @@ _PLASTIC_ARGUMENTS = ["row_ptr", "targets", "weights", "col_ptr", "col_synapses"
                       "pre_seen", "post_trace", "post_seen", "decay_plus", "decay_minus", "params", "modulation"]
 
 
-#: the arrays of a population's Poisson drives, as arguments ``p{index}_<name>``: the lowered ones
-#: and the tables of their counts (``poisson_input.count_tables``)
-_DRIVE_ARGUMENTS = ["drive_weights", "drive_keys", "drive_events", "drive_cdf", "drive_guide"]
+#: the arrays of a population's Poisson drives, as arguments ``p{index}_<name>``: the lowered ones,
+#: the tables of their counts (``poisson_input.count_tables``) and a step's uniform numbers
+_DRIVE_ARGUMENTS = ["drive_weights", "drive_keys", "drive_events", "drive_cdf", "drive_guide", "drive_uniforms"]
 
 
 def _population_arguments(index: int, population) -> list[str]:
@@ -257,8 +296,11 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
         if population.kind != Kind.SPIKING:
             continue
         variant = _variant(population, functions[population.step_function], index in together)
-        if variant not in variants:
-            variants.append(variant)
+        # a parallel variant runs the serial one over each thread's block
+        for needed in ((*variant[:2], False, *variant[3:]), variant):
+            if needed not in variants:
+                variants.append(needed)
+    blocks_update = any(variant[2] for variant in variants)
     arguments = ["start", "stop", "chunk", "status", "synaptic_events", "first", "last"]
     for index, population in enumerate(lowered.populations):
         arguments += _population_arguments(index, population)
@@ -267,8 +309,12 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
         arguments += _PROJECTION_ARGUMENTS
         if parallel_delivery:
             arguments += ["rows_ascending", "min_delivery_events", "delivery_threads"]
+    if together or blocks_update:
+        arguments += ["update_threads"]
     if together:
-        arguments += ["update_threads", "together_events"]
+        arguments += ["together_events"]
+    if blocks_update:
+        arguments += ["block_events"]
     for m, _ in enumerate(lowered.state_monitors):
         arguments += [f"m{m}_row", f"m{m}_ids", f"m{m}_every", f"m{m}_values", f"m{m}_steps", f"m{m}_count"]
     for q, _ in enumerate(lowered.plastic):
@@ -284,7 +330,7 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     listed = len(lowered.projections) > _TUPLE_PROJECTIONS
     w("from ranvier.engine.backends.numba_kernels import (")
     w("    all_finite, all_finite_double, collect_spikes, emit_scheduled, gather_window, sample_state)")
-    if together:
+    if together or blocks_update:
         w("from ranvier.engine.backends.numba_kernels import _block_start")
     if any(len(p.drive_names) for p in lowered.populations):
         w("from ranvier.engine.model import uniform01")
@@ -312,7 +358,7 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     w()
     # typed lists need numba's reference counting, and so does a parallel update's reduction (the
     # drives' event counts: its callers are compiled with the runtime too); tuples of arrays do not
-    runtime = listed or bool(together) or any(variant[2] and variant[5] for variant in variants)
+    runtime = listed or bool(together) or blocks_update
     w(f"@njit(cache=True, nogil=True{'' if runtime else ', _nrt=False'})")
     w(f"def advance({', '.join(arguments)}):")
     with w.indent():
@@ -703,7 +749,7 @@ def _write_together(w: SourceWriter, lowered: LoweredNetwork, together: list[int
                 w(f"slot = {p}ring[k % {p}ring.shape[0]]")
                 slots = "".join(f"slot[{r}], " for r in range(population.ring.shape[1]))
                 drives = (f", {p}drive_weights, {p}drive_keys, together_events[block, {position}], {p}drive_cdf, "
-                          f"{p}drive_guide") if len(population.drive_names) else ""
+                          f"{p}drive_guide, {p}drive_uniforms") if len(population.drive_names) else ""
                 w(f"_update{name}({p}state, {p}consts, ({slots}), k, {p}key, {p}flags, low, high{drives})")
         for position, index in enumerate(together):
             drives = len(lowered.populations[index].drive_names)
@@ -725,7 +771,8 @@ def _write_population(w: SourceWriter, lowered, index: int, population, function
             w(f"{p}spike_count[0] = emit_scheduled({p}source_steps, {p}source_ids, {p}source_next, k, "
               f"{p}spike_ids, {p}spike_steps, {p}spike_count[0])")
         else:
-            name = _variant_name(*_variant(population, functions[population.step_function], together))
+            variant = _variant(population, functions[population.step_function], together)
+            name = _variant_name(*variant)
             period = population.period
             if period > 1:
                 # a population with its own dt updates once per window, on the window's summed input
@@ -739,8 +786,9 @@ def _write_population(w: SourceWriter, lowered, index: int, population, function
                     w(f"outcome = _collect{name}({p}state, {p}flags, k, {p}spike_ids, {p}spike_steps, "
                       f"{p}spike_count)")
                 else:
+                    threads = ", update_threads, block_events" if variant[2] else ""
                     w(f"outcome = _population{name}({p}state, {p}consts, {p}ring, k, {p}key, {p}flags, "
-                      f"{p}spike_ids, {p}spike_steps, {p}spike_count{drives})")
+                      f"{p}spike_ids, {p}spike_steps, {p}spike_count{drives}{threads})")
                 w("if outcome < 0:")
                 with w.indent():
                     w(f"status[0] = {int(Status.SPIKE_OVERFLOW)} if outcome == -1 else {int(Status.NOT_FINITE)}; "
@@ -917,7 +965,9 @@ class NumbaRunner(Runner):
             cdf, guide = count_tables(population.drive_params)
             values.update({f"{p}drive_weights": population.drive_weights, f"{p}drive_keys": population.drive_keys,
                            f"{p}drive_events": population.drive_events, f"{p}drive_cdf": cdf,
-                           f"{p}drive_guide": guide})
+                           f"{p}drive_guide": guide,
+                           # scratch for one step's uniform numbers (each thread writes only its own block)
+                           f"{p}drive_uniforms": np.empty(population.n if len(population.drive_names) else 0)})
         if lowered.projections:
             values.update(_projection_lists(lowered))
             if _parallel_delivery(lowered):
@@ -927,8 +977,10 @@ class NumbaRunner(Runner):
                      for j in lowered.projections], dtype=np.bool_)
                 values["min_delivery_events"] = PARALLEL_MIN_EVENTS
                 values["delivery_threads"] = np.ones(1, dtype=np.int64)
+        values["update_threads"] = np.ones(1, dtype=np.int64)
+        values["block_events"] = np.zeros((numba.config.NUMBA_NUM_THREADS, max(
+            [1] + [len(p.drive_names) for p in lowered.populations])), dtype=np.int64)
         if _updated_together(lowered):
-            values["update_threads"] = np.ones(1, dtype=np.int64)
             drives = max(len(p.drive_names) for p in lowered.populations)
             values["together_events"] = np.zeros((numba.config.NUMBA_NUM_THREADS, len(lowered.populations),
                                                   max(1, drives)), dtype=np.int64)

@@ -14,7 +14,6 @@ from numba import njit, prange
 
 from ..lowering import NO_PULSE
 from ..model import NOT_FINITE_UINT16, row_sum
-from ..poisson_input import TABLE_WINDOW
 
 #: Options of every compiled loop of the backend. They allocate nothing, so they run without
 #: numba's reference counting (``_nrt=False``): otherwise each array passed to a call, or
@@ -69,18 +68,18 @@ def table_count(u, cdf, guide, m):
     """``model.poisson_count`` of drive ``m`` for the uniform number ``u``, read from its tables.
 
     The count is the number of entries of row ``m`` of ``cdf`` that are ``<= u``
-    (``poisson_input.count_tables``): from the guide's start, compared ``TABLE_WINDOW`` at a
-    time without branches, until a window holds an entry above ``u``. A mean count of a few
-    per step takes one window; the sum's loop took a division and a mispredicted branch per term.
+    (``poisson_input.count_tables``). ``u``'s guide cell gives the count below it and, where the
+    cell holds at most one entry (all but a few cells of the tail), one comparison adds the
+    rest; in the other cells the entries are stepped through. The sum's loop took a division
+    and a mispredicted branch per term.
     """
-    below = guide[m, np.int64(u * guide.shape[1])]
-    while True:
-        window = 0
-        for j in range(TABLE_WINDOW):
-            window += u >= cdf[m, below + j]
-        below += window
-        if window < TABLE_WINDOW:
-            return below
+    start = guide[m, np.int64(u * guide.shape[1])]
+    if start >= 0:
+        return start + (u >= cdf[m, start])
+    below = -1 - start
+    while u >= cdf[m, below]:
+        below += 1
+    return below
 
 
 @njit(**KERNEL)
