@@ -120,12 +120,14 @@ def test_blocks_cover_every_target_once_on_cache_line_boundaries(blocks):
 
 
 def test_block_delivery_equals_serial_delivery_for_any_partition():
-    """Blocks of one chunk's spikes, delivered one after another, give the serial kernel's rings exactly."""
+    """Per-synapse delays sorted by arrival (whole rows, or rows cut across batches of any size), delivered in
+    blocks one after another, give numpy's order of additions exactly."""
     rng = np.random.default_rng(1)
     n_pre, n_post, slots = 50, 203, 7
     counts = rng.integers(0, 40, n_pre)
     row_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     for ascending in (True, False):
+        # few targets: rows hold the same target more than once, at the same arrival too
         post_ids = rng.integers(0, n_post, row_ptr[-1]).astype(np.uint32)
         if ascending:
             for i in range(n_pre):
@@ -133,21 +135,33 @@ def test_block_delivery_equals_serial_delivery_for_any_partition():
         weights = rng.normal(size=row_ptr[-1]).astype(np.float32)
         delays = rng.integers(1, slots, row_ptr[-1]).astype(np.uint16)
         spikes = rng.integers(0, n_pre, 60).astype(np.int32)
+        # a chunk of three steps: an entry receives from spikes of different steps and delays
         steps = np.sort(rng.integers(0, 3, 60)).astype(np.int64)
-        serial = np.zeros((slots, 2, n_post), dtype=np.float32)
-        numba_kernels.deliver_per_synapse(spikes, steps, 0, 60, row_ptr, post_ids, weights, 1, delays, serial, 1)
         # numpy's order of additions; arrivals wrap around the ring (step + delay >= slots)
-        expected = np.zeros_like(serial)
+        expected = np.zeros((slots, 2, n_post), dtype=np.float32)
         for spike, step in zip(spikes, steps, strict=True):
             synapses = np.arange(row_ptr[spike], row_ptr[spike + 1])
             np.add.at(expected, ((step + delays[synapses]) % slots, 1, post_ids[synapses]), weights[synapses])
         assert np.any(steps[:, None] + delays[None, :] >= slots)
-        np.testing.assert_array_equal(serial, expected)
-        for blocks in (1, 2, 5):
-            blocked = np.zeros_like(serial)
-            for block in range(blocks):
-                low = numba_kernels._block_start.py_func(block, blocks, n_post)
-                high = numba_kernels._block_start.py_func(block + 1, blocks, n_post)
-                numba_kernels.deliver_block(spikes, steps, 0, 60, row_ptr, post_ids, weights, 1, delays, True,
-                                            blocked, 1, low, high, ascending)
-            np.testing.assert_array_equal(blocked, serial)
+        events = int(counts[spikes].sum())
+        for capacity in (numba_kernels.ARRIVAL_BATCH, 1, 7, 39, 40, 41, 500):
+            buckets = (np.zeros(capacity, np.uint32), np.zeros(capacity, np.float32), np.zeros(slots + 1, np.int64))
+            for blocks in (1, 2, 5):
+                blocked = np.zeros_like(expected)
+                for block in range(blocks):
+                    low = numba_kernels._block_start.py_func(block, blocks, n_post)
+                    high = numba_kernels._block_start.py_func(block + 1, blocks, n_post)
+                    made = numba_kernels.deliver_by_arrival(spikes, steps, 0, 60, row_ptr, post_ids, weights, 1,
+                                                            delays, blocked, 1, low, high, ascending, *buckets)
+                    assert made == events
+                np.testing.assert_array_equal(blocked, expected)
+        # and the one-delay kernel, in blocks
+        one = np.zeros_like(expected)
+        for block in range(3):
+            low = numba_kernels._block_start.py_func(block, 3, n_post)
+            high = numba_kernels._block_start.py_func(block + 1, 3, n_post)
+            numba_kernels.deliver_block(spikes, steps, 0, 60, row_ptr, post_ids, weights, 1, delays[:1], one, 1, low,
+                                        high, ascending)
+        reference = np.zeros_like(expected)
+        numba_kernels.deliver(spikes, steps, 0, 60, row_ptr, post_ids, weights, 1, delays[0], reference, 1)
+        np.testing.assert_array_equal(one, reference)

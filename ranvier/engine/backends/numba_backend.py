@@ -256,7 +256,7 @@ def _parallel_delivery(lowered: LoweredNetwork) -> bool:
 _PROJECTION_ARGUMENTS = ["spike_id_lists", "spike_step_lists", "rings", "projection_pre",
                          "projection_post", "projection_receptor", "row_ptrs", "post_id_lists", "weight_lists",
                          "weight_strides", "delay_lists", "delivery_modes", "projection_widths",
-                         "projection_geometries"]
+                         "projection_geometries", "bucket_posts", "bucket_weights", "slot_starts"]
 
 
 #: the arrays of a plastic projection q that ``apply_stdp`` reads, as arguments ``s{q}_<name>``
@@ -939,6 +939,12 @@ def _projection_lists(lowered: LoweredNetwork) -> dict[str, object]:
         "delivery_modes": np.array([mode(j) for j in projections], dtype=np.int64),
         "projection_widths": np.array([j.width for j in projections], dtype=np.int64),
         "projection_geometries": geometries,
+        # each thread's buckets for the synapses of per-synapse delays (numba_kernels.deliver_by_arrival)
+        "bucket_posts": np.zeros((numba.config.NUMBA_NUM_THREADS, numba_kernels.ARRIVAL_BATCH), dtype=np.uint32),
+        "bucket_weights": np.zeros((numba.config.NUMBA_NUM_THREADS, numba_kernels.ARRIVAL_BATCH),
+                                   dtype=lowered.dtype),
+        "slot_starts": np.zeros((numba.config.NUMBA_NUM_THREADS, max(p.ring.shape[0] for p in populations) + 1),
+                                dtype=np.int64),
     }
 
 
