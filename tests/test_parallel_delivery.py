@@ -165,3 +165,18 @@ def test_block_delivery_equals_serial_delivery_for_any_partition():
         reference = np.zeros_like(expected)
         numba_kernels.deliver(spikes, steps, 0, 60, row_ptr, post_ids, weights, 1, delays[0], reference, 1)
         np.testing.assert_array_equal(one, reference)
+
+
+def test_search_from_the_estimate_finds_the_first_target_at_least_low():
+    """Rows of random, clustered and repeated targets: the galloping search agrees with a bisection everywhere."""
+    rng = np.random.default_rng(4)
+    width = 1000
+    rows = [np.sort(rng.integers(0, width, 300)), np.sort(rng.integers(0, 30, 200)),
+            np.sort(rng.integers(width - 20, width, 50)), np.full(40, 500), np.array([0]), np.array([width - 1]),
+            np.array([], dtype=np.int64)]
+    for row in rows:
+        post_ids = np.concatenate([[7, 3], row, [9]]).astype(np.uint32)  # the row sits inside a longer array
+        begin, end = 2, 2 + len(row)
+        for low in range(width):
+            found = numba_kernels._first_at_least(post_ids, begin, end, low, width)
+            assert found == begin + np.searchsorted(row, low, side="left"), (row[:5], low)
