@@ -211,3 +211,70 @@ def test_cuda_learns_exactly_as_numpy_on_the_simulator(on_cuda_simulator):
     for rule, (inputs, recurrent, steps, ids, spikes, learned) in on_cuda_simulator(_ON_CUDA_SIMULATOR).items():
         assert inputs and recurrent and steps and ids, rule
         assert spikes > 20 and learned, rule
+
+
+def _bursting(backend):
+    """Sources firing several times per chunk (delays of 3 ms make chunks of six steps) onto LIF neurons."""
+    net = rv.Network(dt=0.5 * ms, seed=5)
+    drive = net.population(rv.neurons.PoissonSource(rate=600.0), n=50, name="drive")
+    cells = net.population(rv.neurons.LIF(t_ref=0.0, tau_syn={"exc": 2 * ms}), n=70, name="cells",
+                           init={"v": rv.init.Uniform(-65 * mV, -50 * mV)})
+    stdp = STDP(tau_plus=15 * ms, tau_minus=30 * ms, a_plus=0.05 * mV, a_minus=0.06 * mV, w_min=0.0, w_max=10 * mV)
+    learned = net.connect(drive, cells, rv.connect.FixedInDegree(20), weight=rv.init.Uniform(0, 6 * mV),
+                          receptor="exc", delay=3 * ms, plasticity=stdp)
+    drive_spikes, spikes = net.record(drive, "spikes"), net.record(cells, "spikes")
+    net.run(0.2, backend=backend)
+    return learned.weights.copy(), spikes.steps, drive_spikes.steps, drive_spikes.ids
+
+
+def test_learning_on_all_threads_with_several_spikes_a_chunk_equals_numpy(monkeypatch):
+    from ranvier.engine.backends import numba_backend
+    monkeypatch.setattr(numba_backend, "PARALLEL_MIN_EVENTS", 0)  # every chunk on all threads, however quiet
+    weights, steps, drive_steps, drive_ids = _bursting("numpy")
+    # a source fires more than once in some chunk (chunks are six steps), so traces chain within a chunk
+    chunk = drive_steps // 6
+    assert len(np.unique(chunk * 1000 + drive_ids)) < len(drive_ids)
+    assert len(steps) > 200
+    for a, b in zip((weights, steps), _bursting("numba")[:2], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("ascending", [True, False])
+def test_stdp_in_blocks_of_targets_equals_one_block(ascending):
+    """Any number of target blocks gives the weights and traces of one, on rows sorted or not."""
+    from ranvier.engine.backends import numba_kernels
+    rng = np.random.default_rng(2)
+    n_pre, n_post = 40, 203
+    counts = rng.integers(0, 30, n_pre)
+    row_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    targets = rng.integers(0, n_post, row_ptr[-1]).astype(np.uint32)
+    if ascending:
+        for i in range(n_pre):
+            targets[row_ptr[i]:row_ptr[i + 1]].sort()
+    col_synapses = np.argsort(targets, kind="stable").astype(np.int64)
+    col_ptr = np.concatenate([[0], np.cumsum(np.bincount(targets, minlength=n_post))]).astype(np.int64)
+    col_sources = np.repeat(np.arange(n_pre), counts)[col_synapses].astype(np.int64)
+    # a chunk of five steps: neurons spike several times, pre and post in the same step
+    pre_steps = np.sort(rng.integers(100, 105, 90)).astype(np.int64)
+    pre_ids = rng.integers(0, n_pre, 90).astype(np.int32)
+    post_steps = np.sort(rng.integers(100, 105, 120)).astype(np.int64)
+    post_ids = rng.integers(0, n_post, 120).astype(np.int32)
+    decay = np.exp(-np.arange(200) / 30.0)
+    params = np.array([0.01, 0.012, 0.0, 1.0, 1.0])
+    modulation = np.ones((2, n_post))
+    modulation[1] = rng.uniform(0.5, 1.5, n_post)
+    results = []
+    for blocks in (1, 2, 3, 7):
+        weights = rng.uniform(0, 1, row_ptr[-1]).astype(np.float32) if blocks == 1 else results[0][5].copy()
+        start = weights.copy()
+        traces = [np.random.default_rng(3).uniform(0, 2, n) for n in (n_pre, n_post)]
+        seen = [np.random.default_rng(4).integers(0, 100, n).astype(np.int64) for n in (n_pre, n_post)]
+        numba_kernels.apply_stdp(pre_ids, pre_steps, 0, 90, post_ids, post_steps, 0, 120, row_ptr, targets, weights,
+                                 col_ptr, col_synapses, col_sources, traces[0], seen[0], traces[1], seen[1], decay,
+                                 decay, params, modulation, np.full(n_pre, -1, np.int64), np.empty(90, np.int64),
+                                 np.empty(90), ascending, np.array([blocks]), 0)
+        results.append((weights, *traces, *seen, start))
+        assert not np.array_equal(weights, start)
+    for result in results[1:]:
+        for a, b in zip(results[0][:5], result[:5], strict=True):
+            np.testing.assert_array_equal(a, b)

@@ -261,7 +261,8 @@ _PROJECTION_ARGUMENTS = ["spike_id_lists", "spike_step_lists", "rings", "project
 
 #: the arrays of a plastic projection q that ``apply_stdp`` reads, as arguments ``s{q}_<name>``
 _PLASTIC_ARGUMENTS = ["row_ptr", "targets", "weights", "col_ptr", "col_synapses", "col_sources", "pre_trace",
-                      "pre_seen", "post_trace", "post_seen", "decay_plus", "decay_minus", "params", "modulation"]
+                      "pre_seen", "post_trace", "post_seen", "decay_plus", "decay_minus", "params", "modulation",
+                      "first_event", "next_event", "trace_after", "ascending"]
 
 
 #: the arrays of a population's Poisson drives, as arguments ``p{index}_<name>``: the lowered ones,
@@ -309,7 +310,7 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
         arguments += _PROJECTION_ARGUMENTS
         if parallel_delivery:
             arguments += ["rows_ascending", "min_delivery_events", "delivery_threads"]
-    if together or blocks_update:
+    if together or blocks_update or lowered.plastic:
         arguments += ["update_threads"]
     if together:
         arguments += ["together_events"]
@@ -319,6 +320,8 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
         arguments += [f"m{m}_row", f"m{m}_ids", f"m{m}_every", f"m{m}_values", f"m{m}_steps", f"m{m}_count"]
     for q, _ in enumerate(lowered.plastic):
         arguments += [f"s{q}_{name}" for name in _PLASTIC_ARGUMENTS]
+    if lowered.plastic:
+        arguments += ["min_stdp_events"]
     arguments += _value_arguments(lowered)
 
     w = SourceWriter()
@@ -397,7 +400,7 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
                 a, b = f"p{plastic.pre}_", f"p{plastic.post}_"
                 w(f"apply_stdp({a}spike_ids, {a}spike_steps, first[{plastic.pre}], last[{plastic.pre}], {b}spike_ids, "
                   f"{b}spike_steps, first[{plastic.post}], last[{plastic.post}], "
-                  f"{', '.join(f's{q}_{name}' for name in _PLASTIC_ARGUMENTS)})")
+                  f"{', '.join(f's{q}_{name}' for name in _PLASTIC_ARGUMENTS)}, update_threads, min_stdp_events)")
             w("step += length")
             _write_value_updates(w, lowered)
         w("return step")
@@ -992,10 +995,16 @@ class NumbaRunner(Runner):
                                                   max(1, drives)), dtype=np.int64)
         for q, plastic in enumerate(lowered.plastic):
             projection = lowered.projections[plastic.projection]
-            arrays = {"row_ptr": projection.row_ptr, "targets": projection.post_ids.view(np.uint32),
-                      "weights": projection.weights}
+            targets = projection.post_ids.view(np.uint32)
+            capacity = len(lowered.populations[plastic.pre].spike_ids)
+            arrays = {"row_ptr": projection.row_ptr, "targets": targets, "weights": projection.weights,
+                      # scratch of apply_stdp: each pre neuron's spikes of a chunk, and its trace after each
+                      "first_event": np.full(lowered.populations[plastic.pre].n, -1, dtype=np.int64),
+                      "next_event": np.empty(capacity, dtype=np.int64), "trace_after": np.empty(capacity),
+                      "ascending": numba_kernels.rows_ascending(projection.row_ptr, targets)}
             values.update({f"s{q}_{name}": arrays[name] if name in arrays else getattr(plastic, name)
                            for name in _PLASTIC_ARGUMENTS})
+        values["min_stdp_events"] = PARALLEL_MIN_EVENTS
         values.update(_value_values(lowered))
         #: the kernel's thread counts, set before every advance
         self._thread_counts = [values[name] for name in ("delivery_threads", "update_threads") if name in values]

@@ -600,10 +600,114 @@ def _bounded(w, w_min, w_max):
     return min(max(w, w_min), w_max)
 
 
+@njit(**KERNEL, inline="always")
+def _pre_trace_at(neuron, k, pre_trace, pre_seen, pre_steps, first_event, next_event, trace_after, table):
+    """The trace of ``neuron`` at step ``k``, with its spikes of the chunk up to ``k`` (``_link_pre_spikes``)."""
+    event = first_event[neuron]
+    if event < 0 or pre_steps[event] > k:
+        return _decayed(pre_trace[neuron], pre_seen[neuron], k, table)
+    while next_event[event] >= 0 and pre_steps[next_event[event]] <= k:
+        event = next_event[event]
+    return _decayed(trace_after[event], pre_steps[event], k, table)
+
+
 @njit(**KERNEL)
+def _link_pre_spikes(pre_ids, pre_steps, pre_first, pre_last, pre_trace, pre_seen, first_event, next_event,
+                     trace_after, table):
+    """Each pre spike's trace after it, and each neuron's spikes of the chunk as a chain in time order.
+
+    ``first_event[p]`` is p's first spike of the chunk (-1 for none) and ``next_event[i]`` the
+    next spike of spike i's neuron: a thread reads any neuron's trace at any step of the chunk
+    from these and the traces at the chunk's start, which stay untouched until
+    :func:`_store_pre_traces`, so no thread waits for another.
+    """
+    for i in range(pre_first, pre_last):
+        neuron = pre_ids[i]
+        k = pre_steps[i]
+        next_event[i] = -1
+        event = first_event[neuron]
+        if event < 0:
+            first_event[neuron] = i
+            trace_after[i] = _decayed(pre_trace[neuron], pre_seen[neuron], k, table) + 1.0
+        else:
+            while next_event[event] >= 0:
+                event = next_event[event]
+            next_event[event] = i
+            trace_after[i] = _decayed(trace_after[event], pre_steps[event], k, table) + 1.0
+
+
+@njit(**KERNEL)
+def _store_pre_traces(pre_ids, pre_steps, pre_first, pre_last, pre_trace, pre_seen, first_event, next_event,
+                      trace_after):
+    """Write each spiking neuron's trace after its last spike of the chunk, and clear the chains."""
+    for i in range(pre_first, pre_last):
+        neuron = pre_ids[i]
+        first_event[neuron] = -1
+        if next_event[i] < 0:
+            pre_trace[neuron] = trace_after[i]
+            pre_seen[neuron] = pre_steps[i]
+
+
+@njit(**KERNEL)
+def _stdp_block(low, high, ascending, pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, post_first,
+                post_last, row_ptr, targets, weights, col_ptr, col_synapses, col_sources, pre_trace, pre_seen,
+                post_trace, post_seen, decay_plus, decay_minus, params, modulation, first_event, next_event,
+                trace_after):
+    """The chunk's STDP on the synapses onto targets ``low .. high - 1``, event by event in time order."""
+    a_plus = params[0]
+    a_minus = params[1]
+    w_min = params[2]
+    w_max = params[3]
+    multiplicative = params[4] != 0.0
+    stride = 1 if modulation.shape[1] > 1 else 0
+    width = post_trace.shape[0]
+    i = pre_first
+    j = post_first
+    while i < pre_last or j < post_last:
+        if i < pre_last and (j >= post_last or pre_steps[i] <= post_steps[j]):
+            neuron = pre_ids[i]
+            k = pre_steps[i]
+            begin = row_ptr[neuron]
+            end = row_ptr[neuron + 1]
+            if ascending:
+                begin = _first_at_least(targets, begin, end, low, width)
+            for s in range(begin, end):
+                q = targets[s]
+                if q >= high:
+                    if ascending:
+                        break
+                    continue
+                if q < low:
+                    continue
+                x = _decayed(post_trace[q], post_seen[q], k, decay_minus)
+                w = np.float64(weights[s])
+                scale = a_minus * modulation[1, q * stride]
+                change = scale * (w - w_min) * x if multiplicative else scale * x
+                weights[s] = _bounded(w - change, w_min, w_max)
+            i += 1
+        else:
+            neuron = post_ids[j]
+            k = post_steps[j]
+            j += 1
+            if neuron < low or neuron >= high:
+                continue
+            scale = a_plus * modulation[0, neuron * stride]
+            for entry in range(col_ptr[neuron], col_ptr[neuron + 1]):
+                s = col_synapses[entry]
+                x = _pre_trace_at(col_sources[entry], k, pre_trace, pre_seen, pre_steps, first_event, next_event,
+                                  trace_after, decay_plus)
+                w = np.float64(weights[s])
+                change = scale * (w_max - w) * x if multiplicative else scale * x
+                weights[s] = _bounded(w + change, w_min, w_max)
+            post_trace[neuron] = _decayed(post_trace[neuron], post_seen[neuron], k, decay_minus) + 1.0
+            post_seen[neuron] = k
+
+
+@njit(cache=True, nogil=True, parallel=True)
 def apply_stdp(pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, post_first, post_last, row_ptr,
                targets, weights, col_ptr, col_synapses, col_sources, pre_trace, pre_seen, post_trace, post_seen,
-               decay_plus, decay_minus, params, modulation):
+               decay_plus, decay_minus, params, modulation, first_event, next_event, trace_after, ascending, threads,
+               min_events):
     """Pair-based STDP over the spikes of one chunk, in time order (pre before post within a step).
 
     A pre spike of neuron p at step k depresses each synapse s of p by ``a_minus m_minus x_post``
@@ -612,43 +716,38 @@ def apply_stdp(pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, po
     1 to q's trace. Traces decay from their last spike by the ``decay_*`` tables. Weights are
     computed in float64 and stored in the network's precision (rounded to nearest), clipped to
     ``[w_min, w_max]``.
+
+    Chunks of ``min_events`` synapse updates or more run on ``threads[0]`` threads, each over the
+    synapses onto its own block of targets (rows whose targets ascend, ``ascending``, are entered
+    where the block starts): a synapse's updates depend only on its pre and post neurons' spikes,
+    so each sees the serial order of events, and the weights are the same to the bit on any
+    number of threads. ``first_event``, ``next_event`` and ``trace_after`` are scratch (see
+    :func:`_link_pre_spikes`).
     """
-    a_plus = params[0]
-    a_minus = params[1]
-    w_min = params[2]
-    w_max = params[3]
-    multiplicative = params[4] != 0.0
-    stride = 1 if modulation.shape[1] > 1 else 0
-    i = pre_first
-    j = post_first
-    while i < pre_last or j < post_last:
-        if i < pre_last and (j >= post_last or pre_steps[i] <= post_steps[j]):
-            neuron = pre_ids[i]
-            k = pre_steps[i]
-            for s in range(row_ptr[neuron], row_ptr[neuron + 1]):
-                q = targets[s]
-                x = _decayed(post_trace[q], post_seen[q], k, decay_minus)
-                w = np.float64(weights[s])
-                scale = a_minus * modulation[1, q * stride]
-                change = scale * (w - w_min) * x if multiplicative else scale * x
-                weights[s] = _bounded(w - change, w_min, w_max)
-            pre_trace[neuron] = _decayed(pre_trace[neuron], pre_seen[neuron], k, decay_plus) + 1.0
-            pre_seen[neuron] = k
-            i += 1
-        else:
-            neuron = post_ids[j]
-            k = post_steps[j]
-            scale = a_plus * modulation[0, neuron * stride]
-            for entry in range(col_ptr[neuron], col_ptr[neuron + 1]):
-                s = col_synapses[entry]
-                p = col_sources[entry]
-                x = _decayed(pre_trace[p], pre_seen[p], k, decay_plus)
-                w = np.float64(weights[s])
-                change = scale * (w_max - w) * x if multiplicative else scale * x
-                weights[s] = _bounded(w + change, w_min, w_max)
-            post_trace[neuron] = _decayed(post_trace[neuron], post_seen[neuron], k, decay_minus) + 1.0
-            post_seen[neuron] = k
-            j += 1
+    if pre_first == pre_last and post_first == post_last:
+        return
+    _link_pre_spikes(pre_ids, pre_steps, pre_first, pre_last, pre_trace, pre_seen, first_event, next_event,
+                     trace_after, decay_plus)
+    events = 0
+    for i in range(pre_first, pre_last):
+        events += row_ptr[pre_ids[i] + 1] - row_ptr[pre_ids[i]]
+    for j in range(post_first, post_last):
+        events += col_ptr[post_ids[j] + 1] - col_ptr[post_ids[j]]
+    blocks = threads[0] if events >= min_events else 1
+    if blocks == 1:
+        _stdp_block(0, post_trace.shape[0], False, pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps,
+                    post_first, post_last, row_ptr, targets, weights, col_ptr, col_synapses, col_sources, pre_trace,
+                    pre_seen, post_trace, post_seen, decay_plus, decay_minus, params, modulation, first_event,
+                    next_event, trace_after)
+    else:
+        for block in prange(blocks):
+            _stdp_block(_block_start(block, blocks, post_trace.shape[0]),
+                        _block_start(block + 1, blocks, post_trace.shape[0]), ascending, pre_ids, pre_steps,
+                        pre_first, pre_last, post_ids, post_steps, post_first, post_last, row_ptr, targets, weights,
+                        col_ptr, col_synapses, col_sources, pre_trace, pre_seen, post_trace, post_seen, decay_plus,
+                        decay_minus, params, modulation, first_event, next_event, trace_after)
+    _store_pre_traces(pre_ids, pre_steps, pre_first, pre_last, pre_trace, pre_seen, first_event, next_event,
+                      trace_after)
 
 
 # Elementwise value populations (the order of ``value_updates``, operation for operation).
