@@ -10,7 +10,11 @@ from __future__ import annotations
 import types
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange
+from numba import types as numba_types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from ..lowering import NO_PULSE
 from ..model import NOT_FINITE_UINT16, row_sum
@@ -27,6 +31,23 @@ _SIGN = np.uint32(0x80000000)
 _EXPONENT_DOUBLE = np.uint64(0x7FF0000000000000)
 _EXPONENT_UNIT_DOUBLE = np.uint64(0x0010000000000000)
 _SIGN_DOUBLE = np.uint64(0x8000000000000000)
+
+
+@intrinsic
+def _prefetch(typingctx, array, index):
+    """Ask the cache for ``array[index]`` (LLVM's prefetch: for reading, into every cache level); never faults."""
+    def codegen(context, builder, signature, arguments):
+        array_type = signature.args[0]
+        view = context.make_array(array_type)(context, builder, arguments[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, view, [arguments[1]], wraparound=False,
+                                           boundscheck=False)
+        pointer = builder.bitcast(pointer, ir.IntType(8).as_pointer())  # one declaration for every element type
+        int32 = ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [pointer.type, int32, int32, int32]), "llvm.prefetch.p0")
+        builder.call(function, [pointer, int32(0), int32(3), int32(1)])
+        return context.get_dummy_value()
+    return numba_types.void(array, numba_types.intp), codegen
 
 
 @njit(**KERNEL)
@@ -152,6 +173,20 @@ def deliver(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights, wei
     return events
 
 
+@njit(**KERNEL, inline="always")
+def _prefetch_row(b, last, spike_ids, row_ptr, post_ids, weights, weight_stride, delay_steps, low, width):
+    """Ask for the next spike's part of its row at ``low`` (from the even-spread estimate), and for the row
+    bounds of the one after: the loads that start a row wait on one another, and are otherwise not overlapped."""
+    if b + 2 < last:
+        _prefetch(row_ptr, spike_ids[b + 2])
+    neuron = spike_ids[b + 1]
+    begin = row_ptr[neuron]
+    guess = begin + (row_ptr[neuron + 1] - begin) * np.int64(low) // width
+    _prefetch(post_ids, guess)
+    _prefetch(delay_steps, guess)
+    _prefetch(weights, guess * weight_stride)
+
+
 #: synaptic events one pass of :func:`deliver_by_arrival` sorts at most (per thread: 8 bytes each, so
 #: its buckets stay in the core's own cache)
 ARRIVAL_BATCH = 32768
@@ -200,6 +235,9 @@ def deliver_by_arrival(spike_ids, spike_steps, first, last, row_ptr, post_ids, w
             slot_start[slot] = 0
         for fill in range(2):
             for b in range(batch_first, min(end + 1, last)):
+                if fill == 0 and b + 1 < last:
+                    _prefetch_row(b, last, spike_ids, row_ptr, post_ids, weights, weight_stride, delay_steps, low,
+                                  ring.shape[2])
                 neuron = spike_ids[b]
                 begin = batch_begin if b == batch_first else row_ptr[neuron]
                 finish = stop if b == end else row_ptr[neuron + 1]
