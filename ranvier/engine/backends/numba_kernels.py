@@ -182,9 +182,11 @@ def _prefetch_row(b, last, spike_ids, row_ptr, post_ids, weights, weight_stride,
     neuron = spike_ids[b + 1]
     begin = row_ptr[neuron]
     guess = begin + (row_ptr[neuron + 1] - begin) * np.int64(low) // width
-    _prefetch(post_ids, guess)
+    for line in range(4):
+        _prefetch(post_ids, guess + 16 * line)
+        _prefetch(weights, (guess + 16 * line) * weight_stride)
     _prefetch(delay_steps, guess)
-    _prefetch(weights, guess * weight_stride)
+    _prefetch(delay_steps, guess + 32)
 
 
 #: synaptic events one pass of :func:`deliver_by_arrival` sorts at most (per thread: 8 bytes each, so
@@ -211,6 +213,7 @@ def deliver_by_arrival(spike_ids, spike_steps, first, last, row_ptr, post_ids, w
     synaptic events of the whole rows.
     """
     slots = ring.shape[0]
+    width = ring.shape[2]
     capacity = bucket_post.shape[0]
     events = 0
     for b in range(first, last):
@@ -237,20 +240,37 @@ def deliver_by_arrival(spike_ids, spike_steps, first, last, row_ptr, post_ids, w
             for b in range(batch_first, min(end + 1, last)):
                 if fill == 0 and b + 1 < last:
                     _prefetch_row(b, last, spike_ids, row_ptr, post_ids, weights, weight_stride, delay_steps, low,
-                                  ring.shape[2])
+                                  width)
                 neuron = spike_ids[b]
                 begin = batch_begin if b == batch_first else row_ptr[neuron]
                 finish = stop if b == end else row_ptr[neuron + 1]
-                if ascending:
-                    begin = _first_at_least(post_ids, begin, finish, low, ring.shape[2])
                 sent = spike_steps[b] % slots
+                if ascending:
+                    # the block's synapses are one run: the loops over it test no target
+                    first_in = _first_at_least(post_ids, begin, finish, low, width)
+                    finish = _first_at_least(post_ids, begin, finish, high, width)
+                    # unsigned indices: numba tests every signed index for a negative value (Python's
+                    # wraparound), which took half the time of these loops
+                    if fill == 0:
+                        for synapse in range(first_in, finish):
+                            slot = sent + np.int64(delay_steps[np.uint64(synapse)])
+                            if slot >= slots:
+                                slot -= slots
+                            slot_start[np.uint64(slot + 1)] += 1
+                    else:
+                        for synapse in range(first_in, finish):
+                            at_synapse = np.uint64(synapse)
+                            slot = sent + np.int64(delay_steps[at_synapse])
+                            if slot >= slots:
+                                slot -= slots
+                            at = slot_start[np.uint64(slot)]
+                            bucket_post[np.uint64(at)] = post_ids[at_synapse]
+                            bucket_weight[np.uint64(at)] = weights[np.uint64(synapse * weight_stride)]
+                            slot_start[np.uint64(slot)] = at + 1
+                    continue
                 for synapse in range(begin, finish):
                     post = post_ids[synapse]
-                    if post >= high:
-                        if ascending:
-                            break
-                        continue
-                    if post < low:
+                    if post >= high or post < low:
                         continue
                     slot = sent + np.int64(delay_steps[synapse])
                     if slot >= slots:
@@ -270,7 +290,7 @@ def deliver_by_arrival(spike_ids, spike_steps, first, last, row_ptr, post_ids, w
         for slot in range(slots):
             target = ring[slot, receptor]
             for entry in range(at, slot_start[slot]):
-                target[bucket_post[entry]] += bucket_weight[entry]
+                target[bucket_post[np.uint64(entry)]] += bucket_weight[np.uint64(entry)]
             at = slot_start[slot]
         s = end
         begin_at = stop
