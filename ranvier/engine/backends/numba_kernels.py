@@ -169,7 +169,8 @@ def deliver(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights, wei
         events += end - begin
         target = ring[(spike_steps[s] + delay_steps) % slots, receptor]
         for synapse in range(begin, end):
-            target[post_ids[synapse]] += weights[synapse * weight_stride]
+            # unsigned: numba tests every signed index for a negative value (Python's wraparound)
+            target[post_ids[np.uint64(synapse)]] += weights[np.uint64(synapse * weight_stride)]
     return events
 
 
@@ -269,19 +270,20 @@ def deliver_by_arrival(spike_ids, spike_steps, first, last, row_ptr, post_ids, w
                             slot_start[np.uint64(slot)] = at + 1
                     continue
                 for synapse in range(begin, finish):
-                    post = post_ids[synapse]
+                    at_synapse = np.uint64(synapse)
+                    post = post_ids[at_synapse]
                     if post >= high or post < low:
                         continue
-                    slot = sent + np.int64(delay_steps[synapse])
+                    slot = sent + np.int64(delay_steps[at_synapse])
                     if slot >= slots:
                         slot -= slots
                     if fill == 0:
-                        slot_start[slot + 1] += 1
+                        slot_start[np.uint64(slot + 1)] += 1
                     else:
-                        at = slot_start[slot]
-                        bucket_post[at] = post
-                        bucket_weight[at] = weights[synapse * weight_stride]
-                        slot_start[slot] = at + 1
+                        at = slot_start[np.uint64(slot)]
+                        bucket_post[np.uint64(at)] = post
+                        bucket_weight[np.uint64(at)] = weights[np.uint64(synapse * weight_stride)]
+                        slot_start[np.uint64(slot)] = at + 1
             if fill == 0:
                 for slot in range(slots):
                     slot_start[slot + 1] += slot_start[slot]
@@ -521,13 +523,13 @@ def deliver_block(spike_ids, spike_steps, first, last, row_ptr, post_ids, weight
             begin = _first_at_least(post_ids, begin, end, low, ring.shape[2])
         target = ring[(spike_steps[s] + delay_steps[0]) % slots, receptor]
         for synapse in range(begin, end):
-            post = post_ids[synapse]
+            post = post_ids[np.uint64(synapse)]
             if post >= high:
                 if ascending:
                     break
                 continue
             if post >= low:
-                target[post] += weights[synapse * weight_stride]
+                target[post] += weights[np.uint64(synapse * weight_stride)]
 
 
 @njit(**KERNEL)
