@@ -731,7 +731,8 @@ def _stdp_block(low, high, ascending, pre_ids, pre_steps, pre_first, pre_last, p
             end = row_ptr[neuron + 1]
             if ascending:
                 begin = _first_at_least(targets, begin, end, low, width)
-            for s in range(begin, end):
+            for synapse in range(begin, end):
+                s = np.uint64(synapse)  # unsigned: no test for Python's negative-index wraparound
                 q = targets[s]
                 if q >= high:
                     if ascending:
@@ -753,8 +754,8 @@ def _stdp_block(low, high, ascending, pre_ids, pre_steps, pre_first, pre_last, p
                 continue
             scale = a_plus * modulation[0, neuron * stride]
             for entry in range(col_ptr[neuron], col_ptr[neuron + 1]):
-                s = col_synapses[entry]
-                x = _pre_trace_at(col_sources[entry], k, pre_trace, pre_seen, pre_steps, first_event, next_event,
+                s = np.uint64(col_synapses[np.uint64(entry)])
+                x = _pre_trace_at(col_sources[np.uint64(entry)], k, pre_trace, pre_seen, pre_steps, first_event, next_event,
                                   trace_after, decay_plus)
                 w = np.float64(weights[s])
                 change = scale * (w_max - w) * x if multiplicative else scale * x
