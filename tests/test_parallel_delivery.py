@@ -65,6 +65,7 @@ import numba
 from ranvier.engine.backends import numba_backend
 numba_backend.PARALLEL_MIN_SYNAPSES = 0
 numba_backend.PARALLEL_MIN_EVENTS = {min_events}
+numba_backend.PARALLEL_MIN_STDP_UPDATES = {min_events}
 numba_backend.PARALLEL_MIN_TOGETHER = {min_together}
 from test_parallel_delivery import build, fingerprint
 net = build()

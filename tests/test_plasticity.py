@@ -229,7 +229,7 @@ def _bursting(backend):
 
 def test_learning_on_all_threads_with_several_spikes_a_chunk_equals_numpy(monkeypatch):
     from ranvier.engine.backends import numba_backend
-    monkeypatch.setattr(numba_backend, "PARALLEL_MIN_EVENTS", 0)  # every chunk on all threads, however quiet
+    monkeypatch.setattr(numba_backend, "PARALLEL_MIN_STDP_UPDATES", 0)  # every chunk on all threads, however quiet
     weights, steps, drive_steps, drive_ids = _bursting("numpy")
     # a source fires more than once in some chunk (chunks are six steps), so traces chain within a chunk
     chunk = drive_steps // 6

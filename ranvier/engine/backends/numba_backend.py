@@ -242,6 +242,10 @@ PARALLEL_MIN_SYNAPSES = 1_000_000
 #: ... in the chunks that make at least this many synaptic events (fewer are delivered on one thread:
 #: starting the threads would cost more than it saves)
 PARALLEL_MIN_EVENTS = 20_000
+#: chunks with at least this many synapse updates of one plastic projection learn on all threads
+#: (``numba_kernels.apply_stdp``); an update reads a scattered weight and trace (about 13 ns), so
+#: far fewer than :data:`PARALLEL_MIN_EVENTS` pay for starting the threads (about 1 us)
+PARALLEL_MIN_STDP_UPDATES = 2_000
 
 
 def _parallel_delivery(lowered: LoweredNetwork) -> bool:
@@ -1004,7 +1008,7 @@ class NumbaRunner(Runner):
                       "ascending": numba_kernels.rows_ascending(projection.row_ptr, targets)}
             values.update({f"s{q}_{name}": arrays[name] if name in arrays else getattr(plastic, name)
                            for name in _PLASTIC_ARGUMENTS})
-        values["min_stdp_events"] = PARALLEL_MIN_EVENTS
+        values["min_stdp_events"] = PARALLEL_MIN_STDP_UPDATES
         values.update(_value_values(lowered))
         #: the kernel's thread counts, set before every advance
         self._thread_counts = [values[name] for name in ("delivery_threads", "update_threads") if name in values]

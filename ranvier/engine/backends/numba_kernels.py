@@ -755,8 +755,8 @@ def _stdp_block(low, high, ascending, pre_ids, pre_steps, pre_first, pre_last, p
             scale = a_plus * modulation[0, neuron * stride]
             for entry in range(col_ptr[neuron], col_ptr[neuron + 1]):
                 s = np.uint64(col_synapses[np.uint64(entry)])
-                x = _pre_trace_at(col_sources[np.uint64(entry)], k, pre_trace, pre_seen, pre_steps, first_event, next_event,
-                                  trace_after, decay_plus)
+                x = _pre_trace_at(col_sources[np.uint64(entry)], k, pre_trace, pre_seen, pre_steps, first_event,
+                                  next_event, trace_after, decay_plus)
                 w = np.float64(weights[s])
                 change = scale * (w_max - w) * x if multiplicative else scale * x
                 weights[s] = _bounded(w + change, w_min, w_max)
