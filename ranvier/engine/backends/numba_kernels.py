@@ -512,13 +512,16 @@ def deliver_block(spike_ids, spike_steps, first, last, row_ptr, post_ids, weight
     """:func:`deliver` of the synapses onto targets ``low .. high - 1`` only.
 
     Rows in ascending order of target (``ascending``) are entered by bisection and left at the
-    first target past the block; other rows are scanned whole.
+    first target past the block; other rows are scanned whole. Returns the synaptic events of
+    the whole rows.
     """
     slots = ring.shape[0]
+    events = 0
     for s in range(first, last):
         neuron = spike_ids[s]
         begin = row_ptr[neuron]
         end = row_ptr[neuron + 1]
+        events += end - begin
         if ascending:
             begin = _first_at_least(post_ids, begin, end, low, ring.shape[2])
         target = ring[(spike_steps[s] + delay_steps[0]) % slots, receptor]
@@ -530,6 +533,7 @@ def deliver_block(spike_ids, spike_steps, first, last, row_ptr, post_ids, weight
                 continue
             if post >= low:
                 target[post] += weights[np.uint64(synapse * weight_stride)]
+    return events
 
 
 @njit(**KERNEL)
@@ -555,47 +559,46 @@ def _deliver_all_parallel(first, last, spike_ids, spike_steps, rings, pre, post,
                           slot_starts, ascending, events, min_events, threads):
     """:func:`deliver_all` on ``threads[0]`` threads, each over its own block of every target population.
 
-    The chunk's synaptic events are counted first; below ``min_events`` starting the threads
-    costs more than it saves, and the serial loop delivers. Either way every ring entry
-    receives its additions in the order of the serial loop, so the result is the same to the
-    bit on any number of threads. Thread ``block`` sorts per-synapse delays in its own buckets.
+    Below ``min_events`` synaptic events in the chunk (estimated from the spike counts and each
+    projection's mean out-degree, without reading a row) starting the threads costs more than
+    it saves, and the serial loop delivers. Either way every ring entry receives its additions
+    in the order of the serial loop, so the result is the same to the bit on any number of
+    threads. Thread ``block`` sorts per-synapse delays in its own buckets; the first thread
+    counts each projection's exact events as it delivers (the rows it reads anyway).
     """
-    total = 0
+    estimate = 0
     for j in range(pre.shape[0]):
         source = pre[j]
-        if last[source] == first[source]:
+        spikes = last[source] - first[source]
+        if spikes == 0:
             continue
         mode = modes[j]
         if mode == DELIVER_ALL_TO_ALL or mode == DELIVER_ALL_TO_ALL_NO_AUTAPSES:
-            degree = widths[j] if mode == DELIVER_ALL_TO_ALL else widths[j] - 1
-            made = (last[source] - first[source]) * degree
+            made = spikes * (widths[j] if mode == DELIVER_ALL_TO_ALL else widths[j] - 1)
+            events[j] += made
+            estimate += made
         else:
-            made = 0
-            ids = spike_ids[source]
-            starts = row_ptr[j]
-            for s in range(first[source], last[source]):
-                made += starts[ids[s] + 1] - starts[ids[s]]
-        events[j] += made
-        total += made
-    if total == 0:
-        return
-    if total < min_events:
+            rows = row_ptr[j].shape[0] - 1
+            estimate += spikes * row_ptr[j][rows] // max(rows, 1)
+    if estimate < min_events:
         for j in range(pre.shape[0]):
             source = pre[j]
             if last[source] == first[source]:
                 continue
             mode = modes[j]
             if mode == DELIVER_CSR:
-                deliver(spike_ids[source], spike_steps[source], first[source], last[source], row_ptr[j],
-                        post_ids[j], weights[j], weight_stride[j], delays[j][0], rings[post[j]], receptor[j])
+                events[j] += deliver(spike_ids[source], spike_steps[source], first[source], last[source], row_ptr[j],
+                                     post_ids[j], weights[j], weight_stride[j], delays[j][0], rings[post[j]],
+                                     receptor[j])
             elif mode == DELIVER_CSR_PER_SYNAPSE_DELAYS:
-                deliver_by_arrival(spike_ids[source], spike_steps[source], first[source], last[source], row_ptr[j],
-                                   post_ids[j], weights[j], weight_stride[j], delays[j], rings[post[j]], receptor[j],
-                                   0, widths[j], False, bucket_posts[0], bucket_weights[0], slot_starts[0])
+                events[j] += deliver_by_arrival(spike_ids[source], spike_steps[source], first[source], last[source],
+                                                row_ptr[j], post_ids[j], weights[j], weight_stride[j], delays[j],
+                                                rings[post[j]], receptor[j], 0, widths[j], False, bucket_posts[0],
+                                                bucket_weights[0], slot_starts[0])
             elif mode == DELIVER_CONVOLUTION:
-                deliver_convolution(spike_ids[source], spike_steps[source], first[source], last[source], row_ptr[j],
-                                    geometries[j], weights[j], delays[j][0], rings[post[j]], receptor[j], 0,
-                                    widths[j])
+                events[j] += deliver_convolution(spike_ids[source], spike_steps[source], first[source], last[source],
+                                                 row_ptr[j], geometries[j], weights[j], delays[j][0], rings[post[j]],
+                                                 receptor[j], 0, widths[j])
             else:
                 deliver_all_to_all(spike_ids[source], spike_steps[source], first[source], last[source], widths[j],
                                    mode == DELIVER_ALL_TO_ALL, weights[j][0], delays[j][0], rings[post[j]],
@@ -613,22 +616,26 @@ def _deliver_all_parallel(first, last, spike_ids, spike_steps, rings, pre, post,
             if low == high:
                 continue
             mode = modes[j]
+            made = 0
             if mode == DELIVER_ALL_TO_ALL or mode == DELIVER_ALL_TO_ALL_NO_AUTAPSES:
                 deliver_all_to_all_block(spike_ids[source], spike_steps[source], first[source], last[source],
                                          mode == DELIVER_ALL_TO_ALL, weights[j][0], delays[j][0], rings[post[j]],
                                          receptor[j], low, high)
             elif mode == DELIVER_CONVOLUTION:
-                deliver_convolution(spike_ids[source], spike_steps[source], first[source], last[source], row_ptr[j],
-                                    geometries[j], weights[j], delays[j][0], rings[post[j]], receptor[j], low, high)
+                made = deliver_convolution(spike_ids[source], spike_steps[source], first[source], last[source],
+                                           row_ptr[j], geometries[j], weights[j], delays[j][0], rings[post[j]],
+                                           receptor[j], low, high)
             elif mode == DELIVER_CSR_PER_SYNAPSE_DELAYS:
-                deliver_by_arrival(spike_ids[source], spike_steps[source], first[source], last[source], row_ptr[j],
-                                   post_ids[j], weights[j], weight_stride[j], delays[j], rings[post[j]], receptor[j],
-                                   low, high, ascending[j], bucket_posts[block], bucket_weights[block],
-                                   slot_starts[block])
+                made = deliver_by_arrival(spike_ids[source], spike_steps[source], first[source], last[source],
+                                          row_ptr[j], post_ids[j], weights[j], weight_stride[j], delays[j],
+                                          rings[post[j]], receptor[j], low, high, ascending[j], bucket_posts[block],
+                                          bucket_weights[block], slot_starts[block])
             else:
-                deliver_block(spike_ids[source], spike_steps[source], first[source], last[source], row_ptr[j],
-                              post_ids[j], weights[j], weight_stride[j], delays[j], rings[post[j]], receptor[j], low,
-                              high, ascending[j])
+                made = deliver_block(spike_ids[source], spike_steps[source], first[source], last[source], row_ptr[j],
+                                     post_ids[j], weights[j], weight_stride[j], delays[j], rings[post[j]],
+                                     receptor[j], low, high, ascending[j])
+            if block == 0:
+                events[j] += made
 
 
 #: the parallel delivery over tuples and over typed lists of the projections' arrays
