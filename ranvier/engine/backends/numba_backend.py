@@ -1010,9 +1010,10 @@ class NumbaRunner(Runner):
                            for name in _PLASTIC_ARGUMENTS})
         values["min_stdp_events"] = PARALLEL_MIN_STDP_UPDATES
         values.update(_value_values(lowered))
-        #: the kernel's thread counts, set before every advance
-        self._thread_counts = [values[name] for name in ("delivery_threads", "update_threads") if name in values]
         self._names = names[2:]
+        #: the thread counts the kernel takes, set before every advance (a kernel that takes none spares each
+        #: host value population's window the call that reads numba's count, 0.6 us)
+        self._thread_counts = [values[name] for name in ("delivery_threads", "update_threads") if name in self._names]
         self._values = values
         self._arguments: tuple = ()
         self._monitor_buffers: list = []
