@@ -209,9 +209,11 @@ def deliver_by_arrival(spike_ids, spike_steps, first, last, row_ptr, post_ids, w
     neurons) and missed the cache at almost every one. Every ring entry still receives its
     additions in the order of the spikes and their synapses (the order of ``deliver``): all
     of an entry's additions from a batch are in one bucket, in that order, and batches follow
-    one another. Rows in ascending order of target (``ascending``) are entered by bisection and
-    left at the first target past ``high``; other rows are scanned whole. Returns the number of
-    synaptic events of the whole rows.
+    one another. In a row in ascending order of target (``ascending``) the block's synapses are
+    one run, found by two searches (:func:`_first_at_least`) and looped over without testing a
+    target; other rows are scanned whole. While a spike's synapses are counted, the next one's
+    part of its row is asked for (:func:`_prefetch_row`). Returns the number of synaptic events
+    of the whole rows.
     """
     slots = ring.shape[0]
     width = ring.shape[2]
