@@ -229,7 +229,9 @@ def _bursting(backend):
 
 def test_learning_on_all_threads_with_several_spikes_a_chunk_equals_numpy(monkeypatch):
     from ranvier.engine.backends import numba_backend
-    monkeypatch.setattr(numba_backend, "PARALLEL_MIN_STDP_UPDATES", 0)  # every chunk on all threads, however quiet
+    # every projection and chunk on all threads, however small and quiet
+    monkeypatch.setattr(numba_backend, "PARALLEL_MIN_SYNAPSES", 0)
+    monkeypatch.setattr(numba_backend, "PARALLEL_MIN_STDP_UPDATES", 0)
     weights, steps, drive_steps, drive_ids = _bursting("numpy")
     # a source fires more than once in some chunk (chunks are six steps), so traces chain within a chunk
     chunk = drive_steps // 6
@@ -241,7 +243,8 @@ def test_learning_on_all_threads_with_several_spikes_a_chunk_equals_numpy(monkey
 
 @pytest.mark.parametrize("ascending", [True, False])
 def test_stdp_in_blocks_of_targets_equals_one_block(ascending):
-    """Any number of target blocks gives the weights and traces of one, on rows sorted or not."""
+    """Any number of target blocks, on one thread or on all, gives the weights and traces of one block,
+    on rows sorted or not."""
     from ranvier.engine.backends import numba_kernels
     rng = np.random.default_rng(2)
     n_pre, n_post = 40, 203
@@ -264,15 +267,15 @@ def test_stdp_in_blocks_of_targets_equals_one_block(ascending):
     modulation = np.ones((2, n_post))
     modulation[1] = rng.uniform(0.5, 1.5, n_post)
     results = []
-    for blocks in (1, 2, 3, 7):
+    for blocks, learn in [(1, numba_kernels.apply_stdp)] + [(b, f) for b in (2, 3, 7) for f in (
+            numba_kernels.apply_stdp, numba_kernels.apply_stdp_parallel)]:
         weights = rng.uniform(0, 1, row_ptr[-1]).astype(np.float32) if blocks == 1 else results[0][5].copy()
         start = weights.copy()
         traces = [np.random.default_rng(3).uniform(0, 2, n) for n in (n_pre, n_post)]
         seen = [np.random.default_rng(4).integers(0, 100, n).astype(np.int64) for n in (n_pre, n_post)]
-        numba_kernels.apply_stdp(pre_ids, pre_steps, 0, 90, post_ids, post_steps, 0, 120, row_ptr, targets, weights,
-                                 col_ptr, col_synapses, col_sources, traces[0], seen[0], traces[1], seen[1], decay,
-                                 decay, params, modulation, np.full(n_pre, -1, np.int64), np.empty(90, np.int64),
-                                 np.empty(90), ascending, np.array([blocks]), 0)
+        learn(pre_ids, pre_steps, 0, 90, post_ids, post_steps, 0, 120, row_ptr, targets, weights, col_ptr, col_synapses,
+              col_sources, traces[0], seen[0], traces[1], seen[1], decay, decay, params, modulation,
+              np.full(n_pre, -1, np.int64), np.empty(90, np.int64), np.empty(90), ascending, np.array([blocks]), 0)
         results.append((weights, *traces, *seen, start))
         assert not np.array_equal(weights, start)
     for result in results[1:]:

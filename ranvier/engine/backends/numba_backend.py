@@ -242,9 +242,10 @@ PARALLEL_MIN_SYNAPSES = 1_000_000
 #: ... in the chunks that make at least this many synaptic events (fewer are delivered on one thread:
 #: starting the threads would cost more than it saves)
 PARALLEL_MIN_EVENTS = 20_000
-#: chunks with at least this many synapse updates of one plastic projection learn on all threads
-#: (``numba_kernels.apply_stdp``); an update reads a scattered weight and trace (about 13 ns), so
-#: far fewer than :data:`PARALLEL_MIN_EVENTS` pay for starting the threads (about 1 us)
+#: chunks with at least this many synapse updates of one plastic projection (of :data:`PARALLEL_MIN_SYNAPSES`
+#: synapses or more) learn on all threads (``numba_kernels.apply_stdp_parallel``); an update reads a
+#: scattered weight and trace (about 13 ns), so far fewer than :data:`PARALLEL_MIN_EVENTS` pay for
+#: starting the threads (about 1 us)
 PARALLEL_MIN_STDP_UPDATES = 2_000
 
 
@@ -255,6 +256,13 @@ def _parallel_delivery(lowered: LoweredNetwork) -> bool:
     synapses = sum(j.width * lowered.populations[j.pre].n if j.all_to_all else int(j.row_ptr[-1])
                    for j in lowered.projections)
     return synapses >= PARALLEL_MIN_SYNAPSES
+
+def _parallel_learning(lowered: LoweredNetwork, plastic) -> bool:
+    """Whether a plastic projection learns on all threads: one of :data:`PARALLEL_MIN_SYNAPSES` or more
+    (below that, the parallel loop's second of compiling outweighs what it saves)."""
+    synapses = int(lowered.projections[plastic.projection].row_ptr[-1])
+    return numba.config.NUMBA_NUM_THREADS > 1 and synapses >= PARALLEL_MIN_SYNAPSES
+
 
 #: the sequences (one entry per population or projection) the generic delivery loop reads
 _PROJECTION_ARGUMENTS = ["spike_id_lists", "spike_step_lists", "rings", "projection_pre",
@@ -314,7 +322,8 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
         arguments += _PROJECTION_ARGUMENTS
         if parallel_delivery:
             arguments += ["rows_ascending", "min_delivery_events", "delivery_threads"]
-    if together or blocks_update or lowered.plastic:
+    learning_in_parallel = [_parallel_learning(lowered, plastic) for plastic in lowered.plastic]
+    if together or blocks_update or any(learning_in_parallel):
         arguments += ["update_threads"]
     if together:
         arguments += ["together_events"]
@@ -325,7 +334,7 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     for q, _ in enumerate(lowered.plastic):
         arguments += [f"s{q}_{name}" for name in _PLASTIC_ARGUMENTS]
     if lowered.plastic:
-        arguments += ["min_stdp_events"]
+        arguments += ["min_stdp_events", "one_thread"]
     arguments += _value_arguments(lowered)
 
     w = SourceWriter()
@@ -347,7 +356,7 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
         w("from ranvier.engine.backends.numba_kernels import "
           f"{'deliver_all_parallel_listed as ' if listed else ''}deliver_all_parallel")
     if lowered.plastic:
-        w("from ranvier.engine.backends.numba_kernels import apply_stdp")
+        w("from ranvier.engine.backends.numba_kernels import apply_stdp, apply_stdp_parallel")
     if lowered.values or lowered.counts:
         w("from ranvier.engine.backends.numba_kernels import (")
         w("    _block_start, add_all_to_all, all_to_all_total, clear_rows, deliver_count, hold_values, publish,")
@@ -402,9 +411,11 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
             _write_count_delivery(w, lowered)
             for q, plastic in enumerate(lowered.plastic):
                 a, b = f"p{plastic.pre}_", f"p{plastic.post}_"
-                w(f"apply_stdp({a}spike_ids, {a}spike_steps, first[{plastic.pre}], last[{plastic.pre}], {b}spike_ids, "
+                learn, threads = (("apply_stdp_parallel", "update_threads") if learning_in_parallel[q]
+                                  else ("apply_stdp", "one_thread"))
+                w(f"{learn}({a}spike_ids, {a}spike_steps, first[{plastic.pre}], last[{plastic.pre}], {b}spike_ids, "
                   f"{b}spike_steps, first[{plastic.post}], last[{plastic.post}], "
-                  f"{', '.join(f's{q}_{name}' for name in _PLASTIC_ARGUMENTS)}, update_threads, min_stdp_events)")
+                  f"{', '.join(f's{q}_{name}' for name in _PLASTIC_ARGUMENTS)}, {threads}, min_stdp_events)")
             w("step += length")
             _write_value_updates(w, lowered)
         w("return step")
@@ -1009,6 +1020,7 @@ class NumbaRunner(Runner):
             values.update({f"s{q}_{name}": arrays[name] if name in arrays else getattr(plastic, name)
                            for name in _PLASTIC_ARGUMENTS})
         values["min_stdp_events"] = PARALLEL_MIN_STDP_UPDATES
+        values["one_thread"] = np.ones(1, dtype=np.int64)
         values.update(_value_values(lowered))
         self._names = names[2:]
         #: the thread counts the kernel takes, set before every advance (a kernel that takes none spares each

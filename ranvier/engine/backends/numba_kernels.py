@@ -669,7 +669,7 @@ def _bounded(w, w_min, w_max):
     return min(max(w, w_min), w_max)
 
 
-@njit(**KERNEL, inline="always")
+@njit(**KERNEL)
 def _pre_trace_at(neuron, k, pre_trace, pre_seen, pre_steps, first_event, next_event, trace_after, table):
     """The trace of ``neuron`` at step ``k``, with its spikes of the chunk up to ``k`` (``_link_pre_spikes``)."""
     event = first_event[neuron]
@@ -680,7 +680,7 @@ def _pre_trace_at(neuron, k, pre_trace, pre_seen, pre_steps, first_event, next_e
     return _decayed(trace_after[event], pre_steps[event], k, table)
 
 
-@njit(**KERNEL)
+@njit(**KERNEL, inline="always")
 def _link_pre_spikes(pre_ids, pre_steps, pre_first, pre_last, pre_trace, pre_seen, first_event, next_event,
                      trace_after, table):
     """Each pre spike's trace after it, and each neuron's spikes of the chunk as a chain in time order.
@@ -705,7 +705,7 @@ def _link_pre_spikes(pre_ids, pre_steps, pre_first, pre_last, pre_trace, pre_see
             trace_after[i] = _decayed(trace_after[event], pre_steps[event], k, table) + 1.0
 
 
-@njit(**KERNEL)
+@njit(**KERNEL, inline="always")
 def _store_pre_traces(pre_ids, pre_steps, pre_first, pre_last, pre_trace, pre_seen, first_event, next_event,
                       trace_after):
     """Write each spiking neuron's trace after its last spike of the chunk, and clear the chains."""
@@ -773,8 +773,7 @@ def _stdp_block(low, high, ascending, pre_ids, pre_steps, pre_first, pre_last, p
             post_seen[neuron] = k
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def apply_stdp(pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, post_first, post_last, row_ptr,
+def _apply_stdp(pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, post_first, post_last, row_ptr,
                targets, weights, col_ptr, col_synapses, col_sources, pre_trace, pre_seen, post_trace, post_seen,
                decay_plus, decay_minus, params, modulation, first_event, next_event, trace_after, ascending, threads,
                min_events):
@@ -787,7 +786,8 @@ def apply_stdp(pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, po
     computed in float64 and stored in the network's precision (rounded to nearest), clipped to
     ``[w_min, w_max]``.
 
-    Chunks of ``min_events`` synapse updates or more run on ``threads[0]`` threads, each over the
+    Chunks of ``min_events`` synapse updates or more run in ``threads[0]`` blocks (on as many
+    threads in ``apply_stdp_parallel``, one after another in ``apply_stdp``), each over the
     synapses onto its own block of targets (rows whose targets ascend, ``ascending``, are entered
     where the block starts): a synapse's updates depend only on its pre and post neurons' spikes,
     so each sees the serial order of events, and the weights are the same to the bit on any
@@ -805,10 +805,12 @@ def apply_stdp(pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, po
         events += col_ptr[post_ids[j] + 1] - col_ptr[post_ids[j]]
     blocks = threads[0] if events >= min_events else 1
     if blocks == 1:
-        _stdp_block(0, post_trace.shape[0], False, pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps,
-                    post_first, post_last, row_ptr, targets, weights, col_ptr, col_synapses, col_sources, pre_trace,
-                    pre_seen, post_trace, post_seen, decay_plus, decay_minus, params, modulation, first_event,
-                    next_event, trace_after)
+        # the bounds as _block_start gives them, so both calls compile to one specialisation
+        n_post = post_trace.shape[0]
+        _stdp_block(_block_start(0, 1, n_post), _block_start(1, 1, n_post), ascending, pre_ids, pre_steps, pre_first,
+                    pre_last, post_ids, post_steps, post_first, post_last, row_ptr, targets, weights, col_ptr,
+                    col_synapses, col_sources, pre_trace, pre_seen, post_trace, post_seen, decay_plus, decay_minus,
+                    params, modulation, first_event, next_event, trace_after)
     else:
         for block in prange(blocks):
             _stdp_block(_block_start(block, blocks, post_trace.shape[0]),
@@ -818,6 +820,11 @@ def apply_stdp(pre_ids, pre_steps, pre_first, pre_last, post_ids, post_steps, po
                         decay_minus, params, modulation, first_event, next_event, trace_after)
     _store_pre_traces(pre_ids, pre_steps, pre_first, pre_last, pre_trace, pre_seen, first_event, next_event,
                       trace_after)
+
+
+#: STDP over a chunk on one thread, and on ``threads[0]`` (the parallel loop costs a second of compiling)
+apply_stdp = njit(**KERNEL)(_renamed(_apply_stdp, "apply_stdp"))
+apply_stdp_parallel = njit(cache=True, nogil=True, parallel=True)(_renamed(_apply_stdp, "apply_stdp_parallel"))
 
 
 # Elementwise value populations (the order of ``value_updates``, operation for operation).
