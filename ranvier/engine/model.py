@@ -49,6 +49,7 @@ import functools
 import inspect
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -295,7 +296,6 @@ _scalar_implementation(_exp_limits, _exp_limits)
 _scalar_implementation(exp, _exp_scalar)
 
 
-@model_function
 def tanh(x):
     """``tanh x`` in float64 from :func:`exp`: ``(1 - e^{-2|x|}) / (1 + e^{-2|x|})`` with the sign of ``x``.
 
@@ -306,6 +306,26 @@ def tanh(x):
     e = exp(-2.0 * abs(x))
     magnitude = (1.0 - e) / (1.0 + e)
     return select(x < 0.0, -magnitude, magnitude)
+
+
+#: beyond this |x|, e^{-2|x|} < 2^-55 and tanh x rounds to +-1 whatever e is
+_TANH_SATURATED = 20.0
+
+
+def _tanh_scalar(x):
+    """:func:`tanh`, bit for bit, written so that a compiled loop of it vectorises: ``|x|`` is clamped
+    where tanh is +-1 in float64 anyway, so ``e^{-2|x|} = y 2^k`` has ``-58 <= k <= 0`` and is
+    ``y / (1 << -k)`` (exact, like ``ldexp``) instead of a call to ``ldexp``."""
+    x = np.float64(x)
+    magnitude_x = abs(x)
+    argument = -2.0 * select(magnitude_x > _TANH_SATURATED, _TANH_SATURATED, magnitude_x)
+    y, k = _exp_reduced(select(argument == argument, argument, 0.0))
+    e = y / np.float64(np.int64(1) << np.int64(-k))
+    magnitude = (1.0 - e) / (1.0 + e)
+    return select(x == x, select(x < 0.0, -magnitude, magnitude), x)
+
+
+_scalar_implementation(tanh, _tanh_scalar)
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -485,6 +505,29 @@ class Model:
         return f"{type(self).__name__}({shown})"
 
 
+@dataclass(frozen=True)
+class ArrayStep:
+    """A matrix model's update written as one array function (see :meth:`ValueModel.array_step`).
+
+    ``function(xp, *arrays)`` returns the update's outputs (an array or a tuple) from 2-d arrays, with
+    ``xp`` numpy or anything that offers the torch functions it calls; ``gather(state, inputs)`` gives
+    those arrays from the population's state and inputs, and ``store(state, outputs)`` writes what
+    ``function`` returned back into the state. The update is ``store(state, function(np, *gather(state,
+    inputs)))`` (:meth:`run`); the numba backend instead traces ``function`` once per run and calls the
+    compiled trace (``ranvier.engine.backends.array_program``). ``compiles`` is False for a function
+    the tracer cannot record (LTC's three-dimensional synapse tensors), which then runs in numpy.
+    """
+
+    function: Callable[..., Any]
+    gather: Callable[[np.ndarray, Mapping[str, np.ndarray]], tuple[np.ndarray, ...]]
+    store: Callable[[np.ndarray, Any], None]
+    compiles: bool = True
+
+    def run(self, state: np.ndarray, inputs: Mapping[str, np.ndarray]) -> None:
+        """One update in numpy: the reference the compiled trace follows."""
+        self.store(state, self.function(np, *self.gather(state, inputs)))
+
+
 class ValueModel(Model):
     """Base class of value-emitting models (Kuramoto, AKOrN, CfC, LTC, ELM, torch ``Rate``).
 
@@ -568,3 +611,13 @@ class ValueModel(Model):
                 dt: float) -> np.ndarray | None:
         """Advance ``state`` by one update of ``dt`` seconds; return pulses or ``None``."""
         raise NotImplementedError
+
+    def array_step(self, n: int, dt: float) -> ArrayStep | None:
+        """The update of ``n`` units over ``dt`` seconds as one :class:`ArrayStep`, or None (the default).
+
+        A model that gives one emits no pulses and its :meth:`advance` must be the step's
+        :meth:`ArrayStep.run`; the numba backend then runs the step compiled instead of calling
+        :meth:`advance`. The step is asked for at the start of every run, so weights changed
+        between runs are taken up.
+        """
+        return None

@@ -32,7 +32,7 @@ class Simulation:
     def _lower(self) -> None:
         self.version = self.network._structure_version
         self.lowered = lower(self.network)
-        self.values = ValueStage(self.network, self.lowered)
+        self.values = ValueStage(self.network, self.lowered, compiled=self.backend_name != "numpy")
         self.runner = backends.prepare(self.backend_name, self.lowered)
         # recording changes the structure (a new lowering), so these hold until the next one
         self._spike_monitors_of: dict[str, list] = {}

@@ -3,7 +3,9 @@
 Elementwise value populations (a model-language ``step``: Kuramoto, AKOrN, Astrocyte) update
 inside the backends (:mod:`ranvier.engine.backends.value_updates` gives the order). The others
 (CfC, LTC, ELM, torch ``Rate``, a user's ``advance``) update here, on the host, once per window
-of their own ``dt``, with their array code, the same on every backend.
+of their own ``dt``, with their array code. On the numba and cuda backends a model that gives an
+:class:`~ranvier.engine.model.ArrayStep` (CfC, ELM) runs it traced and compiled
+(:mod:`ranvier.engine.backends.array_program`), on the numpy backend as numpy code.
 
 Timing, for a value population with a window of ``m`` steps (``dt_pop = m dt``):
 
@@ -29,6 +31,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import NumericalError
+from .backends.array_program import UntraceableError, compile_step
+from .backends.kernel_cache import warn_once
 from .backends.value_updates import apply_map, send
 from .kinds import Kind, ProjectionKind
 from .lowering import NO_PULSE, LoweredNetwork, is_elementwise
@@ -40,8 +44,10 @@ if TYPE_CHECKING:
 class ValueStage:
     """Starts every value population's run; updates the host ones and moves what they send and receive."""
 
-    def __init__(self, network: Network, lowered: LoweredNetwork):
+    def __init__(self, network: Network, lowered: LoweredNetwork, compiled: bool = False):
         self.network = network
+        #: whether host populations run their array steps compiled (the numba and cuda backends)
+        self.compiled = compiled
         self.lowered = lowered
         self._run = network.run_state
         values = [p for p in network.populations.values() if p.model.kind == Kind.VALUE]
@@ -59,9 +65,11 @@ class ValueStage:
         self._ports = {p.name: p.model.ports(p.n) for p in self.populations}
         self._incoming = {p.name: [j for j in self.projections if j.post is p] for p in self.populations}
         self._output_rows = {p.name: _rows_index(p.model.output_rows) for p in values}
-        #: each host population's input arrays, ``(port, (channels, width))``, made afresh every update
-        self._input_shapes = {name: [(port, (channels, width)) for port, (width, channels) in ports.items()]
-                              for name, ports in self._ports.items()}
+        #: each host population's input arrays by port, ``(channels, width)``, cleared before every update
+        self._inputs = {name: {port: np.zeros((channels, width)) for port, (width, channels) in ports.items()}
+                        for name, ports in self._ports.items()}
+        #: host populations whose array step runs compiled: ``(step, compiled step)``, made at every start
+        self._compiled: dict[str, tuple] = {}
         #: each host population's state monitors, their ``(channel, row)`` pairs and their units as an index
         #: (recording lowers anew)
         self._monitors = {p.name: [(m, list(enumerate(m.rows)), _units_index(m.ids, p.n))
@@ -91,6 +99,23 @@ class ValueStage:
             self._hold(population, step - step % population.period, step)
         for value in self.lowered.values:
             value.published_by_unit[...] = value.published.T
+        if self.compiled:
+            self._compile_steps()
+
+    def _compile_steps(self) -> None:
+        """Trace and compile the host populations' array steps, with their weights as they stand now."""
+        self._compiled = {}
+        for population in self.populations:
+            step = population.model.array_step(population.n, population.dt)
+            if step is None or not step.compiles:
+                continue
+            try:
+                compiled = compile_step(step.function, *step.gather(population.state, self._inputs[population.name]))
+            except UntraceableError as error:
+                warn_once(f"population {population.name!r} ({population.model!r}): its array step cannot be "
+                          f"compiled ({error}); it runs in numpy")
+                continue
+            self._compiled[population.name] = (step, compiled)
 
     def advanced(self, reached: int) -> None:
         """Note that the backend updated the elementwise populations up to step ``reached``."""
@@ -118,7 +143,9 @@ class ValueStage:
     def _advance(self, population: Population, step: int) -> np.ndarray | None:
         model = population.model
         ports = self._ports[population.name]
-        inputs = {port: np.zeros(shape) for port, shape in self._input_shapes[population.name]}
+        inputs = self._inputs[population.name]
+        for array in inputs.values():
+            array.fill(0.0)
         stats = self.network.stats
         for projection in self._incoming[population.name]:
             if projection.kind == ProjectionKind.COUNT:
@@ -132,7 +159,13 @@ class ValueStage:
                     inputs[projection.receptor][channel] += apply_map(self._maps[projection.name], published[channel])
                 macs = stats.dense_macs_by_projection
                 macs[projection.name] = macs.get(projection.name, 0) + len(projection) * model.channels
-        emitted = model.advance(population.state, inputs, population.params, population.dt)
+        compiled = self._compiled.get(population.name)
+        if compiled is None:
+            emitted = model.advance(population.state, inputs, population.params, population.dt)
+        else:
+            step, run = compiled
+            step.store(population.state, run(*step.gather(population.state, inputs)))
+            emitted = None
         updates = stats.neuron_updates_by_population
         updates[population.name] = updates.get(population.name, 0) + population.n
         if not np.isfinite(population.state).all():

@@ -63,6 +63,21 @@ def cast_floats(weights: Any, dtype: Any) -> Any:
     return weights
 
 
+def remembered_step(model: Any, n: int, dt: float, make: Callable[[], Any]) -> Any:
+    """``make()``, the model's step for ``n`` units over ``dt``, made once per weights object and time unit.
+
+    An engine population asks for its step at every update (numpy) and every run (the compiled
+    backends, which compile once per step function): both then get the same object.
+    """
+    kept = model.__dict__.get("_array_steps")
+    if kept is None or kept[0] is not model.weights:
+        kept = model.__dict__["_array_steps"] = (model.weights, {})
+    key = (n, dt, model.time_unit)
+    if key not in kept[1]:
+        kept[1][key] = make()
+    return kept[1][key]
+
+
 def check_sequence_inputs(model: str, n_in: int, inputs: np.ndarray,
                           timespans: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Return ``inputs`` as float ``(batch, T, n_in)`` and ``timespans`` as ``(batch, T)`` or None."""

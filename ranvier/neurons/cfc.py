@@ -333,6 +333,5 @@ class CfC(LiquidModel):
         return [cfc_terms(np, layer, unit_time) for layer in weights.layers]
 
     @staticmethod
-    def _step(weights: CfCWeights, terms: list[CfCTerms], x: np.ndarray, h: np.ndarray,
-              elapsed: float) -> tuple[np.ndarray, np.ndarray]:
-        return _cfc_layers_step(np, weights, terms, cfc_input_drive(np, terms[0], x), h, elapsed)
+    def _step(xp: Any, weights: CfCWeights, terms: list[CfCTerms], x: Any, h: Any, elapsed: float) -> tuple[Any, Any]:
+        return _cfc_layers_step(xp, weights, terms, cfc_input_drive(xp, terms[0], x), h, elapsed)

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.model import ValueModel
+from ..engine.model import ArrayStep, ValueModel
 from ..errors import InputError, ModelError
-from .arrays import cast_floats, check_sequence_inputs, time_steps
+from .arrays import cast_floats, check_sequence_inputs, remembered_step, time_steps
 
 
 @dataclass(frozen=True)
@@ -179,14 +179,30 @@ class ELM(ValueModel):
         return {"input": (n * self.n_in, 1)}
 
     def advance(self, state: np.ndarray, inputs: Any, params: Any, dt: float) -> None:
+        self.array_step(state.shape[1], dt).run(state, inputs)
+        return None
+
+    def array_step(self, n: int, dt: float) -> ArrayStep:
+        """One step of ``n`` neurons over ``dt`` seconds, on their inputs ``(n, n_in)`` and their states
+        ``(n, n_in + n_memory)``."""
+        return remembered_step(self, n, dt, lambda: self._make_step(dt))
+
+    def _make_step(self, dt: float) -> ArrayStep:
         elapsed = 1.0 if self.time_unit is None else dt / self.time_unit
         weights = self._float64_weights()
-        n = state.shape[1]
-        outputs, new_state = elm_step(np, weights, inputs["input"][0].reshape(n, self.n_in),
-                                      state[:self.state_size].T.astype(np.float64), elapsed)
-        state[:self.state_size] = new_state.T
-        state[self.state_size:] = outputs.T
-        return None
+        n_in, size = self.n_in, self.state_size
+
+        def function(xp: Any, x: Any, state: Any) -> tuple[Any, Any]:
+            return elm_step(xp, weights, x, state, elapsed)
+
+        def gather(state: np.ndarray, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
+            return inputs["input"][0].reshape(state.shape[1], n_in), state[:size].T.astype(np.float64)
+
+        def store(state: np.ndarray, outputs: tuple[np.ndarray, np.ndarray]) -> None:
+            state[:size] = outputs[1].T
+            state[size:] = outputs[0].T
+
+        return ArrayStep(function, gather, store)
 
 
 def _linear(rng: np.random.Generator, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.model import ValueModel
+from ..engine.model import ArrayStep, ValueModel
 from ..errors import ModelError
-from .arrays import cast_floats, check_sequence_inputs
+from .arrays import cast_floats, check_sequence_inputs, remembered_step
 
 
 class LiquidModel(ValueModel):
@@ -25,7 +25,9 @@ class LiquidModel(ValueModel):
 
     A subclass gives its sequence function as ``_sequence`` and its step in two parts: ``_arrange``
     (the float64 weights arranged for stepping, which an engine population computes once) and
-    ``_step`` (one step from them).
+    ``_step`` (one step from them, ``(xp, weights, terms, x, h, elapsed) -> (output, new h)``), which
+    :meth:`array_step` hands to the backends. ``_traceable`` says whether the numba backend can
+    compile that step (see :class:`~ranvier.engine.model.ArrayStep`).
     """
 
     weights: Any
@@ -55,16 +57,37 @@ class LiquidModel(ValueModel):
                              "as a population, connect a projection as the readout instead of proj_size")
         return {"h": 0.0, "output": 0.0}
 
+    _traceable: bool = True
+
     def advance(self, state: np.ndarray, inputs: Any, params: Any, dt: float) -> None:
         # no input check (forward's): projection weights are finite and the engine checks every state after each update
+        self.array_step(state.shape[1], dt).run(state, inputs)
+        return None
+
+    def array_step(self, n: int, dt: float) -> ArrayStep:
+        """One step of the model over ``dt`` seconds (``elapsed = dt / time_unit``, or 1), on the input row
+        ``(1, n_in)`` and the hidden state ``(1, state_size)``."""
+        return remembered_step(self, n, dt, lambda: self._make_step(dt))
+
+    def _make_step(self, dt: float) -> ArrayStep:
         elapsed = 1.0 if self.time_unit is None else dt / self.time_unit
         weights, terms = self._stepping_terms(elapsed == 1.0)
+        step = self._step
+
+        def function(xp: Any, x: Any, h: Any) -> tuple[Any, Any]:
+            return step(xp, weights, terms, x, h, elapsed)
+
+        return ArrayStep(function, self._gather, self._store, compiles=self._traceable)
+
+    @staticmethod
+    def _gather(state: np.ndarray, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
         # rows as (1, width) slices: views, and no copy of h when the network's precision is float64
-        output, hidden = self._step(weights, terms, inputs["input"][:1], np.asarray(state[:1], dtype=np.float64),
-                                    elapsed)
+        return inputs["input"][:1], np.asarray(state[:1], dtype=np.float64)
+
+    def _store(self, state: np.ndarray, outputs: tuple[np.ndarray, np.ndarray]) -> None:
+        output, hidden = outputs
         state[:1] = hidden
         state[1:2, :self.output_size] = output
-        return None
 
     def _stepping_terms(self, unit_time: bool) -> tuple[Any, Any]:
         """The float64 weights and ``_arrange``'s terms, computed once per weights object and kind of elapsed time."""
