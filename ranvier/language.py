@@ -1,4 +1,5 @@
-"""The model language, public: what a model's ``step`` (and a value model's ``finish``) may call.
+"""The model language, public: what a model's ``step`` (and a value model's ``finish``) may call, and
+:class:`ArrayStep`, a matrix value model's update as one ``xp`` function.
 
 Every helper gives the same bits on numpy, numba and numba.cuda (see docs/models.md)::
 
@@ -10,6 +11,7 @@ The definitions live in :mod:`ranvier.engine.model`; the most used are also at t
 
 from .engine.model import (
     NOT_FINITE,
+    ArrayStep,
     any_true,
     exp,
     fill_row,
@@ -24,5 +26,5 @@ from .engine.model import (
     uniform01,
 )
 
-__all__ = ["NOT_FINITE", "any_true", "exp", "fill_row", "model_function", "row_sum", "rows", "select", "sin_cos",
-           "spike", "store_where", "tanh", "uniform01"]
+__all__ = ["NOT_FINITE", "ArrayStep", "any_true", "exp", "fill_row", "model_function", "row_sum", "rows", "select",
+           "sin_cos", "spike", "store_where", "tanh", "uniform01"]

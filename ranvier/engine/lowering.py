@@ -9,17 +9,21 @@ weights) and to the network's run state (rings, published outputs, pending count
 from __future__ import annotations
 
 import enum
+import warnings
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import RanvierWarning
+from .array_trace import Trace, UntraceableError, trace
 from .kinds import Kind, ProjectionKind
 from .poisson_input import drive_key
 from .state import Traces
 
 if TYPE_CHECKING:
+    from .model import ArrayStep
     from .network import Network, Population, Projection
 
 #: chunk length (steps) of a network without projections
@@ -263,12 +267,15 @@ class LoweredCount:
 
 @dataclass
 class LoweredValuePopulation:
-    """An elementwise value population (a model-language ``step``), updated by the backend.
+    """A value population the backend updates: an elementwise one (a model-language ``step``), or one
+    whose :class:`~ranvier.engine.model.ArrayStep` traced (``array_step`` and its ``trace``).
 
     It updates at the steps ``k`` that are multiples of ``period``, over the window
-    ``[k - period, k)``: ``inputs`` (float64, one row per port channel) gathers its value maps
-    and counts in declaration order (``sources``: ``("map", index)`` / ``("count", index)``),
-    then ``step`` runs for every unit, then ``finish``; the output rows go to ``published``
+    ``[k - period, k)``: ``inputs`` (float64, one row per port channel, ``n`` wide, or the ports'
+    width for an array step) gathers its value maps and counts in declaration order (``sources``:
+    ``("map", index)`` / ``("count", index)``), then ``step`` runs for every unit, then ``finish``
+    (an array step instead runs once; ``consts`` then holds its trace's constants, packed); the
+    output rows go to ``published``
     (``previous`` keeps the output before the update, for host populations that read it at
     the same step). ``population`` indexes ``LoweredNetwork.populations``, whose pulse
     schedule receives its pulses.
@@ -295,6 +302,8 @@ class LoweredValuePopulation:
     feeds: list[int]
     #: ``(plastic index, row)`` of the modulation rows its output sets
     modulates: list[tuple[int, int]]
+    array_step: ArrayStep | None = None
+    trace: Trace | None = None
 
 
 @dataclass
@@ -317,6 +326,8 @@ class LoweredNetwork:
     count_events: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     #: population index -> published output (float64 ``(channels, n)``) of every value population
     published: dict[int, np.ndarray] = field(default_factory=dict)
+    #: indices of the value populations the backend updates (the rest update on the host)
+    updated: frozenset[int] = frozenset()
 
     def next_value_boundary(self, step: int) -> int | None:
         """The first step after ``step`` at which an elementwise value population updates."""
@@ -350,9 +361,22 @@ def _resize_ring(population: Population, slots: int, step: int) -> np.ndarray:
     return ring
 
 
-def lower(network: Network) -> LoweredNetwork:
-    """Lower ``network`` for a run starting at its current step."""
+class ArraySteps(enum.Enum):
+    """Where value populations with an :class:`~ranvier.engine.model.ArrayStep` update."""
+
+    #: on the host, between the backend's stretches (the cuda backend)
+    HOST = "host"
+    #: in the backend, as numpy code (the numpy backend)
+    NUMPY = "numpy"
+    #: in the backend, traced and compiled (the numba backend); a step that cannot be traced stays on the host
+    TRACED = "traced"
+
+
+def lower(network: Network, array_steps: ArraySteps = ArraySteps.NUMPY) -> LoweredNetwork:
+    """Lower ``network`` for a run starting at its current step, its array-step populations where
+    ``array_steps`` says (see :func:`backend_values`)."""
     dt = network.dt
+    updated = backend_values(network, array_steps)
     populations = []
     for population in network.populations.values():
         model = population.model
@@ -372,7 +396,7 @@ def lower(network: Network) -> LoweredNetwork:
             spike_bound=bound, flags=np.zeros(-(-population.n // _FLAG_BLOCK) * _FLAG_BLOCK, dtype=np.uint16),
             spike_ids=np.zeros(0, dtype=np.int32), spike_steps=np.zeros(0, dtype=np.int64),
             spike_count=np.zeros(1, dtype=np.int64), period=1 if is_value else population.period,
-            on_host=is_value and not model.elementwise,
+            on_host=is_value and population.index not in updated,
         )
         if model.kind == Kind.SCHEDULED:
             steps, ids = model.schedule(dt, population.name)
@@ -393,20 +417,21 @@ def lower(network: Network) -> LoweredNetwork:
         lowered.spike_ids = np.zeros(capacity, dtype=np.int32)
         lowered.spike_steps = np.zeros(capacity, dtype=np.int64)
     monitors = [LoweredStateMonitor(m.population.index, row, m.ids, m.every_steps,
-                                    at_updates=is_elementwise(m.population), dtype=network.dtype)
-                for m in compiled_monitors(network) for row in m.rows]
+                                    at_updates=m.population.index in updated, dtype=network.dtype)
+                for m in compiled_monitors(network, updated) for row in m.rows]
     plastic = [_lower_plasticity(p, j, dt) for j, p in enumerate(spiking) if p.plasticity is not None]
-    value_maps = [_lower_value_map(p) for p in network.projections
+    value_maps = [_lower_value_map(p, updated) for p in network.projections
                   if p.kind in (ProjectionKind.VALUE, ProjectionKind.SET)]
     counts = [_lower_count(p) for p in counted]
-    values = [_lower_value_population(network, p, value_maps, counts, plastic, populations[p.index].key)
-              for p in network.populations.values() if is_elementwise(p)]
+    values = [_lower_value_population(network, p, value_maps, counts, plastic, populations[p.index].key,
+                                      updated)
+              for p in network.populations.values() if p.index in updated]
     return LoweredNetwork(dt, chunk, populations, projections, monitors,
                           synaptic_events=np.zeros(len(projections), dtype=np.int64),
                           status=np.zeros(3, dtype=np.int64), dtype=network.dtype, plastic=plastic, values=values,
                           value_maps=value_maps, counts=counts, count_events=np.zeros(len(counts), dtype=np.int64),
                           published={p.index: published_output(p) for p in network.populations.values()
-                                     if p.model.kind == Kind.VALUE})
+                                     if p.model.kind == Kind.VALUE}, updated=frozenset(updated))
 
 
 def _lower_drives(network: Network, population: Population, lowered: LoweredPopulation) -> None:
@@ -425,17 +450,47 @@ def _lower_drives(network: Network, population: Population, lowered: LoweredPopu
     lowered.drive_events = np.zeros(len(drives), dtype=np.int64)
 
 
-def is_elementwise(population: Population) -> bool:
-    """Whether ``population`` is a value population the backends update (a model-language step)."""
-    return population.model.kind == Kind.VALUE and population.model.elementwise
+def backend_values(network: Network,
+                   array_steps: ArraySteps) -> dict[int, tuple[ArrayStep, Trace | None] | None]:
+    """The value populations the backend updates, by index: None for an elementwise one, and, unless
+    ``array_steps`` is ``HOST``, ``(step, its trace or None)`` for one with a
+    :meth:`~ranvier.engine.model.ValueModel.array_step` that compiles, its ports all of one width
+    (``TRACED``: and whose step traces; one that does not says why in a warning). The others update
+    on the host."""
+    updated: dict[int, tuple[ArrayStep, Trace] | None] = {}
+    for population in network.populations.values():
+        model = population.model
+        if model.kind != Kind.VALUE:
+            continue
+        if model.elementwise:
+            updated[population.index] = None
+            continue
+        step = model.array_step(population.n, population.dt) if array_steps is not ArraySteps.HOST else None
+        if step is None or not step.compiles:
+            continue
+        ports = model.ports(population.n)
+        widths = {width for width, _ in ports.values()}
+        if len(widths) != 1:
+            continue
+        if array_steps is ArraySteps.NUMPY:
+            updated[population.index] = (step, None)
+            continue
+        inputs = np.zeros((sum(channels for _, channels in ports.values()), widths.pop()))
+        try:
+            updated[population.index] = (step, trace(step.function, *step.gather(population.state, inputs)))
+        except UntraceableError as error:
+            warnings.warn(f"population {population.name!r} ({model!r}): its array step cannot be compiled "
+                          f"({error}); it runs in numpy on the host", RanvierWarning, stacklevel=4)
+    return updated
 
 
-def compiled_monitors(network: Network) -> list:
-    """The state monitors the backend samples: all but those of host value populations.
+def compiled_monitors(network: Network, updated: dict[int, object] | frozenset[int]) -> list:
+    """The state monitors the backend samples: all but those of host value populations (``updated``:
+    the value populations the backend updates, :func:`backend_values`).
 
-    An elementwise value population's are sampled at its updates (:attr:`LoweredStateMonitor.at_updates`).
+    A value population's are sampled at its updates (:attr:`LoweredStateMonitor.at_updates`).
     """
-    return [m for m in network.state_monitors if m.population.model.kind != Kind.VALUE or is_elementwise(m.population)]
+    return [m for m in network.state_monitors if m.population.model.kind != Kind.VALUE or m.population.index in updated]
 
 
 def published_output(population: Population) -> np.ndarray:
@@ -447,7 +502,7 @@ def published_output(population: Population) -> np.ndarray:
     return run.published
 
 
-def _lower_value_map(projection: Projection) -> LoweredValueMap:
+def _lower_value_map(projection: Projection, updated: dict[int, object]) -> LoweredValueMap:
     post, pre = projection.post, projection.pre
     consumer = (Consumer.SET if projection.kind == ProjectionKind.SET else
                 Consumer.INPUTS if post.model.kind == Kind.VALUE else Consumer.HOLD)
@@ -478,7 +533,7 @@ def _lower_value_map(projection: Projection) -> LoweredValueMap:
         channels=pre.model.channels if consumer is Consumer.INPUTS else 1, synapses=len(projection),
         operator=operator, weight=float(projection._weights[0]), autapses=projection.autapses, row_ptr=row_ptr,
         columns=columns, values=values, targets=targets, scratch=np.zeros((1, width)),
-        compiled=is_elementwise(post) if consumer is Consumer.INPUTS else is_elementwise(pre),
+        compiled=(post if consumer is Consumer.INPUTS else pre).index in updated,
     )
 
 
@@ -519,7 +574,8 @@ def _lower_count(projection: Projection) -> LoweredCount:
 
 def _lower_value_population(network: Network, population: Population, value_maps: list[LoweredValueMap],
                             counts: list[LoweredCount], plastic: list[LoweredPlasticity],
-                            key: np.uint64) -> LoweredValuePopulation:
+                            key: np.uint64,
+                            updated: dict[int, tuple[ArrayStep, Trace | None] | None]) -> LoweredValuePopulation:
     model = population.model
     sources: list[tuple[str, int]] = []
     maps_in = iter(j for j, m in enumerate(value_maps) if m.post == population.index and m.consumer is Consumer.INPUTS)
@@ -529,23 +585,28 @@ def _lower_value_population(network: Network, population: Population, value_maps
             counted = projection.kind == ProjectionKind.COUNT
             sources.append(("count", next(counts_in)) if counted else ("map", next(maps_in)))
     feeds = [j for j, m in enumerate(value_maps) if m.pre == population.index and m.consumer is not Consumer.INPUTS]
-    by_index = list(network.populations.values())
-    read_by_host = any(m.pre == population.index and m.consumer is Consumer.INPUTS
-                       and not is_elementwise(by_index[m.post]) for m in value_maps)
+    read_by_host = any(m.pre == population.index and m.consumer is Consumer.INPUTS and m.post not in updated
+                       for m in value_maps)
     modulates = [(q, row) for q, lowered in enumerate(plastic) if lowered.modulator is population
                  for row, modulated in enumerate(lowered.modulated) if modulated]
     published = published_output(population)
-    rows = sum(channels for _, channels in model.ports(population.n).values())
+    ports = model.ports(population.n)
+    rows = sum(channels for _, channels in ports.values())
+    array_step, traced = updated[population.index] or (None, None)
+    width = population.n if array_step is None else next(iter(ports.values()))[0]
+    if traced is None:
+        consts = _shared_column(np.ascontiguousarray(model.constants(population.params, population.dt),
+                                                     dtype=np.float64))
+    else:
+        consts = traced.packed_constants()
     return LoweredValuePopulation(
         population=population.index, name=population.name, n=population.n, period=population.period,
-        step_function=model.step, finish_function=model.finish, state=population.state,
-        consts=_shared_column(np.ascontiguousarray(model.constants(population.params, population.dt),
-                                                   dtype=np.float64)),
-        key=key, inputs=np.zeros((rows, population.n)), published=published,
+        step_function=model.step, finish_function=model.finish, state=population.state, consts=consts,
+        key=key, inputs=np.zeros((rows, width)), published=published,
         published_by_unit=np.ascontiguousarray(published.T),
         previous=np.zeros_like(published) if read_by_host else None,
         output_rows=np.array(model.output_rows, dtype=np.int64), pulses=model.pulses, sources=sources,
-        feeds=feeds, modulates=modulates,
+        feeds=feeds, modulates=modulates, array_step=array_step, trace=traced,
     )
 
 

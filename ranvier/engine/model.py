@@ -511,11 +511,15 @@ class ArrayStep:
 
     ``function(xp, *arrays)`` returns the update's outputs (an array or a tuple) from 2-d arrays, with
     ``xp`` numpy or anything that offers the torch functions it calls; ``gather(state, inputs)`` gives
-    those arrays from the population's state and inputs, and ``store(state, outputs)`` writes what
-    ``function`` returned back into the state. The update is ``store(state, function(np, *gather(state,
-    inputs)))`` (:meth:`run`); the numba backend instead traces ``function`` once per run and calls the
-    compiled trace (``ranvier.engine.backends.array_program``). ``compiles`` is False for a function
-    the tracer cannot record (LTC's three-dimensional synapse tensors), which then runs in numpy.
+    those arrays from the population's state and inputs (float64 ``(input rows, width)``: the ports
+    in :meth:`ValueModel.ports` order, each port's channels in turn, all ports of one width), and
+    ``store(state, outputs)`` writes what ``function`` returned back into the state. The update is
+    ``store(state, function(np, *gather(state, inputs)))`` (:meth:`run`). The numba backend traces
+    ``function`` once (:mod:`ranvier.engine.array_trace`) and runs the trace compiled inside its loop,
+    between ``gather`` and ``store`` compiled by numba: those two take their sizes from the arrays'
+    shapes and use only what numba compiles (slices, ``reshape``, ``.T``, ``astype``). ``compiles`` is
+    False for a function the tracer cannot record (LTC's three-dimensional synapse tensors), which then
+    runs in numpy on the host.
     """
 
     function: Callable[..., Any]
@@ -617,7 +621,8 @@ class ValueModel(Model):
 
         A model that gives one emits no pulses and its :meth:`advance` must be the step's
         :meth:`ArrayStep.run`; the numba backend then runs the step compiled instead of calling
-        :meth:`advance`. The step is asked for at the start of every run, so weights changed
-        between runs are taken up.
+        :meth:`advance`. The step is asked for at the start of every run: a different object than
+        the last (new weights) is traced again, which lowers the network again, so a model returns
+        the same object while nothing changed (CfC and ELM keep theirs per weights object).
         """
         return None

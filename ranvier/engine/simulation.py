@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from ..errors import BackendError, NumericalError
 from . import backends
 from .kinds import Kind
-from .lowering import Consumer, Status, compiled_monitors, lower
+from .lowering import ArraySteps, Consumer, Status, compiled_monitors, lower
 from .queue import PROGRESS
 from .values import ValueStage
 
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from .storage import Checkpointer
 
 _PROGRESS_TICKS = 100
+#: where each backend updates the value populations with array steps (:class:`ArraySteps`)
+_ARRAY_STEPS = {"numpy": ArraySteps.NUMPY, "numba": ArraySteps.TRACED, "cuda": ArraySteps.HOST}
 #: bytes the state monitors' sample buffers may take together: a backend advances at most the
 #: steps whose samples fit, and the host empties the buffers after each such stretch
 MONITOR_BUFFER_BYTES = 64 << 20
@@ -31,18 +33,23 @@ class Simulation:
 
     def _lower(self) -> None:
         self.version = self.network._structure_version
-        self.lowered = lower(self.network)
-        self.values = ValueStage(self.network, self.lowered, compiled=self.backend_name != "numpy")
+        array_steps = _ARRAY_STEPS.get(self.backend_name, ArraySteps.NUMPY)
+        self.lowered = lower(self.network, array_steps)
+        # the cuda backend's array-step populations update on the host, compiled for the CPU
+        self.values = ValueStage(self.network, self.lowered, compiled=array_steps is ArraySteps.HOST)
         self.runner = backends.prepare(self.backend_name, self.lowered)
         # recording changes the structure (a new lowering), so these hold until the next one
         self._spike_monitors_of: dict[str, list] = {}
         for monitor in self.network.spike_monitors:
             self._spike_monitors_of.setdefault(monitor.population.name, []).append(monitor)
-        self._monitor_channels = [(monitor, channel) for monitor in compiled_monitors(self.network)
+        self._monitor_channels = [(monitor, channel)
+                                  for monitor in compiled_monitors(self.network, self.lowered.updated)
                                   for channel in range(len(monitor.rows))]
 
     def run(self, n_steps: int, progress: bool, checkpointer: Checkpointer | None = None) -> None:
         network = self.network
+        if self._array_steps_changed():
+            self._lower()
         stop = network.step + n_steps
         stretch = self._allocate_monitors(n_steps)
         bar = self._progress_bar(n_steps) if progress else None
@@ -90,6 +97,17 @@ class Simulation:
             self.runner.to_host()
             if bar is not None:
                 bar.close()
+
+    def _array_steps_changed(self) -> bool:
+        """Whether a model the backend runs as a traced array step gives a new step (its weights or time unit
+        changed since the lowering): the trace holds the old weights, so the network is lowered again."""
+        populations = list(self.network.populations.values())
+        for value in self.lowered.values:
+            if value.array_step is not None:
+                population = populations[value.population]
+                if population.model.array_step(population.n, population.dt) is not value.array_step:
+                    return True
+        return False
 
     def _allocate_monitors(self, n_steps: int) -> int:
         """Size the state monitors' buffers for the longest stretch one ``advance`` may cover
@@ -186,7 +204,7 @@ class Simulation:
             lowered_monitor.count[0] = 0
 
     def _count_value_updates(self, start: int, reached: int) -> None:
-        """Updates and dense MACs of the elementwise value populations the backend updated in ``(start, reached]``."""
+        """Updates and dense MACs of the value populations the backend updated in ``(start, reached]``."""
         stats, lowered = self.network.stats, self.lowered
         updates = {v.population: reached // v.period - start // v.period for v in lowered.values}
         for value in lowered.values:

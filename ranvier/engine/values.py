@@ -3,9 +3,10 @@
 Elementwise value populations (a model-language ``step``: Kuramoto, AKOrN, Astrocyte) update
 inside the backends (:mod:`ranvier.engine.backends.value_updates` gives the order). The others
 (CfC, LTC, ELM, torch ``Rate``, a user's ``advance``) update here, on the host, once per window
-of their own ``dt``, with their array code. On the numba and cuda backends a model that gives an
-:class:`~ranvier.engine.model.ArrayStep` (CfC, ELM) runs it traced and compiled
-(:mod:`ranvier.engine.backends.array_program`), on the numpy backend as numpy code.
+of their own ``dt``, with their array code. A model that gives an
+:class:`~ranvier.engine.model.ArrayStep` that traces (CfC, ELM) updates inside the numpy and numba
+backends like an elementwise one; on the cuda backend it updates here, its trace compiled for the
+CPU (:mod:`ranvier.engine.backends.array_program`).
 
 Timing, for a value population with a window of ``m`` steps (``dt_pop = m dt``):
 
@@ -31,11 +32,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import NumericalError
-from .backends.array_program import UntraceableError, compile_step
-from .backends.kernel_cache import warn_once
+from .array_trace import UntraceableError, trace
+from .backends.array_program import CompiledStep
 from .backends.value_updates import apply_map, send
 from .kinds import Kind, ProjectionKind
-from .lowering import NO_PULSE, LoweredNetwork, is_elementwise
+from .lowering import NO_PULSE, LoweredNetwork
 
 if TYPE_CHECKING:
     from .network import Network, Population
@@ -46,7 +47,7 @@ class ValueStage:
 
     def __init__(self, network: Network, lowered: LoweredNetwork, compiled: bool = False):
         self.network = network
-        #: whether host populations run their array steps compiled (the numba and cuda backends)
+        #: whether host populations run their array steps compiled (the cuda backend)
         self.compiled = compiled
         self.lowered = lowered
         self._run = network.run_state
@@ -54,20 +55,21 @@ class ValueStage:
         #: every value population: each run starts by publishing their outputs
         self.all_populations = values
         #: the value populations updated here
-        self.populations = [p for p in values if not is_elementwise(p)]
-        self.elementwise = [p for p in values if is_elementwise(p)]
+        self.populations = [p for p in values if p.index not in lowered.updated]
+        #: the value populations the backend updates
+        self.in_backend = [p for p in values if p.index in lowered.updated]
         self._periods = sorted({p.period for p in self.populations})
         self.projections = [p for p in network.projections if p.kind != ProjectionKind.SPIKE]
         self._maps = {m.name: m for m in lowered.value_maps}
-        self._elementwise_periods = {p.index: p.period for p in self.elementwise}
+        self._backend_periods = {p.index: p.period for p in self.in_backend}
         self._previous = {v.population: v.previous for v in lowered.values if v.previous is not None}
         #: each host population's ports and incoming value and count projections, in declaration order
         self._ports = {p.name: p.model.ports(p.n) for p in self.populations}
         self._incoming = {p.name: [j for j in self.projections if j.post is p] for p in self.populations}
         self._output_rows = {p.name: _rows_index(p.model.output_rows) for p in values}
-        #: each host population's input arrays by port, ``(channels, width)``, cleared before every update
-        self._inputs = {name: {port: np.zeros((channels, width)) for port, (width, channels) in ports.items()}
-                        for name, ports in self._ports.items()}
+        #: each host population's inputs, ``(input rows, width)`` when its ports share a width (else None),
+        #: and the arrays by port, ``(channels, width)`` (then views of the first), cleared before every update
+        self._inputs = {name: _input_arrays(ports) for name, ports in self._ports.items()}
         #: host populations whose array step runs compiled: ``(step, compiled step)``, made at every start
         self._compiled: dict[str, tuple] = {}
         #: each host population's state monitors, their ``(channel, row)`` pairs and their units as an index
@@ -103,23 +105,23 @@ class ValueStage:
             self._compile_steps()
 
     def _compile_steps(self) -> None:
-        """Trace and compile the host populations' array steps, with their weights as they stand now."""
+        """Trace and compile the host populations' array steps, with their weights as they stand now
+        (one that cannot be traced runs in numpy: lowering warned about it)."""
         self._compiled = {}
         for population in self.populations:
             step = population.model.array_step(population.n, population.dt)
-            if step is None or not step.compiles:
+            stacked = self._inputs[population.name][0]
+            if step is None or not step.compiles or stacked is None:
                 continue
             try:
-                compiled = compile_step(step.function, *step.gather(population.state, self._inputs[population.name]))
-            except UntraceableError as error:
-                warn_once(f"population {population.name!r} ({population.model!r}): its array step cannot be "
-                          f"compiled ({error}); it runs in numpy")
+                traced = trace(step.function, *step.gather(population.state, stacked))
+            except UntraceableError:
                 continue
-            self._compiled[population.name] = (step, compiled)
+            self._compiled[population.name] = (step, CompiledStep(traced))
 
     def advanced(self, reached: int) -> None:
-        """Note that the backend updated the elementwise populations up to step ``reached``."""
-        for population in self.elementwise:
+        """Note that the backend updated its value populations up to step ``reached``."""
+        for population in self.in_backend:
             run = self._run.population(population.name)
             run.held_until = max(run.held_until, reached - reached % population.period + population.period)
 
@@ -143,7 +145,7 @@ class ValueStage:
     def _advance(self, population: Population, step: int) -> np.ndarray | None:
         model = population.model
         ports = self._ports[population.name]
-        inputs = self._inputs[population.name]
+        stacked, inputs = self._inputs[population.name]
         for array in inputs.values():
             array.fill(0.0)
         stats = self.network.stats
@@ -164,7 +166,7 @@ class ValueStage:
             emitted = model.advance(population.state, inputs, population.params, population.dt)
         else:
             step, run = compiled
-            step.store(population.state, run(*step.gather(population.state, inputs)))
+            step.store(population.state, run(*step.gather(population.state, stacked)))
             emitted = None
         updates = stats.neuron_updates_by_population
         updates[population.name] = updates.get(population.name, 0) + population.n
@@ -174,7 +176,7 @@ class ValueStage:
 
     def _output_before(self, population: Population, step: int) -> np.ndarray:
         """``population``'s output as published before step ``step`` (the backend may have updated it at ``step``)."""
-        period = self._elementwise_periods.get(population.index)
+        period = self._backend_periods.get(population.index)
         if period is not None and step % period == 0:
             return self._previous[population.index]
         return self.lowered.published[population.index]
@@ -207,6 +209,20 @@ class ValueStage:
         lowered.source_steps[:len(fired)] = step
         lowered.source_ids[:len(fired)] = fired
         lowered.source_next[0] = 0
+
+
+def _input_arrays(ports: dict[str, tuple[int, int]]) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """A host population's input arrays: the ports stacked, ``(input rows, width)``, when they share a width
+    (else None), and each port's ``(channels, width)`` (views of the stacked array where there is one)."""
+    widths = {width for width, _ in ports.values()}
+    if len(widths) != 1:
+        return None, {port: np.zeros((channels, width)) for port, (width, channels) in ports.items()}
+    stacked = np.zeros((sum(channels for _, channels in ports.values()), widths.pop()))
+    by_port, row = {}, 0
+    for port, (_, channels) in ports.items():
+        by_port[port] = stacked[row:row + channels]
+        row += channels
+    return stacked, by_port
 
 
 def _rows_index(rows: tuple[int, ...]) -> slice | list[int]:

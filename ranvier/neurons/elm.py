@@ -179,30 +179,35 @@ class ELM(ValueModel):
         return {"input": (n * self.n_in, 1)}
 
     def advance(self, state: np.ndarray, inputs: Any, params: Any, dt: float) -> None:
-        self.array_step(state.shape[1], dt).run(state, inputs)
+        self.array_step(state.shape[1], dt).run(state, inputs["input"])
         return None
 
     def array_step(self, n: int, dt: float) -> ArrayStep:
-        """One step of ``n`` neurons over ``dt`` seconds, on their inputs ``(n, n_in)`` and their states
-        ``(n, n_in + n_memory)``."""
+        """One step of ``n`` neurons over ``dt`` seconds, on their inputs ``(n, n_in)`` and their state rows
+        transposed, ``(n, n_in + n_memory + n_out)`` (the step reads the first ``n_in + n_memory``)."""
         return remembered_step(self, n, dt, lambda: self._make_step(dt))
 
     def _make_step(self, dt: float) -> ArrayStep:
         elapsed = 1.0 if self.time_unit is None else dt / self.time_unit
         weights = self._float64_weights()
-        n_in, size = self.n_in, self.state_size
+        size = self.state_size
 
         def function(xp: Any, x: Any, state: Any) -> tuple[Any, Any]:
-            return elm_step(xp, weights, x, state, elapsed)
+            return elm_step(xp, weights, x, state[:, :size], elapsed)
 
-        def gather(state: np.ndarray, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
-            return inputs["input"][0].reshape(state.shape[1], n_in), state[:size].T.astype(np.float64)
+        return ArrayStep(function, self._gather, self._store)
 
-        def store(state: np.ndarray, outputs: tuple[np.ndarray, np.ndarray]) -> None:
-            state[:size] = outputs[1].T
-            state[size:] = outputs[0].T
+    @staticmethod
+    def _gather(state: np.ndarray, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = state.shape[1]
+        return inputs[0].reshape(n, inputs.shape[1] // n), state.T.astype(np.float64)
 
-        return ArrayStep(function, gather, store)
+    @staticmethod
+    def _store(state: np.ndarray, outputs: tuple[np.ndarray, np.ndarray]) -> None:
+        output, memory = outputs
+        size = memory.shape[1]
+        state[0:size] = memory.T
+        state[size:] = output.T
 
 
 def _linear(rng: np.random.Generator, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:

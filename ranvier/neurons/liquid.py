@@ -61,7 +61,7 @@ class LiquidModel(ValueModel):
 
     def advance(self, state: np.ndarray, inputs: Any, params: Any, dt: float) -> None:
         # no input check (forward's): projection weights are finite and the engine checks every state after each update
-        self.array_step(state.shape[1], dt).run(state, inputs)
+        self.array_step(state.shape[1], dt).run(state, inputs["input"])
         return None
 
     def array_step(self, n: int, dt: float) -> ArrayStep:
@@ -80,14 +80,14 @@ class LiquidModel(ValueModel):
         return ArrayStep(function, self._gather, self._store, compiles=self._traceable)
 
     @staticmethod
-    def _gather(state: np.ndarray, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
-        # rows as (1, width) slices: views, and no copy of h when the network's precision is float64
-        return inputs["input"][:1], np.asarray(state[:1], dtype=np.float64)
+    def _gather(state: np.ndarray, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return inputs[0:1], state[0:1].astype(np.float64)
 
-    def _store(self, state: np.ndarray, outputs: tuple[np.ndarray, np.ndarray]) -> None:
+    @staticmethod
+    def _store(state: np.ndarray, outputs: tuple[np.ndarray, np.ndarray]) -> None:
         output, hidden = outputs
-        state[:1] = hidden
-        state[1:2, :self.output_size] = output
+        state[0:1] = hidden
+        state[1:2, 0:output.shape[1]] = output
 
     def _stepping_terms(self, unit_time: bool) -> tuple[Any, Any]:
         """The float64 weights and ``_arrange``'s terms, computed once per weights object and kind of elapsed time."""

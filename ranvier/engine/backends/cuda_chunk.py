@@ -54,6 +54,7 @@ from numba import cuda
 from ..kinds import Kind
 from ..lowering import LoweredNetwork, Status
 from . import kernel_cache, numba_backend, numba_kernels
+from .fingerprint import kernel_fingerprint
 from .source_writer import SourceWriter
 
 #: the key of ``failure`` when nothing failed (above every real key)
@@ -506,7 +507,7 @@ def load(lowered: LoweredNetwork) -> ChunkKernels:
     """The chunk kernels of ``lowered``'s structure, compiled once per process (and cached on disk)."""
     source = generate(lowered)
     functions = {f"_py{alias}": function for function, alias in numba_backend.spiking_steps(lowered).items()}
-    name = f"ranvier_cuda_{numba_backend.kernel_fingerprint(source + _own_source(), functions)}"
+    name = f"ranvier_cuda_{kernel_fingerprint(source + _own_source(), functions)}"
     if name not in _LOADED:
         _LOADED[name] = kernel_cache.load(name, source, functions)
     update, deliver = _LOADED[name]

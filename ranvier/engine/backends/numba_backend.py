@@ -23,21 +23,19 @@ the same to the bit as numpy's on any number of threads. A population's Poisson 
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
-import inspect
 from pathlib import Path
 
 import numba
 import numpy as np
 from numba.typed import List as TypedList
 
-from .. import model as model_language
+from ..array_trace import Trace
 from ..connectivity import GEOMETRY_FIELDS
 from ..kinds import Kind
 from ..lowering import Consumer, LoweredNetwork, Operator, Status
 from ..poisson_input import count_tables
-from . import Runner, kernel_cache, numba_kernels
+from . import Runner, array_program, kernel_cache, numba_kernels
+from .fingerprint import kernel_fingerprint
 from .numba_kernels import (
     DELIVER_ALL_TO_ALL,
     DELIVER_ALL_TO_ALL_NO_AUTAPSES,
@@ -373,8 +371,9 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     w()
     w()
     # typed lists need numba's reference counting, and so does a parallel update's reduction (the
-    # drives' event counts: its callers are compiled with the runtime too); tuples of arrays do not
-    runtime = listed or bool(together) or blocks_update
+    # drives' event counts: its callers are compiled with the runtime too), and an array step's gather
+    # and store (copies and slice assignments); tuples of arrays do not
+    runtime = listed or bool(together) or blocks_update or any(value.trace is not None for value in lowered.values)
     w(f"@njit(cache=True, nogil=True{'' if runtime else ', _nrt=False'})")
     w(f"def advance({', '.join(arguments)}):")
     with w.indent():
@@ -436,8 +435,10 @@ def _value_arguments(lowered: LoweredNetwork) -> list[str]:
     if not lowered.values and not lowered.counts:
         return []
     names = ["count_events"] + [f"published{index}" for index in lowered.published]
-    for v, _ in enumerate(lowered.values):
+    for v, value in enumerate(lowered.values):
         names += [f"v{v}_{name}" for name in _VALUE_ARGUMENTS]
+        if value.trace is not None:
+            names.append(f"v{v}_scratch")
     for g, value_map in enumerate(lowered.value_maps):
         if value_map.compiled:
             names += [f"g{g}_{name}" for name in _MAP_ARGUMENTS]
@@ -459,6 +460,8 @@ def _value_values(lowered: LoweredNetwork) -> dict[str, object]:
                   "nonfinite": np.zeros(blocks, dtype=np.int64)}
         values.update({f"v{v}_{name}": arrays[name] if name in arrays else getattr(value, name)
                        for name in _VALUE_ARGUMENTS})
+        if value.trace is not None:
+            values[f"v{v}_scratch"] = np.zeros(_array_scratch(value.trace))
     for g, value_map in enumerate(lowered.value_maps):
         if value_map.compiled:
             values.update({f"g{g}_{name}": getattr(value_map, name) for name in _MAP_ARGUMENTS})
@@ -495,6 +498,8 @@ def _gathered_sources(lowered: LoweredNetwork, v: int) -> list[tuple[str, int]] 
     window ending at the step reads the outputs published before it.
     """
     value = lowered.values[v]
+    if value.trace is not None:
+        return None  # an array step reads its inputs whole
     for kind, index in value.sources:
         if kind == "count":
             continue
@@ -571,6 +576,9 @@ def _write_value_steps(w: SourceWriter, lowered: LoweredNetwork) -> None:
     whose state is not finite: the state is final there, so this is ``value_updates``' test.
     """
     for v, value in enumerate(lowered.values):
+        if value.trace is not None:
+            _write_array_update(w, v, value.trace)
+            continue
         # inlined by numba: left to LLVM, a step with two sin_cos stays a call and its loop does not vectorise
         w(f"_value_step{v} = njit(_nrt=False, inline='always')(_py_value_step{v})")
         if value.finish_function is not None:
@@ -608,6 +616,40 @@ def _write_value_steps(w: SourceWriter, lowered: LoweredNetwork) -> None:
                 with w.indent():
                     w("total += nonfinite[block]")
                 w("return total")
+
+
+def _array_scratch(trace: Trace) -> int:
+    """Length of an array step's scratch vector: the trace's own, then its outputs one after the other."""
+    return array_program.scratch_size(trace) + sum(rows * columns for rows, columns in trace.output_shapes)
+
+
+def _write_array_update(w: SourceWriter, v: int, trace: Trace) -> None:
+    """``_update_values{v}`` of a population with an array step: its model's ``gather``, the compiled trace
+    (``_array_step{v}``, :mod:`.array_program`), its ``store``; returns how many state entries are not finite."""
+    w(f"_gather{v} = njit(_py_gather{v})")
+    w(f"_store{v} = njit(_py_store{v})")
+    w()
+    w()
+    w("@njit(cache=True, nogil=True)")
+    w(f"def _update_values{v}(state, consts, inputs, k, key, flags, nonfinite, scratch):")
+    with w.indent():
+        w(f"arrays = _gather{v}(state, inputs)")
+        offset = array_program.scratch_size(trace)
+        outputs = []
+        for o, (rows, columns) in enumerate(trace.output_shapes):
+            w(f"out{o} = scratch[{offset}:{offset + rows * columns}].reshape(({rows}, {columns}))")
+            outputs.append(f"out{o}")
+            offset += rows * columns
+        arrays = [f"arrays[{a}]" for a in range(len(trace.input_shapes))]
+        w(f"_array_step{v}({', '.join(arrays)}, consts, scratch[:{max(1, array_program.scratch_size(trace))}], "
+          f"{', '.join(outputs)})")
+        returned = "(" + ", ".join(outputs) + ",)" if trace.returns_tuple else outputs[0]
+        w(f"_store{v}(state, {returned})")
+        w("count = 0")
+        with w.block("for row in range(state.shape[0]):"), w.block("for i in range(state.shape[1]):"):
+            with w.block("if state[row, i] - state[row, i] != 0.0:"):
+                w("count += 1")
+        w("return count")
 
 
 def _write_count_delivery(w: SourceWriter, lowered: LoweredNetwork) -> None:
@@ -695,6 +737,8 @@ def _write_value_updates(w: SourceWriter, lowered: LoweredNetwork) -> None:
         w(f"if step % {value.period} == 0:")
         with w.indent():
             gather = "".join(f", {argument}" for _, argument in _gather_arguments(lowered, v))
+            if value.trace is not None:
+                gather = f", v{v}_scratch"
             update = (f"_update_values{v}(v{v}_state, v{v}_consts, v{v}_inputs, step, v{v}_key, v{v}_flags, "
                       f"v{v}_nonfinite{gather})")
             if value.finish_function is None:
@@ -828,76 +872,15 @@ def _model_functions(lowered: LoweredNetwork) -> dict[str, object]:
     """
     functions = {f"_py{alias}": function for function, alias in spiking_steps(lowered).items()}
     for v, value in enumerate(lowered.values):
+        if value.trace is not None:
+            functions[f"_py_gather{v}"] = value.array_step.gather
+            functions[f"_py_store{v}"] = value.array_step.store
+            functions[f"_array_step{v}"] = array_program.load(value.trace)
+            continue
         functions[f"_py_value_step{v}"] = value.step_function
         if value.finish_function is not None:
             functions[f"_py_finish{v}"] = value.finish_function
     return functions
-
-
-def _hash_code(function, digest, seen: set[int]) -> None:
-    """Add ``function``'s compiled code and the module globals it reads to ``digest``.
-
-    The code object, not the source file: a function defined where no source exists (a REPL)
-    hashes as well as one in a module, and editing anything the function reads, such as a
-    row-index constant, changes the hash.
-    """
-    if id(function) in seen:
-        return
-    seen.add(id(function))
-    function = getattr(function, "py_func", function)
-    code = getattr(function, "__code__", None)
-    if code is None:
-        digest.update(repr(function).encode())
-        return
-    namespace = getattr(function, "__globals__", {})
-    for part in _code_parts(code):
-        digest.update(part)
-    for name in _global_names(code):
-        if name not in namespace:
-            continue
-        value = namespace[name]
-        if callable(value) and hasattr(getattr(value, "py_func", value), "__code__"):
-            _hash_code(value, digest, seen)
-        elif isinstance(value, int | float | complex | str | bytes | bool | np.generic | tuple):
-            digest.update(f"{name}={value!r}".encode())
-        else:
-            digest.update(f"{name}:{type(value).__module__}.{type(value).__qualname__}".encode())
-
-
-def _code_parts(code):
-    yield code.co_code
-    yield repr(code.co_names).encode()
-    yield repr(code.co_varnames).encode()
-    for constant in code.co_consts:
-        if hasattr(constant, "co_code"):
-            yield from _code_parts(constant)
-        else:
-            yield f"{type(constant).__name__}:{constant!r}".encode()
-
-
-def _global_names(code):
-    yield from code.co_names
-    for constant in code.co_consts:
-        if hasattr(constant, "co_code"):
-            yield from _global_names(constant)
-
-
-@functools.cache
-def _library_source() -> bytes:
-    """numba's version and the source of the modules every kernel calls into, read once per process."""
-    return b"\n".join((numba.__version__.encode(), inspect.getsource(model_language).encode(),
-                       inspect.getsource(numba_kernels).encode()))
-
-
-def kernel_fingerprint(source: str, model_functions: dict[str, object]) -> str:
-    """Hash of everything the compiled kernel depends on."""
-    digest = hashlib.sha256(source.encode())
-    digest.update(_library_source())
-    seen: set[int] = set()
-    for alias, function in model_functions.items():
-        digest.update(alias.encode())
-        _hash_code(function, digest, seen)
-    return digest.hexdigest()[:20]
 
 
 _LOADED: dict[str, object] = {}

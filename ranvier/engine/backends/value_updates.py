@@ -7,7 +7,8 @@ its period), after the spikes of the chunk ending at ``k`` were delivered:
    value maps applied to the outputs published before ``k``, and the counts pending for the
    window ``[k - period, k)``;
 2. each then runs its model-language ``step`` for every unit (``i = np.arange(n)``) and its
-   ``finish``, checks that its state is finite, publishes its output rows, schedules its pulses
+   ``finish`` (or its array step once, :meth:`~ranvier.engine.model.ArrayStep.run`), checks
+   that its state is finite, publishes its output rows, schedules its pulses
    as spikes of step ``k``, is sampled by its monitors (as the state after step ``k - 1``),
    holds its output in spiking targets' rings for the steps ``[k, k + period)``, writes the
    state variables it sets and the modulation of the plastic projections it modulates.
@@ -91,12 +92,16 @@ def update_values(lowered: LoweredNetwork, k: int) -> bool:
                 for channel in range(value_map.channels):
                     value.inputs[value_map.destination + channel] += apply_map(value_map, published[channel])
     for value in due:
-        units = np.arange(value.n)
-        columns = 0 if value.consts.shape[1] == 1 else units
         with np.errstate(over="ignore", invalid="ignore"):
-            pulses = value.step_function(value.state, value.consts, value.inputs, units, columns, k, value.key)
-            if value.finish_function is not None:
-                value.finish_function(value.state, value.consts)
+            if value.array_step is not None:
+                value.array_step.run(value.state, value.inputs)
+                pulses = None
+            else:
+                units = np.arange(value.n)
+                columns = 0 if value.consts.shape[1] == 1 else units
+                pulses = value.step_function(value.state, value.consts, value.inputs, units, columns, k, value.key)
+                if value.finish_function is not None:
+                    value.finish_function(value.state, value.consts)
         if not np.isfinite(value.state).all():
             lowered.status[:] = (Status.NOT_FINITE, value.population, k)
             return False

@@ -1,0 +1,270 @@
+"""Recording a value model's array step: the operations one call of ``function(xp, *arrays)`` performs.
+
+CfC and ELM define their step once, as a function of the array namespace ``xp`` (numpy or
+torch) and of 2-d arrays ``(rows, columns)``. Called with a :class:`_Namespace` as ``xp`` and
+traced arrays as inputs, the function records each operation it performs (:func:`trace`); the
+compiled backends write the record as one compiled function
+(:mod:`ranvier.engine.backends.array_program`). The trace computes every value with numpy as it
+goes, so shapes are known and fixed, and arrays the function reads that are not traced inputs
+(its weights) become the trace's constants, copied when it is traced.
+
+The torch operations that ``xp is not np`` branches pick are recorded with their numpy branch's
+formula (``lerp`` as ``start + weight (end - start)``, ``sigmoid`` as ``tanh(x / 2) / 2 + 1 / 2``,
+``addmm`` as ``bias + x @ w``), so the record holds the numpy reference's expressions in its
+order. An operation the tracer does not know (arrays of more than two dimensions, a ``reshape``,
+an ``out=`` argument) raises :class:`UntraceableError`.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+_NUMPY_BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
+_NUMPY_UNARY = {"tanh": np.tanh, "exp": np.exp, "abs": np.abs, "log1p": np.log1p, "neg": np.negative}
+#: each traced function's traces by the shapes of its inputs: a model hands the same function to every
+#: lowering, and tracing it again would cost about half a millisecond
+_BY_FUNCTION: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class UntraceableError(TypeError):
+    """The array function did something the tracer does not record."""
+
+
+class _Traced:
+    """An array of the traced function: node ``index`` of its trace, with its value computed by numpy."""
+
+    __array_ufunc__ = None  # numpy arrays and scalars defer to our reflected operators
+
+    def __init__(self, trace: _Trace, index: int, value: np.ndarray):
+        self.trace = trace
+        self.index = index
+        self.value = value
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.value.shape
+
+    def dim(self) -> int:
+        return 2
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    def __add__(self, other): return self.trace.binary("add", self, other)
+    def __radd__(self, other): return self.trace.binary("add", other, self)
+    def __sub__(self, other): return self.trace.binary("sub", self, other)
+    def __rsub__(self, other): return self.trace.binary("sub", other, self)
+    def __mul__(self, other): return self.trace.binary("mul", self, other)
+    def __rmul__(self, other): return self.trace.binary("mul", other, self)
+    def __truediv__(self, other): return self.trace.binary("div", self, other)
+    def __rtruediv__(self, other): return self.trace.binary("div", other, self)
+    def __neg__(self): return self.trace.unary("neg", self)
+    def __matmul__(self, other): return self.trace.matmul(self, other)
+    def __rmatmul__(self, other): return self.trace.matmul(other, self)
+
+    def __getitem__(self, key):
+        if not (isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, slice) for k in key)):
+            raise UntraceableError(f"indexing a traced array with {key!r}: only [rows, columns] slices are traced")
+        bounds = []
+        for part, size in zip(key, self.shape, strict=True):
+            start, stop, stride = part.indices(size)
+            if stride != 1 or stop <= start:
+                raise UntraceableError(f"slice {part!r} of a traced array: only non-empty unit-stride slices")
+            bounds.append((start, stop))
+        return self.trace.view(self, *bounds)
+
+    def split(self, sizes: Sequence[int], dim: int = -1) -> list[_Traced]:
+        if dim not in (-1, 1):
+            raise UntraceableError("a traced array splits along its columns only")
+        blocks, start = [], 0
+        for size in sizes:
+            blocks.append(self.trace.view(self, (0, self.shape[0]), (start, start + size)))
+            start += size
+        return blocks
+
+    def __getattr__(self, name: str):
+        raise UntraceableError(f"traced arrays have no {name!r}")
+
+
+def _plain(x: Any) -> Any:
+    """A constant operand as numpy: a 2-d float64 array, or a Python float."""
+    if isinstance(x, (int, float, np.floating, np.integer)):
+        return float(x)
+    array = np.asarray(x, dtype=np.float64)
+    if array.ndim == 0:
+        return float(array)
+    if array.ndim == 1:
+        return array[None]
+    if array.ndim != 2:
+        raise UntraceableError(f"an operand of {array.ndim} dimensions: only 2-d arrays are traced")
+    return array
+
+
+class _Trace:
+    """The operations of one call: nodes (inputs, results, views), constants and operations in order."""
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, int]] = []
+        #: per node: ("input", position), ("result",) or ("view", base, (row0, row1), (col0, col1))
+        self.nodes: list[tuple] = []
+        self.operations: list[tuple] = []
+        self.constants: list[np.ndarray] = []
+
+    def _node(self, value: np.ndarray, how: tuple) -> _Traced:
+        value = np.asarray(value, dtype=np.float64)
+        if value.ndim != 2:
+            raise UntraceableError(f"a traced value of shape {value.shape}: only 2-d arrays are traced")
+        self.shapes.append(value.shape)
+        self.nodes.append(how)
+        return _Traced(self, len(self.nodes) - 1, value)
+
+    def input(self, value: np.ndarray) -> _Traced:
+        return self._node(value, ("input", sum(1 for how in self.nodes if how[0] == "input")))
+
+    def _operand(self, x: Any) -> tuple:
+        """``("node", index)``, ``("constant", index)`` or ``("scalar", value)``."""
+        if isinstance(x, _Traced):
+            return ("node", x.index)
+        plain = _plain(x)
+        if isinstance(plain, float):
+            return ("scalar", plain)
+        self.constants.append(np.ascontiguousarray(plain))
+        return ("constant", len(self.constants) - 1)
+
+    def _result(self, value: np.ndarray, operation: tuple) -> _Traced:
+        node = self._node(value, ("result",))
+        self.operations.append((operation[0], node.index, *operation[1:]))
+        return node
+
+    def binary(self, name: str, a: Any, b: Any) -> Any:
+        if not isinstance(a, _Traced) and not isinstance(b, _Traced):
+            return _NUMPY_BINARY[name](a, b)
+        value = _NUMPY_BINARY[name](_numeric(a), _numeric(b))
+        return self._result(value, ("binary", name, self._operand(a), self._operand(b)))
+
+    def unary(self, name: str, x: Any) -> Any:
+        if not isinstance(x, _Traced):
+            return _NUMPY_UNARY[name](x)
+        return self._result(_NUMPY_UNARY[name](x.value), ("unary", name, self._operand(x)))
+
+    def matmul(self, a: Any, b: Any) -> _Traced:
+        left, right = _numeric(a), _numeric(b)
+        if isinstance(left, float) or isinstance(right, float):
+            raise UntraceableError("a matrix product with a scalar")
+        return self._result(left @ right, ("matmul", self._operand(a), self._operand(b)))
+
+    def concatenate(self, parts: Sequence[Any], axis: int) -> _Traced:
+        if axis not in (0, 1, -1):
+            raise UntraceableError(f"concatenating traced arrays along axis {axis}")
+        axis = 1 if axis == -1 else axis
+        value = np.concatenate([_numeric(part) for part in parts], axis)
+        return self._result(value, ("concatenate", axis, [self._operand(part) for part in parts]))
+
+    def view(self, base: _Traced, rows: tuple[int, int], columns: tuple[int, int]) -> _Traced:
+        return self._node(base.value[rows[0]:rows[1], columns[0]:columns[1]], ("view", base.index, rows, columns))
+
+
+def _numeric(x: Any) -> Any:
+    """A traced array's value, or a constant as :func:`_plain` has it."""
+    return x.value if isinstance(x, _Traced) else _plain(x)
+
+
+class _Namespace:
+    """The ``xp`` a traced function is called with: the torch-style functions its torch branches call,
+    recorded with the formulas of their numpy branches."""
+
+    def __init__(self, trace: _Trace):
+        self._trace = trace
+
+    def _no_out(self, out: Any) -> None:
+        if out is not None:
+            raise UntraceableError("out= arguments are not traced")
+
+    def tanh(self, x: Any, out: Any = None) -> Any:
+        self._no_out(out)
+        return self._trace.unary("tanh", x)
+
+    def exp(self, x: Any, out: Any = None) -> Any:
+        self._no_out(out)
+        return self._trace.unary("exp", x)
+
+    def abs(self, x: Any, out: Any = None) -> Any:
+        self._no_out(out)
+        return self._trace.unary("abs", x)
+
+    def log1p(self, x: Any, out: Any = None) -> Any:
+        self._no_out(out)
+        return self._trace.unary("log1p", x)
+
+    def sigmoid(self, x: Any) -> Any:
+        return 0.5 * self.tanh(0.5 * x) + 0.5
+
+    def lerp(self, start: Any, end: Any, weight: Any, out: Any = None) -> Any:
+        self._no_out(out)
+        return start + weight * (end - start)
+
+    def addmm(self, bias: Any, x: Any, weight: Any, out: Any = None) -> Any:
+        self._no_out(out)
+        return bias + x @ weight
+
+    def concatenate(self, parts: Sequence[Any], axis: int = 0, dim: int | None = None) -> Any:
+        if not any(isinstance(part, _Traced) for part in parts):
+            return np.concatenate(parts, axis if dim is None else dim)
+        return self._trace.concatenate(parts, axis if dim is None else dim)
+
+    cat = concatenate
+
+    def __getattr__(self, name: str):
+        raise UntraceableError(f"xp.{name} is not traced")
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What one call did: its nodes and their shapes, its operations in order, its constants, and which
+    nodes it returned (see :class:`_Trace` for the node and operation records)."""
+
+    shapes: tuple[tuple[int, int], ...]
+    nodes: tuple[tuple, ...]
+    operations: tuple[tuple, ...]
+    constants: tuple[np.ndarray, ...]
+    outputs: tuple[int, ...]
+    #: whether the function returned a tuple (else its one array)
+    returns_tuple: bool = True
+
+    @property
+    def input_shapes(self) -> list[tuple[int, int]]:
+        return [self.shapes[index] for index, how in enumerate(self.nodes) if how[0] == "input"]
+
+    @property
+    def output_shapes(self) -> list[tuple[int, int]]:
+        return [self.shapes[index] for index in self.outputs]
+
+    def packed_constants(self) -> np.ndarray:
+        """The constants one after the other, row-major, as the compiled step reads them."""
+        return np.concatenate([c.ravel() for c in self.constants]) if self.constants else np.zeros(1)
+
+
+def trace(function: Callable[..., Any], *examples: np.ndarray) -> Trace:
+    """Record ``function(xp, *inputs)`` (returning an array or a tuple of arrays) called on ``examples``,
+    2-d arrays of the shapes it will be called with; :class:`UntraceableError` where it cannot be traced.
+
+    A function is traced once per shape of its inputs: the arrays it reads besides them must not change."""
+    shapes = tuple(np.shape(example) for example in examples)
+    traces = _BY_FUNCTION.setdefault(function, {})
+    if shapes not in traces:
+        record = _Trace()
+        traced = [record.input(np.asarray(example, dtype=np.float64)) for example in examples]
+        returned = function(_Namespace(record), *traced)
+        results = returned if isinstance(returned, tuple) else (returned,)
+        if not all(isinstance(result, _Traced) for result in results):
+            raise UntraceableError("an output of the array step does not depend on its inputs")
+        traces[shapes] = Trace(tuple(record.shapes), tuple(record.nodes), tuple(record.operations),
+                               tuple(record.constants), tuple(result.index for result in results),
+                               isinstance(returned, tuple))
+    return traces[shapes]
