@@ -1,12 +1,11 @@
 """Value populations updated on the host, and the start of every value population's run.
 
 Elementwise value populations (a model-language ``step``: Kuramoto, AKOrN, Astrocyte) update
-inside the backends (:mod:`ranvier.engine.backends.value_updates` gives the order). The others
-(CfC, LTC, ELM, torch ``Rate``, a user's ``advance``) update here, on the host, once per window
-of their own ``dt``, with their array code. A model that gives an
-:class:`~ranvier.engine.model.ArrayStep` that traces (CfC, ELM) updates inside the numpy and numba
-backends like an elementwise one; on the cuda backend it updates here, its trace compiled for the
-CPU (:mod:`ranvier.engine.backends.array_program`).
+inside the backends (:mod:`ranvier.engine.backends.value_updates` gives the order), and so do
+those with an :class:`~ranvier.engine.model.ArrayStep` (CfC, ELM) on numpy and numba (on numba
+traced and compiled). The others (LTC, torch ``Rate``, a user's ``advance``) update here, on the
+host, once per window of their own ``dt``, with their array code; on the cuda backend so do CfC
+and ELM, their traces compiled for the CPU (:mod:`ranvier.engine.backends.array_program`).
 
 Timing, for a value population with a window of ``m`` steps (``dt_pop = m dt``):
 

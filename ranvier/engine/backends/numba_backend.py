@@ -8,7 +8,9 @@ chunk's spikes and repeats. Each model's step function gets a compiled loop over
 :mod:`.numba_kernels`. The source goes to a file in the kernel cache (``$RANVIER_CACHE_DIR``, default
 ``~/.cache/ranvier``) named by its hash, and is compiled with ``cache=True``, so a second
 process with the same structure loads machine code instead of compiling. Sizes and parameter
-values are arguments, not part of the source: a network of another size reuses the kernel.
+values are arguments, not part of the source: a network of another size reuses the kernel
+(except for a value population with an array step, whose traced step has its shapes in its own
+source, :mod:`.array_program`; the kernel calls it at the population's windows).
 
 With more than one numba thread, populations of :data:`PARALLEL_MIN_NEURONS` or more update on
 all threads; where every chunk is one step, the spiking populations (:data:`PARALLEL_MIN_TOGETHER`
@@ -631,7 +633,7 @@ def _write_array_update(w: SourceWriter, v: int, trace: Trace) -> None:
     w()
     w()
     w("@njit(cache=True, nogil=True)")
-    w(f"def _update_values{v}(state, consts, inputs, k, key, flags, nonfinite, scratch):")
+    w(f"def _update_values{v}(state, consts, inputs, scratch):")
     with w.indent():
         w(f"arrays = _gather{v}(state, inputs)")
         offset = array_program.scratch_size(trace)
@@ -736,11 +738,12 @@ def _write_value_updates(w: SourceWriter, lowered: LoweredNetwork) -> None:
         w(f"# value population {value.name}: update, publish, send")
         w(f"if step % {value.period} == 0:")
         with w.indent():
-            gather = "".join(f", {argument}" for _, argument in _gather_arguments(lowered, v))
             if value.trace is not None:
-                gather = f", v{v}_scratch"
-            update = (f"_update_values{v}(v{v}_state, v{v}_consts, v{v}_inputs, step, v{v}_key, v{v}_flags, "
-                      f"v{v}_nonfinite{gather})")
+                update = f"_update_values{v}(v{v}_state, v{v}_consts, v{v}_inputs, v{v}_scratch)"
+            else:
+                gather = "".join(f", {argument}" for _, argument in _gather_arguments(lowered, v))
+                update = (f"_update_values{v}(v{v}_state, v{v}_consts, v{v}_inputs, step, v{v}_key, v{v}_flags, "
+                          f"v{v}_nonfinite{gather})")
             if value.finish_function is None:
                 # the update counted the units whose state is not finite
                 w(f"if {update} != 0:")
