@@ -118,18 +118,18 @@ class _Rotation(ValueModel):
         else:
             def function(xp, x, y):
                 return xp.cos(x @ weights.T) + 0.5 * y
-        return ArrayStep(function, _rotation_gather, _rotation_store)
+        return ArrayStep(function, _rotation_gather, _rotation_destinations)
 
     def advance(self, state, inputs, params, dt):
         self.array_step(state.shape[1], dt).run(state, inputs["input"])
 
 
 def _rotation_gather(state, inputs):
-    return inputs[0:1], state[0:1].astype(np.float64)
+    return inputs[0:1], state[0:1]
 
 
-def _rotation_store(state, output):
-    state[0:1] = output
+def _rotation_destinations(state, output):
+    return (state[0:1],)
 
 
 def _mixed_network(liquid_model, elm_model):

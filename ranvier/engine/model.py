@@ -509,27 +509,32 @@ class Model:
 class ArrayStep:
     """A matrix model's update written as one array function (see :meth:`ValueModel.array_step`).
 
-    ``function(xp, *arrays)`` returns the update's outputs (an array or a tuple) from 2-d arrays, with
-    ``xp`` numpy or anything that offers the torch functions it calls; ``gather(state, inputs)`` gives
-    those arrays from the population's state and inputs (float64 ``(input rows, width)``: the ports
-    in :meth:`ValueModel.ports` order, each port's channels in turn, all ports of one width), and
-    ``store(state, outputs)`` writes what ``function`` returned back into the state. The update is
-    ``store(state, function(np, *gather(state, inputs)))`` (:meth:`run`). The numba backend traces
-    ``function`` once (:mod:`ranvier.engine.array_trace`) and runs the trace compiled inside its loop,
-    between ``gather`` and ``store`` compiled by numba: those two take their sizes from the arrays'
-    shapes and use only what numba compiles (slices, ``reshape``, ``.T``, ``astype``). ``compiles`` is
-    False for a function the tracer cannot record (LTC's three-dimensional synapse tensors), which then
-    runs in numpy on the host.
+    ``function(xp, *arrays)`` returns the update's results (an array or a tuple) from 2-d float64
+    arrays, with ``xp`` numpy or anything that offers the torch functions it calls.
+    ``gather(state, inputs)`` gives those arrays as views of the population's state and inputs
+    (float64 ``(input rows, width)``: the ports in :meth:`ValueModel.ports` order, each port's
+    channels in turn, all ports of one width), and ``destinations(state, *results)`` the views of
+    the state the results are written into, in order. Both take their sizes from the arrays'
+    shapes and use only slices, ``.T`` and ``reshape`` of contiguous rows, which numba compiles
+    quickly: the numba backend traces ``function`` once (:mod:`ranvier.engine.array_trace`) and
+    runs the trace compiled inside its loop, between ``gather`` and the copy into the
+    destinations. ``compiles`` is False for a function the tracer cannot record (LTC's
+    three-dimensional synapse tensors), which then runs in numpy on the host.
     """
 
     function: Callable[..., Any]
-    gather: Callable[[np.ndarray, Mapping[str, np.ndarray]], tuple[np.ndarray, ...]]
-    store: Callable[[np.ndarray, Any], None]
+    gather: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]]
+    destinations: Callable[..., tuple[np.ndarray, ...]]
     compiles: bool = True
 
-    def run(self, state: np.ndarray, inputs: Mapping[str, np.ndarray]) -> None:
-        """One update in numpy: the reference the compiled trace follows."""
-        self.store(state, self.function(np, *self.gather(state, inputs)))
+    def run(self, state: np.ndarray, inputs: np.ndarray, compiled: Callable[..., Any] | None = None) -> None:
+        """One update (``inputs`` as for ``gather``): in numpy and float64, the reference the compiled trace
+        follows, or with ``compiled(*arrays)`` (the trace compiled for the host) in place of the function."""
+        arrays = [np.asarray(a, dtype=np.float64) for a in self.gather(state, inputs)]
+        returned = self.function(np, *arrays) if compiled is None else compiled(*arrays)
+        results = returned if isinstance(returned, tuple) else (returned,)
+        for view, result in zip(self.destinations(state, *results), results, strict=True):
+            view[...] = result
 
 
 class ValueModel(Model):

@@ -165,7 +165,7 @@ class ValueStage:
             emitted = model.advance(population.state, inputs, population.params, population.dt)
         else:
             step, run = compiled
-            step.store(population.state, run(*step.gather(population.state, stacked)))
+            step.run(population.state, stacked, run)
             emitted = None
         updates = stats.neuron_updates_by_population
         updates[population.name] = updates.get(population.name, 0) + population.n

@@ -195,19 +195,17 @@ class ELM(ValueModel):
         def function(xp: Any, x: Any, state: Any) -> tuple[Any, Any]:
             return elm_step(xp, weights, x, state[:, :size], elapsed)
 
-        return ArrayStep(function, self._gather, self._store)
+        return ArrayStep(function, self._gather, self._destinations)
 
     @staticmethod
     def _gather(state: np.ndarray, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = state.shape[1]
-        return inputs[0].reshape(n, inputs.shape[1] // n), state.T.astype(np.float64)
+        return inputs[0].reshape(n, inputs.shape[1] // n), state.T
 
     @staticmethod
-    def _store(state: np.ndarray, outputs: tuple[np.ndarray, np.ndarray]) -> None:
-        output, memory = outputs
+    def _destinations(state: np.ndarray, output: np.ndarray, memory: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         size = memory.shape[1]
-        state[0:size] = memory.T
-        state[size:] = output.T
+        return state[size:].T, state[0:size].T
 
 
 def _linear(rng: np.random.Generator, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:

@@ -77,17 +77,16 @@ class LiquidModel(ValueModel):
         def function(xp: Any, x: Any, h: Any) -> tuple[Any, Any]:
             return step(xp, weights, terms, x, h, elapsed)
 
-        return ArrayStep(function, self._gather, self._store, compiles=self._traceable)
+        return ArrayStep(function, self._gather, self._destinations, compiles=self._traceable)
 
     @staticmethod
     def _gather(state: np.ndarray, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return inputs[0:1], state[0:1].astype(np.float64)
+        return inputs[0:1], state[0:1]
 
     @staticmethod
-    def _store(state: np.ndarray, outputs: tuple[np.ndarray, np.ndarray]) -> None:
-        output, hidden = outputs
-        state[0:1] = hidden
-        state[1:2, 0:output.shape[1]] = output
+    def _destinations(state: np.ndarray, output: np.ndarray, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # rows 0 (h) and 1 (output: the model's outputs, then zeros)
+        return state[1:2, 0:output.shape[1]], state[0:1]
 
     def _stepping_terms(self, unit_time: bool) -> tuple[Any, Any]:
         """The float64 weights and ``_arrange``'s terms, computed once per weights object and kind of elapsed time."""

@@ -99,13 +99,64 @@ def _write(trace: Trace) -> str:
             else:
                 w(f"t{index} = scratch[{scratch}:{scratch + rows * columns}].reshape(({rows}, {columns}))")
                 scratch += rows * columns
-        for operation in trace.operations:
-            _write_operation(w, trace, operation)
+        for group in _groups(trace):
+            if len(group) > 1 or group[0][0] in ("binary", "unary"):
+                _write_elementwise(w, trace, group)
+            else:
+                _write_operation(w, trace, group[0])
         for k, index in enumerate(trace.outputs):
             rows, columns = trace.shapes[index]
             with w.block(f"for i in range({rows}):"), w.block(f"for j in range({columns}):"):
                 w(f"out{k}[i, j] = t{index}[i, j]")
     return "\n".join(w.lines) + "\n"
+
+
+def _groups(trace: Trace) -> list[list[tuple]]:
+    """The operations in order, runs of elementwise ones of one shape together: each run is one loop,
+    where an operation reads what an earlier one of its run wrote at the same ``[i, j]`` (every
+    compiled loop costs compile time, and a run of them passes over memory once).
+
+    A run ends at an operation of another shape, at a matrix product or concatenation, and before
+    one that reads a view of something its run computes (the view's entries are not all written yet).
+    """
+    groups: list[list[tuple]] = []
+    members: set[int] = set()
+    for operation in trace.operations:
+        elementwise = operation[0] in ("binary", "unary")
+        shape = trace.shapes[operation[1]]
+        joins = (elementwise and groups and groups[-1][0][0] in ("binary", "unary")
+                 and trace.shapes[groups[-1][0][1]] == shape
+                 and not any(o[0] == "node" and o[1] not in members and _viewed_base(trace, o[1]) in members
+                             for o in operation[3:]))
+        if joins:
+            groups[-1].append(operation)
+        else:
+            groups.append([operation])
+            members = set()
+        members.add(operation[1])
+    return groups
+
+
+def _viewed_base(trace: Trace, index: int) -> int:
+    """The node a view (of a view ...) looks into; the node itself when it is not a view."""
+    while trace.nodes[index][0] == "view":
+        index = trace.nodes[index][1]
+    return index
+
+
+def _write_elementwise(w: SourceWriter, trace: Trace, group: list[tuple]) -> None:
+    """A run of elementwise operations of one shape as one loop; values made in the run are read as locals."""
+    rows, columns = trace.shapes[group[0][1]]
+    made: set[int] = set()
+    with w.block(f"for i in range({rows}):"), w.block(f"for j in range({columns}):"):
+        for operation in group:
+            kind, out = operation[0], operation[1]
+            operands = [f"v{o[1]}" if o[0] == "node" and o[1] in made else _element(trace, o, (rows, columns))
+                        for o in operation[3:]]
+            template = _BINARY[operation[2]] if kind == "binary" else _UNARY[operation[2]]
+            w(f"v{out} = {template.format(*(f'({o})' for o in operands))}")
+            w(f"t{out}[i, j] = v{out}")
+            made.add(out)
 
 
 def _element(trace: Trace, operand: tuple, shape: tuple[int, int]) -> str:
@@ -129,17 +180,10 @@ def _name(operand: tuple) -> str:
 
 
 def _write_operation(w: SourceWriter, trace: Trace, operation: tuple) -> None:
+    """A matrix product or a concatenation."""
     kind, out = operation[0], operation[1]
     rows, columns = trace.shapes[out]
-    if kind in ("binary", "unary"):
-        if kind == "binary":
-            expression = _BINARY[operation[2]].format(*(f"({_element(trace, o, (rows, columns))})"
-                                                        for o in operation[3:]))
-        else:
-            expression = _UNARY[operation[2]].format(f"({_element(trace, operation[3], (rows, columns))})")
-        with w.block(f"for i in range({rows}):"), w.block(f"for j in range({columns}):"):
-            w(f"t{out}[i, j] = {expression}")
-    elif kind == "matmul":
+    if kind == "matmul":
         left, right = _name(operation[2]), _name(operation[3])
         inner = _shape(trace, operation[2])[1]
         with w.block(f"for i in range({rows}):"):

@@ -373,9 +373,8 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     w()
     w()
     # typed lists need numba's reference counting, and so does a parallel update's reduction (the
-    # drives' event counts: its callers are compiled with the runtime too), and an array step's gather
-    # and store (copies and slice assignments); tuples of arrays do not
-    runtime = listed or bool(together) or blocks_update or any(value.trace is not None for value in lowered.values)
+    # drives' event counts: its callers are compiled with the runtime too); tuples of arrays do not
+    runtime = listed or bool(together) or blocks_update
     w(f"@njit(cache=True, nogil=True{'' if runtime else ', _nrt=False'})")
     w(f"def advance({', '.join(arguments)}):")
     with w.indent():
@@ -621,32 +620,32 @@ def _write_value_steps(w: SourceWriter, lowered: LoweredNetwork) -> None:
 
 
 def _array_scratch(trace: Trace) -> int:
-    """Length of an array step's scratch vector: the trace's own, then its outputs one after the other."""
+    """Length of an array step's scratch vector: the trace's own, then arrays of its results' shapes."""
     return array_program.scratch_size(trace) + sum(rows * columns for rows, columns in trace.output_shapes)
 
 
 def _write_array_update(w: SourceWriter, v: int, trace: Trace) -> None:
     """``_update_values{v}`` of a population with an array step: its model's ``gather``, the compiled trace
-    (``_array_step{v}``, :mod:`.array_program`), its ``store``; returns how many state entries are not finite."""
-    w(f"_gather{v} = njit(_py_gather{v})")
-    w(f"_store{v} = njit(_py_store{v})")
+    (``_array_step{v}``, :mod:`.array_program`) writing into the views ``destinations`` gives (which it
+    is handed arrays of the results' shapes for); returns how many state entries are not finite."""
+    w(f"_gather{v} = njit(_nrt=False)(_py_gather{v})")
+    w(f"_destinations{v} = njit(_nrt=False)(_py_destinations{v})")
     w()
     w()
-    w("@njit(cache=True, nogil=True)")
+    w("@njit(cache=True, nogil=True, _nrt=False)")
     w(f"def _update_values{v}(state, consts, inputs, scratch):")
     with w.indent():
         w(f"arrays = _gather{v}(state, inputs)")
-        offset = array_program.scratch_size(trace)
-        outputs = []
+        own = array_program.scratch_size(trace)
+        offset, shaped = own, []
         for o, (rows, columns) in enumerate(trace.output_shapes):
-            w(f"out{o} = scratch[{offset}:{offset + rows * columns}].reshape(({rows}, {columns}))")
-            outputs.append(f"out{o}")
+            w(f"shape{o} = scratch[{offset}:{offset + rows * columns}].reshape(({rows}, {columns}))")
+            shaped.append(f"shape{o}")
             offset += rows * columns
+        w(f"views = _destinations{v}(state, {', '.join(shaped)})")
         arrays = [f"arrays[{a}]" for a in range(len(trace.input_shapes))]
-        w(f"_array_step{v}({', '.join(arrays)}, consts, scratch[:{max(1, array_program.scratch_size(trace))}], "
-          f"{', '.join(outputs)})")
-        returned = "(" + ", ".join(outputs) + ",)" if trace.returns_tuple else outputs[0]
-        w(f"_store{v}(state, {returned})")
+        views = [f"views[{o}]" for o in range(len(trace.output_shapes))]
+        w(f"_array_step{v}({', '.join(arrays)}, consts, scratch[:{max(1, own)}], {', '.join(views)})")
         w("count = 0")
         with w.block("for row in range(state.shape[0]):"), w.block("for i in range(state.shape[1]):"):
             with w.block("if state[row, i] - state[row, i] != 0.0:"):
@@ -877,7 +876,7 @@ def _model_functions(lowered: LoweredNetwork) -> dict[str, object]:
     for v, value in enumerate(lowered.values):
         if value.trace is not None:
             functions[f"_py_gather{v}"] = value.array_step.gather
-            functions[f"_py_store{v}"] = value.array_step.store
+            functions[f"_py_destinations{v}"] = value.array_step.destinations
             functions[f"_array_step{v}"] = array_program.load(value.trace)
             continue
         functions[f"_py_value_step{v}"] = value.step_function
