@@ -1,4 +1,4 @@
-"""Array steps (CfC, ELM, a user's matrix model): traced once, compiled, run inside the numba backend's loop."""
+"""Array steps (CfC, LTC, ELM, a user's matrix model): traced once, compiled, run inside the numba backend's loop."""
 
 import warnings
 
@@ -72,13 +72,36 @@ def test_a_compiled_step_refuses_inputs_of_another_shape():
         compiled(np.zeros((1, 5)), arrays[1])
 
 
-def test_ltc_steps_are_not_traced():
+@pytest.mark.parametrize("units", [8, AutoNCP(10, 3)])
+@pytest.mark.parametrize("time_unit", [None, 2e-3])
+def test_traced_ltc_step_matches_its_numpy_step(units, time_unit):
+    # LTC's synapses are three-dimensional (post, batch, pre): broadcasting, a batched matrix product,
+    # integer indexing, .T and reshape are all traced
     torch.manual_seed(0)
-    model = rv.neurons.LTC.from_ncps(NcpsLTC(4, 8))
-    step = model.array_step(8, 1e-3)
-    assert not step.compiles
-    with pytest.raises(UntraceableError, match="traced arrays have no .reshape."):
-        trace(step.function, *step.gather(np.zeros((2, 8)), np.zeros((1, 4))))
+    model = rv.neurons.LTC.from_ncps(NcpsLTC(4, units))
+    model.time_unit = time_unit
+    step = model.array_step(model.state_size, 1e-3)
+    rng = np.random.default_rng(3)
+    state = rng.normal(size=(2, model.state_size))
+    inputs = rng.normal(size=(1, 4))
+    arrays = step.gather(state, inputs)
+    expected = step.function(np, *arrays)
+    got = CompiledStep(trace(step.function, *arrays))(*arrays)
+    assert np.abs(expected[1] - state[0:1]).max() > 0.01
+    for a, b in zip(expected, got, strict=True):
+        np.testing.assert_allclose(b, a, rtol=0, atol=STEP_TOLERANCE)
+
+
+def test_what_the_tracer_does_not_record_raises_untraceable_error():
+    x = np.ones((2, 3))
+    with pytest.raises(UntraceableError, match="xp.cos is not traced"):
+        trace(lambda xp, a: xp.cos(a), x)
+    with pytest.raises(UntraceableError, match="numpy's add.__call__ on a traced array is not traced"):
+        trace(lambda xp, a: np.add(a, 1.0, out=np.empty((2, 3))), x)
+    with pytest.raises(UntraceableError, match="only slices, integers and None"):
+        trace(lambda xp, a: a[np.array([0, 1])], x)
+    with pytest.raises(UntraceableError, match="does not depend on its inputs"):
+        trace(lambda xp, a: np.zeros((2, 3)), x)
 
 
 def test_the_model_languages_tanh_compiled_in_a_loop_is_numpys_bit_for_bit():
@@ -138,10 +161,13 @@ def _mixed_network(liquid_model, elm_model):
     cfc = net.population(liquid_model, name="cfc", dt=2 * ms)
     elm = net.population(elm_model, n=2, name="elm")
     lif = net.population(rv.neurons.LIF(), n=4, name="lif")
+    torch.manual_seed(1)
+    ltc = net.population(rv.neurons.LTC.from_ncps(NcpsLTC(6, 5)), name="ltc", dt=3 * ms)
+    net.connect(source, ltc, rv.connect.OneToOne(), weight=0.5, receptor="input")
     net.connect(source, cfc, rv.connect.OneToOne(), weight=1.0, receptor="input")
     net.connect(source, elm, rv.connect.FixedInDegree(2), weight=0.7, receptor="input", delay=2 * ms)
     net.connect(cfc, lif, rv.connect.AllToAll(), weight=2.0, receptor="exc")
-    monitors = [net.record(cfc, "output"), net.record(elm, "output"), net.record(lif, "v")]
+    monitors = [net.record(cfc, "output"), net.record(elm, "output"), net.record(lif, "v"), net.record(ltc, "output")]
     return net, monitors
 
 
@@ -163,6 +189,7 @@ def test_array_steps_run_inside_the_numba_loop_and_match_numpy(monkeypatch):
     # the whole run is one stretch of compiled code: no window returns to Python
     assert calls == [(0, 60)]
     assert np.abs(results["numpy"][0]).max() > 0.1 and np.abs(results["numpy"][1]).max() > 0
+    assert np.ptp(results["numpy"][3]) > 0.01
     for a, b in zip(results["numpy"], results["numba"], strict=True):
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-11)
 

@@ -1,18 +1,20 @@
 """Recording a value model's array step: the operations one call of ``function(xp, *arrays)`` performs.
 
-CfC and ELM define their step once, as a function of the array namespace ``xp`` (numpy or
-torch) and of 2-d arrays ``(rows, columns)``. Called with a :class:`_Namespace` as ``xp`` and
-traced arrays as inputs, the function records each operation it performs (:func:`trace`); the
-compiled backends write the record as one compiled function
-(:mod:`ranvier.engine.backends.array_program`). The trace computes every value with numpy as it
-goes, so shapes are known and fixed, and arrays the function reads that are not traced inputs
-(its weights) become the trace's constants, copied when it is traced.
+CfC, LTC and ELM define their step once, as a function of the array namespace ``xp`` (numpy or
+torch). Called with a :class:`_Namespace` as ``xp`` and traced arrays as inputs, the function
+records each operation it performs (:func:`trace`); the compiled backends write the record as one
+compiled function (:mod:`ranvier.engine.backends.array_program`). The trace computes every value
+with numpy as it goes, so shapes are known and fixed, and arrays the function reads that are not
+traced inputs (its weights) become the trace's constants, copied when it is traced.
 
-The torch operations that ``xp is not np`` branches pick are recorded with their numpy branch's
-formula (``lerp`` as ``start + weight (end - start)``, ``sigmoid`` as ``tanh(x / 2) / 2 + 1 / 2``,
-``addmm`` as ``bias + x @ w``), so the record holds the numpy reference's expressions in its
-order. An operation the tracer does not know (arrays of more than two dimensions, a ``reshape``,
-an ``out=`` argument) raises :class:`UntraceableError`.
+Recorded: elementwise ``+ - * /``, ``tanh``, ``exp``, ``abs``, ``log1p`` and negation with numpy's
+broadcasting, matrix products (batched over leading axes), basic indexing (slices, integers,
+``None``), ``.T``, ``reshape``, ``split`` and concatenation, whether the function calls them as
+numpy functions, operators or the torch functions that ``xp is not np`` branches pick; those
+(``lerp``, ``sigmoid``, ``addmm``) are recorded with their numpy branch's formula (``start +
+weight (end - start)``, ``tanh(x / 2) / 2 + 1 / 2``, ``bias + x @ w``), so the record holds the
+numpy reference's expressions in its order. Anything else (an ``out=`` argument, ``xp.cos``, an
+array index) raises :class:`UntraceableError`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ import numpy as np
 
 _NUMPY_BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
 _NUMPY_UNARY = {"tanh": np.tanh, "exp": np.exp, "abs": np.abs, "log1p": np.log1p, "neg": np.negative}
+#: numpy ufuncs a traced array records when numpy code calls them on it
+_UFUNCS = {np.add: "add", np.subtract: "sub", np.multiply: "mul", np.divide: "div", np.tanh: "tanh",
+           np.exp: "exp", np.absolute: "abs", np.log1p: "log1p", np.negative: "neg"}
 #: each traced function's traces by the shapes of its inputs: a model hands the same function to every
 #: lowering, and tracing it again would cost about half a millisecond
 _BY_FUNCTION: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -38,8 +43,6 @@ class UntraceableError(TypeError):
 class _Traced:
     """An array of the traced function: node ``index`` of its trace, with its value computed by numpy."""
 
-    __array_ufunc__ = None  # numpy arrays and scalars defer to our reflected operators
-
     def __init__(self, trace: _Trace, index: int, value: np.ndarray):
         self.trace = trace
         self.index = index
@@ -49,12 +52,22 @@ class _Traced:
     def shape(self) -> tuple[int, ...]:
         return self.value.shape
 
-    def dim(self) -> int:
-        return 2
-
     @property
     def ndim(self) -> int:
-        return 2
+        return self.value.ndim
+
+    def dim(self) -> int:
+        return self.value.ndim
+
+    @property
+    def T(self) -> _Traced:  # noqa: N802 - numpy's name
+        return self.trace.view(self, ".T", self.value.T)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method != "__call__" or kwargs or ufunc not in _UFUNCS:
+            raise UntraceableError(f"numpy's {ufunc.__name__}.{method} on a traced array is not traced")
+        name = _UFUNCS[ufunc]
+        return self.trace.binary(name, *inputs) if name in _NUMPY_BINARY else self.trace.unary(name, *inputs)
 
     def __add__(self, other): return self.trace.binary("add", self, other)
     def __radd__(self, other): return self.trace.binary("add", other, self)
@@ -69,22 +82,18 @@ class _Traced:
     def __rmatmul__(self, other): return self.trace.matmul(other, self)
 
     def __getitem__(self, key):
-        if not (isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, slice) for k in key)):
-            raise UntraceableError(f"indexing a traced array with {key!r}: only [rows, columns] slices are traced")
-        bounds = []
-        for part, size in zip(key, self.shape, strict=True):
-            start, stop, stride = part.indices(size)
-            if stride != 1 or stop <= start:
-                raise UntraceableError(f"slice {part!r} of a traced array: only non-empty unit-stride slices")
-            bounds.append((start, stop))
-        return self.trace.view(self, *bounds)
+        return self.trace.view(self, _index_code(key, self.value.ndim), self.value[key])
+
+    def reshape(self, *shape) -> _Traced:
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], tuple | list) else shape
+        return self.trace.reshape(self, tuple(int(size) for size in shape))
 
     def split(self, sizes: Sequence[int], dim: int = -1) -> list[_Traced]:
-        if dim not in (-1, 1):
-            raise UntraceableError("a traced array splits along its columns only")
+        axis = dim % self.value.ndim
         blocks, start = [], 0
         for size in sizes:
-            blocks.append(self.trace.view(self, (0, self.shape[0]), (start, start + size)))
+            key = (slice(None),) * axis + (slice(start, start + size),)
+            blocks.append(self[key])
             start += size
         return blocks
 
@@ -92,34 +101,59 @@ class _Traced:
         raise UntraceableError(f"traced arrays have no {name!r}")
 
 
+def _index_code(key: Any, ndim: int) -> str:
+    """Basic indexing ``key`` (slices, integers, None, one Ellipsis) as the source of a numba index."""
+    parts = list(key) if isinstance(key, tuple) else [key]
+    if any(part is Ellipsis for part in parts):
+        at = parts.index(Ellipsis)
+        used = sum(1 for part in parts if part is not None and part is not Ellipsis)
+        parts[at:at + 1] = [slice(None)] * (ndim - used)
+    code, axis = [], 0
+    for part in parts:
+        if part is None:
+            code.append("None")
+            continue
+        if isinstance(part, slice):
+            if part.step not in (None, 1):
+                raise UntraceableError(f"a slice with step {part.step} of a traced array")
+            start = "" if part.start is None else str(int(part.start))
+            stop = "" if part.stop is None else str(int(part.stop))
+            code.append(f"{start}:{stop}")
+        elif isinstance(part, int | np.integer):
+            code.append(str(int(part)))
+        else:
+            raise UntraceableError(f"indexing a traced array with {part!r}: only slices, integers and None")
+        axis += 1
+    return "[" + ", ".join(code) + "]"
+
+
 def _plain(x: Any) -> Any:
-    """A constant operand as numpy: a 2-d float64 array, or a Python float."""
-    if isinstance(x, (int, float, np.floating, np.integer)):
+    """A constant operand as numpy: a float64 array, or a Python float."""
+    if isinstance(x, int | float | np.floating | np.integer):
         return float(x)
     array = np.asarray(x, dtype=np.float64)
-    if array.ndim == 0:
-        return float(array)
-    if array.ndim == 1:
-        return array[None]
-    if array.ndim != 2:
-        raise UntraceableError(f"an operand of {array.ndim} dimensions: only 2-d arrays are traced")
-    return array
+    return float(array) if array.ndim == 0 else array
+
+
+def _numeric(x: Any) -> Any:
+    """A traced array's value, or a constant as :func:`_plain` has it."""
+    return x.value if isinstance(x, _Traced) else _plain(x)
 
 
 class _Trace:
     """The operations of one call: nodes (inputs, results, views), constants and operations in order."""
 
     def __init__(self) -> None:
-        self.shapes: list[tuple[int, int]] = []
-        #: per node: ("input", position), ("result",) or ("view", base, (row0, row1), (col0, col1))
+        self.shapes: list[tuple[int, ...]] = []
+        #: per node: ("input", position), ("result",) or ("view", base node, index code such as "[:, 0:4]")
         self.nodes: list[tuple] = []
         self.operations: list[tuple] = []
         self.constants: list[np.ndarray] = []
 
     def _node(self, value: np.ndarray, how: tuple) -> _Traced:
         value = np.asarray(value, dtype=np.float64)
-        if value.ndim != 2:
-            raise UntraceableError(f"a traced value of shape {value.shape}: only 2-d arrays are traced")
+        if value.ndim == 0:
+            raise UntraceableError("a traced value of no dimensions")
         self.shapes.append(value.shape)
         self.nodes.append(how)
         return _Traced(self, len(self.nodes) - 1, value)
@@ -155,24 +189,19 @@ class _Trace:
 
     def matmul(self, a: Any, b: Any) -> _Traced:
         left, right = _numeric(a), _numeric(b)
-        if isinstance(left, float) or isinstance(right, float):
-            raise UntraceableError("a matrix product with a scalar")
+        if np.ndim(left) < 2 or np.ndim(right) < 2:
+            raise UntraceableError("a matrix product of an operand with fewer than two dimensions")
         return self._result(left @ right, ("matmul", self._operand(a), self._operand(b)))
 
     def concatenate(self, parts: Sequence[Any], axis: int) -> _Traced:
-        if axis not in (0, 1, -1):
-            raise UntraceableError(f"concatenating traced arrays along axis {axis}")
-        axis = 1 if axis == -1 else axis
         value = np.concatenate([_numeric(part) for part in parts], axis)
-        return self._result(value, ("concatenate", axis, [self._operand(part) for part in parts]))
+        return self._result(value, ("concatenate", axis % value.ndim, [self._operand(part) for part in parts]))
 
-    def view(self, base: _Traced, rows: tuple[int, int], columns: tuple[int, int]) -> _Traced:
-        return self._node(base.value[rows[0]:rows[1], columns[0]:columns[1]], ("view", base.index, rows, columns))
+    def reshape(self, base: _Traced, shape: tuple[int, ...]) -> _Traced:
+        return self._result(base.value.reshape(shape), ("reshape", self._operand(base)))
 
-
-def _numeric(x: Any) -> Any:
-    """A traced array's value, or a constant as :func:`_plain` has it."""
-    return x.value if isinstance(x, _Traced) else _plain(x)
+    def view(self, base: _Traced, code: str, value: np.ndarray) -> _Traced:
+        return self._node(value, ("view", base.index, code))
 
 
 class _Namespace:
@@ -229,7 +258,7 @@ class Trace:
     """What one call did: its nodes and their shapes, its operations in order, its constants, and which
     nodes it returned (see :class:`_Trace` for the node and operation records)."""
 
-    shapes: tuple[tuple[int, int], ...]
+    shapes: tuple[tuple[int, ...], ...]
     nodes: tuple[tuple, ...]
     operations: tuple[tuple, ...]
     constants: tuple[np.ndarray, ...]
@@ -238,11 +267,11 @@ class Trace:
     returns_tuple: bool = True
 
     @property
-    def input_shapes(self) -> list[tuple[int, int]]:
+    def input_shapes(self) -> list[tuple[int, ...]]:
         return [self.shapes[index] for index, how in enumerate(self.nodes) if how[0] == "input"]
 
     @property
-    def output_shapes(self) -> list[tuple[int, int]]:
+    def output_shapes(self) -> list[tuple[int, ...]]:
         return [self.shapes[index] for index in self.outputs]
 
     def packed_constants(self) -> np.ndarray:
@@ -252,7 +281,7 @@ class Trace:
 
 def trace(function: Callable[..., Any], *examples: np.ndarray) -> Trace:
     """Record ``function(xp, *inputs)`` (returning an array or a tuple of arrays) called on ``examples``,
-    2-d arrays of the shapes it will be called with; :class:`UntraceableError` where it cannot be traced.
+    arrays of the shapes it will be called with; :class:`UntraceableError` where it cannot be traced.
 
     A function is traced once per shape of its inputs: the arrays it reads besides them must not change."""
     shapes = tuple(np.shape(example) for example in examples)

@@ -454,7 +454,7 @@ def backend_values(network: Network,
                    array_steps: ArraySteps) -> dict[int, tuple[ArrayStep, Trace | None] | None]:
     """The value populations the backend updates, by index: None for an elementwise one, and, unless
     ``array_steps`` is ``HOST``, ``(step, its trace or None)`` for one with a
-    :meth:`~ranvier.engine.model.ValueModel.array_step` that compiles, its ports all of one width
+    :meth:`~ranvier.engine.model.ValueModel.array_step`, its ports all of one width
     (``TRACED``: and whose step traces; one that does not says why in a warning). The others update
     on the host."""
     updated: dict[int, tuple[ArrayStep, Trace] | None] = {}
@@ -466,7 +466,7 @@ def backend_values(network: Network,
             updated[population.index] = None
             continue
         step = model.array_step(population.n, population.dt) if array_steps is not ArraySteps.HOST else None
-        if step is None or not step.compiles:
+        if step is None:
             continue
         ports = model.ports(population.n)
         widths = {width for width, _ in ports.values()}

@@ -518,14 +518,13 @@ class ArrayStep:
     shapes and use only slices, ``.T`` and ``reshape`` of contiguous rows, which numba compiles
     quickly: the numba backend traces ``function`` once (:mod:`ranvier.engine.array_trace`) and
     runs the trace compiled inside its loop, between ``gather`` and the copy into the
-    destinations. ``compiles`` is False for a function the tracer cannot record (LTC's
-    three-dimensional synapse tensors), which then runs in numpy on the host.
+    destinations; a function the tracer cannot record runs in numpy on the host, with a warning
+    that says why.
     """
 
     function: Callable[..., Any]
     gather: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]]
     destinations: Callable[..., tuple[np.ndarray, ...]]
-    compiles: bool = True
 
     def run(self, state: np.ndarray, inputs: np.ndarray, compiled: Callable[..., Any] | None = None) -> None:
         """One update (``inputs`` as for ``gather``): in numpy and float64, the reference the compiled trace

@@ -2,10 +2,10 @@
 
 Elementwise value populations (a model-language ``step``: Kuramoto, AKOrN, Astrocyte) update
 inside the backends (:mod:`ranvier.engine.backends.value_updates` gives the order), and so do
-those with an :class:`~ranvier.engine.model.ArrayStep` (CfC, ELM) on numpy and numba (on numba
-traced and compiled). The others (LTC, torch ``Rate``, a user's ``advance``) update here, on the
-host, once per window of their own ``dt``, with their array code; on the cuda backend so do CfC
-and ELM, their traces compiled for the CPU (:mod:`ranvier.engine.backends.array_program`).
+those with an :class:`~ranvier.engine.model.ArrayStep` (CfC, LTC, ELM) on numpy and numba (on
+numba traced and compiled). The others (torch ``Rate``, a user's ``advance``) update here, on the
+host, once per window of their own ``dt``, with their array code; on the cuda backend so do CfC,
+LTC and ELM, their traces compiled for the CPU (:mod:`ranvier.engine.backends.array_program`).
 
 Timing, for a value population with a window of ``m`` steps (``dt_pop = m dt``):
 
@@ -110,7 +110,7 @@ class ValueStage:
         for population in self.populations:
             step = population.model.array_step(population.n, population.dt)
             stacked = self._inputs[population.name][0]
-            if step is None or not step.compiles or stacked is None:
+            if step is None or stacked is None:
                 continue
             try:
                 traced = trace(step.function, *step.gather(population.state, stacked))

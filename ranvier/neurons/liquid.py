@@ -26,8 +26,7 @@ class LiquidModel(ValueModel):
     A subclass gives its sequence function as ``_sequence`` and its step in two parts: ``_arrange``
     (the float64 weights arranged for stepping, which an engine population computes once) and
     ``_step`` (one step from them, ``(xp, weights, terms, x, h, elapsed) -> (output, new h)``), which
-    :meth:`array_step` hands to the backends. ``_traceable`` says whether the numba backend can
-    compile that step (see :class:`~ranvier.engine.model.ArrayStep`).
+    :meth:`array_step` hands to the backends (see :class:`~ranvier.engine.model.ArrayStep`).
     """
 
     weights: Any
@@ -57,8 +56,6 @@ class LiquidModel(ValueModel):
                              "as a population, connect a projection as the readout instead of proj_size")
         return {"h": 0.0, "output": 0.0}
 
-    _traceable: bool = True
-
     def advance(self, state: np.ndarray, inputs: Any, params: Any, dt: float) -> None:
         # no input check (forward's): projection weights are finite and the engine checks every state after each update
         self.array_step(state.shape[1], dt).run(state, inputs["input"])
@@ -77,7 +74,7 @@ class LiquidModel(ValueModel):
         def function(xp: Any, x: Any, h: Any) -> tuple[Any, Any]:
             return step(xp, weights, terms, x, h, elapsed)
 
-        return ArrayStep(function, self._gather, self._destinations, compiles=self._traceable)
+        return ArrayStep(function, self._gather, self._destinations)
 
     @staticmethod
     def _gather(state: np.ndarray, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -235,9 +235,6 @@ class LTC(LiquidModel):
     def _arrange(weights: LTCWeights, unit_time: bool) -> LTCTerms:
         return ltc_terms(np, weights)
 
-    #: its synapse tensors are three-dimensional, which the numba backend's tracer does not record
-    _traceable = False
-
     @staticmethod
     def _step(xp: Any, weights: LTCWeights, terms: LTCTerms, x: Any, v: Any, elapsed: float) -> tuple[Any, Any]:
         return _ltc_unfolds(xp, weights, terms, ltc_sensory(xp, weights, terms, x), v, elapsed)

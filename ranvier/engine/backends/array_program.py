@@ -1,4 +1,4 @@
-"""A traced array step written as one numba function: how the numba backend runs CfC and ELM.
+"""A traced array step written as one numba function: how the numba backend runs CfC, LTC and ELM.
 
 :func:`ranvier.engine.array_trace.trace` records the operations of a model's array step; this
 module writes them as loops in one compiled function, ``advance(*inputs, constants, scratch,
@@ -15,6 +15,9 @@ last place per operation.
 """
 
 from __future__ import annotations
+
+import contextlib
+import math
 
 import numpy as np
 
@@ -44,8 +47,7 @@ def load(trace: Trace) -> object:
 
 def scratch_size(trace: Trace) -> int:
     """Length of the scratch vector ``trace``'s compiled step needs: one block per result it computes."""
-    return sum(rows * columns for (rows, columns), how in zip(trace.shapes, trace.nodes, strict=True)
-               if how[0] == "result")
+    return sum(math.prod(shape) for shape, how in zip(trace.shapes, trace.nodes, strict=True) if how[0] == "result")
 
 
 class CompiledStep:
@@ -86,46 +88,54 @@ def _write(trace: Trace) -> str:
     scratch = 0
     with w.indent():
         for k, constant in enumerate(trace.constants):
-            rows, columns = constant.shape
-            w(f"k{k} = constants[{offset}:{offset + constant.size}].reshape(({rows}, {columns}))")
+            w(f"k{k} = constants[{offset}:{offset + constant.size}].reshape({constant.shape!r})")
             offset += constant.size
         for index, how in enumerate(trace.nodes):
-            rows, columns = trace.shapes[index]
+            shape = trace.shapes[index]
             if how[0] == "input":
                 w(f"t{index} = x{how[1]}")
             elif how[0] == "view":
-                _, base, (r0, r1), (c0, c1) = how
-                w(f"t{index} = t{base}[{r0}:{r1}, {c0}:{c1}]")
+                w(f"t{index} = t{how[1]}{how[2]}")
             else:
-                w(f"t{index} = scratch[{scratch}:{scratch + rows * columns}].reshape(({rows}, {columns}))")
-                scratch += rows * columns
+                size = math.prod(shape)
+                w(f"f{index} = scratch[{scratch}:{scratch + size}]")
+                w(f"t{index} = f{index}.reshape({shape!r})")
+                scratch += size
         for group in _groups(trace):
-            if len(group) > 1 or group[0][0] in ("binary", "unary"):
+            if group[0][0] in ("binary", "unary"):
                 _write_elementwise(w, trace, group)
             else:
                 _write_operation(w, trace, group[0])
         for k, index in enumerate(trace.outputs):
-            rows, columns = trace.shapes[index]
-            with w.block(f"for i in range({rows}):"), w.block(f"for j in range({columns}):"):
-                w(f"out{k}[i, j] = t{index}[i, j]")
+            shape = trace.shapes[index]
+            with _loops(w, shape) as at:
+                w(f"out{k}[{at}] = t{index}[{at}]")
     return "\n".join(w.lines) + "\n"
+
+
+@contextlib.contextmanager
+def _loops(w: SourceWriter, shape: tuple[int, ...], prefix: str = "a"):
+    """Nested loops over ``shape`` (``a0``, ``a1``, ...); yields the index ``"a0, a1, ..."``."""
+    with contextlib.ExitStack() as stack:
+        for axis, size in enumerate(shape):
+            stack.enter_context(w.block(f"for {prefix}{axis} in range({size}):"))
+        yield ", ".join(f"{prefix}{axis}" for axis in range(len(shape)))
 
 
 def _groups(trace: Trace) -> list[list[tuple]]:
     """The operations in order, runs of elementwise ones of one shape together: each run is one loop,
-    where an operation reads what an earlier one of its run wrote at the same ``[i, j]`` (every
-    compiled loop costs compile time, and a run of them passes over memory once).
+    where an operation reads what an earlier one of its run wrote at the same index (every compiled
+    loop costs compile time, and a run of them passes over memory once).
 
-    A run ends at an operation of another shape, at a matrix product or concatenation, and before
-    one that reads a view of something its run computes (the view's entries are not all written yet).
+    A run ends at an operation of another shape, at any other operation, and before one that reads a
+    view of something its run computes (the view's entries are not all written yet).
     """
     groups: list[list[tuple]] = []
     members: set[int] = set()
     for operation in trace.operations:
         elementwise = operation[0] in ("binary", "unary")
-        shape = trace.shapes[operation[1]]
         joins = (elementwise and groups and groups[-1][0][0] in ("binary", "unary")
-                 and trace.shapes[groups[-1][0][1]] == shape
+                 and trace.shapes[groups[-1][0][1]] == trace.shapes[operation[1]]
                  and not any(o[0] == "node" and o[1] not in members and _viewed_base(trace, o[1]) in members
                              for o in operation[3:]))
         if joins:
@@ -146,31 +156,20 @@ def _viewed_base(trace: Trace, index: int) -> int:
 
 def _write_elementwise(w: SourceWriter, trace: Trace, group: list[tuple]) -> None:
     """A run of elementwise operations of one shape as one loop; values made in the run are read as locals."""
-    rows, columns = trace.shapes[group[0][1]]
+    shape = trace.shapes[group[0][1]]
     made: set[int] = set()
-    with w.block(f"for i in range({rows}):"), w.block(f"for j in range({columns}):"):
+    with _loops(w, shape) as at:
         for operation in group:
             kind, out = operation[0], operation[1]
-            operands = [f"v{o[1]}" if o[0] == "node" and o[1] in made else _element(trace, o, (rows, columns))
+            operands = [f"v{o[1]}" if o[0] == "node" and o[1] in made else _element(trace, o, shape)
                         for o in operation[3:]]
             template = _BINARY[operation[2]] if kind == "binary" else _UNARY[operation[2]]
             w(f"v{out} = {template.format(*(f'({o})' for o in operands))}")
-            w(f"t{out}[i, j] = v{out}")
+            w(f"t{out}[{at}] = v{out}")
             made.add(out)
 
 
-def _element(trace: Trace, operand: tuple, shape: tuple[int, int]) -> str:
-    """``operand`` at ``[i, j]`` of a result of ``shape``, broadcast where it has one row or column."""
-    kind, what = operand
-    if kind == "scalar":
-        return repr(what)
-    own = _shape(trace, operand)
-    row = "i" if own[0] == shape[0] else "0"
-    column = "j" if own[1] == shape[1] else "0"
-    return f"{'t' if kind == 'node' else 'k'}{what}[{row}, {column}]"
-
-
-def _shape(trace: Trace, operand: tuple) -> tuple[int, int]:
+def _shape(trace: Trace, operand: tuple) -> tuple[int, ...]:
     """The shape of a node or constant operand."""
     return trace.shapes[operand[1]] if operand[0] == "node" else trace.constants[operand[1]].shape
 
@@ -179,27 +178,54 @@ def _name(operand: tuple) -> str:
     return f"{'t' if operand[0] == 'node' else 'k'}{operand[1]}"
 
 
+def _broadcast_index(own: tuple[int, ...], shape: tuple[int, ...], names: list[str]) -> str:
+    """The index of an operand of shape ``own`` at ``names`` (one per axis of ``shape``), numpy's
+    broadcasting: its axes align with the last ones, and an axis of one stays at 0."""
+    lead = len(shape) - len(own)
+    return ", ".join(names[lead + axis] if size == shape[lead + axis] else "0" for axis, size in enumerate(own))
+
+
+def _element(trace: Trace, operand: tuple, shape: tuple[int, ...]) -> str:
+    """``operand`` at ``[a0, a1, ...]`` of a result of ``shape``, broadcast as numpy does."""
+    if operand[0] == "scalar":
+        return repr(operand[1])
+    names = [f"a{axis}" for axis in range(len(shape))]
+    return f"{_name(operand)}[{_broadcast_index(_shape(trace, operand), shape, names)}]"
+
+
 def _write_operation(w: SourceWriter, trace: Trace, operation: tuple) -> None:
-    """A matrix product or a concatenation."""
+    """A matrix product, a concatenation or a reshape."""
     kind, out = operation[0], operation[1]
-    rows, columns = trace.shapes[out]
+    shape = trace.shapes[out]
     if kind == "matmul":
-        left, right = _name(operation[2]), _name(operation[3])
-        inner = _shape(trace, operation[2])[1]
-        with w.block(f"for i in range({rows}):"):
-            with w.block(f"for j in range({columns}):"):
-                w(f"t{out}[i, j] = 0.0")
+        left, right = operation[2], operation[3]
+        batch = shape[:-2]
+        inner = _shape(trace, left)[-1]
+        batch_names = [f"b{axis}" for axis in range(len(batch))]
+        left_at = _broadcast_index(_shape(trace, left)[:-2], batch, batch_names)
+        right_at = _broadcast_index(_shape(trace, right)[:-2], batch, batch_names)
+        out_at = "".join(f"{name}, " for name in batch_names)
+        with _loops(w, batch, "b"), w.block(f"for i in range({shape[-2]}):"):
+            with w.block(f"for j in range({shape[-1]}):"):
+                w(f"t{out}[{out_at}i, j] = 0.0")
             # the row of the right operand is contiguous: the inner loop runs along it
             with w.block(f"for q in range({inner}):"):
-                w(f"a = {left}[i, q]")
-                with w.block(f"for j in range({columns}):"):
-                    w(f"t{out}[i, j] += a * {right}[q, j]")
+                w(f"a = {_name(left)}[{left_at + ', ' if left_at else ''}i, q]")
+                with w.block(f"for j in range({shape[-1]}):"):
+                    w(f"t{out}[{out_at}i, j] += a * {_name(right)}[{right_at + ', ' if right_at else ''}q, j]")
+    elif kind == "reshape":
+        # row-major order, whatever the layout of the source (numba reshapes only contiguous arrays)
+        source = operation[2]
+        w("n = 0")
+        with _loops(w, _shape(trace, source)) as at:
+            w(f"f{out}[n] = {_name(source)}[{at}]")
+            w("n += 1")
     else:  # concatenate
         axis, parts = operation[2], operation[3]
         start = 0
         for part in parts:
-            shape = _shape(trace, part)
-            row_offset, column_offset = (start, 0) if axis == 0 else (0, start)
-            with w.block(f"for i in range({shape[0]}):"), w.block(f"for j in range({shape[1]}):"):
-                w(f"t{out}[i + {row_offset}, j + {column_offset}] = {_name(part)}[i, j]")
-            start += shape[axis]
+            part_shape = _shape(trace, part)
+            with _loops(w, part_shape) as at:
+                shifted = [f"a{a} + {start}" if a == axis else f"a{a}" for a in range(len(part_shape))]
+                w(f"t{out}[{', '.join(shifted)}] = {_name(part)}[{at}]")
+            start += part_shape[axis]

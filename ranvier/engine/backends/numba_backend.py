@@ -25,6 +25,7 @@ the same to the bit as numpy's on any number of threads. A population's Poisson 
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 
 import numba
@@ -621,7 +622,7 @@ def _write_value_steps(w: SourceWriter, lowered: LoweredNetwork) -> None:
 
 def _array_scratch(trace: Trace) -> int:
     """Length of an array step's scratch vector: the trace's own, then arrays of its results' shapes."""
-    return array_program.scratch_size(trace) + sum(rows * columns for rows, columns in trace.output_shapes)
+    return array_program.scratch_size(trace) + sum(math.prod(shape) for shape in trace.output_shapes)
 
 
 def _write_array_update(w: SourceWriter, v: int, trace: Trace) -> None:
@@ -638,10 +639,10 @@ def _write_array_update(w: SourceWriter, v: int, trace: Trace) -> None:
         w(f"arrays = _gather{v}(state, inputs)")
         own = array_program.scratch_size(trace)
         offset, shaped = own, []
-        for o, (rows, columns) in enumerate(trace.output_shapes):
-            w(f"shape{o} = scratch[{offset}:{offset + rows * columns}].reshape(({rows}, {columns}))")
+        for o, shape in enumerate(trace.output_shapes):
+            w(f"shape{o} = scratch[{offset}:{offset + math.prod(shape)}].reshape({shape!r})")
             shaped.append(f"shape{o}")
-            offset += rows * columns
+            offset += math.prod(shape)
         w(f"views = _destinations{v}(state, {', '.join(shaped)})")
         arrays = [f"arrays[{a}]" for a in range(len(trace.input_shapes))]
         views = [f"views[{o}]" for o in range(len(trace.output_shapes))]
