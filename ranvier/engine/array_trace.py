@@ -61,7 +61,8 @@ class _Traced:
 
     @property
     def T(self) -> _Traced:  # noqa: N802 - numpy's name
-        return self.trace.view(self, ".T", self.value.T)
+        ndim = self.value.ndim
+        return self.trace.view(self, tuple(("axis", axis, 0) for axis in reversed(range(ndim))), (), self.value.T)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         if method != "__call__" or kwargs or ufunc not in _UFUNCS:
@@ -82,7 +83,8 @@ class _Traced:
     def __rmatmul__(self, other): return self.trace.matmul(other, self)
 
     def __getitem__(self, key):
-        return self.trace.view(self, _index_code(key, self.value.ndim), self.value[key])
+        axes, fixed = _index_map(key, self.value.shape)
+        return self.trace.view(self, axes, fixed, self.value[key])
 
     def reshape(self, *shape) -> _Traced:
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], tuple | list) else shape
@@ -101,30 +103,32 @@ class _Traced:
         raise UntraceableError(f"traced arrays have no {name!r}")
 
 
-def _index_code(key: Any, ndim: int) -> str:
-    """Basic indexing ``key`` (slices, integers, None, one Ellipsis) as the source of a numba index."""
+def _index_map(key: Any, shape: tuple[int, ...]) -> tuple[tuple, tuple]:
+    """Basic indexing ``key`` (slices of unit step, integers, None, one Ellipsis) as a view's map: per axis
+    of the view, ``("new",)`` or ``("axis", base axis, first index)``, and the ``(base axis, index)`` pairs
+    that integers fix."""
     parts = list(key) if isinstance(key, tuple) else [key]
     if any(part is Ellipsis for part in parts):
         at = parts.index(Ellipsis)
         used = sum(1 for part in parts if part is not None and part is not Ellipsis)
-        parts[at:at + 1] = [slice(None)] * (ndim - used)
-    code, axis = [], 0
+        parts[at:at + 1] = [slice(None)] * (len(shape) - used)
+    axes, fixed, axis = [], [], 0
     for part in parts:
         if part is None:
-            code.append("None")
+            axes.append(("new",))
             continue
         if isinstance(part, slice):
-            if part.step not in (None, 1):
-                raise UntraceableError(f"a slice with step {part.step} of a traced array")
-            start = "" if part.start is None else str(int(part.start))
-            stop = "" if part.stop is None else str(int(part.stop))
-            code.append(f"{start}:{stop}")
+            start, _, step = part.indices(shape[axis])
+            if step != 1:
+                raise UntraceableError(f"a slice with step {step} of a traced array")
+            axes.append(("axis", axis, start))
         elif isinstance(part, int | np.integer):
-            code.append(str(int(part)))
+            fixed.append((axis, int(part) % shape[axis]))
         else:
             raise UntraceableError(f"indexing a traced array with {part!r}: only slices, integers and None")
         axis += 1
-    return "[" + ", ".join(code) + "]"
+    axes += [("axis", rest, 0) for rest in range(axis, len(shape))]
+    return tuple(axes), tuple(fixed)
 
 
 def _plain(x: Any) -> Any:
@@ -145,7 +149,8 @@ class _Trace:
 
     def __init__(self) -> None:
         self.shapes: list[tuple[int, ...]] = []
-        #: per node: ("input", position), ("result",) or ("view", base node, index code such as "[:, 0:4]")
+        #: per node: ("input", position), ("result",) or ("view", base node, axes, fixed) (see
+        #: :func:`_index_map`; the base is never itself a view)
         self.nodes: list[tuple] = []
         self.operations: list[tuple] = []
         self.constants: list[np.ndarray] = []
@@ -200,8 +205,24 @@ class _Trace:
     def reshape(self, base: _Traced, shape: tuple[int, ...]) -> _Traced:
         return self._result(base.value.reshape(shape), ("reshape", self._operand(base)))
 
-    def view(self, base: _Traced, code: str, value: np.ndarray) -> _Traced:
-        return self._node(value, ("view", base.index, code))
+    def view(self, base: _Traced, axes: tuple, fixed: tuple, value: np.ndarray) -> _Traced:
+        """A view of ``base`` (a view of a view is made a view of the first one's base)."""
+        how = self.nodes[base.index]
+        if how[0] == "view":
+            _, root, root_axes, root_fixed = how
+            composed, pinned = [], list(root_fixed)
+            for axis in axes:
+                if axis[0] == "new" or root_axes[axis[1]][0] == "new":
+                    composed.append(("new",))
+                else:
+                    _, root_axis, start = root_axes[axis[1]]
+                    composed.append(("axis", root_axis, start + axis[2]))
+            for view_axis, index in fixed:
+                if root_axes[view_axis][0] == "axis":
+                    _, root_axis, start = root_axes[view_axis]
+                    pinned.append((root_axis, start + index))
+            return self._node(value, ("view", root, tuple(composed), tuple(pinned)))
+        return self._node(value, ("view", base.index, axes, fixed))
 
 
 class _Namespace:

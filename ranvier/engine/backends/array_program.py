@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -84,33 +85,61 @@ def _write(trace: Trace) -> str:
     outs = [f"out{k}" for k in range(len(trace.outputs))]
     w("@njit(cache=True, nogil=True, fastmath=False, error_model='numpy')")
     w(f"def advance({', '.join([*inputs, 'constants', 'scratch', *outs])}):")
-    offset = 0
-    scratch = 0
+    where = _Addresses.of(trace)
     with w.indent():
-        for k, constant in enumerate(trace.constants):
-            w(f"k{k} = constants[{offset}:{offset + constant.size}].reshape({constant.shape!r})")
-            offset += constant.size
         for index, how in enumerate(trace.nodes):
-            shape = trace.shapes[index]
             if how[0] == "input":
                 w(f"t{index} = x{how[1]}")
-            elif how[0] == "view":
-                w(f"t{index} = t{how[1]}{how[2]}")
-            else:
-                size = math.prod(shape)
-                w(f"f{index} = scratch[{scratch}:{scratch + size}]")
-                w(f"t{index} = f{index}.reshape({shape!r})")
-                scratch += size
-        for group in _groups(trace):
+        groups = _groups(trace)
+        kept = _read_later(trace, groups)
+        for group in groups:
             if group[0][0] in ("binary", "unary"):
-                _write_elementwise(w, trace, group)
+                _write_elementwise(w, trace, where, group, kept)
             else:
-                _write_operation(w, trace, group[0])
+                _write_operation(w, trace, where, group[0])
         for k, index in enumerate(trace.outputs):
             shape = trace.shapes[index]
             with _loops(w, shape) as at:
-                w(f"out{k}[{at}] = t{index}[{at}]")
+                w(f"out{k}[{at}] = {_at(trace, where, ('node', index), at.split(', '))}")
     return "\n".join(w.lines) + "\n"
+
+
+@dataclass(frozen=True)
+class _Addresses:
+    """Where each constant starts in ``constants`` and each result in ``scratch``: both are read and
+    written as flat vectors with literal offsets and strides, so the compiled function makes no array
+    views (two dozen views in a function keep LLVM from vectorising its loops, five times slower)."""
+
+    constants: tuple[int, ...]
+    results: dict[int, int]
+
+    @staticmethod
+    def of(trace: Trace) -> _Addresses:
+        constants, offset = [], 0
+        for constant in trace.constants:
+            constants.append(offset)
+            offset += constant.size
+        results, offset = {}, 0
+        for index, how in enumerate(trace.nodes):
+            if how[0] == "result":
+                results[index] = offset
+                offset += math.prod(trace.shapes[index])
+        return _Addresses(tuple(constants), results)
+
+
+def _flat(start: int, shape: tuple[int, ...], names: list[str]) -> str:
+    """The row-major position of ``names`` in an array of ``shape`` that starts at ``start``."""
+    terms = [str(start)] if start else []
+    for axis, name in enumerate(names):
+        stride = math.prod(shape[axis + 1:])
+        if name != "0":
+            terms.append(name if stride == 1 else f"({name}) * {stride}")
+    return " + ".join(terms) or "0"
+
+
+def _stored(trace: Trace, where: _Addresses, index: int, names: list[str]) -> str:
+    """Result ``index`` at ``names``, as a place in ``scratch``."""
+    return f"scratch[{_flat(where.results[index], trace.shapes[index], names)}]"
 
 
 @contextlib.contextmanager
@@ -147,6 +176,23 @@ def _groups(trace: Trace) -> list[list[tuple]]:
     return groups
 
 
+def _read_later(trace: Trace, groups: list[list[tuple]]) -> set[int]:
+    """The results read outside the run that computes them (by a later operation, directly or through a
+    view, or as an output): only those are stored. A loop that stores every intermediate value does not
+    vectorise: LLVM cannot prove that so many arrays do not overlap."""
+    made_in = {operation[1]: g for g, group in enumerate(groups) for operation in group}
+    kept = {_viewed_base(trace, index) for index in trace.outputs}
+    for g, group in enumerate(groups):
+        for operation in group:
+            operands = operation[3] if operation[0] == "concatenate" else operation[2:]
+            for operand in operands:
+                if isinstance(operand, tuple) and operand[0] == "node":
+                    base = _viewed_base(trace, operand[1])
+                    if made_in.get(base) != g or base != operand[1]:
+                        kept.add(base)
+    return kept
+
+
 def _viewed_base(trace: Trace, index: int) -> int:
     """The node a view (of a view ...) looks into; the node itself when it is not a view."""
     while trace.nodes[index][0] == "view":
@@ -154,18 +200,20 @@ def _viewed_base(trace: Trace, index: int) -> int:
     return index
 
 
-def _write_elementwise(w: SourceWriter, trace: Trace, group: list[tuple]) -> None:
-    """A run of elementwise operations of one shape as one loop; values made in the run are read as locals."""
+def _write_elementwise(w: SourceWriter, trace: Trace, where: _Addresses, group: list[tuple], kept: set[int]) -> None:
+    """A run of elementwise operations of one shape as one loop; values made in the run are read as locals,
+    and stored only where ``kept`` (:func:`_read_later`)."""
     shape = trace.shapes[group[0][1]]
     made: set[int] = set()
     with _loops(w, shape) as at:
         for operation in group:
             kind, out = operation[0], operation[1]
-            operands = [f"v{o[1]}" if o[0] == "node" and o[1] in made else _element(trace, o, shape)
+            operands = [f"v{o[1]}" if o[0] == "node" and o[1] in made else _element(trace, where, o, shape)
                         for o in operation[3:]]
             template = _BINARY[operation[2]] if kind == "binary" else _UNARY[operation[2]]
             w(f"v{out} = {template.format(*(f'({o})' for o in operands))}")
-            w(f"t{out}[{at}] = v{out}")
+            if out in kept:
+                w(f"{_stored(trace, where, out, at.split(', '))} = v{out}")
             made.add(out)
 
 
@@ -174,26 +222,45 @@ def _shape(trace: Trace, operand: tuple) -> tuple[int, ...]:
     return trace.shapes[operand[1]] if operand[0] == "node" else trace.constants[operand[1]].shape
 
 
-def _name(operand: tuple) -> str:
-    return f"{'t' if operand[0] == 'node' else 'k'}{operand[1]}"
+def _at(trace: Trace, where: _Addresses, operand: tuple, names: list[str]) -> str:
+    """``operand`` at the index ``names`` (one expression per axis), read from the array behind it: a
+    view is indexed through to its base, a constant or result by its flat position."""
+    kind, what = operand
+    if kind == "scalar":
+        return repr(what)
+    if kind == "constant":
+        return f"constants[{_flat(where.constants[what], trace.constants[what].shape, names)}]"
+    how = trace.nodes[what]
+    if how[0] == "view":
+        _, base, axes, fixed = how
+        at = dict(fixed)
+        for name, axis in zip(names, axes, strict=True):
+            if axis[0] == "axis":
+                start = axis[2]
+                at[axis[1]] = name if start == 0 else str(start) if name == "0" else f"{name} + {start}"
+        what, how = base, trace.nodes[base]
+        names = [str(at[axis]) for axis in range(len(trace.shapes[base]))]
+    if how[0] == "result":
+        return _stored(trace, where, what, names)
+    return f"t{what}[{', '.join(names)}]"
 
 
-def _broadcast_index(own: tuple[int, ...], shape: tuple[int, ...], names: list[str]) -> str:
-    """The index of an operand of shape ``own`` at ``names`` (one per axis of ``shape``), numpy's
+def _broadcast(own: tuple[int, ...], shape: tuple[int, ...], names: list[str]) -> list[str]:
+    """The index of an operand of shape ``own`` where a result of ``shape`` is at ``names``, by numpy's
     broadcasting: its axes align with the last ones, and an axis of one stays at 0."""
     lead = len(shape) - len(own)
-    return ", ".join(names[lead + axis] if size == shape[lead + axis] else "0" for axis, size in enumerate(own))
+    return [names[lead + axis] if size == shape[lead + axis] else "0" for axis, size in enumerate(own)]
 
 
-def _element(trace: Trace, operand: tuple, shape: tuple[int, ...]) -> str:
+def _element(trace: Trace, where: _Addresses, operand: tuple, shape: tuple[int, ...]) -> str:
     """``operand`` at ``[a0, a1, ...]`` of a result of ``shape``, broadcast as numpy does."""
     if operand[0] == "scalar":
         return repr(operand[1])
     names = [f"a{axis}" for axis in range(len(shape))]
-    return f"{_name(operand)}[{_broadcast_index(_shape(trace, operand), shape, names)}]"
+    return _at(trace, where, operand, _broadcast(_shape(trace, operand), shape, names))
 
 
-def _write_operation(w: SourceWriter, trace: Trace, operation: tuple) -> None:
+def _write_operation(w: SourceWriter, trace: Trace, where: _Addresses, operation: tuple) -> None:
     """A matrix product, a concatenation or a reshape."""
     kind, out = operation[0], operation[1]
     shape = trace.shapes[out]
@@ -202,23 +269,23 @@ def _write_operation(w: SourceWriter, trace: Trace, operation: tuple) -> None:
         batch = shape[:-2]
         inner = _shape(trace, left)[-1]
         batch_names = [f"b{axis}" for axis in range(len(batch))]
-        left_at = _broadcast_index(_shape(trace, left)[:-2], batch, batch_names)
-        right_at = _broadcast_index(_shape(trace, right)[:-2], batch, batch_names)
-        out_at = "".join(f"{name}, " for name in batch_names)
+        left_at = _broadcast(_shape(trace, left)[:-2], batch, batch_names)
+        right_at = _broadcast(_shape(trace, right)[:-2], batch, batch_names)
+        target = _stored(trace, where, out, [*batch_names, "i", "j"])
         with _loops(w, batch, "b"), w.block(f"for i in range({shape[-2]}):"):
             with w.block(f"for j in range({shape[-1]}):"):
-                w(f"t{out}[{out_at}i, j] = 0.0")
+                w(f"{target} = 0.0")
             # the row of the right operand is contiguous: the inner loop runs along it
             with w.block(f"for q in range({inner}):"):
-                w(f"a = {_name(left)}[{left_at + ', ' if left_at else ''}i, q]")
+                w(f"a = {_at(trace, where, left, [*left_at, 'i', 'q'])}")
                 with w.block(f"for j in range({shape[-1]}):"):
-                    w(f"t{out}[{out_at}i, j] += a * {_name(right)}[{right_at + ', ' if right_at else ''}q, j]")
+                    w(f"{target} += a * {_at(trace, where, right, [*right_at, 'q', 'j'])}")
     elif kind == "reshape":
-        # row-major order, whatever the layout of the source (numba reshapes only contiguous arrays)
+        # row-major order, whatever the layout of the source
         source = operation[2]
         w("n = 0")
         with _loops(w, _shape(trace, source)) as at:
-            w(f"f{out}[n] = {_name(source)}[{at}]")
+            w(f"scratch[{where.results[out]} + n] = {_at(trace, where, source, at.split(', '))}")
             w("n += 1")
     else:  # concatenate
         axis, parts = operation[2], operation[3]
@@ -226,6 +293,6 @@ def _write_operation(w: SourceWriter, trace: Trace, operation: tuple) -> None:
         for part in parts:
             part_shape = _shape(trace, part)
             with _loops(w, part_shape) as at:
-                shifted = [f"a{a} + {start}" if a == axis else f"a{a}" for a in range(len(part_shape))]
-                w(f"t{out}[{', '.join(shifted)}] = {_name(part)}[{at}]")
+                shifted = [f"a{a} + {start}" if a == axis and start else f"a{a}" for a in range(len(part_shape))]
+                w(f"{_stored(trace, where, out, shifted)} = {_at(trace, where, part, at.split(', '))}")
             start += part_shape[axis]
