@@ -83,17 +83,33 @@ def _write(trace: Trace) -> str:
     w()
     inputs = [f"x{how[1]}" for how in trace.nodes if how[0] == "input"]
     outs = [f"out{k}" for k in range(len(trace.outputs))]
+    aliases = [f"t{index} = x{how[1]}" for index, how in enumerate(trace.nodes) if how[0] == "input"]
+    where = _Addresses.of(trace)
+    groups = _groups(trace)
+    kept = _read_later(trace, groups)
+    calls: dict[int, str] = {}
+    for g, group in enumerate(groups):
+        if any(operation[0] == "unary" and operation[2] in ("tanh", "exp") for operation in group):
+            # measured: a loop of tanh or exp vectorises in a function of its own, and runs three to
+            # four times slower inside the function of a whole LTC step
+            w("@njit(nogil=True, fastmath=False, error_model='numpy', no_cpython_wrapper=True)")
+            w(f"def _loop{g}({', '.join([*inputs, 'constants', 'scratch'])}):")
+            with w.indent():
+                for alias in aliases:
+                    w(alias)
+                _write_elementwise(w, trace, where, group, kept)
+            w()
+            w()
+            calls[g] = f"_loop{g}({', '.join([*inputs, 'constants', 'scratch'])})"
     w("@njit(cache=True, nogil=True, fastmath=False, error_model='numpy')")
     w(f"def advance({', '.join([*inputs, 'constants', 'scratch', *outs])}):")
-    where = _Addresses.of(trace)
     with w.indent():
-        for index, how in enumerate(trace.nodes):
-            if how[0] == "input":
-                w(f"t{index} = x{how[1]}")
-        groups = _groups(trace)
-        kept = _read_later(trace, groups)
-        for group in groups:
-            if group[0][0] in ("binary", "unary"):
+        for alias in aliases:
+            w(alias)
+        for g, group in enumerate(groups):
+            if g in calls:
+                w(calls[g])
+            elif group[0][0] in ("binary", "unary"):
                 _write_elementwise(w, trace, where, group, kept)
             else:
                 _write_operation(w, trace, where, group[0])
