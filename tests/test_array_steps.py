@@ -31,6 +31,12 @@ def _cfc(**options):
     return rv.neurons.CfC.from_ncps(NcpsCfC(6, options.pop("units", 16), **options))
 
 
+def _numpy_and_compiled(step, state, inputs):
+    """A step's outputs in numpy and from its compiled trace, on the same arrays."""
+    arrays = step.gather(state, inputs)
+    return step.function(np, *arrays), CompiledStep(trace(step.function, *arrays))(*arrays)
+
+
 @pytest.mark.parametrize("options", [{}, {"mode": "no_gate"}, {"mode": "pure"}, {"proj_size": 4},
                                      {"units": AutoNCP(12, 3)}, {"backbone_layers": 2}])
 @pytest.mark.parametrize("time_unit", [None, 2e-3])
@@ -41,9 +47,7 @@ def test_traced_cfc_step_matches_its_numpy_step(options, time_unit):
     rng = np.random.default_rng(1)
     state = rng.normal(size=(2, model.state_size))
     inputs = rng.normal(size=(1, 6))
-    arrays = step.gather(state, inputs)
-    expected = step.function(np, *arrays)
-    got = CompiledStep(trace(step.function, *arrays))(*arrays)
+    expected, got = _numpy_and_compiled(step, state, inputs)
     assert len(got) == 2 and np.abs(expected[1]).max() > 0.05
     for a, b in zip(expected, got, strict=True):
         np.testing.assert_allclose(b, a, rtol=0, atol=STEP_TOLERANCE)
@@ -84,9 +88,7 @@ def test_traced_ltc_step_matches_its_numpy_step(units, time_unit):
     rng = np.random.default_rng(3)
     state = rng.normal(size=(2, model.state_size))
     inputs = rng.normal(size=(1, 4))
-    arrays = step.gather(state, inputs)
-    expected = step.function(np, *arrays)
-    got = CompiledStep(trace(step.function, *arrays))(*arrays)
+    expected, got = _numpy_and_compiled(step, state, inputs)
     assert np.abs(expected[1] - state[0:1]).max() > 0.01
     for a, b in zip(expected, got, strict=True):
         np.testing.assert_allclose(b, a, rtol=0, atol=STEP_TOLERANCE)
