@@ -14,7 +14,7 @@ import ranvier as rv
 from ranvier.engine import model as model_language
 from ranvier.engine.array_trace import UntraceableError, trace
 from ranvier.engine.backends import numba_backend
-from ranvier.engine.backends.array_program import CompiledStep
+from ranvier.engine.backends.array_program import CompiledStep, view_address
 from ranvier.engine.model import ArrayStep, ValueModel
 from ranvier.errors import RanvierWarning
 from ranvier.units import ms
@@ -232,3 +232,46 @@ def test_a_users_array_step_runs_compiled_and_an_untraceable_one_warns_and_runs_
             np.testing.assert_allclose(results[1], results[0], rtol=0, atol=1e-12)
         else:
             np.testing.assert_array_equal(results[1], results[0])
+
+
+_ON_CUDA_SIMULATOR = """
+import json, sys
+import numpy as np
+sys.path.insert(0, TESTS)
+import ranvier as rv
+from test_array_steps import _cfc, _mixed_network
+from ranvier.units import ms
+
+runs = {}
+for backend in ("numpy", "cuda"):
+    net, monitors = _mixed_network(_cfc(), rv.neurons.ELM(n_in=6, n_out=2, n_memory=5, seed=1))
+    net.run(20 * ms, backend=backend)
+    net.run(10 * ms, backend=backend)
+    runs[backend] = [m.values for m in monitors]
+    updated = sorted(v.name for v in net._simulation.lowered.values)
+print(json.dumps({"on_device": updated,
+                  "differences": [float(np.abs(a - b).max()) for a, b in zip(*runs.values())],
+                  "ranges": [float(np.ptp(a)) for a in runs["numpy"]]}))
+"""
+
+
+@pytest.mark.slow
+def test_array_steps_run_as_device_kernels_and_match_numpy_on_the_cuda_simulator(on_cuda_simulator):
+    """CfC, ELM and LTC beside LIF: each array step runs as its one-block kernel on the device."""
+    result = on_cuda_simulator(_ON_CUDA_SIMULATOR)
+    assert result["on_device"] == ["cfc", "elm", "ltc"]
+    assert min(result["ranges"]) > 0.01
+    assert max(result["differences"]) <= 1e-11
+
+
+def test_view_addresses_give_each_views_entries_in_its_flat_base():
+    state = np.arange(15.0).reshape(3, 5)
+    for view in (state[1:2, 0:3], state.T, state[0].reshape(5, 1), state[2:0:-1, ::2]):
+        offset, strides = view_address(view, state)
+        index = np.indices(view.shape).reshape(view.ndim, -1)
+        flat = offset + np.tensordot(np.array(strides), index, axes=1)
+        np.testing.assert_array_equal(state.ravel()[flat], view.ravel())
+    with pytest.raises(ValueError, match=r"shape \(3,\) is not a view of the array of shape \(3, 5\)"):
+        view_address(np.zeros(3), state)
+    with pytest.raises(ValueError, match="not a view"):
+        view_address(state[0] * 1.0, state)

@@ -250,3 +250,41 @@ def test_a_chunk_takes_two_launches_and_no_copy_to_the_host_on_the_simulator(on_
     assert result["chunk"] == 3 and result["chunks"] == [10, 20]
     assert result["launches"] == [2 * chunks for chunks in result["chunks"]]
     assert result["copies"][0] == result["copies"][1]
+
+
+_MIXED_COPIES = """
+import json, os, sys
+import numpy as np
+import ranvier as rv
+from ranvier.units import mV
+sys.path.insert(0, os.path.join(TESTS, os.pardir, "benchmarks", "gpu"))
+from gpu_checks import counting_launches, mixed_network
+
+def run(backend, steps):
+    net = mixed_network(120, 10, cfc_units=8)
+    net.connect(rv.connect.PoissonInput(2000.0, 20), net["exc"], weight=1.0 * mV, receptor="exc")
+    spikes = [net.record(name, "spikes") for name in ("exc", "inh", "osc")]
+    output = net.record("cfc", "output")
+    net.run(2 * net.dt, backend=backend)  # lowers and compiles
+    with counting_launches() as counted:
+        net.run(steps * net.dt, backend=backend)
+    on_device = sorted(net.populations[v.name].name for v in net._simulation.lowered.values)
+    return [[m.steps.tolist(), m.ids.tolist()] for m in spikes], output.values, counted["copies"], on_device
+
+reference, short, long = run("numpy", 100), run("cuda", 50), run("cuda", 100)
+print(json.dumps({"same_spikes": reference[0] == long[0], "spikes": sum(len(ids) for _, ids in reference[0]),
+                  "output_difference": float(np.abs(reference[1] - long[1]).max()),
+                  "output_range": float(np.ptp(reference[1])), "copies": [short[2], long[2]],
+                  "on_device": long[3]}))
+"""
+
+
+@pytest.mark.slow
+def test_value_populations_stay_on_the_device_and_match_numpy_on_the_simulator(on_cuda_simulator):
+    """CUBA, Kuramoto oscillators, an astrocyte and a CfC: the CfC's array step runs as a device kernel,
+    so a run copies no more to the host when it spans twice the value windows, and matches numpy."""
+    result = on_cuda_simulator(_MIXED_COPIES)
+    assert result["on_device"] == ["astro", "cfc", "osc"]
+    assert result["copies"][0] == result["copies"][1]
+    assert result["same_spikes"] and result["spikes"] > 20
+    assert result["output_range"] > 1e-3 and result["output_difference"] <= 1e-11

@@ -516,21 +516,22 @@ class ArrayStep:
     channels in turn, all ports of one width), and ``destinations(state, *results)`` the views of
     the state the results are written into, in order. Both take their sizes from the arrays'
     shapes and use only slices, ``.T`` and ``reshape`` of contiguous rows, which numba compiles
-    quickly: the numba backend traces ``function`` once (:mod:`ranvier.engine.array_trace`) and
-    runs the trace compiled inside its loop, between ``gather`` and the copy into the
-    destinations; a function the tracer cannot record runs in numpy on the host, with a warning
-    that says why.
+    quickly: the numba and cuda backends trace ``function`` once (:mod:`ranvier.engine.array_trace`)
+    and run the trace compiled inside their loops (numba calls ``gather`` and ``destinations``
+    compiled; cuda resolves their views to offsets in the state once), between ``gather`` and the
+    copy into the destinations; a function the tracer cannot record runs in numpy on the host,
+    with a warning that says why.
     """
 
     function: Callable[..., Any]
     gather: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]]
     destinations: Callable[..., tuple[np.ndarray, ...]]
 
-    def run(self, state: np.ndarray, inputs: np.ndarray, compiled: Callable[..., Any] | None = None) -> None:
+    def run(self, state: np.ndarray, inputs: np.ndarray) -> None:
         """One update (``inputs`` as for ``gather``): in numpy and float64, the reference the compiled trace
-        follows, or with ``compiled(*arrays)`` (the trace compiled for the host) in place of the function."""
+        follows."""
         arrays = [np.asarray(a, dtype=np.float64) for a in self.gather(state, inputs)]
-        returned = self.function(np, *arrays) if compiled is None else compiled(*arrays)
+        returned = self.function(np, *arrays)
         results = returned if isinstance(returned, tuple) else (returned,)
         for view, result in zip(self.destinations(state, *results), results, strict=True):
             view[...] = result
@@ -624,7 +625,7 @@ class ValueModel(Model):
         """The update of ``n`` units over ``dt`` seconds as one :class:`ArrayStep`, or None (the default).
 
         A model that gives one emits no pulses and its :meth:`advance` must be the step's
-        :meth:`ArrayStep.run`; the numba backend then runs the step compiled instead of calling
+        :meth:`ArrayStep.run`; the numba and cuda backends then run the step compiled instead of calling
         :meth:`advance`. The step is asked for at the start of every run: a different object than
         the last (new weights) is traced again, which lowers the network again, so a model returns
         the same object while nothing changed (CfC and ELM keep theirs per weights object).

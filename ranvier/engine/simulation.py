@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 _PROGRESS_TICKS = 100
 #: where each backend updates the value populations with array steps (:class:`ArraySteps`)
-_ARRAY_STEPS = {"numpy": ArraySteps.NUMPY, "numba": ArraySteps.TRACED, "cuda": ArraySteps.HOST}
+_ARRAY_STEPS = {"numpy": ArraySteps.NUMPY, "numba": ArraySteps.TRACED, "cuda": ArraySteps.TRACED}
 #: bytes the state monitors' sample buffers may take together: a backend advances at most the
 #: steps whose samples fit, and the host empties the buffers after each such stretch
 MONITOR_BUFFER_BYTES = 64 << 20
@@ -35,8 +35,7 @@ class Simulation:
         self.version = self.network._structure_version
         array_steps = _ARRAY_STEPS.get(self.backend_name, ArraySteps.NUMPY)
         self.lowered = lower(self.network, array_steps)
-        # the cuda backend's array-step populations update on the host, compiled for the CPU
-        self.values = ValueStage(self.network, self.lowered, compiled=array_steps is ArraySteps.HOST)
+        self.values = ValueStage(self.network, self.lowered)
         self.runner = backends.prepare(self.backend_name, self.lowered)
         # recording changes the structure (a new lowering), so these hold until the next one
         self._spike_monitors_of: dict[str, list] = {}

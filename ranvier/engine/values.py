@@ -2,10 +2,11 @@
 
 Elementwise value populations (a model-language ``step``: Kuramoto, AKOrN, Astrocyte) update
 inside the backends (:mod:`ranvier.engine.backends.value_updates` gives the order), and so do
-those with an :class:`~ranvier.engine.model.ArrayStep` (CfC, LTC, ELM) on numpy and numba (on
-numba traced and compiled). The others (torch ``Rate``, a user's ``advance``) update here, on the
-host, once per window of their own ``dt``, with their array code; on the cuda backend so do CfC,
-LTC and ELM, their traces compiled for the CPU (:mod:`ranvier.engine.backends.array_program`).
+those with an :class:`~ranvier.engine.model.ArrayStep` (CfC, LTC, ELM): in numpy on the numpy
+backend, traced and compiled on numba and cuda
+(:mod:`ranvier.engine.backends.array_program`). The others (torch ``Rate``, a user's
+``advance``, an array step that cannot be traced) update here, on the host, once per window of
+their own ``dt``, with their array code.
 
 Timing, for a value population with a window of ``m`` steps (``dt_pop = m dt``):
 
@@ -31,8 +32,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import NumericalError
-from .array_trace import UntraceableError, trace
-from .backends.array_program import CompiledStep
 from .backends.value_updates import apply_map, send
 from .kinds import Kind, ProjectionKind
 from .lowering import NO_PULSE, LoweredNetwork
@@ -44,10 +43,8 @@ if TYPE_CHECKING:
 class ValueStage:
     """Starts every value population's run; updates the host ones and moves what they send and receive."""
 
-    def __init__(self, network: Network, lowered: LoweredNetwork, compiled: bool = False):
+    def __init__(self, network: Network, lowered: LoweredNetwork):
         self.network = network
-        #: whether host populations run their array steps compiled (the cuda backend)
-        self.compiled = compiled
         self.lowered = lowered
         self._run = network.run_state
         values = [p for p in network.populations.values() if p.model.kind == Kind.VALUE]
@@ -66,11 +63,8 @@ class ValueStage:
         self._ports = {p.name: p.model.ports(p.n) for p in self.populations}
         self._incoming = {p.name: [j for j in self.projections if j.post is p] for p in self.populations}
         self._output_rows = {p.name: _rows_index(p.model.output_rows) for p in values}
-        #: each host population's inputs, ``(input rows, width)`` when its ports share a width (else None),
-        #: and the arrays by port, ``(channels, width)`` (then views of the first), cleared before every update
+        #: each host population's inputs by port, cleared before every update
         self._inputs = {name: _input_arrays(ports) for name, ports in self._ports.items()}
-        #: host populations whose array step runs compiled: ``(step, compiled step)``, made at every start
-        self._compiled: dict[str, tuple] = {}
         #: each host population's state monitors, their ``(channel, row)`` pairs and their units as an index
         #: (recording lowers anew)
         self._monitors = {p.name: [(m, list(enumerate(m.rows)), _units_index(m.ids, p.n))
@@ -100,23 +94,6 @@ class ValueStage:
             self._hold(population, step - step % population.period, step)
         for value in self.lowered.values:
             value.published_by_unit[...] = value.published.T
-        if self.compiled:
-            self._compile_steps()
-
-    def _compile_steps(self) -> None:
-        """Trace and compile the host populations' array steps, with their weights as they stand now
-        (one that cannot be traced runs in numpy: lowering warned about it)."""
-        self._compiled = {}
-        for population in self.populations:
-            step = population.model.array_step(population.n, population.dt)
-            stacked = self._inputs[population.name][0]
-            if step is None or stacked is None:
-                continue
-            try:
-                traced = trace(step.function, *step.gather(population.state, stacked))
-            except UntraceableError:
-                continue
-            self._compiled[population.name] = (step, CompiledStep(traced))
 
     def advanced(self, reached: int) -> None:
         """Note that the backend updated its value populations up to step ``reached``."""
@@ -144,7 +121,7 @@ class ValueStage:
     def _advance(self, population: Population, step: int) -> np.ndarray | None:
         model = population.model
         ports = self._ports[population.name]
-        stacked, inputs = self._inputs[population.name]
+        inputs = self._inputs[population.name]
         for array in inputs.values():
             array.fill(0.0)
         stats = self.network.stats
@@ -160,13 +137,7 @@ class ValueStage:
                     inputs[projection.receptor][channel] += apply_map(self._maps[projection.name], published[channel])
                 macs = stats.dense_macs_by_projection
                 macs[projection.name] = macs.get(projection.name, 0) + len(projection) * model.channels
-        compiled = self._compiled.get(population.name)
-        if compiled is None:
-            emitted = model.advance(population.state, inputs, population.params, population.dt)
-        else:
-            step, run = compiled
-            step.run(population.state, stacked, run)
-            emitted = None
+        emitted = model.advance(population.state, inputs, population.params, population.dt)
         updates = stats.neuron_updates_by_population
         updates[population.name] = updates.get(population.name, 0) + population.n
         if not np.isfinite(population.state).all():
@@ -210,18 +181,9 @@ class ValueStage:
         lowered.source_next[0] = 0
 
 
-def _input_arrays(ports: dict[str, tuple[int, int]]) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
-    """A host population's input arrays: the ports stacked, ``(input rows, width)``, when they share a width
-    (else None), and each port's ``(channels, width)`` (views of the stacked array where there is one)."""
-    widths = {width for width, _ in ports.values()}
-    if len(widths) != 1:
-        return None, {port: np.zeros((channels, width)) for port, (width, channels) in ports.items()}
-    stacked = np.zeros((sum(channels for _, channels in ports.values()), widths.pop()))
-    by_port, row = {}, 0
-    for port, (_, channels) in ports.items():
-        by_port[port] = stacked[row:row + channels]
-        row += channels
-    return stacked, by_port
+def _input_arrays(ports: dict[str, tuple[int, int]]) -> dict[str, np.ndarray]:
+    """A host population's input arrays: each port's ``(channels, width)``."""
+    return {port: np.zeros((channels, width)) for port, (width, channels) in ports.items()}
 
 
 def _rows_index(rows: tuple[int, ...]) -> slice | list[int]:

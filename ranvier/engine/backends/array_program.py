@@ -1,17 +1,26 @@
-"""A traced array step written as one numba function: how the numba backend runs CfC, LTC and ELM.
+"""A traced array step written as one compiled function: how the numba and cuda backends run CfC, LTC and ELM.
 
 :func:`ranvier.engine.array_trace.trace` records the operations of a model's array step; this
-module writes them as loops in one compiled function, ``advance(*inputs, constants, scratch,
-*outputs)``, so the whole step runs without returning to Python between operations (at batch 1
-numpy spends most of a step's time starting each of its dozen operations). The numba kernel
-calls it at the population's windows; :class:`CompiledStep` calls it from the host (the cuda
-backend's host populations).
+module writes them as loops in one compiled function, so the whole step runs without returning
+to Python between operations (at batch 1 numpy spends most of a step's time starting each of its
+dozen operations):
+
+* for the CPU (:func:`load`), ``advance(*inputs, constants, scratch, *outputs)``, which the numba
+  kernel calls at the population's windows (and :class:`CompiledStep` from Python);
+* for CUDA (:func:`load_cuda`), a kernel of one block, ``advance(status, state, inputs,
+  constants, scratch, population, k)``, that reads its inputs from the population's state and
+  input rows and writes its results into the state where the model's ``gather`` and
+  ``destinations`` say (their views resolved to offsets and strides on the host), its threads
+  striding over each loop's entries with a barrier between loops; it then records in ``status``
+  a state that is not finite (as the backend's ``_check_finite`` does), all in one launch.
 
 It computes the numpy reference's expressions in their order, but not bit for bit: a matrix
 product sums ``x_q W_qj`` over ascending ``q``, where numpy's BLAS sums in blocks, and ``tanh``
 and ``exp`` are the model language's (:func:`ranvier.engine.model.tanh`, within about 1e-16 of
 the true value), where numpy uses its own SIMD versions; the two agree to a few units in the
-last place per operation.
+last place per operation. The CUDA kernel sums in the CPU function's order, one thread per
+entry of a product, so on numba's CUDA simulator the two give the same bits; a GPU may contract
+a multiply and an add into one rounding (FMA).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..array_trace import Trace
+from ..lowering import Status
 from . import kernel_cache
 from .fingerprint import kernel_fingerprint
 from .source_writer import SourceWriter
@@ -32,6 +42,8 @@ from .source_writer import SourceWriter
 _UNARY = {"tanh": "tanh({})", "exp": "exp({})", "abs": "abs({})", "log1p": "np.log1p({})", "neg": "-{}"}
 _BINARY = {"add": "{} + {}", "sub": "{} - {}", "mul": "{} * {}", "div": "{} / {}"}
 
+#: the code a kernel records in ``status`` for a state that is not finite
+_NOT_FINITE = int(Status.NOT_FINITE)
 #: compiled steps by kernel name, loaded once per process
 _LOADED: dict[str, object] = {}
 
@@ -44,6 +56,34 @@ def load(trace: Trace) -> object:
     if name not in _LOADED:
         _LOADED[name] = kernel_cache.load(name, source, {})
     return _LOADED[name]
+
+
+def load_cuda(trace: Trace, inputs: list[tuple[str, int, tuple[int, ...]]],
+              outputs: list[tuple[int, tuple[int, ...]]], state_size: int) -> object:
+    """The CUDA kernel of ``trace`` (see the module's docstring): its ``inputs`` read from flat arrays
+    ``(name, offset, strides)`` (``"state"`` or ``"inputs"``), its outputs written into the flat state
+    at ``(offset, strides)`` (:func:`view_address`), then the state's ``state_size`` entries checked."""
+    source = _write(trace, _Placement(tuple(inputs), tuple(outputs), state_size))
+    name = f"ranvier_cuda_array_step_{kernel_fingerprint(source, {})}"
+    if name not in _LOADED:
+        _LOADED[name] = kernel_cache.load(name, source, {})
+    return _LOADED[name]
+
+
+def view_address(view: np.ndarray, base: np.ndarray) -> tuple[int, tuple[int, ...]]:
+    """Where ``view`` lies in the C-contiguous array ``base``: ``(offset, strides)`` in entries, so that
+    ``view[a0, a1, ...]`` is ``base.ravel()[offset + a0 s0 + a1 s1 + ...]``; ValueError when it is no view
+    of ``base``."""
+    itemsize = base.itemsize
+    offset, remainder = divmod(view.__array_interface__["data"][0] - base.__array_interface__["data"][0], itemsize)
+    strides = tuple(stride // itemsize for stride in view.strides)
+    reach = [(size - 1) * stride for size, stride in zip(view.shape, strides, strict=True)]
+    low, high = offset + sum(min(0, r) for r in reach), offset + sum(max(0, r) for r in reach)
+    if (view.dtype != base.dtype or remainder or any(stride % itemsize for stride in view.strides)
+            or view.size == 0 or low < 0 or high >= base.size or not np.shares_memory(view, base)):
+        raise ValueError(f"an array of shape {view.shape} is not a view of the array of shape {base.shape} "
+                         "it should look into")
+    return offset, strides
 
 
 def scratch_size(trace: Trace) -> int:
@@ -72,24 +112,35 @@ class CompiledStep:
         return self._outputs if self._returns_tuple else self._outputs[0]
 
 
-def _write(trace: Trace) -> str:
-    """The kernel's source."""
+@dataclass(frozen=True)
+class _Placement:
+    """Where a CUDA kernel finds its inputs and puts its outputs (see :func:`load_cuda`)."""
+
+    inputs: tuple[tuple[str, int, tuple[int, ...]], ...]
+    outputs: tuple[tuple[int, tuple[int, ...]], ...]
+    state_size: int
+
+
+def _write(trace: Trace, placement: _Placement | None = None) -> str:
+    """The source of the CPU function, or with a ``placement`` of the CUDA kernel."""
+    threaded = placement is not None
     w = SourceWriter()
-    w("import numpy as np")
-    w("from numba import njit")
+    w("import math" if threaded else "import numpy as np")
+    w("from numba import cuda" if threaded else "from numba import njit")
     w()
     w("from ranvier.engine.model import exp, tanh")
     w()
     w()
     inputs = [f"x{how[1]}" for how in trace.nodes if how[0] == "input"]
     outs = [f"out{k}" for k in range(len(trace.outputs))]
-    aliases = [f"t{index} = x{how[1]}" for index, how in enumerate(trace.nodes) if how[0] == "input"]
-    where = _Addresses.of(trace)
+    aliases = [] if threaded else [f"t{index} = x{how[1]}" for index, how in enumerate(trace.nodes)
+                                   if how[0] == "input"]
+    where = _Addresses.of(trace, placement)
     groups = _groups(trace)
     kept = _read_later(trace, groups)
     calls: dict[int, str] = {}
     for g, group in enumerate(groups):
-        if any(operation[0] == "unary" and operation[2] in ("tanh", "exp") for operation in group):
+        if not threaded and any(operation[0] == "unary" and operation[2] in ("tanh", "exp") for operation in group):
             # measured: a loop of tanh or exp vectorises in a function of its own, and runs three to
             # four times slower inside the function of a whole LTC step
             w("@njit(nogil=True, fastmath=False, error_model='numpy', no_cpython_wrapper=True)")
@@ -101,9 +152,17 @@ def _write(trace: Trace) -> str:
             w()
             w()
             calls[g] = f"_loop{g}({', '.join([*inputs, 'constants', 'scratch'])})"
-    w("@njit(cache=True, nogil=True, fastmath=False, error_model='numpy')")
-    w(f"def advance({', '.join([*inputs, 'constants', 'scratch', *outs])}):")
+    if threaded:
+        w("@cuda.jit(cache=True)")
+        w("def advance(status, state, inputs, constants, scratch, population, k):")
+    else:
+        w("@njit(cache=True, nogil=True, fastmath=False, error_model='numpy')")
+        w(f"def advance({', '.join([*inputs, 'constants', 'scratch', *outs])}):")
     with w.indent():
+        if threaded:
+            # every thread returns, or none: status changes only at this kernel's end
+            with w.block("if status[0] != 0:"):
+                w("return")
         for alias in aliases:
             w(alias)
         for g, group in enumerate(groups):
@@ -115,8 +174,19 @@ def _write(trace: Trace) -> str:
                 _write_operation(w, trace, where, group[0])
         for k, index in enumerate(trace.outputs):
             shape = trace.shapes[index]
-            with _loops(w, shape) as at:
-                w(f"out{k}[{at}] = {_at(trace, where, ('node', index), at.split(', '))}")
+            with _loops(w, shape, where.threaded) as at:
+                names = at.split(", ")
+                if threaded:
+                    offset, strides = placement.outputs[k]
+                    target = f"state[{_strided(offset, strides, names)}]"
+                else:
+                    target = f"out{k}[{at}]"
+                w(f"{target} = {_at(trace, where, ('node', index), names)}")
+        if threaded:
+            with _loops(w, (placement.state_size,), True) as at, w.block(f"if not math.isfinite(state[{at}]):"):
+                w("status[1] = population")
+                w("status[2] = k")
+                w(f"status[0] = {_NOT_FINITE}")
     return "\n".join(w.lines) + "\n"
 
 
@@ -124,13 +194,20 @@ def _write(trace: Trace) -> str:
 class _Addresses:
     """Where each constant starts in ``constants`` and each result in ``scratch``: both are read and
     written as flat vectors with literal offsets and strides, so the compiled function makes no array
-    views (two dozen views in a function keep LLVM from vectorising its loops, five times slower)."""
+    views (two dozen views in a function keep LLVM from vectorising its loops, five times slower); and,
+    for a CUDA kernel, where each input lies in the flat state or inputs."""
 
     constants: tuple[int, ...]
     results: dict[int, int]
+    inputs: tuple[tuple[str, int, tuple[int, ...]], ...] | None = None
+
+    @property
+    def threaded(self) -> bool:
+        """Whether this is a CUDA kernel's: its loops stride over a block's threads."""
+        return self.inputs is not None
 
     @staticmethod
-    def of(trace: Trace) -> _Addresses:
+    def of(trace: Trace, placement: _Placement | None) -> _Addresses:
         constants, offset = [], 0
         for constant in trace.constants:
             constants.append(offset)
@@ -140,15 +217,19 @@ class _Addresses:
             if how[0] == "result":
                 results[index] = offset
                 offset += math.prod(trace.shapes[index])
-        return _Addresses(tuple(constants), results)
+        return _Addresses(tuple(constants), results, None if placement is None else placement.inputs)
 
 
 def _flat(start: int, shape: tuple[int, ...], names: list[str]) -> str:
     """The row-major position of ``names`` in an array of ``shape`` that starts at ``start``."""
+    return _strided(start, tuple(math.prod(shape[axis + 1:]) for axis in range(len(shape))), names)
+
+
+def _strided(start: int, strides: tuple[int, ...], names: list[str]) -> str:
+    """The position of ``names`` in an array of ``strides`` (in entries) that starts at ``start``."""
     terms = [str(start)] if start else []
-    for axis, name in enumerate(names):
-        stride = math.prod(shape[axis + 1:])
-        if name != "0":
+    for name, stride in zip(names, strides, strict=True):
+        if name != "0" and stride != 0:
             terms.append(name if stride == 1 else f"({name}) * {stride}")
     return " + ".join(terms) or "0"
 
@@ -159,12 +240,25 @@ def _stored(trace: Trace, where: _Addresses, index: int, names: list[str]) -> st
 
 
 @contextlib.contextmanager
-def _loops(w: SourceWriter, shape: tuple[int, ...], prefix: str = "a"):
-    """Nested loops over ``shape`` (``a0``, ``a1``, ...); yields the index ``"a0, a1, ..."``."""
-    with contextlib.ExitStack() as stack:
+def _loops(w: SourceWriter, shape: tuple[int, ...], threaded: bool, prefix: str = "a"):
+    """Loops over ``shape``, yielding the index ``"a0, a1, ..."``: nested loops, or (``threaded``) one
+    loop of a block's threads over the entries in row-major order, then a barrier, so the next loop
+    reads what every thread wrote."""
+    if not threaded:
+        with contextlib.ExitStack() as stack:
+            for axis, size in enumerate(shape):
+                stack.enter_context(w.block(f"for {prefix}{axis} in range({size}):"))
+            yield ", ".join(f"{prefix}{axis}" for axis in range(len(shape)))
+        return
+    with w.block(f"for {prefix} in range(cuda.threadIdx.x, {math.prod(shape)}, cuda.blockDim.x):"):
+        names = []
         for axis, size in enumerate(shape):
-            stack.enter_context(w.block(f"for {prefix}{axis} in range({size}):"))
-        yield ", ".join(f"{prefix}{axis}" for axis in range(len(shape)))
+            stride = math.prod(shape[axis + 1:])
+            entry = prefix if stride == 1 else f"({prefix} // {stride})"
+            # no remainder on the first axis longer than one: the entry is below the loop's end
+            names.append("0" if size == 1 else entry if math.prod(shape[:axis]) == 1 else f"{entry} % {size}")
+        yield ", ".join(names)
+    w("cuda.syncthreads()")
 
 
 def _groups(trace: Trace) -> list[list[tuple]]:
@@ -221,12 +315,13 @@ def _write_elementwise(w: SourceWriter, trace: Trace, where: _Addresses, group: 
     and stored only where ``kept`` (:func:`_read_later`)."""
     shape = trace.shapes[group[0][1]]
     made: set[int] = set()
-    with _loops(w, shape) as at:
+    unary = dict(_UNARY, log1p="math.log1p({})") if where.threaded else _UNARY
+    with _loops(w, shape, where.threaded) as at:
         for operation in group:
             kind, out = operation[0], operation[1]
-            operands = [f"v{o[1]}" if o[0] == "node" and o[1] in made else _element(trace, where, o, shape)
-                        for o in operation[3:]]
-            template = _BINARY[operation[2]] if kind == "binary" else _UNARY[operation[2]]
+            operands = [f"v{o[1]}" if o[0] == "node" and o[1] in made
+                        else _element(trace, where, o, shape, at.split(", ")) for o in operation[3:]]
+            template = _BINARY[operation[2]] if kind == "binary" else unary[operation[2]]
             w(f"v{out} = {template.format(*(f'({o})' for o in operands))}")
             if out in kept:
                 w(f"{_stored(trace, where, out, at.split(', '))} = v{out}")
@@ -258,6 +353,9 @@ def _at(trace: Trace, where: _Addresses, operand: tuple, names: list[str]) -> st
         names = [str(at[axis]) for axis in range(len(trace.shapes[base]))]
     if how[0] == "result":
         return _stored(trace, where, what, names)
+    if where.threaded:
+        array, offset, strides = where.inputs[how[1]]
+        return f"{array}[{_strided(offset, strides, names)}]"
     return f"t{what}[{', '.join(names)}]"
 
 
@@ -268,11 +366,10 @@ def _broadcast(own: tuple[int, ...], shape: tuple[int, ...], names: list[str]) -
     return [names[lead + axis] if size == shape[lead + axis] else "0" for axis, size in enumerate(own)]
 
 
-def _element(trace: Trace, where: _Addresses, operand: tuple, shape: tuple[int, ...]) -> str:
-    """``operand`` at ``[a0, a1, ...]`` of a result of ``shape``, broadcast as numpy does."""
+def _element(trace: Trace, where: _Addresses, operand: tuple, shape: tuple[int, ...], names: list[str]) -> str:
+    """``operand`` where a result of ``shape`` is at ``names`` (one per axis), broadcast as numpy does."""
     if operand[0] == "scalar":
         return repr(operand[1])
-    names = [f"a{axis}" for axis in range(len(shape))]
     return _at(trace, where, operand, _broadcast(_shape(trace, operand), shape, names))
 
 
@@ -280,15 +377,28 @@ def _write_operation(w: SourceWriter, trace: Trace, where: _Addresses, operation
     """A matrix product, a concatenation or a reshape."""
     kind, out = operation[0], operation[1]
     shape = trace.shapes[out]
+    threaded = where.threaded
     if kind == "matmul":
         left, right = operation[2], operation[3]
-        batch = shape[:-2]
         inner = _shape(trace, left)[-1]
+        if threaded:
+            # a thread per entry, summing over q in the CPU function's order
+            with _loops(w, shape, True, "m") as at:
+                names = at.split(", ")
+                batch_names, i, j = names[:-2], names[-2], names[-1]
+                left_at = [*_broadcast(_shape(trace, left)[:-2], shape[:-2], batch_names), i, "q"]
+                right_at = [*_broadcast(_shape(trace, right)[:-2], shape[:-2], batch_names), "q", j]
+                w("total = 0.0")
+                with w.block(f"for q in range({inner}):"):
+                    w(f"total += {_at(trace, where, left, left_at)} * {_at(trace, where, right, right_at)}")
+                w(f"{_stored(trace, where, out, names)} = total")
+            return
+        batch = shape[:-2]
         batch_names = [f"b{axis}" for axis in range(len(batch))]
         left_at = _broadcast(_shape(trace, left)[:-2], batch, batch_names)
         right_at = _broadcast(_shape(trace, right)[:-2], batch, batch_names)
         target = _stored(trace, where, out, [*batch_names, "i", "j"])
-        with _loops(w, batch, "b"), w.block(f"for i in range({shape[-2]}):"):
+        with _loops(w, batch, False, "b"), w.block(f"for i in range({shape[-2]}):"):
             with w.block(f"for j in range({shape[-1]}):"):
                 w(f"{target} = 0.0")
             # the row of the right operand is contiguous: the inner loop runs along it
@@ -299,16 +409,17 @@ def _write_operation(w: SourceWriter, trace: Trace, where: _Addresses, operation
     elif kind == "reshape":
         # row-major order, whatever the layout of the source
         source = operation[2]
-        w("n = 0")
-        with _loops(w, _shape(trace, source)) as at:
-            w(f"scratch[{where.results[out]} + n] = {_at(trace, where, source, at.split(', '))}")
-            w("n += 1")
+        source_shape = _shape(trace, source)
+        with _loops(w, source_shape, threaded) as at:
+            names = at.split(", ")
+            w(f"scratch[{_flat(where.results[out], source_shape, names)}] = {_at(trace, where, source, names)}")
     else:  # concatenate
         axis, parts = operation[2], operation[3]
         start = 0
         for part in parts:
             part_shape = _shape(trace, part)
-            with _loops(w, part_shape) as at:
-                shifted = [f"a{a} + {start}" if a == axis and start else f"a{a}" for a in range(len(part_shape))]
-                w(f"{_stored(trace, where, out, shifted)} = {_at(trace, where, part, at.split(', '))}")
+            with _loops(w, part_shape, threaded) as at:
+                names = at.split(", ")
+                shifted = [f"{name} + {start}" if a == axis and start else name for a, name in enumerate(names)]
+                w(f"{_stored(trace, where, out, shifted)} = {_at(trace, where, part, names)}")
             start += part_shape[axis]

@@ -23,12 +23,15 @@ varying order, which can change the rounding and, in chaotic networks, spike tim
 
 State and ring buffers (and a plastic projection's weights and traces) stay on the device for
 the whole run: they come to the host at the end of a run, around callbacks (which may read or
-change them) and around the updates of value populations that update on the host (CfC, LTC,
-ELM, ``Rate``). Elementwise value populations (Kuramoto, AKOrN, Astrocyte) update on the
-device at the end of the chunks their windows end, in the numpy reference's order: their step
-on a thread per unit, sparse value maps on a thread per row, and the CPU backends' loops for
-sums, counts, holds and pulses on one thread each (so their additions keep the reference's
-order); they, count projections (one thread a chunk) and learning keep launches of their own.
+change them) and around the updates of value populations that update on the host (``Rate``, a
+user's ``advance``). The other value populations update on the device at the end of the chunks
+their windows end, in the numpy reference's order: an elementwise one's step (Kuramoto, AKOrN,
+Astrocyte) on a thread per unit, an array step (CfC, LTC, ELM) as its traced kernel of one
+block (:func:`.array_program.load_cuda`: its matrix products and loops, the copy into the
+state and the finite test in one launch), sparse value maps on a thread per row, and the CPU
+backends' loops for sums, counts, holds and pulses on one thread each (so their additions keep
+the reference's order); they, count projections (one thread a chunk) and learning keep launches
+of their own.
 Learning (STDP) runs a thread per synapse whose source or target spiked in the chunk,
 each replaying its own pre and post spikes in the CPU backends' order, which gives the numpy
 backend's weights and traces exactly (see ``_learn_synapse``), three launches per plastic
@@ -47,7 +50,7 @@ from numba import config, cuda
 
 from ..lowering import Consumer, LoweredNetwork, Operator, Status
 from ..model import register_target
-from . import Runner, cuda_chunk, numba_kernels
+from . import Runner, array_program, cuda_chunk, numba_kernels
 
 if config.ENABLE_CUDASIM:
     # The simulator runs step functions as Python on numpy scalars, where the counter-based
@@ -64,6 +67,8 @@ _MAX_BLOCKS = 1 if _SIMULATED else 1 << 16
 _DELIVERY_THREADS = 4 if _SIMULATED else 64
 #: the most blocks the delivery kernel runs: they stride over the chunk's spikes
 _MAX_DELIVERY_BLOCKS = 1 if _SIMULATED else 1 << 12
+#: the threads of an array step's block (one block: its loops are separated by barriers)
+_ARRAY_THREADS = 8 if _SIMULATED else 256
 #: the code the value populations' finite test records in ``status`` (see ``Status``); an int, which kernels
 #: read as a constant
 _NOT_FINITE = int(Status.NOT_FINITE)
@@ -421,7 +426,8 @@ class _DevicePlasticity:
 
 
 class _DeviceValues:
-    """An elementwise value population's arrays on the device (its state is its population's)."""
+    """A value population's arrays on the device (its state is its population's), and its kernels: an
+    elementwise one's step and finish, or the kernel of its traced array step."""
 
     def __init__(self, value, device: _DevicePopulation):
         self.host = value
@@ -431,9 +437,34 @@ class _DeviceValues:
         self.published = cuda.to_device(value.published)
         self.previous = cuda.to_device(value.previous if value.previous is not None else value.published)
         self.output_rows = cuda.to_device(value.output_rows)
-        self.step = _value_step_kernel(value.step_function)
-        self.finish = None if value.finish_function is None else _finish_kernel(value.finish_function)
         self.blocks = min(_MAX_BLOCKS, max(1, math.ceil(value.n / _THREADS)))
+        self.array_step = None if value.trace is None else _array_step_kernel(value)
+        if self.array_step is None:
+            self.step = _value_step_kernel(value.step_function)
+            self.finish = None if value.finish_function is None else _finish_kernel(value.finish_function)
+        else:
+            # the kernel addresses the state and inputs as flat vectors (views of the same memory)
+            self.flat_state = device.state.reshape(value.state.size)
+            self.flat_inputs = self.inputs.reshape(value.inputs.size)
+            self.scratch = cuda.device_array(max(1, array_program.scratch_size(value.trace)))
+
+
+def _array_step_kernel(value):
+    """The CUDA kernel of a value population's traced array step, the views its model's ``gather`` and
+    ``destinations`` give resolved to places in its state and inputs."""
+    bases = {"state": value.state, "inputs": value.inputs}
+
+    def place(view: np.ndarray, names: tuple[str, ...]) -> tuple[str, int, tuple[int, ...]]:
+        for name in names:
+            if np.shares_memory(view, bases[name]):
+                return (name, *array_program.view_address(view, bases[name]))
+        raise ValueError(f"population {value.name!r}: its array step's gather and destinations must give views "
+                         f"of its {' or '.join(names)}; got an array of shape {view.shape} that is not one")
+
+    inputs = [place(view, ("state", "inputs")) for view in value.array_step.gather(value.state, value.inputs)]
+    results = [np.empty(shape) for shape in value.trace.output_shapes]
+    outputs = [place(view, ("state",))[1:] for view in value.array_step.destinations(value.state, *results)]
+    return array_program.load_cuda(value.trace, inputs, outputs, value.state.size)
 
 
 class _DeviceArrays:
@@ -649,12 +680,16 @@ class CudaRunner(Runner):
                                     lowered.value_maps[index].channels)
         for value in due:
             host, device = value.host, value.population
-            value.step[value.blocks, _THREADS](self.status, device.state, value.consts, value.inputs, k, host.key,
-                                               host.consts.shape[1] == 1, device.flags, host.pulses)
-            if value.finish is not None:
-                value.finish[1, 1](self.status, device.state, value.consts)
-            # a failure it records stops every later kernel (they check ``status`` first)
-            _check_finite[value.blocks, _THREADS](device.state, self.status, host.population, k)
+            if value.array_step is not None:  # it checks the state itself
+                value.array_step[1, _ARRAY_THREADS](self.status, value.flat_state, value.flat_inputs, value.consts,
+                                                    value.scratch, host.population, k)
+            else:
+                value.step[value.blocks, _THREADS](self.status, device.state, value.consts, value.inputs, k,
+                                                   host.key, host.consts.shape[1] == 1, device.flags, host.pulses)
+                if value.finish is not None:
+                    value.finish[1, 1](self.status, device.state, value.consts)
+                # a failure it records stops every later kernel (they check ``status`` first)
+                _check_finite[value.blocks, _THREADS](device.state, self.status, host.population, k)
             _publish[1, 1](self.status, device.state, value.published, value.output_rows, value.previous,
                            host.previous is not None)
             if host.pulses:
