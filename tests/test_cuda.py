@@ -207,7 +207,7 @@ import json, os, sys
 import ranvier as rv
 from ranvier.units import mV, ms
 sys.path.insert(0, os.path.join(TESTS, os.pardir, "benchmarks", "gpu"))
-from gpu_checks import counting_launches
+from gpu_checks import counting_chunks, counting_launches
 
 def build():
     net = rv.networks.cuba(n=120, seed=3, delay=0.3 * ms)  # CSR projections; chunks of 3 steps
@@ -221,18 +221,11 @@ def run(backend, steps):
     v = net.record("exc", "v", ids=[0, 5, 5], every=2 * net.dt)
     net.run(2 * net.dt, backend=backend)  # lowers and compiles
     lowered = net._simulation.lowered
-    chunks = [0]
-    boundary = lowered.next_value_boundary
-
-    def counted_boundary(step):
-        chunks[0] += 1  # the runners ask once per chunk
-        return boundary(step)
-
-    lowered.next_value_boundary = counted_boundary
+    chunks = counting_chunks(lowered)
     with counting_launches() as counted:
         net.run(steps * net.dt, backend=backend)
     return ([[m.steps.tolist(), m.ids.tolist()] for m in spikes], v.values.tolist(),
-            dict(net.stats.synaptic_events_by_projection), lowered.chunk, chunks[0], counted)
+            dict(net.stats.synaptic_events_by_projection), lowered.chunk, chunks["n"], counted)
 
 reference, short, long = run("numpy", 30), run("cuda", 30), run("cuda", 60)
 print(json.dumps({"same": reference[:3] == short[:3], "spikes": sum(len(ids) for _, ids in reference[0]),
@@ -258,7 +251,7 @@ import numpy as np
 import ranvier as rv
 from ranvier.units import mV
 sys.path.insert(0, os.path.join(TESTS, os.pardir, "benchmarks", "gpu"))
-from gpu_checks import counting_launches, mixed_network
+from gpu_checks import counting_chunks, counting_launches, mixed_network
 
 def run(backend, steps):
     net = mixed_network(120, 10, cfc_units=8)
@@ -266,25 +259,31 @@ def run(backend, steps):
     spikes = [net.record(name, "spikes") for name in ("exc", "inh", "osc")]
     output = net.record("cfc", "output")
     net.run(2 * net.dt, backend=backend)  # lowers and compiles
+    lowered = net._simulation.lowered
+    chunks = counting_chunks(lowered)
     with counting_launches() as counted:
         net.run(steps * net.dt, backend=backend)
-    on_device = sorted(net.populations[v.name].name for v in net._simulation.lowered.values)
-    return [[m.steps.tolist(), m.ids.tolist()] for m in spikes], output.values, counted["copies"], on_device
+    on_device = sorted(v.name for v in lowered.values)
+    return ([[m.steps.tolist(), m.ids.tolist()] for m in spikes], output.values, counted["copies"], on_device,
+            [counted["launches"], chunks["n"]])
 
 reference, short, long = run("numpy", 100), run("cuda", 50), run("cuda", 100)
 print(json.dumps({"same_spikes": reference[0] == long[0], "spikes": sum(len(ids) for _, ids in reference[0]),
                   "output_difference": float(np.abs(reference[1] - long[1]).max()),
                   "output_range": float(np.ptp(reference[1])), "copies": [short[2], long[2]],
-                  "on_device": long[3]}))
+                  "on_device": long[3], "launches_and_chunks": [short[4], long[4]]}))
 """
 
 
 @pytest.mark.slow
-def test_value_populations_stay_on_the_device_and_match_numpy_on_the_simulator(on_cuda_simulator):
-    """CUBA, Kuramoto oscillators, an astrocyte and a CfC: the CfC's array step runs as a device kernel,
-    so a run copies no more to the host when it spans twice the value windows, and matches numpy."""
+def test_a_mixed_network_takes_two_launches_a_chunk_and_stays_on_the_device_on_the_simulator(on_cuda_simulator):
+    """CUBA with an STDP projection, Kuramoto oscillators, an astrocyte at the network's dt and a CfC: learning
+    and every value window run in the delivery kernel's last block, so a chunk is two launches, a run copies no
+    more to the host when it spans twice the value windows, and it matches numpy."""
     result = on_cuda_simulator(_MIXED_COPIES)
     assert result["on_device"] == ["astro", "cfc", "osc"]
+    for launches, chunks in result["launches_and_chunks"]:
+        assert chunks >= 50 and launches == 2 * chunks
     assert result["copies"][0] == result["copies"][1]
     assert result["same_spikes"] and result["spikes"] > 20
     assert result["output_range"] > 1e-3 and result["output_difference"] <= 1e-11

@@ -197,6 +197,20 @@ def counting_launches():
         device_array.copy_to_host = copy
 
 
+def counting_chunks(lowered) -> dict:
+    """Counts the min-delay chunks the runners of ``lowered`` take from now on (``["n"]``): they ask for the
+    next value boundary once per chunk."""
+    chunks = {"n": 0}
+    boundary = lowered.next_value_boundary
+
+    def counted_boundary(step):
+        chunks["n"] += 1
+        return boundary(step)
+
+    lowered.next_value_boundary = counted_boundary
+    return chunks
+
+
 def launches(builds: dict, sizes: Sizes) -> dict:
     """Kernel launches and copies per min-delay chunk of the cuda backend, over ``count_steps`` steps."""
     record = {}
@@ -204,14 +218,7 @@ def launches(builds: dict, sizes: Sizes) -> dict:
         net = build()
         net.run(2 * net.dt, backend="cuda")  # lowers and compiles
         lowered = net._simulation.lowered
-        chunks = {"n": 0}
-        boundary = lowered.next_value_boundary
-
-        def counted_boundary(step, boundary=boundary, chunks=chunks):
-            chunks["n"] += 1  # the cuda runner asks once per chunk
-            return boundary(step)
-
-        lowered.next_value_boundary = counted_boundary
+        chunks = counting_chunks(lowered)
         with counting_launches() as counted:
             net.run(sizes.count_steps * net.dt, backend="cuda")
         record[name] = {"chunks": chunks["n"], "chunk_steps": lowered.chunk,

@@ -7,12 +7,13 @@ dozen operations):
 
 * for the CPU (:func:`load`), ``advance(*inputs, constants, scratch, *outputs)``, which the numba
   kernel calls at the population's windows (and :class:`CompiledStep` from Python);
-* for CUDA (:func:`load_cuda`), a kernel of one block, ``advance(status, state, inputs,
-  constants, scratch, population, k)``, that reads its inputs from the population's state and
-  input rows and writes its results into the state where the model's ``gather`` and
-  ``destinations`` say (their views resolved to offsets and strides on the host), its threads
-  striding over each loop's entries with a barrier between loops; it then records in ``status``
-  a state that is not finite (as the backend's ``_check_finite`` does), all in one launch.
+* for CUDA (:func:`cuda_source`), a device function that every thread of one block runs,
+  ``step(status, state, inputs, constants, scratch, population, k)``: it reads its inputs from
+  the population's state and input rows and writes its results into the state where the
+  model's ``gather`` and ``destinations`` say (their views resolved to offsets and strides on
+  the host, :class:`Placement`), its threads striding over each loop's entries with a barrier
+  between loops; it then records in ``status`` a state that is not finite. The chunk's
+  delivery kernel calls it at the population's windows (:mod:`.cuda_window`).
 
 It computes the numpy reference's expressions in their order, but not bit for bit: a matrix
 product sums ``x_q W_qj`` over ascending ``q``, where numpy's BLAS sums in blocks, and ``tanh``
@@ -58,16 +59,11 @@ def load(trace: Trace) -> object:
     return _LOADED[name]
 
 
-def load_cuda(trace: Trace, inputs: list[tuple[str, int, tuple[int, ...]]],
-              outputs: list[tuple[int, tuple[int, ...]]], state_size: int) -> object:
-    """The CUDA kernel of ``trace`` (see the module's docstring): its ``inputs`` read from flat arrays
-    ``(name, offset, strides)`` (``"state"`` or ``"inputs"``), its outputs written into the flat state
-    at ``(offset, strides)`` (:func:`view_address`), then the state's ``state_size`` entries checked."""
-    source = _write(trace, _Placement(tuple(inputs), tuple(outputs), state_size))
-    name = f"ranvier_cuda_array_step_{kernel_fingerprint(source, {})}"
-    if name not in _LOADED:
-        _LOADED[name] = kernel_cache.load(name, source, {})
-    return _LOADED[name]
+def cuda_source(trace: Trace, placement: Placement, name: str) -> str:
+    """The source of ``name(status, state, inputs, constants, scratch, population, k)``, a CUDA device function
+    of ``trace`` run by every thread of one block (see the module's docstring), for a module that imports
+    ``math``, ``cuda`` and the model language's ``exp`` and ``tanh``."""
+    return _write(trace, placement, name)
 
 
 def view_address(view: np.ndarray, base: np.ndarray) -> tuple[int, tuple[int, ...]]:
@@ -113,24 +109,27 @@ class CompiledStep:
 
 
 @dataclass(frozen=True)
-class _Placement:
-    """Where a CUDA kernel finds its inputs and puts its outputs (see :func:`load_cuda`)."""
+class Placement:
+    """Where a CUDA step finds its inputs, ``(array, offset, strides)`` in the flat ``"state"`` or
+    ``"inputs"``, and puts its outputs, ``(offset, strides)`` in the flat state (:func:`view_address`);
+    ``state_size`` entries of the state are tested for being finite."""
 
     inputs: tuple[tuple[str, int, tuple[int, ...]], ...]
     outputs: tuple[tuple[int, tuple[int, ...]], ...]
     state_size: int
 
 
-def _write(trace: Trace, placement: _Placement | None = None) -> str:
-    """The source of the CPU function, or with a ``placement`` of the CUDA kernel."""
+def _write(trace: Trace, placement: Placement | None = None, name: str = "advance") -> str:
+    """The source of the CPU module, or with a ``placement`` of the CUDA device function ``name``."""
     threaded = placement is not None
     w = SourceWriter()
-    w("import math" if threaded else "import numpy as np")
-    w("from numba import cuda" if threaded else "from numba import njit")
-    w()
-    w("from ranvier.engine.model import exp, tanh")
-    w()
-    w()
+    if not threaded:
+        w("import numpy as np")
+        w("from numba import njit")
+        w()
+        w("from ranvier.engine.model import exp, tanh")
+        w()
+        w()
     inputs = [f"x{how[1]}" for how in trace.nodes if how[0] == "input"]
     outs = [f"out{k}" for k in range(len(trace.outputs))]
     aliases = [] if threaded else [f"t{index} = x{how[1]}" for index, how in enumerate(trace.nodes)
@@ -153,16 +152,12 @@ def _write(trace: Trace, placement: _Placement | None = None) -> str:
             w()
             calls[g] = f"_loop{g}({', '.join([*inputs, 'constants', 'scratch'])})"
     if threaded:
-        w("@cuda.jit(cache=True)")
-        w("def advance(status, state, inputs, constants, scratch, population, k):")
+        w("@cuda.jit(device=True)")
+        w(f"def {name}(status, state, inputs, constants, scratch, population, k):")
     else:
         w("@njit(cache=True, nogil=True, fastmath=False, error_model='numpy')")
         w(f"def advance({', '.join([*inputs, 'constants', 'scratch', *outs])}):")
     with w.indent():
-        if threaded:
-            # every thread returns, or none: status changes only at this kernel's end
-            with w.block("if status[0] != 0:"):
-                w("return")
         for alias in aliases:
             w(alias)
         for g, group in enumerate(groups):
@@ -207,7 +202,7 @@ class _Addresses:
         return self.inputs is not None
 
     @staticmethod
-    def of(trace: Trace, placement: _Placement | None) -> _Addresses:
+    def of(trace: Trace, placement: Placement | None) -> _Addresses:
         constants, offset = [], 0
         for constant in trace.constants:
             constants.append(offset)

@@ -1,20 +1,21 @@
 """The CUDA backend (numba.cuda): the same model step functions as device functions.
 
 A min-delay chunk is two launches of kernels generated for the network's structure
-(:mod:`.cuda_chunk`): ``update`` takes every neuron of every spiking population through all the
-chunk's steps (a thread per neuron: drives, step, finite test, spike flags, state monitor samples),
-and its last block to finish writes the spike lists in the reference order (per population by
-step, then neuron) and emits the scheduled populations' spikes; ``deliver`` sends every spike of
-the chunk through every projection (CSR with one or per-synapse delays, implicit all-to-all,
-convolution), a block per spike with its threads striding over the synapses, atomic adds into the
-target's delay ring buffer. Spike counts stay on the device: the kernels read them there.
+(:mod:`.cuda_chunk`), whatever the network holds: ``update`` takes every neuron of every spiking
+population through all the chunk's steps (a thread per neuron: drives, step, finite test, spike
+flags, state monitor samples), and its last block to finish writes the spike lists in the
+reference order (per population by step, then neuron) and emits the scheduled populations'
+spikes; ``deliver`` sends every spike of the chunk through every projection (CSR with one or
+per-synapse delays, implicit all-to-all, convolution), a block per spike with its threads
+striding over the synapses, atomic adds into the target's delay ring buffer, and its last block
+to finish runs the chunk's STDP and the value populations whose windows end with the chunk
+(:mod:`.cuda_window`). Spike counts stay on the device: the kernels read them there.
 
 The host reads nothing per chunk. It keeps an upper bound of each spike buffer's fill (the
 populations' spike bounds times the steps run) and reads the device's counts only when a buffer
 could overflow; it reads ``status`` (a state that is not finite, a full spike buffer: the first in
-the reference order, recorded by the kernels) then and at the end of every stretch. Every kernel
-(of the chunks, of learning, of the value populations) returns at once while ``status`` holds a
-failure, so the run ends as if it had stopped there.
+the reference order, recorded by the kernels) then and at the end of every stretch. Each kernel
+returns at once while ``status`` holds a failure, so the run ends as if it had stopped there.
 
 Determinism: the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) runs blocks one after another,
 so spikes are delivered in the reference order and results equal the numpy backend's. On a
@@ -24,33 +25,23 @@ varying order, which can change the rounding and, in chaotic networks, spike tim
 State and ring buffers (and a plastic projection's weights and traces) stay on the device for
 the whole run: they come to the host at the end of a run, around callbacks (which may read or
 change them) and around the updates of value populations that update on the host (``Rate``, a
-user's ``advance``). The other value populations update on the device at the end of the chunks
-their windows end, in the numpy reference's order: an elementwise one's step (Kuramoto, AKOrN,
-Astrocyte) on a thread per unit, an array step (CfC, LTC, ELM) as its traced kernel of one
-block (:func:`.array_program.load_cuda`: its matrix products and loops, the copy into the
-state and the finite test in one launch), sparse value maps on a thread per row, and the CPU
-backends' loops for sums, counts, holds and pulses on one thread each (so their additions keep
-the reference's order); they, count projections (one thread a chunk) and learning keep launches
-of their own.
-Learning (STDP) runs a thread per synapse whose source or target spiked in the chunk,
-each replaying its own pre and post spikes in the CPU backends' order, which gives the numpy
-backend's weights and traces exactly (see ``_learn_synapse``), three launches per plastic
-projection and chunk that read the chunk's spikes on the device. Each stretch copies back only
-what the host collects: the new spikes, synaptic-event counts and monitor samples.
+user's ``advance``). The other value populations (Kuramoto, AKOrN, Astrocyte; CfC, LTC and ELM
+as their traced array steps) and learning (STDP, bit-identical to the numpy backend's weights
+and traces) update on the device, in ``deliver``'s last block (:mod:`.cuda_window` says how).
+Each stretch copies back only what the host collects: the new spikes, synaptic-event counts and
+monitor samples.
 """
 
 from __future__ import annotations
 
-import math
-import types
 import warnings
 
 import numpy as np
 from numba import config, cuda
 
-from ..lowering import Consumer, LoweredNetwork, Operator, Status
+from ..lowering import LoweredNetwork, Status
 from ..model import register_target
-from . import Runner, array_program, cuda_chunk, numba_kernels
+from . import Runner, array_program, cuda_chunk, cuda_window
 
 if config.ENABLE_CUDASIM:
     # The simulator runs step functions as Python on numpy scalars, where the counter-based
@@ -67,303 +58,6 @@ _MAX_BLOCKS = 1 if _SIMULATED else 1 << 16
 _DELIVERY_THREADS = 4 if _SIMULATED else 64
 #: the most blocks the delivery kernel runs: they stride over the chunk's spikes
 _MAX_DELIVERY_BLOCKS = 1 if _SIMULATED else 1 << 12
-#: the threads of an array step's block (one block: its loops are separated by barriers)
-_ARRAY_THREADS = 8 if _SIMULATED else 256
-#: the code the value populations' finite test records in ``status`` (see ``Status``); an int, which kernels
-#: read as a constant
-_NOT_FINITE = int(Status.NOT_FINITE)
-
-_DEVICE_FUNCTIONS: dict[object, object] = {}
-
-
-def _device_version(kernel, helpers: tuple[str, ...]):
-    """A CPU backend's loop compiled as a device function, its calls to ``helpers`` (functions of
-    :mod:`.numba_kernels`) resolved to device versions of them: one definition for both targets."""
-    source = kernel.py_func
-    device_helpers = {name: cuda.jit(device=True)(getattr(numba_kernels, name).py_func) for name in helpers}
-    function = types.FunctionType(source.__code__, {**source.__globals__, **device_helpers}, source.__name__)
-    return cuda.jit(device=True)(function)
-
-
-# Elementwise value populations, in ``value_updates``' order: the CPU backends' loops each on
-# one GPU thread where their order of additions is the reference's, the units' steps and the
-# sparse products on a thread per unit or row.
-_add_all_to_all_device = _device_version(numba_kernels.add_all_to_all, ("all_to_all_total",))
-_take_pending_device = _device_version(numba_kernels.take_pending, ())
-_publish_device = _device_version(numba_kernels.publish, ("_copy",))
-_schedule_pulses_device = _device_version(numba_kernels.schedule_pulses, ())
-_hold_values_device = _device_version(numba_kernels.hold_values, ())
-_set_state_row_device = _device_version(numba_kernels.set_state_row, ())
-_set_modulation_device = _device_version(numba_kernels.set_modulation, ())
-_VALUE_STEP_KERNELS: dict[object, object] = {}
-_FINISH_KERNELS: dict[object, object] = {}
-
-
-@cuda.jit
-def _clear_rows(status, rows):
-    for entry in range(cuda.grid(1), rows.shape[0] * rows.shape[1] if status[0] == 0 else 0, cuda.gridsize(1)):
-        rows[entry // rows.shape[1], entry % rows.shape[1]] = 0.0
-
-
-@cuda.jit
-def _add_all_to_all(status, rows, first_row, published, channels, weight, autapses):
-    if cuda.grid(1) == 0 and status[0] == 0:
-        _add_all_to_all_device(rows, first_row, published, channels, weight, autapses)
-
-
-@cuda.jit
-def _add_sparse(status, rows, first_row, published, channels, row_ptr, columns, values, weight, uniform):
-    """``rows[first_row + c, i] += sum_e w_e x_c[j_e]`` (``w sum_e x_c[j_e]`` when ``uniform``), a thread per row."""
-    for i in range(cuda.grid(1), row_ptr.shape[0] - 1 if status[0] == 0 else 0, cuda.gridsize(1)):
-        for c in range(channels):
-            total = 0.0
-            for entry in range(row_ptr[i], row_ptr[i + 1]):
-                if uniform:
-                    total += published[c, columns[entry]]
-                else:
-                    total += values[entry] * published[c, columns[entry]]
-            if uniform:
-                rows[first_row + c, i] += weight * total
-            else:
-                rows[first_row + c, i] += total
-
-
-@cuda.jit
-def _take_pending(status, rows, row, pending, window):
-    if cuda.grid(1) == 0 and status[0] == 0:
-        _take_pending_device(rows, row, pending, window)
-
-
-@cuda.jit
-def _check_finite(state, status, population, k):
-    for entry in range(cuda.grid(1), state.shape[0] * state.shape[1], cuda.gridsize(1)):
-        if not math.isfinite(state[entry // state.shape[1], entry % state.shape[1]]) and status[0] == 0:
-            status[1] = population
-            status[2] = k
-            status[0] = _NOT_FINITE
-
-
-@cuda.jit
-def _publish(status, state, published, output_rows, previous, keep_previous):
-    if cuda.grid(1) == 0 and status[0] == 0:
-        _publish_device(state, published, published, output_rows, previous, keep_previous, False)
-
-
-@cuda.jit
-def _schedule_pulses(status, flags, n, k, source_steps, source_ids, source_next):
-    if cuda.grid(1) == 0 and status[0] == 0:
-        _schedule_pulses_device(flags, n, k, source_steps, source_ids, source_next)
-
-
-@cuda.jit
-def _hold_values(status, ring, receptor, scratch, start, stop):
-    if cuda.grid(1) == 0 and status[0] == 0:
-        _hold_values_device(ring, receptor, scratch, start, stop)
-
-
-@cuda.jit
-def _set_state_row(status, state, row, targets, scratch):
-    if cuda.grid(1) == 0 and status[0] == 0:
-        _set_state_row_device(state, row, targets, scratch)
-
-
-@cuda.jit
-def _set_modulation(status, modulation, row, published):
-    if cuda.grid(1) == 0 and status[0] == 0:
-        _set_modulation_device(modulation, row, published)
-
-
-def _value_step_kernel(step_function):
-    """The kernel that updates every unit of an elementwise value population with its ``step``."""
-    if step_function not in _VALUE_STEP_KERNELS:
-        step = _DEVICE_FUNCTIONS.setdefault(step_function, cuda.jit(device=True)(step_function))
-
-        @cuda.jit
-        def update(status, state, consts, inputs, k, key, shared, flags, pulses):
-            for i in range(cuda.grid(1), state.shape[1] if status[0] == 0 else 0, cuda.gridsize(1)):
-                if step(state, consts, inputs, i, 0 if shared else i, k, key) != 0 and pulses:
-                    flags[i] = 1
-
-        _VALUE_STEP_KERNELS[step_function] = update
-    return _VALUE_STEP_KERNELS[step_function]
-
-
-def _finish_kernel(finish_function):
-    """One thread running an elementwise value population's ``finish`` (its sums keep the reference's order)."""
-    if finish_function not in _FINISH_KERNELS:
-        finish = _DEVICE_FUNCTIONS.setdefault(finish_function, cuda.jit(device=True)(finish_function))
-
-        @cuda.jit
-        def run(status, state, consts):
-            if cuda.grid(1) == 0 and status[0] == 0:
-                finish(state, consts)
-
-        _FINISH_KERNELS[finish_function] = run
-    return _FINISH_KERNELS[finish_function]
-
-
-# Learning (STDP) in parallel. The CPU backends' ``apply_stdp`` takes a chunk's spikes in time
-# order, pre before post within a step. The weight of synapse p -> q changes only at the spikes
-# of p (depression by q's trace) and of q (potentiation by p's trace), and p's trace changes
-# only at p's spikes, q's only at q's: so the synapse sees, step by step, p's spikes and then
-# q's, whatever the other neurons do. A thread per synapse replays exactly that sequence, with
-# its own copies of the two traces, and computes what the serial loop computes, to the bit.
-# Three launches per plastic projection and chunk: count each neuron's spikes per step of the
-# chunk (and elect, for each neuron that spiked, its first spike of the chunk as owner); learn,
-# a block per owner, over the synapses of its row (pre) or of its column whose source did not
-# spike (post); then advance the owners' traces and clear the counts.
-
-_decayed_device = cuda.jit(device=True)(numba_kernels._decayed.py_func)
-_bounded_device = cuda.jit(device=True)(numba_kernels._bounded.py_func)
-#: the owner of a neuron that did not spike in the chunk
-_NO_OWNER = np.iinfo(np.int64).max
-
-
-@cuda.jit
-def _count_chunk_spikes(status, chunk_first, spike_counts, pre, post, pre_ids, pre_steps, post_ids, post_steps, start,
-                        pre_counts, post_counts, pre_owner, post_owner):
-    """``counts[k - start, i]``: neuron i's spikes in step k of the chunk; ``owner[i]``: its first spike's index.
-
-    The chunk's spikes of populations ``pre`` and ``post`` are ``chunk_first .. spike_counts - 1``, read
-    on the device; nothing is done once ``status`` holds a failure (as in the kernels below).
-    """
-    if status[0] != 0:
-        return
-    pre_first, pre_last = chunk_first[pre], spike_counts[pre]
-    post_first, post_last = chunk_first[post], spike_counts[post]
-    pre_spikes = pre_last - pre_first
-    for entry in range(cuda.grid(1), pre_spikes + post_last - post_first, cuda.gridsize(1)):
-        if entry < pre_spikes:
-            s = pre_first + entry
-            cuda.atomic.add(pre_counts, (pre_steps[s] - start, pre_ids[s]), 1)
-            cuda.atomic.min(pre_owner, pre_ids[s], s)
-        else:
-            s = post_first + entry - pre_spikes
-            cuda.atomic.add(post_counts, (post_steps[s] - start, post_ids[s]), 1)
-            cuda.atomic.min(post_owner, post_ids[s], s)
-
-
-@cuda.jit(device=True)
-def _learn_synapse(s, p, q, start, length, pre_counts, post_counts, weights, pre_trace, pre_seen, post_trace,
-                   post_seen, decay_plus, decay_minus, params, modulation):
-    """Synapse s (p -> q) through the chunk's steps ``start .. start + length - 1``, as ``apply_stdp``.
-
-    In each step: every spike of p sets ``w -= a_minus m_minus x_post`` (times ``w - w_min`` when
-    multiplicative) and then ``x_pre = x_pre decay + 1``; every spike of q sets
-    ``w += a_plus m_plus x_pre`` (times ``w_max - w``) and then ``x_post = x_post decay + 1``;
-    ``w`` in float64, stored in the weights' precision after each spike and clipped to
-    ``[w_min, w_max]``. The traces are this thread's copies: the owners advance the real ones after.
-    """
-    a_plus = params[0]
-    a_minus = params[1]
-    w_min = params[2]
-    w_max = params[3]
-    multiplicative = params[4] != 0.0
-    stride = 1 if modulation.shape[1] > 1 else 0
-    depression = a_minus * modulation[1, q * stride]
-    potentiation = a_plus * modulation[0, q * stride]
-    x_pre = pre_trace[p]
-    pre_step = pre_seen[p]
-    x_post = post_trace[q]
-    post_step = post_seen[q]
-    for t in range(length):
-        k = start + t
-        for _ in range(pre_counts[t, p]):
-            x = _decayed_device(x_post, post_step, k, decay_minus)
-            w = np.float64(weights[s])
-            change = depression * (w - w_min) * x if multiplicative else depression * x
-            weights[s] = _bounded_device(w - change, w_min, w_max)
-            x_pre = _decayed_device(x_pre, pre_step, k, decay_plus) + 1.0
-            pre_step = k
-        for _ in range(post_counts[t, q]):
-            x = _decayed_device(x_pre, pre_step, k, decay_plus)
-            w = np.float64(weights[s])
-            change = potentiation * (w_max - w) * x if multiplicative else potentiation * x
-            weights[s] = _bounded_device(w + change, w_min, w_max)
-            x_post = _decayed_device(x_post, post_step, k, decay_minus) + 1.0
-            post_step = k
-
-
-@cuda.jit
-def _learn(status, chunk_first, spike_counts, pre, post, pre_ids, post_ids, start, length, pre_counts, post_counts,
-           pre_owner, post_owner, row_ptr, targets, weights, col_ptr, col_synapses, col_sources, pre_trace, pre_seen,
-           post_trace, post_seen, decay_plus, decay_minus, params, modulation):
-    """Block b takes the chunk's spikes b, b + gridDim, ... (pre spikes, then post spikes) whose neurons they own.
-
-    A pre owner p: its threads learn every synapse of p's row. A post owner q: every synapse
-    into q whose source did not spike in the chunk (the others belong to their source's row),
-    so each synapse that learns has exactly one thread.
-    """
-    if status[0] != 0:
-        return
-    pre_first, post_first = chunk_first[pre], chunk_first[post]
-    pre_spikes = spike_counts[pre] - pre_first
-    for b in range(cuda.blockIdx.x, pre_spikes + spike_counts[post] - post_first, cuda.gridDim.x):
-        if b < pre_spikes:
-            p = pre_ids[pre_first + b]
-            if pre_owner[p] == pre_first + b:
-                for s in range(row_ptr[p] + cuda.threadIdx.x, row_ptr[p + 1], cuda.blockDim.x):
-                    _learn_synapse(s, p, targets[s], start, length, pre_counts, post_counts, weights, pre_trace,
-                                   pre_seen, post_trace, post_seen, decay_plus, decay_minus, params, modulation)
-        else:
-            _learn_column(post_ids[post_first + b - pre_spikes], post_first + b - pre_spikes, start, length,
-                          pre_counts, post_counts, pre_owner, post_owner, weights, col_ptr, col_synapses, col_sources,
-                          pre_trace, pre_seen, post_trace, post_seen, decay_plus, decay_minus, params, modulation)
-
-
-@cuda.jit(device=True)
-def _learn_column(q, spike, start, length, pre_counts, post_counts, pre_owner, post_owner, weights, col_ptr,
-                  col_synapses, col_sources, pre_trace, pre_seen, post_trace, post_seen, decay_plus, decay_minus,
-                  params, modulation):
-    """The synapses into q whose source did not spike, if ``spike`` is q's owner: a thread each."""
-    if post_owner[q] == spike:
-        for entry in range(col_ptr[q] + cuda.threadIdx.x, col_ptr[q + 1], cuda.blockDim.x):
-            p = col_sources[entry]
-            if pre_owner[p] == _NO_OWNER:
-                _learn_synapse(col_synapses[entry], p, q, start, length, pre_counts, post_counts, weights,
-                               pre_trace, pre_seen, post_trace, post_seen, decay_plus, decay_minus, params,
-                               modulation)
-
-
-@cuda.jit(device=True)
-def _advance_trace(trace, seen, neuron, counts, start, length, table):
-    """``x = x decay + 1`` at each of the neuron's spikes of the chunk (as ``apply_stdp``); clears its counts."""
-    for t in range(length):
-        for _ in range(counts[t, neuron]):
-            trace[neuron] = _decayed_device(trace[neuron], seen[neuron], start + t, table) + 1.0
-            seen[neuron] = start + t
-        counts[t, neuron] = 0
-
-
-@cuda.jit
-def _advance_traces(status, chunk_first, spike_counts, pre, post, pre_ids, post_ids, start, length, pre_counts,
-                    post_counts, pre_owner, post_owner, pre_trace, pre_seen, post_trace, post_seen, decay_plus,
-                    decay_minus):
-    """Each owner (a thread per spike of the chunk) advances its neuron's trace and gives up ownership."""
-    if status[0] != 0:
-        return
-    pre_first, pre_last = chunk_first[pre], spike_counts[pre]
-    post_first, post_last = chunk_first[post], spike_counts[post]
-    pre_spikes = pre_last - pre_first
-    for entry in range(cuda.grid(1), pre_spikes + post_last - post_first, cuda.gridsize(1)):
-        if entry < pre_spikes:
-            s = pre_first + entry
-            p = pre_ids[s]
-            if pre_owner[p] == s:  # another spike of p reads the owner, or _NO_OWNER: never its own index
-                _advance_trace(pre_trace, pre_seen, p, pre_counts, start, length, decay_plus)
-                pre_owner[p] = _NO_OWNER
-        else:
-            s = post_first + entry - pre_spikes
-            q = post_ids[s]
-            if post_owner[q] == s:
-                _advance_trace(post_trace, post_seen, q, post_counts, start, length, decay_minus)
-                post_owner[q] = _NO_OWNER
-
-
-@cuda.jit
-def _sample(status, state, row, ids, values, sample):
-    for column in range(cuda.grid(1), ids.shape[0] if status[0] == 0 else 0, cuda.gridsize(1)):
-        values[sample, column] = state[row, ids[column]]
 
 
 class _DevicePopulation:
@@ -411,8 +105,8 @@ class _DevicePlasticity:
         # a chunk's spikes by step and neuron, and each neuron's owner: left cleared after every chunk
         self.pre_counts = cuda.to_device(np.zeros((chunk, n_pre), dtype=np.int32))
         self.post_counts = cuda.to_device(np.zeros((chunk, n_post), dtype=np.int32))
-        self.pre_owner = cuda.to_device(np.full(n_pre, _NO_OWNER, dtype=np.int64))
-        self.post_owner = cuda.to_device(np.full(n_post, _NO_OWNER, dtype=np.int64))
+        self.pre_owner = cuda.to_device(np.full(n_pre, cuda_window.NO_OWNER, dtype=np.int64))
+        self.post_owner = cuda.to_device(np.full(n_post, cuda_window.NO_OWNER, dtype=np.int64))
 
     def to_host(self) -> None:
         for name in self.LEARNED:
@@ -426,8 +120,8 @@ class _DevicePlasticity:
 
 
 class _DeviceValues:
-    """A value population's arrays on the device (its state is its population's), and its kernels: an
-    elementwise one's step and finish, or the kernel of its traced array step."""
+    """A value population's arrays on the device (its state is its population's; an array step's state and
+    inputs also as flat views, which its traced step addresses)."""
 
     def __init__(self, value, device: _DevicePopulation):
         self.host = value
@@ -437,34 +131,10 @@ class _DeviceValues:
         self.published = cuda.to_device(value.published)
         self.previous = cuda.to_device(value.previous if value.previous is not None else value.published)
         self.output_rows = cuda.to_device(value.output_rows)
-        self.blocks = min(_MAX_BLOCKS, max(1, math.ceil(value.n / _THREADS)))
-        self.array_step = None if value.trace is None else _array_step_kernel(value)
-        if self.array_step is None:
-            self.step = _value_step_kernel(value.step_function)
-            self.finish = None if value.finish_function is None else _finish_kernel(value.finish_function)
-        else:
-            # the kernel addresses the state and inputs as flat vectors (views of the same memory)
+        if value.trace is not None:
             self.flat_state = device.state.reshape(value.state.size)
             self.flat_inputs = self.inputs.reshape(value.inputs.size)
             self.scratch = cuda.device_array(max(1, array_program.scratch_size(value.trace)))
-
-
-def _array_step_kernel(value):
-    """The CUDA kernel of a value population's traced array step, the views its model's ``gather`` and
-    ``destinations`` give resolved to places in its state and inputs."""
-    bases = {"state": value.state, "inputs": value.inputs}
-
-    def place(view: np.ndarray, names: tuple[str, ...]) -> tuple[str, int, tuple[int, ...]]:
-        for name in names:
-            if np.shares_memory(view, bases[name]):
-                return (name, *array_program.view_address(view, bases[name]))
-        raise ValueError(f"population {value.name!r}: its array step's gather and destinations must give views "
-                         f"of its {' or '.join(names)}; got an array of shape {view.shape} that is not one")
-
-    inputs = [place(view, ("state", "inputs")) for view in value.array_step.gather(value.state, value.inputs)]
-    results = [np.empty(shape) for shape in value.trace.output_shapes]
-    outputs = [place(view, ("state",))[1:] for view in value.array_step.destinations(value.state, *results)]
-    return array_program.load_cuda(value.trace, inputs, outputs, value.state.size)
 
 
 class _DeviceArrays:
@@ -557,6 +227,7 @@ class CudaRunner(Runner):
             arguments.update({f"c{c}_{name}": getattr(count if name in _COUNT_ARRAYS else count.host, name)
                               for name in cuda_chunk.COUNT_ARGUMENTS})
         arguments["count_events"] = self.count_events
+        self._window_arguments(arguments)
         self._chunk_arguments = arguments
         # configured once: the launches of a chunk
         self._update = self.kernels.update[min(_MAX_BLOCKS, max(1, layout.tiles)), _THREADS]
@@ -564,6 +235,28 @@ class CudaRunner(Runner):
         most = sum(lowered.populations[j.pre].spike_bound for j in lowered.projections) * chunk
         self._deliver = (None if self.kernels.deliver is None
                          else self.kernels.deliver[min(_MAX_DELIVERY_BLOCKS, max(1, most)), _DELIVERY_THREADS])
+
+    def _window_arguments(self, arguments: dict) -> None:
+        """The arguments of the end of a chunk (:mod:`.cuda_window`): learning and value populations."""
+        arguments["deliver_done"] = cuda.to_device(np.zeros(1, dtype=np.int64))
+        for q, plastic in enumerate(self.plastic):
+            arguments.update({f"s{q}_{name}": getattr(plastic, name) for name in cuda_window.PLASTIC_ARGUMENTS})
+        for v, value in enumerate(self.values):
+            a = f"v{v}_"
+            arguments.update({f"{a}state": value.population.state, f"{a}consts": value.consts,
+                              f"{a}inputs": value.inputs, f"{a}output_rows": value.output_rows,
+                              f"{a}previous": value.previous, f"{a}flags": value.population.flags,
+                              f"{a}key": value.host.key})
+            if value.host.trace is not None:
+                arguments.update({f"{a}flat_state": value.flat_state, f"{a}flat_inputs": value.flat_inputs,
+                                  f"{a}scratch": value.scratch})
+        for g, arrays in self.maps.items():
+            arguments.update({f"g{g}_{name}": getattr(arrays, name) for name in _MAP_ARRAYS})
+            arguments[f"g{g}_weight"] = arrays.host.weight
+        arguments.update({f"published{index}": published for index, published in self.published.items()})
+        for m, _ in cuda_window.value_monitors(self.lowered):
+            arguments[f"m{m}_ids"] = self.monitor_ids[m]
+            arguments[f"m{m}_sample"] = -1
 
     def advance(self, start: int, stop: int) -> int:
         lowered = self.lowered
@@ -582,8 +275,10 @@ class CudaRunner(Runner):
         monitors = list(zip(lowered.state_monitors, self.monitor_ids, self._device_buffers, strict=True))
         first_samples = [int(m.count[0]) for m in lowered.state_monitors]
         arguments = self._chunk_arguments
-        for m, _ in self.sampled:
+        for m in range(len(monitors)):
             arguments[f"m{m}_values"] = monitors[m][2]
+        value_monitors = [(m, lowered.state_monitors[m], self.values[v].host.period)
+                          for m, v in cuda_window.value_monitors(lowered)]
         update_names, deliver_names = self.kernels.update_arguments, self.kernels.deliver_arguments
         # an upper bound of each spike buffer's fill: the device's counts are read only when one could overflow
         bound = counts.copy()
@@ -604,15 +299,13 @@ class CudaRunner(Runner):
             arguments["start"], arguments["length"] = step, length
             for m, monitor in self.sampled:
                 arguments[f"m{m}_base"] = self._sample_steps(monitor, step, length)
+            for m, monitor, period in value_monitors:
+                arguments[f"m{m}_sample"] = self._value_sample(monitor, period, step + length)
             self._update(*[arguments[name] for name in update_names])
-            if self._deliver is not None:
+            if self._deliver is not None:  # its last block learns and updates the value populations
                 self._deliver(*[arguments[name] for name in deliver_names])
-            for plastic in self.plastic:  # after delivery: a spike carries its synapse's weight of the chunk start
-                self._learn(plastic, step, length)
             bound += growth
             step += length
-            if self.values:
-                self._update_values(step, monitors)
         status = self.status.copy_to_host()
         if status[0]:  # a state that is not finite, or a full spike buffer: the first in the reference order
             lowered.status[:] = status
@@ -641,93 +334,16 @@ class CudaRunner(Runner):
         monitor.count[0] = base + len(steps)
         return base
 
-    def _learn(self, plastic, start: int, length: int) -> None:
-        """STDP of the chunk ``start .. start + length - 1`` of one plastic projection (see ``_learn_synapse``),
-        over the chunk's spikes as the device counted them."""
-        pre, post = plastic.host.pre, plastic.host.post
-        source, target, learned = self.populations[pre], self.populations[post], plastic.projection
-        arguments = self._chunk_arguments
-        ranges = (self.status, arguments["chunk_first"], self.spike_counts, pre, post)
-        most = (self.spike_bounds[pre] + self.spike_bounds[post]) * length
-        blocks = min(_MAX_BLOCKS, max(1, math.ceil(most / _THREADS)))
-        _count_chunk_spikes[blocks, _THREADS](*ranges, source.spike_ids, source.spike_steps, target.spike_ids,
-                                              target.spike_steps, start, plastic.pre_counts, plastic.post_counts,
-                                              plastic.pre_owner, plastic.post_owner)
-        _learn[min(_MAX_DELIVERY_BLOCKS, max(1, most)), _DELIVERY_THREADS](
-            *ranges, source.spike_ids, target.spike_ids, start, length, plastic.pre_counts, plastic.post_counts,
-            plastic.pre_owner, plastic.post_owner, learned.row_ptr, learned.post_ids, learned.weights,
-            plastic.col_ptr, plastic.col_synapses, plastic.col_sources, plastic.pre_trace, plastic.pre_seen,
-            plastic.post_trace, plastic.post_seen, plastic.decay_plus, plastic.decay_minus, plastic.params,
-            plastic.modulation)
-        _advance_traces[blocks, _THREADS](*ranges, source.spike_ids, target.spike_ids, start, length,
-                                          plastic.pre_counts, plastic.post_counts, plastic.pre_owner,
-                                          plastic.post_owner, plastic.pre_trace, plastic.pre_seen, plastic.post_trace,
-                                          plastic.post_seen, plastic.decay_plus, plastic.decay_minus)
-
-    def _update_values(self, k: int, monitors) -> None:
-        """Update on the device the elementwise value populations due at ``k``."""
-        lowered = self.lowered
-        due = [v for v in self.values if k % v.host.period == 0]
-        for value in due:
-            _clear_rows[value.blocks, _THREADS](self.status, value.inputs)
-            for kind, index in value.host.sources:
-                if kind == "count":
-                    count = self.counts[index]
-                    window = (k // count.host.period - 1) % count.host.pending.shape[0]
-                    _take_pending[1, 1](self.status, value.inputs, count.host.row, count.pending, window)
-                else:
-                    self._apply_map(index, value.inputs, lowered.value_maps[index].destination,
-                                    lowered.value_maps[index].channels)
-        for value in due:
-            host, device = value.host, value.population
-            if value.array_step is not None:  # it checks the state itself
-                value.array_step[1, _ARRAY_THREADS](self.status, value.flat_state, value.flat_inputs, value.consts,
-                                                    value.scratch, host.population, k)
-            else:
-                value.step[value.blocks, _THREADS](self.status, device.state, value.consts, value.inputs, k,
-                                                   host.key, host.consts.shape[1] == 1, device.flags, host.pulses)
-                if value.finish is not None:
-                    value.finish[1, 1](self.status, device.state, value.consts)
-                # a failure it records stops every later kernel (they check ``status`` first)
-                _check_finite[value.blocks, _THREADS](device.state, self.status, host.population, k)
-            _publish[1, 1](self.status, device.state, value.published, value.output_rows, value.previous,
-                           host.previous is not None)
-            if host.pulses:
-                _schedule_pulses[1, 1](self.status, device.flags, host.n, k, device.source_steps, device.source_ids,
-                                       device.source_next)
-            for monitor, ids, values in monitors:
-                if monitor.population == host.population and k % monitor.every == 0:
-                    sample = int(monitor.count[0])
-                    _sample[min(_MAX_BLOCKS, max(1, math.ceil(len(monitor.ids) / _THREADS))), _THREADS](
-                        self.status, device.state, monitor.row, ids, values, sample)
-                    monitor.steps[sample] = k - 1
-                    monitor.count[0] = sample + 1
-            for g in host.feeds:
-                value_map = lowered.value_maps[g]
-                scratch = self.maps[g].scratch
-                _clear_rows[value.blocks, _THREADS](self.status, scratch)
-                self._apply_map(g, scratch, 0, 1)
-                target = self.populations[value_map.post]
-                if value_map.consumer is Consumer.HOLD:
-                    _hold_values[1, 1](self.status, target.ring, value_map.destination, scratch, k, k + host.period)
-                else:
-                    _set_state_row[1, 1](self.status, target.state, value_map.destination, self.maps[g].targets,
-                                         scratch)
-            for q, row in host.modulates:
-                _set_modulation[1, 1](self.status, self.plastic[q].modulation, row, value.published)
-
-    def _apply_map(self, g: int, rows, first_row: int, channels: int) -> None:
-        """Add value map ``g`` of its source's published output into ``rows[first_row ...]`` on the device."""
-        value_map, arrays = self.lowered.value_maps[g], self.maps[g]
-        published = self.published[value_map.pre]
-        if value_map.operator is Operator.ALL_TO_ALL:
-            _add_all_to_all[1, 1](self.status, rows, first_row, published, channels, value_map.weight,
-                                  value_map.autapses)
-        else:
-            blocks = min(_MAX_BLOCKS, max(1, math.ceil((len(value_map.row_ptr) - 1) / _THREADS)))
-            uniform = value_map.operator is Operator.UNIFORM_SPARSE
-            _add_sparse[blocks, _THREADS](self.status, rows, first_row, published, channels, arrays.row_ptr,
-                                          arrays.columns, arrays.values, value_map.weight, uniform)
+    @staticmethod
+    def _value_sample(monitor, period: int, k: int) -> int:
+        """The sample row a value population's monitor gets at step ``k`` (recorded on the host as the state
+        after step ``k - 1``), or -1 when the population does not update or the monitor does not sample there."""
+        if k % period or k % monitor.every:
+            return -1
+        sample = int(monitor.count[0])
+        monitor.steps[sample] = k - 1
+        monitor.count[0] = sample + 1
+        return sample
 
     def to_host(self) -> None:
         for device in self.populations:

@@ -22,6 +22,8 @@ other thread. A chunk is therefore
    its threads striding over the spike's synapses with atomic adds into the target's ring. The
    first thread also adds the chunk's spikes into the count projections' windows, on its own,
    as the CPU backends' ``deliver_count`` does (so each window sums in the reference order).
+   Its last block to finish then runs the chunk's STDP and the updates of the value populations
+   whose windows end with the chunk (:mod:`.cuda_window`), so they take no launch of their own.
 
 The spike lists are built at the end of ``update`` rather than at the start of ``deliver``
 because delivery needs every list complete (a block may deliver any spike) and only the end of a
@@ -53,7 +55,7 @@ from numba import cuda
 
 from ..kinds import Kind
 from ..lowering import LoweredNetwork, Status
-from . import kernel_cache, numba_backend, numba_kernels
+from . import cuda_window, kernel_cache, numba_backend, numba_kernels
 from .fingerprint import kernel_fingerprint
 from .source_writer import SourceWriter
 
@@ -242,7 +244,7 @@ def _deliver_arguments(lowered: LoweredNetwork) -> list[str]:
         names.append("count_events")
     for c in range(len(lowered.counts)):
         names += [f"c{c}_{name}" for name in COUNT_ARGUMENTS]
-    return names
+    return list(dict.fromkeys(names + cuda_window.arguments(lowered)))
 
 
 def _write_neuron(w: SourceWriter, lowered: LoweredNetwork, index: int, alias: str) -> None:
@@ -339,13 +341,7 @@ def _write_update(w: SourceWriter, lowered: LoweredNetwork) -> None:
                 with w.block(f"{'if' if position == 0 else 'elif'} population == {index} and i < {p}state.shape[1]:"):
                     w(f"_neuron{index}({', '.join(arguments)})")
         w("# the last block to finish builds the chunk's spike lists (every other block's writes are visible)")
-        w("cuda.threadfence()")
-        w("last = cuda.shared.array(1, np.int32)")
-        with w.block("if x == 0:"):
-            w("last[0] = 1 if cuda.atomic.add(done, 0, 1) == cuda.gridDim.x - 1 else 0")
-        w("cuda.syncthreads()")
-        with w.block("if last[0] == 0:"):
-            w("return")
+        cuda_window.write_last_block(w, "done")
         w("# each population's spike positions: by step, then tile (the reference order)")
         with w.block(f"for p in range(x, {len(populations)}, width):"):
             w("position = spike_counts[p]")
@@ -420,41 +416,48 @@ def _write_deliver(w: SourceWriter, lowered: LoweredNetwork) -> None:
                     a = f"p{count.pre}_"
                     w(f"count_events[{c}] += deliver_count({a}spike_ids, {a}spike_steps, chunk_first[{count.pre}], "
                       f"spike_counts[{count.pre}], {', '.join(f'c{c}_{name}' for name in COUNT_ARGUMENTS)})")
-        if not projections:
-            return
+        if projections:
+            _write_spike_delivery(w, lowered)
+        if cuda_window.needed(lowered):
+            cuda_window.write_end(w, lowered)
+
+
+def _write_spike_delivery(w: SourceWriter, lowered: LoweredNetwork) -> None:
+    """Every spike of the chunk through every projection, a block per spike."""
+    projections = lowered.projections
+    for j, projection in enumerate(projections):
+        w(f"end{j} = {f'end{j - 1} + ' if j else ''}spike_counts[{projection.pre}] - chunk_first[{projection.pre}]")
+        w(f"events{j} = 0")
+    w("# a block per spike, projection after projection, each projection's spikes in their list's order")
+    with w.block(f"for entry in range(cuda.blockIdx.x, end{len(projections) - 1}, cuda.gridDim.x):"):
         for j, projection in enumerate(projections):
-            w(f"end{j} = {f'end{j - 1} + ' if j else ''}spike_counts[{projection.pre}] - chunk_first[{projection.pre}]")
-            w(f"events{j} = 0")
-        w("# a block per spike, projection after projection, each projection's spikes in their list's order")
-        with w.block(f"for entry in range(cuda.blockIdx.x, end{len(projections) - 1}, cuda.gridDim.x):"):
-            for j, projection in enumerate(projections):
-                pre, post = f"p{projection.pre}_", f"p{projection.post}_"
-                q = f"j{j}_"
-                with w.block(f"{'if' if j == 0 else 'elif'} entry < end{j}:"):
-                    w(f"s = chunk_first[{projection.pre}] + entry{f' - end{j - 1}' if j else ''}")
-                    spikes = f"s, {pre}spike_ids, {pre}spike_steps"
-                    if projection.all_to_all:
-                        call = (f"deliver_all_to_all({spikes}, {q}width, {q}autapses, {q}weights, {q}delays, "
-                                f"{post}ring, {projection.receptor})")
-                    elif projection.geometry is not None:
-                        call = (f"deliver_convolution({spikes}, {q}row_ptr, {q}geometry, {q}weights, {q}delays, "
-                                f"{post}ring, {projection.receptor})")
-                    else:
-                        call = (f"deliver_csr({spikes}, {q}row_ptr, {q}post_ids, {q}weights, {q}weight_stride, "
-                                f"{q}delays, {q}delay_stride, {post}ring, {projection.receptor})")
-                    w(f"events{j} += {call}")
-            # the block's threads take one spike at a time: on the simulator, whose blocks run one
-            # after another, every ring entry then receives its additions in the reference order
-            w("cuda.syncthreads()")
-        with w.block("if cuda.threadIdx.x == 0:"):
-            for j in range(len(projections)):
-                with w.block(f"if events{j} != 0:"):
-                    w(f"cuda.atomic.add(events, {j}, events{j})")
+            pre, post = f"p{projection.pre}_", f"p{projection.post}_"
+            q = f"j{j}_"
+            with w.block(f"{'if' if j == 0 else 'elif'} entry < end{j}:"):
+                w(f"s = chunk_first[{projection.pre}] + entry{f' - end{j - 1}' if j else ''}")
+                spikes = f"s, {pre}spike_ids, {pre}spike_steps"
+                if projection.all_to_all:
+                    call = (f"deliver_all_to_all({spikes}, {q}width, {q}autapses, {q}weights, {q}delays, "
+                            f"{post}ring, {projection.receptor})")
+                elif projection.geometry is not None:
+                    call = (f"deliver_convolution({spikes}, {q}row_ptr, {q}geometry, {q}weights, {q}delays, "
+                            f"{post}ring, {projection.receptor})")
+                else:
+                    call = (f"deliver_csr({spikes}, {q}row_ptr, {q}post_ids, {q}weights, {q}weight_stride, "
+                            f"{q}delays, {q}delay_stride, {post}ring, {projection.receptor})")
+                w(f"events{j} += {call}")
+        # the block's threads take one spike at a time: on the simulator, whose blocks run one
+        # after another, every ring entry then receives its additions in the reference order
+        w("cuda.syncthreads()")
+    with w.block("if cuda.threadIdx.x == 0:"):
+        for j in range(len(projections)):
+            with w.block(f"if events{j} != 0:"):
+                w(f"cuda.atomic.add(events, {j}, events{j})")
 
 
 def generate(lowered: LoweredNetwork) -> str:
     """The source of the network's ``update`` and ``deliver`` kernels (``advance = (update, deliver)``;
-    ``deliver`` is None without spike and count projections)."""
+    ``deliver`` is None without spike and count projections, learning and value populations)."""
     functions = numba_backend.spiking_steps(lowered)
     w = SourceWriter()
     w("# Generated by ranvier.engine.backends.cuda_chunk; do not edit.")
@@ -464,7 +467,10 @@ def generate(lowered: LoweredNetwork) -> str:
     w("from numba import cuda")
     w("from ranvier.engine.model import NOT_FINITE, poisson_count, uniform01")
     w("from ranvier.engine.backends.cuda_chunk import NO_FAILURE, deliver_count, emit_scheduled")
-    for function in _DEVICE_FUNCTIONS:
+    w("from ranvier.engine.model import exp, tanh")
+    w("from ranvier.engine.backends.cuda_window import (NO_OWNER, add_all_to_all, advance_trace, hold_values,")
+    w("    learn_synapse, publish, schedule_pulses, set_modulation, set_state_row, take_pending)")
+    for function in (*_DEVICE_FUNCTIONS, *cuda_window.DEVICE_FUNCTIONS):
         w()
         w()
         w("@cuda.jit(device=True)")
@@ -474,8 +480,9 @@ def generate(lowered: LoweredNetwork) -> str:
     for index, population in enumerate(lowered.populations):
         if population.kind == Kind.SPIKING:
             _write_neuron(w, lowered, index, functions[population.step_function])
+    cuda_window.write_functions(w, lowered)
     _write_update(w, lowered)
-    delivers = bool(lowered.projections or lowered.counts)
+    delivers = bool(lowered.projections or lowered.counts) or cuda_window.needed(lowered)
     if delivers:
         _write_deliver(w, lowered)
     w()
@@ -499,14 +506,16 @@ _LOADED: dict[str, tuple] = {}
 
 @functools.cache
 def _own_source() -> str:
-    """This module's source, read once: the kernels call its device functions, so it is part of their fingerprint."""
-    return inspect.getsource(sys.modules[__name__])
+    """The source of this module and of :mod:`.cuda_window`, read once: the kernels call their device functions,
+    so they are part of their fingerprint."""
+    return inspect.getsource(sys.modules[__name__]) + inspect.getsource(cuda_window)
 
 
 def load(lowered: LoweredNetwork) -> ChunkKernels:
     """The chunk kernels of ``lowered``'s structure, compiled once per process (and cached on disk)."""
     source = generate(lowered)
     functions = {f"_py{alias}": function for function, alias in numba_backend.spiking_steps(lowered).items()}
+    functions.update(cuda_window.functions(lowered))
     name = f"ranvier_cuda_{kernel_fingerprint(source + _own_source(), functions)}"
     if name not in _LOADED:
         _LOADED[name] = kernel_cache.load(name, source, functions)
