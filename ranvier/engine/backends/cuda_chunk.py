@@ -465,9 +465,8 @@ def generate(lowered: LoweredNetwork) -> str:
     w("import math")
     w("import numpy as np")
     w("from numba import cuda")
-    w("from ranvier.engine.model import NOT_FINITE, poisson_count, uniform01")
+    w("from ranvier.engine.model import NOT_FINITE, exp, poisson_count, tanh, uniform01")
     w("from ranvier.engine.backends.cuda_chunk import NO_FAILURE, deliver_count, emit_scheduled")
-    w("from ranvier.engine.model import exp, tanh")
     w("from ranvier.engine.backends.cuda_window import (NO_OWNER, add_all_to_all, advance_trace, hold_values,")
     w("    learn_synapse, publish, schedule_pulses, set_modulation, set_state_row, take_pending)")
     for function in (*_DEVICE_FUNCTIONS, *cuda_window.DEVICE_FUNCTIONS):
