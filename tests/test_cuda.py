@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import ranvier as rv
@@ -193,9 +194,13 @@ def test_the_prepared_gpu_script_runs_end_to_end_on_the_simulator(tmp_path):
     assert finished.returncode == 0, finished.stderr[-3000:]
     results = json.loads((tmp_path / "gpu_checks.json").read_text())
     assert results["machine"]["simulator"]
-    for section in ("equality", "cuba", "cuba_dense", "mixed", "microcircuit", "launches", "training"):
+    for section in ("equality", "cuba", "cuba_dense", "mixed", "microcircuit", "delivery", "launches", "training"):
         assert "error" not in results[section] and "skipped" not in results[section], (section, results[section])
     assert results["equality"]["identical"] and results["equality"]["learned"]
+    for name in ("cuba", "cuba_dense"):
+        delivery = results["delivery"][name]
+        assert delivery["spikes"] > 0 and delivery["faster"] in ("by_target", "by_spike")
+        assert delivery["by_target"]["spikes_identical_to_numba"] and delivery["by_spike"]["spikes_identical_to_numba"]
     assert results["cuba"]["spikes_identical_to_numba"] and results["mixed"]["spikes_identical_to_numba"]
     launches = results["launches"]
     assert launches["cuba"]["chunks"] == 20 and launches["most_per_chunk"] == 2.0
@@ -291,3 +296,84 @@ def test_a_mixed_network_takes_two_launches_a_chunk_and_stays_on_the_device_on_t
     assert result["copies"][0] == result["copies"][1]
     assert result["same_spikes"] and result["spikes"] > 20
     assert result["output_range"] > 1e-3 and result["output_difference"] <= 1e-11
+
+
+_DELIVERIES = """
+import json
+import numpy as np
+import ranvier as rv
+from ranvier.engine.backends import cuda_chunk
+from ranvier.units import ms
+
+def build(unsorted):
+    net = rv.Network(seed=3)
+    drive = net.population(rv.neurons.PoissonSource(rate=2000.0), 20, name="drive")
+    cells = net.population(rv.neurons.LIF(v_th=-64.0e-3), 15, name="cells")
+    # 40 synapses onto each of 15 cells from 20 sources (multapses), weights that round differently when
+    # summed in another order, per-synapse delays: several inputs reach one cell in one step
+    net.connect(drive, cells, rv.connect.FixedInDegree(40), weight=rv.init.Uniform(0.1e-3, 0.7e-3),
+                delay=rv.init.Uniform(0.1 * ms, 1 * ms), receptor="exc")
+    net.connect(cells, cells, rv.connect.AllToAll(), weight=0.3e-3, delay=0.3e-3, receptor="exc")
+    if unsorted:  # rows whose targets do not ascend
+        rng = np.random.default_rng(0)
+        net.connect(drive, cells, rv.connect.FromArrays(rng.integers(0, 20, 60), rng.integers(0, 15, 60),
+                                                        weight=0.2e-3), delay=0.2e-3, receptor="inh")
+    return net
+
+def run(backend, unsorted):
+    net = build(unsorted)
+    spikes = net.record("cells", "spikes")
+    v = net.record("cells", "v", every=0.1 * ms)
+    net.run(20 * ms, backend=backend)
+    by_target = cuda_chunk.delivers_by_target(net._simulation.lowered)
+    return [spikes.steps.tolist(), spikes.ids.tolist(), net.stats.synaptic_events, v.values.tolist()], by_target
+
+results = {}
+for unsorted in (False, True):
+    reference, _ = run("numpy", unsorted)
+    default, by_target = run("cuda", unsorted)
+    cuda_chunk.TARGET_DELIVERY_MAX_SYNAPSES = 0
+    by_spike, forced = run("cuda", unsorted)
+    cuda_chunk.TARGET_DELIVERY_MAX_SYNAPSES = 20_000_000
+    results["unsorted" if unsorted else "sorted"] = {
+        "by_target": [by_target, forced], "same": [default == reference, by_spike == reference],
+        "spikes": len(reference[1]), "events": reference[2]}
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.slow
+def test_delivery_by_target_and_by_spike_both_match_numpy_on_the_simulator(on_cuda_simulator):
+    """Multapses, per-synapse delays, uniform weights and an all-to-all projection: delivered by target (a thread
+    per target neuron gathering in the reference order) and by spike (atomic adds), cuda gives numpy's spikes,
+    events and voltages; rows whose targets do not ascend are delivered by spike."""
+    result = on_cuda_simulator(_DELIVERIES)
+    assert result["sorted"]["by_target"] == [True, False]
+    assert result["unsorted"]["by_target"] == [False, False]
+    for case in result.values():
+        assert case["same"] == [True, True]
+        assert case["spikes"] > 100 and case["events"] > 10_000
+
+
+def test_delivery_by_target_is_chosen_where_rows_ascend_and_no_convolution(monkeypatch):
+    """CSR rows whose targets ascend and all-to-all projections, up to the synapse bound: by target."""
+    from ranvier.engine.backends import cuda_chunk
+    from ranvier.engine.lowering import lower
+
+    cuba = rv.networks.cuba(n=200, seed=1)
+    assert cuda_chunk.delivers_by_target(lower(cuba))
+    monkeypatch.setattr(cuda_chunk, "TARGET_DELIVERY_MAX_SYNAPSES", len(cuba.projections[0]) - 1)
+    assert not cuda_chunk.delivers_by_target(lower(cuba))
+    monkeypatch.undo()
+    net = rv.Network(seed=1)
+    a = net.population(rv.neurons.LIF(), 4, name="a")
+    b = net.population(rv.neurons.LIF(), 4, name="b")
+    net.connect(a, b, rv.connect.AllToAll(), weight=1e-3, receptor="exc")
+    assert cuda_chunk.delivers_by_target(lower(net))
+    net.connect(a, b, rv.connect.FromArrays([0, 0], [3, 1], weight=1e-3), receptor="exc")
+    assert not cuda_chunk.delivers_by_target(lower(net))
+    image = rv.Network(seed=1)
+    pixels = image.population(rv.neurons.LIF(), 16, name="pixels")
+    maps = image.population(rv.neurons.LIF(), 9, name="maps")
+    image.connect(pixels, maps, rv.connect.Conv2d(np.ones((1, 1, 2, 2)), (1, 4, 4)), receptor="exc")
+    assert not cuda_chunk.delivers_by_target(lower(image))

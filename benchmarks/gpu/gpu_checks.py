@@ -8,19 +8,23 @@ skipped once ``--budget`` seconds have passed:
 
 1. ``equality``: a small mixed network (CUBA, Kuramoto oscillators pulsing into it, an astrocyte
    counting its spikes through a count projection, an STDP projection) on numpy and on cuda:
-   spikes, synaptic events, recorded values and learned weights. On a GPU, inputs reaching one
-   neuron in the same step are summed in a varying order (atomics), so differences are counted,
-   not raised.
+   spikes, synaptic events, recorded values and learned weights. The network delivers by target, in
+   the reference order, so a GPU should give numpy's bits (where a GPU contracts a multiply and an
+   add into one, values may still differ): differences are counted, not raised.
 2. ``cuba``, ``cuba_dense``, ``mixed`` (the equality network with 10^4 oscillators and a CfC of 64
    units between the excitatory spikes and the excitatory neurons): seconds per simulated second
    on cuda and on numba (all cores), alternating, after a 10 ms warm-up run that compiles; and
    whether the spikes equal numba's.
 3. ``microcircuit``: the full-scale Potjans-Diesmann microcircuit on cuda: build, upload and
    compile (the first 10 ms), the real-time factor of the following run.
-4. ``launches``: kernel launches per min-delay chunk, counted over a short run of each network
+4. ``delivery``: CUBA and CUBA-dense with each of the cuda backend's deliveries (by target: a thread per
+   target neuron in the reference order; by spike: a block per spike, atomic adds), alternating: seconds
+   per simulated second and whether the spikes equal numba's (by target they must, on any GPU). The
+   faster of the two per network places the crossover (``cuda_chunk.TARGET_DELIVERY_MAX_SYNAPSES``).
+5. ``launches``: kernel launches per min-delay chunk, counted over a short run of each network
    above, and device-to-host copies: those of a run and those per chunk (issue 14 asks for none
    per window of the mixed network's value populations).
-5. ``training``: one ``ranvier.train`` BPTT step (forward, backward, Adam) of a 700-256-20 LIF
+6. ``training``: one ``ranvier.train`` BPTT step (forward, backward, Adam) of a 700-256-20 LIF
    network, T = 100, batch 64, on torch's GPU when there is one (else on the CPU, and it says so).
 
 Timings under the simulator are not GPU timings: the report says so.
@@ -149,6 +153,50 @@ def timing(build, sizes: Sizes) -> dict:
             "numba_range": [min(times["numba"]), max(times["numba"])], "spikes_identical_to_numba": same,
             "spikes": int(sum(m.num_spikes for m in monitors["numba"])),
             "synapses": int(sum(len(p) for p in nets["numba"].projections))}
+
+
+@contextlib.contextmanager
+def delivering(by_target: bool):
+    """Networks that first run while active deliver by target (``by_target``) or by spike, whatever their size."""
+    from ranvier.engine.backends import cuda_chunk
+
+    bound = cuda_chunk.TARGET_DELIVERY_MAX_SYNAPSES
+    cuda_chunk.TARGET_DELIVERY_MAX_SYNAPSES = 1 << 62 if by_target else -1
+    try:
+        yield
+    finally:
+        cuda_chunk.TARGET_DELIVERY_MAX_SYNAPSES = bound
+
+
+def deliveries(builds: dict, sizes: Sizes) -> dict:
+    """Each network on cuda delivering by target and by spike, alternating, after a compiling warm-up run,
+    and on numba over the same steps: seconds per simulated second and whether the spikes equal numba's."""
+    record = {}
+    for name in ("cuba", "cuba_dense"):
+        nets, monitors = {}, {}
+        for mode in ("by_target", "by_spike", "numba"):
+            nets[mode] = builds[name]()
+            monitors[mode] = [nets[mode].record(population, "spikes") for population in ("exc", "inh")]
+            with delivering(mode == "by_target"):
+                nets[mode].run(10 * ms, backend="numba" if mode == "numba" else "cuda")
+        times: dict[str, list[float]] = {"by_target": [], "by_spike": []}
+        for repeat in range(sizes.repeats):
+            for mode in ("by_target", "by_spike") if repeat % 2 == 0 else ("by_spike", "by_target"):
+                start = time.perf_counter()
+                nets[mode].run(sizes.duration, backend="cuda")
+                times[mode].append((time.perf_counter() - start) / sizes.duration)
+        nets["numba"].run(sizes.repeats * sizes.duration, backend="numba")
+        entry = {"synapses": int(sum(len(p) for p in nets["numba"].projections)),
+                 "spikes": int(sum(m.num_spikes for m in monitors["numba"]))}
+        for mode, measured in times.items():
+            entry[mode] = {"cuda_s_per_simulated_s": statistics.median(measured),
+                           "range": [min(measured), max(measured)],
+                           "spikes_identical_to_numba": all(
+                               np.array_equal(a.steps, b.steps) and np.array_equal(a.ids, b.ids)
+                               for a, b in zip(monitors[mode], monitors["numba"], strict=True))}
+        entry["faster"] = min(times, key=lambda mode: statistics.median(times[mode]))
+        record[name] = entry
+    return record
 
 
 def microcircuit(sizes: Sizes) -> dict:
@@ -310,7 +358,7 @@ def report(results: dict) -> str:
     equal = results.get("equality", {})
     lines += ["", f"Equality with numpy (mixed network): identical = {equal.get('identical')}; "
               f"`{json.dumps(equal)}`", ""]
-    for section in ("cuba", "cuba_dense", "mixed", "microcircuit", "launches", "training"):
+    for section in ("cuba", "cuba_dense", "mixed", "microcircuit", "delivery", "launches", "training"):
         lines.append(f"- {section}: `{json.dumps(results.get(section, 'not run'))}`")
     return "\n".join(lines) + "\n"
 
@@ -332,6 +380,7 @@ def main() -> None:
     sections = [("equality", lambda: equality(sizes)),
                 *((name, lambda build=build: timing(build, sizes)) for name, build in builds.items()),
                 ("microcircuit", lambda: microcircuit(sizes)),
+                ("delivery", lambda: deliveries(builds, sizes)),
                 ("launches", lambda: launches(builds, sizes)),
                 ("training", lambda: training(sizes))]
     for name, measure in sections:

@@ -6,10 +6,11 @@ population through all the chunk's steps (a thread per neuron: drives, step, fin
 flags, state monitor samples), and its last block to finish writes the spike lists in the
 reference order (per population by step, then neuron) and emits the scheduled populations'
 spikes; ``deliver`` sends every spike of the chunk through every projection (CSR with one or
-per-synapse delays, implicit all-to-all, convolution), a block per spike with its threads
-striding over the synapses, atomic adds into the target's delay ring buffer, and its last block
-to finish runs the chunk's STDP and the value populations whose windows end with the chunk
-(:mod:`.cuda_window`). Spike counts stay on the device: the kernels read them there.
+per-synapse delays, implicit all-to-all, convolution) into the targets' delay ring buffers, by
+target (a thread per target neuron gathering its input in the reference order) or by spike (a
+block per spike, atomic adds), and its last block to finish runs the chunk's STDP and the value
+populations whose windows end with the chunk (:mod:`.cuda_window`). Spike counts stay on the
+device: the kernels read them there.
 
 The host reads nothing per chunk. It keeps an upper bound of each spike buffer's fill (the
 populations' spike bounds times the steps run) and reads the device's counts only when a buffer
@@ -17,10 +18,12 @@ could overflow; it reads ``status`` (a state that is not finite, a full spike bu
 the reference order, recorded by the kernels) then and at the end of every stretch. Each kernel
 returns at once while ``status`` holds a failure, so the run ends as if it had stopped there.
 
-Determinism: the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) runs blocks one after another,
-so spikes are delivered in the reference order and results equal the numpy backend's. On a
-GPU, blocks run concurrently: inputs reaching one neuron in the same step are summed in a
-varying order, which can change the rounding and, in chaotic networks, spike times.
+Determinism: delivered by target (networks up to ``cuda_chunk.TARGET_DELIVERY_MAX_SYNAPSES``
+synapses without convolutions or rows in arbitrary order), every input is summed in the reference
+order on any device. Delivered by spike, the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) still runs
+blocks one after another and matches the numpy backend, but a GPU runs them concurrently: inputs
+reaching one neuron in the same step are summed in a varying order, which can change the rounding
+and, in chaotic networks, spike times.
 
 State and ring buffers (and a plastic projection's weights and traces) stay on the device for
 the whole run: they come to the host at the end of a run, around callbacks (which may read or
@@ -231,8 +234,12 @@ class CudaRunner(Runner):
         self._chunk_arguments = arguments
         # configured once: the launches of a chunk
         self._update = self.kernels.update[min(_MAX_BLOCKS, max(1, layout.tiles)), _THREADS]
-        # grid-stride over the chunk's spikes, of which there are at most the populations' bounds
-        most = sum(lowered.populations[j.pre].spike_bound for j in lowered.projections) * chunk
+        if cuda_chunk.delivers_by_target(lowered):
+            # a thread per target neuron, grid-stride over each target population
+            most = -(-max(lowered.populations[j.post].n for j in lowered.projections) // _DELIVERY_THREADS)
+        else:
+            # a block per spike, grid-stride over the chunk's spikes, of which there are at most the populations' bounds
+            most = sum(lowered.populations[j.pre].spike_bound for j in lowered.projections) * chunk
         self._deliver = (None if self.kernels.deliver is None
                          else self.kernels.deliver[min(_MAX_DELIVERY_BLOCKS, max(1, most)), _DELIVERY_THREADS])
 

@@ -18,10 +18,14 @@ other thread. A chunk is therefore
    block's threads then write the spikes of the tiles that have any, and a thread per scheduled
    population emits its spikes as the CPU backends' ``emit_scheduled`` does.
 2. ``deliver``: every spike of the chunk through every projection, the spike counts read on the
-   device: a block per spike (grid-stride), projection after projection in the reference order,
-   its threads striding over the spike's synapses with atomic adds into the target's ring. The
-   first thread also adds the chunk's spikes into the count projections' windows, on its own,
-   as the CPU backends' ``deliver_count`` does (so each window sums in the reference order).
+   device, in one of two ways (:func:`delivers_by_target` picks). *By target*: a thread per target
+   neuron gathers its input, projection by projection, spike by spike, bisecting each spiking row
+   (its targets ascend) for the synapses onto it, so every ring entry sums in the reference order
+   with no atomics and a GPU gives the CPU backends' bits. *By spike*: a block per spike
+   (grid-stride), its threads striding over the spike's synapses with atomic adds into the target's
+   ring, which a GPU sums in a varying order. The first thread also adds the chunk's spikes into
+   the count projections' windows, on its own, as the CPU backends' ``deliver_count`` does (so
+   each window sums in the reference order).
    Its last block to finish then runs the chunk's STDP and the updates of the value populations
    whose windows end with the chunk (:mod:`.cuda_window`), so they take no launch of their own.
 
@@ -167,7 +171,76 @@ def deliver_convolution(s, spike_ids, spike_steps, row_ptr, geometry, kernel, de
     return row_ptr[neuron + 1] - row_ptr[neuron]
 
 
-_DEVICE_FUNCTIONS = (write_tile, deliver_csr, deliver_all_to_all, deliver_convolution)
+def gather_csr(target, first, last, spike_ids, spike_steps, row_ptr, post_ids, weights, weight_stride, delays,
+               delay_stride, ring, receptor):
+    """Spikes ``first .. last - 1`` through their CSR rows onto one ``target``, in the reference order.
+
+    Each row's targets ascend, so its synapses onto ``target`` are the run that a bisection for
+    it finds; each adds ``ring[(sent + delay) % slots, receptor, target] += w``, by the thread
+    that owns the target (no atomics: spike by spike, synapse by synapse, as the CPU backends).
+    """
+    slots = ring.shape[0]
+    for s in range(first, last):
+        neuron = spike_ids[s]
+        begin = row_ptr[neuron]
+        end = row_ptr[neuron + 1]
+        while begin < end:
+            middle = (begin + end) >> 1
+            if post_ids[middle] < target:
+                begin = middle + 1
+            else:
+                end = middle
+        sent = spike_steps[s]
+        synapse = begin
+        end = row_ptr[neuron + 1]
+        while synapse < end and post_ids[synapse] == target:
+            ring[(sent + delays[synapse * delay_stride]) % slots, receptor, target] += weights[synapse * weight_stride]
+            synapse += 1
+
+
+def gather_all_to_all(target, first, last, spike_ids, spike_steps, width, autapses, weights, delays, ring, receptor):
+    """Spikes ``first .. last - 1`` onto one ``target`` of an all-to-all projection, in the reference order."""
+    if target >= width:
+        return
+    slots = ring.shape[0]
+    for s in range(first, last):
+        if autapses or spike_ids[s] != target:
+            ring[(spike_steps[s] + delays[0]) % slots, receptor, target] += weights[0]
+
+
+def row_length(s, spike_ids, row_ptr):
+    """The synapse count of spike ``s``'s CSR row (its synaptic events)."""
+    return row_ptr[spike_ids[s] + 1] - row_ptr[spike_ids[s]]
+
+
+_DEVICE_FUNCTIONS = (write_tile, deliver_csr, deliver_all_to_all, deliver_convolution, gather_csr, gather_all_to_all,
+                     row_length)
+
+#: networks of at most this many synapses deliver by target (:func:`delivers_by_target`). A guess until
+#: measured on a GPU: ``benchmarks/gpu/gpu_checks.py`` times both deliveries on CUBA and CUBA-dense
+#: (320 thousand and 10 million synapses); the full-scale microcircuit (0.3 billion) delivers by spike
+TARGET_DELIVERY_MAX_SYNAPSES = 20_000_000
+
+
+def delivers_by_target(lowered: LoweredNetwork) -> bool:
+    """Whether ``deliver`` gives each target neuron a thread that gathers its input (else a block per spike,
+    atomic adds).
+
+    By target, each ring entry sums its input in the reference order (projection by projection,
+    spike by spike, synapse by synapse), so a GPU gives the CPU backends' bits; a target's thread
+    bisects every spiking row of its projections for its synapses, which costs targets x spikes x
+    log(row) where atomics cost the synaptic events. It needs rows whose targets ascend (every
+    connection rule but ``FromArrays`` in an arbitrary order) and no convolution, and is taken up
+    to :data:`TARGET_DELIVERY_MAX_SYNAPSES` synapses.
+    """
+    projections = lowered.projections
+    if not projections or any(projection.geometry is not None for projection in projections):
+        return False
+    synapses = sum(projection.width * lowered.populations[projection.pre].n if projection.all_to_all
+                   else int(projection.row_ptr[-1]) for projection in projections)
+    return synapses <= TARGET_DELIVERY_MAX_SYNAPSES and all(
+        projection.all_to_all or numba_kernels.rows_ascending(projection.row_ptr, projection.post_ids.view(np.uint32))
+        for projection in projections)
 
 
 #: the arguments of ``update`` every network has, before the populations' and monitors'
@@ -423,11 +496,14 @@ def _write_deliver(w: SourceWriter, lowered: LoweredNetwork) -> None:
 
 
 def _write_spike_delivery(w: SourceWriter, lowered: LoweredNetwork) -> None:
-    """Every spike of the chunk through every projection, a block per spike."""
+    """Every spike of the chunk through every projection: a block per spike, or a thread per target."""
     projections = lowered.projections
     for j, projection in enumerate(projections):
         w(f"end{j} = {f'end{j - 1} + ' if j else ''}spike_counts[{projection.pre}] - chunk_first[{projection.pre}]")
         w(f"events{j} = 0")
+    if delivers_by_target(lowered):
+        _write_target_delivery(w, lowered)
+        return
     w("# a block per spike, projection after projection, each projection's spikes in their list's order")
     with w.block(f"for entry in range(cuda.blockIdx.x, end{len(projections) - 1}, cuda.gridDim.x):"):
         for j, projection in enumerate(projections):
@@ -453,6 +529,40 @@ def _write_spike_delivery(w: SourceWriter, lowered: LoweredNetwork) -> None:
         for j in range(len(projections)):
             with w.block(f"if events{j} != 0:"):
                 w(f"cuda.atomic.add(events, {j}, events{j})")
+
+
+def _write_target_delivery(w: SourceWriter, lowered: LoweredNetwork) -> None:
+    """A thread per spike counts the synaptic events; a thread per target neuron gathers its input."""
+    projections = lowered.projections
+    w("thread = cuda.grid(1)")
+    w("threads = cuda.gridsize(1)")
+    with w.block(f"for entry in range(thread, end{len(projections) - 1}, threads):"):
+        for j, projection in enumerate(projections):
+            q = f"j{j}_"
+            with w.block(f"{'if' if j == 0 else 'elif'} entry < end{j}:"):
+                if projection.all_to_all:
+                    w(f"events{j} += {q}width if {q}autapses else {q}width - 1")
+                else:
+                    w(f"s = chunk_first[{projection.pre}] + entry{f' - end{j - 1}' if j else ''}")
+                    w(f"events{j} += row_length(s, p{projection.pre}_spike_ids, {q}row_ptr)")
+    w("# each target's input projection by projection, spike by spike: the reference order")
+    for post in sorted({projection.post for projection in projections}):
+        with w.block(f"for target in range(thread, p{post}_ring.shape[2], threads):"):
+            for j, projection in enumerate(projections):
+                if projection.post != post:
+                    continue
+                pre, q = f"p{projection.pre}_", f"j{j}_"
+                spikes = (f"target, chunk_first[{projection.pre}], spike_counts[{projection.pre}], {pre}spike_ids, "
+                          f"{pre}spike_steps")
+                if projection.all_to_all:
+                    w(f"gather_all_to_all({spikes}, {q}width, {q}autapses, {q}weights, {q}delays, p{post}_ring, "
+                      f"{projection.receptor})")
+                else:
+                    w(f"gather_csr({spikes}, {q}row_ptr, {q}post_ids, {q}weights, {q}weight_stride, {q}delays, "
+                      f"{q}delay_stride, p{post}_ring, {projection.receptor})")
+    for j in range(len(projections)):
+        with w.block(f"if events{j} != 0:"):
+            w(f"cuda.atomic.add(events, {j}, events{j})")
 
 
 def generate(lowered: LoweredNetwork) -> str:
