@@ -375,3 +375,37 @@ def test_values_between_host_and_elementwise_populations_are_identical_on_numpy_
     # both update at 4 ms: the host population reads the astrocyte's output published at 2 ms, not the new one
     assert not np.array_equal(numpy_run["astro"][0], numpy_run["astro"][1])
     np.testing.assert_array_equal(numpy_run["host"][0], numpy_run["astro"][0])
+
+
+_FAILING_WINDOW = """
+import json
+import numpy as np
+import ranvier as rv
+
+def run(backend):
+    net = rv.Network(dt=1e-3, seed=1)
+    source = net.population(rv.neurons.SpikeSource([3e-3, 3e-3], [0, 1], n=2), name="cells")
+    for name, weight in (("before", 1.0), ("astro", 3e38), ("after", 1.0)):
+        net.connect(source, net.population(rv.neurons.Astrocyte(tau=1e-2), n=1, name=name), rv.connect.AllToAll(),
+                    weight=weight)
+    monitors = {name: net.record(name, "output") for name in ("before", "astro", "after")}
+    try:
+        net.run(8e-3, backend=backend)
+    except rv.NumericalError as raised:
+        error = str(raised)
+    return {"error": error, **{name: [m.t.tolist(), m.values.tolist()] for name, m in monitors.items()}}
+
+print(json.dumps({backend: run(backend) for backend in ("numpy", "cuda")}))
+"""
+
+
+@pytest.mark.slow
+def test_the_window_that_fails_is_sampled_as_numpy_does_on_the_cuda_simulator(on_cuda_simulator):
+    """Three populations due at one step, the second's state overflowing: the first keeps that window's
+    sample, the failing one and the one after it record none, on numpy and on cuda alike."""
+    result = on_cuda_simulator(_FAILING_WINDOW)
+    numpy_run = result["numpy"]
+    assert "'astro'" in numpy_run["error"] and "step 4" in numpy_run["error"]
+    assert numpy_run["before"][0] == pytest.approx([1e-3, 2e-3, 3e-3, 4e-3])
+    assert numpy_run["astro"][0] == numpy_run["after"][0] == pytest.approx([1e-3, 2e-3, 3e-3])
+    assert result["cuda"] == numpy_run

@@ -320,8 +320,24 @@ class CudaRunner(Runner):
         if status[0]:
             # the host counted the samples of the chunks it launched: keep those before the failure
             for monitor in lowered.state_monitors:
-                monitor.count[0] = np.searchsorted(monitor.steps[:int(monitor.count[0])], status[2])
+                kept = self._kept_before(monitor, status)
+                monitor.count[0] = np.searchsorted(monitor.steps[:int(monitor.count[0])], kept)
         return step if lowered.status[0] == Status.OK else int(lowered.status[2])
+
+    def _kept_before(self, monitor, status: np.ndarray) -> int:
+        """The first step of ``monitor``'s samples that a failure (``status``) leaves unrecorded.
+
+        A run that fails at step ``F`` keeps the samples of the steps before ``F``, except that a value
+        population's sample at ``F - 1`` is of its update at ``F``: the reference updates the populations due
+        at ``F`` in order and stops at the one whose state is not finite, so that one and those after it
+        record none.
+        """
+        order = [value.population for value in self.lowered.values]
+        failed, step = int(status[1]), int(status[2])
+        if (status[0] == Status.NOT_FINITE and monitor.at_updates and failed in order
+                and order.index(monitor.population) >= order.index(failed)):
+            return step - 1
+        return step
 
     def _failed(self) -> bool:
         """Whether a kernel recorded a failure in ``status`` (which then holds it on the host too)."""
