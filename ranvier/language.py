@@ -15,16 +15,18 @@ from .engine.model import (
     any_true,
     exp,
     fill_row,
+    floor,
     model_function,
     row_sum,
     rows,
     select,
     sin_cos,
     spike,
+    sqrt,
     store_where,
     tanh,
     uniform01,
 )
 
-__all__ = ["NOT_FINITE", "ArrayStep", "any_true", "exp", "fill_row", "model_function", "row_sum", "rows", "select",
-           "sin_cos", "spike", "store_where", "tanh", "uniform01"]
+__all__ = ["NOT_FINITE", "ArrayStep", "any_true", "exp", "fill_row", "floor", "model_function", "row_sum", "rows",
+           "select", "sin_cos", "spike", "sqrt", "store_where", "tanh", "uniform01"]

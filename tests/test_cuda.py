@@ -377,3 +377,22 @@ def test_delivery_by_target_is_chosen_where_rows_ascend_and_no_convolution(monke
     maps = image.population(rv.neurons.LIF(), 9, name="maps")
     image.connect(pixels, maps, rv.connect.Conv2d(np.ones((1, 1, 2, 2)), (1, 4, 4)), receptor="exc")
     assert not cuda_chunk.delivers_by_target(lower(image))
+
+
+@pytest.mark.slow
+def test_every_generated_kernel_compiles_for_a_gpu_without_one():
+    """``benchmarks/gpu/ptx_check.py``: the update and delivery kernels of the GPU check's networks (and of
+    per-synapse delays, a convolution, Poisson drives, an LTC), delivered by target and by spike, compile to
+    PTX for compute capability 9.0 with NVVM alone, which the simulator (Python, untyped) cannot show."""
+    repo = Path(__file__).resolve().parents[1]
+    environment = {name: value for name, value in os.environ.items() if name != "NUMBA_ENABLE_CUDASIM"}
+    finished = subprocess.run([sys.executable, str(repo / "benchmarks" / "gpu" / "ptx_check.py")], env=environment,
+                              capture_output=True, text=True, timeout=1200)
+    record = json.loads(finished.stdout.strip().splitlines()[-1])
+    if "unavailable" in record:
+        pytest.skip(f"no NVVM to compile CUDA kernels with: {record['unavailable']}")
+    assert finished.returncode == 0 and record["failures"] == [], record["failures"]
+    assert len(record["networks"]) == 12
+    for name, kernels in record["networks"].items():
+        assert sorted(kernel["kernel"] for kernel in kernels) == ["deliver", "update"], name
+        assert all(kernel["ptx_lines"] > 500 for kernel in kernels)

@@ -25,6 +25,29 @@ def test_sin_cos_is_accurate_and_the_same_in_numpy_and_numba():
     np.testing.assert_array_equal(out[1], cosine)
 
 
+def test_floor_and_sqrt_are_numpys_in_numpy_and_numba():
+    """The model language's floor and sqrt (numba.cuda compiles no numpy function; the cuda backend gives
+    them CUDA's exact floor and correctly rounded square root): numpy's bits, specials included."""
+    from ranvier.language import floor, sqrt
+
+    x = np.concatenate([np.random.default_rng(2).uniform(-1e6, 1e6, 10_000),
+                        [np.nan, np.inf, -np.inf, -0.0, 0.0, -0.5, 0.5, 2.0**52 + 0.5, -(2.0**60), 1e-300]])
+
+    @numba.njit
+    def compiled(x, out):
+        for i in range(x.shape[0]):
+            out[0, i], out[1, i] = floor(x[i]), sqrt(x[i])
+
+    out = np.empty((2, len(x)))
+    with np.errstate(invalid="ignore"):
+        compiled(x, out)
+        expected = np.floor(x), np.sqrt(x)
+    np.testing.assert_array_equal(floor(x), expected[0])
+    np.testing.assert_array_equal(out[0], expected[0])
+    np.testing.assert_array_equal(out[1], expected[1])
+    assert np.array_equal(np.signbit(out[0]), np.signbit(expected[0]))
+
+
 def test_row_sum_has_one_order_in_numpy_and_numba():
     compiled = numba.njit(lambda a: row_sum(a, 0))
     # fewer than eight entries add left to right: (1e16 + 1) rounds to 1e16, - 1e16 -> 0, + 1 -> 1

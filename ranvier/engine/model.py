@@ -39,7 +39,8 @@ Rules that keep backends bit-identical: take every float constant from ``consts`
 literal is float64 in numba but adopts float32 in numpy), and write branches with
 :func:`select`, never ``if`` on a state value. A step allocates nothing (no new arrays): the
 numba backend compiles it without numba's runtime, whose reference counting would cost more
-than a small population's update.
+than a small population's update. A step calls the model language's functions rather than
+numpy's (:func:`floor`, :func:`sqrt`, :func:`exp`, ...): numba.cuda compiles no numpy function.
 """
 
 from __future__ import annotations
@@ -63,17 +64,28 @@ from .kinds import Kind
 _SCALAR_IMPLEMENTATIONS: dict[Callable[..., Any], Callable[..., Any]] = {}
 
 
-def register_target(target: str) -> None:
-    """Make every model-language helper callable from code compiled for numba ``target``."""
+def register_target(target: str, implementations: Mapping[Callable, Callable] | None = None) -> None:
+    """Make every model-language helper callable from code compiled for numba ``target``.
+
+    ``implementations`` replaces the scalar implementation of some helpers there (numba.cuda
+    compiles no ``np.floor``, say).
+    """
     for helper, typing in _SCALAR_IMPLEMENTATIONS.items():
+        if implementations and helper in implementations:
+            typing = _typing(helper, implementations[helper])
         overload(helper, target=target)(typing)
 
 
-def _scalar_implementation(helper: Callable[..., Any], implementation: Callable[..., Any]) -> None:
+def _typing(helper: Callable[..., Any], implementation: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(helper)  # numba matches the typing function's signature to the helper's
     def typing(*args):
         return implementation
 
+    return typing
+
+
+def _scalar_implementation(helper: Callable[..., Any], implementation: Callable[..., Any]) -> None:
+    typing = _typing(helper, implementation)
     _SCALAR_IMPLEMENTATIONS[helper] = typing
     overload(helper)(typing)
 
@@ -207,6 +219,24 @@ def _fill_row_scalar(array, row, value):
 _scalar_implementation(fill_row, _fill_row_scalar)
 
 
+@model_function
+def floor(x):
+    """The largest integer ``<= x``, as a float (``np.floor``; infinities and NaN stay as they are).
+
+    Write ``floor`` rather than ``np.floor`` in a step: numba.cuda compiles no numpy function, and
+    the cuda backend gives this one CUDA's own (exact) floor.
+    """
+    return np.floor(x)
+
+
+@model_function
+def sqrt(x):
+    """The square root, correctly rounded (``np.sqrt``; NaN below 0). Write ``sqrt`` rather than
+    ``np.sqrt`` in a step: numba.cuda compiles no numpy function, and the cuda backend gives this one
+    CUDA's correctly rounded square root, so every backend gets the same bits."""
+    return np.sqrt(x)
+
+
 # Cody-Waite reduction by pi/2 (pi/2 split into a 33-bit head and its tail) and the minimax
 # polynomials of fdlibm's __kernel_sin / __kernel_cos (Sun Microsystems, 1993) on [-pi/4, pi/4].
 _TWO_OVER_PI = 6.36619772367581382433e-01
@@ -227,13 +257,13 @@ def sin_cos(x):
     to about 1 ulp for ``|x| < 1e5`` (the reduction by pi/2 loses bits beyond).
     """
     x = np.float64(x)
-    quadrant = np.floor(x * _TWO_OVER_PI + 0.5)
+    quadrant = floor(x * _TWO_OVER_PI + 0.5)
     r = (x - quadrant * _PI_OVER_2_HEAD) - quadrant * _PI_OVER_2_TAIL
     z = r * r
     sine = r + z * r * (_SIN[0] + z * (_SIN[1] + z * (_SIN[2] + z * (_SIN[3] + z * (_SIN[4] + z * _SIN[5])))))
     cosine = 1.0 - (0.5 * z - z * z * (_COS[0] + z * (_COS[1] + z * (_COS[2] + z * (_COS[3] + z * (
         _COS[4] + z * _COS[5]))))))
-    turn = quadrant - 4.0 * np.floor(quadrant * 0.25)
+    turn = quadrant - 4.0 * floor(quadrant * 0.25)
     sin_x = select(turn == 0.0, sine, select(turn == 1.0, cosine, select(turn == 2.0, -sine, -cosine)))
     cos_x = select(turn == 0.0, cosine, select(turn == 1.0, -sine, select(turn == 2.0, -cosine, sine)))
     return sin_x, cos_x
@@ -253,7 +283,7 @@ _EXP_UNDERFLOW = -7.45133219101941108420e+02
 @model_function
 def _exp_reduced(x):
     """``(y, k)`` with ``exp(x) = y * 2**k``, ``y`` in [0.7, 1.5), for finite ``x`` of moderate size."""
-    k = np.floor(x * _ONE_OVER_LN2 + 0.5)
+    k = floor(x * _ONE_OVER_LN2 + 0.5)
     high = x - k * _LN2_HEAD
     low = k * _LN2_TAIL
     r = high - low
@@ -370,7 +400,7 @@ def poisson_count(u, expected, p_zero):
     """
     term = p_zero
     cumulative = term
-    limit = expected + 10.0 * np.sqrt(expected) + 12.0
+    limit = expected + 10.0 * sqrt(expected) + 12.0
     count = 0
     n = 0
     searching = u >= cumulative

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..engine.distributions import Normal, Uniform
-from ..engine.model import ParameterValue, ValueModel, fill_row, row_sum, select, sin_cos
+from ..engine.model import ParameterValue, ValueModel, fill_row, floor, row_sum, select, sin_cos, sqrt
 from ..engine.plausibility import warn_if_implausible
 from ..errors import ModelError
 
@@ -32,7 +32,7 @@ def _kuramoto_step(state, consts, inputs, i, c, k, key):
     velocity = (consts[_OMEGA, c] + inputs[_DRIVE, i] + inputs[_COUPLING_SIN, i] * cos_shifted
                 - inputs[_COUPLING_COS, i] * sin_shifted)
     advanced = theta + consts[_DT, c] * velocity
-    wrapped = advanced - _TWO_PI * np.floor(advanced / _TWO_PI)
+    wrapped = advanced - _TWO_PI * floor(advanced / _TWO_PI)
     state[_THETA, i] = wrapped
     sin_theta, cos_theta = sin_cos(wrapped)
     state[_COS_THETA, i] = cos_theta
@@ -45,7 +45,7 @@ def _kuramoto_finish(state, consts):
     n = state.shape[1]
     mean_cos = row_sum(state, _COS_THETA) / n
     mean_sin = row_sum(state, _SIN_THETA) / n
-    fill_row(state, _ORDER, np.sqrt(mean_cos * mean_cos + mean_sin * mean_sin))
+    fill_row(state, _ORDER, sqrt(mean_cos * mean_cos + mean_sin * mean_sin))
 
 
 class Kuramoto(ValueModel):
@@ -147,7 +147,7 @@ def _akorn_step(state, consts, inputs, i, c, k, key):
             moved_d = x_d + dt * (drive_d - along * x_d)
             squared = squared + moved_d * moved_d
         inputs[d, i] = moved_d
-    scale = 1.0 / np.sqrt(squared)
+    scale = 1.0 / sqrt(squared)
     for d in range(dim):
         state[d, i] = inputs[d, i] * scale
     return 0
@@ -161,7 +161,7 @@ def _akorn_finish(state, consts):
     for d in range(dim):
         mean = row_sum(state, d) / n
         squared = squared + mean * mean
-    fill_row(state, dim, np.sqrt(squared))
+    fill_row(state, dim, sqrt(squared))
 
 
 class AKOrN(ValueModel):

@@ -43,15 +43,28 @@ import numpy as np
 from numba import config, cuda
 
 from ..lowering import LoweredNetwork, Status
-from ..model import register_target
+from ..model import floor, register_target, sqrt
 from . import Runner, array_program, cuda_chunk, cuda_window
+
+
+def _floor_on_device(x):
+    return libdevice.floor(x)
+
+
+def _sqrt_on_device(x):
+    return libdevice.sqrt(x)
+
 
 if config.ENABLE_CUDASIM:
     # The simulator runs step functions as Python on numpy scalars, where the counter-based
     # random numbers' intended 64-bit wrap-around raises overflow warnings.
     warnings.filterwarnings("ignore", "overflow encountered in scalar", RuntimeWarning, r"ranvier\.engine\.model")
 else:
-    register_target("cuda")
+    from numba.cuda import libdevice
+
+    # numba.cuda compiles no numpy function: CUDA's own floor (exact) and square root (correctly
+    # rounded, as numpy's), so the device gets the CPU's bits
+    register_target("cuda", {floor: _floor_on_device, sqrt: _sqrt_on_device})
 
 # Kernels loop over their work with a grid stride, so any launch size computes the same thing.
 # The simulator runs every CUDA thread as a Python thread, so it gets few of them.

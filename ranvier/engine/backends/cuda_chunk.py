@@ -109,7 +109,11 @@ deliver_count = cuda.jit(device=True)(numba_kernels.deliver_count.py_func)
 
 def write_tile(flags, t, column, first, n, width, position, k, spike_ids, spike_steps):
     """Write the spikes of row ``t`` of one tile (columns ``column ..``, neurons ``first ..``) from ``position``."""
-    for x in range(min(width, n - first)):
+    # not min(width, n - first): numba.cuda cannot compile min of an int32 and an int64
+    columns = n - first
+    if width < columns:
+        columns = width
+    for x in range(columns):
         for _ in range(flags[t, column + x]):
             spike_ids[position] = first + x
             spike_steps[position] = k

@@ -666,7 +666,10 @@ def _decayed(trace, seen, k, table):
 
 @njit(**KERNEL, inline="always")
 def _bounded(w, w_min, w_max):
-    return min(max(w, w_min), w_max)
+    """``min(max(w, w_min), w_max)``, bit for bit (NaN and signed zeros included), in comparisons:
+    numba.cuda does not compile ``min`` and ``max`` of floats."""
+    w = w_min if w_min > w else w
+    return w_max if w_max < w else w
 
 
 @njit(**KERNEL)

@@ -1,0 +1,198 @@
+"""Compile every CUDA kernel the GPU check launches to PTX, without a GPU.
+
+    .venv/bin/python benchmarks/gpu/ptx_check.py            # prints one JSON line; exit code 1 on a failure
+
+numba.cuda compiles a kernel to PTX with NVIDIA's NVVM library alone (no driver, no device). This
+builds the networks of the GPU check (``gpu_checks.py``: CUBA, CUBA-dense, the mixed network with
+STDP, Kuramoto oscillators, an astrocyte and a CfC, each delivered by target and by spike) and a
+few more shapes (per-synapse delays, a convolution, Poisson drives, an LTC, state monitors), lets
+the cuda backend prepare and advance each with host arrays standing in for device arrays,
+records the arguments of every launch, and compiles each launched kernel for those argument
+types with ``cuda.compile_ptx`` for compute capability 9.0 (H100/H200). numba's CUDA simulator
+runs kernels as Python and types nothing, so this is what catches, before a GPU is lent, a kernel
+that a GPU's compiler would reject. Needs libNVVM (the CUDA toolkit); without it the JSON says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+from numba import cuda
+
+if numba.config.ENABLE_CUDASIM:
+    sys.exit("ptx_check compiles real CUDA kernels: run it without NUMBA_ENABLE_CUDASIM")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gpu_checks  # noqa: E402  (benchmarks/gpu is not a package)
+
+import ranvier as rv  # noqa: E402
+from ranvier.engine.backends import cuda_chunk  # noqa: E402
+from ranvier.errors import RecordingError  # noqa: E402
+from ranvier.units import ms, mV  # noqa: E402
+
+#: H100 and H200
+COMPUTE_CAPABILITY = (9, 0)
+
+
+class _HostArray(np.ndarray):
+    """A numpy array with a device array's copy methods: what the backend allocates while recording."""
+
+    def copy_to_host(self, out=None, stream=0):
+        if out is None:
+            return np.array(self)
+        out[...] = self
+        return out
+
+    def copy_to_device(self, source, stream=0):
+        self[...] = source
+
+
+def _host(array) -> _HostArray:
+    return np.array(array).view(_HostArray)
+
+
+class _Recorder:
+    """Stands in for a kernel: ``kernel[grid, block](*arguments)`` records the argument types and runs nothing."""
+
+    def __init__(self, kernel, launches: dict):
+        self.kernel, self.launches = kernel, launches
+
+    def __getitem__(self, configuration):
+        def launch(*arguments):
+            types = tuple(numba.typeof(a.view(np.ndarray) if isinstance(a, np.ndarray) else a) for a in arguments)
+            self.launches.setdefault((self.kernel.py_func, types), self.kernel.py_func.__name__)
+        return launch
+
+
+@contextlib.contextmanager
+def recording(launches: dict):
+    """The cuda backend on host arrays, its kernels recorded into ``launches`` instead of launched."""
+    names = ("is_available", "to_device", "device_array", "device_array_like")
+    saved = {name: getattr(cuda, name) for name in names}
+    load = cuda_chunk.load
+
+    def recorded_load(lowered):
+        kernels = load(lowered)
+        kernels.update = _Recorder(kernels.update, launches)
+        kernels.deliver = None if kernels.deliver is None else _Recorder(kernels.deliver, launches)
+        return kernels
+
+    cuda.is_available = lambda: True
+    cuda.to_device = lambda array, stream=0, copy=True, to=None: _host(array)
+    cuda.device_array = lambda shape, dtype=np.float64, strides=None, order="C", stream=0: _host(
+        np.zeros(shape, dtype=dtype))
+    cuda.device_array_like = lambda array, stream=0: _host(np.zeros_like(array))
+    cuda_chunk.load = recorded_load
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(cuda, name, value)
+        cuda_chunk.load = load
+
+
+@contextlib.contextmanager
+def compiling_for(compute_capability: tuple[int, int]):
+    """numba compiles a kernel's device functions for the current device's compute capability: while
+    active, it takes ``compute_capability`` instead of asking the driver, which this machine lacks."""
+    from numba.cuda import dispatcher
+
+    class Device:
+        pass
+
+    device = Device()
+    device.compute_capability = compute_capability
+    current = dispatcher.get_current_device
+    dispatcher.get_current_device = lambda: device
+    try:
+        yield
+    finally:
+        dispatcher.get_current_device = current
+
+
+def _shapes() -> dict:
+    """Networks beside the GPU check's: per-synapse delays, a convolution, Poisson drives, an LTC, monitors."""
+    def delays():
+        net = rv.networks.cuba(n=200, seed=1, delay=rv.init.Uniform(0.1 * ms, 2 * ms))
+        net.record("exc", "v", ids=[0, 3], every=1 * ms)
+        return net
+
+    def convolution():
+        net = rv.Network(seed=1)
+        pixels = net.population(rv.neurons.PoissonSource(rate=200.0), 64, name="pixels")
+        maps = net.population(rv.neurons.LIF(), 2 * 49, name="maps")
+        net.connect(pixels, maps, rv.connect.Conv2d(np.ones((2, 1, 2, 2)) * 1e-3, (1, 8, 8)), receptor="exc")
+        return net
+
+    def drives_and_ltc():
+        import torch
+        from ncps.torch import LTC
+
+        torch.manual_seed(0)
+        net = rv.networks.cuba(n=200, seed=2)
+        net.connect(rv.connect.PoissonInput(2000.0, 20), net["exc"], weight=1.0 * mV, receptor="exc")
+        ltc = net.population(rv.neurons.LTC.from_ncps(LTC(8, 16)), name="ltc", dt=1 * ms)
+        net.connect(net["exc"], ltc, rv.connect.FixedInDegree(4), weight=0.5, receptor="input")
+        net.record("ltc", "output")
+        return net
+
+    return {"per_synapse_delays": delays, "convolution": convolution, "drives_and_ltc": drives_and_ltc}
+
+
+def networks() -> dict:
+    """Every network to compile, by name, as builders."""
+    sizes = gpu_checks.SMALL
+    builds = {"cuba": lambda: rv.networks.cuba(n=sizes.cuba, seed=1),
+              "cuba_dense": lambda: rv.networks.cuba(n=sizes.dense[0], mean_in_degree=sizes.dense[1], seed=1),
+              "mixed": lambda: gpu_checks.mixed_network(*sizes.mixed)}
+    builds.update(_shapes())
+    return builds
+
+
+def _shortened(message: str, keep: int = 1500) -> str:
+    """``message``'s start (what failed) and end (where), if it is long."""
+    return message if len(message) <= 2 * keep else f"{message[:keep]} ... {message[-keep:]}"
+
+
+def main() -> int:
+    started = time.perf_counter()
+    record: dict = {"compute_capability": list(COMPUTE_CAPABILITY), "networks": {}, "failures": []}
+    try:
+        cuda.compile_ptx(lambda a: None, (numba.float32[:],), cc=COMPUTE_CAPABILITY)
+    except Exception as error:  # noqa: BLE001  (no NVVM: nothing can be compiled here)
+        record["unavailable"] = f"{type(error).__name__}: {error}"
+        print(json.dumps(record))
+        return 0
+    for name, build in networks().items():
+        for by_target in (True, False):
+            launches: dict = {}
+            with recording(launches), gpu_checks.delivering(by_target):
+                net = build()
+                for population in list(net.populations):
+                    with contextlib.suppress(RecordingError):  # a value population has no spikes to record
+                        net.record(population, "spikes")
+                net.run(3 * ms, backend="cuda")
+            label = f"{name}/{'by_target' if by_target else 'by_spike'}"
+            compiled = []
+            for (function, types), kernel in launches.items():
+                try:
+                    with compiling_for(COMPUTE_CAPABILITY):
+                        ptx, _ = cuda.compile_ptx(function, types, cc=COMPUTE_CAPABILITY)
+                    compiled.append({"kernel": kernel, "ptx_lines": ptx.count("\n")})
+                except Exception as error:  # noqa: BLE001  (every failing kernel is reported)
+                    record["failures"].append({"network": label, "kernel": kernel,
+                                               "error": f"{type(error).__name__}: {_shortened(str(error))}"})
+            record["networks"][label] = compiled
+    record["elapsed_s"] = time.perf_counter() - started
+    print(json.dumps(record))
+    return 1 if record["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
