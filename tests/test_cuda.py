@@ -382,8 +382,8 @@ def test_delivery_by_target_is_chosen_where_rows_ascend_and_no_convolution(monke
 @pytest.mark.slow
 def test_every_generated_kernel_compiles_for_a_gpu_without_one():
     """``benchmarks/gpu/ptx_check.py``: the update and delivery kernels of the GPU check's networks (and of
-    per-synapse delays, a convolution, Poisson drives, an LTC), delivered by target and by spike, compile to
-    PTX for compute capability 9.0 with NVVM alone, which the simulator (Python, untyped) cannot show."""
+    per-synapse delays, a convolution, Poisson drives, an LTC, Equations models), delivered by target and by
+    spike, compile to PTX for compute capability 9.0 with NVVM alone, which the simulator (untyped) cannot show."""
     repo = Path(__file__).resolve().parents[1]
     environment = {name: value for name, value in os.environ.items() if name != "NUMBA_ENABLE_CUDASIM"}
     finished = subprocess.run([sys.executable, str(repo / "benchmarks" / "gpu" / "ptx_check.py")], env=environment,
@@ -392,7 +392,7 @@ def test_every_generated_kernel_compiles_for_a_gpu_without_one():
     if "unavailable" in record:
         pytest.skip(f"no NVVM to compile CUDA kernels with: {record['unavailable']}")
     assert finished.returncode == 0 and record["failures"] == [], record["failures"]
-    assert len(record["networks"]) == 12
+    assert len(record["networks"]) == 14
     for name, kernels in record["networks"].items():
         assert sorted(kernel["kernel"] for kernel in kernels) == ["deliver", "update"], name
         assert all(kernel["ptx_lines"] > 500 for kernel in kernels)

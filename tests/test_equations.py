@@ -302,3 +302,19 @@ def test_an_equations_lif_exports_to_nir_as_the_lif_it_is_and_other_equations_ar
                        receptors={"in": "v"})
     with pytest.raises(rv.NIRError, match="Equations has no NIR node"):
         rv.nir.save(build(driven))
+
+
+def test_sqrt_of_the_state_is_the_model_languages_and_the_same_on_numpy_and_numba():
+    """``sqrt`` compiles to the model language's ``sqrt`` (numba.cuda has no ``np.sqrt``): numpy's bits on numba."""
+    def run(backend):
+        model = Equations("dv/dt = (sqrt(v0**2 + v**2) - v0) / tau : volt\n v0 : volt\n tau : second",
+                          threshold="v >= 10*mV", reset="v = 1*mV", method="euler",
+                          parameters={"v0": 5 * mV, "tau": 2 * ms})
+        assert "sqrt(" in model.source and "np.sqrt" not in model.source
+        return run_alone(model, 3, backend, duration=0.05, init={"v": np.array([1.0, 2.0, 3.0]) * mV})
+
+    (steps, ids, state), (numba_steps, numba_ids, numba_state) = run("numpy"), run("numba")
+    assert len(steps) >= 6
+    np.testing.assert_array_equal(steps, numba_steps)
+    np.testing.assert_array_equal(ids, numba_ids)
+    np.testing.assert_array_equal(state, numba_state)

@@ -5,7 +5,8 @@
 numba.cuda compiles a kernel to PTX with NVIDIA's NVVM library alone (no driver, no device). This
 builds the networks of the GPU check (``gpu_checks.py``: CUBA, CUBA-dense, the mixed network with
 STDP, Kuramoto oscillators, an astrocyte and a CfC, each delivered by target and by spike) and a
-few more shapes (per-synapse delays, a convolution, Poisson drives, an LTC, state monitors), lets
+few more shapes (per-synapse delays, a convolution, Poisson drives, an LTC, state monitors, Equations
+models calling ``exp`` and ``sqrt``, AKOrN), lets
 the cuda backend prepare and advance each with host arrays standing in for device arrays,
 records the arguments of every launch, and compiles each launched kernel for those argument
 types with ``cuda.compile_ptx`` for compute capability 9.0 (H100/H200). numba's CUDA simulator
@@ -117,7 +118,8 @@ def compiling_for(compute_capability: tuple[int, int]):
 
 
 def _shapes() -> dict:
-    """Networks beside the GPU check's: per-synapse delays, a convolution, Poisson drives, an LTC, monitors."""
+    """Networks beside the GPU check's: per-synapse delays, a convolution, Poisson drives, an LTC, monitors,
+    Equations models (AdEx's ``exp``, a ``sqrt``) beside AKOrN."""
     def delays():
         net = rv.networks.cuba(n=200, seed=1, delay=rv.init.Uniform(0.1 * ms, 2 * ms))
         net.record("exc", "v", ids=[0, 3], every=1 * ms)
@@ -142,7 +144,26 @@ def _shapes() -> dict:
         net.record("ltc", "output")
         return net
 
-    return {"per_synapse_delays": delays, "convolution": convolution, "drives_and_ltc": drives_and_ltc}
+    def equations():
+        from ranvier.neurons import Equations
+        from ranvier.neurons.equations.library import ADEX
+
+        net = rv.Network(dt=0.1 * ms, seed=1)
+        adex = Equations(ADEX, threshold="v > V_T + 5*Delta_T", reset="v = V_r; w += b", method="euler",
+                         parameters=dict(C=281e-12, g_L=30e-9, E_L=-70.6 * mV, V_T=-50.4 * mV, Delta_T=2 * mV,
+                                         tau_w=144 * ms, a=4e-9, b=0.0805e-9, V_r=-70.6 * mV, I=1e-9))
+        rooted = Equations("dv/dt = (sqrt(v0**2 + v**2) - v0) / tau : volt\n v0 : volt\n tau : second",
+                           threshold="v >= 10*mV", reset="v = 1*mV", method="euler",
+                           parameters={"v0": 5 * mV, "tau": 2 * ms}, receptors={"in": "v"})
+        net.connect(net.population(adex, 20, name="adex"), net.population(rooted, 20, name="rooted"),
+                    rv.connect.FixedInDegree(5), weight=1 * mV, receptor="in")
+        units = net.population(rv.neurons.AKOrN(dim=4, omega=2.0), n=30, name="akorn", dt=1 * ms)
+        net.connect(units, units, rv.connect.FixedInDegree(5), weight=0.1, receptor="coupling")
+        net.record("akorn", "order")
+        return net
+
+    return {"per_synapse_delays": delays, "convolution": convolution, "drives_and_ltc": drives_and_ltc,
+            "equations": equations}
 
 
 def networks() -> dict:

@@ -64,28 +64,22 @@ from .kinds import Kind
 _SCALAR_IMPLEMENTATIONS: dict[Callable[..., Any], Callable[..., Any]] = {}
 
 
-def register_target(target: str, implementations: Mapping[Callable, Callable] | None = None) -> None:
+def register_target(target: str, typings: Mapping[Callable, Callable] | None = None) -> None:
     """Make every model-language helper callable from code compiled for numba ``target``.
 
-    ``implementations`` replaces the scalar implementation of some helpers there (numba.cuda
-    compiles no ``np.floor``, say).
+    ``typings`` gives some helpers an implementation of that target's own (numba.cuda compiles no
+    ``np.floor``, say): by helper, a function of numba's ``overload`` form (argument types in,
+    implementation out).
     """
     for helper, typing in _SCALAR_IMPLEMENTATIONS.items():
-        if implementations and helper in implementations:
-            typing = _typing(helper, implementations[helper])
-        overload(helper, target=target)(typing)
+        overload(helper, target=target)((typings or {}).get(helper, typing))
 
 
-def _typing(helper: Callable[..., Any], implementation: Callable[..., Any]) -> Callable[..., Any]:
+def _scalar_implementation(helper: Callable[..., Any], implementation: Callable[..., Any]) -> None:
     @functools.wraps(helper)  # numba matches the typing function's signature to the helper's
     def typing(*args):
         return implementation
 
-    return typing
-
-
-def _scalar_implementation(helper: Callable[..., Any], implementation: Callable[..., Any]) -> None:
-    typing = _typing(helper, implementation)
     _SCALAR_IMPLEMENTATIONS[helper] = typing
     overload(helper)(typing)
 

@@ -3,7 +3,7 @@
 A model-language step (``step(state, consts, arriving, i, c, k, key)``, see
 :mod:`ranvier.engine.model`) is plain Python over arrays. :func:`torch_step` rebuilds the same
 code object with torch in place of the helpers it calls: ``select`` becomes ``torch.where``,
-``store_where`` a functional write, ``exp``/``tanh``/``sin_cos`` torch's, numpy's ``sqrt``,
+``store_where`` a functional write, ``exp``/``tanh``/``sin_cos``/``floor``/``sqrt`` torch's, numpy's ``sqrt``,
 ``abs``, ... torch's, and ``spike(x)`` — the Heaviside step on every backend — the
 surrogate-gradient spike (fast sigmoid, Zenke & Ganguli 2018). The state, constants and
 arrivals it indexes become proxies over torch tensors ``(B, n)``: ``state[ROW, i]`` reads a row,
@@ -89,7 +89,7 @@ def _sin_cos(x):
 _TORCH_HELPERS: dict[object, Callable] = {
     model_language.select: _select, model_language.store_where: _store_where, model_language.spike: _spike,
     model_language.any_true: _any_true, model_language.sin_cos: _sin_cos, model_language.exp: _exp,
-    model_language.tanh: torch.tanh,
+    model_language.tanh: torch.tanh, model_language.floor: torch.floor, model_language.sqrt: torch.sqrt,
 }
 #: helpers a trainable step may not call
 _NOT_DIFFERENTIABLE = {model_language.uniform01: "draws random numbers (uniform01)"}

@@ -40,7 +40,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from numba import config, cuda
+from numba import config, cuda, types
 
 from ..lowering import LoweredNetwork, Status
 from ..model import floor, register_target, sqrt
@@ -48,11 +48,17 @@ from . import Runner, array_program, cuda_chunk, cuda_window
 
 
 def _floor_on_device(x):
-    return libdevice.floor(x)
+    """CUDA's floor (exact) in ``x``'s precision, as numpy's on a float32 or float64 scalar."""
+    if x == types.float32:
+        return lambda x: libdevice.floorf(x)
+    return lambda x: libdevice.floor(x)
 
 
 def _sqrt_on_device(x):
-    return libdevice.sqrt(x)
+    """CUDA's square root in ``x``'s precision, correctly rounded, as numpy's."""
+    if x == types.float32:
+        return lambda x: libdevice.sqrtf(x)
+    return lambda x: libdevice.sqrt(x)
 
 
 if config.ENABLE_CUDASIM:

@@ -135,9 +135,9 @@ class Emitter:
         if exponent.is_integer and exponent < 0:
             return f"({self.constant(sympy.Integer(1))} / {self._power(base ** -exponent)})"
         if exponent == sympy.Rational(1, 2):
-            return f"np.sqrt({self.emit(base)})"
+            return f"sqrt({self.emit(base)})"
         if exponent == -sympy.Rational(1, 2):
-            return f"({self.constant(sympy.Integer(1))} / np.sqrt({self.emit(base)}))"
+            return f"({self.constant(sympy.Integer(1))} / sqrt({self.emit(base)}))"
         raise ModelError(f"Equations: the power {expression} has exponent {exponent}; use integer powers or sqrt(), "
                          "so every backend rounds alike")
 

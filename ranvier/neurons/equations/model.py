@@ -403,7 +403,7 @@ def _step_function(source: str):
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         namespace = {"np": np, "select": model_language.select, "store_where": model_language.store_where,
                      "exp": model_language.exp, "tanh": model_language.tanh, "sin_cos": model_language.sin_cos,
-                     "spike": model_language.spike,
+                     "sqrt": model_language.sqrt, "spike": model_language.spike,
                      "NOT_FINITE": NOT_FINITE}
         exec(compile(source, filename, "exec"), namespace)  # our own generated code, never text from a file
         _STEPS[source] = namespace["equations_step"]
