@@ -64,7 +64,9 @@ hold_values = _device_version(numba_kernels.hold_values, ())
 set_state_row = _device_version(numba_kernels.set_state_row, ())
 set_modulation = _device_version(numba_kernels.set_modulation, ())
 decayed = cuda.jit(device=True)(numba_kernels._decayed.py_func)
-bounded = cuda.jit(device=True)(numba_kernels._bounded.py_func)
+stdp_parameters = cuda.jit(device=True)(numba_kernels._stdp_parameters.py_func)
+depressed = _device_version(numba_kernels._depressed, ("_bounded",))
+potentiated = _device_version(numba_kernels._potentiated, ("_bounded",))
 
 
 @cuda.jit(device=True)
@@ -78,11 +80,7 @@ def learn_synapse(s, p, q, start, length, pre_counts, post_counts, weights, pre_
     ``w`` in float64, stored in the weights' precision after each spike and clipped to
     ``[w_min, w_max]``. The traces are this thread's copies: the owners advance the real ones after.
     """
-    a_plus = params[0]
-    a_minus = params[1]
-    w_min = params[2]
-    w_max = params[3]
-    multiplicative = params[4] != 0.0
+    a_plus, a_minus, w_min, w_max, multiplicative = stdp_parameters(params)
     stride = 1 if modulation.shape[1] > 1 else 0
     depression = a_minus * modulation[1, q * stride]
     potentiation = a_plus * modulation[0, q * stride]
@@ -94,16 +92,12 @@ def learn_synapse(s, p, q, start, length, pre_counts, post_counts, weights, pre_
         k = start + t
         for _ in range(pre_counts[t, p]):
             x = decayed(x_post, post_step, k, decay_minus)
-            w = np.float64(weights[s])
-            change = depression * (w - w_min) * x if multiplicative else depression * x
-            weights[s] = bounded(w - change, w_min, w_max)
+            weights[s] = depressed(np.float64(weights[s]), depression, x, w_min, w_max, multiplicative)
             x_pre = decayed(x_pre, pre_step, k, decay_plus) + 1.0
             pre_step = k
         for _ in range(post_counts[t, q]):
             x = decayed(x_pre, pre_step, k, decay_plus)
-            w = np.float64(weights[s])
-            change = potentiation * (w_max - w) * x if multiplicative else potentiation * x
-            weights[s] = bounded(w + change, w_min, w_max)
+            weights[s] = potentiated(np.float64(weights[s]), potentiation, x, w_min, w_max, multiplicative)
             x_post = decayed(x_post, post_step, k, decay_minus) + 1.0
             post_step = k
 

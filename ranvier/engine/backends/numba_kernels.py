@@ -672,6 +672,28 @@ def _bounded(w, w_min, w_max):
     return w_max if w_max < w else w
 
 
+@njit(**KERNEL, inline="always")
+def _stdp_parameters(params):
+    """``(a_plus, a_minus, w_min, w_max, multiplicative)`` from a plastic projection's ``params`` row."""
+    return params[0], params[1], params[2], params[3], params[4] != 0.0
+
+
+@njit(**KERNEL, inline="always")
+def _depressed(w, scale, x, w_min, w_max, multiplicative):
+    """``w`` (float64) after a presynaptic spike: ``w - scale x``, times ``w - w_min`` when multiplicative,
+    clipped to ``[w_min, w_max]``."""
+    change = scale * (w - w_min) * x if multiplicative else scale * x
+    return _bounded(w - change, w_min, w_max)
+
+
+@njit(**KERNEL, inline="always")
+def _potentiated(w, scale, x, w_min, w_max, multiplicative):
+    """``w`` (float64) after a postsynaptic spike: ``w + scale x``, times ``w_max - w`` when multiplicative,
+    clipped to ``[w_min, w_max]``."""
+    change = scale * (w_max - w) * x if multiplicative else scale * x
+    return _bounded(w + change, w_min, w_max)
+
+
 @njit(**KERNEL)
 def _pre_trace_at(neuron, k, pre_trace, pre_seen, pre_steps, first_event, next_event, trace_after, table):
     """The trace of ``neuron`` at step ``k``, with its spikes of the chunk up to ``k`` (``_link_pre_spikes``)."""
@@ -726,11 +748,7 @@ def _stdp_block(low, high, ascending, pre_ids, pre_steps, pre_first, pre_last, p
                 post_trace, post_seen, decay_plus, decay_minus, params, modulation, first_event, next_event,
                 trace_after):
     """The chunk's STDP on the synapses onto targets ``low .. high - 1``, event by event in time order."""
-    a_plus = params[0]
-    a_minus = params[1]
-    w_min = params[2]
-    w_max = params[3]
-    multiplicative = params[4] != 0.0
+    a_plus, a_minus, w_min, w_max, multiplicative = _stdp_parameters(params)
     stride = 1 if modulation.shape[1] > 1 else 0
     width = post_trace.shape[0]
     i = pre_first
@@ -753,10 +771,8 @@ def _stdp_block(low, high, ascending, pre_ids, pre_steps, pre_first, pre_last, p
                 if q < low:
                     continue
                 x = _decayed(post_trace[q], post_seen[q], k, decay_minus)
-                w = np.float64(weights[s])
-                scale = a_minus * modulation[1, q * stride]
-                change = scale * (w - w_min) * x if multiplicative else scale * x
-                weights[s] = _bounded(w - change, w_min, w_max)
+                weights[s] = _depressed(np.float64(weights[s]), a_minus * modulation[1, q * stride], x, w_min, w_max,
+                                        multiplicative)
             i += 1
         else:
             neuron = post_ids[j]
@@ -769,9 +785,7 @@ def _stdp_block(low, high, ascending, pre_ids, pre_steps, pre_first, pre_last, p
                 s = np.uint64(col_synapses[np.uint64(entry)])
                 x = _pre_trace_at(col_sources[np.uint64(entry)], k, pre_trace, pre_seen, pre_steps, first_event,
                                   next_event, trace_after, decay_plus)
-                w = np.float64(weights[s])
-                change = scale * (w_max - w) * x if multiplicative else scale * x
-                weights[s] = _bounded(w + change, w_min, w_max)
+                weights[s] = _potentiated(np.float64(weights[s]), scale, x, w_min, w_max, multiplicative)
             post_trace[neuron] = _decayed(post_trace[neuron], post_seen[neuron], k, decay_minus) + 1.0
             post_seen[neuron] = k
 
