@@ -139,3 +139,52 @@ def test_a_saved_rate_module_is_data_and_loading_runs_no_code(tmp_path):
         rv.engine.storage._seal(file)  # as an attacker would: only the checks of the content remain
     with pytest.raises(rv.StorageError, match="'os.system'"):
         rv.load(tmp_path / "layers.h5")
+
+
+_NARROW_HANDOVER = """
+import json
+import numpy as np
+import torch
+import ranvier as rv
+from ranvier.engine.backends import cuda_backend
+from ranvier.plasticity import STDP
+from ranvier.units import ms, mV
+
+handed = []
+to_host = cuda_backend.CudaRunner.to_host
+def recorded(self, populations=None):
+    handed.append(None if populations is None else sorted(populations))
+    return to_host(self, populations)
+cuda_backend.CudaRunner.to_host = recorded
+
+def run(backend):
+    torch.manual_seed(0)
+    net = rv.networks.cuba(n=200, seed=2)
+    ann = net.population(rv.neurons.Rate(torch.nn.Sequential(torch.nn.Linear(160, 8), torch.nn.Sigmoid()), dt=2 * ms),
+                         name="ann")
+    net.connect(net["exc"], ann, rv.connect.OneToOne(), weight=1.0, receptor="input")
+    net.connect(ann, net["exc"], rv.connect.FixedInDegree(2), weight=4 * mV, receptor="exc")
+    net.connect(net["exc"], net["inh"], rv.connect.FixedInDegree(5), weight=0.5 * mV, receptor="exc",
+                plasticity=STDP(a_plus=0.05 * mV, a_minus=0.06 * mV, w_max=2 * mV))
+    spikes = [net.record(name, "spikes") for name in ("exc", "inh")]
+    output = net.record("ann", "output")
+    net.run(20 * ms, backend=backend)
+    return ([[m.steps.tolist(), m.ids.tolist()] for m in spikes], output.values.tolist(),
+            net.projections[-1].weights.tolist(), net["inh"].state.tolist())
+
+reference, on_cuda = run("numpy"), run("cuda")
+print(json.dumps({"same": [a == b for a, b in zip(reference, on_cuda)], "handed": handed,
+                  "spikes": sum(len(ids) for _, ids in reference[0])}))
+"""
+
+
+@pytest.mark.slow
+def test_a_rate_window_on_cuda_hands_over_only_the_population_it_drives(on_cuda_simulator):
+    """A Rate population (a torch MLP) counting CUBA's excitatory spikes and driving them back, beside an STDP
+    projection: each of its windows copies the state and rings of the excitatory population alone (not the
+    inhibitory one, nor the learned weights), and spikes, outputs, learned weights and state equal numpy's."""
+    result = on_cuda_simulator(_NARROW_HANDOVER)
+    assert result["same"] == [True, True, True, True] and result["spikes"] > 20
+    windows = [populations for populations in result["handed"] if populations is not None]
+    assert len(windows) == 10 and all(populations == [0] for populations in windows)
+    assert result["handed"][0] is None and result["handed"][-1] is None  # a run's start and end hand over all

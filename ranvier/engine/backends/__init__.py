@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Collection
 
 from ...errors import BackendError
 
@@ -20,12 +21,19 @@ class Runner:
     def advance(self, start: int, stop: int) -> int:
         raise NotImplementedError
 
-    def to_host(self) -> None:
-        """Bring state and ring buffers into the lowered host arrays (a GPU backend copies)."""
+    def to_host(self, populations: Collection[int] | None = None) -> None:
+        """Bring state and ring buffers into the lowered host arrays (a GPU backend copies).
 
-    def to_device(self) -> None:
+        With ``populations`` (lowered indices), only those populations' state and rings come, with
+        the value populations' outputs, pulses and count windows: what a host value population's
+        update reads and writes when it writes into those populations alone (learned weights stay
+        where they are).
+        """
+
+    def to_device(self, populations: Collection[int] | None = None) -> None:
         """Take up changes made on the host (by callbacks and value populations) before advancing again:
-        spiking state, ring buffers and the pulses value populations scheduled."""
+        spiking state, ring buffers and the pulses value populations scheduled (with ``populations``,
+        as :meth:`to_host` brought them)."""
 
 
 _MODULES = {"numpy": "numpy_backend", "numba": "numba_backend", "cuda": "cuda_backend"}

@@ -27,8 +27,10 @@ and, in chaotic networks, spike times.
 
 State and ring buffers (and a plastic projection's weights and traces) stay on the device for
 the whole run: they come to the host at the end of a run, around callbacks (which may read or
-change them) and around the updates of value populations that update on the host (``Rate``, a
-user's ``advance``). The other value populations (Kuramoto, AKOrN, Astrocyte; CfC, LTC and ELM
+change them) and, around the updates of value populations that update on the host (``Rate``, a
+user's ``advance``), those of the populations such an update holds its output in or sets the
+state of, with the value populations' outputs and count windows (the learned weights and the
+other populations stay on the device). The other value populations (Kuramoto, AKOrN, Astrocyte; CfC, LTC and ELM
 as their traced array steps) and learning (STDP, bit-identical to the numpy backend's weights
 and traces) update on the device, in ``deliver``'s last block (:mod:`.cuda_window` says how).
 Each stretch copies back only what the host collects: the new spikes, synaptic-event counts and
@@ -38,6 +40,7 @@ monitor samples.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Collection
 
 import numpy as np
 from numba import config, cuda, types
@@ -387,13 +390,14 @@ class CudaRunner(Runner):
         monitor.count[0] = sample + 1
         return sample
 
-    def to_host(self) -> None:
-        for device in self.populations:
-            if not device.host.on_host:  # a host value population's state lives on the host
-                device.state.copy_to_host(device.host.state)
-            device.ring.copy_to_host(device.host.ring)
+    def to_host(self, populations: Collection[int] | None = None) -> None:
+        for index, device in enumerate(self.populations):
+            if populations is None or index in populations:
+                if not device.host.on_host:  # a host value population's state lives on the host
+                    device.state.copy_to_host(device.host.state)
+                device.ring.copy_to_host(device.host.ring)
             device.source_next.copy_to_host(device.host.source_next)
-        for plastic in self.plastic:
+        for plastic in self.plastic if populations is None else ():
             plastic.to_host()
         for value in self.values:
             value.published.copy_to_host(value.host.published)
@@ -404,17 +408,19 @@ class CudaRunner(Runner):
         for count in self.counts:
             count.pending.copy_to_host(count.host.pending)
 
-    def to_device(self) -> None:
-        for device in self.populations:
+    def to_device(self, populations: Collection[int] | None = None) -> None:
+        for index, device in enumerate(self.populations):
             host = device.host
-            device.ring.copy_to_device(host.ring)
+            handed = populations is None or index in populations
+            if handed:
+                device.ring.copy_to_device(host.ring)
             if host.on_host:
                 device.source_steps.copy_to_device(host.source_steps)
                 device.source_ids.copy_to_device(host.source_ids)
                 device.source_next.copy_to_device(host.source_next)
-            else:
+            elif handed:
                 device.state.copy_to_device(host.state)
-        for plastic in self.plastic:
+        for plastic in self.plastic if populations is None else ():
             plastic.to_device()
         for index, published in self.published.items():
             # the host publishes every value population at the start of a run, and its own at their updates
