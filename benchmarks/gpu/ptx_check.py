@@ -4,20 +4,22 @@
 
 numba.cuda compiles a kernel to PTX with NVIDIA's NVVM library alone (no driver, no device). This
 builds the networks of the GPU check (``gpu_checks.py``: CUBA, CUBA-dense, the mixed network with
-STDP, Kuramoto oscillators, an astrocyte and a CfC, each delivered by target and by spike) and a
-few more shapes (per-synapse delays, a convolution, Poisson drives, an LTC, state monitors, Equations
-models calling ``exp`` and ``sqrt``, AKOrN), lets
-the cuda backend prepare and advance each with host arrays standing in for device arrays,
-records the arguments of every launch, and compiles each launched kernel for those argument
-types with ``cuda.compile_ptx`` for compute capability 9.0 (H100/H200). numba's CUDA simulator
-runs kernels as Python and types nothing, so this is what catches, before a GPU is lent, a kernel
-that a GPU's compiler would reject. Needs libNVVM (the CUDA toolkit); without it the JSON says so.
+STDP, Kuramoto oscillators, an astrocyte and a CfC, the microcircuit) and a few more shapes
+(per-synapse delays, a convolution, Poisson drives, an LTC, state monitors, Equations models
+calling ``exp`` and ``sqrt``, AKOrN), each delivered by target and by spike; lets the cuda backend
+prepare and advance each with host arrays standing in for device arrays; records the arguments
+of every launch; and compiles each launched kernel for those argument types with
+``cuda.compile_ptx`` for compute capability 9.0 (H100/H200), counting its parameter bytes against
+CUDA's limit. numba's CUDA simulator runs kernels as Python and types nothing, so this is what
+catches, before a GPU is lent, a kernel that a GPU's compiler would reject. Needs libNVVM (the
+CUDA toolkit); without it the JSON says so.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -39,6 +41,16 @@ from ranvier.units import ms, mV  # noqa: E402
 
 #: H100 and H200
 COMPUTE_CAPABILITY = (9, 0)
+#: the most bytes of kernel parameters CUDA 12.1 and later take on Volta and newer GPUs (4096 before)
+MAX_PARAMETER_BYTES = 32_764
+_PARAMETER = re.compile(r"\.param\s+(?:\.align\s+\d+\s+)?\.([busf])(\d+)\s+\w+(?:\[(\d+)\])?")
+
+
+def parameter_bytes(ptx: str) -> int:
+    """The bytes of the first kernel's parameters in ``ptx`` (numba passes an array as a dozen scalars)."""
+    entry = ptx[ptx.index(".entry"):]
+    entry = entry[:entry.index(")")]
+    return sum(int(bits) // 8 * int(count or 1) for _, bits, count in _PARAMETER.findall(entry))
 
 
 class _HostArray(np.ndarray):
@@ -173,6 +185,7 @@ def networks() -> dict:
               "cuba_dense": lambda: rv.networks.cuba(n=sizes.dense[0], mean_in_degree=sizes.dense[1], seed=1),
               "mixed": lambda: gpu_checks.mixed_network(*sizes.mixed)}
     builds.update(_shapes())
+    builds["microcircuit"] = lambda: rv.networks.microcircuit(scale=sizes.microcircuit_scale, seed=1)
     return builds
 
 
@@ -205,7 +218,12 @@ def main() -> int:
                 try:
                     with compiling_for(COMPUTE_CAPABILITY):
                         ptx, _ = cuda.compile_ptx(function, types, cc=COMPUTE_CAPABILITY)
-                    compiled.append({"kernel": kernel, "ptx_lines": ptx.count("\n")})
+                    compiled.append({"kernel": kernel, "ptx_lines": ptx.count("\n"),
+                                     "parameter_bytes": parameter_bytes(ptx)})
+                    if compiled[-1]["parameter_bytes"] > MAX_PARAMETER_BYTES:
+                        record["failures"].append({"network": label, "kernel": kernel, "error": (
+                            f"{compiled[-1]['parameter_bytes']} bytes of parameters, more than CUDA takes "
+                            f"({MAX_PARAMETER_BYTES})")})
                 except Exception as error:  # noqa: BLE001  (every failing kernel is reported)
                     record["failures"].append({"network": label, "kernel": kernel,
                                                "error": f"{type(error).__name__}: {_shortened(str(error))}"})
