@@ -334,7 +334,7 @@ for unsorted in (False, True):
     default, by_target = run("cuda", unsorted)
     cuda_chunk.TARGET_DELIVERY_MAX_SYNAPSES = 0
     by_spike, forced = run("cuda", unsorted)
-    cuda_chunk.TARGET_DELIVERY_MAX_SYNAPSES = 20_000_000
+    cuda_chunk.TARGET_DELIVERY_MAX_SYNAPSES = 100_000
     results["unsorted" if unsorted else "sorted"] = {
         "by_target": [by_target, forced], "same": [default == reference, by_spike == reference],
         "spikes": len(reference[1]), "events": reference[2]}

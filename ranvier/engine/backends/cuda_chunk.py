@@ -221,9 +221,11 @@ _DEVICE_FUNCTIONS = (write_tile, deliver_csr, deliver_all_to_all, deliver_convol
                      row_length)
 
 #: networks of at most this many synapses deliver by target (:func:`delivers_by_target`). A guess until
-#: measured on a GPU: ``benchmarks/gpu/gpu_checks.py`` times both deliveries on CUBA and CUBA-dense
-#: (320 thousand and 10 million synapses); the full-scale microcircuit (0.3 billion) delivers by spike
-TARGET_DELIVERY_MAX_SYNAPSES = 20_000_000
+#: measured on a GPU (``benchmarks/gpu/gpu_checks.py`` times both deliveries on CUBA and CUBA-dense):
+#: a target's thread waits on each step of a bisection in turn (a dozen loads per spiking row), where
+#: atomic adds, as GeNN and NEST GPU use, overlap, so by target is taken only where a chunk's delivery
+#: is small either way and its order makes a GPU's results the CPU's
+TARGET_DELIVERY_MAX_SYNAPSES = 100_000
 
 
 def delivers_by_target(lowered: LoweredNetwork) -> bool:
