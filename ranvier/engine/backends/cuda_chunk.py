@@ -99,6 +99,7 @@ def tile_layout(lowered: LoweredNetwork, width: int) -> TileLayout:
 #: the CPU backends' loops as device functions (they do not use ``cuda``), imported by the kernels
 emit_scheduled = cuda.jit(device=True)(numba_kernels.emit_scheduled.py_func)
 deliver_count = cuda.jit(device=True)(numba_kernels.deliver_count.py_func)
+bisect = cuda.jit(device=True)(numba_kernels._bisect.py_func)
 
 
 # The device functions below are written into each generated kernel module (``_DEVICE_FUNCTIONS``)
@@ -186,17 +187,9 @@ def gather_csr(target, first, last, spike_ids, spike_steps, row_ptr, post_ids, w
     slots = ring.shape[0]
     for s in range(first, last):
         neuron = spike_ids[s]
-        begin = row_ptr[neuron]
         end = row_ptr[neuron + 1]
-        while begin < end:
-            middle = (begin + end) >> 1
-            if post_ids[middle] < target:
-                begin = middle + 1
-            else:
-                end = middle
+        synapse = bisect(post_ids, row_ptr[neuron], end, target)
         sent = spike_steps[s]
-        synapse = begin
-        end = row_ptr[neuron + 1]
         while synapse < end and post_ids[synapse] == target:
             ring[(sent + delays[synapse * delay_stride]) % slots, receptor, target] += weights[synapse * weight_stride]
             synapse += 1
@@ -510,47 +503,57 @@ def _write_spike_delivery(w: SourceWriter, lowered: LoweredNetwork) -> None:
     if delivers_by_target(lowered):
         _write_target_delivery(w, lowered)
         return
+    def deliver(j: int, projection) -> None:
+        pre, post, q = f"p{projection.pre}_", f"p{projection.post}_", f"j{j}_"
+        spikes = f"s, {pre}spike_ids, {pre}spike_steps"
+        if projection.all_to_all:
+            call = (f"deliver_all_to_all({spikes}, {q}width, {q}autapses, {q}weights, {q}delays, "
+                    f"{post}ring, {projection.receptor})")
+        elif projection.geometry is not None:
+            call = (f"deliver_convolution({spikes}, {q}row_ptr, {q}geometry, {q}weights, {q}delays, "
+                    f"{post}ring, {projection.receptor})")
+        else:
+            call = (f"deliver_csr({spikes}, {q}row_ptr, {q}post_ids, {q}weights, {q}weight_stride, "
+                    f"{q}delays, {q}delay_stride, {post}ring, {projection.receptor})")
+        w(f"events{j} += {call}")
+
     w("# a block per spike, projection after projection, each projection's spikes in their list's order")
-    with w.block(f"for entry in range(cuda.blockIdx.x, end{len(projections) - 1}, cuda.gridDim.x):"):
-        for j, projection in enumerate(projections):
-            pre, post = f"p{projection.pre}_", f"p{projection.post}_"
-            q = f"j{j}_"
-            with w.block(f"{'if' if j == 0 else 'elif'} entry < end{j}:"):
-                w(f"s = chunk_first[{projection.pre}] + entry{f' - end{j - 1}' if j else ''}")
-                spikes = f"s, {pre}spike_ids, {pre}spike_steps"
-                if projection.all_to_all:
-                    call = (f"deliver_all_to_all({spikes}, {q}width, {q}autapses, {q}weights, {q}delays, "
-                            f"{post}ring, {projection.receptor})")
-                elif projection.geometry is not None:
-                    call = (f"deliver_convolution({spikes}, {q}row_ptr, {q}geometry, {q}weights, {q}delays, "
-                            f"{post}ring, {projection.receptor})")
-                else:
-                    call = (f"deliver_csr({spikes}, {q}row_ptr, {q}post_ids, {q}weights, {q}weight_stride, "
-                            f"{q}delays, {q}delay_stride, {post}ring, {projection.receptor})")
-                w(f"events{j} += {call}")
-        # the block's threads take one spike at a time: on the simulator, whose blocks run one
-        # after another, every ring entry then receives its additions in the reference order
-        w("cuda.syncthreads()")
+    # the block's threads take one spike at a time: on the simulator, whose blocks run one
+    # after another, every ring entry then receives its additions in the reference order
+    _write_spike_entries(w, lowered, "cuda.blockIdx.x", "cuda.gridDim.x", deliver, then="cuda.syncthreads()")
     with w.block("if cuda.threadIdx.x == 0:"):
         for j in range(len(projections)):
             with w.block(f"if events{j} != 0:"):
                 w(f"cuda.atomic.add(events, {j}, events{j})")
 
 
+def _write_spike_entries(w: SourceWriter, lowered: LoweredNetwork, first: str, stride: str, body,
+                         then: str | None = None) -> None:
+    """``for entry in range(first, <the chunk's spikes of all projections>, stride)``: for projection j's
+    entries, ``s`` (the spike) and ``body(j, projection)``; then the line ``then`` in every entry."""
+    projections = lowered.projections
+    with w.block(f"for entry in range({first}, end{len(projections) - 1}, {stride}):"):
+        for j, projection in enumerate(projections):
+            with w.block(f"{'if' if j == 0 else 'elif'} entry < end{j}:"):
+                w(f"s = chunk_first[{projection.pre}] + entry{f' - end{j - 1}' if j else ''}")
+                body(j, projection)
+        if then is not None:
+            w(then)
+
+
 def _write_target_delivery(w: SourceWriter, lowered: LoweredNetwork) -> None:
     """A thread per spike counts the synaptic events; a thread per target neuron gathers its input."""
     projections = lowered.projections
+    def count(j: int, projection) -> None:
+        q = f"j{j}_"
+        if projection.all_to_all:
+            w(f"events{j} += {q}width if {q}autapses else {q}width - 1")
+        else:
+            w(f"events{j} += row_length(s, p{projection.pre}_spike_ids, {q}row_ptr)")
+
     w("thread = cuda.grid(1)")
     w("threads = cuda.gridsize(1)")
-    with w.block(f"for entry in range(thread, end{len(projections) - 1}, threads):"):
-        for j, projection in enumerate(projections):
-            q = f"j{j}_"
-            with w.block(f"{'if' if j == 0 else 'elif'} entry < end{j}:"):
-                if projection.all_to_all:
-                    w(f"events{j} += {q}width if {q}autapses else {q}width - 1")
-                else:
-                    w(f"s = chunk_first[{projection.pre}] + entry{f' - end{j - 1}' if j else ''}")
-                    w(f"events{j} += row_length(s, p{projection.pre}_spike_ids, {q}row_ptr)")
+    _write_spike_entries(w, lowered, "thread", "threads", count)
     w("# each target's input projection by projection, spike by spike: the reference order")
     for post in sorted({projection.post for projection in projections}):
         with w.block(f"for target in range(thread, p{post}_ring.shape[2], threads):"):
@@ -582,7 +585,7 @@ def generate(lowered: LoweredNetwork) -> str:
     w("import numpy as np")
     w("from numba import cuda")
     w("from ranvier.engine.model import NOT_FINITE, exp, poisson_count, tanh, uniform01")
-    w("from ranvier.engine.backends.cuda_chunk import NO_FAILURE, deliver_count, emit_scheduled")
+    w("from ranvier.engine.backends.cuda_chunk import NO_FAILURE, bisect, deliver_count, emit_scheduled")
     w("from ranvier.engine.backends.cuda_window import (NO_OWNER, add_all_to_all, advance_trace, hold_values,")
     w("    learn_synapse, publish, schedule_pulses, set_modulation, set_state_row, take_pending)")
     for function in (*_DEVICE_FUNCTIONS, *cuda_window.DEVICE_FUNCTIONS):
