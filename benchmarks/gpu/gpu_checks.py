@@ -17,13 +17,13 @@ skipped once ``--budget`` seconds have passed:
    whether the spikes equal numba's.
 3. ``microcircuit``: the full-scale Potjans-Diesmann microcircuit on cuda: build, upload and
    compile (the first 10 ms), the real-time factor of the following run.
-4. ``delivery``: CUBA and CUBA-dense with each of the cuda backend's deliveries (by target: a thread per
+4. ``launches``: kernel launches per min-delay chunk, counted over a short run of each network
+   above, and device-to-host copies: those of a run and those per chunk (issue 14 asks for none
+   per window of the mixed network's value populations).
+5. ``delivery``: CUBA and CUBA-dense with each of the cuda backend's deliveries (by target: a thread per
    target neuron in the reference order; by spike: a block per spike, atomic adds), alternating: seconds
    per simulated second and whether the spikes equal numba's (by target they must, on any GPU). The
    faster of the two per network places the crossover (``cuda_chunk.TARGET_DELIVERY_MAX_SYNAPSES``).
-5. ``launches``: kernel launches per min-delay chunk, counted over a short run of each network
-   above, and device-to-host copies: those of a run and those per chunk (issue 14 asks for none
-   per window of the mixed network's value populations).
 6. ``training``: one ``ranvier.train`` BPTT step (forward, backward, Adam) of a 700-256-20 LIF
    network, T = 100, batch 64, on torch's GPU when there is one (else on the CPU, and it says so).
 
@@ -359,7 +359,7 @@ def report(results: dict) -> str:
     equal = results.get("equality", {})
     lines += ["", f"Equality with numpy (mixed network): identical = {equal.get('identical')}; "
               f"`{json.dumps(equal)}`", ""]
-    for section in ("cuba", "cuba_dense", "mixed", "microcircuit", "delivery", "launches", "training"):
+    for section in ("cuba", "cuba_dense", "mixed", "microcircuit", "launches", "delivery", "training"):
         lines.append(f"- {section}: `{json.dumps(results.get(section, 'not run'))}`")
     return "\n".join(lines) + "\n"
 
@@ -381,8 +381,8 @@ def main() -> None:
     sections = [("equality", lambda: equality(sizes)),
                 *((name, lambda build=build: timing(build, sizes)) for name, build in builds.items()),
                 ("microcircuit", lambda: microcircuit(sizes)),
-                ("delivery", lambda: deliveries(builds, sizes)),
                 ("launches", lambda: launches(builds, sizes)),
+                ("delivery", lambda: deliveries(builds, sizes)),
                 ("training", lambda: training(sizes))]
     for name, measure in sections:
         elapsed = time.perf_counter() - started
