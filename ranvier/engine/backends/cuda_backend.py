@@ -30,9 +30,10 @@ the whole run: they come to the host at the end of a run, around callbacks (whic
 change them) and, around the updates of value populations that update on the host (``Rate``, a
 user's ``advance``), those of the populations such an update holds its output in or sets the
 state of, with the value populations' outputs and count windows (the learned weights and the
-other populations stay on the device). The other value populations (Kuramoto, AKOrN, Astrocyte; CfC, LTC and ELM
-as their traced array steps) and learning (STDP, bit-identical to the numpy backend's weights
-and traces) update on the device, in ``deliver``'s last block (:mod:`.cuda_window` says how).
+other populations stay on the device). The other value populations (Kuramoto, AKOrN, Astrocyte;
+CfC, LTC and ELM as their traced array steps) and learning (STDP, bit-identical to the numpy
+backend's weights and traces) update on the device, in ``deliver``'s last block
+(:mod:`.cuda_window` says how).
 Each stretch copies back only what the host collects: the new spikes, synaptic-event counts and
 monitor samples.
 """
@@ -256,11 +257,11 @@ class CudaRunner(Runner):
         self._chunk_arguments = arguments
         # configured once: the launches of a chunk
         self._update = self.kernels.update[min(_MAX_BLOCKS, max(1, layout.tiles)), _THREADS]
-        if cuda_chunk.delivers_by_target(lowered):
+        if self.kernels.by_target:
             # a thread per target neuron, grid-stride over each target population
             most = -(-max(lowered.populations[j.post].n for j in lowered.projections) // _DELIVERY_THREADS)
         else:
-            # a block per spike, grid-stride over the chunk's spikes, of which there are at most the populations' bounds
+            # a block per spike, grid-stride over the chunk's spikes (at most the populations' bounds)
             most = sum(lowered.populations[j.pre].spike_bound for j in lowered.projections) * chunk
         self._deliver = (None if self.kernels.deliver is None
                          else self.kernels.deliver[min(_MAX_DELIVERY_BLOCKS, max(1, most)), _DELIVERY_THREADS])
