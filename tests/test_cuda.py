@@ -194,8 +194,12 @@ def test_the_prepared_gpu_script_runs_end_to_end_on_the_simulator(tmp_path):
     assert finished.returncode == 0, finished.stderr[-3000:]
     results = json.loads((tmp_path / "gpu_checks.json").read_text())
     assert results["machine"]["simulator"]
-    for section in ("equality", "cuba", "cuba_dense", "mixed", "microcircuit", "delivery", "launches", "training"):
+    for section in ("equality", "cuba", "cuba_dense", "mixed", "microcircuit", "delivery", "launches", "training",
+                    "shapes"):
         assert "error" not in results[section] and "skipped" not in results[section], (section, results[section])
+    for name, shape in results["shapes"].items():
+        assert shape["spikes"] > 0 and shape["by_target"] == shape["by_spike"] == {
+            "spikes_identical": True, "values_max_difference": 0.0}, (name, shape)
     assert results["equality"]["identical"] and results["equality"]["learned"]
     for name in ("cuba", "cuba_dense"):
         delivery = results["delivery"][name]

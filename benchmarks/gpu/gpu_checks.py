@@ -13,8 +13,9 @@ skipped once ``--budget`` seconds have passed:
    into one, values may still differ): differences are counted, not raised.
 2. ``cuba``, ``cuba_dense``, ``mixed`` (the equality network with 10^4 oscillators and a CfC of 64
    units between the excitatory spikes and the excitatory neurons): seconds per simulated second
-   on cuda and on numba (all cores), alternating, after a 10 ms warm-up run that compiles; and
-   whether the spikes equal numba's.
+   on cuda and on numba (all cores), alternating, after a 10 ms warm-up run that compiles, each run
+   1 s simulated (less where a 20 ms probe says it would take over ``TIMED_RUN_S``); and whether
+   the spikes equal numba's.
 3. ``microcircuit``: the full-scale Potjans-Diesmann microcircuit on cuda: build, upload and
    compile (the first 10 ms), the real-time factor of the following run.
 4. ``launches``: kernel launches per min-delay chunk, counted over a short run of each network
@@ -26,6 +27,9 @@ skipped once ``--budget`` seconds have passed:
    faster of the two per network places the crossover (``cuda_chunk.TARGET_DELIVERY_MAX_SYNAPSES``).
 6. ``training``: one ``ranvier.train`` BPTT step (forward, backward, Adam) of a 700-256-20 LIF
    network, T = 100, batch 64, on torch's GPU when there is one (else on the CPU, and it says so).
+7. ``shapes``: the other shapes the backend generates code for (per-synapse delays, a convolution,
+   Poisson drives and an LTC, Equations models beside AKOrN) on numpy and on cuda, by target and by
+   spike: spikes identical or not, and the largest difference of a recorded value.
 
 Timings under the simulator are not GPU timings: the report says so.
 """
@@ -47,6 +51,7 @@ import numpy as np
 from numba import config, cuda
 
 import ranvier as rv
+from ranvier.errors import RecordingError
 from ranvier.plasticity import STDP
 from ranvier.units import ms, mV
 
@@ -75,14 +80,15 @@ class Sizes:
     count_steps: int
     repeats: int
     training: tuple[int, int, int]
+    shape_duration: float
 
 
 FULL = Sizes(cuba=4000, dense=(10_000, 1000), mixed=(4000, 10_000, 64), equality=(400, 50), microcircuit_scale=1.0,
              duration=1.0, microcircuit_duration=1.0, equality_duration=0.05, count_steps=200, repeats=3,
-             training=(256, 100, 64))
+             training=(256, 100, 64), shape_duration=50 * ms)
 SMALL = Sizes(cuba=200, dense=(300, 60), mixed=(200, 20, 8), equality=(200, 20), microcircuit_scale=0.002,
               duration=2 * ms, microcircuit_duration=1 * ms, equality_duration=5 * ms, count_steps=10, repeats=1,
-              training=(16, 10, 4))
+              training=(16, 10, 4), shape_duration=3 * ms)
 
 
 def mixed_network(n_cuba: int, n_oscillators: int, cfc_units: int = 0, seed: int = 1) -> rv.Network:
@@ -106,6 +112,55 @@ def mixed_network(n_cuba: int, n_oscillators: int, cfc_units: int = 0, seed: int
     net.connect(net["exc"], net["inh"], rv.connect.FixedInDegree(10), weight=0.5 * mV, receptor="exc",
                 delay=1 * ms, plasticity=STDP(a_plus=0.05 * mV, a_minus=0.06 * mV, w_max=2 * mV))
     return net
+
+
+def shape_networks() -> dict:
+    """Networks beside the timed ones, as builders: per-synapse delays, a convolution, Poisson drives, an LTC,
+    monitors, Equations models (AdEx's ``exp``, a ``sqrt``) beside AKOrN."""
+    def delays():
+        net = rv.networks.cuba(n=200, seed=1, delay=rv.init.Uniform(0.1 * ms, 2 * ms))
+        net.record("exc", "v", ids=[0, 3], every=1 * ms)
+        return net
+
+    def convolution():
+        net = rv.Network(seed=1)
+        pixels = net.population(rv.neurons.PoissonSource(rate=200.0), 64, name="pixels")
+        maps = net.population(rv.neurons.LIF(), 2 * 49, name="maps")
+        net.connect(pixels, maps, rv.connect.Conv2d(np.ones((2, 1, 2, 2)) * 1e-3, (1, 8, 8)), receptor="exc")
+        return net
+
+    def drives_and_ltc():
+        import torch
+        from ncps.torch import LTC
+
+        torch.manual_seed(0)
+        net = rv.networks.cuba(n=200, seed=2)
+        net.connect(rv.connect.PoissonInput(2000.0, 20), net["exc"], weight=1.0 * mV, receptor="exc")
+        ltc = net.population(rv.neurons.LTC.from_ncps(LTC(8, 16)), name="ltc", dt=1 * ms)
+        net.connect(net["exc"], ltc, rv.connect.FixedInDegree(4), weight=0.5, receptor="input")
+        net.record("ltc", "output")
+        return net
+
+    def equations():
+        from ranvier.neurons import Equations
+        from ranvier.neurons.equations.library import ADEX
+
+        net = rv.Network(dt=0.1 * ms, seed=1)
+        adex = Equations(ADEX, threshold="v > V_T + 5*Delta_T", reset="v = V_r; w += b", method="euler",
+                         parameters=dict(C=281e-12, g_L=30e-9, E_L=-70.6 * mV, V_T=-50.4 * mV, Delta_T=2 * mV,
+                                         tau_w=144 * ms, a=4e-9, b=0.0805e-9, V_r=-70.6 * mV, I=1e-9))
+        rooted = Equations("dv/dt = (sqrt(v0**2 + v**2) - v0) / tau : volt\n v0 : volt\n tau : second",
+                           threshold="v >= 10*mV", reset="v = 1*mV", method="euler",
+                           parameters={"v0": 5 * mV, "tau": 2 * ms}, receptors={"in": "v"})
+        net.connect(net.population(adex, 20, name="adex"), net.population(rooted, 20, name="rooted"),
+                    rv.connect.FixedInDegree(5), weight=1 * mV, receptor="in")
+        units = net.population(rv.neurons.AKOrN(dim=4, omega=2.0), n=30, name="akorn", dt=1 * ms)
+        net.connect(units, units, rv.connect.FixedInDegree(5), weight=0.1, receptor="coupling")
+        net.record("akorn", "order")
+        return net
+
+    return {"per_synapse_delays": delays, "convolution": convolution, "drives_and_ltc": drives_and_ltc,
+            "equations": equations}
 
 
 def equality(sizes: Sizes) -> dict:
@@ -134,6 +189,53 @@ def equality(sizes: Sizes) -> dict:
     return record
 
 
+def shapes(sizes: Sizes) -> dict:
+    """Each network of :func:`shape_networks` on numpy and on cuda, delivering by target and by spike: whether
+    every spike monitor equals numpy's, and the largest difference of a recorded value. By target must be
+    identical on any GPU (up to contracted multiply-adds); by spike sums with atomics, in any order."""
+    record = {}
+    for name, build in shape_networks().items():
+        try:
+            runs = {}
+            for mode in ("numpy", "by_target", "by_spike"):
+                net = build()
+                for population in list(net.populations):
+                    with contextlib.suppress(RecordingError):  # a value population has no spikes to record
+                        net.record(population, "spikes")
+                with delivering(mode == "by_target"):
+                    net.run(sizes.shape_duration, backend="numpy" if mode == "numpy" else "cuda")
+                runs[mode] = net
+            reference = runs.pop("numpy")
+            entry: dict = {"spikes": int(sum(m.num_spikes for m in reference.spike_monitors))}
+            for mode, net in runs.items():
+                entry[mode] = {
+                    "spikes_identical": all(np.array_equal(a.steps, b.steps) and np.array_equal(a.ids, b.ids)
+                                            for a, b in zip(reference.spike_monitors, net.spike_monitors,
+                                                            strict=True)),
+                    "values_max_difference": max((float(np.abs(a.values - b.values).max()) for a, b in zip(
+                        reference.state_monitors, net.state_monitors, strict=True) if a.values.size), default=0.0)}
+        except Exception as error:  # noqa: BLE001  (one failing network must not lose the others)
+            entry = {"error": f"{type(error).__name__}: {error}"}
+        record[name] = entry
+    return record
+
+
+#: the longest one timed run should take: a slow backend is timed over fewer simulated seconds
+TIMED_RUN_S = 4.0
+
+
+def timed_duration(runs: list[tuple[rv.Network, str]], sizes: Sizes) -> float:
+    """The simulated seconds of each timed run: ``sizes.duration``, or less where a probe run (20 ms, of every
+    network of ``runs`` on its backend, so that all stay at one step) says it would take over ``TIMED_RUN_S``."""
+    probe = min(sizes.duration, 20 * ms)
+    slowest = 0.0
+    for net, backend in runs:
+        start = time.perf_counter()
+        net.run(probe, backend=backend)
+        slowest = max(slowest, (time.perf_counter() - start) / probe)
+    return max(probe, min(sizes.duration, round(TIMED_RUN_S / max(slowest, 1e-9), 3)))
+
+
 def timing(build, sizes: Sizes) -> dict:
     """Seconds per simulated second on cuda and numba, alternating, after a compiling warm-up run of each."""
     nets, monitors = {}, {}
@@ -141,18 +243,19 @@ def timing(build, sizes: Sizes) -> dict:
         nets[backend] = build()
         monitors[backend] = [nets[backend].record(name, "spikes") for name in ("exc", "inh")]
         nets[backend].run(10 * ms, backend=backend)
+    duration = timed_duration([(net, backend) for backend, net in nets.items()], sizes)
     times: dict[str, list[float]] = {"cuda": [], "numba": []}
     for repeat in range(sizes.repeats):
         for backend in ("cuda", "numba") if repeat % 2 == 0 else ("numba", "cuda"):
             start = time.perf_counter()
-            nets[backend].run(sizes.duration, backend=backend)
-            times[backend].append((time.perf_counter() - start) / sizes.duration)
+            nets[backend].run(duration, backend=backend)
+            times[backend].append((time.perf_counter() - start) / duration)
     same = all(np.array_equal(a.steps, b.steps) and np.array_equal(a.ids, b.ids)
                for a, b in zip(monitors["cuda"], monitors["numba"], strict=True))
     return {"cuda_s_per_simulated_s": statistics.median(times["cuda"]), "cuda_range": [min(times["cuda"]),
             max(times["cuda"])], "numba_s_per_simulated_s": statistics.median(times["numba"]),
             "numba_range": [min(times["numba"]), max(times["numba"])], "spikes_identical_to_numba": same,
-            "spikes": int(sum(m.num_spikes for m in monitors["numba"])),
+            "timed_simulated_s": duration, "spikes": int(sum(m.num_spikes for m in monitors["numba"])),
             "synapses": int(sum(len(p) for p in nets["numba"].projections))}
 
 
@@ -180,14 +283,15 @@ def deliveries(builds: dict, sizes: Sizes) -> dict:
             monitors[mode] = [nets[mode].record(population, "spikes") for population in ("exc", "inh")]
             with delivering(mode == "by_target"):
                 nets[mode].run(10 * ms, backend="numba" if mode == "numba" else "cuda")
+        duration = timed_duration([(nets[mode], "cuda") for mode in ("by_target", "by_spike")], sizes)
         times: dict[str, list[float]] = {"by_target": [], "by_spike": []}
         for repeat in range(sizes.repeats):
             for mode in ("by_target", "by_spike") if repeat % 2 == 0 else ("by_spike", "by_target"):
                 start = time.perf_counter()
-                nets[mode].run(sizes.duration, backend="cuda")
-                times[mode].append((time.perf_counter() - start) / sizes.duration)
-        nets["numba"].run(sizes.repeats * sizes.duration, backend="numba")
-        entry = {"synapses": int(sum(len(p) for p in nets["numba"].projections)),
+                nets[mode].run(duration, backend="cuda")
+                times[mode].append((time.perf_counter() - start) / duration)
+        nets["numba"].run(min(sizes.duration, 20 * ms) + sizes.repeats * duration, backend="numba")
+        entry = {"synapses": int(sum(len(p) for p in nets["numba"].projections)), "timed_simulated_s": duration,
                  "spikes": int(sum(m.num_spikes for m in monitors["numba"]))}
         for mode, measured in times.items():
             entry[mode] = {"cuda_s_per_simulated_s": statistics.median(measured),
@@ -359,7 +463,7 @@ def report(results: dict) -> str:
     equal = results.get("equality", {})
     lines += ["", f"Equality with numpy (mixed network): identical = {equal.get('identical')}; "
               f"`{json.dumps(equal)}`", ""]
-    for section in ("cuba", "cuba_dense", "mixed", "microcircuit", "launches", "delivery", "training"):
+    for section in ("cuba", "cuba_dense", "mixed", "microcircuit", "launches", "delivery", "training", "shapes"):
         lines.append(f"- {section}: `{json.dumps(results.get(section, 'not run'))}`")
     return "\n".join(lines) + "\n"
 
@@ -383,7 +487,8 @@ def main() -> None:
                 ("microcircuit", lambda: microcircuit(sizes)),
                 ("launches", lambda: launches(builds, sizes)),
                 ("delivery", lambda: deliveries(builds, sizes)),
-                ("training", lambda: training(sizes))]
+                ("training", lambda: training(sizes)),
+                ("shapes", lambda: shapes(sizes))]
     for name, measure in sections:
         elapsed = time.perf_counter() - started
         if elapsed > args.budget:

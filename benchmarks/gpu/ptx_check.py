@@ -37,7 +37,7 @@ import gpu_checks  # noqa: E402  (benchmarks/gpu is not a package)
 import ranvier as rv  # noqa: E402
 from ranvier.engine.backends import cuda_chunk  # noqa: E402
 from ranvier.errors import RecordingError  # noqa: E402
-from ranvier.units import ms, mV  # noqa: E402
+from ranvier.units import ms  # noqa: E402
 
 #: H100 and H200
 COMPUTE_CAPABILITY = (9, 0)
@@ -129,62 +129,13 @@ def compiling_for(compute_capability: tuple[int, int]):
         dispatcher.get_current_device = current
 
 
-def _shapes() -> dict:
-    """Networks beside the GPU check's: per-synapse delays, a convolution, Poisson drives, an LTC, monitors,
-    Equations models (AdEx's ``exp``, a ``sqrt``) beside AKOrN."""
-    def delays():
-        net = rv.networks.cuba(n=200, seed=1, delay=rv.init.Uniform(0.1 * ms, 2 * ms))
-        net.record("exc", "v", ids=[0, 3], every=1 * ms)
-        return net
-
-    def convolution():
-        net = rv.Network(seed=1)
-        pixels = net.population(rv.neurons.PoissonSource(rate=200.0), 64, name="pixels")
-        maps = net.population(rv.neurons.LIF(), 2 * 49, name="maps")
-        net.connect(pixels, maps, rv.connect.Conv2d(np.ones((2, 1, 2, 2)) * 1e-3, (1, 8, 8)), receptor="exc")
-        return net
-
-    def drives_and_ltc():
-        import torch
-        from ncps.torch import LTC
-
-        torch.manual_seed(0)
-        net = rv.networks.cuba(n=200, seed=2)
-        net.connect(rv.connect.PoissonInput(2000.0, 20), net["exc"], weight=1.0 * mV, receptor="exc")
-        ltc = net.population(rv.neurons.LTC.from_ncps(LTC(8, 16)), name="ltc", dt=1 * ms)
-        net.connect(net["exc"], ltc, rv.connect.FixedInDegree(4), weight=0.5, receptor="input")
-        net.record("ltc", "output")
-        return net
-
-    def equations():
-        from ranvier.neurons import Equations
-        from ranvier.neurons.equations.library import ADEX
-
-        net = rv.Network(dt=0.1 * ms, seed=1)
-        adex = Equations(ADEX, threshold="v > V_T + 5*Delta_T", reset="v = V_r; w += b", method="euler",
-                         parameters=dict(C=281e-12, g_L=30e-9, E_L=-70.6 * mV, V_T=-50.4 * mV, Delta_T=2 * mV,
-                                         tau_w=144 * ms, a=4e-9, b=0.0805e-9, V_r=-70.6 * mV, I=1e-9))
-        rooted = Equations("dv/dt = (sqrt(v0**2 + v**2) - v0) / tau : volt\n v0 : volt\n tau : second",
-                           threshold="v >= 10*mV", reset="v = 1*mV", method="euler",
-                           parameters={"v0": 5 * mV, "tau": 2 * ms}, receptors={"in": "v"})
-        net.connect(net.population(adex, 20, name="adex"), net.population(rooted, 20, name="rooted"),
-                    rv.connect.FixedInDegree(5), weight=1 * mV, receptor="in")
-        units = net.population(rv.neurons.AKOrN(dim=4, omega=2.0), n=30, name="akorn", dt=1 * ms)
-        net.connect(units, units, rv.connect.FixedInDegree(5), weight=0.1, receptor="coupling")
-        net.record("akorn", "order")
-        return net
-
-    return {"per_synapse_delays": delays, "convolution": convolution, "drives_and_ltc": drives_and_ltc,
-            "equations": equations}
-
-
 def networks() -> dict:
     """Every network to compile, by name, as builders."""
     sizes = gpu_checks.SMALL
     builds = {"cuba": lambda: rv.networks.cuba(n=sizes.cuba, seed=1),
               "cuba_dense": lambda: rv.networks.cuba(n=sizes.dense[0], mean_in_degree=sizes.dense[1], seed=1),
               "mixed": lambda: gpu_checks.mixed_network(*sizes.mixed)}
-    builds.update(_shapes())
+    builds.update(gpu_checks.shape_networks())
     builds["microcircuit"] = lambda: rv.networks.microcircuit(scale=sizes.microcircuit_scale, seed=1)
     return builds
 
