@@ -59,6 +59,10 @@ BENCH_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BENCH_DIR))
 from harness import write_section  # noqa: E402  (benchmarks/ is not a package)
 
+if not hasattr(np, "row_stack"):
+    # numba-cuda 0.30.4 registers np.row_stack, which numpy 2.5 removed: its first kernel compile then raises
+    # AttributeError (seen on the lent H200's image, numpy 2.5.2); np.row_stack was np.vstack by another name
+    np.row_stack = np.vstack  # noqa: NPY201
 SIMULATED = bool(config.ENABLE_CUDASIM)
 HEADING = "## GPU (`benchmarks/gpu/run.sh`)"
 #: the issue's targets: (section, key, bound)
