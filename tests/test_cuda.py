@@ -400,3 +400,67 @@ def test_every_generated_kernel_compiles_for_a_gpu_without_one():
     for name, kernels in record["networks"].items():
         assert sorted(kernel["kernel"] for kernel in kernels) == ["deliver", "update"], name
         assert all(kernel["ptx_lines"] > 500 and 0 < kernel["parameter_bytes"] <= 32_764 for kernel in kernels)
+
+
+def test_a_chunk_kernel_marshals_its_arguments_once_and_again_after_a_reset(monkeypatch):
+    """``cuda_backend._Launch`` (no GPU: numba's dispatcher and ``cuda.core``'s launch stand in): the first
+    launch goes through numba; later ones reuse its converted parameters with only the changing integers
+    replaced; a reset, or a host array (which numba copies at every launch), sends launches through numba."""
+    import ctypes
+    import types as pytypes
+
+    from numba import types
+    from numba.cuda import dispatcher
+
+    from ranvier.engine.backends import cuda_backend
+
+    launched = []
+    monkeypatch.setattr(cuda_backend, "_SIMULATED", False)
+    monkeypatch.setattr(dispatcher, "launch", lambda stream, config, kernel, *parameters: launched.append(
+        (stream, config, kernel, parameters)), raising=False)
+    monkeypatch.setattr(dispatcher, "LaunchConfig", lambda **options: options, raising=False)
+    monkeypatch.setattr(dispatcher, "CUDA_CORE_GE_1_0", True, raising=False)
+
+    class Compiled:
+        argument_types = (types.int64[:], types.int64, types.int32)
+        _codelibrary = pytypes.SimpleNamespace(get_cufunc=lambda: pytypes.SimpleNamespace(kernel="kernel"))
+
+        def __init__(self):
+            self.conversions = 0
+
+        def _prepare_args(self, argument_type, value, stream, written_back, parameters):
+            self.conversions += 1
+            if isinstance(value, np.ndarray):
+                written_back.append(value)  # numba copies a host array back after the launch
+            parameters.extend(["meminfo", "parent", id(value)] if isinstance(argument_type, types.Array)
+                              else [getattr(ctypes, f"c_{argument_type}")(value)])
+
+    class Configured:
+        griddim, blockdim, sharedmem, stream = (4, 1, 1), (128, 1, 1), 0, "stream"
+
+        def __init__(self):
+            self.compiled, self.calls = Compiled(), []
+            self.dispatcher = pytypes.SimpleNamespace(overloads={"signature": self.compiled})
+
+        def __call__(self, *values):
+            self.calls.append(values)
+
+    device_array, configured = object(), Configured()
+    launch = cuda_backend._Launch(configured, ("ring", "start", "length"), changing=("start", "length", "m0_base"))
+    assert launch.changing == ["start", "length"]
+    for start in (0, 1, 2):
+        launch({"ring": device_array, "start": start, "length": 3})
+    assert configured.calls == [(device_array, 0, 3)] and configured.compiled.conversions == 3
+    assert [(stream, kernel) for stream, _, kernel, _ in launched] == [("stream", "kernel")] * 2
+    assert launched[0][1] == {"grid": (4, 1, 1), "block": (128, 1, 1), "shmem_size": 0, "is_cooperative": False}
+    parameters = [(p[:3], p[3].value, type(p[3]), p[4].value, type(p[4])) for *_, p in launched]
+    assert parameters == [(("meminfo", "parent", id(device_array)), start, ctypes.c_int64, 3, ctypes.c_int32)
+                          for start in (1, 2)]
+    launch.reset()
+    launch({"ring": device_array, "start": 7, "length": 1})
+    assert configured.calls[-1] == (device_array, 7, 1) and len(launched) == 2
+    host_array, host = np.zeros(3, dtype=np.int64), Configured()
+    through_numba = cuda_backend._Launch(host, ("ring", "start", "length"), changing=("start",))
+    for start in (0, 1):
+        through_numba({"ring": host_array, "start": start, "length": 3})
+    assert len(host.calls) == 2 and len(launched) == 2

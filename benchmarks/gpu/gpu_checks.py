@@ -4,7 +4,8 @@
     NUMBA_ENABLE_CUDASIM=1 .venv/bin/python benchmarks/gpu/gpu_checks.py --small   # tiny sizes, anywhere
 
 Sections, each written to ``--json`` as soon as it is done (a run cut short keeps what it measured),
-skipped once ``--budget`` seconds have passed:
+skipped once ``--budget`` seconds have passed; ``--only`` runs some of them again, and ``--previous``
+takes the others from an earlier run's JSON (the report names them):
 
 1. ``equality``: a small mixed network (CUBA, Kuramoto oscillators pulsing into it, an astrocyte
    counting its spikes through a count projection, an STDP projection) on numpy and on cuda:
@@ -325,7 +326,10 @@ def microcircuit(sizes: Sizes) -> dict:
 
 @contextlib.contextmanager
 def counting_launches():
-    """Counts kernel launches (``launches``) and device-to-host copies (``copies``) while active."""
+    """Counts kernel launches (``launches``: through numba, and the cuda backend's own launches of kernels
+    whose arguments it marshalled once) and device-to-host copies (``copies``) while active."""
+    from ranvier.engine.backends.cuda_backend import _Launch
+
     counted = {"launches": 0, "copies": 0}
     if SIMULATED:
         from numba.cuda.simulator.kernel import FakeCUDAKernel as launcher
@@ -334,23 +338,29 @@ def counting_launches():
         from numba.cuda.dispatcher import _Kernel as launcher
         name = "launch"
     device_array = type(cuda.to_device(np.zeros(1)))
-    launch, copy = getattr(launcher, name), device_array.copy_to_host
+    launch, prepared, copy = getattr(launcher, name), _Launch._launch_prepared, device_array.copy_to_host
 
     def counted_launch(self, *args, **kwargs):
         if not getattr(self, "_device", False):  # the simulator calls device functions through it too
             counted["launches"] += 1
         return launch(self, *args, **kwargs)
 
+    def counted_prepared(self, *args, **kwargs):
+        counted["launches"] += 1
+        return prepared(self, *args, **kwargs)
+
     def counted_copy(self, *args, **kwargs):
         counted["copies"] += 1
         return copy(self, *args, **kwargs)
 
     setattr(launcher, name, counted_launch)
+    _Launch._launch_prepared = counted_prepared
     device_array.copy_to_host = counted_copy
     try:
         yield counted
     finally:
         setattr(launcher, name, launch)
+        _Launch._launch_prepared = prepared
         device_array.copy_to_host = copy
 
 
@@ -457,6 +467,9 @@ def report(results: dict) -> str:
     else:
         lines += [f"Machine: {info.get('gpu')}, {info['cores']} cores; Python {info['python']}, numpy "
                   f"{info['numpy']}, numba {info['numba']}.", ""]
+    if results.get("earlier_run"):
+        lines += [f"Sections from an earlier run (`--previous`), not measured again: "
+                  f"{', '.join(results['earlier_run'])}.", ""]
     lines += ["| target | measured | result |", "|---|---|---|"]
     for section, key, bound in TARGETS:
         measured = _value(results, section, key)
@@ -479,10 +492,13 @@ def main() -> None:
     parser.add_argument("--section", type=Path, help="write the GPU section of BENCHMARKS.md here too")
     parser.add_argument("--report", type=Path, help="the BENCHMARKS.md whose GPU section this replaces")
     parser.add_argument("--budget", type=float, default=420.0, help="skip the sections that start after this (s)")
+    parser.add_argument("--only", help="run only these sections (comma-separated), to rerun what failed")
+    parser.add_argument("--previous", type=Path, help="an earlier run's --json: the sections not run now come from it")
     args = parser.parse_args()
     sizes = SMALL if args.small else FULL
     started = time.perf_counter()
     results: dict = {"machine": machine(), "sizes": asdict(sizes)}
+    earlier = json.loads(args.previous.read_text()) if args.previous else {}
     builds = {"cuba": lambda: rv.networks.cuba(n=sizes.cuba, seed=1),
               "cuba_dense": lambda: rv.networks.cuba(n=sizes.dense[0], mean_in_degree=sizes.dense[1], seed=1),
               "mixed": lambda: mixed_network(*sizes.mixed)}
@@ -493,9 +509,14 @@ def main() -> None:
                 ("delivery", lambda: deliveries(builds, sizes)),
                 ("training", lambda: training(sizes)),
                 ("shapes", lambda: shapes(sizes))]
+    chosen = None if args.only is None else set(args.only.split(","))
     for name, measure in sections:
         elapsed = time.perf_counter() - started
-        if elapsed > args.budget:
+        if chosen is not None and name not in chosen:
+            results[name] = earlier.get(name, {"skipped": "not asked for (--only)"})
+            if name in earlier:
+                results.setdefault("earlier_run", []).append(name)
+        elif elapsed > args.budget:
             results[name] = {"skipped": f"time budget: {elapsed:.0f} s had passed"}
         else:
             try:

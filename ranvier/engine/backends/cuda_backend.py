@@ -40,6 +40,7 @@ monitor samples.
 
 from __future__ import annotations
 
+import ctypes
 import warnings
 from collections.abc import Collection
 
@@ -84,6 +85,75 @@ _MAX_BLOCKS = 1 if _SIMULATED else 1 << 16
 _DELIVERY_THREADS = 4 if _SIMULATED else 64
 #: the most blocks the delivery kernel runs: they stride over the chunk's spikes
 _MAX_DELIVERY_BLOCKS = 1 if _SIMULATED else 1 << 12
+
+
+class _Launch:
+    """A configured chunk kernel (``kernel[grid, block]``), launched with its arguments marshalled once.
+
+    numba's dispatcher types and converts every argument at every launch: about 2 µs an array, 0.45 ms
+    a chunk of CUBA's hundred-odd arrays on an H200, where the kernels themselves take microseconds. A
+    chunk's arguments are the same device arrays every time but for a few integers (``changing``), so
+    the first launch after :meth:`reset` goes through numba (compiling the kernel the first time) and
+    keeps the kernel's parameters as numba converted them; later launches replace only the changing
+    integers and hand that list to ``cuda.core``'s launch, as numba's own launch does. Where numba
+    keeps no such kernel (the simulator, a numba.cuda without ``cuda.core``) or an argument is a host
+    array (numba copies those to the device at every launch), every launch goes through numba.
+    """
+
+    def __init__(self, configured, names: tuple[str, ...], changing: Collection[str]):
+        self.configured, self.names = configured, names
+        self.changing = [name for name in names if name in changing]
+        #: (launch function, launch configuration, kernel, parameters, {name: (index, ctypes type)}), None
+        #: before the first launch since :meth:`reset`, False where every launch goes through numba
+        self._prepared = None
+
+    def reset(self) -> None:
+        """The arguments other than the changing ones may have changed: marshal them again."""
+        if self._prepared is not False:
+            self._prepared = None
+
+    def __call__(self, arguments: dict) -> None:
+        if self._prepared:
+            self._launch_prepared(arguments)
+            return
+        values = [arguments[name] for name in self.names]
+        self.configured(*values)
+        if self._prepared is None:
+            self._prepared = self._prepare(values)
+
+    def _launch_prepared(self, arguments: dict) -> None:
+        launch, launch_config, kernel, parameters, slots = self._prepared
+        for name, (index, ctype) in slots.items():
+            parameters[index] = ctype(arguments[name])
+        launch(self.configured.stream, launch_config, kernel, *parameters)
+
+    def _prepare(self, values: list):
+        """The launch's parts for ``values``, as numba's ``_Kernel.launch`` makes them, or False."""
+        try:
+            from numba.cuda import dispatcher
+
+            overloads = self.configured.dispatcher.overloads
+            if _SIMULATED or len(overloads) != 1:
+                return False
+            compiled = next(iter(overloads.values()))
+            written_back: list = []
+            parameters: list = []
+            slots = {}
+            for name, argument_type, value in zip(self.names, compiled.argument_types, values, strict=True):
+                if name in self.changing:
+                    if not isinstance(argument_type, types.Integer):
+                        return False
+                    slots[name] = (len(parameters), getattr(ctypes, f"c_{argument_type}"))
+                compiled._prepare_args(argument_type, value, self.configured.stream, written_back, parameters)
+            if written_back:
+                return False
+            options = {"grid": self.configured.griddim, "block": self.configured.blockdim,
+                       "shmem_size": self.configured.sharedmem}
+            options["is_cooperative" if dispatcher.CUDA_CORE_GE_1_0 else "cooperative_launch"] = False
+            return (dispatcher.launch, dispatcher.LaunchConfig(**options),
+                    compiled._codelibrary.get_cufunc().kernel, parameters, slots)
+        except (AttributeError, ImportError, TypeError):  # another numba.cuda: launch through numba
+            return False
 
 
 class _DevicePopulation:
@@ -256,15 +326,19 @@ class CudaRunner(Runner):
         self._window_arguments(arguments)
         self._chunk_arguments = arguments
         # configured once: the launches of a chunk
-        self._update = self.kernels.update[min(_MAX_BLOCKS, max(1, layout.tiles)), _THREADS]
+        changing = ("start", "length", *(f"m{m}_base" for m, _ in self.sampled),
+                    *(f"m{m}_sample" for m, _ in cuda_window.value_monitors(lowered)))
+        self._update = _Launch(self.kernels.update[min(_MAX_BLOCKS, max(1, layout.tiles)), _THREADS],
+                               tuple(self.kernels.update_arguments), changing)
         if self.kernels.by_target:
             # a thread per target neuron, grid-stride over each target population
             most = -(-max(lowered.populations[j.post].n for j in lowered.projections) // _DELIVERY_THREADS)
         else:
             # a block per spike, grid-stride over the chunk's spikes (at most the populations' bounds)
             most = sum(lowered.populations[j.pre].spike_bound for j in lowered.projections) * chunk
-        self._deliver = (None if self.kernels.deliver is None
-                         else self.kernels.deliver[min(_MAX_DELIVERY_BLOCKS, max(1, most)), _DELIVERY_THREADS])
+        self._deliver = (None if self.kernels.deliver is None else _Launch(
+            self.kernels.deliver[min(_MAX_DELIVERY_BLOCKS, max(1, most)), _DELIVERY_THREADS],
+            tuple(self.kernels.deliver_arguments), changing))
 
     def _window_arguments(self, arguments: dict) -> None:
         """The arguments of the end of a chunk (:mod:`.cuda_window`): learning and value populations."""
@@ -309,7 +383,9 @@ class CudaRunner(Runner):
             arguments[f"m{m}_values"] = monitors[m][2]
         value_monitors = [(m, lowered.state_monitors[m], self.values[v].host.period)
                           for m, v in cuda_window.value_monitors(lowered)]
-        update_names, deliver_names = self.kernels.update_arguments, self.kernels.deliver_arguments
+        for launch in (self._update, self._deliver):
+            if launch is not None:  # this stretch's monitor buffers, say
+                launch.reset()
         # an upper bound of each spike buffer's fill: the device's counts are read only when one could overflow
         bound = counts.copy()
         step = start
@@ -331,9 +407,9 @@ class CudaRunner(Runner):
                 arguments[f"m{m}_base"] = self._sample_steps(monitor, step, length)
             for m, monitor, period in value_monitors:
                 arguments[f"m{m}_sample"] = self._value_sample(monitor, period, step + length)
-            self._update(*[arguments[name] for name in update_names])
+            self._update(arguments)
             if self._deliver is not None:  # its last block learns and updates the value populations
-                self._deliver(*[arguments[name] for name in deliver_names])
+                self._deliver(arguments)
             bound += growth
             step += length
         status = self.status.copy_to_host()
