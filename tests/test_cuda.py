@@ -464,3 +464,14 @@ def test_a_chunk_kernel_marshals_its_arguments_once_and_again_after_a_reset(monk
     for start in (0, 1):
         through_numba({"ring": host_array, "start": start, "length": 3})
     assert len(host.calls) == 2 and len(launched) == 2
+
+
+def test_a_numba_cuda_that_wants_np_row_stack_is_a_clear_error():
+    """numba-cuda 0.30.4 beside numpy 2.5 fails at its first compile; the backend says why and what to do."""
+    from ranvier.engine.backends import cuda_backend
+
+    def configured(*values):
+        raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+
+    with pytest.raises(rv.BackendError, match=r"cuda: .*np\.row_stack.*numpy < 2\.5"):
+        cuda_backend._Launch(configured, ("start",), changing=("start",))({"start": 0})

@@ -47,6 +47,7 @@ from collections.abc import Collection
 import numpy as np
 from numba import config, cuda, types
 
+from ...errors import BackendError
 from ..lowering import LoweredNetwork, Status
 from ..model import floor, register_target, sqrt
 from . import Runner, array_program, cuda_chunk, cuda_window
@@ -117,7 +118,14 @@ class _Launch:
             self._launch_prepared(arguments)
             return
         values = [arguments[name] for name in self.names]
-        self.configured(*values)
+        try:
+            self.configured(*values)
+        except AttributeError as error:
+            if "row_stack" not in str(error):
+                raise
+            raise BackendError("cuda: this numba.cuda compiles kernels with np.row_stack, which numpy 2.5 removed "
+                               f"(numpy {np.__version__} here): install numpy < 2.5 or a numba-cuda that has "
+                               "caught up, or run np.row_stack = np.vstack before the first cuda run") from error
         if self._prepared is None:
             self._prepared = self._prepare(values)
 

@@ -213,12 +213,12 @@ def row_length(s, spike_ids, row_ptr):
 _DEVICE_FUNCTIONS = (write_tile, deliver_csr, deliver_all_to_all, deliver_convolution, gather_csr, gather_all_to_all,
                      row_length)
 
-#: networks of at most this many synapses deliver by target (:func:`delivers_by_target`). A guess until
-#: measured on a GPU (``benchmarks/gpu/gpu_checks.py`` times both deliveries on CUBA and CUBA-dense):
-#: a target's thread waits on each step of a bisection in turn (a dozen loads per spiking row), where
-#: atomic adds, as GeNN and NEST GPU use, overlap, so by target is taken only where a chunk's delivery
-#: is small either way and its order makes a GPU's results the CPU's
-TARGET_DELIVERY_MAX_SYNAPSES = 100_000
+#: networks of at most this many synapses deliver by target (:func:`delivers_by_target`). On an H200
+#: (``benchmarks/gpu/gpu_checks.py``, section ``delivery``) by target was the faster on both networks
+#: timed: CUBA (0.32 M synapses; 3.50 against 5.26 s per simulated s) and CUBA-dense (10.0 M; 4.43 against
+#: 4.85). Nothing larger was timed by target, so the bound sits just above CUBA-dense and the
+#: microcircuit (0.3 G) delivers by spike, with atomic adds as GeNN and NEST GPU do
+TARGET_DELIVERY_MAX_SYNAPSES = 12_000_000
 
 
 def delivers_by_target(lowered: LoweredNetwork) -> bool:
