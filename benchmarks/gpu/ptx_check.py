@@ -9,9 +9,11 @@ STDP, Kuramoto oscillators, an astrocyte and a CfC, the microcircuit) and a few 
 calling ``exp`` and ``sqrt``, AKOrN), each delivered by target and by spike; lets the cuda backend
 prepare and advance each with host arrays standing in for device arrays; records the arguments
 of every launch; and compiles each launched kernel for those argument types with
-``cuda.compile_ptx`` for compute capability 9.0 (H100/H200), counting its parameter bytes against
-CUDA's limit. numba's CUDA simulator runs kernels as Python and types nothing, so this is what
-catches, before a GPU is lent, a kernel that a GPU's compiler would reject. Needs libNVVM (the
+``cuda.compile_ptx`` for compute capability 9.0 (H100/H200), as the backend compiles it (without
+fused multiply-adds, ``cuda_chunk.unfused``), counting its parameter bytes against CUDA's limit and
+the fused multiply-adds left in its PTX (a failure: they round unlike the CPU). numba's CUDA
+simulator runs kernels as Python and types nothing, so this is what catches, before a GPU is
+lent, a kernel that a GPU's compiler would reject. Needs libNVVM (the
 CUDA toolkit); without it the JSON says so.
 """
 
@@ -51,6 +53,11 @@ def parameter_bytes(ptx: str) -> int:
     entry = ptx[ptx.index(".entry"):]
     entry = entry[:entry.index(")")]
     return sum(int(bits) // 8 * int(count or 1) for _, bits, count in _PARAMETER.findall(entry))
+
+
+def fused(ptx: str) -> int:
+    """The fused multiply-adds of floats in ``ptx`` (``fma.rn.f32``, ``fma.rn.f64`` and their variants)."""
+    return len(re.findall(r"\bfma\.\w+(?:\.\w+)*\.f(?:32|64)\b", ptx))
 
 
 class _HostArray(np.ndarray):
@@ -167,14 +174,17 @@ def main() -> int:
             compiled = []
             for (function, types), kernel in launches.items():
                 try:
-                    with compiling_for(COMPUTE_CAPABILITY):
+                    with compiling_for(COMPUTE_CAPABILITY), cuda_chunk.unfused():  # as the backend compiles
                         ptx, _ = cuda.compile_ptx(function, types, cc=COMPUTE_CAPABILITY)
                     compiled.append({"kernel": kernel, "ptx_lines": ptx.count("\n"),
-                                     "parameter_bytes": parameter_bytes(ptx)})
+                                     "parameter_bytes": parameter_bytes(ptx), "fused_multiply_adds": fused(ptx)})
                     if compiled[-1]["parameter_bytes"] > MAX_PARAMETER_BYTES:
                         record["failures"].append({"network": label, "kernel": kernel, "error": (
                             f"{compiled[-1]['parameter_bytes']} bytes of parameters, more than CUDA takes "
                             f"({MAX_PARAMETER_BYTES})")})
+                    if compiled[-1]["fused_multiply_adds"]:
+                        record["failures"].append({"network": label, "kernel": kernel, "error": (
+                            f"{compiled[-1]['fused_multiply_adds']} fused multiply-adds, which round unlike the CPU")})
                 except Exception as error:  # noqa: BLE001  (every failing kernel is reported)
                     record["failures"].append({"network": label, "kernel": kernel,
                                                "error": f"{type(error).__name__}: {_shortened(str(error))}"})

@@ -119,7 +119,8 @@ class _Launch:
             return
         values = [arguments[name] for name in self.names]
         try:
-            self.configured(*values)
+            with cuda_chunk.unfused():  # numba compiles a kernel at its first launch
+                self.configured(*values)
         except AttributeError as error:
             if "row_stack" not in str(error):
                 raise

@@ -49,6 +49,7 @@ Kernels are compiled with ``cache=True`` from source written to the kernel cache
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import sys
@@ -65,6 +66,36 @@ from .source_writer import SourceWriter
 
 #: the key of ``failure`` when nothing failed (above every real key)
 NO_FAILURE = np.iinfo(np.int64).max
+
+
+@contextlib.contextmanager
+def unfused():
+    """While active, NVVM compiles kernels without fused multiply-adds (``-fma=0``).
+
+    NVVM contracts ``a * b + c`` into one fused operation by default, rounded once where the CPU
+    backends round the product and the sum apiece; numba.cuda has no switch for it. On an H200 that
+    parted the membrane potentials of a per-synapse-delay CUBA from numpy's by 1.1e-8 V in 50 ms, and
+    CUBA's spikes from numba's within a second, even delivered by target. Kernels compiled while
+    active round as the CPU does (``benchmarks/gpu/ptx_check.py`` counts the fused operations left in
+    their PTX: none). A kernel compiled with ``fastmath`` keeps its fused operations.
+    """
+    try:
+        from numba.cuda.cudadrv import nvvm
+    except ImportError:  # the simulator: nothing is compiled
+        yield
+        return
+    compile_ir = nvvm.compile_ir
+
+    def compile_unfused(llvmir, **options):
+        if not options.get("fastmath"):
+            options.setdefault("fma", False)
+        return compile_ir(llvmir, **options)
+
+    nvvm.compile_ir = compile_unfused
+    try:
+        yield
+    finally:
+        nvvm.compile_ir = compile_ir
 
 
 @dataclass
