@@ -27,7 +27,8 @@ takes the others from an earlier run's JSON (the report names them):
    per simulated second and whether the spikes equal numba's (by target they must, on any GPU). The
    faster of the two per network places the crossover (``cuda_chunk.TARGET_DELIVERY_MAX_SYNAPSES``).
 6. ``training``: one ``ranvier.train`` BPTT step (forward, backward, Adam) of a 700-256-20 LIF
-   network, T = 100, batch 64, on torch's GPU when there is one (else on the CPU, and it says so).
+   network, T = 100, batch 64, on torch's GPU when there is one (else on the CPU, and it says so),
+   and snnTorch's same network beside it where snnTorch is installed.
 7. ``shapes``: the other shapes the backend generates code for (per-synapse delays, a convolution,
    Poisson drives and an LTC, Equations models beside AKOrN) on numpy and on cuda, by target and by
    spike: spikes identical or not, and the largest difference of a recorded value.
@@ -405,7 +406,7 @@ def launches(builds: dict, sizes: Sizes) -> dict:
 def training(sizes: Sizes) -> dict:
     try:
         import torch
-        from train_vs_snntorch import ranvier_network
+        from train_vs_snntorch import ranvier_network, snntorch_network, snntorch_step
 
         from ranvier.train import SpikingModule
     except ImportError as error:
@@ -416,19 +417,24 @@ def training(sizes: Sizes) -> dict:
     if device == "cpu":
         record["note"] = "torch sees no GPU: the step ran on the CPU"
 
-    def step_time(on: str) -> float:
+    def step_time(on: str, peer: bool = False) -> float:
+        """The median of three timed steps (after one that compiles and warms the allocator) of ranvier's
+        module, or with ``peer`` of snnTorch's same network (``train_vs_snntorch.snntorch_network``)."""
         torch.manual_seed(0)
-        module = SpikingModule(ranvier_network(hidden=hidden), "input").to(on)
+        module = (snntorch_network(hidden) if peer else SpikingModule(ranvier_network(hidden=hidden), "input")).to(on)
         optimiser = torch.optim.Adam(module.parameters(), lr=1e-3)
         x = (torch.rand(steps, batch, 700) < 0.05).float().to(on)
         y = torch.randint(0, 20, (batch,)).to(on)
         times = []
-        for _ in range(4):  # the first compiles and warms the allocator
+        for _ in range(4):
             start = time.perf_counter()
-            optimiser.zero_grad()
-            loss, _ = module.loss(x, y, "out")
-            loss.backward()
-            optimiser.step()
+            if peer:
+                snntorch_step(module, optimiser, x, y)
+            else:
+                optimiser.zero_grad()
+                loss, _ = module.loss(x, y, "out")
+                loss.backward()
+                optimiser.step()
             if on == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
@@ -439,6 +445,12 @@ def training(sizes: Sizes) -> dict:
     except Exception as error:  # noqa: BLE001  (a training path that does not run on the GPU is a finding)
         record["error"] = f"{type(error).__name__}: {error}"
         record["cpu_step_s"] = step_time("cpu")
+    try:
+        record["snntorch_step_s"] = step_time(device, peer=True)
+        if "step_s" in record:
+            record["ratio_to_snntorch"] = record["step_s"] / record["snntorch_step_s"]
+    except ImportError as error:  # snnTorch is not installed (carry its wheel to the GPU machine)
+        record["snntorch"] = f"not measured: {error}"
     return record
 
 

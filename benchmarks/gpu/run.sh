@@ -4,6 +4,12 @@
 #   bash benchmarks/gpu/run.sh                                  # on the GPU machine
 #   NUMBA_ENABLE_CUDASIM=1 bash benchmarks/gpu/run.sh --small   # tiny sizes on numba's CUDA simulator
 #
+# On a lent machine whose image lacks ncps (the mixed network's CfC) and snnTorch (the training peer), carry
+# their wheels: `pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl ncps==1.0.1
+# snntorch==1.0.0` here, then there `pip install --no-index --no-deps --target /tmp/site .whl/*.whl` and
+# PYTHONPATH=/tmp/site. It took 325 s on an H200 (2026-12-04) with every section; `--only` reruns some
+# sections, `--previous` fills the others from an earlier gpu_checks.json.
+#
 # Results: $OUT/gpu_checks.json and $OUT/gpu_section.md (OUT defaults to benchmarks/results), and the
 # GPU section of $REPORT (default benchmarks/BENCHMARKS.md). PYTHON picks the interpreter (default:
 # .venv/bin/python where it exists, else python3); the working tree's ranvier is imported, installed or not.
