@@ -395,8 +395,10 @@ class CudaRunner(Runner):
         for launch in (self._update, self._deliver):
             if launch is not None:  # this stretch's monitor buffers, say
                 launch.reset()
-        # an upper bound of each spike buffer's fill: the device's counts are read only when one could overflow
-        bound = counts.copy()
+        # the steps every spike buffer has room for, were each population to spike at its bound every step
+        # (one integer, counted down per chunk: the host's loop is most of a chunk's time on a GPU); the
+        # device's counts are read only when a chunk could overflow one
+        room = self._room(counts)
         step = start
         while step < stop:
             length = min(lowered.chunk, stop - step)
@@ -404,12 +406,11 @@ class CudaRunner(Runner):
             if boundary is not None:
                 # a chunk ends where an elementwise value population updates
                 length = min(length, boundary - step)
-            growth = self.spike_bounds * length
-            if np.any(bound + growth > self.capacities):
+            if length > room:
                 if self._failed():
                     break
-                bound = self.spike_counts.copy_to_host()
-                if np.any(bound + growth > self.capacities):
+                room = self._room(self.spike_counts.copy_to_host())
+                if length > room:
                     break
             arguments["start"], arguments["length"] = step, length
             for m, monitor in self.sampled:
@@ -419,7 +420,7 @@ class CudaRunner(Runner):
             self._update(arguments)
             if self._deliver is not None:  # its last block learns and updates the value populations
                 self._deliver(arguments)
-            bound += growth
+            room -= length
             step += length
         status = self.status.copy_to_host()
         if status[0]:  # a state that is not finite, or a full spike buffer: the first in the reference order
@@ -431,6 +432,14 @@ class CudaRunner(Runner):
                 kept = self._kept_before(monitor, status)
                 monitor.count[0] = np.searchsorted(monitor.steps[:int(monitor.count[0])], kept)
         return step if lowered.status[0] == Status.OK else int(lowered.status[2])
+
+    def _room(self, counts: np.ndarray) -> int:
+        """The steps after which, from ``counts`` spikes held, a population spiking at its bound every step could
+        overflow its spike buffer: the smallest ``(capacity - count) // bound``."""
+        spiking = self.spike_bounds > 0
+        if not spiking.any():
+            return 1 << 62
+        return int(((self.capacities[spiking] - counts[spiking]) // self.spike_bounds[spiking]).min())
 
     def _kept_before(self, monitor, status: np.ndarray) -> int:
         """The first step of ``monitor``'s samples that a failure (``status``) leaves unrecorded.
