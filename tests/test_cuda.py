@@ -194,8 +194,8 @@ def test_the_prepared_gpu_script_runs_end_to_end_on_the_simulator(tmp_path):
     assert finished.returncode == 0, finished.stderr[-3000:]
     results = json.loads((tmp_path / "gpu_checks.json").read_text())
     assert results["machine"]["simulator"]
-    for section in ("equality", "cuba", "cuba_dense", "mixed", "microcircuit", "delivery", "launches", "training",
-                    "shapes"):
+    for section in ("equality", "cuba", "cuba_dense", "mixed", "chunk_costs", "microcircuit", "delivery", "launches",
+                    "training", "shapes"):
         assert "error" not in results[section] and "skipped" not in results[section], (section, results[section])
     for name, shape in results["shapes"].items():
         assert shape["spikes"] > 0 and shape["by_target"] == shape["by_spike"] == {
@@ -206,6 +206,8 @@ def test_the_prepared_gpu_script_runs_end_to_end_on_the_simulator(tmp_path):
         assert delivery["spikes"] > 0 and delivery["faster"] in ("by_target", "by_spike")
         assert delivery["by_target"]["spikes_identical_to_numba"] and delivery["by_spike"]["spikes_identical_to_numba"]
     assert results["cuba"]["spikes_identical_to_numba"] and results["mixed"]["spikes_identical_to_numba"]
+    for costs in results["chunk_costs"].values():  # the simulator runs kernels on the host: no waits to speak of
+        assert costs["chunks"] == 20 and costs["host_us_per_chunk"] > costs["waits_us_per_chunk"] >= 0
     launches = results["launches"]
     assert launches["cuba"]["chunks"] == 20 and launches["most_per_chunk"] == 2.0
     # a copy per chunk or per value window (the mixed network's astrocyte updates every chunk) would give >= 1;

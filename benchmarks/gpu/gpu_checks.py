@@ -17,6 +17,8 @@ takes the others from an earlier run's JSON (the report names them):
    on cuda and on numba (all cores), alternating, after a 10 ms warm-up run that compiles, each run
    1 s simulated (less where a 20 ms probe says it would take over ``TIMED_RUN_S``); and whether
    the spikes equal numba's.
+   ``chunk_costs``: CUBA's and CUBA-dense's wall time per chunk on cuda, split into the host's waits
+   for the device and the host's own work: which of the two bounds a chunk.
 3. ``microcircuit``: the full-scale Potjans-Diesmann microcircuit on cuda: build, upload and
    compile (the first 10 ms), the real-time factor of the following run.
 4. ``launches``: kernel launches per min-delay chunk, counted over a short run of each network
@@ -265,6 +267,50 @@ def timing(build, sizes: Sizes) -> dict:
             "synapses": int(sum(len(p) for p in nets["numba"].projections))}
 
 
+def chunk_costs(build, sizes: Sizes) -> dict:
+    """Whether the host or the device bounds a cuda chunk: a run's wall time split into the host's waits
+    for the device (every copy to the host waits for the kernels launched before it: the spike buffers'
+    room checks in the loop, the status read after it) and the rest, the host's own work (its loop,
+    the launches, the stretch's download). Waits near zero: the device idles between launches."""
+    from ranvier.engine.backends.cuda_backend import CudaRunner
+
+    net = build()
+    net.run(10 * ms, backend="cuda")  # lowers and compiles
+    device_array = type(cuda.to_device(np.zeros(1)))
+    copy, download = device_array.copy_to_host, CudaRunner._download
+    waits, downloading = [], []
+
+    def timed_copy(self, *args, **kwargs):
+        began = time.perf_counter()
+        result = copy(self, *args, **kwargs)
+        if not downloading:
+            waits.append(time.perf_counter() - began)
+        return result
+
+    def timed_download(self, *args, **kwargs):
+        downloading.append(time.perf_counter())
+        try:
+            return download(self, *args, **kwargs)
+        finally:
+            downloading.append(time.perf_counter())
+
+    device_array.copy_to_host, CudaRunner._download = timed_copy, timed_download
+    try:
+        # 200 chunks of 0.1 ms, 400 launches: fewer than a GPU's launch queue holds, so a device that is
+        # the bottleneck shows as the last wait (the host never blocks in a launch on a full queue)
+        duration = min(sizes.duration, 20 * ms)
+        start = time.perf_counter()
+        net.run(duration, backend="cuda")
+        wall = time.perf_counter() - start
+    finally:
+        device_array.copy_to_host, CudaRunner._download = copy, download
+    chunks = max(1, round(duration / net.dt) // net._simulation.lowered.chunk)
+    waited = sum(waits)
+    return {"chunks": chunks, "wall_us_per_chunk": wall / chunks * 1e6, "waits_us_per_chunk": waited / chunks * 1e6,
+            "host_us_per_chunk": (wall - waited) / chunks * 1e6, "copies_waited_on": len(waits),
+            "download_s": downloading[-1] - downloading[0] if downloading else 0.0}
+
+
 @contextlib.contextmanager
 def delivering(by_target: bool):
     """Networks that first run while active deliver by target (``by_target``) or by spike, whatever their size."""
@@ -492,7 +538,8 @@ def report(results: dict) -> str:
     equal = results.get("equality", {})
     lines += ["", f"Equality with numpy (mixed network): identical = {equal.get('identical')}; "
               f"`{json.dumps(equal)}`", ""]
-    for section in ("cuba", "cuba_dense", "mixed", "microcircuit", "launches", "delivery", "training", "shapes"):
+    for section in ("cuba", "cuba_dense", "mixed", "chunk_costs", "microcircuit", "launches", "delivery", "training",
+                    "shapes"):
         lines.append(f"- {section}: `{json.dumps(results.get(section, 'not run'))}`")
     return "\n".join(lines) + "\n"
 
@@ -516,6 +563,7 @@ def main() -> None:
               "mixed": lambda: mixed_network(*sizes.mixed)}
     sections = [("equality", lambda: equality(sizes)),
                 *((name, lambda build=build: timing(build, sizes)) for name, build in builds.items()),
+                ("chunk_costs", lambda: {name: chunk_costs(builds[name], sizes) for name in ("cuba", "cuba_dense")}),
                 ("microcircuit", lambda: microcircuit(sizes)),
                 ("launches", lambda: launches(builds, sizes)),
                 ("delivery", lambda: deliveries(builds, sizes)),
