@@ -73,11 +73,12 @@ def unfused():
     """While active, NVVM compiles kernels without fused multiply-adds (``-fma=0``).
 
     NVVM contracts ``a * b + c`` into one fused operation by default, rounded once where the CPU
-    backends round the product and the sum apiece; numba.cuda has no switch for it. On an H200 that
-    parted the membrane potentials of a per-synapse-delay CUBA from numpy's by 1.1e-8 V in 50 ms, and
-    CUBA's spikes from numba's within a second, even delivered by target. Kernels compiled while
-    active round as the CPU does (``benchmarks/gpu/ptx_check.py`` counts the fused operations left in
-    their PTX: none). A kernel compiled with ``fastmath`` keeps its fused operations.
+    backends round the product and the sum apiece; numba.cuda has no switch for it. On an H200, kernels
+    compiled with it parted the membrane potentials of a per-synapse-delay CUBA from numpy's by
+    1.1e-8 V in 50 ms, and CUBA's spikes from numba's within a second, even delivered by target; the
+    fused operations are the likely cause. Kernels compiled while active hold none in their PTX
+    (``benchmarks/gpu/ptx_check.py`` counts them); that they then give the CPU's bits on a GPU is
+    still to be measured. A kernel compiled with ``fastmath`` keeps its fused operations.
     """
     try:
         from numba.cuda.cudadrv import nvvm
