@@ -114,6 +114,16 @@ def _neuron_loop(w: SourceWriter) -> None:
         w("i = low + offset")
 
 
+#: a population's update and spike collection are inlined by numba into ``_population<name>``, so that
+#: LLVM optimises their loops once, inside the function whose machine code is cached. Called instead, a
+#: function is optimised on its own, linked into its caller and optimised again, and the cached code
+#: holds that second copy, in which the update's conditional stores tested the vector lanes one by one
+#: through the stack (CUBA 4000 loaded from the cache: 2.9 us a step, the same source compiled in the
+#: process 2.3 us, inlined 1.8 us). ``_population<name>`` itself stays a call: inlined into
+#: ``advance`` as well, the microcircuit at scale 0.5 on one thread ran 1.1 s for 0.2 s, not 0.6 s.
+_INLINED = ", inline='always'"
+
+
 def _write_variant(w: SourceWriter, alias: str, shared: bool, parallel: bool, receptors: int, checks_finite: bool,
                    drives: tuple[int, ...], dtype: np.dtype) -> None:
     """The compiled step of one population: update every neuron, then collect the spikes.
@@ -147,7 +157,7 @@ def _write_variant(w: SourceWriter, alias: str, shared: bool, parallel: bool, re
         w(f"return _collect{name}(state, flags, k, spike_ids, spike_steps, spike_count)")
     w()
     w()
-    w("@njit(cache=True, nogil=True, _nrt=False)")
+    w(f"@njit(cache=True, nogil=True, _nrt=False{_INLINED})")
     w(f"def _collect{name}(state, flags, k, spike_ids, spike_steps, spike_count):")
     with w.indent():
         w("count = collect_spikes(flags, flags.view(np.uint64), k, spike_ids, spike_steps, spike_count[0])")
@@ -169,7 +179,7 @@ def _write_serial_update(w: SourceWriter, name: str, alias: str, shared: bool, r
     drive_arguments = "".join(f", {name}" for name in _DRIVE_ARGUMENTS) if drives else ""
     w()
     w()
-    w("@njit(cache=True, nogil=True, _nrt=False)")
+    w(f"@njit(cache=True, nogil=True, _nrt=False{_INLINED})")
     w(f"def _update{name}(state, consts, arriving, k, key, flags, low, high{drive_arguments}):")
     with w.indent():
         w("if low < 0:")
