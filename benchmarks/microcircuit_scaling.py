@@ -1,5 +1,5 @@
 """Microcircuit scaling: ranvier and NEST at several scales on 1 and 2 threads, ns per synaptic event,
-and the machine's memory bandwidth (a STREAM-like triad) measured in the same run.
+and the machine's memory bandwidth (a STREAM-like triad) and core-bound arithmetic measured in the same run.
 
     .venv/bin/python benchmarks/microcircuit_scaling.py --scales 0.1 0.5 --duration 0.2 --repeats 2
     .venv/bin/python benchmarks/microcircuit_scaling.py --scales 1.0 --duration 1.0 --repeats 1
@@ -26,8 +26,8 @@ from harness import BENCH_DIR, NEST_PYTHON, RANVIER_PYTHON, REPO, machine_info, 
 HEADING = "## Microcircuit scaling: ranvier and NEST, 1 and 2 threads"
 
 
-def triad(n: int = 1 << 25, repeats: int = 5) -> None:
-    """STREAM's triad ``a = b + s c`` over float64 arrays of ``n`` on numba's threads; prints GB/s."""
+def triad(n: int = 1 << 25, repeats: int = 5) -> dict:
+    """STREAM's triad ``a = b + s c`` over float64 arrays of ``n`` on numba's threads, in GB/s."""
     import numba
 
     @numba.njit(parallel=True, cache=False)
@@ -43,8 +43,34 @@ def triad(n: int = 1 << 25, repeats: int = 5) -> None:
         run(a, b, c, 3.0)
         best = min(best, time.perf_counter() - started)
     # STREAM's count: 24 bytes per element (two reads, one write; the write-allocate read not counted)
-    print(json.dumps({"threads": numba.get_num_threads(), "gb_per_s": round(24 * n / best / 1e9, 2),
-                      "array_mib": round(8 * n / 2**20)}))
+    return {"threads": numba.get_num_threads(), "gb_per_s": round(24 * n / best / 1e9, 2),
+            "array_mib": round(8 * n / 2**20)}
+
+
+def arithmetic(per_thread: int = 2048, rounds: int = 2_000_000, repeats: int = 5) -> dict:
+    """A core-bound reference: ``x = 0.999 x + 0.001`` over ``per_thread`` float64 values a thread
+    (16 KiB, in its L1 cache), ``rounds`` times, on numba's threads; the same work per thread on any
+    number of threads, so its time on n threads over its time on 1 is how well the cores
+    themselves scale (shared physical cores or a clock that drops with load show as > 1)."""
+    import numba
+
+    @numba.njit(parallel=True, cache=False)
+    def run(values, blocks, rounds):
+        for block in numba.prange(blocks):
+            part = values[block * per_thread:(block + 1) * per_thread]
+            for _ in range(rounds):
+                for i in range(part.shape[0]):
+                    part[i] = 0.999 * part[i] + 0.001
+
+    threads = numba.get_num_threads()
+    values = np.ones(threads * per_thread)
+    run(values, threads, 10)
+    best = np.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run(values, threads, rounds)
+        best = min(best, time.perf_counter() - started)
+    return {"arithmetic_s": round(best, 4)}
 
 
 def nest_spec(scale: float, path: Path) -> dict:
@@ -97,7 +123,7 @@ def main() -> None:
     parser.add_argument("--triad", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.triad:
-        triad()
+        print(json.dumps({**triad(), **arithmetic()}))
         return
 
     cache = Path(tempfile.mkdtemp(prefix="ranvier-scaling-"))
@@ -152,7 +178,8 @@ def report(records: dict, args, started) -> str:
              "repetitions. ranvier draws the background inside the targets (`PoissonInput`, no spike traffic); its "
              "events are exact (`net.stats`: recurrent synapses plus the drawn input spikes). NEST's are its spikes "
              "times out-degrees plus the background's expected input spikes. STREAM-like triad (float64, 256 MiB "
-             f"arrays, best of 5): {', '.join(f'{t} thread(s) {bw} GB/s' for t, bw in sorted(bandwidth.items()))}.",
+             f"arrays, best of 5): {', '.join(f'{t} thread(s) {bw} GB/s' for t, bw in sorted(bandwidth.items()))}."
+             + arithmetic_sentence(ok["triad"]),
              "",
              "| scale | threads | ranvier run (s) | real-time factor | ns / event | ns / recurrent event | "
              "2 threads / 1 thread | NEST run (s) | NEST ns / event | ranvier / NEST | events in run |",
@@ -184,6 +211,21 @@ def report(records: dict, args, started) -> str:
     if errors:
         lines += ["", "Failed: " + "; ".join(str(r.get("error")) for r in errors)]
     return "\n".join(lines) + "\n"
+
+
+def arithmetic_sentence(probes: list[dict]) -> str:
+    """The core-bound reference (:func:`arithmetic`) on each thread count, and what it implies for a
+    perfectly parallel core-bound loop: its time on n threads over its time on 1, for the same total work."""
+    times = {r["threads"]: r["arithmetic_s"] for r in probes if "arithmetic_s" in r}
+    if not times:
+        return ""
+    implied = ""
+    if 1 in times and len(times) > 1:
+        implied = (" (so a perfectly parallel core-bound loop on " + ", ".join(
+            f"{t} threads takes {times[t] / (t * times[1]):.2f}" for t in sorted(times) if t != 1)
+            + " of its 1-thread time)")
+    return (" The same multiply-adds on each thread, in its L1 cache (a core-bound reference, best of 5): "
+            f"{', '.join(f'{t} thread(s) {s} s' for t, s in sorted(times.items()))}{implied}.")
 
 
 #: issue 21's targets (their bounds), checked on the medians
