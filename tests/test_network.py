@@ -152,3 +152,17 @@ def test_truncated_normal_redraws_outside_its_bounds():
     assert values.min() >= 0.5 and values.max() <= 3.0 and len(np.unique(values)) == 10_000
     with pytest.raises(ValueError, match="low < high"):
         rv.init.Normal(0.0, 1.0, low=2.0, high=1.0)
+
+
+@pytest.mark.parametrize("low, high", [(0.5, 3.0), (0.5, np.inf), (-np.inf, 0.0), (-np.inf, np.inf)])
+def test_truncated_normal_draws_nests_redraw_sequence(low, high):
+    """Each round redraws, in index order, the values still outside: the same numbers as testing the
+    whole array every round (NEST's ``redraw``), whichever bounds are infinite."""
+    rng = np.random.default_rng(7)
+    expected = rng.normal(1.0, 2.0, 5000)
+    outside = (expected < low) | (expected > high)
+    while np.any(outside):
+        expected[outside] = rng.normal(1.0, 2.0, int(outside.sum()))
+        outside = (expected < low) | (expected > high)
+    values = rv.init.Normal(1.0, 2.0, low=low, high=high).sample(np.random.default_rng(7), 5000)
+    np.testing.assert_array_equal(values, expected)

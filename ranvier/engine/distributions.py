@@ -65,11 +65,21 @@ class Normal(Distribution):
 
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         values = rng.normal(self.mean, self.std, size)
-        outside = (values < self.low) | (values > self.high)
-        while np.any(outside):
-            values[outside] = rng.normal(self.mean, self.std, int(outside.sum()))
-            outside = (values < self.low) | (values > self.high)
+        redraw = np.flatnonzero(self._outside(values))
+        # each round draws again only the values still outside, in index order, and tests only those
+        # (the whole array tested every round took most of a microcircuit's weight and delay draws)
+        while redraw.size:
+            values[redraw] = rng.normal(self.mean, self.std, redraw.size)
+            redraw = redraw[self._outside(values[redraw])]
         return values
+
+    def _outside(self, values: np.ndarray) -> np.ndarray:
+        """Whether each value lies outside ``[low, high]`` (an infinite bound tests nothing)."""
+        if self.low == -np.inf:
+            return values > self.high
+        if self.high == np.inf:
+            return values < self.low
+        return (values < self.low) | (values > self.high)
 
 
 @dataclass(frozen=True)
