@@ -413,8 +413,10 @@ def target_rows(results):
     return rows
 
 
-def render_report(results, machine):
-    """The whole of BENCHMARKS.md for the section results present."""
+def render_report(results, machine, kept=None):
+    """The whole of BENCHMARKS.md for the section results present; ``kept`` (:func:`kept_sections`) gives
+    the report's current text of the sections and target rows whose records are absent."""
+    kept = kept or {"rows": [], "sections": {}}
     versions = ", ".join(
         f"{name} {machine[key]}"
         for name, key in (
@@ -451,18 +453,48 @@ def render_report(results, machine):
         "## Targets",
         "",
         *table(["target", "measured", "result"], target_rows(results)),
+        *kept["rows"],
     ]
     renderers = {"cuba": network_section, "dense": network_section, "example": example_section,
                  "scale": scale_section, "microcircuit": microcircuit_section}
     for name in SECTIONS:
         if name in results:
             lines += ["", *renderers[name](results[name])]
+        elif name in kept["sections"]:
+            lines += ["", *kept["sections"][name]]
     return "\n".join(lines) + "\n"
 
 
+#: each section's heading in the report, and how its rows of the targets table begin
+SECTION_HEADINGS = {"cuba": "## CUBA:", "dense": "## CUBA-dense:", "example": "## `python examples/cuba.py`",
+                    "scale": "## Scale:", "microcircuit": "## Potjans & Diesmann"}
+TARGET_ROW_STARTS = {"cuba": "| CUBA: ", "dense": "| CUBA-dense: ", "example": "| examples/cuba.py ",
+                     "scale": "| scale: "}
 #: headings of the sections this script writes; the report's other sections come from other scripts
-OWN_HEADINGS = ("## Targets", "## CUBA:", "## CUBA-dense:", "## `python examples/cuba.py`", "## Scale:",
-                "## Potjans & Diesmann")
+OWN_HEADINGS = ("## Targets", *SECTION_HEADINGS.values())
+
+
+def kept_sections(results):
+    """The current report's text of this script's sections whose records are not in ``results``, and
+    their rows of the targets table: ``benchmarks/results/`` is not versioned, so a section run on
+    its own on a fresh checkout would otherwise drop every section measured elsewhere."""
+    kept = {"rows": [], "sections": {}}
+    if not REPORT.exists():
+        return kept
+    absent = [name for name in SECTIONS if name not in results]
+    current, in_targets = None, False
+    for line in REPORT.read_text().splitlines():
+        if line.startswith("## "):
+            in_targets = line.startswith("## Targets")
+            current = next((name for name in absent if line.startswith(SECTION_HEADINGS[name])), None)
+            if current is not None:
+                kept["sections"][current] = []
+        if current is not None:
+            kept["sections"][current].append(line)
+        elif in_targets and any(line.startswith(TARGET_ROW_STARTS.get(name, "\0")) for name in absent):
+            kept["rows"].append(line)
+    kept["sections"] = {name: "\n".join(lines).rstrip().splitlines() for name, lines in kept["sections"].items()}
+    return kept
 
 
 def other_sections():
@@ -517,7 +549,8 @@ def main():
                 result = bench_scale(cache_dir)
             result.update(date=now(), machine=machine, repetitions=reps)
             (RESULTS_DIR / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-            REPORT.write_text(render_report(load_results(), machine) + other_sections())
+            results = load_results()
+            REPORT.write_text(render_report(results, machine, kept_sections(results)) + other_sections())
     log(f"wrote {REPORT.relative_to(REPO)}")
 
 
