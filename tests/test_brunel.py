@@ -30,6 +30,32 @@ def test_structure_follows_the_paper():
     np.testing.assert_allclose(net["ext"].params["rate"], 2.0 * 50.0 * 200)
 
 
+def test_drive_background_draws_the_external_input_inside_the_targets():
+    sources = rv.networks.brunel(n=2500, seed=1)
+    net = rv.networks.brunel(n=2500, seed=1, background="drive")
+    assert set(net.populations) == {"exc", "inh"}
+    drives = {d.post.name: d for d in net.poisson_inputs}
+    assert set(drives) == {"exc", "inh"} and not sources.poisson_inputs
+    # C_E = 200 inputs each at eta * nu_thr = 100 Hz: the sources' summed rate, one source per neuron
+    assert drives["exc"].n_inputs == 200 and drives["exc"].rate == pytest.approx(100.0)
+    assert float(drives["inh"].weight) == pytest.approx(0.1e-3)
+    by_name = {p.name: p for p in net.projections}
+    assert set(by_name) == {"exc->exc:delta", "inh->exc:delta", "exc->inh:delta", "inh->inh:delta"}
+    np.testing.assert_array_equal(np.bincount(by_name["exc->inh:delta"].post_ids, minlength=500), 200)
+    with pytest.raises(ValueError, match="background must be 'sources' or 'drive', got 'spikes'"):
+        rv.networks.brunel(n=100, background="spikes")
+
+
+def test_drive_background_gives_the_sources_activity():
+    rates = {}
+    for background in ("sources", "drive"):
+        net = rv.networks.brunel(n=2500, seed=4, background=background)
+        spikes = net.record(net["exc"], "spikes")
+        net.run(0.3, backend="numba")
+        rates[background] = np.sum(spikes.times > 0.1) / net["exc"].n / 0.2
+    assert 5 < rates["sources"] < 80 and rates["drive"] == pytest.approx(rates["sources"], rel=0.1), rates
+
+
 @pytest.mark.slow
 def test_sr_regime_is_regular_and_fast_ai_regime_is_irregular_and_slow():
     sr_rate, sr_cv = _activity(g=3.0, eta=2.0)
