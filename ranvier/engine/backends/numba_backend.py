@@ -115,12 +115,13 @@ def _neuron_loop(w: SourceWriter) -> None:
 
 
 #: a population's update and spike collection are inlined by numba into ``_population<name>``, so that
-#: LLVM optimises their loops once, inside the function whose machine code is cached. Called instead, a
-#: function is optimised on its own, linked into its caller and optimised again, and the cached code
-#: holds that second copy, in which the update's conditional stores tested the vector lanes one by one
-#: through the stack (CUBA 4000 loaded from the cache: 2.9 us a step, the same source compiled in the
-#: process 2.3 us, inlined 1.8 us). ``_population<name>`` itself stays a call: inlined into
-#: ``advance`` as well, the microcircuit at scale 0.5 on one thread ran 1.1 s for 0.2 s, not 0.6 s.
+#: their loops are compiled inside the function whose machine code is cached. Called instead, the
+#: cached kernel ran its own linked-in copy of the update, in which the vectorised loop tested its
+#: conditional stores lane by lane through the stack (most likely because numba optimises a linked-in
+#: function a second time), while the compiling process ran the callee's own library: CUBA 4000 from
+#: the cache 2.9 us a step, the same source in the compiling process 2.3 us, inlined 1.8 us.
+#: ``_population<name>`` itself stays a call: inlined into ``advance`` as well, the microcircuit at
+#: scale 0.5 on one thread ran 1.1 s for 0.2 s, not 0.6 s.
 _INLINED = ", inline='always'"
 
 
