@@ -474,39 +474,37 @@ TARGET_ROW_STARTS = {"cuba": "| CUBA: ", "dense": "| CUBA-dense: ", "example": "
 OWN_HEADINGS = ("## Targets", *SECTION_HEADINGS.values())
 
 
+def report_blocks():
+    """The current report cut before each ``## `` heading: a list of blocks, each a list of lines (the
+    first block is the text before the first heading); empty when there is no report."""
+    blocks = []
+    for line in REPORT.read_text().splitlines() if REPORT.exists() else []:
+        if line.startswith("## ") or not blocks:
+            blocks.append([])
+        blocks[-1].append(line)
+    return blocks
+
+
 def kept_sections(results):
     """The current report's text of this script's sections whose records are not in ``results``, and
     their rows of the targets table: ``benchmarks/results/`` is not versioned, so a section run on
     its own on a fresh checkout would otherwise drop every section measured elsewhere."""
-    kept = {"rows": [], "sections": {}}
-    if not REPORT.exists():
-        return kept
     absent = [name for name in SECTIONS if name not in results]
-    current, in_targets = None, False
-    for line in REPORT.read_text().splitlines():
-        if line.startswith("## "):
-            in_targets = line.startswith("## Targets")
-            current = next((name for name in absent if line.startswith(SECTION_HEADINGS[name])), None)
-            if current is not None:
-                kept["sections"][current] = []
-        if current is not None:
-            kept["sections"][current].append(line)
-        elif in_targets and any(line.startswith(TARGET_ROW_STARTS.get(name, "\0")) for name in absent):
-            kept["rows"].append(line)
-    kept["sections"] = {name: "\n".join(lines).rstrip().splitlines() for name, lines in kept["sections"].items()}
+    kept = {"rows": [], "sections": {}}
+    for block in report_blocks():
+        if block[0].startswith("## Targets"):
+            kept["rows"] = [line for line in block
+                            if any(line.startswith(TARGET_ROW_STARTS.get(name, "\0")) for name in absent)]
+        for name in absent:
+            if block[0].startswith(SECTION_HEADINGS[name]):
+                kept["sections"][name] = "\n".join(block).rstrip().splitlines()
     return kept
 
 
 def other_sections():
     """The sections of the current report written by other benchmark scripts, kept as they are."""
-    if not REPORT.exists():
-        return ""
-    kept, keep = [], False
-    for line in REPORT.read_text().splitlines():
-        if line.startswith("## "):
-            keep = not line.startswith(OWN_HEADINGS)
-        if keep:
-            kept.append(line)
+    kept = [line for block in report_blocks() if block[0].startswith("## ")
+            and not block[0].startswith(OWN_HEADINGS) for line in block]
     return "\n" + "\n".join(kept).rstrip() + "\n" if kept else ""
 
 
