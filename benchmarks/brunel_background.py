@@ -7,8 +7,9 @@ spikes of one ``PoissonSource`` per neuron through one-to-one projections;
 ``background="drive"`` draws each neuron's input count per step inside its population
 (``PoissonInput``). Both run on numba in one process, alternating, each repetition on a fresh
 network of the same seed after an untimed 10 ms that compiles or loads the kernel; reported: run
-time (median, range), the excitatory rate and ISI CV after 0.1 s, synaptic events per simulated
-second, and the ratio drive / sources of the run times. The section goes to ``BENCHMARKS.md``.
+time (median, range), the excitatory rate and ISI CV after 0.1 s (``peers/cuba_common.spike_statistics``),
+synaptic events per simulated second, and the ratio drive / sources of the run times. The section
+goes to ``BENCHMARKS.md``.
 """
 
 import argparse
@@ -19,6 +20,7 @@ from datetime import datetime, timezone
 import numba
 import numpy as np
 from harness import machine_info, write_section
+from peers.cuba_common import spike_statistics
 
 import ranvier as rv
 
@@ -36,10 +38,8 @@ def measure(n: int, duration: float, background: str) -> dict:
     elapsed = time.perf_counter() - started
     events = sum(net.stats.synaptic_events_by_projection.values()) - before
     late = spikes.times > 0.1
-    times, ids = spikes.times[late], spikes.ids[late]
-    trains = [times[ids == i] for i in np.unique(ids)[:500]]
-    return {"run_s": elapsed, "rate_hz": len(times) / net["exc"].n / (net.t - 0.1),
-            "isi_cv": float(np.mean([np.diff(t).std() / np.diff(t).mean() for t in trains if len(t) >= 3])),
+    statistics = spike_statistics(spikes.times[late] - 0.1, spikes.ids[late], net["exc"].n, net.t - 0.1)
+    return {"run_s": elapsed, "rate_hz": statistics["rate_hz"], "isi_cv": statistics["isi_cv"],
             "events_per_s": events / duration}
 
 

@@ -29,8 +29,8 @@ def brunel(n: int = 12500, g: float = 5.0, eta: float = 2.0, seed: int | None = 
     ``poisson_generator``), with no ``"ext"`` population and no spike traffic. A delay does not change
     a Poisson input's statistics, so the activity is the same in distribution, not spike for spike:
     the drive's counts and, on the same seed, the synapses are other draws. The external spikes are
-    most of the sources' synaptic events; at the default (n = 12 500) 0.5 s ran in 0.72 s instead
-    of 5.56 s (numba, 2 cores), at 38.3 Hz and ISI CV 0.40 against 37.4 Hz and 0.42
+    most of the sources' synaptic events; at the default (n = 12 500) 0.5 s ran in 0.35 s instead
+    of 3.5 s (numba, 2 cores), at 38.3 Hz and ISI CV 0.40 against 37.4 Hz and 0.41
     (``benchmarks/brunel_background.py``).
 
     ``g`` (relative inhibition) and ``eta`` (external drive) select the regime; the panels of
