@@ -40,6 +40,7 @@ monitor samples.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import warnings
 from collections.abc import Collection
@@ -118,8 +119,10 @@ class _Launch:
             self._launch_prepared(arguments)
             return
         values = [arguments[name] for name in self.names]
+        # numba compiles the kernel at its first launch: later launches through numba need no patched NVVM
+        compiling = cuda_chunk.unfused() if self._prepared is None else contextlib.nullcontext()
         try:
-            with cuda_chunk.unfused():  # numba compiles a kernel at its first launch
+            with compiling:
                 self.configured(*values)
         except AttributeError as error:
             if "row_stack" not in str(error):
