@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import ranvier as rv
+from ranvier.engine.connectivity import _group_fixed_in_degree as group_fixed_in_degree
 from ranvier.units import ms, mV
 
 
@@ -166,3 +167,48 @@ def test_truncated_normal_draws_nests_redraw_sequence(low, high):
         outside = (expected < low) | (expected > high)
     values = rv.init.Normal(1.0, 2.0, low=low, high=high).sample(np.random.default_rng(7), 5000)
     np.testing.assert_array_equal(values, expected)
+
+
+@pytest.mark.parametrize("autapses", [True, False])
+def test_fixed_in_degree_draws_one_source_stream_grouped_stably(autapses):
+    """Source ``s`` is drawn in block ``b = s // DRAW_BLOCK`` from ``default_rng([seed, b])`` (``seed`` from
+    the network's generator; two blocks here), its target is ``s // k``, each row's targets are in
+    draw order; without autapses a draw at or above its target moves up one."""
+    n, k = 3000, 400
+    seed = int(np.random.default_rng(11).integers(0, 2**63))
+    block = rv.engine.distributions.DRAW_BLOCK
+    drawn = np.concatenate([np.random.default_rng([seed, b]).integers(0, n - (0 if autapses else 1),
+                                                                      size=min(block, n * k - b * block))
+                            for b in range(-(-n * k // block))])
+    targets = np.repeat(np.arange(n), k)
+    if not autapses:
+        drawn = drawn + (drawn >= targets)
+    order = np.argsort(drawn, kind="stable")
+    synapses = rv.connect.FixedInDegree(k, autapses=autapses).build(n, n, np.random.default_rng(11), True, "self")
+    np.testing.assert_array_equal(synapses.row_ptr, np.concatenate([[0], np.cumsum(np.bincount(drawn, minlength=n))]))
+    np.testing.assert_array_equal(synapses.post_ids, targets[order])
+    assert synapses.post_ids.dtype == np.int32
+    assert autapses or not np.any(drawn == targets)
+    raw = drawn - (drawn > targets) if not autapses else drawn
+    for threads in (1, 3):  # the grouping is the same whichever number of threads places it
+        row_ptr, post_ids = group_fixed_in_degree(raw.astype(np.int32), k, n, not autapses, threads)
+        np.testing.assert_array_equal(row_ptr, synapses.row_ptr)
+        np.testing.assert_array_equal(post_ids, synapses.post_ids)
+
+
+def test_synapses_drawn_in_blocks_are_the_same_on_any_number_of_threads(monkeypatch):
+    import numba
+
+    def build(threads: int) -> rv.Projection:
+        monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", threads)
+        net = rv.Network(dt=0.1 * ms, seed=5)
+        cells = net.population(rv.neurons.LIF(), 2500, name="cells")
+        return net.connect(cells, cells, rv.connect.FixedInDegree(1000, autapses=False),
+                           weight=rv.init.Normal(1 * mV, 0.5 * mV, low=0.0),
+                           delay=rv.init.Normal(1.5 * ms, 0.75 * ms, low=0.1 * ms), receptor="exc")
+
+    one, three = build(1), build(3)
+    assert len(one) == 2_500_000  # three blocks of draws
+    for name in ("row_ptr", "post_ids", "weights", "delay_steps"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(three, name))
+    assert one.weights.min() >= 0 and len(np.unique(one.weights)) > 100_000

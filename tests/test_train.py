@@ -68,8 +68,12 @@ def test_sltt_gradient_points_like_bptt(delta):
     sltt_loss, readout_v = module.sltt_backward(x, y, "out")
     assert sltt_loss == pytest.approx(float(loss.detach()), rel=1e-5)
     torch.testing.assert_close(readout_v, trace.v["out"].detach())
-    for full, spatial in zip(bptt, (w.grad for w in module.weights), strict=True):
-        assert torch.nn.functional.cosine_similarity(full.flatten(), spatial.flatten(), 0) > 0.6
+    # SLTT drops the paths through time, the synaptic current's among them, so the input layer's
+    # gradient points least like BPTT's: over network seeds 1-8 the cosines were 0.555-0.610 (input)
+    # and 0.898-0.931 (readout) with a 5 ms current, 0.687-0.751 and 0.979-0.990 with delta synapses
+    bounds = (0.65, 0.95) if delta else (0.5, 0.85)
+    for full, spatial, bound in zip(bptt, (w.grad for w in module.weights), bounds, strict=True):
+        assert torch.nn.functional.cosine_similarity(full.flatten(), spatial.flatten(), 0) > bound
 
 
 def test_sltt_k_with_all_steps_is_sltt_and_fewer_steps_differ():

@@ -95,7 +95,7 @@ FULL = Sizes(cuba=4000, dense=(10_000, 1000), mixed=(4000, 10_000, 64), equality
              duration=1.0, microcircuit_duration=1.0, equality_duration=0.05, count_steps=200, repeats=3,
              training=(256, 100, 64), shape_duration=50 * ms)
 SMALL = Sizes(cuba=200, dense=(300, 60), mixed=(200, 20, 8), equality=(200, 20), microcircuit_scale=0.002,
-              duration=2 * ms, microcircuit_duration=1 * ms, equality_duration=5 * ms, count_steps=10, repeats=1,
+              duration=2 * ms, microcircuit_duration=1 * ms, equality_duration=10 * ms, count_steps=10, repeats=1,
               training=(16, 10, 4), shape_duration=3 * ms)
 
 

@@ -15,6 +15,7 @@ import numba
 import numpy as np
 
 from ..errors import ProjectionError
+from .distributions import draw_in_blocks
 
 #: pairs drawn per block by Bernoulli: bounds the temporary memory of building (about 9 MB)
 _CHUNK = 1 << 18
@@ -171,6 +172,43 @@ def _group_by_source(pre_ids, post_ids, n_pre, keep_order):
     return row_ptr, grouped, order
 
 
+@numba.njit(cache=True, parallel=True)
+def _group_fixed_in_degree(drawn, k, n_pre, skip_self, parts):
+    """Row pointers and targets of the synapses ``drawn[s] -> s // k``, grouped by source in
+    ``s`` order (the stable counting sort of :func:`_group_by_source` with the targets implied).
+
+    With ``skip_self`` a drawn source at or above its target moves up one, so no target draws
+    itself: sources are drawn from ``n_pre - 1``. Each thread counts, then places, the synapses
+    of its own stretch (one of ``parts``) of ``s``; a source's synapses from stretch ``p`` go after
+    those from stretches before it, so the order, and the result, is the same for any ``parts``.
+    """
+    n = drawn.shape[0]
+    counts = np.zeros((parts, n_pre + 1), dtype=np.int64)
+    for part in numba.prange(parts):
+        for s in range(part * n // parts, (part + 1) * n // parts):
+            source = drawn[s]
+            if skip_self and source >= s // k:
+                source += 1
+            counts[part, source] += 1
+    row_ptr = np.empty(n_pre + 1, dtype=np.int64)
+    placed = 0
+    for source in range(n_pre + 1):
+        row_ptr[source] = placed
+        for part in range(parts):
+            placed += counts[part, source]
+            counts[part, source] = placed - counts[part, source]
+    grouped = np.empty(n, dtype=np.int32)
+    for part in numba.prange(parts):
+        for s in range(part * n // parts, (part + 1) * n // parts):
+            target = s // k
+            source = drawn[s]
+            if skip_self and source >= target:
+                source += 1
+            grouped[counts[part, source]] = target
+            counts[part, source] += 1
+    return row_ptr, grouped
+
+
 @dataclass(frozen=True)
 class FixedInDegree(Rule):
     """Every target receives exactly ``k`` synapses from sources drawn uniformly at random.
@@ -194,15 +232,18 @@ class FixedInDegree(Rule):
             raise ProjectionError(
                 f"projection {name!r}: FixedInDegree k={k} exceeds the {available} available sources"
             )
-        post = np.repeat(np.arange(n_post, dtype=np.int32), k)
         if self.multapses:
-            pre = rng.integers(0, available, size=n_post * k)
+            pre = np.empty(n_post * k, dtype=np.int32)
+
+            def draw(generator: np.random.Generator, start: int, count: int) -> None:
+                pre[start:start + count] = generator.integers(0, available, size=count)
+
+            draw_in_blocks(rng, len(pre), draw)
         else:
             pre = np.concatenate([rng.choice(available, size=k, replace=False) for _ in range(n_post)]) \
                 if n_post * k else np.zeros(0, dtype=np.int64)
-        if same and not self.autapses:
-            pre = pre + (pre >= post)  # skip the target's own index
-        row_ptr, post_ids, _ = _group_by_source(np.asarray(pre, dtype=np.int64), post, n_pre, False)
+        parts = max(1, min(numba.get_num_threads(), len(pre) >> 16))
+        row_ptr, post_ids = _group_fixed_in_degree(pre, k, n_pre, same and not self.autapses, parts)
         return Synapses(row_ptr, post_ids)
 
 

@@ -1,14 +1,21 @@
 """Random distributions for initial state, weights, delays and parameters (``ranvier.init``).
 
 Each distribution draws ``size`` values from a ``numpy.random.Generator`` that the network
-derives from its seed, so the same seed gives the same values.
+derives from its seed, so the same seed gives the same values. Draws for many synapses go
+through :func:`draw_in_blocks`, which draws their blocks on all threads.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numba
 import numpy as np
+
+#: per-synapse draws are made this many at a time, each block from its own generator
+DRAW_BLOCK = 1 << 20
 
 
 class Distribution:
@@ -116,3 +123,29 @@ def materialise(value, rng: np.random.Generator, size: int, what: str, owner: st
         bad = values[~np.isfinite(values)][0]
         raise ValueError(f"{owner}: {what} contains a non-finite value ({bad})")
     return values
+
+
+def draw_in_blocks(rng: np.random.Generator, size: int, draw: Callable[[np.random.Generator, int, int], None]) -> None:
+    """Call ``draw(generator, start, count)`` for each block of ``DRAW_BLOCK`` of ``size`` values.
+
+    Block ``b`` draws from ``numpy.random.default_rng([seed, b])``, where ``seed`` is one 63-bit
+    integer drawn from ``rng``; so the values depend on the network's seed and never on how many
+    threads draw them. The blocks are drawn on ``NUMBA_NUM_THREADS`` threads (numpy's generators
+    release the GIL while they fill an array): a microcircuit draws 600 million weights and delays,
+    most of its build. The first block, in order, that raises gives the error.
+    """
+    seed = int(rng.integers(0, 2**63))
+    starts = range(0, size, DRAW_BLOCK)
+
+    def block(index: int) -> None:
+        start = starts[index]
+        draw(np.random.default_rng([seed, index]), start, min(DRAW_BLOCK, size - start))
+
+    workers = min(numba.config.NUMBA_NUM_THREADS, len(starts))
+    if workers <= 1:
+        for index in range(len(starts)):
+            block(index)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        for finished in [pool.submit(block, index) for index in range(len(starts))]:
+            finished.result()

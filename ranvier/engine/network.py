@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import PlasticityError, PopulationError, ProjectionError, RecordingError, RunError
 from .connectivity import AllToAll, Conv2d, Convolution, Rule, all_to_all_synapses
-from .distributions import Distribution, materialise
+from .distributions import Distribution, draw_in_blocks, materialise
 from .kinds import Kind, ProjectionKind
 from .model import Model, ValueModel
 from .model_checks import check_model_functions
@@ -31,16 +31,13 @@ if TYPE_CHECKING:
 _MAX_DELAY_STEPS = np.iinfo(np.uint16).max
 #: ``Network(precision=...)`` -> the float type of state, constants, synaptic input and weights
 PRECISIONS: dict[str, type[np.floating]] = {"single": np.float32, "double": np.float64}
-#: per-synapse values drawn from a distribution are converted this many at a time, so building
-#: a projection never holds float64 copies of all its weights or delays
-_SAMPLE_BLOCK = 1 << 20
-
 
 def _per_synapse(value, rng: np.random.Generator, n_synapses: int, dtype, convert, what: str, name: str) -> np.ndarray:
     """``value`` (number, array or distribution) as a ``dtype`` array: one entry if it was one number.
 
     ``convert`` checks a float64 block and turns it into ``dtype``; distributions are drawn and
-    converted block by block.
+    converted block by block (:func:`~.distributions.draw_in_blocks`), so building a projection
+    never holds float64 copies of all its weights or delays.
     """
     owner = f"projection {name!r}"
     try:
@@ -48,9 +45,11 @@ def _per_synapse(value, rng: np.random.Generator, n_synapses: int, dtype, conver
             size = 1 if np.ndim(value) == 0 else n_synapses
             return np.asarray(convert(materialise(value, rng, size, what, owner)), dtype=dtype)
         values = np.empty(n_synapses, dtype=dtype)
-        for start in range(0, n_synapses, _SAMPLE_BLOCK):
-            block = materialise(value, rng, min(_SAMPLE_BLOCK, n_synapses - start), what, owner)
-            values[start:start + len(block)] = convert(block)
+
+        def draw(generator: np.random.Generator, start: int, count: int) -> None:
+            values[start:start + count] = convert(materialise(value, generator, count, what, owner))
+
+        draw_in_blocks(rng, n_synapses, draw)
         return values
     except ValueError as error:
         if isinstance(error, ProjectionError):
