@@ -135,6 +135,30 @@ def test_oscillators_in_a_slower_window_update_only_there():
     np.testing.assert_allclose(theta.t, [4 * ms, 8 * ms])
 
 
+def test_a_value_population_without_pulses_gets_no_spike_buffer_and_no_emission_in_the_kernel():
+    from ranvier.engine.backends.numba_backend import _generate
+    from ranvier.engine.lowering import lower
+
+    net = rv.networks.cuba(n=400, seed=1)
+    astro = net.population(rv.neurons.Astrocyte(), n=1, name="astro", dt=net.dt)
+    net.connect(net["exc"], astro, rv.connect.AllToAll(), weight=1e-3, receptor="input")
+    lowered = lower(net)
+    index = [p.name for p in lowered.populations].index("astro")
+    assert lowered.populations[index].spike_bound == 0
+    assert lowered.populations[index].spike_ids.size == 0 and lowered.populations[index].spike_steps.size == 0
+    source, _ = _generate(lowered)
+    assert f"p{index}_spike_count[0] = emit_scheduled" not in source
+    assert f"p{index}_bound * length" not in source
+    # a value population that pulses still emits
+    net.population(rv.neurons.Kuramoto(pulses=True), n=3, name="osc", dt=net.dt)
+    lowered = lower(net)
+    index = [p.name for p in lowered.populations].index("osc")
+    assert lowered.populations[index].spike_ids.size > 0
+    assert f"p{index}_spike_count[0] = emit_scheduled" in _generate(lowered)[0]
+    net.run(5 * ms, backend="numba")
+    assert net.stats.spikes_by_population["astro"] == 0 and np.isfinite(net["astro"].get("output")[0])
+
+
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_a_state_that_stops_being_finite_names_the_value_population(backend):
     net = rv.Network(dt=1 * ms, seed=1)

@@ -413,7 +413,8 @@ def lower(network: Network, array_steps: ArraySteps = ArraySteps.NUMPY) -> Lower
     # counts are delivered by the backend at the end of each chunk, like spikes
     chunk = min((p.min_delay_steps for p in spiking + counted), default=_FREE_CHUNK)
     for lowered in populations:
-        capacity = max(_MIN_SPIKE_CAPACITY, 4 * lowered.spike_bound * chunk)
+        # a population that never spikes (a value population without pulses, an empty source) needs no buffer
+        capacity = max(_MIN_SPIKE_CAPACITY, 4 * lowered.spike_bound * chunk) if lowered.spike_bound else 0
         lowered.spike_ids = np.zeros(capacity, dtype=np.int32)
         lowered.spike_steps = np.zeros(capacity, dtype=np.int64)
     monitors = [LoweredStateMonitor(m.population.index, row, m.ids, m.every_steps,

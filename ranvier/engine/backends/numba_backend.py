@@ -398,7 +398,9 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
             for period in sorted({value.period for value in lowered.values}):
                 # a chunk ends where an elementwise value population updates
                 w(f"length = min(length, (step // {period} + 1) * {period} - step)")
-            for index, _ in enumerate(lowered.populations):
+            for index, population in enumerate(lowered.populations):
+                if _never_spikes(population):
+                    continue
                 p = f"p{index}_"
                 w(f"if {p}spike_count[0] + {p}bound * length > {p}spike_ids.shape[0]:")
                 with w.indent():
@@ -838,7 +840,14 @@ def _write_together(w: SourceWriter, lowered: LoweredNetwork, together: list[int
                         w(f"together_events[block, {position}, m] = 0")
 
 
+def _never_spikes(population) -> bool:
+    """Whether ``population`` emits nothing in any step: a value population without pulses, an empty source."""
+    return population.kind == Kind.SCHEDULED and population.spike_bound == 0
+
+
 def _write_population(w: SourceWriter, lowered, index: int, population, functions, together: bool = False) -> None:
+    if _never_spikes(population) and not any(m.population == index for m in lowered.state_monitors):
+        return
     p = f"p{index}_"
     w(f"# population {index}: {population.name} ({population.kind})")
     w("for k in range(step, step + length):")
