@@ -604,8 +604,10 @@ def _write_value_steps(w: SourceWriter, lowered: LoweredNetwork) -> None:
         parameters = "".join(f", {name}" for name, _ in _gather_arguments(lowered, v))
         w()
         w()
-        # prange needs numba's runtime; a population that large does not feel the per-call cost
-        w(f"@njit(cache=True, nogil=True{', parallel=True' if parallel else ', _nrt=False'})")
+        # prange needs numba's runtime; a population that large does not feel the per-call cost. A
+        # serial one is inlined: a call with its arrays costs about 0.08 us, a step of CUBA's 2 us
+        options = ", parallel=True" if parallel else ", _nrt=False, inline='always'"
+        w(f"@njit(cache=True, nogil=True{options})")
         w(f"def _update_values{v}(state, consts, inputs, k, key, flags, nonfinite{parameters}):")
         with w.indent():
             w("blocks = nonfinite.shape[0]")

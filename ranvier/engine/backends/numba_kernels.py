@@ -845,6 +845,8 @@ apply_stdp_parallel = njit(cache=True, nogil=True, parallel=True)(_renamed(_appl
 
 
 # Elementwise value populations (the order of ``value_updates``, operation for operation).
+# The helpers a small population calls at every update are inlined into the kernel (inline="always"):
+# a call that passes its arrays costs about 0.08 us, 4 % of a step of CUBA 4000.
 
 
 @njit(**KERNEL)
@@ -884,7 +886,7 @@ def take_pending(rows, row, pending, window):
         pending[window, i] = 0.0
 
 
-@njit(**KERNEL)
+@njit(**KERNEL, inline="always")
 def deliver_count(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights, weight_stride, delay_steps,
                   per_synapse_delays, all_to_all, autapses, pending, period):
     """Add spikes ``first .. last - 1`` to the pending window of their arrival; returns the synaptic events."""
@@ -910,7 +912,7 @@ def deliver_count(spike_ids, spike_steps, first, last, row_ptr, post_ids, weight
     return events
 
 
-@njit(**KERNEL)
+@njit(**KERNEL, inline="always")
 def publish(state, published, published_by_unit, output_rows, previous, keep_previous, by_unit):
     """Copy the output rows of ``state`` into ``published`` (the old values into ``previous`` first).
 
@@ -934,7 +936,7 @@ def _copy(target, source):
         target[i] = source[i]
 
 
-@njit(**KERNEL)
+@njit(**KERNEL, inline="always")
 def schedule_pulses(flags, n, k, source_steps, source_ids, source_next):
     """Schedule the units flagged in ``flags`` as spikes of step ``k`` (and clear the flags)."""
     fired = 0
@@ -948,7 +950,7 @@ def schedule_pulses(flags, n, k, source_steps, source_ids, source_next):
     source_next[0] = 0
 
 
-@njit(**KERNEL)
+@njit(**KERNEL, inline="always")
 def hold_values(ring, receptor, scratch, start, stop):
     """Add ``y``, rounded to the ring's precision, to ``ring``'s receptor in the steps ``start .. stop - 1``."""
     slots = ring.shape[0]
@@ -965,7 +967,7 @@ def set_state_row(state, row, targets, scratch):
         state[row, targets[t]] = scratch[0, targets[t]]
 
 
-@njit(**KERNEL)
+@njit(**KERNEL, inline="always")
 def set_modulation(modulation, row, published):
     """The factors of a modulated STDP term: the modulator's first output channel."""
     for column in range(modulation.shape[1]):
