@@ -62,6 +62,23 @@ def test_row_sum_has_one_order_in_numpy_and_numba():
     assert abs(row_sum(values, 1) - values[1].astype(np.float64).sum()) < 1e-9
 
 
+def test_row_sum_by_vector_lanes_on_the_cpu_gives_the_scalar_lanes_bits():
+    """numba sums a C-contiguous row with vector adds of eight lanes; the portable scalar lanes (cuda's,
+    and numba's for other layouts) must give the same bits, at every length and in both precisions."""
+    from ranvier.engine.model import _row_sum_scalar
+
+    compiled, scalar = numba.njit(lambda a, r: row_sum(a, r)), numba.njit(_row_sum_scalar)
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 7, 8, 9, 15, 16, 1000, 20003):
+        for dtype in (np.float32, np.float64):
+            # magnitudes from 1e-20 to 1e20: every change of order shows in the rounding
+            values = (rng.standard_normal((3, n)) * 10.0 ** rng.integers(-20, 20, (3, n))).astype(dtype)
+            for row in range(3):
+                assert compiled(values, row) == scalar(values, row) == row_sum(values, row)
+    strided = rng.standard_normal((4, 101)).astype(np.float32)[:, ::2]
+    assert compiled(strided, 1) == row_sum(strided, 1) == scalar(np.ascontiguousarray(strided), 1)
+
+
 def _every_value_model(seed: int) -> tuple[rv.Network, dict]:
     """LIF beside Kuramoto, AKOrN and an astrocyte: count, value and set projections, pulses, own dts, STDP."""
     net = rv.Network(dt=0.5 * ms, seed=seed)
