@@ -195,7 +195,7 @@ def test_the_prepared_gpu_script_runs_end_to_end_on_the_simulator(tmp_path):
     results = json.loads((tmp_path / "gpu_checks.json").read_text())
     assert results["machine"]["simulator"]
     for section in ("equality", "cuba", "cuba_dense", "mixed", "chunk_costs", "microcircuit", "delivery", "launches",
-                    "training", "shapes"):
+                    "launch_modes", "training", "shapes"):
         assert "error" not in results[section] and "skipped" not in results[section], (section, results[section])
     for name, shape in results["shapes"].items():
         assert shape["spikes"] > 0 and shape["by_target"] == shape["by_spike"] == {
@@ -206,10 +206,14 @@ def test_the_prepared_gpu_script_runs_end_to_end_on_the_simulator(tmp_path):
         assert delivery["spikes"] > 0 and delivery["faster"] in ("by_target", "by_spike")
         assert delivery["by_target"]["spikes_identical_to_numba"] and delivery["by_spike"]["spikes_identical_to_numba"]
     assert results["cuba"]["spikes_identical_to_numba"] and results["mixed"]["spikes_identical_to_numba"]
+    for name, modes in results["launch_modes"].items():
+        assert modes["spikes_identical"] and modes["spikes"] > 0 and modes["cooperative_used"], (name, modes)
     for costs in results["chunk_costs"].values():  # the simulator runs kernels on the host: no waits to speak of
         assert costs["chunks"] == 20 and costs["host_us_per_chunk"] > costs["waits_us_per_chunk"] >= 0
     launches = results["launches"]
-    assert launches["cuba"]["chunks"] == 20 and launches["most_per_chunk"] == 2.0
+    # 20 chunks in one cooperative launch
+    assert launches["cuba"]["chunks"] == 20 and launches["cuba"]["launches"] == 1
+    assert launches["most_per_chunk"] == 1 / 20
     # a copy per chunk or per value window (the mixed network's astrocyte updates every chunk) would give >= 1;
     # what a longer run adds is the new spikes of populations that first spike in it
     assert all(launches[name]["copies_to_host_per_chunk"] < 0.5 for name in ("cuba", "cuba_dense", "mixed"))
@@ -222,7 +226,7 @@ import json, os, sys
 import ranvier as rv
 from ranvier.units import mV, ms
 sys.path.insert(0, os.path.join(TESTS, os.pardir, "benchmarks", "gpu"))
-from gpu_checks import counting_chunks, counting_launches
+from gpu_checks import counting_chunks, counting_launches, launching
 
 def build():
     net = rv.networks.cuba(n=120, seed=3, delay=0.3 * ms)  # CSR projections; chunks of 3 steps
@@ -230,11 +234,12 @@ def build():
     net.connect(rv.connect.PoissonInput(2000.0, 20), net["exc"], weight=1.0 * mV, receptor="exc")
     return net
 
-def run(backend, steps):
-    net = build()
-    spikes = [net.record(name, "spikes") for name in ("exc", "inh")]
-    v = net.record("exc", "v", ids=[0, 5, 5], every=2 * net.dt)
-    net.run(2 * net.dt, backend=backend)  # lowers and compiles
+def run(backend, steps, cooperative=True):
+    with launching(cooperative):
+        net = build()
+        spikes = [net.record(name, "spikes") for name in ("exc", "inh")]
+        v = net.record("exc", "v", ids=[0, 5, 5], every=2 * net.dt)
+        net.run(2 * net.dt, backend=backend)  # lowers and compiles
     lowered = net._simulation.lowered
     chunks = counting_chunks(lowered)
     with counting_launches() as counted:
@@ -243,20 +248,24 @@ def run(backend, steps):
             dict(net.stats.synaptic_events_by_projection), lowered.chunk, chunks["n"], counted)
 
 reference, short, long = run("numpy", 30), run("cuda", 30), run("cuda", 60)
-print(json.dumps({"same": reference[:3] == short[:3], "spikes": sum(len(ids) for _, ids in reference[0]),
-                  "chunk": short[3], "chunks": [short[4], long[4]], "launches": [short[5]["launches"],
-                  long[5]["launches"]], "copies": [short[5]["copies"], long[5]["copies"]]}))
+two = run("cuda", 30, cooperative=False)
+print(json.dumps({"same": reference[:3] == short[:3] == two[:3], "spikes": sum(len(ids) for _, ids in reference[0]),
+                  "chunk": short[3], "chunks": [short[4], long[4], two[4]],
+                  "launches": [short[5]["launches"], long[5]["launches"], two[5]["launches"]],
+                  "copies": [short[5]["copies"], long[5]["copies"]]}))
 """
 
 
 @pytest.mark.slow
-def test_a_chunk_takes_two_launches_and_no_copy_to_the_host_on_the_simulator(on_cuda_simulator):
-    """LIF populations, CSR and all-to-all projections, a Poisson drive and a state monitor: an update
-    and a delivery launch per min-delay chunk, and the copies of a run do not grow with its chunks."""
+def test_a_run_takes_one_cooperative_launch_and_no_copy_to_the_host_on_the_simulator(on_cuda_simulator):
+    """LIF populations, CSR and all-to-all projections, a Poisson drive and a state monitor: a run's chunks
+    (10 and 20, fewer than ``CHUNKS_PER_LAUNCH``, with room in every spike buffer) are one cooperative
+    launch; as two launches each (``update``, ``deliver``) they give the same spikes, samples and events;
+    and the copies of a run do not grow with its chunks."""
     result = on_cuda_simulator(_LAUNCHES)
     assert result["same"] and result["spikes"] > 50
-    assert result["chunk"] == 3 and result["chunks"] == [10, 20]
-    assert result["launches"] == [2 * chunks for chunks in result["chunks"]]
+    assert result["chunk"] == 3 and result["chunks"] == [10, 20, 10]
+    assert result["launches"] == [1, 1, 20]
     assert result["copies"][0] == result["copies"][1]
 
 
@@ -291,14 +300,14 @@ print(json.dumps({"same_spikes": reference[0] == long[0], "spikes": sum(len(ids)
 
 
 @pytest.mark.slow
-def test_a_mixed_network_takes_two_launches_a_chunk_and_stays_on_the_device_on_the_simulator(on_cuda_simulator):
+def test_a_mixed_network_takes_one_launch_a_run_and_stays_on_the_device_on_the_simulator(on_cuda_simulator):
     """CUBA with an STDP projection, Kuramoto oscillators, an astrocyte at the network's dt and a CfC: learning
-    and every value window run in the delivery kernel's last block, so a chunk is two launches, a run copies no
-    more to the host when it spans twice the value windows, and it matches numpy."""
+    and every value window run in the delivery part's last block, so a run of 50 or 100 chunks is one
+    cooperative launch, copies no more to the host when it spans twice the value windows, and matches numpy."""
     result = on_cuda_simulator(_MIXED_COPIES)
     assert result["on_device"] == ["astro", "cfc", "osc"]
     for launches, chunks in result["launches_and_chunks"]:
-        assert chunks >= 50 and launches == 2 * chunks
+        assert chunks >= 50 and launches == 1
     assert result["copies"][0] == result["copies"][1]
     assert result["same_spikes"] and result["spikes"] > 20
     assert result["output_range"] > 1e-3 and result["output_difference"] <= 1e-11
@@ -387,9 +396,10 @@ def test_delivery_by_target_is_chosen_where_rows_ascend_and_no_convolution(monke
 
 @pytest.mark.slow
 def test_every_generated_kernel_compiles_for_a_gpu_without_one():
-    """``benchmarks/gpu/ptx_check.py``: the update and delivery kernels of the GPU check's networks (and of
-    per-synapse delays, a convolution, Poisson drives, an LTC, Equations models), delivered by target and by
-    spike, compile to PTX for compute capability 9.0 with NVVM alone, which the simulator (untyped) cannot show."""
+    """``benchmarks/gpu/ptx_check.py``: the cooperative ``chunks`` kernel and the update and delivery kernels of
+    the GPU check's networks (and of per-synapse delays, a convolution, Poisson drives, an LTC, Equations models),
+    delivered by target and by spike, compile to PTX for compute capability 9.0 with NVVM alone, which the
+    simulator (untyped) cannot show."""
     repo = Path(__file__).resolve().parents[1]
     environment = {name: value for name, value in os.environ.items() if name != "NUMBA_ENABLE_CUDASIM"}
     finished = subprocess.run([sys.executable, str(repo / "benchmarks" / "gpu" / "ptx_check.py")], env=environment,
@@ -400,14 +410,15 @@ def test_every_generated_kernel_compiles_for_a_gpu_without_one():
     assert finished.returncode == 0 and record["failures"] == [], record["failures"]
     assert len(record["networks"]) == 16
     for name, kernels in record["networks"].items():
-        assert sorted(kernel["kernel"] for kernel in kernels) == ["deliver", "update"], name
+        assert sorted(kernel["kernel"] for kernel in kernels) == ["chunks", "deliver", "update"], name
         assert all(kernel["ptx_lines"] > 500 and 0 < kernel["parameter_bytes"] <= 32_764 for kernel in kernels)
 
 
 def test_a_chunk_kernel_marshals_its_arguments_once_and_again_after_a_reset(monkeypatch):
     """``cuda_backend._Launch`` (no GPU: numba's dispatcher and ``cuda.core``'s launch stand in): the first
     launch goes through numba; later ones reuse its converted parameters with only the changing integers
-    replaced; a reset, or a host array (which numba copies at every launch), sends launches through numba."""
+    replaced; a reset, or a host array (which numba copies at every launch), sends launches through numba; a
+    kernel that synchronises its grid is launched cooperatively."""
     import ctypes
     import types as pytypes
 
@@ -425,6 +436,7 @@ def test_a_chunk_kernel_marshals_its_arguments_once_and_again_after_a_reset(monk
 
     class Compiled:
         argument_types = (types.int64[:], types.int64, types.int32)
+        cooperative = False  # numba's flag: the kernel synchronises its grid
         _codelibrary = pytypes.SimpleNamespace(get_cufunc=lambda: pytypes.SimpleNamespace(kernel="kernel"))
 
         def __init__(self):
@@ -466,6 +478,13 @@ def test_a_chunk_kernel_marshals_its_arguments_once_and_again_after_a_reset(monk
     for start in (0, 1):
         through_numba({"ring": host_array, "start": start, "length": 3})
     assert len(host.calls) == 2 and len(launched) == 2
+    # a kernel with a grid-wide barrier (``chunks``) is launched cooperatively, as numba would
+    cooperative = Configured()
+    cooperative.compiled.cooperative = True
+    chunks = cuda_backend._Launch(cooperative, ("ring", "start", "length"), changing=("start",))
+    for start in (0, 1):
+        chunks({"ring": device_array, "start": start, "length": 3})
+    assert len(cooperative.calls) == 1 and launched[-1][1]["is_cooperative"] is True
 
 
 def test_a_numba_cuda_that_wants_np_row_stack_is_a_clear_error():

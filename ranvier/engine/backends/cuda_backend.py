@@ -1,9 +1,12 @@
 """The CUDA backend (numba.cuda): the same model step functions as device functions.
 
-A min-delay chunk is two launches of kernels generated for the network's structure
-(:mod:`.cuda_chunk`), whatever the network holds: ``update`` takes every neuron of every spiking
-population through all the chunk's steps (a thread per neuron: drives, step, finite test, spike
-flags, state monitor samples), and its last block to finish writes the spike lists in the
+A stretch's min-delay chunks run in cooperative launches of one kernel generated for the network's
+structure (:mod:`.cuda_chunk`), up to :data:`CHUNKS_PER_LAUNCH` chunks a launch whatever the network
+holds; the host writes a plan (a row per chunk: its first step and length, its monitors' sample
+indices) and uploads it before each launch. Each chunk is two parts with a grid-wide barrier
+after each (on a device without cooperative launches, two launches): ``update`` takes every
+neuron of every spiking population through all the chunk's steps (a thread per neuron: drives,
+step, finite test, spike flags, state monitor samples), and its last block to finish writes the spike lists in the
 reference order (per population by step, then neuron) and emits the scheduled populations'
 spikes; ``deliver`` sends every spike of the chunk through every projection (CSR with one or
 per-synapse delays, implicit all-to-all, convolution) into the targets' delay ring buffers, by
@@ -13,10 +16,11 @@ populations whose windows end with the chunk (:mod:`.cuda_window`). Spike counts
 device: the kernels read them there.
 
 The host reads nothing per chunk. It keeps an upper bound of each spike buffer's fill (the
-populations' spike bounds times the steps run) and reads the device's counts only when a buffer
-could overflow; it reads ``status`` (a state that is not finite, a full spike buffer: the first in
-the reference order, recorded by the kernels) then and at the end of every stretch. Each kernel
-returns at once while ``status`` holds a failure, so the run ends as if it had stopped there.
+populations' spike bounds times the steps run) and plans chunks until a buffer could overflow;
+then it launches them and reads the device's counts; it reads ``status`` (a state that is not
+finite, a full spike buffer: the first in the reference order, recorded by the kernels) then and
+at the end of every stretch. Each part returns at once while ``status`` holds a failure, so the run
+ends as if it had stopped there.
 
 Determinism: delivered by target (networks up to ``cuda_chunk.TARGET_DELIVERY_MAX_SYNAPSES``
 synapses without convolutions or rows in arbitrary order), every input is summed in the reference
@@ -87,6 +91,22 @@ _MAX_BLOCKS = 1 if _SIMULATED else 1 << 16
 _DELIVERY_THREADS = 4 if _SIMULATED else 64
 #: the most blocks the delivery kernel runs: they stride over the chunk's spikes
 _MAX_DELIVERY_BLOCKS = 1 if _SIMULATED else 1 << 12
+#: whether a stretch's chunks run as cooperative launches of ``chunks``, up to :data:`CHUNKS_PER_LAUNCH` in
+#: each (else as two launches each, ``update`` then ``deliver``): set False before a network's first cuda run
+COOPERATIVE = True
+#: the most chunks one cooperative launch runs (the rows of its plan)
+CHUNKS_PER_LAUNCH = 1024
+
+
+def _launches_cooperatively() -> bool:
+    """Whether the device runs cooperative launches (a grid whose blocks synchronise; the simulator does, with one
+    block)."""
+    if _SIMULATED:
+        return True
+    try:
+        return bool(cuda.get_current_device().COOPERATIVE_LAUNCH)
+    except AttributeError:  # a numba.cuda that does not read the attribute
+        return False
 
 
 class _Launch:
@@ -161,7 +181,7 @@ class _Launch:
                 return False
             options = {"grid": self.configured.griddim, "block": self.configured.blockdim,
                        "shmem_size": self.configured.sharedmem}
-            options["is_cooperative" if dispatcher.CUDA_CORE_GE_1_0 else "cooperative_launch"] = False
+            options["is_cooperative" if dispatcher.CUDA_CORE_GE_1_0 else "cooperative_launch"] = compiled.cooperative
             return (dispatcher.launch, dispatcher.LaunchConfig(**options),
                     compiled._codelibrary.get_cufunc().kernel, parameters, slots)
         except (AttributeError, ImportError, TypeError):  # another numba.cuda: launch through numba
@@ -340,17 +360,27 @@ class CudaRunner(Runner):
         # configured once: the launches of a chunk
         changing = ("start", "length", *(f"m{m}_base" for m, _ in self.sampled),
                     *(f"m{m}_sample" for m, _ in cuda_window.value_monitors(lowered)))
-        self._update = _Launch(self.kernels.update[min(_MAX_BLOCKS, max(1, layout.tiles)), _THREADS],
-                               tuple(self.kernels.update_arguments), changing)
-        if self.kernels.by_target:
+        update_blocks = min(_MAX_BLOCKS, max(1, layout.tiles))
+        self._update = _Launch(self.kernels.update[update_blocks, _THREADS], tuple(self.kernels.update_arguments),
+                               changing)
+        if not lowered.projections:
+            most = 1
+        elif self.kernels.by_target:
             # a thread per target neuron, grid-stride over each target population
             most = -(-max(lowered.populations[j.post].n for j in lowered.projections) // _DELIVERY_THREADS)
         else:
             # a block per spike, grid-stride over the chunk's spikes (at most the populations' bounds)
             most = sum(lowered.populations[j.pre].spike_bound for j in lowered.projections) * chunk
+        deliver_blocks = min(_MAX_DELIVERY_BLOCKS, max(1, most))
         self._deliver = (None if self.kernels.deliver is None else _Launch(
-            self.kernels.deliver[min(_MAX_DELIVERY_BLOCKS, max(1, most)), _DELIVERY_THREADS],
-            tuple(self.kernels.deliver_arguments), changing))
+            self.kernels.deliver[deliver_blocks, _DELIVERY_THREADS], tuple(self.kernels.deliver_arguments), changing))
+        # ``chunks``: a row of the plan per chunk, uploaded before each launch; its grid is made at its first
+        # launch (it is bounded by how many blocks of the compiled kernel the device holds at once)
+        self._plan = np.zeros((CHUNKS_PER_LAUNCH, len(cuda_chunk.plan_columns(lowered))), dtype=np.int64)
+        arguments["plan"], arguments["batch"] = cuda.to_device(self._plan), 0
+        self._chunk_blocks = max(update_blocks, -(-deliver_blocks * _DELIVERY_THREADS // _THREADS))
+        self._chunks: _Launch | None = None
+        self._cooperative = COOPERATIVE and _launches_cooperatively()
 
     def _window_arguments(self, arguments: dict) -> None:
         """The arguments of the end of a chunk (:mod:`.cuda_window`): learning and value populations."""
@@ -395,13 +425,14 @@ class CudaRunner(Runner):
             arguments[f"m{m}_values"] = monitors[m][2]
         value_monitors = [(m, lowered.state_monitors[m], self.values[v].host.period)
                           for m, v in cuda_window.value_monitors(lowered)]
-        for launch in (self._update, self._deliver):
+        for launch in (self._update, self._deliver, self._chunks):
             if launch is not None:  # this stretch's monitor buffers, say
                 launch.reset()
         # the steps every spike buffer has room for, were each population to spike at its bound every step
-        # (one integer, counted down per chunk: the host's loop is most of a chunk's time on a GPU); the
-        # device's counts are read only when a chunk could overflow one
+        # (one integer, counted down per chunk); the device's counts are read only when a chunk could
+        # overflow one, after launching the chunks planned until then
         room = self._room(counts)
+        planned = 0
         step = start
         while step < stop:
             length = min(lowered.chunk, stop - step)
@@ -410,21 +441,24 @@ class CudaRunner(Runner):
                 # a chunk ends where an elementwise value population updates
                 length = min(length, boundary - step)
             if length > room:
+                planned = self._launch_planned(planned)
                 if self._failed():
                     break
                 room = self._room(self.spike_counts.copy_to_host())
                 if length > room:
                     break
-            arguments["start"], arguments["length"] = step, length
-            for m, monitor in self.sampled:
-                arguments[f"m{m}_base"] = self._sample_steps(monitor, step, length)
-            for m, monitor, period in value_monitors:
-                arguments[f"m{m}_sample"] = self._value_sample(monitor, period, step + length)
-            self._update(arguments)
-            if self._deliver is not None:  # its last block learns and updates the value populations
-                self._deliver(arguments)
+            row = self._plan[planned]
+            row[0], row[1] = step, length
+            for column, (_, monitor) in enumerate(self.sampled, start=2):
+                row[column] = self._sample_steps(monitor, step, length)
+            for column, (_, monitor, period) in enumerate(value_monitors, start=2 + len(self.sampled)):
+                row[column] = self._value_sample(monitor, period, step + length)
+            planned += 1
+            if planned == len(self._plan):
+                planned = self._launch_planned(planned)
             room -= length
             step += length
+        self._launch_planned(planned)
         status = self.status.copy_to_host()
         if status[0]:  # a state that is not finite, or a full spike buffer: the first in the reference order
             lowered.status[:] = status
@@ -435,6 +469,48 @@ class CudaRunner(Runner):
                 kept = self._kept_before(monitor, status)
                 monitor.count[0] = np.searchsorted(monitor.steps[:int(monitor.count[0])], kept)
         return step if lowered.status[0] == Status.OK else int(lowered.status[2])
+
+    def _launch_planned(self, planned: int) -> int:
+        """Run the first ``planned`` chunks of the plan: in one cooperative launch of ``chunks``, or (without
+        :data:`COOPERATIVE`, or on a device without cooperative launches) two launches each. Returns 0, the
+        chunks planned after it."""
+        if planned == 0:
+            return 0
+        arguments = self._chunk_arguments
+        launch = self._chunks_launch(arguments) if self._cooperative else None
+        if launch is not None:
+            arguments["plan"][:planned].copy_to_device(self._plan[:planned])
+            arguments["batch"] = planned
+            launch(arguments)
+            return 0
+        names = cuda_chunk.plan_columns(self.lowered)
+        for row in self._plan[:planned]:
+            arguments.update(zip(names, (int(value) for value in row), strict=True))
+            self._update(arguments)
+            if self._deliver is not None:  # its last block learns and updates the value populations
+                self._deliver(arguments)
+        return 0
+
+    def _chunks_launch(self, arguments: dict) -> _Launch | None:
+        """The configured ``chunks`` kernel: as many blocks as the chunk's two launches use, at most as many as
+        the device runs at once (a cooperative grid must be resident), which needs the kernel compiled. None,
+        with a warning, where it does not compile (a grid-wide barrier links CUDA's device runtime,
+        ``libcudadevrt``, which a machine may lack): chunks then take two launches each."""
+        if self._chunks is None:
+            kernel, names = self.kernels.chunks, tuple(self.kernels.chunks_arguments)
+            blocks = self._chunk_blocks
+            if not _SIMULATED:
+                try:
+                    with cuda_chunk.unfused():
+                        compiled = kernel.compile(tuple(kernel.typeof_pyval(arguments[name]) for name in names))
+                except Exception as error:  # noqa: BLE001  (any failure to build it leaves the two launches)
+                    warnings.warn(f"cuda: the cooperative kernel did not compile ({type(error).__name__}: {error}); "
+                                  "each chunk runs as two launches", RuntimeWarning, stacklevel=4)
+                    self._cooperative = False
+                    return None
+                blocks = max(1, min(blocks, compiled.max_cooperative_grid_blocks(_THREADS)))
+            self._chunks = _Launch(kernel[blocks, _THREADS], names, ("batch",))
+        return self._chunks
 
     def _room(self, counts: np.ndarray) -> int:
         """The steps after which, from ``counts`` spikes held, a population spiking at its bound every step could

@@ -1,10 +1,21 @@
-"""The cuda backend's chunk kernels: two launches per min-delay chunk, generated per network structure.
+"""The cuda backend's chunk kernels, generated per network structure: many min-delay chunks a launch.
+
+A chunk has two parts, each a device function (``_update_chunk``, ``_deliver_chunk``) that the
+grid runs together. The kernel ``chunks`` runs a stretch's chunks in one cooperative launch: for
+each row of its plan (a chunk's first step and length, and the sample indices of its monitors,
+written by the host), the update part, a grid-wide barrier (``cuda.cg.this_grid().sync()``), the
+delivery part and another barrier, so every block sees every spike list before it delivers and
+every delivery before the next chunk updates. A cooperative grid must fit on the device at once,
+so it holds at most as many blocks as the device runs together; every loop below strides over
+its work, so any grid computes the same. The kernels ``update`` and ``deliver`` run one part each,
+two launches a chunk, where a device runs no cooperative launches (or ``cuda_backend.COOPERATIVE``
+is off).
 
 Every delay is at least the chunk length, so a neuron's inputs for the steps of a chunk were all
 delivered by earlier chunks: its thread can take it through all of them without waiting for any
 other thread. A chunk is therefore
 
-1. ``update``: one thread per neuron of every spiking population (the populations in tiles of
+1. the update part: one thread per neuron of every spiking population (the populations in tiles of
    ``blockDim`` neurons, a block per tile, grid-stride over tiles, thread ``x`` of tile ``b``
    on neuron ``tile_first[b] + x``: state column i read by thread i, coalesced). For each step
    it gathers a population's window of input (its own dt), adds its Poisson drives, calls the
@@ -17,7 +28,7 @@ other thread. A chunk is therefore
    reference order: by step, then neuron), so each (step, tile) knows where its spikes go; the
    block's threads then write the spikes of the tiles that have any, and a thread per scheduled
    population emits its spikes as the CPU backends' ``emit_scheduled`` does.
-2. ``deliver``: every spike of the chunk through every projection, the spike counts read on the
+2. the delivery part: every spike of the chunk through every projection, the spike counts read on the
    device, in one of two ways (:func:`delivers_by_target` picks). *By target*: a thread per target
    neuron gathers its input, projection by projection, spike by spike, bisecting each spiking row
    (its targets ascend) for the synapses onto it, so every ring entry sums in the reference order
@@ -35,13 +46,18 @@ launch, or its last block, knows that every flag is written. The last block read
 tile totals (steps x neurons / ``blockDim`` of them) and the flags of only the tiles that spiked,
 so no thread loops over all neurons.
 
+The parts find their last block with a counter of their own (``done``, ``deliver_done``), which
+that block resets before the barrier: a part's blocks leave it by returning from its device
+function, never from the kernel, so each reaches every barrier of ``chunks``.
+
 Failures are recorded in reference order without the host looking: a neuron whose state is not
 finite, or a step whose spikes would not fit its buffer, ``atomic.min``s the key
 ``(population * chunk + step) * 2 + (0 for NOT_FINITE, 1 for an overflow)`` into ``failure``;
 the last block writes the smallest into ``status`` (as ``Status``, population, step), keeps the
 spikes of the steps before it (in population order, as the CPU backends that stop there) and
-clears ``failure``. Both kernels return at once while ``status[0]`` is set, so every later chunk
-leaves the state as it is and the run ends as if it had stopped at the failure.
+clears ``failure``. Both parts return at once while ``status[0]`` is set (every block reads it
+after a barrier, so all agree), so every later chunk leaves the state as it is and the run ends
+as if it had stopped at the failure.
 
 Kernels are compiled with ``cache=True`` from source written to the kernel cache (see
 :mod:`.kernel_cache`), named by a fingerprint of the source, the models' code and the libraries.
@@ -424,8 +440,8 @@ def _write_update(w: SourceWriter, lowered: LoweredNetwork) -> None:
     spiking = [index for index, population in enumerate(populations) if population.kind == Kind.SPIKING]
     w()
     w()
-    w("@cuda.jit(cache=True)")
-    with w.block(f"def update({', '.join(_update_arguments(lowered))}):"):
+    w("@cuda.jit(device=True)")
+    with w.block(f"def _update_chunk({', '.join(_update_arguments(lowered))}):"):
         with w.block("if status[0] != 0:"):
             w("return")
         w("x = cuda.threadIdx.x")
@@ -509,8 +525,8 @@ def _write_deliver(w: SourceWriter, lowered: LoweredNetwork, by_target: bool) ->
     projections = lowered.projections
     w()
     w()
-    w("@cuda.jit(cache=True)")
-    with w.block(f"def deliver({', '.join(_deliver_arguments(lowered))}):"):
+    w("@cuda.jit(device=True)")
+    with w.block(f"def _deliver_chunk({', '.join(_deliver_arguments(lowered))}):"):
         with w.block("if status[0] != 0:"):
             w("return")
         if lowered.counts:
@@ -607,9 +623,9 @@ def _write_target_delivery(w: SourceWriter, lowered: LoweredNetwork) -> None:
 
 
 def generate(lowered: LoweredNetwork, by_target: bool) -> str:
-    """The source of the network's ``update`` and ``deliver`` kernels (``advance = (update, deliver)``;
-    ``deliver`` is None without spike and count projections, learning and value populations), delivering
-    by target or by spike (:func:`delivers_by_target`)."""
+    """The source of the network's kernels (``advance = (update, deliver, chunks)``; ``deliver`` is None
+    without spike and count projections, learning and value populations), delivering by target or by
+    spike (:func:`delivers_by_target`)."""
     functions = numba_backend.spiking_steps(lowered)
     w = SourceWriter()
     w("# Generated by ranvier.engine.backends.cuda_chunk; do not edit.")
@@ -633,23 +649,75 @@ def generate(lowered: LoweredNetwork, by_target: bool) -> str:
             _write_neuron(w, lowered, index, functions[population.step_function])
     cuda_window.write_functions(w, lowered)
     _write_update(w, lowered)
-    delivers = bool(lowered.projections or lowered.counts) or cuda_window.needed(lowered)
+    delivers = _delivers(lowered)
     if delivers:
         _write_deliver(w, lowered, by_target)
+    _write_kernels(w, lowered)
     w()
     w()
-    w(f"advance = (update, {'deliver' if delivers else 'None'})")
+    w(f"advance = (update, {'deliver' if delivers else 'None'}, chunks)")
     return "\n".join(w.lines) + "\n"
+
+
+def _delivers(lowered: LoweredNetwork) -> bool:
+    """Whether a chunk has a delivery part: spike or count projections, learning or value populations."""
+    return bool(lowered.projections or lowered.counts) or cuda_window.needed(lowered)
+
+
+def plan_columns(lowered: LoweredNetwork) -> list[str]:
+    """The columns of ``chunks``' plan, a row per chunk: the arguments that change from chunk to chunk (its
+    first step and length, the first sample of each state monitor ``update`` samples, the sample row of
+    each value population's monitor or -1)."""
+    return ["start", "length", *(f"m{m}_base" for m in sampled_monitors(lowered)),
+            *(f"m{m}_sample" for m, _ in cuda_window.value_monitors(lowered))]
+
+
+def _chunks_arguments(lowered: LoweredNetwork) -> list[str]:
+    changing = set(plan_columns(lowered))
+    names = _update_arguments(lowered) + (_deliver_arguments(lowered) if _delivers(lowered) else [])
+    return ["plan", "batch", *(name for name in dict.fromkeys(names) if name not in changing)]
+
+
+def _write_kernels(w: SourceWriter, lowered: LoweredNetwork) -> None:
+    """The kernels: ``update`` and ``deliver``, a chunk's two launches, and ``chunks``, which runs ``batch``
+    chunks (the rows of ``plan``) in one cooperative launch, the whole grid synchronised after each part."""
+    update = ", ".join(_update_arguments(lowered))
+    deliver = ", ".join(_deliver_arguments(lowered)) if _delivers(lowered) else None
+    for name, arguments in (("update", update), ("deliver", deliver)):
+        if arguments is not None:
+            w()
+            w()
+            w("@cuda.jit(cache=True)")
+            with w.block(f"def {name}({arguments}):"):
+                w(f"_{name}_chunk({arguments})")
+    w()
+    w()
+    w("@cuda.jit(cache=True)")
+    with w.block(f"def chunks({', '.join(_chunks_arguments(lowered))}):"):
+        w("grid = cuda.cg.this_grid()")
+        with w.block("for c in range(batch):"):
+            for column, name in enumerate(plan_columns(lowered)):
+                w(f"{name} = plan[c, {column}]")
+            w(f"_update_chunk({update})")
+            # every flag and spike list of the chunk is written before any block delivers, and every
+            # delivery and value update before the next chunk's update reads the rings
+            w("grid.sync()")
+            if deliver is not None:
+                w(f"_deliver_chunk({deliver})")
+                w("grid.sync()")
 
 
 @dataclass
 class ChunkKernels:
-    """A network's two chunk kernels, the names of their arguments and whether ``deliver`` delivers by target."""
+    """A network's chunk kernels (a chunk's two, and ``chunks``, which runs several), the names of their
+    arguments and whether ``deliver`` delivers by target."""
 
     update: object
     deliver: object | None
+    chunks: object
     update_arguments: list[str]
     deliver_arguments: list[str]
+    chunks_arguments: list[str]
     by_target: bool
 
 
@@ -672,5 +740,6 @@ def load(lowered: LoweredNetwork) -> ChunkKernels:
     name = f"ranvier_cuda_{kernel_fingerprint(source + _own_source(), functions)}"
     if name not in _LOADED:
         _LOADED[name] = kernel_cache.load(name, source, functions)
-    update, deliver = _LOADED[name]
-    return ChunkKernels(update, deliver, _update_arguments(lowered), _deliver_arguments(lowered), by_target)
+    update, deliver, chunks = _LOADED[name]
+    return ChunkKernels(update, deliver, chunks, _update_arguments(lowered), _deliver_arguments(lowered),
+                        _chunks_arguments(lowered), by_target)
