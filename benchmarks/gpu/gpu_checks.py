@@ -23,7 +23,10 @@ takes the others from an earlier run's JSON (the report names them):
    compile (the first 10 ms), the real-time factor of the following run.
 4. ``launches``: kernel launches per min-delay chunk, counted over a short run of each network
    above, and device-to-host copies: those of a run and those per chunk (issue 14 asks for none
-   per window of the mixed network's value populations).
+   per window of the mixed network's value populations). A stretch's chunks run in cooperative
+   launches of ``chunks`` (``cuda_backend.COOPERATIVE``), so a run of a few hundred chunks is one launch.
+   ``launch_modes``: each network above with its chunks in cooperative launches and as two launches
+   each (``update``, ``deliver``), alternating: seconds per simulated second, and the same spikes.
 5. ``delivery``: CUBA and CUBA-dense with each of the cuda backend's deliveries (by target: a thread per
    target neuron in the reference order; by spike: a block per spike, atomic adds), alternating: seconds
    per simulated second and whether the spikes equal numba's (by target they must, on any GPU). The
@@ -89,14 +92,16 @@ class Sizes:
     repeats: int
     training: tuple[int, int, int]
     shape_duration: float
+    #: the networks ``launch_modes`` times
+    launch_networks: tuple[str, ...]
 
 
 FULL = Sizes(cuba=4000, dense=(10_000, 1000), mixed=(4000, 10_000, 64), equality=(400, 50), microcircuit_scale=1.0,
              duration=1.0, microcircuit_duration=1.0, equality_duration=0.05, count_steps=200, repeats=3,
-             training=(256, 100, 64), shape_duration=50 * ms)
+             training=(256, 100, 64), shape_duration=50 * ms, launch_networks=("cuba", "cuba_dense", "mixed"))
 SMALL = Sizes(cuba=200, dense=(300, 60), mixed=(200, 20, 8), equality=(200, 20), microcircuit_scale=0.002,
               duration=2 * ms, microcircuit_duration=1 * ms, equality_duration=10 * ms, count_steps=10, repeats=1,
-              training=(16, 10, 4), shape_duration=3 * ms)
+              training=(16, 10, 4), shape_duration=3 * ms, launch_networks=("cuba",))
 
 
 def mixed_network(n_cuba: int, n_oscillators: int, cfc_units: int = 0, seed: int = 1) -> rv.Network:
@@ -296,8 +301,9 @@ def chunk_costs(build, sizes: Sizes) -> dict:
 
     device_array.copy_to_host, CudaRunner._download = timed_copy, timed_download
     try:
-        # 200 chunks of 0.1 ms, 400 launches: fewer than a GPU's launch queue holds, so a device that is
-        # the bottleneck shows as the last wait (the host never blocks in a launch on a full queue)
+        # 200 chunks of 0.1 ms: one cooperative launch, or 400 launches (fewer than a GPU's launch queue
+        # holds), so a device that is the bottleneck shows as the last wait (the host never blocks in a
+        # launch on a full queue)
         duration = min(sizes.duration, 20 * ms)
         start = time.perf_counter()
         net.run(duration, backend="cuda")
@@ -322,6 +328,53 @@ def delivering(by_target: bool):
         yield
     finally:
         cuda_chunk.TARGET_DELIVERY_MAX_SYNAPSES = bound
+
+
+@contextlib.contextmanager
+def launching(cooperative: bool):
+    """Networks that first run while active run their chunks in cooperative launches of ``chunks`` (``cooperative``)
+    or as two launches each (``update``, ``deliver``)."""
+    from ranvier.engine.backends import cuda_backend
+
+    saved = cuda_backend.COOPERATIVE
+    cuda_backend.COOPERATIVE = cooperative
+    try:
+        yield
+    finally:
+        cuda_backend.COOPERATIVE = saved
+
+
+def launch_modes(builds: dict, sizes: Sizes) -> dict:
+    """``sizes.launch_networks`` on cuda with their chunks in cooperative launches and as two launches each,
+    alternating, after a compiling warm-up run: seconds per simulated second, the ratio, and whether the spikes
+    are the same."""
+    record = {}
+    modes = ("cooperative", "two_launches")
+    for name in sizes.launch_networks:
+        nets, monitors = {}, {}
+        for mode in modes:
+            with launching(mode == "cooperative"):
+                nets[mode] = builds[name]()
+                monitors[mode] = [nets[mode].record(population, "spikes") for population in ("exc", "inh")]
+                nets[mode].run(min(10 * ms, sizes.duration), backend="cuda")
+        duration = timed_duration([(net, "cuda") for net in nets.values()], sizes)
+        times: dict[str, list[float]] = {mode: [] for mode in modes}
+        for repeat in range(sizes.repeats):
+            for mode in modes if repeat % 2 == 0 else modes[::-1]:
+                start = time.perf_counter()
+                nets[mode].run(duration, backend="cuda")
+                times[mode].append((time.perf_counter() - start) / duration)
+        record[name] = {**{f"{mode}_s_per_simulated_s": statistics.median(times[mode]) for mode in modes},
+                        **{f"{mode}_range": [min(times[mode]), max(times[mode])] for mode in modes},
+                        "cooperative_over_two_launches": statistics.median(times["cooperative"])
+                        / statistics.median(times["two_launches"]),
+                        "spikes_identical": all(np.array_equal(a.steps, b.steps) and np.array_equal(a.ids, b.ids)
+                                                for a, b in zip(*monitors.values(), strict=True)),
+                        # False where the device runs no cooperative launches or the kernel did not build
+                        "cooperative_used": nets["cooperative"]._simulation.runner._cooperative,
+                        "spikes": int(sum(m.num_spikes for m in monitors["cooperative"])),
+                        "timed_simulated_s": duration}
+    return record
 
 
 def deliveries(builds: dict, sizes: Sizes) -> dict:
@@ -441,7 +494,7 @@ def launches(builds: dict, sizes: Sizes) -> dict:
                 net.run(steps * net.dt, backend="cuda")
             runs.append((chunks["n"], counted["launches"], counted["copies"]))
         (short_chunks, _, short_copies), (long_chunks, long_launches, long_copies) = runs
-        record[name] = {"chunks": long_chunks, "chunk_steps": lowered.chunk,
+        record[name] = {"chunks": long_chunks, "chunk_steps": lowered.chunk, "launches": long_launches,
                         "launches_per_chunk": long_launches / max(1, long_chunks),
                         "copies_to_host_per_run": short_copies,
                         "copies_to_host_per_chunk": (long_copies - short_copies) / max(1, long_chunks - short_chunks)}
@@ -538,8 +591,8 @@ def report(results: dict) -> str:
     equal = results.get("equality", {})
     lines += ["", f"Equality with numpy (mixed network): identical = {equal.get('identical')}; "
               f"`{json.dumps(equal)}`", ""]
-    for section in ("cuba", "cuba_dense", "mixed", "chunk_costs", "microcircuit", "launches", "delivery", "training",
-                    "shapes"):
+    for section in ("cuba", "cuba_dense", "mixed", "chunk_costs", "microcircuit", "launches", "launch_modes",
+                    "delivery", "training", "shapes"):
         lines.append(f"- {section}: `{json.dumps(results.get(section, 'not run'))}`")
     return "\n".join(lines) + "\n"
 
@@ -566,6 +619,7 @@ def main() -> None:
                 ("chunk_costs", lambda: {name: chunk_costs(builds[name], sizes) for name in ("cuba", "cuba_dense")}),
                 ("microcircuit", lambda: microcircuit(sizes)),
                 ("launches", lambda: launches(builds, sizes)),
+                ("launch_modes", lambda: launch_modes(builds, sizes)),
                 ("delivery", lambda: deliveries(builds, sizes)),
                 ("training", lambda: training(sizes)),
                 ("shapes", lambda: shapes(sizes))]

@@ -6,7 +6,8 @@ numba.cuda compiles a kernel to PTX with NVIDIA's NVVM library alone (no driver,
 builds the networks of the GPU check (``gpu_checks.py``: CUBA, CUBA-dense, the mixed network with
 STDP, Kuramoto oscillators, an astrocyte and a CfC, the microcircuit) and a few more shapes
 (per-synapse delays, a convolution, Poisson drives, an LTC, state monitors, Equations models
-calling ``exp`` and ``sqrt``, AKOrN), each delivered by target and by spike; lets the cuda backend
+calling ``exp`` and ``sqrt``, AKOrN), each delivered by target and by spike, in cooperative launches of
+``chunks`` and in a chunk's two launches (``update``, ``deliver``); lets the cuda backend
 prepare and advance each with host arrays standing in for device arrays; records the arguments
 of every launch; and compiles each launched kernel for those argument types with
 ``cuda.compile_ptx`` for compute capability 9.0 (H100/H200), as the backend compiles it (without
@@ -37,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gpu_checks  # noqa: E402  (benchmarks/gpu is not a package)
 
 import ranvier as rv  # noqa: E402
-from ranvier.engine.backends import cuda_chunk  # noqa: E402
+from ranvier.engine.backends import cuda_backend, cuda_chunk  # noqa: E402
 from ranvier.errors import RecordingError  # noqa: E402
 from ranvier.units import ms  # noqa: E402
 
@@ -85,22 +86,40 @@ class _Recorder:
 
     def __getitem__(self, configuration):
         def launch(*arguments):
-            types = tuple(numba.typeof(a.view(np.ndarray) if isinstance(a, np.ndarray) else a) for a in arguments)
-            self.launches.setdefault((self.kernel.py_func, types), self.kernel.py_func.__name__)
+            self.compile(tuple(self.typeof_pyval(argument) for argument in arguments))
         return launch
+
+    @staticmethod
+    def typeof_pyval(argument):
+        return numba.typeof(argument.view(np.ndarray) if isinstance(argument, np.ndarray) else argument)
+
+    def compile(self, types: tuple):
+        """Record the kernel for ``types``; what the backend asks of the compiled kernel (the blocks of a
+        cooperative grid) answers one."""
+        self.launches.setdefault((self.kernel.py_func, types), self.kernel.py_func.__name__)
+        return _CompiledStandIn()
+
+
+class _CompiledStandIn:
+    @staticmethod
+    def max_cooperative_grid_blocks(threads: int) -> int:
+        return 1
 
 
 @contextlib.contextmanager
-def recording(launches: dict):
-    """The cuda backend on host arrays, its kernels recorded into ``launches`` instead of launched."""
+def recording(launches: dict, cooperative: bool):
+    """The cuda backend on host arrays, its kernels recorded into ``launches`` instead of launched: ``chunks``
+    (``cooperative``), or ``update`` and ``deliver``."""
     names = ("is_available", "to_device", "device_array", "device_array_like")
     saved = {name: getattr(cuda, name) for name in names}
     load = cuda_chunk.load
+    launches_cooperatively = cuda_backend._launches_cooperatively
 
     def recorded_load(lowered):
         kernels = load(lowered)
         kernels.update = _Recorder(kernels.update, launches)
         kernels.deliver = None if kernels.deliver is None else _Recorder(kernels.deliver, launches)
+        kernels.chunks = _Recorder(kernels.chunks, launches)
         return kernels
 
     cuda.is_available = lambda: True
@@ -109,12 +128,14 @@ def recording(launches: dict):
         np.zeros(shape, dtype=dtype))
     cuda.device_array_like = lambda array, stream=0: _host(np.zeros_like(array))
     cuda_chunk.load = recorded_load
+    cuda_backend._launches_cooperatively = lambda: cooperative
     try:
         yield
     finally:
         for name, value in saved.items():
             setattr(cuda, name, value)
         cuda_chunk.load = load
+        cuda_backend._launches_cooperatively = launches_cooperatively
 
 
 @contextlib.contextmanager
@@ -164,12 +185,13 @@ def main() -> int:
     for name, build in networks().items():
         for by_target in (True, False):
             launches: dict = {}
-            with recording(launches), gpu_checks.delivering(by_target):
-                net = build()
-                for population in list(net.populations):
-                    with contextlib.suppress(RecordingError):  # a value population has no spikes to record
-                        net.record(population, "spikes")
-                net.run(3 * ms, backend="cuda")
+            for cooperative in (True, False):
+                with recording(launches, cooperative), gpu_checks.delivering(by_target):
+                    net = build()
+                    for population in list(net.populations):
+                        with contextlib.suppress(RecordingError):  # a value population has no spikes to record
+                            net.record(population, "spikes")
+                    net.run(3 * ms, backend="cuda")
             label = f"{name}/{'by_target' if by_target else 'by_spike'}"
             compiled = []
             for (function, types), kernel in launches.items():
