@@ -269,6 +269,74 @@ def test_a_run_takes_one_cooperative_launch_and_no_copy_to_the_host_on_the_simul
     assert result["copies"][0] == result["copies"][1]
 
 
+_PAUSES = """
+import json, os, sys
+import numpy as np
+import ranvier as rv
+from ranvier.engine import lowering
+from ranvier.units import mV, ms
+sys.path.insert(0, os.path.join(TESTS, os.pardir, "benchmarks", "gpu"))
+from gpu_checks import counting_launches, launching, mixed_network
+lowering._MIN_SPIKE_CAPACITY = 1  # spike buffers of four chunks at the populations' bounds
+
+def burst(net):
+    # 50 sources spiking in every step: their buffer fills within a few chunks, so the kernels pause often
+    steps, ids = np.meshgrid(np.arange(1, 80), np.arange(50), indexing="ij")
+    source = net.population(rv.neurons.SpikeSource(steps.ravel() * net.dt, ids.ravel()), name="burst")
+    net.connect(source, net["exc"], rv.connect.FixedInDegree(5), weight=0.05 * mV, delay=0.3 * ms, receptor="exc")
+
+def cuba():
+    net = rv.networks.cuba(n=120, seed=3, delay=0.3 * ms)  # chunks of 3 steps
+    net.connect(rv.connect.PoissonInput(2000.0, 20), net["exc"], weight=1.0 * mV, receptor="exc")
+    burst(net)
+    return net, ("exc", "inh", "burst"), None
+
+def mixed():
+    net = mixed_network(120, 10, cfc_units=8)
+    net.connect(rv.connect.PoissonInput(2000.0, 20), net["exc"], weight=1.0 * mV, receptor="exc")
+    burst(net)
+    return net, ("exc", "inh", "osc", "burst"), "cfc"
+
+def run(build, backend, cooperative=True):
+    with launching(cooperative):
+        net, names, value = build()
+        spikes = [net.record(name, "spikes") for name in names]
+        v = net.record("exc", "v", ids=[0, 3, 3], every=2 * net.dt)
+        output = net.record(value, "output") if value else None
+        with counting_launches() as counted:
+            net.run(60 * net.dt, backend=backend)
+    return ([[m.steps.tolist(), m.ids.tolist()] for m in spikes], v.values.tolist(), v.t.tolist(),
+            dict(net.stats.synaptic_events_by_projection), [] if output is None else output.values.tolist(),
+            counted["launches"])
+
+record = {}
+for name, build in (("cuba", cuba), ("mixed", mixed)):
+    reference = run(build, "numpy")
+    record[name] = {"spikes": sum(len(ids) for _, ids in reference[0]), "launches": {}, "same": {}}
+    for mode in ("cooperative", "two_launches") if name == "cuba" else ("cooperative",):
+        result = run(build, "cuda", mode == "cooperative")
+        record[name]["same"][mode] = result[:5] == reference[:5]
+        record[name]["launches"][mode] = result[5]
+print(json.dumps(record))
+"""
+
+
+@pytest.mark.slow
+def test_the_kernels_pause_before_a_chunk_that_could_overflow_a_spike_buffer_on_the_simulator(on_cuda_simulator):
+    """Spike buffers of four chunks at their populations' bounds, and a source that fills its buffer: the kernels
+    stop themselves before each chunk that could overflow one, the host takes back the monitor samples it had
+    recorded for the chunks not run, the simulation empties the buffers and goes on. Spikes, state samples and
+    their times, a CfC's recorded outputs and synaptic events stay numpy's, in cooperative launches and in two
+    launches a chunk."""
+    result = on_cuda_simulator(_PAUSES)
+    for name, record in result.items():
+        assert record["spikes"] > 3000 and all(record["same"].values()), (name, record)
+    # 3000 burst spikes into buffers of 600 (chunks of 3 steps) or 200 (1 step): a launch per pause, and more
+    assert result["cuba"]["launches"]["cooperative"] >= 5 and result["mixed"]["launches"]["cooperative"] >= 15
+    # two launches a chunk for 20 chunks, and for the chunks planned after a pause (they return at once)
+    assert result["cuba"]["launches"]["two_launches"] > 40
+
+
 _MIXED_COPIES = """
 import json, os, sys
 import numpy as np

@@ -691,3 +691,6 @@ class Status(enum.IntEnum):
     OK = 0
     NOT_FINITE = 1
     SPIKE_OVERFLOW = 2
+    #: the cuda kernels stopped before a chunk that could overflow a spike buffer, at step ``status[2]``; the
+    #: cuda runner takes it back (the host empties the buffers and goes on), so it never reaches the simulation
+    PAUSED = 3

@@ -15,12 +15,13 @@ block per spike, atomic adds), and its last block to finish runs the chunk's STD
 populations whose windows end with the chunk (:mod:`.cuda_window`). Spike counts stay on the
 device: the kernels read them there.
 
-The host reads nothing per chunk. It keeps an upper bound of each spike buffer's fill (the
-populations' spike bounds times the steps run) and plans chunks until a buffer could overflow;
-then it launches them and reads the device's counts; it reads ``status`` (a state that is not
-finite, a full spike buffer: the first in the reference order, recorded by the kernels) then and
-at the end of every stretch. Each part returns at once while ``status`` holds a failure, so the run
-ends as if it had stopped there.
+The host reads nothing per chunk. It plans a batch of chunks while the device runs the one before,
+and reads ``status`` before launching the next: the kernels stop themselves before a chunk that
+could overflow a spike buffer (``Status.PAUSED``: the host takes back the monitor samples it
+recorded for the chunks not run and returns their first step, and the simulation empties the
+buffers and goes on) and after a failure (a state that is not finite, a full spike buffer: the
+first in the reference order). Each part returns at once while ``status`` is set, so the run ends
+as if it had stopped there.
 
 Determinism: delivered by target (networks up to ``cuda_chunk.TARGET_DELIVERY_MAX_SYNAPSES``
 synapses without convolutions or rows in arbitrary order), every input is summed in the reference
@@ -313,8 +314,6 @@ class CudaRunner(Runner):
         self.kernels = cuda_chunk.load(lowered)
         tiles = max(1, layout.tiles)  # device arrays of at least one entry
         self.spike_counts = cuda.to_device(np.zeros(len(lowered.populations), dtype=np.int64))
-        self.capacities = np.array([len(p.spike_ids) for p in lowered.populations], dtype=np.int64)
-        self.spike_bounds = np.array([p.spike_bound for p in lowered.populations], dtype=np.int64)
         arguments = {
             "status": self.status, "failure": cuda.to_device(np.full(1, cuda_chunk.NO_FAILURE, dtype=np.int64)),
             "done": cuda.to_device(np.zeros(1, dtype=np.int64)), "tiles": layout.tiles,
@@ -322,7 +321,8 @@ class CudaRunner(Runner):
             "tile_first": cuda.to_device(np.resize(layout.first, tiles)), "tile_ranges": cuda.to_device(layout.ranges),
             "spike_counts": self.spike_counts,
             "chunk_first": cuda.to_device(np.zeros(len(lowered.populations), dtype=np.int64)),
-            "capacities": cuda.to_device(self.capacities),
+            "capacities": cuda.to_device(np.array([len(p.spike_ids) for p in lowered.populations], dtype=np.int64)),
+            "spike_bounds": cuda.to_device(np.array([p.spike_bound for p in lowered.populations], dtype=np.int64)),
             "offsets": cuda.device_array((chunk, tiles), dtype=np.int64),
             "step_ends": cuda.device_array((chunk, len(lowered.populations)), dtype=np.int64),
             "flags": cuda.device_array((chunk, tiles * _THREADS), dtype=np.int32),
@@ -376,8 +376,10 @@ class CudaRunner(Runner):
             self.kernels.deliver[deliver_blocks, _DELIVERY_THREADS], tuple(self.kernels.deliver_arguments), changing))
         # ``chunks``: a row of the plan per chunk, uploaded before each launch; its grid is made at its first
         # launch (it is bounded by how many blocks of the compiled kernel the device holds at once)
-        self._plan = np.zeros((CHUNKS_PER_LAUNCH, len(cuda_chunk.plan_columns(lowered))), dtype=np.int64)
-        arguments["plan"], arguments["batch"] = cuda.to_device(self._plan), 0
+        # (two halves on the host: one planned while the device runs the other, kept until it is known to have run)
+        self._plan = np.zeros((2 * CHUNKS_PER_LAUNCH, len(cuda_chunk.plan_columns(lowered))), dtype=np.int64)
+        self._counts_before = np.zeros((2 * CHUNKS_PER_LAUNCH, len(lowered.state_monitors)), dtype=np.int64)
+        arguments["plan"], arguments["batch"] = cuda.to_device(self._plan[:CHUNKS_PER_LAUNCH]), 0
         self._chunk_blocks = max(update_blocks, -(-deliver_blocks * _DELIVERY_THREADS // _THREADS))
         self._chunks: _Launch | None = None
         self._cooperative = COOPERATIVE and _launches_cooperatively()
@@ -428,39 +430,35 @@ class CudaRunner(Runner):
         for launch in (self._update, self._deliver, self._chunks):
             if launch is not None:  # this stretch's monitor buffers, say
                 launch.reset()
-        # the steps every spike buffer has room for, were each population to spike at its bound every step
-        # (one integer, counted down per chunk); the device's counts are read only when a chunk could
-        # overflow one, after launching the chunks planned until then
-        room = self._room(counts)
-        planned = 0
+        # The host plans chunks into one half of the plan while the device runs those of the other, and reads
+        # ``status`` (which waits for them) before it launches the next: the kernels stop themselves before
+        # a chunk that could overflow a spike buffer (Status.PAUSED) or after a failure.
+        batch = CHUNKS_PER_LAUNCH
+        half, planned, launched = 0, 0, None
+        stopped = False
         step = start
         while step < stop:
+            if planned == batch:
+                if launched is not None and self._stopped():
+                    stopped = True
+                    break
+                launched = self._launch_planned(half, planned)
+                half, planned = batch - half, 0
             length = min(lowered.chunk, stop - step)
             boundary = lowered.next_value_boundary(step)
             if boundary is not None:
                 # a chunk ends where an elementwise value population updates
                 length = min(length, boundary - step)
-            if length > room:
-                planned = self._launch_planned(planned)
-                if self._failed():
-                    break
-                room = self._room(self.spike_counts.copy_to_host())
-                if length > room:
-                    break
-            row = self._plan[planned]
-            row[0], row[1] = step, length
-            for column, (_, monitor) in enumerate(self.sampled, start=2):
-                row[column] = self._sample_steps(monitor, step, length)
-            for column, (_, monitor, period) in enumerate(value_monitors, start=2 + len(self.sampled)):
-                row[column] = self._value_sample(monitor, period, step + length)
+            self._plan_chunk(half + planned, step, length, value_monitors)
             planned += 1
-            if planned == len(self._plan):
-                planned = self._launch_planned(planned)
-            room -= length
             step += length
-        self._launch_planned(planned)
+        if planned and not stopped and not (launched is not None and self._stopped()):
+            launched = self._launch_planned(half, planned)
         status = self.status.copy_to_host()
-        if status[0]:  # a state that is not finite, or a full spike buffer: the first in the reference order
+        if status[0] == Status.PAUSED:
+            step = self._paused(int(status[2]), launched, start, counts)
+            status[:] = Status.OK
+        elif status[0]:  # a state that is not finite, or a full spike buffer: the first in the reference order
             lowered.status[:] = status
         self._download(monitors, first_samples, counts)
         if status[0]:
@@ -470,26 +468,56 @@ class CudaRunner(Runner):
                 monitor.count[0] = np.searchsorted(monitor.steps[:int(monitor.count[0])], kept)
         return step if lowered.status[0] == Status.OK else int(lowered.status[2])
 
-    def _launch_planned(self, planned: int) -> int:
-        """Run the first ``planned`` chunks of the plan: in one cooperative launch of ``chunks``, or (without
-        :data:`COOPERATIVE`, or on a device without cooperative launches) two launches each. Returns 0, the
-        chunks planned after it."""
-        if planned == 0:
-            return 0
+    def _plan_chunk(self, row: int, step: int, length: int, value_monitors: list) -> None:
+        """Write row ``row`` of the plan: the chunk's first step and length and its monitors' sample indices, which
+        the host records now (with the monitors' sample counts before them, to take back what is not run)."""
+        plan = self._plan[row]
+        plan[0], plan[1] = step, length
+        self._counts_before[row] = [monitor.count[0] for monitor in self.lowered.state_monitors]
+        for column, (_, monitor) in enumerate(self.sampled, start=2):
+            plan[column] = self._sample_steps(monitor, step, length)
+        for column, (_, monitor, period) in enumerate(value_monitors, start=2 + len(self.sampled)):
+            plan[column] = self._value_sample(monitor, period, step + length)
+
+    def _stopped(self) -> bool:
+        """Whether the kernels stopped (a pause or a failure in ``status``): waits for the chunks launched."""
+        return bool(self.status.copy_to_host()[0])
+
+    def _paused(self, step: int, launched: tuple[int, int], start: int, counts: np.ndarray) -> int:
+        """The kernels paused before the chunk at ``step``, one of those ``launched`` (first row, rows): clear the
+        pause, take back the samples the host recorded for it and the chunks after it, and return ``step``.
+        ``counts``: the spikes the buffers held at ``start``; empty buffers that cannot take one chunk would
+        pause for ever."""
+        if step == start and not counts.any():
+            raise BackendError(f"cuda: the chunk at step {step} could overflow an empty spike buffer; please report "
+                               "this")
+        self.status.copy_to_device(np.zeros(3, dtype=np.int64))
+        first, rows = launched
+        row = first + int(np.flatnonzero(self._plan[first:first + rows, 0] == step)[0])
+        for monitor, count in zip(self.lowered.state_monitors, self._counts_before[row], strict=True):
+            monitor.count[0] = count
+        return step
+
+    def _launch_planned(self, first: int, planned: int) -> tuple[int, int]:
+        """Run the ``planned`` chunks of the plan from row ``first``: in one cooperative launch of ``chunks``
+        (the plan's rows uploaded first: the copy waits for the chunks launched before), or (without
+        :data:`COOPERATIVE`, or on a device without cooperative launches) two launches each. Returns
+        ``(first, planned)``."""
         arguments = self._chunk_arguments
+        rows = self._plan[first:first + planned]
         launch = self._chunks_launch(arguments) if self._cooperative else None
         if launch is not None:
-            arguments["plan"][:planned].copy_to_device(self._plan[:planned])
+            arguments["plan"][:planned].copy_to_device(rows)
             arguments["batch"] = planned
             launch(arguments)
-            return 0
+            return first, planned
         names = cuda_chunk.plan_columns(self.lowered)
-        for row in self._plan[:planned]:
+        for row in rows:
             arguments.update(zip(names, (int(value) for value in row), strict=True))
             self._update(arguments)
             if self._deliver is not None:  # its last block learns and updates the value populations
                 self._deliver(arguments)
-        return 0
+        return first, planned
 
     def _chunks_launch(self, arguments: dict) -> _Launch | None:
         """The configured ``chunks`` kernel: as many blocks as the chunk's two launches use, at most as many as
@@ -512,14 +540,6 @@ class CudaRunner(Runner):
             self._chunks = _Launch(kernel[blocks, _THREADS], names, ("batch",))
         return self._chunks
 
-    def _room(self, counts: np.ndarray) -> int:
-        """The steps after which, from ``counts`` spikes held, a population spiking at its bound every step could
-        overflow its spike buffer: the smallest ``(capacity - count) // bound``."""
-        spiking = self.spike_bounds > 0
-        if not spiking.any():
-            return 1 << 62
-        return int(((self.capacities[spiking] - counts[spiking]) // self.spike_bounds[spiking]).min())
-
     def _kept_before(self, monitor, status: np.ndarray) -> int:
         """The first step of ``monitor``'s samples that a failure (``status``) leaves unrecorded.
 
@@ -534,13 +554,6 @@ class CudaRunner(Runner):
                 and order.index(monitor.population) >= order.index(failed)):
             return step - 1
         return step
-
-    def _failed(self) -> bool:
-        """Whether a kernel recorded a failure in ``status`` (which then holds it on the host too)."""
-        status = self.status.copy_to_host()
-        if status[0]:
-            self.lowered.status[:] = status
-        return bool(status[0])
 
     @staticmethod
     def _sample_steps(monitor, start: int, length: int) -> int:

@@ -59,6 +59,12 @@ clears ``failure``. Both parts return at once while ``status[0]`` is set (every 
 after a barrier, so all agree), so every later chunk leaves the state as it is and the run ends
 as if it had stopped at the failure.
 
+The kernels also keep the spike buffers from filling without the host looking: a chunk that could
+overflow one, were its population to spike at its bound in every step, is not run. Its update
+part writes ``Status.PAUSED`` and the chunk's first step into ``status`` instead, every later
+chunk returns at once, and the host empties the buffers and goes on from that step. So the host
+plans a stretch's chunks without reading the device's spike counts.
+
 Kernels are compiled with ``cache=True`` from source written to the kernel cache (see
 :mod:`.kernel_cache`), named by a fingerprint of the source, the models' code and the libraries.
 """
@@ -292,8 +298,8 @@ def delivers_by_target(lowered: LoweredNetwork) -> bool:
 
 #: the arguments of ``update`` every network has, before the populations' and monitors'
 UPDATE_ARGUMENTS = ["start", "length", "status", "failure", "done", "tiles", "tile_population", "tile_first",
-                    "tile_ranges", "spike_counts", "chunk_first", "capacities", "offsets", "step_ends", "flags",
-                    "tile_totals"]
+                    "tile_ranges", "spike_counts", "chunk_first", "capacities", "spike_bounds", "offsets", "step_ends",
+                    "flags", "tile_totals"]
 #: the arguments of ``deliver`` every network has, before the populations' and projections'
 DELIVER_ARGUMENTS = ["status", "chunk_first", "spike_counts", "events"]
 #: population p's arrays, as arguments ``p{p}_<name>``: of a spiking population, of its Poisson drives,
@@ -444,6 +450,14 @@ def _write_update(w: SourceWriter, lowered: LoweredNetwork) -> None:
     with w.block(f"def _update_chunk({', '.join(_update_arguments(lowered))}):"):
         with w.block("if status[0] != 0:"):
             w("return")
+        w("# a chunk that could overflow a spike buffer, were its population to spike at its bound in every step,")
+        w("# waits for the host to empty the buffers: every thread reads the same counts, so all return")
+        with w.block(f"for p in range({len(populations)}):"):
+            with w.block("if spike_counts[p] + spike_bounds[p] * length > capacities[p]:"):
+                with w.block("if cuda.blockIdx.x == 0 and cuda.threadIdx.x == 0:"):
+                    w("status[2] = start")
+                    w(f"status[0] = {int(Status.PAUSED)}")
+                w("return")
         w("x = cuda.threadIdx.x")
         w("width = cuda.blockDim.x")
         with w.block("for tile in range(cuda.blockIdx.x, tiles, cuda.gridDim.x):"):
