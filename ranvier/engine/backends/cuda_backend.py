@@ -376,10 +376,9 @@ class CudaRunner(Runner):
             self.kernels.deliver[deliver_blocks, _DELIVERY_THREADS], tuple(self.kernels.deliver_arguments), changing))
         # ``chunks``: a row of the plan per chunk, uploaded before each launch; its grid is made at its first
         # launch (it is bounded by how many blocks of the compiled kernel the device holds at once)
-        # (two halves on the host: one planned while the device runs the other, kept until it is known to have run)
-        self._plan = np.zeros((2 * CHUNKS_PER_LAUNCH, len(cuda_chunk.plan_columns(lowered))), dtype=np.int64)
-        self._counts_before = np.zeros((2 * CHUNKS_PER_LAUNCH, len(lowered.state_monitors)), dtype=np.int64)
-        arguments["plan"], arguments["batch"] = cuda.to_device(self._plan[:CHUNKS_PER_LAUNCH]), 0
+        columns = len(cuda_chunk.plan_columns(lowered))
+        arguments["plan"] = cuda.to_device(np.zeros((CHUNKS_PER_LAUNCH, columns), dtype=np.int64))
+        arguments["batch"] = 0
         self._chunk_blocks = max(update_blocks, -(-deliver_blocks * _DELIVERY_THREADS // _THREADS))
         self._chunks: _Launch | None = None
         self._cooperative = COOPERATIVE and _launches_cooperatively()
@@ -430,33 +429,43 @@ class CudaRunner(Runner):
         for launch in (self._update, self._deliver, self._chunks):
             if launch is not None:  # this stretch's monitor buffers, say
                 launch.reset()
-        # The host plans chunks into one half of the plan while the device runs those of the other, and reads
-        # ``status`` (which waits for them) before it launches the next: the kernels stop themselves before
-        # a chunk that could overflow a spike buffer (Status.PAUSED) or after a failure.
-        batch = CHUNKS_PER_LAUNCH
-        half, planned, launched = 0, 0, None
+        # The host plans a batch of chunks while the device runs the one before, and reads ``status`` (which
+        # waits for it) before it launches the next: the kernels stop themselves before a chunk that could
+        # overflow a spike buffer (Status.PAUSED) or after a failure.
+        changing = [monitor for _, monitor in self.sampled] + [monitor for _, monitor, _ in value_monitors]
+        rows: list[tuple] = []
+        counts_before: list[tuple] = []
+        launched = None
         stopped = False
         step = start
         while step < stop:
-            if planned == batch:
+            if len(rows) == CHUNKS_PER_LAUNCH:
                 if launched is not None and self._stopped():
                     stopped = True
                     break
-                launched = self._launch_planned(half, planned)
-                half, planned = batch - half, 0
+                self._launch_planned(rows)
+                launched, rows, counts_before = (rows, counts_before), [], []
             length = min(lowered.chunk, stop - step)
             boundary = lowered.next_value_boundary(step)
             if boundary is not None:
                 # a chunk ends where an elementwise value population updates
                 length = min(length, boundary - step)
-            self._plan_chunk(half + planned, step, length, value_monitors)
-            planned += 1
+            if changing:
+                # the monitors' sample indices, recorded on the host now (with the counts before them, to take
+                # back the samples of chunks not run)
+                counts_before.append(tuple(int(monitor.count[0]) for monitor in changing))
+                rows.append((step, length, *(self._sample_steps(monitor, step, length) for _, monitor in self.sampled),
+                             *(self._value_sample(monitor, period, step + length)
+                               for _, monitor, period in value_monitors)))
+            else:
+                rows.append((step, length))
             step += length
-        if planned and not stopped and not (launched is not None and self._stopped()):
-            launched = self._launch_planned(half, planned)
+        if rows and not stopped and not (launched is not None and self._stopped()):
+            self._launch_planned(rows)
+            launched = (rows, counts_before)
         status = self.status.copy_to_host()
         if status[0] == Status.PAUSED:
-            step = self._paused(int(status[2]), launched, start, counts)
+            step = self._paused(int(status[2]), launched, changing, start, counts)
             status[:] = Status.OK
         elif status[0]:  # a state that is not finite, or a full spike buffer: the first in the reference order
             lowered.status[:] = status
@@ -468,56 +477,43 @@ class CudaRunner(Runner):
                 monitor.count[0] = np.searchsorted(monitor.steps[:int(monitor.count[0])], kept)
         return step if lowered.status[0] == Status.OK else int(lowered.status[2])
 
-    def _plan_chunk(self, row: int, step: int, length: int, value_monitors: list) -> None:
-        """Write row ``row`` of the plan: the chunk's first step and length and its monitors' sample indices, which
-        the host records now (with the monitors' sample counts before them, to take back what is not run)."""
-        plan = self._plan[row]
-        plan[0], plan[1] = step, length
-        self._counts_before[row] = [monitor.count[0] for monitor in self.lowered.state_monitors]
-        for column, (_, monitor) in enumerate(self.sampled, start=2):
-            plan[column] = self._sample_steps(monitor, step, length)
-        for column, (_, monitor, period) in enumerate(value_monitors, start=2 + len(self.sampled)):
-            plan[column] = self._value_sample(monitor, period, step + length)
-
     def _stopped(self) -> bool:
         """Whether the kernels stopped (a pause or a failure in ``status``): waits for the chunks launched."""
         return bool(self.status.copy_to_host()[0])
 
-    def _paused(self, step: int, launched: tuple[int, int], start: int, counts: np.ndarray) -> int:
-        """The kernels paused before the chunk at ``step``, one of those ``launched`` (first row, rows): clear the
-        pause, take back the samples the host recorded for it and the chunks after it, and return ``step``.
-        ``counts``: the spikes the buffers held at ``start``; empty buffers that cannot take one chunk would
-        pause for ever."""
+    def _paused(self, step: int, launched: tuple[list, list], changing: list, start: int, counts: np.ndarray) -> int:
+        """The kernels paused before the chunk at ``step``, one of those ``launched`` (their plan's rows and the
+        ``changing`` monitors' sample counts before each): clear the pause, take back the samples the host
+        recorded for it and the chunks after it, and return ``step``. ``counts``: the spikes the buffers held
+        at ``start``; empty buffers that cannot take one chunk would pause for ever."""
         if step == start and not counts.any():
             raise BackendError(f"cuda: the chunk at step {step} could overflow an empty spike buffer; please report "
                                "this")
         self.status.copy_to_device(np.zeros(3, dtype=np.int64))
-        first, rows = launched
-        row = first + int(np.flatnonzero(self._plan[first:first + rows, 0] == step)[0])
-        for monitor, count in zip(self.lowered.state_monitors, self._counts_before[row], strict=True):
-            monitor.count[0] = count
+        rows, counts_before = launched
+        if changing:
+            row = next(index for index, planned in enumerate(rows) if planned[0] == step)
+            for monitor, count in zip(changing, counts_before[row], strict=True):
+                monitor.count[0] = count
         return step
 
-    def _launch_planned(self, first: int, planned: int) -> tuple[int, int]:
-        """Run the ``planned`` chunks of the plan from row ``first``: in one cooperative launch of ``chunks``
-        (the plan's rows uploaded first: the copy waits for the chunks launched before), or (without
-        :data:`COOPERATIVE`, or on a device without cooperative launches) two launches each. Returns
-        ``(first, planned)``."""
+    def _launch_planned(self, rows: list[tuple]) -> None:
+        """Run the planned chunks (``rows`` of the plan's columns): in one cooperative launch of ``chunks`` (the rows
+        uploaded first: the copy waits for the chunks launched before), or (without :data:`COOPERATIVE`, or on a
+        device without cooperative launches) two launches each."""
         arguments = self._chunk_arguments
-        rows = self._plan[first:first + planned]
         launch = self._chunks_launch(arguments) if self._cooperative else None
         if launch is not None:
-            arguments["plan"][:planned].copy_to_device(rows)
-            arguments["batch"] = planned
+            arguments["plan"][:len(rows)].copy_to_device(np.array(rows, dtype=np.int64))
+            arguments["batch"] = len(rows)
             launch(arguments)
-            return first, planned
+            return
         names = cuda_chunk.plan_columns(self.lowered)
         for row in rows:
-            arguments.update(zip(names, (int(value) for value in row), strict=True))
+            arguments.update(zip(names, row, strict=True))
             self._update(arguments)
             if self._deliver is not None:  # its last block learns and updates the value populations
                 self._deliver(arguments)
-        return first, planned
 
     def _chunks_launch(self, arguments: dict) -> _Launch | None:
         """The configured ``chunks`` kernel: as many blocks as the chunk's two launches use, at most as many as
@@ -561,9 +557,13 @@ class CudaRunner(Runner):
         ``(k + 1) % every == 0``); returns the index of the chunk's first sample."""
         base = int(monitor.count[0])
         every = monitor.every
-        steps = np.arange((start // every + 1) * every - 1, start + length, every)
-        monitor.steps[base:base + len(steps)] = steps
-        monitor.count[0] = base + len(steps)
+        first = (start // every + 1) * every - 1
+        samples = max(0, (start + length - 1 - first) // every + 1)
+        if samples == 1:  # the common case (a chunk of one step, or a period of a chunk or more): no array
+            monitor.steps[base] = first
+        elif samples:
+            monitor.steps[base:base + samples] = np.arange(first, first + samples * every, every)
+        monitor.count[0] = base + samples
         return base
 
     @staticmethod
