@@ -6,9 +6,9 @@ holds; the host writes a plan (a row per chunk: its first step and length, its m
 indices) and uploads it before each launch. Each chunk is two parts with a grid-wide barrier
 after each (on a device without cooperative launches, two launches): ``update`` takes every
 neuron of every spiking population through all the chunk's steps (a thread per neuron: drives,
-step, finite test, spike flags, state monitor samples), and its last block to finish writes the spike lists in the
-reference order (per population by step, then neuron) and emits the scheduled populations'
-spikes; ``deliver`` sends every spike of the chunk through every projection (CSR with one or
+step, finite test, spike flags, state monitor samples), and its last block to finish writes the
+spike lists in the reference order (per population by step, then neuron) and emits the
+scheduled populations' spikes; ``deliver`` sends every spike of the chunk through every projection (CSR with one or
 per-synapse delays, implicit all-to-all, convolution) into the targets' delay ring buffers, by
 target (a thread per target neuron gathering its input in the reference order) or by spike (a
 block per spike, atomic adds), and its last block to finish runs the chunk's STDP and the value
@@ -358,14 +358,13 @@ class CudaRunner(Runner):
         self._window_arguments(arguments)
         self._chunk_arguments = arguments
         # configured once: the launches of a chunk
-        changing = ("start", "length", *(f"m{m}_base" for m, _ in self.sampled),
-                    *(f"m{m}_sample" for m, _ in cuda_window.value_monitors(lowered)))
+        #: the arguments that change from chunk to chunk: the columns of the ``chunks`` kernel's plan
+        self._plan_columns = cuda_chunk.plan_columns(lowered)
+        changing = self._plan_columns
         update_blocks = min(_MAX_BLOCKS, max(1, layout.tiles))
         self._update = _Launch(self.kernels.update[update_blocks, _THREADS], tuple(self.kernels.update_arguments),
                                changing)
-        if not lowered.projections:
-            most = 1
-        elif self.kernels.by_target:
+        if self.kernels.by_target:
             # a thread per target neuron, grid-stride over each target population
             most = -(-max(lowered.populations[j.post].n for j in lowered.projections) // _DELIVERY_THREADS)
         else:
@@ -376,8 +375,7 @@ class CudaRunner(Runner):
             self.kernels.deliver[deliver_blocks, _DELIVERY_THREADS], tuple(self.kernels.deliver_arguments), changing))
         # ``chunks``: a row of the plan per chunk, uploaded before each launch; its grid is made at its first
         # launch (it is bounded by how many blocks of the compiled kernel the device holds at once)
-        columns = len(cuda_chunk.plan_columns(lowered))
-        arguments["plan"] = cuda.to_device(np.zeros((CHUNKS_PER_LAUNCH, columns), dtype=np.int64))
+        arguments["plan"] = cuda.to_device(np.zeros((CHUNKS_PER_LAUNCH, len(self._plan_columns)), dtype=np.int64))
         arguments["batch"] = 0
         self._chunk_blocks = max(update_blocks, -(-deliver_blocks * _DELIVERY_THREADS // _THREADS))
         self._chunks: _Launch | None = None
@@ -508,9 +506,8 @@ class CudaRunner(Runner):
             arguments["batch"] = len(rows)
             launch(arguments)
             return
-        names = cuda_chunk.plan_columns(self.lowered)
         for row in rows:
-            arguments.update(zip(names, row, strict=True))
+            arguments.update(zip(self._plan_columns, row, strict=True))
             self._update(arguments)
             if self._deliver is not None:  # its last block learns and updates the value populations
                 self._deliver(arguments)
