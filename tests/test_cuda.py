@@ -195,7 +195,7 @@ def test_the_prepared_gpu_script_runs_end_to_end_on_the_simulator(tmp_path):
     results = json.loads((tmp_path / "gpu_checks.json").read_text())
     assert results["machine"]["simulator"]
     for section in ("equality", "cuba", "cuba_dense", "mixed", "chunk_costs", "microcircuit", "delivery", "launches",
-                    "launch_modes", "training", "shapes"):
+                    "launch_modes", "training", "shapes", "rate"):
         assert "error" not in results[section] and "skipped" not in results[section], (section, results[section])
     for name, shape in results["shapes"].items():
         assert shape["spikes"] > 0 and shape["by_target"] == shape["by_spike"] == {
@@ -217,6 +217,11 @@ def test_the_prepared_gpu_script_runs_end_to_end_on_the_simulator(tmp_path):
     # a copy per chunk or per value window (the mixed network's astrocyte updates every chunk) would give >= 1;
     # what a longer run adds is the new spikes of populations that first spike in it
     assert all(launches[name]["copies_to_host_per_chunk"] < 0.5 for name in ("cuba", "cuba_dense", "mixed"))
+    rate = results["rate"]  # torch on the CPU on both sides: the same float32 products
+    assert rate["spikes"] > 0 and rate["spikes_identical"] and rate["output_max_difference"] == 0.0
+    # a window of 2 ms over 10 ms; each hands over the excitatory state and ring, the Rate's pulse schedule
+    # and its count window (not the inhibitory population, nor the spiking populations' source positions)
+    assert rate["window"]["windows"] == 5 and rate["window"]["copies_to_host"] == 4
     text = report.read_text()
     assert "## Other\n\nkept" in text and "## GPU" in text and "not GPU timings" in text
 

@@ -37,6 +37,12 @@ takes the others from an earlier run's JSON (the report names them):
 7. ``shapes``: the other shapes the backend generates code for (per-synapse delays, a convolution,
    Poisson drives and an LTC, Equations models beside AKOrN) on numpy and on cuda, by target and by
    spike: spikes identical or not, and the largest difference of a recorded value.
+8. ``rate``: a torch ``Rate`` (an MLP, ``dt`` 2 ms) between CUBA's excitatory spikes and its excitatory
+   neurons, on torch's GPU when there is one: the cuda backend against numpy (spikes, and the largest
+   difference of the Rate's outputs: a GPU's float32 products may round otherwise), seconds per
+   simulated second on cuda and numba, and per window of the Rate on cuda its copies to the host and
+   the time of its handover to the host and back beside the module's own time: what keeping a Rate's
+   tensors on the device would save (it still updates on the host, see ``benchmarks/gpu/NOTES.md``).
 
 Timings under the simulator are not GPU timings: the report says so.
 """
@@ -94,14 +100,18 @@ class Sizes:
     shape_duration: float
     #: the networks ``launch_modes`` times
     launch_networks: tuple[str, ...]
+    #: ``rate``'s CUBA and the hidden units of its MLP
+    rate: tuple[int, int]
 
 
 FULL = Sizes(cuba=4000, dense=(10_000, 1000), mixed=(4000, 10_000, 64), equality=(400, 50), microcircuit_scale=1.0,
              duration=1.0, microcircuit_duration=1.0, equality_duration=0.05, count_steps=200, repeats=3,
-             training=(256, 100, 64), shape_duration=50 * ms, launch_networks=("cuba", "cuba_dense", "mixed"))
+             training=(256, 100, 64), shape_duration=50 * ms, launch_networks=("cuba", "cuba_dense", "mixed"),
+             rate=(4000, 64))
 SMALL = Sizes(cuba=200, dense=(300, 60), mixed=(200, 20, 8), equality=(200, 20), microcircuit_scale=0.002,
               duration=2 * ms, microcircuit_duration=1 * ms, equality_duration=10 * ms, count_steps=10, repeats=1,
-              training=(16, 10, 4), shape_duration=3 * ms, launch_networks=("cuba",))
+              training=(16, 10, 4), shape_duration=3 * ms, launch_networks=("cuba",),
+              rate=(100, 8))
 
 
 def mixed_network(n_cuba: int, n_oscillators: int, cfc_units: int = 0, seed: int = 1) -> rv.Network:
@@ -124,6 +134,26 @@ def mixed_network(n_cuba: int, n_oscillators: int, cfc_units: int = 0, seed: int
     net.connect(net["exc"], astro, rv.connect.AllToAll(), weight=1e-3)  # a count projection
     net.connect(net["exc"], net["inh"], rv.connect.FixedInDegree(10), weight=0.5 * mV, receptor="exc",
                 delay=1 * ms, plasticity=STDP(a_plus=0.05 * mV, a_minus=0.06 * mV, w_max=2 * mV))
+    return net
+
+
+#: a ``rate`` network's Rate window
+RATE_DT = 2 * ms
+
+
+def rate_network(n_cuba: int, hidden: int, device: str, seed: int = 1) -> rv.Network:
+    """CUBA with a torch ``Rate`` on ``device`` (an MLP of ``hidden`` units, :data:`RATE_DT`) counting the
+    excitatory spikes one to one and driving the excitatory neurons through two inputs each."""
+    import torch
+
+    net = rv.networks.cuba(n=n_cuba, seed=seed)
+    n_exc = net["exc"].n
+    torch.manual_seed(seed)
+    mlp = torch.nn.Sequential(torch.nn.Linear(n_exc, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, hidden),
+                              torch.nn.Sigmoid())
+    ann = net.population(rv.neurons.Rate(mlp, dt=RATE_DT, device=device), name="ann")
+    net.connect(net["exc"], ann, rv.connect.OneToOne(), weight=1.0, receptor="input")
+    net.connect(ann, net["exc"], rv.connect.FixedInDegree(2), weight=2 * mV, receptor="exc")
     return net
 
 
@@ -553,6 +583,76 @@ def training(sizes: Sizes) -> dict:
     return record
 
 
+@contextlib.contextmanager
+def timing_rate_windows(counted: dict):
+    """Times the cuda backend's handovers of a host value population's window (``to_host`` and
+    ``to_device`` of some populations, not a run's start and end) and the ``Rate`` modules' updates
+    while active, into ``handover_s`` and ``module_s`` of the returned dict, with the copies to the
+    host of the handovers (``handover_copies``, read from ``counted``, a :func:`counting_launches`)."""
+    from ranvier.engine.backends.cuda_backend import CudaRunner
+    from ranvier.neurons import Rate
+
+    spent = {"handover_s": 0.0, "module_s": 0.0, "handover_copies": 0, "windows": 0}
+    to_host, to_device, advance = CudaRunner.to_host, CudaRunner.to_device, Rate.advance
+
+    def timed(method, counts_window: bool):
+        def handover(self, populations=None):
+            if populations is None:  # a run's start or end, or a callback's: not a window
+                return method(self, populations)
+            copies, start = counted["copies"], time.perf_counter()
+            method(self, populations)
+            spent["handover_s"] += time.perf_counter() - start
+            spent["handover_copies"] += counted["copies"] - copies
+            spent["windows"] += counts_window
+        return handover
+
+    def timed_advance(self, *args, **kwargs):
+        start = time.perf_counter()
+        emitted = advance(self, *args, **kwargs)  # its output comes back to a host array: the device is done
+        spent["module_s"] += time.perf_counter() - start
+        return emitted
+
+    CudaRunner.to_host, CudaRunner.to_device = timed(to_host, True), timed(to_device, False)
+    Rate.advance = timed_advance
+    try:
+        yield spent
+    finally:
+        CudaRunner.to_host, CudaRunner.to_device, Rate.advance = to_host, to_device, advance
+
+
+def rate(sizes: Sizes) -> dict:
+    import torch
+
+    n_cuba, hidden = sizes.rate
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    record: dict = {"n_cuba": n_cuba, "hidden": hidden, "rate_dt_s": RATE_DT, "torch_device": device}
+    if device == "cpu":
+        record["note"] = "torch sees no GPU: the Rate ran on the CPU"
+    runs = {}
+    for backend in ("numpy", "cuda"):
+        net = rate_network(n_cuba, hidden, device if backend == "cuda" else "cpu")
+        monitors = [net.record(name, "spikes") for name in ("exc", "inh")]
+        output = net.record("ann", "output")
+        net.run(2 * net.dt, backend=backend)  # lowers and compiles: the windows counted below are the run's
+        with delivering(by_target=True), counting_launches() as counted, timing_rate_windows(counted) as spent:
+            start = time.perf_counter()
+            net.run(sizes.equality_duration, backend=backend)
+            wall = time.perf_counter() - start
+        runs[backend] = (monitors, output.values, wall, spent)
+    (spikes, outputs, _, _), (gpu_spikes, gpu_outputs, wall, spent) = runs["numpy"], runs["cuda"]
+    record["spikes"] = int(sum(m.num_spikes for m in spikes))
+    record["spikes_identical"] = all(np.array_equal(a.steps, b.steps) and np.array_equal(a.ids, b.ids)
+                                     for a, b in zip(spikes, gpu_spikes, strict=True))
+    record["output_max_difference"] = float(np.abs(outputs - gpu_outputs).max())
+    windows = max(1, spent["windows"])
+    record["window"] = {"windows": spent["windows"], "wall_ms": 1e3 * wall / windows,
+                        "handover_ms": 1e3 * spent["handover_s"] / windows,
+                        "module_ms": 1e3 * spent["module_s"] / windows,
+                        "copies_to_host": spent["handover_copies"] / windows}
+    record.update(timing(lambda: rate_network(n_cuba, hidden, device), sizes))
+    return record
+
+
 def machine() -> dict:
     record = {"simulator": SIMULATED, "python": platform.python_version(), "numpy": np.__version__,
               "numba": __import__("numba").__version__, "processor": platform.processor() or platform.machine(),
@@ -592,7 +692,7 @@ def report(results: dict) -> str:
     lines += ["", f"Equality with numpy (mixed network): identical = {equal.get('identical')}; "
               f"`{json.dumps(equal)}`", ""]
     for section in ("cuba", "cuba_dense", "mixed", "chunk_costs", "microcircuit", "launches", "launch_modes",
-                    "delivery", "training", "shapes"):
+                    "delivery", "training", "shapes", "rate"):
         lines.append(f"- {section}: `{json.dumps(results.get(section, 'not run'))}`")
     return "\n".join(lines) + "\n"
 
@@ -622,7 +722,8 @@ def main() -> None:
                 ("launch_modes", lambda: launch_modes(builds, sizes)),
                 ("delivery", lambda: deliveries(builds, sizes)),
                 ("training", lambda: training(sizes)),
-                ("shapes", lambda: shapes(sizes))]
+                ("shapes", lambda: shapes(sizes)),
+                ("rate", lambda: rate(sizes))]
     chosen = None if args.only is None else set(args.only.split(","))
     for name, measure in sections:
         elapsed = time.perf_counter() - started

@@ -575,22 +575,35 @@ class CudaRunner(Runner):
         return sample
 
     def to_host(self, populations: Collection[int] | None = None) -> None:
+        """Copy the run's state to the host: all of it, or for a host value population's window the state and
+        rings of ``populations`` and what the window's update reads and reschedules (the value populations'
+        outputs, the host populations' pulse schedules and count windows); :meth:`to_device` takes the same
+        back."""
+        whole = populations is None
         for index, device in enumerate(self.populations):
-            if populations is None or index in populations:
+            if whole or index in populations:
                 if not device.host.on_host:  # a host value population's state lives on the host
                     device.state.copy_to_host(device.host.state)
                 device.ring.copy_to_host(device.host.ring)
-            device.source_next.copy_to_host(device.host.source_next)
-        for plastic in self.plastic if populations is None else ():
+            if whole or device.host.on_host:
+                device.source_next.copy_to_host(device.host.source_next)
+        for plastic in self.plastic if whole else ():
             plastic.to_host()
         for value in self.values:
             value.published.copy_to_host(value.host.published)
-            value.population.source_steps.copy_to_host(value.population.host.source_steps)
-            value.population.source_ids.copy_to_host(value.population.host.source_ids)
+            if whole:  # their pulse schedules stay on the device
+                value.population.source_steps.copy_to_host(value.population.host.source_steps)
+                value.population.source_ids.copy_to_host(value.population.host.source_ids)
             if value.host.previous is not None:
                 value.previous.copy_to_host(value.host.previous)
-        for count in self.counts:
+        for count in self._counts_handed(whole):
             count.pending.copy_to_host(count.host.pending)
+
+    def _counts_handed(self, whole: bool) -> list:
+        """The count windows a handover moves: all, or (for a host value population's window) those counted into
+        host populations; the device's own value populations take theirs on the device."""
+        populations = self.lowered.populations
+        return [count for count in self.counts if whole or populations[count.host.post].on_host]
 
     def to_device(self, populations: Collection[int] | None = None) -> None:
         for index, device in enumerate(self.populations):
@@ -609,7 +622,7 @@ class CudaRunner(Runner):
         for index, published in self.published.items():
             # the host publishes every value population at the start of a run, and its own at their updates
             published.copy_to_device(self.lowered.published[index])
-        for count in self.counts:
+        for count in self._counts_handed(populations is None):
             count.pending.copy_to_device(count.host.pending)
 
     def _download(self, monitors, first_samples: list[int], first_spikes: np.ndarray) -> None:
