@@ -44,6 +44,20 @@ def build(seed=3):
     return net
 
 
+def build_small_target(seed=3):
+    """A population of one neuron, fewer targets than threads (the first thread's block of every projection
+    into it is empty), receiving CSR with per-synapse delays and all-to-all from a busy one."""
+    net = rv.Network(dt=1e-4, seed=seed)
+    a = net.population(LIF(tau_syn=RECEPTORS), 203, name="a")
+    one = net.population(LIF(tau_syn=RECEPTORS), 1, name="one")
+    net.connect(rv.connect.PoissonInput(20.0, 1000), a, weight=0.004, receptor="e")
+    net.connect(a, a, rv.connect.FixedInDegree(30), weight=1e-3, receptor="e")
+    net.connect(a, one, rv.connect.FromArrays(np.arange(203), np.zeros(203, dtype=np.int64)), weight=1e-4,
+                receptor="e", delay=rv.init.Uniform(1e-4, 1e-3))
+    net.connect(a, one, rv.connect.AllToAll(), weight=-1e-4, receptor="i")
+    return net
+
+
 def fingerprint(net) -> dict:
     """Spikes, state, weights and event counts, as a digest and the counts."""
     digest = hashlib.sha256()
@@ -67,9 +81,9 @@ numba_backend.PARALLEL_MIN_SYNAPSES = 0
 numba_backend.PARALLEL_MIN_EVENTS = {min_events}
 numba_backend.PARALLEL_MIN_STDP_UPDATES = {min_events}
 numba_backend.PARALLEL_MIN_TOGETHER = {min_together}
-from test_parallel_delivery import build, fingerprint
+from test_parallel_delivery import {builder} as build, fingerprint
 net = build()
-for name in ("a", "b"):
+for name in net.populations:
     net.record(net[name], "spikes")
 net.run(0.05, backend="numba")
 result = fingerprint(net)
@@ -80,8 +94,9 @@ print(json.dumps(result))
 """
 
 
-def run_with_threads(threads: int, min_events: int = 0, min_together: int = 0) -> dict:
-    script = SCRIPT.format(tests=str(Path(__file__).parent), min_events=min_events, min_together=min_together)
+def run_with_threads(threads: int, min_events: int = 0, min_together: int = 0, builder: str = "build") -> dict:
+    script = SCRIPT.format(tests=str(Path(__file__).parent), min_events=min_events, min_together=min_together,
+                           builder=builder)
     result = subprocess.run([sys.executable, "-c", script], env={**os.environ, "NUMBA_NUM_THREADS": str(threads)},
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -104,6 +119,20 @@ def test_delivery_on_one_and_two_threads_equals_numpy():
     for result in (one, two, apart):
         assert result["digest"] == expected["digest"]
         assert result["events"] == expected["events"]
+
+
+def test_a_population_smaller_than_the_thread_count_has_its_events_counted():
+    """Each projection's events are counted by the block that starts at its first target: with one target
+    and two threads the first thread's block is empty, and the second delivers and counts."""
+    reference = build_small_target()
+    for name in reference.populations:
+        reference.record(reference[name], "spikes")
+    reference.run(0.05, backend="numpy")
+    expected = fingerprint(reference)
+    assert expected["events"]["a->one:e"] > 0 and expected["events"]["a->one:i"] > 0
+    two = run_with_threads(2, builder="build_small_target")
+    assert two["parallel"]
+    assert two["events"] == expected["events"] and two["digest"] == expected["digest"]
 
 
 def test_rows_ascending_tells_sorted_rows_from_others():

@@ -556,6 +556,12 @@ def deliver_all_to_all_block(spike_ids, spike_steps, first, last, autapses, weig
                 target[i] += weight
 
 
+@njit(**KERNEL)
+def _all_to_all_events(spikes, mode, width):
+    """The synaptic events of ``spikes`` through an implicit all-to-all projection onto ``width`` targets."""
+    return spikes * (width if mode == DELIVER_ALL_TO_ALL else width - 1)
+
+
 def _deliver_all_parallel(first, last, spike_ids, spike_steps, rings, pre, post, receptor, row_ptr, post_ids,
                           weights, weight_stride, delays, modes, widths, geometries, bucket_posts, bucket_weights,
                           slot_starts, ascending, events, min_events, threads):
@@ -565,8 +571,9 @@ def _deliver_all_parallel(first, last, spike_ids, spike_steps, rings, pre, post,
     projection's mean out-degree, without reading a row) starting the threads costs more than
     it saves, and the serial loop delivers. Either way every ring entry receives its additions
     in the order of the serial loop, so the result is the same to the bit on any number of
-    threads. Thread ``block`` sorts per-synapse delays in its own buckets; the first thread
-    counts each projection's exact events as it delivers (the rows it reads anyway).
+    threads. Thread ``block`` sorts per-synapse delays in its own buckets; the thread whose
+    block starts at a projection's first target counts its exact events as it delivers (the rows
+    it reads anyway).
     """
     estimate = 0
     for j in range(pre.shape[0]):
@@ -576,35 +583,15 @@ def _deliver_all_parallel(first, last, spike_ids, spike_steps, rings, pre, post,
             continue
         mode = modes[j]
         if mode == DELIVER_ALL_TO_ALL or mode == DELIVER_ALL_TO_ALL_NO_AUTAPSES:
-            made = spikes * (widths[j] if mode == DELIVER_ALL_TO_ALL else widths[j] - 1)
-            events[j] += made
-            estimate += made
+            estimate += _all_to_all_events(spikes, mode, widths[j])
         else:
             rows = row_ptr[j].shape[0] - 1
             estimate += spikes * row_ptr[j][rows] // max(rows, 1)
     if estimate < min_events:
-        for j in range(pre.shape[0]):
-            source = pre[j]
-            if last[source] == first[source]:
-                continue
-            mode = modes[j]
-            if mode == DELIVER_CSR:
-                events[j] += deliver(spike_ids[source], spike_steps[source], first[source], last[source], row_ptr[j],
-                                     post_ids[j], weights[j], weight_stride[j], delays[j][0], rings[post[j]],
-                                     receptor[j])
-            elif mode == DELIVER_CSR_PER_SYNAPSE_DELAYS:
-                events[j] += deliver_by_arrival(spike_ids[source], spike_steps[source], first[source], last[source],
-                                                row_ptr[j], post_ids[j], weights[j], weight_stride[j], delays[j],
-                                                rings[post[j]], receptor[j], 0, widths[j], False, bucket_posts[0],
-                                                bucket_weights[0], slot_starts[0])
-            elif mode == DELIVER_CONVOLUTION:
-                events[j] += deliver_convolution(spike_ids[source], spike_steps[source], first[source], last[source],
-                                                 row_ptr[j], geometries[j], weights[j], delays[j][0], rings[post[j]],
-                                                 receptor[j], 0, widths[j])
-            else:
-                deliver_all_to_all(spike_ids[source], spike_steps[source], first[source], last[source], widths[j],
-                                   mode == DELIVER_ALL_TO_ALL, weights[j][0], delays[j][0], rings[post[j]],
-                                   receptor[j])
+        # the serial loop, compiled with reference counting: it takes tuples and typed lists
+        deliver_all_listed(first, last, spike_ids, spike_steps, rings, pre, post, receptor, row_ptr, post_ids,
+                           weights, weight_stride, delays, modes, widths, geometries, bucket_posts, bucket_weights,
+                           slot_starts, events)
         return
     # the thread count comes as an argument: a kernel that calls get_num_threads() cannot be cached
     blocks = threads[0]
@@ -623,6 +610,7 @@ def _deliver_all_parallel(first, last, spike_ids, spike_steps, rings, pre, post,
                 deliver_all_to_all_block(spike_ids[source], spike_steps[source], first[source], last[source],
                                          mode == DELIVER_ALL_TO_ALL, weights[j][0], delays[j][0], rings[post[j]],
                                          receptor[j], low, high)
+                made = _all_to_all_events(last[source] - first[source], mode, widths[j])
             elif mode == DELIVER_CONVOLUTION:
                 made = deliver_convolution(spike_ids[source], spike_steps[source], first[source], last[source],
                                            row_ptr[j], geometries[j], weights[j], delays[j][0], rings[post[j]],
@@ -636,7 +624,7 @@ def _deliver_all_parallel(first, last, spike_ids, spike_steps, rings, pre, post,
                 made = deliver_block(spike_ids[source], spike_steps[source], first[source], last[source], row_ptr[j],
                                      post_ids[j], weights[j], weight_stride[j], delays[j], rings[post[j]],
                                      receptor[j], low, high, ascending[j])
-            if block == 0:
+            if low == 0:  # the one block of its first targets (a thread's block can be empty)
                 events[j] += made
 
 
