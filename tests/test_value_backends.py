@@ -413,6 +413,60 @@ class _Accumulator(rv.ValueModel):
         state[0] = 0.5 * state[0] + inputs["input"][0]
 
 
+class _Pulser(rv.ValueModel):
+    """A host value population that pulses: ``output <- 0.5 output + input``, a pulse and a reset above 1."""
+
+    @property
+    def state_names(self):
+        return ("output",)
+
+    @property
+    def pulses(self):
+        return True
+
+    def advance(self, state, inputs, params, dt):
+        state[0] = 0.5 * state[0] + inputs["input"][0]
+        fired = state[0] > 1.0
+        state[0][fired] = 0.0
+        return fired
+
+
+_HOST_PULSES = """
+import json, sys
+sys.path.insert(0, TESTS)
+import ranvier as rv
+from ranvier.units import ms, mV
+from test_value_backends import _Pulser
+
+def run(backend):
+    net = rv.Network(dt=0.5 * ms, seed=3)
+    source = net.population(rv.neurons.PoissonSource(rate=800.0), n=20, name="source")
+    host = net.population(_Pulser(), n=10, name="host", dt=2 * ms)
+    cells = net.population(rv.neurons.LIF(tau_syn={"exc": 5 * ms}, v_rest=-60e-3, v_th=-50e-3), n=15, name="cells")
+    net.connect(source, host, rv.connect.Bernoulli(0.3), weight=0.4, receptor="input")
+    net.connect(host, cells, rv.connect.Bernoulli(0.5), weight=6 * mV, delay=1 * ms)
+    monitors = {name: net.record(name, "spikes") for name in ("host", "cells")}
+    output = net.record("host", "output")
+    net.run(30 * ms, backend=backend)
+    net.run(14 * ms, backend=backend)  # the second run starts mid-window
+    spikes = {name: [m.steps.tolist(), m.ids.tolist()] for name, m in monitors.items()}
+    return {**spikes, "output": output.values.tolist()}
+
+reference, on_cuda = run("numpy"), run("cuda")
+print(json.dumps({"same": {name: reference[name] == on_cuda[name] for name in reference},
+                  "pulses": len(reference["host"][0]), "spikes": len(reference["cells"][0])}))
+"""
+
+
+@pytest.mark.slow
+def test_a_host_population_that_pulses_gives_numpys_pulses_and_spikes_on_the_cuda_simulator(on_cuda_simulator):
+    """Each window hands the host population's pulse schedule over and back (where the device stopped in it,
+    and the pulses its update schedules); those of a host population without pulses stay on the device."""
+    result = on_cuda_simulator(_HOST_PULSES)
+    assert result["same"] == {"host": True, "cells": True, "output": True}
+    assert result["pulses"] > 50 and result["spikes"] > 20
+
+
 def _values_between_kinds(backend: str) -> dict:
     """Values between elementwise and host populations of different windows, both ways."""
     net = rv.Network(dt=1 * ms, seed=4)

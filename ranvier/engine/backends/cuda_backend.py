@@ -577,15 +577,15 @@ class CudaRunner(Runner):
     def to_host(self, populations: Collection[int] | None = None) -> None:
         """Copy the run's state to the host: all of it, or for a host value population's window the state and
         rings of ``populations`` and what the window's update reads and reschedules (the value populations'
-        outputs, the host populations' pulse schedules and count windows); :meth:`to_device` takes the same
-        back."""
+        outputs, the host populations' count windows and, of those that pulse, pulse schedules);
+        :meth:`to_device` takes the same back."""
         whole = populations is None
         for index, device in enumerate(self.populations):
             if whole or index in populations:
                 if not device.host.on_host:  # a host value population's state lives on the host
                     device.state.copy_to_host(device.host.state)
                 device.ring.copy_to_host(device.host.ring)
-            if whole or device.host.on_host:
+            if whole or _pulses_on_host(device.host):
                 device.source_next.copy_to_host(device.host.source_next)
         for plastic in self.plastic if whole else ():
             plastic.to_host()
@@ -612,9 +612,10 @@ class CudaRunner(Runner):
             if handed:
                 device.ring.copy_to_device(host.ring)
             if host.on_host:
-                device.source_steps.copy_to_device(host.source_steps)
-                device.source_ids.copy_to_device(host.source_ids)
-                device.source_next.copy_to_device(host.source_next)
+                if populations is None or _pulses_on_host(host):
+                    device.source_steps.copy_to_device(host.source_steps)
+                    device.source_ids.copy_to_device(host.source_ids)
+                    device.source_next.copy_to_device(host.source_next)
             elif handed:
                 device.state.copy_to_device(host.state)
         for plastic in self.plastic if populations is None else ():
@@ -647,6 +648,12 @@ class CudaRunner(Runner):
             count = int(monitor.count[0])
             if count > first:
                 monitor.values[first:count] = values[first:count].copy_to_host()
+
+
+def _pulses_on_host(population) -> bool:
+    """Whether ``population`` is a host value population that pulses: the host reschedules its pulses at its
+    updates, so its schedule moves at every handover (a value population's spike bound is 0 without pulses)."""
+    return population.on_host and population.spike_bound > 0
 
 
 def prepare(lowered: LoweredNetwork) -> CudaRunner:
