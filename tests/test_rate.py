@@ -152,9 +152,9 @@ from ranvier.units import ms, mV
 
 handed = []
 to_host = cuda_backend.CudaRunner.to_host
-def recorded(self, populations=None):
-    handed.append(None if populations is None else sorted(populations))
-    return to_host(self, populations)
+def recorded(self, rings=None, states=None):
+    handed.append(None if rings is None else [sorted(rings), sorted(states)])
+    return to_host(self, rings, states)
 cuda_backend.CudaRunner.to_host = recorded
 
 def run(backend):
@@ -170,7 +170,7 @@ def run(backend):
     output = net.record("ann", "output")
     net.run(20 * ms, backend=backend)
     return ([[m.steps.tolist(), m.ids.tolist()] for m in spikes], output.values.tolist(),
-            net.projections[-1].weights.tolist(), net["inh"].state.tolist())
+            net.projections[-1].weights.tolist(), net["inh"].state.tolist(), net["exc"].state.tolist())
 
 reference, on_cuda = run("numpy"), run("cuda")
 print(json.dumps({"same": [a == b for a, b in zip(reference, on_cuda)], "handed": handed,
@@ -181,10 +181,45 @@ print(json.dumps({"same": [a == b for a, b in zip(reference, on_cuda)], "handed"
 @pytest.mark.slow
 def test_a_rate_window_on_cuda_hands_over_only_the_population_it_drives(on_cuda_simulator):
     """A Rate population (a torch MLP) counting CUBA's excitatory spikes and driving them back, beside an STDP
-    projection: each of its windows copies the state and rings of the excitatory population alone (not the
-    inhibitory one, nor the learned weights), and spikes, outputs, learned weights and state equal numpy's."""
+    projection: each of its windows copies the rings of the excitatory population alone (not its state, which
+    the Rate's output does not set, nor the inhibitory population, nor the learned weights), and spikes,
+    outputs, learned weights and states equal numpy's."""
     result = on_cuda_simulator(_NARROW_HANDOVER)
-    assert result["same"] == [True, True, True, True] and result["spikes"] > 20
-    windows = [populations for populations in result["handed"] if populations is not None]
-    assert len(windows) == 10 and all(populations == [0] for populations in windows)
+    assert result["same"] == [True] * 5 and result["spikes"] > 20
+    windows = [handed for handed in result["handed"] if handed is not None]
+    assert len(windows) == 10 and all(handed == [[0], []] for handed in windows)  # rings, states
     assert result["handed"][0] is None and result["handed"][-1] is None  # a run's start and end hand over all
+
+
+_SETTING_WINDOW = """
+import json
+import torch
+import ranvier as rv
+from ranvier.units import ms
+
+def run(backend):
+    torch.manual_seed(0)
+    net = rv.Network(dt=1 * ms, seed=2)
+    source = net.population(rv.neurons.PoissonSource(rate=300.0), n=20, name="source")
+    ann = net.population(rv.neurons.Rate(torch.nn.Sequential(torch.nn.Linear(20, 6), torch.nn.Sigmoid()), dt=4 * ms),
+                         name="ann")
+    snn = net.population(rv.neurons.LIF(tau_syn={"exc": 5 * ms}, v_rest=0.0, v_th=1.0, v_reset=0.0), n=6, name="snn")
+    net.connect(source, ann, rv.connect.OneToOne(), weight=1.0, receptor="input")
+    net.connect(ann, snn, rv.connect.OneToOne(), weight=1.2, receptor="v")  # sets v at each update
+    net.connect(source, snn, rv.connect.Bernoulli(0.3), weight=0.3, receptor="exc")
+    spikes, v = net.record("snn", "spikes"), net.record("snn", "v")
+    net.run(40 * ms, backend=backend)
+    return [spikes.steps.tolist(), spikes.ids.tolist(), v.values.tolist()]
+
+reference, on_cuda = run("numpy"), run("cuda")
+print(json.dumps({"same": [a == b for a, b in zip(reference, on_cuda)], "spikes": len(reference[0])}))
+"""
+
+
+@pytest.mark.slow
+def test_a_rate_window_that_sets_a_membrane_on_cuda_hands_its_state_over(on_cuda_simulator):
+    """A Rate whose output sets the spiking population's ``v`` at each window: that window hands the
+    population's state over and back (a window that only holds values in its rings does not), and spikes
+    and ``v`` equal numpy's."""
+    result = on_cuda_simulator(_SETTING_WINDOW)
+    assert result["same"] == [True, True, True] and result["spikes"] > 5

@@ -313,9 +313,9 @@ from ranvier.units import ms
 transfers = []
 for name in ("to_host", "to_device"):
     original = getattr(cuda_backend.CudaRunner, name)
-    def counted(self, populations=None, original=original, name=name):
+    def counted(self, *handed, original=original, name=name):
         transfers.append(name)
-        return original(self, populations)
+        return original(self, *handed)
     setattr(cuda_backend.CudaRunner, name, counted)
 net = rv.networks.cuba(n=200, seed=1)
 oscillators = net.population(rv.neurons.Kuramoto(omega=100.0, pulses=True), n=50, name="osc")

@@ -596,11 +596,11 @@ def timing_rate_windows(counted: dict):
     to_host, to_device, advance = CudaRunner.to_host, CudaRunner.to_device, Rate.advance
 
     def timed(method, counts_window: bool):
-        def handover(self, populations=None):
-            if populations is None:  # a run's start or end, or a callback's: not a window
-                return method(self, populations)
+        def handover(self, rings=None, states=None):
+            if rings is None:  # a run's start or end, or a callback's: not a window
+                return method(self)
             copies, start = counted["copies"], time.perf_counter()
-            method(self, populations)
+            method(self, rings, states)
             spent["handover_s"] += time.perf_counter() - start
             spent["handover_copies"] += counted["copies"] - copies
             spent["windows"] += counts_window

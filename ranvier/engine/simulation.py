@@ -86,8 +86,8 @@ class Simulation:
                     self._on_host(self.values.start)
                     stretch = self._allocate_monitors(stop - network.step)
                 if network.step == boundary:
-                    # a GPU backend hands over only the populations the update writes into
-                    self._on_host(self.values.update, self.values.written(network.step))
+                    # a GPU backend hands over only the rings and states the update writes into
+                    self._on_host(self.values.update, *self.values.written(network.step))
                 if checkpointer is not None and network.step in (checkpointer.next_step, stop):
                     self._collect()
                     self.runner.to_host()
@@ -119,17 +119,18 @@ class Simulation:
             monitor.allocate(max(1, stretch))
         return max(1, stretch)
 
-    def _on_host(self, value_stage_action, populations: set[int] | None = None) -> None:
+    def _on_host(self, value_stage_action, rings: set[int] | None = None, states: set[int] | None = None) -> None:
         """Run a value-stage action at the current step on the host arrays.
 
-        A GPU backend hands the state, rings and pulse schedules over (of ``populations`` alone,
-        when given) and takes the changes back (the CPU backends share the arrays).
+        A GPU backend hands the state, rings and pulse schedules over (with ``rings`` and ``states``,
+        only the rings and the states of those populations) and takes the changes back (the CPU
+        backends share the arrays).
         """
         if not self.values.all_populations:
             return
-        self.runner.to_host(populations)
+        self.runner.to_host(rings, states)
         value_stage_action(self.network.step)
-        self.runner.to_device(populations)
+        self.runner.to_device(rings, states)
 
     def _handle_events(self) -> None:
         step, events = self.network.step, self.network._events

@@ -101,11 +101,12 @@ class ValueStage:
             run = self._run.population(population.name)
             run.held_until = max(run.held_until, reached - reached % population.period + population.period)
 
-    def written(self, step: int) -> set[int]:
-        """The populations (lowered indices) whose state or rings :meth:`update` at ``step`` writes: those
-        the due host populations hold their outputs in or set the state of."""
+    def written(self, step: int) -> tuple[set[int], set[int]]:
+        """The populations (lowered indices) whose rings and whose state :meth:`update` at ``step`` writes:
+        those the due host populations hold their outputs in (rings), and those they set the state of."""
         due = [p for p in self.populations if step % p.period == 0]
-        return {j.post.index for p in due for j in self._holds[p.name] + self._sets[p.name]}
+        return ({j.post.index for p in due for j in self._holds[p.name]},
+                {j.post.index for p in due for j in self._sets[p.name]})
 
     def update(self, step: int) -> None:
         """Update every host value population whose window ends at ``step``, then publish and send."""

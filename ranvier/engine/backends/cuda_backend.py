@@ -33,9 +33,10 @@ and, in chaotic networks, spike times.
 State and ring buffers (and a plastic projection's weights and traces) stay on the device for
 the whole run: they come to the host at the end of a run, around callbacks (which may read or
 change them) and, around the updates of value populations that update on the host (``Rate``, a
-user's ``advance``), those of the populations such an update holds its output in or sets the
-state of, with the value populations' outputs and count windows (the learned weights and the
-other populations stay on the device). The other value populations (Kuramoto, AKOrN, Astrocyte;
+user's ``advance``), the rings of the populations such an update holds its output in and the
+state of those it sets, with the value populations' outputs and what the host populations read
+and reschedule (:meth:`CudaRunner.to_host`; the learned weights and the other populations stay
+on the device). The other value populations (Kuramoto, AKOrN, Astrocyte;
 CfC, LTC and ELM as their traced array steps) and learning (STDP, bit-identical to the numpy
 backend's weights and traces) update on the device, in ``deliver``'s last block
 (:mod:`.cuda_window` says how).
@@ -574,16 +575,18 @@ class CudaRunner(Runner):
         monitor.count[0] = sample + 1
         return sample
 
-    def to_host(self, populations: Collection[int] | None = None) -> None:
-        """Copy the run's state to the host: all of it, or for a host value population's window the state and
-        rings of ``populations`` and what the window's update reads and reschedules (the value populations'
-        outputs, the host populations' count windows and, of those that pulse, pulse schedules);
-        :meth:`to_device` takes the same back."""
-        whole = populations is None
+    def to_host(self, rings: Collection[int] | None = None, states: Collection[int] | None = None) -> None:
+        """Copy the run's state to the host: all of it, or for a host value population's window the rings of
+        ``rings``, the state of ``states`` (by default of ``rings``) and what the window's update reads and
+        reschedules (the value populations' outputs, the host populations' count windows and, of those that
+        pulse, pulse schedules); :meth:`to_device` takes the same back."""
+        whole = rings is None
+        states = rings if states is None else states
         for index, device in enumerate(self.populations):
-            if whole or index in populations:
-                if not device.host.on_host:  # a host value population's state lives on the host
-                    device.state.copy_to_host(device.host.state)
+            # a host value population's state lives on the host
+            if (whole or index in states) and not device.host.on_host:
+                device.state.copy_to_host(device.host.state)
+            if whole or index in rings:
                 device.ring.copy_to_host(device.host.ring)
             if whole or _pulses_on_host(device.host):
                 device.source_next.copy_to_host(device.host.source_next)
@@ -605,25 +608,26 @@ class CudaRunner(Runner):
         populations = self.lowered.populations
         return [count for count in self.counts if whole or populations[count.host.post].on_host]
 
-    def to_device(self, populations: Collection[int] | None = None) -> None:
+    def to_device(self, rings: Collection[int] | None = None, states: Collection[int] | None = None) -> None:
+        whole = rings is None
+        states = rings if states is None else states
         for index, device in enumerate(self.populations):
             host = device.host
-            handed = populations is None or index in populations
-            if handed:
+            if whole or index in rings:
                 device.ring.copy_to_device(host.ring)
             if host.on_host:
-                if populations is None or _pulses_on_host(host):
+                if whole or _pulses_on_host(host):
                     device.source_steps.copy_to_device(host.source_steps)
                     device.source_ids.copy_to_device(host.source_ids)
                     device.source_next.copy_to_device(host.source_next)
-            elif handed:
+            elif whole or index in states:
                 device.state.copy_to_device(host.state)
-        for plastic in self.plastic if populations is None else ():
+        for plastic in self.plastic if whole else ():
             plastic.to_device()
         for index, published in self.published.items():
             # the host publishes every value population at the start of a run, and its own at their updates
             published.copy_to_device(self.lowered.published[index])
-        for count in self._counts_handed(populations is None):
+        for count in self._counts_handed(whole):
             count.pending.copy_to_device(count.host.pending)
 
     def _download(self, monitors, first_samples: list[int], first_spikes: np.ndarray) -> None:
