@@ -183,14 +183,16 @@ def test_parallel_stdp_learns_exactly_as_numpy_on_the_simulator(on_cuda_simulato
 
 @pytest.mark.slow
 def test_the_prepared_gpu_script_runs_end_to_end_on_the_simulator(tmp_path):
-    """``benchmarks/gpu/run.sh --small``: every section, its JSON and its report, with no GPU."""
+    """``benchmarks/gpu/run.sh --small``: every section, its JSON and its report, with no GPU. The GPU's time
+    bounds (420 s of sections, 480 s in all) are lifted: the simulator's runs time nothing, and take 340-450 s
+    on a 2-core machine."""
     report = tmp_path / "BENCHMARKS.md"
     report.write_text("# Benchmarks\n\n## Other\n\nkept\n")
     repo = Path(__file__).resolve().parents[1]
     environment = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "OUT": str(tmp_path), "REPORT": str(report),
-                   "PYTHON": sys.executable}
-    finished = subprocess.run(["bash", str(repo / "benchmarks" / "gpu" / "run.sh"), "--small"], env=environment,
-                              capture_output=True, text=True, timeout=900)
+                   "PYTHON": sys.executable, "TIMEOUT_S": "1700"}
+    finished = subprocess.run(["bash", str(repo / "benchmarks" / "gpu" / "run.sh"), "--small", "--budget", "1500"],
+                              env=environment, capture_output=True, text=True, timeout=1800)
     assert finished.returncode == 0, finished.stderr[-3000:]
     results = json.loads((tmp_path / "gpu_checks.json").read_text())
     assert results["machine"]["simulator"]
