@@ -152,7 +152,7 @@ from ranvier.units import ms, mV
 
 handed = []
 to_host = cuda_backend.CudaRunner.to_host
-def recorded(self, rings=None, states=None):
+def recorded(self, rings=None, states=()):
     handed.append(None if rings is None else [sorted(rings), sorted(states)])
     return to_host(self, rings, states)
 cuda_backend.CudaRunner.to_host = recorded

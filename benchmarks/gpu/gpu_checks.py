@@ -596,7 +596,7 @@ def timing_rate_windows(counted: dict):
     to_host, to_device, advance = CudaRunner.to_host, CudaRunner.to_device, Rate.advance
 
     def timed(method, counts_window: bool):
-        def handover(self, rings=None, states=None):
+        def handover(self, rings=None, states=()):
             if rings is None:  # a run's start or end, or a callback's: not a window
                 return method(self)
             copies, start = counted["copies"], time.perf_counter()

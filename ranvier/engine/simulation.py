@@ -119,7 +119,7 @@ class Simulation:
             monitor.allocate(max(1, stretch))
         return max(1, stretch)
 
-    def _on_host(self, value_stage_action, rings: set[int] | None = None, states: set[int] | None = None) -> None:
+    def _on_host(self, value_stage_action, rings: set[int] | None = None, states: set[int] = frozenset()) -> None:
         """Run a value-stage action at the current step on the host arrays.
 
         A GPU backend hands the state, rings and pulse schedules over (with ``rings`` and ``states``,

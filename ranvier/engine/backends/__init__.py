@@ -21,18 +21,18 @@ class Runner:
     def advance(self, start: int, stop: int) -> int:
         raise NotImplementedError
 
-    def to_host(self, rings: Collection[int] | None = None, states: Collection[int] | None = None) -> None:
+    def to_host(self, rings: Collection[int] | None = None, states: Collection[int] = ()) -> None:
         """Bring state and ring buffers into the lowered host arrays (a GPU backend copies).
 
         With ``rings`` (lowered indices), only those populations' rings come and the state of
-        ``states`` (by default of the same populations), with the value populations' outputs and
+        ``states`` (lowered indices), with the value populations' outputs and
         what host value populations read and reschedule (their count windows, and their pulse
         schedules where they pulse): what a host value population's update reads and writes when it
         holds its output in the rings of ``rings`` and sets the state of ``states`` (learned weights
         stay where they are).
         """
 
-    def to_device(self, rings: Collection[int] | None = None, states: Collection[int] | None = None) -> None:
+    def to_device(self, rings: Collection[int] | None = None, states: Collection[int] = ()) -> None:
         """Take up changes made on the host (by callbacks and value populations) before advancing again:
         spiking state, ring buffers and the pulses value populations scheduled (with ``rings`` and
         ``states``, as :meth:`to_host` brought them)."""

@@ -300,6 +300,9 @@ class CudaRunner(Runner):
         self.values = [_DeviceValues(v, self.populations[v.population]) for v in lowered.values]
         self.maps = {g: _DeviceArrays(m, _MAP_ARRAYS) for g, m in enumerate(lowered.value_maps) if m.compiled}
         self.counts = [_DeviceArrays(c, _COUNT_ARRAYS) for c in lowered.counts]
+        #: the count windows a host value population's window hands over: those counted into host populations
+        #: (the device's own value populations take theirs on the device)
+        self._window_counts = [c for c in self.counts if lowered.populations[c.host.post].on_host]
         self.count_events = cuda.to_device(np.zeros(len(lowered.counts), dtype=np.int64))
         # the published output of every value population the device maps read; a host one's is
         # uploaded with its update
@@ -575,13 +578,12 @@ class CudaRunner(Runner):
         monitor.count[0] = sample + 1
         return sample
 
-    def to_host(self, rings: Collection[int] | None = None, states: Collection[int] | None = None) -> None:
+    def to_host(self, rings: Collection[int] | None = None, states: Collection[int] = ()) -> None:
         """Copy the run's state to the host: all of it, or for a host value population's window the rings of
-        ``rings``, the state of ``states`` (by default of ``rings``) and what the window's update reads and
-        reschedules (the value populations' outputs, the host populations' count windows and, of those that
-        pulse, pulse schedules); :meth:`to_device` takes the same back."""
+        ``rings``, the state of ``states`` and what the window's update reads and reschedules (the value
+        populations' outputs, the host populations' count windows and, of those that pulse, pulse
+        schedules); :meth:`to_device` takes the same back."""
         whole = rings is None
-        states = rings if states is None else states
         for index, device in enumerate(self.populations):
             # a host value population's state lives on the host
             if (whole or index in states) and not device.host.on_host:
@@ -599,18 +601,11 @@ class CudaRunner(Runner):
                 value.population.source_ids.copy_to_host(value.population.host.source_ids)
             if value.host.previous is not None:
                 value.previous.copy_to_host(value.host.previous)
-        for count in self._counts_handed(whole):
+        for count in self.counts if whole else self._window_counts:
             count.pending.copy_to_host(count.host.pending)
 
-    def _counts_handed(self, whole: bool) -> list:
-        """The count windows a handover moves: all, or (for a host value population's window) those counted into
-        host populations; the device's own value populations take theirs on the device."""
-        populations = self.lowered.populations
-        return [count for count in self.counts if whole or populations[count.host.post].on_host]
-
-    def to_device(self, rings: Collection[int] | None = None, states: Collection[int] | None = None) -> None:
+    def to_device(self, rings: Collection[int] | None = None, states: Collection[int] = ()) -> None:
         whole = rings is None
-        states = rings if states is None else states
         for index, device in enumerate(self.populations):
             host = device.host
             if whole or index in rings:
@@ -627,7 +622,7 @@ class CudaRunner(Runner):
         for index, published in self.published.items():
             # the host publishes every value population at the start of a run, and its own at their updates
             published.copy_to_device(self.lowered.published[index])
-        for count in self._counts_handed(whole):
+        for count in self.counts if whole else self._window_counts:
             count.pending.copy_to_device(count.host.pending)
 
     def _download(self, monitors, first_samples: list[int], first_spikes: np.ndarray) -> None:
