@@ -559,6 +559,15 @@ def _sizes(graph) -> dict[str, int]:
     return sizes
 
 
+def _only_successor(successors: Mapping[str, list[str]], node_name: str, node) -> str:
+    """The one node that ``node`` (named ``node_name``) leads to, inside a chain of weights."""
+    following = successors.get(node_name, [])
+    if len(following) != 1:
+        raise NIRError(f"NIR node {node_name!r}: a {type(node).__name__} must lead to exactly one node, "
+                       f"got {following}")
+    return following[0]
+
+
 def _connect_chain(net: Network, graph, start: str, first: str, successors: Mapping[str, list[str]],
                    populations: Mapping[str, Population], factors: Mapping[str, Mapping[str, np.ndarray]],
                    dt: float):
@@ -595,11 +604,7 @@ def _connect_chain(net: Network, graph, start: str, first: str, successors: Mapp
             bias = np.asarray(node.bias, dtype=np.float64) if isinstance(node, nir.Affine) else None
         elif type(node).__name__ in CONVOLUTIONS:
             return _connect_convolution_chain(net, graph, start, first, successors, populations, factors, dt)
-        following = successors.get(node_name, [])
-        if len(following) != 1:
-            raise NIRError(f"NIR node {node_name!r}: a {type(node).__name__} must lead to exactly one node, "
-                           f"got {following}")
-        node_name = following[0]
+        node_name = _only_successor(successors, node_name, node)
     post = populations[node_name]
     pre = populations[start]
     if weight is None:
@@ -736,11 +741,7 @@ def _connect_convolution_chain(net: Network, graph, start: str, first: str, succ
             if len(stage) > 2 and stage[2] is not None:
                 bias = bias + stage[2]
             stages.append(stage)
-        following = successors.get(node_name, [])
-        if len(following) != 1:
-            raise NIRError(f"NIR node {node_name!r}: a {type(node).__name__} must lead to exactly one node, "
-                           f"got {following}")
-        node_name = following[0]
+        node_name = _only_successor(successors, node_name, node)
     post = populations[node_name]
     if size != post.n:
         raise NIRError(f"NIR edge {start!r} -> {node_name!r}: the chain sends {size} values to {post.n} neurons")
