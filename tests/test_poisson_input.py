@@ -55,24 +55,29 @@ def test_counts_are_poisson_with_the_stated_mean():
 
 @pytest.mark.parametrize("expected", [0.0, 1e-3, 1.28, 2.32, 7.5, 40.0, 500.0])
 def test_table_counts_equal_the_summed_inverse_transform(expected):
-    """The numba backend's table lookup gives ``poisson_count``'s count for every ``u``, at each CDF step too."""
-    from ranvier.engine.backends.numba_kernels import table_count
+    """The numba table lookup gives ``poisson_count``'s count for the bits of every ``u``, at the CDF's steps too."""
+    from ranvier.engine.backends.numba_kernels import drawn_count
+    from ranvier.engine.model import bits_to_uniform01, random_bits
     from ranvier.engine.poisson_input import GUIDE_ENTRIES, count_tables
 
     p_zero = np.exp(-expected)
     cdf, guide = count_tables(np.array([[3.0, np.exp(-3.0)], [expected, p_zero]]))
     sums = cdf[1][cdf[1] < 2.0]
     # the sum's own steps, a float64 either side of each, the guide's boundaries and random draws
-    with np.errstate(over="ignore"):
-        random = uniform01(np.uint64(99), 3, np.arange(20_000))
     bounds = np.arange(GUIDE_ENTRIES + 1) / GUIDE_ENTRIES
-    u = np.concatenate([sums, np.nextafter(sums, 0.0), np.nextafter(sums, 1.0), bounds, np.nextafter(bounds, 0.0),
-                        random])
+    u = np.concatenate([sums, np.nextafter(sums, 0.0), np.nextafter(sums, 1.0), bounds, np.nextafter(bounds, 0.0)])
     u = u[(u >= 0.0) & (u < 1.0)]
-    reference = np.asarray(poisson_count(u, expected, p_zero))
-    looked_up = np.array([table_count(x, cdf, guide, 1) for x in u])
+    # the bits of the uniform number at or below each u (below where u is finer than 2^-53), with
+    # random low bits, which the draw must ignore; then draws of the generator itself
+    with np.errstate(over="ignore"):
+        low_bits = random_bits(np.uint64(5), 1, np.arange(u.size)) & np.uint64(0x7FF)
+        bits = np.concatenate([(np.floor(u * 2.0 ** 53).astype(np.uint64) << np.uint64(11)) | low_bits,
+                               random_bits(np.uint64(99), 3, np.arange(20_000))])
+    reference = np.asarray(poisson_count(bits_to_uniform01(bits), expected, p_zero))
+    looked_up = np.array([drawn_count(b, cdf, guide, 1) for b in bits])
     np.testing.assert_array_equal(looked_up, reference)
     assert reference.max() > expected if expected else not reference.any()  # the draws reach past the mean
+    assert np.mean(guide[1] < 0) < 0.04  # almost every cell gives its count without a comparison
 
 
 def test_stats_count_each_drawn_input_spike_as_a_synaptic_event():

@@ -426,16 +426,31 @@ def _mix64(x):
 
 
 @model_function
+def random_bits(key, k, i):
+    """64 random bits (uint64) that depend only on ``(key, k, i)``: those :func:`uniform01` scales.
+
+    Counter-based, a splitmix64 hash of the population key and the step, hashed again with
+    the neuron index, so every backend, in any order and on any number of threads, draws
+    the same bits.
+    """
+    x = _mix64(np.uint64(key) + np.uint64(k) * _GOLDEN)
+    return _mix64(x ^ (np.uint64(i) * _MIX1 + _GOLDEN))
+
+
+@model_function
+def bits_to_uniform01(bits):
+    """The uniform number in [0, 1) of 64 random bits: their top 53 bits times 2^-53 (float64, exact)."""
+    return (bits >> _SHIFT11) * _TWO_TO_MINUS_53
+
+
+@model_function
 def uniform01(key, k, i):
     """A uniform random number in [0, 1) that depends only on ``(key, k, i)``.
 
-    Counter-based (a splitmix64 hash of the population key, the step and the neuron index), so
-    every backend, in any order and on any number of threads, draws the same numbers.
-    Returns float64.
+    ``bits_to_uniform01(random_bits(key, k, i))``: counter-based, so every backend, in any order
+    and on any number of threads, draws the same numbers. Returns float64.
     """
-    x = _mix64(np.uint64(key) + np.uint64(k) * _GOLDEN)
-    x = _mix64(x ^ (np.uint64(i) * _MIX1 + _GOLDEN))
-    return (x >> _SHIFT11) * _TWO_TO_MINUS_53
+    return bits_to_uniform01(random_bits(key, k, i))
 
 
 @model_function

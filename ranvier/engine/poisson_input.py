@@ -26,9 +26,10 @@ from ..errors import ProjectionError
 #: ``exp(-mean)``, which must stay far from float64's underflow (and costs ~mean terms a neuron)
 MAX_MEAN_PER_STEP = 500.0
 
-#: cells of a :func:`count_tables` guide (a power of two, so ``u * GUIDE_ENTRIES`` is exact): enough
-#: that almost every cell holds at most one step of the CDF, which one comparison then settles
-GUIDE_ENTRIES = 4096
+#: a :func:`count_tables` guide has ``2**GUIDE_BITS`` cells: a uniform number's cell is the top
+#: ``GUIDE_BITS`` of its random bits, and at this many almost no cell holds a step of the CDF
+GUIDE_BITS = 12
+GUIDE_ENTRIES = 1 << GUIDE_BITS
 
 
 @dataclass(frozen=True)
@@ -147,11 +148,11 @@ def count_tables(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     sum), then 2.0 (above any uniform number) to the row's end. The sums never fall, so
     ``poisson_count(u, ...)`` equals the number of entries ``<= u``.
 
-    ``guide[m, g]`` describes the cell ``[g, g + 1) / GUIDE_ENTRIES`` of uniform numbers: ``s``, the
-    number of entries ``<= g / GUIDE_ENTRIES``, where at most one entry lies inside the cell (the
-    count of a ``u`` there is ``s + (u >= cdf[m, s])``), else ``-1 - s`` (the count is found by
-    stepping on from ``s``; ``numba_kernels.table_count``). The same counts as the sum, without
-    its divisions, and almost always without a loop.
+    ``guide[m, g]`` describes the cell ``[g, g + 1) / GUIDE_ENTRIES`` of uniform numbers. With ``s``
+    the number of entries ``<= g / GUIDE_ENTRIES``, it is ``s``, the count of every ``u`` in the
+    cell, where no entry lies inside it, else ``-1 - s`` (the count is found by stepping on from
+    ``s``; ``numba_kernels.drawn_count``). The same counts as the sum, without its divisions, and
+    almost always without a comparison: a drive of mean 2 has 9 of its 4096 cells stepped.
     """
     rows = []
     for expected, p_zero in params:
@@ -174,7 +175,7 @@ def count_tables(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for m, row in enumerate(cdf):
         at_start = np.searchsorted(row, cells[:-1], side="right")
         inside = np.searchsorted(row, cells[1:], side="left") - at_start
-        guide[m] = np.where(inside <= 1, at_start, -1 - at_start)
+        guide[m] = np.where(inside == 0, at_start, -1 - at_start)
     return cdf, guide
 
 

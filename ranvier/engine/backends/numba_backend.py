@@ -132,7 +132,7 @@ def _write_variant(w: SourceWriter, alias: str, shared: bool, parallel: bool, re
     It returns 0, -1 when the spike buffer is full or -2 when the state (of ``dtype``) is not finite.
     Each Poisson drive ``m`` (into receptor ``drives[m]``) adds its count times its weight to the
     neuron's input before the step, as the numpy backend's ``_drive``; the count is
-    ``poisson_count``'s, read from the drive's table (``numba_kernels.table_count``).
+    ``poisson_count``'s, read from the drive's table (``numba_kernels.drawn_count``).
     A ``parallel`` variant updates on all threads, each over its block of the neurons with the
     serial variant (written before it), whose drive counts go to ``block_events[block]`` and are
     summed after the loop, in integers (the same on any number of threads).
@@ -187,16 +187,12 @@ def _write_serial_update(w: SourceWriter, name: str, alias: str, shared: bool, r
         with w.indent():
             w("return")
         for m, receptor in enumerate(drives):
-            # each drive in loops of its own, away from the neurons' loop below, which they would keep
-            # from vectorising: the uniform numbers first (a loop that vectorises), then their counts
-            # (a loop that does not: a table lookup per neuron)
-            _neuron_loop(w)
-            with w.indent():
-                w(f"drive_uniforms[i] = uniform01(drive_keys[{m}], k, i)")
+            # each drive in a loop of its own, away from the neurons' loop below, which its table lookup
+            # would keep from vectorising
             w(f"events{m} = 0")
             _neuron_loop(w)
             with w.indent():
-                w(f"count{m} = table_count(drive_uniforms[i], drive_cdf, drive_guide, {m})")
+                w(f"count{m} = drawn_count(random_bits(drive_keys[{m}], k, i), drive_cdf, drive_guide, {m})")
                 # an integer sum: the same on any number of threads
                 w(f"events{m} += count{m}")
                 # added unconditionally (a count of 0 adds +-0.0, which leaves any ring value as it is):
@@ -290,8 +286,8 @@ _PLASTIC_ARGUMENTS = ["row_ptr", "targets", "weights", "col_ptr", "col_synapses"
 
 
 #: the arrays of a population's Poisson drives, as arguments ``p{index}_<name>``: the lowered ones,
-#: the tables of their counts (``poisson_input.count_tables``) and a step's uniform numbers
-_DRIVE_ARGUMENTS = ["drive_weights", "drive_keys", "drive_events", "drive_cdf", "drive_guide", "drive_uniforms"]
+#: and the tables of their counts (``poisson_input.count_tables``)
+_DRIVE_ARGUMENTS = ["drive_weights", "drive_keys", "drive_events", "drive_cdf", "drive_guide"]
 
 
 def _population_arguments(index: int, population) -> list[str]:
@@ -361,8 +357,8 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     if together or blocks_update:
         w("from ranvier.engine.backends.numba_kernels import _block_start")
     if any(len(p.drive_names) for p in lowered.populations):
-        w("from ranvier.engine.model import uniform01")
-        w("from ranvier.engine.backends.numba_kernels import table_count")
+        w("from ranvier.engine.model import random_bits")
+        w("from ranvier.engine.backends.numba_kernels import drawn_count")
     w(f"from ranvier.engine.backends.numba_kernels import {'deliver_all_listed as ' if listed else ''}deliver_all")
     if parallel_delivery:
         w("from ranvier.engine.backends.numba_kernels import "
@@ -829,7 +825,7 @@ def _write_together(w: SourceWriter, lowered: LoweredNetwork, together: list[int
                 w(f"slot = {p}ring[k % {p}ring.shape[0]]")
                 slots = "".join(f"slot[{r}], " for r in range(population.ring.shape[1]))
                 drives = (f", {p}drive_weights, {p}drive_keys, together_events[block, {position}], {p}drive_cdf, "
-                          f"{p}drive_guide, {p}drive_uniforms") if len(population.drive_names) else ""
+                          f"{p}drive_guide") if len(population.drive_names) else ""
                 w(f"_update{name}({p}state, {p}consts, ({slots}), k, {p}key, {p}flags, low, high{drives})")
         for position, index in enumerate(together):
             drives = len(lowered.populations[index].drive_names)
@@ -997,9 +993,7 @@ class NumbaRunner(Runner):
             cdf, guide = count_tables(population.drive_params)
             values.update({f"{p}drive_weights": population.drive_weights, f"{p}drive_keys": population.drive_keys,
                            f"{p}drive_events": population.drive_events, f"{p}drive_cdf": cdf,
-                           f"{p}drive_guide": guide,
-                           # scratch for one step's uniform numbers (each thread writes only its own block)
-                           f"{p}drive_uniforms": np.empty(population.n if len(population.drive_names) else 0)})
+                           f"{p}drive_guide": guide})
         if lowered.projections:
             values.update(_projection_lists(lowered))
             if _parallel_delivery(lowered):
