@@ -63,7 +63,7 @@ def test_table_counts_equal_the_summed_inverse_transform(expected):
     p_zero = np.exp(-expected)
     cdf, guide = count_tables(np.array([[3.0, np.exp(-3.0)], [expected, p_zero]]))
     sums = cdf[1][cdf[1] < 2.0]
-    # the sum's own steps, a float64 either side of each, the guide's boundaries and random draws
+    # the sum's own steps, a float64 either side of each, and the guide's boundaries
     bounds = np.arange(GUIDE_ENTRIES + 1) / GUIDE_ENTRIES
     u = np.concatenate([sums, np.nextafter(sums, 0.0), np.nextafter(sums, 1.0), bounds, np.nextafter(bounds, 0.0)])
     u = u[(u >= 0.0) & (u < 1.0)]
