@@ -52,3 +52,63 @@ def test_delays_longer_than_a_run_carry_over_to_the_next(backend):
     assert spikes.num_spikes == 0
     net.run(5 * ms, backend=backend)
     assert spikes.times.tolist() == pytest.approx([6 * ms])
+
+
+def test_rows_are_put_in_order_of_delay_with_ties_in_their_order():
+    from ranvier.engine.connectivity import sort_rows_by_delay
+
+    row_ptr = np.array([0, 4, 4, 7, 8], dtype=np.int64)
+    delays = np.array([3, 1, 3, 2, 5, 5, 1, 9], dtype=np.uint16)
+    post_ids = np.arange(10, 18, dtype=np.int32)
+    weights = np.arange(8, dtype=np.float32)
+    sort_rows_by_delay(row_ptr, delays, post_ids, weights)
+    assert delays.tolist() == [1, 2, 3, 3, 1, 5, 5, 9]
+    assert post_ids.tolist() == [11, 13, 10, 12, 16, 14, 15, 17]
+    assert weights.tolist() == [1, 3, 0, 2, 6, 4, 5, 7]
+    # one shared weight stays; a short row over a wide range of delays takes the merge sort
+    delays, post_ids, shared = np.array([900, 2, 900], np.uint16), np.array([0, 1, 2], np.int32), np.ones(1)
+    sort_rows_by_delay(np.array([0, 3], dtype=np.int64), delays, post_ids, shared)
+    assert (delays.tolist(), post_ids.tolist(), shared.tolist()) == ([2, 900, 900], [1, 0, 2], [1.0])
+
+
+def test_connect_stores_per_synapse_delays_in_order_of_delay_and_keeps_every_synapse():
+    net = rv.Network(dt=0.1 * ms, seed=0)
+    a = net.population(rv.neurons.LIF(), 5, name="a")
+    b = net.population(rv.neurons.LIF(), 6, name="b")
+    rng = np.random.default_rng(2)
+    pre, post = rng.integers(0, 5, 200), rng.integers(0, 6, 200)
+    weight, delay = rng.normal(1e-3, 1e-4, 200), rng.integers(1, 9, 200) * 0.1 * ms
+    given = (pre.copy(), post.copy(), weight.copy(), delay.copy())
+    projection = net.connect(a, b, rv.connect.FromArrays(pre, post, weight=weight, delay=delay), receptor="exc")
+    assert all(np.array_equal(x, y) for x, y in zip(given, (pre, post, weight, delay), strict=True))
+    stored_delays = np.asarray(projection.delays)
+    # within each source, delays ascend, and synapses of one delay keep the order they were given in
+    for source in range(5):
+        given = np.flatnonzero(pre == source)
+        given = given[np.argsort(delay[given], kind="stable")]
+        rows = projection.pre_ids == source
+        np.testing.assert_array_equal(projection.post_ids[rows], post[given])
+        np.testing.assert_array_equal(np.rint(stored_delays[rows] / (0.1 * ms)), np.rint(delay[given] / (0.1 * ms)))
+        np.testing.assert_array_equal(projection.weights[rows], weight[given].astype(projection.weights.dtype))
+    # a plastic projection keeps the rule's order (targets ascending for its learning rule)
+    plastic = net.connect(a, b, rv.connect.FixedInDegree(3), weight=1e-3, delay=rv.init.Uniform(0.1 * ms, 1 * ms),
+                          receptor="exc", plasticity=rv.plasticity.STDP())
+    for source in range(5):
+        targets = plastic.post_ids[plastic.pre_ids == source]
+        assert np.all(np.diff(targets) >= 0)
+
+
+def test_delay_groups_give_each_delays_start_in_its_row():
+    from ranvier.engine.backends import numba_kernels
+
+    row_ptr = np.array([0, 4, 4, 7], dtype=np.int64)
+    delays = np.array([1, 1, 3, 4, 2, 2, 4], dtype=np.uint16)
+    offsets = np.zeros((3, 5), dtype=np.uint16)
+    assert numba_kernels.delay_group_offsets(row_ptr, delays, np.array([0, 2, 1, 0, 5, 6, 1], np.uint32), 1,
+                                             offsets) == 1
+    assert offsets.tolist() == [[0, 2, 2, 3, 4], [0, 0, 0, 0, 0], [0, 0, 2, 2, 3]]
+    # a delay's targets out of order, and a row out of order of delay
+    assert numba_kernels.delay_group_offsets(row_ptr, delays, np.array([2, 0, 1, 0, 5, 6, 1], np.uint32), 1,
+                                             offsets) == 0
+    assert numba_kernels.delay_group_offsets(row_ptr, delays[::-1].copy(), np.zeros(7, np.uint32), 1,
+                                             offsets) == -1

@@ -58,6 +58,26 @@ def build_small_target(seed=3):
     return net
 
 
+def build_delay_groups(seed=3):
+    """Targets that receive only projections in delay groups (per-synapse delays, no plasticity), so
+    that two threads split their rings by slot: rows ascending in each group (FixedInDegree) and
+    out of order with multapses (FromArrays), delays over a few dozen steps."""
+    net = rv.Network(dt=1e-4, seed=seed)
+    a = net.population(LIF(tau_syn=RECEPTORS), 203, name="a")
+    c = net.population(LIF(tau_syn=RECEPTORS), 150, name="c")
+    net.connect(rv.connect.PoissonInput(20.0, 1000), a, weight=0.004, receptor="e")
+    net.connect(rv.connect.PoissonInput(20.0, 900), c, weight=0.004, receptor="e")
+    net.connect(a, a, rv.connect.FixedInDegree(20), weight=rv.init.Normal(1e-3, 2e-4), receptor="e",
+                delay=rv.init.Uniform(1e-4, 3e-3))
+    net.connect(a, c, rv.connect.FixedInDegree(30), weight=rv.init.Normal(1e-3, 2e-4), receptor="e",
+                delay=rv.init.Uniform(2e-4, 2e-3))
+    rng = np.random.default_rng(1)
+    pre, post = rng.integers(0, 150, 3000), rng.integers(0, 150, 3000)
+    net.connect(c, c, rv.connect.FromArrays(pre, post), weight=rv.init.Normal(-1e-3, 1e-4), receptor="i",
+                delay=rv.init.Uniform(1e-4, 1.5e-3))
+    return net
+
+
 def fingerprint(net) -> dict:
     """Spikes, state, weights and event counts, as a digest and the counts."""
     digest = hashlib.sha256()
@@ -90,6 +110,7 @@ result = fingerprint(net)
 result["threads"] = numba.get_num_threads()
 result["parallel"] = numba_backend._parallel_delivery(net._simulation.lowered)
 result["together"] = numba_backend._updated_together(net._simulation.lowered)
+result["ring_spans"] = numba_backend._projection_lists(net._simulation.lowered, False)["ring_spans"].tolist()
 print(json.dumps(result))
 """
 
@@ -133,6 +154,24 @@ def test_a_population_smaller_than_the_thread_count_has_its_events_counted():
     two = run_with_threads(2, builder="build_small_target")
     assert two["parallel"]
     assert two["events"] == expected["events"] and two["digest"] == expected["digest"]
+
+
+def test_rings_split_by_slot_equal_numpy_on_one_and_two_threads():
+    """Rings whose projections are all in delay groups: one thread delivers the groups, two split the
+    slots between them; both give numpy's bits and event counts."""
+    reference = build_delay_groups()
+    for name in reference.populations:
+        reference.record(reference[name], "spikes")
+    reference.run(0.05, backend="numpy")
+    expected = fingerprint(reference)
+    assert expected["spikes"] > 500
+    one, two = run_with_threads(1, builder="build_delay_groups"), run_with_threads(2, builder="build_delay_groups")
+    # the delay steps each ring's projections span (all at least 2 a thread: split by slot)
+    assert one["ring_spans"] == two["ring_spans"] == [30, 15]
+    assert two["parallel"]
+    for result in (one, two):
+        assert result["digest"] == expected["digest"]
+        assert result["events"] == expected["events"]
 
 
 def test_rows_ascending_tells_sorted_rows_from_others():

@@ -34,6 +34,55 @@ def outgoing_synapses(row_ptr: np.ndarray, sources: np.ndarray) -> tuple[np.ndar
     offsets = np.cumsum(lengths) - lengths
     return np.repeat(starts - offsets, lengths) + np.arange(total), lengths
 
+def sort_rows_by_delay(row_ptr: np.ndarray, delay_steps: np.ndarray, post_ids: np.ndarray,
+                       weights: np.ndarray) -> None:
+    """Put each source's synapses in ascending order of delay, ties kept in their order, in place
+    (``weights`` of one entry is shared and stays).
+
+    A source's synapses of one delay then arrive in one ring slot as one run, which the numba
+    backend delivers without sorting them by arrival (``numba_kernels.deliver_delay_groups``).
+    Every ring entry still receives its additions in the same order (spike by spike, and the
+    synapses of a spike onto one target and slot in their order), so no sum changes. Rows are
+    sorted on all threads, each through scratch of its own length (no index per synapse).
+    """
+    _sort_rows_by_delay(row_ptr, delay_steps, post_ids, weights, len(weights) == len(delay_steps))
+
+
+@numba.njit(cache=True, parallel=True)
+def _sort_rows_by_delay(row_ptr, delay_steps, post_ids, weights, weight_per_synapse):
+    for row in numba.prange(row_ptr.shape[0] - 1):
+        begin, end = row_ptr[row], row_ptr[row + 1]
+        in_order = True
+        low = high = np.int64(delay_steps[begin]) if end > begin else 0
+        for synapse in range(begin, end):
+            if synapse > begin and delay_steps[synapse] < delay_steps[synapse - 1]:
+                in_order = False
+            low = min(low, np.int64(delay_steps[synapse]))
+            high = max(high, np.int64(delay_steps[synapse]))
+        if in_order:
+            continue
+        span = high - low + 1
+        if span > 4 * (end - begin):
+            # a few synapses over a wide range of delays: a merge sort beats a histogram this wide
+            order = np.argsort(delay_steps[begin:end], kind="mergesort")
+        else:
+            # a counting sort over the row's own range of delays
+            counts = np.zeros(span + 1, dtype=np.int64)
+            for synapse in range(begin, end):
+                counts[delay_steps[synapse] - low + 1] += 1
+            for d in range(span):
+                counts[d + 1] += counts[d]
+            order = np.empty(end - begin, dtype=np.int64)
+            for synapse in range(begin, end):
+                d = delay_steps[synapse] - low
+                order[counts[d]] = synapse - begin
+                counts[d] += 1
+        delay_steps[begin:end] = delay_steps[begin:end][order]
+        post_ids[begin:end] = post_ids[begin:end][order]
+        if weight_per_synapse:
+            weights[begin:end] = weights[begin:end][order]
+
+
 @dataclass
 class Synapses:
     """The synapses a rule built: CSR by source, plus per-synapse values the rule carries."""

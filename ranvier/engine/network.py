@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import PlasticityError, PopulationError, ProjectionError, RecordingError, RunError
-from .connectivity import AllToAll, Conv2d, Convolution, Rule, all_to_all_synapses
+from .connectivity import AllToAll, Conv2d, Convolution, Rule, all_to_all_synapses, sort_rows_by_delay
 from .distributions import Distribution, draw_in_blocks, materialise
 from .kinds import Kind, ProjectionKind
 from .model import Model, ValueModel
@@ -591,6 +591,12 @@ class Network:
             delay_steps = int(delay_steps[0])
         if plasticity is not None and len(weights) == 1 and n_synapses != 1:
             weights = np.repeat(weights, n_synapses)  # each synapse learns its own weight
+        if plasticity is None and post_ids is not None and isinstance(delay_steps, np.ndarray):
+            # each source's synapses in order of delay, for delivery (no sum changes); a plastic
+            # projection keeps its targets ascending, which its learning rule's threads search.
+            # Sorted in place: the rule built these arrays and the weights and delays were converted
+            # into new ones, so no caller's array changes
+            sort_rows_by_delay(row_ptr, delay_steps, post_ids, weights)
         projection = Projection(name, pre, post, receptor, row_ptr, post_ids, weights, delay_steps, autapses,
                                 geometry if convolution else None)
         if plasticity is not None:

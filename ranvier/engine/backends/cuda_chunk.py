@@ -31,12 +31,12 @@ other thread. A chunk is therefore
 2. the delivery part: every spike of the chunk through every projection, the spike counts read on the
    device, in one of two ways (:func:`delivers_by_target` picks). *By target*: a thread per target
    neuron gathers its input, projection by projection, spike by spike, bisecting each spiking row
-   (its targets ascend) for the synapses onto it, so every ring entry sums in the reference order
-   with no atomics and a GPU gives the CPU backends' bits. *By spike*: a block per spike
-   (grid-stride), its threads striding over the spike's synapses with atomic adds into the target's
-   ring, which a GPU sums in a varying order. The first thread also adds the chunk's spikes into
-   the count projections' windows, on its own, as the CPU backends' ``deliver_count`` does (so
-   each window sums in the reference order).
+   (its targets ascend, whole or within each delay's run) for the synapses onto it, so every ring
+   entry sums in the reference order with no atomics and a GPU gives the CPU backends' bits. *By
+   spike*: a block per spike (grid-stride), its threads striding over the spike's synapses with
+   atomic adds into the target's ring, which a GPU sums in a varying order. The first thread also
+   adds the chunk's spikes into the count projections' windows, on its own, as the CPU backends'
+   ``deliver_count`` does (so each window sums in the reference order).
    Its last block to finish then runs the chunk's STDP and the updates of the value populations
    whose windows end with the chunk (:mod:`.cuda_window`), so they take no launch of their own.
 
@@ -81,7 +81,7 @@ import numpy as np
 from numba import cuda
 
 from ..kinds import Kind
-from ..lowering import LoweredNetwork, Status
+from ..lowering import LoweredNetwork, LoweredProjection, Status
 from . import cuda_window, kernel_cache, numba_backend, numba_kernels
 from .fingerprint import kernel_fingerprint
 from .source_writer import SourceWriter
@@ -249,6 +249,30 @@ def gather_csr(target, first, last, spike_ids, spike_steps, row_ptr, post_ids, w
             synapse += 1
 
 
+def gather_csr_by_delay(target, first, last, spike_ids, spike_steps, row_ptr, post_ids, weights, weight_stride,
+                        delays, ring, receptor):
+    """:func:`gather_csr` of rows in order of delay whose targets ascend within each delay's run (what
+    ``Network.connect`` makes of per-synapse delays without plasticity).
+
+    A run of one delay is found by bisecting the delays for the next one, and bisected for
+    ``target``; a spike's synapses onto one entry stay in their row order, as in the CPU backends.
+    """
+    slots = ring.shape[0]
+    for s in range(first, last):
+        neuron = spike_ids[s]
+        begin = row_ptr[neuron]
+        end = row_ptr[neuron + 1]
+        sent = spike_steps[s]
+        while begin < end:
+            delay = delays[begin]
+            run_end = bisect(delays, begin, end, delay + 1)
+            synapse = bisect(post_ids, begin, run_end, target)
+            while synapse < run_end and post_ids[synapse] == target:
+                ring[(sent + delay) % slots, receptor, target] += weights[synapse * weight_stride]
+                synapse += 1
+            begin = run_end
+
+
 def gather_all_to_all(target, first, last, spike_ids, spike_steps, width, autapses, weights, delays, ring, receptor):
     """Spikes ``first .. last - 1`` onto one ``target`` of an all-to-all projection, in the reference order."""
     if target >= width:
@@ -264,8 +288,8 @@ def row_length(s, spike_ids, row_ptr):
     return row_ptr[spike_ids[s] + 1] - row_ptr[spike_ids[s]]
 
 
-_DEVICE_FUNCTIONS = (write_tile, deliver_csr, deliver_all_to_all, deliver_convolution, gather_csr, gather_all_to_all,
-                     row_length)
+_DEVICE_FUNCTIONS = (write_tile, deliver_csr, deliver_all_to_all, deliver_convolution, gather_csr,
+                     gather_csr_by_delay, gather_all_to_all, row_length)
 
 #: networks of at most this many synapses deliver by target (:func:`delivers_by_target`). On an H200
 #: (``benchmarks/gpu/gpu_checks.py``, section ``delivery``) by target was the faster on both networks
@@ -282,9 +306,10 @@ def delivers_by_target(lowered: LoweredNetwork) -> bool:
     By target, each ring entry sums its input in the reference order (projection by projection,
     spike by spike, synapse by synapse), so a GPU gives the CPU backends' bits; a target's thread
     bisects every spiking row of its projections for its synapses, which costs targets x spikes x
-    log(row) where atomics cost the synaptic events. It needs rows whose targets ascend (every
-    connection rule but ``FromArrays`` in an arbitrary order) and no convolution, and is taken up
-    to :data:`TARGET_DELIVERY_MAX_SYNAPSES` synapses.
+    log(row) where atomics cost the synaptic events. It needs rows whose targets ascend, whole or
+    within each delay's run (:func:`_gather`: every connection rule but ``FromArrays`` in an
+    arbitrary order) and no convolution, and is taken up to :data:`TARGET_DELIVERY_MAX_SYNAPSES`
+    synapses.
     """
     projections = lowered.projections
     if not projections or any(projection.geometry is not None for projection in projections):
@@ -292,8 +317,20 @@ def delivers_by_target(lowered: LoweredNetwork) -> bool:
     synapses = sum(projection.width * lowered.populations[projection.pre].n if projection.all_to_all
                    else int(projection.row_ptr[-1]) for projection in projections)
     return synapses <= TARGET_DELIVERY_MAX_SYNAPSES and all(
-        projection.all_to_all or numba_kernels.rows_ascending(projection.row_ptr, projection.post_ids.view(np.uint32))
-        for projection in projections)
+        projection.all_to_all or _gather(projection) is not None for projection in projections)
+
+
+def _gather(projection: LoweredProjection) -> str | None:
+    """The device function that gathers a CSR projection's input by target: ``gather_csr`` for rows whose
+    targets ascend, ``gather_csr_by_delay`` for rows in order of delay that ascend within each delay,
+    None for others."""
+    targets = projection.post_ids.view(np.uint32)
+    if numba_kernels.rows_ascending(projection.row_ptr, targets):
+        return "gather_csr"
+    if projection.per_synapse_delays and numba_kernels.rows_by_delay_then_target(
+            projection.row_ptr, projection.delay_steps, targets):
+        return "gather_csr_by_delay"
+    return None
 
 
 #: the arguments of ``update`` every network has, before the populations' and monitors'
@@ -628,9 +665,12 @@ def _write_target_delivery(w: SourceWriter, lowered: LoweredNetwork) -> None:
                 if projection.all_to_all:
                     w(f"gather_all_to_all({spikes}, {q}width, {q}autapses, {q}weights, {q}delays, p{post}_ring, "
                       f"{projection.receptor})")
-                else:
+                elif _gather(projection) == "gather_csr":
                     w(f"gather_csr({spikes}, {q}row_ptr, {q}post_ids, {q}weights, {q}weight_stride, {q}delays, "
                       f"{q}delay_stride, p{post}_ring, {projection.receptor})")
+                else:
+                    w(f"gather_csr_by_delay({spikes}, {q}row_ptr, {q}post_ids, {q}weights, {q}weight_stride, "
+                      f"{q}delays, p{post}_ring, {projection.receptor})")
     for j in range(len(projections)):
         with w.block(f"if events{j} != 0:"):
             w(f"cuda.atomic.add(events, {j}, events{j})")

@@ -35,7 +35,7 @@ from numba.typed import List as TypedList
 from ..array_trace import Trace
 from ..connectivity import GEOMETRY_FIELDS
 from ..kinds import Kind
-from ..lowering import Consumer, LoweredNetwork, Operator, Status
+from ..lowering import Consumer, LoweredNetwork, LoweredProjection, Operator, Status
 from ..poisson_input import count_tables
 from . import Runner, array_program, kernel_cache, numba_kernels
 from .fingerprint import kernel_fingerprint
@@ -44,6 +44,7 @@ from .numba_kernels import (
     DELIVER_ALL_TO_ALL_NO_AUTAPSES,
     DELIVER_CONVOLUTION,
     DELIVER_CSR,
+    DELIVER_CSR_DELAY_GROUPS,
     DELIVER_CSR_PER_SYNAPSE_DELAYS,
 )
 from .source_writer import SourceWriter
@@ -276,7 +277,9 @@ def _parallel_learning(lowered: LoweredNetwork, plastic) -> bool:
 _PROJECTION_ARGUMENTS = ["spike_id_lists", "spike_step_lists", "rings", "projection_pre",
                          "projection_post", "projection_receptor", "row_ptrs", "post_id_lists", "weight_lists",
                          "weight_strides", "delay_lists", "delivery_modes", "projection_widths",
-                         "projection_geometries", "bucket_posts", "bucket_weights", "slot_starts"]
+                         "projection_geometries", "bucket_posts", "bucket_weights", "slot_starts",
+                         "group_offset_lists", "first_delays", "ring_spans", "segment_begins", "segment_ends",
+                         "segment_counts"]
 
 
 #: the arrays of a plastic projection q that ``apply_stdp`` reads, as arguments ``s{q}_<name>``
@@ -916,8 +919,9 @@ def _load_kernel(lowered: LoweredNetwork):
     return _LOADED[name], arguments
 
 
-def _projection_lists(lowered: LoweredNetwork) -> dict[str, object]:
-    """The arguments of ``deliver_all``: the lowered arrays themselves, gathered in typed lists."""
+def _projection_lists(lowered: LoweredNetwork, parallel: bool) -> dict[str, object]:
+    """The arguments of ``deliver_all`` (and, ``parallel``, of ``deliver_all_parallel``): the lowered
+    arrays themselves, gathered in typed lists."""
     populations, projections = lowered.populations, lowered.projections
 
     def listed(arrays):
@@ -929,12 +933,26 @@ def _projection_lists(lowered: LoweredNetwork) -> dict[str, object]:
         steps = projection.delay_steps
         return steps if projection.per_synapse_delays else np.array([steps], dtype=np.uint16)
 
-    def mode(projection):
+    groups = [_delay_groups(j) for j in projections]
+
+    def mode(j, projection):
         if projection.geometry is not None:
             return DELIVER_CONVOLUTION
         if projection.all_to_all:
             return DELIVER_ALL_TO_ALL if projection.autapses else DELIVER_ALL_TO_ALL_NO_AUTAPSES
+        if groups[j] is not None:
+            return DELIVER_CSR_DELAY_GROUPS
         return DELIVER_CSR_PER_SYNAPSE_DELAYS if projection.per_synapse_delays else DELIVER_CSR
+
+    # a ring splits by slot only if every projection onto it is in delay groups: the span it may split
+    ring_spans = np.zeros(len(populations), dtype=np.int64)
+    for p in range(len(populations)):
+        onto = [groups[j] for j, projection in enumerate(projections) if projection.post == p]
+        if onto and all(g is not None for g in onto):
+            ring_spans[p] = min(g[0].shape[1] - 1 for g in onto)
+    slots = max(p.ring.shape[0] for p in populations)
+    batch = max(16, min(_SEGMENT_BATCH, (1 << 18) // slots)) if any(g is not None for g in groups) else 1
+    no_groups = np.zeros((0, 1), dtype=np.uint16)
 
     # an implicit all-to-all projection has no synapse arrays (a convolution no post_ids): empty ones
     # keep each sequence of one type
@@ -944,7 +962,7 @@ def _projection_lists(lowered: LoweredNetwork) -> dict[str, object]:
         if projection.geometry is not None:
             geometries[j] = projection.geometry
 
-    return {
+    lists = {
         "spike_id_lists": listed([p.spike_ids for p in populations]),
         "spike_step_lists": listed([p.spike_steps for p in populations]),
         "rings": listed([p.ring for p in populations]),
@@ -958,16 +976,63 @@ def _projection_lists(lowered: LoweredNetwork) -> dict[str, object]:
         "weight_lists": listed([j.weights for j in projections]),
         "weight_strides": np.array([j.weight_stride for j in projections], dtype=np.int64),
         "delay_lists": listed([delays(j) for j in projections]),
-        "delivery_modes": np.array([mode(j) for j in projections], dtype=np.int64),
+        "delivery_modes": np.array([mode(j, projection) for j, projection in enumerate(projections)],
+                                   dtype=np.int64),
         "projection_widths": np.array([j.width for j in projections], dtype=np.int64),
         "projection_geometries": geometries,
         # each thread's buckets for the synapses of per-synapse delays (numba_kernels.deliver_by_arrival)
         "bucket_posts": np.zeros((numba.config.NUMBA_NUM_THREADS, numba_kernels.ARRIVAL_BATCH), dtype=np.uint32),
         "bucket_weights": np.zeros((numba.config.NUMBA_NUM_THREADS, numba_kernels.ARRIVAL_BATCH),
                                    dtype=lowered.dtype),
-        "slot_starts": np.zeros((numba.config.NUMBA_NUM_THREADS, max(p.ring.shape[0] for p in populations) + 1),
-                                dtype=np.int64),
+        "slot_starts": np.zeros((numba.config.NUMBA_NUM_THREADS, slots + 1), dtype=np.int64),
+        # rows in delay groups (numba_kernels.deliver_delay_groups): each group's start in its row, the
+        # first group's delay, and each thread's runs of synapses per slot
+        "group_offset_lists": listed([no_groups if g is None else g[0] for g in groups]),
+        "first_delays": np.array([0 if g is None else g[1] for g in groups], dtype=np.int64),
+        "ring_spans": ring_spans,
+        "segment_begins": np.zeros((numba.config.NUMBA_NUM_THREADS, slots, batch), dtype=np.int64),
+        "segment_ends": np.zeros((numba.config.NUMBA_NUM_THREADS, slots, batch), dtype=np.int64),
+        "segment_counts": np.zeros((numba.config.NUMBA_NUM_THREADS, slots), dtype=np.int64),
     }
+    if parallel:
+        # a block's synapses are contiguous in a row (or a delay group) whose targets ascend (every
+        # rule but FromArrays)
+        lists["rows_ascending"] = np.array(
+            [g[2] if g is not None else
+             j.post_ids is not None and numba_kernels.rows_ascending(j.row_ptr, j.post_ids.view(np.uint32))
+             for j, g in zip(projections, groups, strict=True)], dtype=np.bool_)
+    return lists
+
+
+#: spikes whose runs of synapses one pass of ``numba_kernels.deliver_delay_groups`` lists at most
+_SEGMENT_BATCH = 256
+
+
+def _delay_groups(projection: LoweredProjection) -> tuple[np.ndarray, int, bool] | None:
+    """The delay groups of a projection whose rows are in order of delay (what ``Network.connect``
+    makes of per-synapse delays without plasticity): each group's start in its row (uint16), the
+    first group's delay (steps) and whether each group's targets ascend; ``None`` for any other.
+
+    Skipped where a row holds more synapses than uint16 counts, or where the offsets (2 bytes an
+    entry) would outweigh the synapses (10 bytes each) by more than half and a megabyte: a few
+    synapses with delays spread wide.
+    """
+    if not projection.per_synapse_delays or projection.post_ids is None:
+        return None
+    row_ptr, delays = projection.row_ptr, projection.delay_steps
+    rows = len(row_ptr) - 1
+    if not len(delays) or int(np.diff(row_ptr).max()) > numba_kernels.MAX_GROUPED_ROW:
+        return None
+    first_delay, last_delay = int(delays.min()), int(delays.max())
+    groups = last_delay - first_delay + 1
+    if rows * (groups + 1) > 8 * len(delays) + (1 << 19):
+        return None
+    offsets = np.empty((rows, groups + 1), dtype=np.uint16)
+    ascending = numba_kernels.delay_group_offsets(row_ptr, delays, projection.post_ids.view(np.uint32),
+                                                  first_delay, offsets)
+    if ascending < 0:
+        return None
+    return offsets, first_delay, bool(ascending)
 
 
 class NumbaRunner(Runner):
@@ -995,12 +1060,9 @@ class NumbaRunner(Runner):
                            f"{p}drive_events": population.drive_events, f"{p}drive_cdf": cdf,
                            f"{p}drive_guide": guide})
         if lowered.projections:
-            values.update(_projection_lists(lowered))
-            if _parallel_delivery(lowered):
-                # a block's synapses are contiguous in a row whose targets ascend (every rule but FromArrays)
-                values["rows_ascending"] = np.array(
-                    [j.post_ids is not None and numba_kernels.rows_ascending(j.row_ptr, j.post_ids.view(np.uint32))
-                     for j in lowered.projections], dtype=np.bool_)
+            parallel = _parallel_delivery(lowered)
+            values.update(_projection_lists(lowered, parallel))
+            if parallel:
                 values["min_delivery_events"] = PARALLEL_MIN_EVENTS
                 values["delivery_threads"] = np.ones(1, dtype=np.int64)
         values["update_threads"] = np.ones(1, dtype=np.int64)

@@ -308,6 +308,116 @@ def deliver_by_arrival(spike_ids, spike_steps, first, last, row_ptr, post_ids, w
     return events
 
 
+
+#: rows longer than this many synapses keep no delay groups (their offsets are uint16)
+MAX_GROUPED_ROW = int(np.iinfo(np.uint16).max)
+
+
+@njit(**KERNEL)
+def delay_group_offsets(row_ptr, delay_steps, post_ids, first_delay, offsets):
+    """Fill ``offsets[row, g]`` with where the synapses of delay ``first_delay + g`` start in each
+    row (from the row's start; ``offsets[row, -1]`` is the row's length), for rows in ascending
+    order of delay. Returns -1 if a row is not in that order, else 1 if every group's targets
+    ascend and 0 if not.
+    """
+    groups = offsets.shape[1] - 1
+    ascending = 1
+    for row in range(row_ptr.shape[0] - 1):
+        begin, end = row_ptr[row], row_ptr[row + 1]
+        group = 0
+        for synapse in range(begin, end):
+            if synapse > begin and delay_steps[synapse] < delay_steps[synapse - 1]:
+                return -1
+            delay_group = np.int64(delay_steps[synapse]) - first_delay
+            if synapse > begin and delay_steps[synapse] == delay_steps[synapse - 1] and \
+                    post_ids[synapse] < post_ids[synapse - 1]:
+                ascending = 0
+            while group <= delay_group:
+                offsets[row, group] = synapse - begin
+                group += 1
+        while group <= groups:
+            offsets[row, group] = end - begin
+            group += 1
+    return ascending
+
+
+@njit(**KERNEL)
+def deliver_delay_groups(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights, weight_stride,
+                         group_offsets, first_delay, ring, receptor, part, parts, low, high, ascending,
+                         segment_begins, segment_ends, segment_counts):
+    """Add the weights of spikes ``first .. last - 1``, rows in order of delay, onto the ring slots
+    ``slot % parts == part`` and targets ``low .. high - 1``.
+
+    Row ``i``'s synapses of delay ``first_delay + g`` are ``row_ptr[i] + group_offsets[i, g]`` up
+    to the next group's start, and all arrive in slot ``(sent + first_delay + g) % slots``. A batch
+    of spikes (``segment_begins.shape[1]`` at most) is first listed as runs of synapses per slot,
+    in the order of the spikes; each slot's runs are then added into it, so one slot is written at
+    a time (it stays in cache) and every ring entry receives its additions in the order of
+    :func:`deliver`: spike by spike, and a spike's synapses onto one entry in their row order.
+    Nothing is sorted and no delay is read. With a block of targets (``low``, ``high``) a group
+    whose targets ascend (``ascending``) is cut by two searches, another is filtered synapse by
+    synapse. Returns the synaptic events of the whole rows.
+    """
+    slots = ring.shape[0]
+    width = ring.shape[2]
+    groups = group_offsets.shape[1] - 1
+    capacity = segment_begins.shape[1]
+    whole = low == 0 and high >= width
+    events = 0
+    s = first
+    while s < last:
+        end = min(last, s + capacity)
+        for slot in range(slots):
+            segment_counts[slot] = 0
+        for b in range(s, end):
+            neuron = spike_ids[b]
+            start = row_ptr[neuron]
+            events += row_ptr[neuron + 1] - start
+            offsets = group_offsets[neuron]
+            slot = (spike_steps[b] + first_delay) % slots
+            owner = slot % parts  # kept up with the slot, not divided for at every group
+            for group in range(groups):
+                begin = start + np.int64(offsets[group])
+                finish = start + np.int64(offsets[group + 1])
+                if begin < finish and owner == part:
+                    if ascending and not whole:
+                        begin = _first_at_least(post_ids, begin, finish, low, width)
+                        finish = _first_at_least(post_ids, begin, finish, high, width)
+                    if begin < finish:
+                        count = segment_counts[slot]
+                        segment_begins[slot, count] = begin
+                        segment_ends[slot, count] = finish
+                        segment_counts[slot] = count + 1
+                slot += 1
+                owner += 1
+                if owner == parts:
+                    owner = 0
+                if slot == slots:
+                    slot = 0
+                    owner = 0
+        for slot in range(part, slots, parts):
+            target = ring[slot, receptor]
+            count = segment_counts[slot]
+            for c in range(count):
+                if c + 1 < count:
+                    # the next run is elsewhere in memory: ask for its start while this one is added
+                    following = segment_begins[slot, c + 1]
+                    _prefetch(post_ids, following)
+                    _prefetch(post_ids, following + 16)
+                    _prefetch(weights, following * weight_stride)
+                    _prefetch(weights, (following + 16) * weight_stride)
+                if whole or ascending:
+                    for synapse in range(segment_begins[slot, c], segment_ends[slot, c]):
+                        # unsigned: numba tests every signed index for a negative value
+                        target[post_ids[np.uint64(synapse)]] += weights[np.uint64(synapse * weight_stride)]
+                else:
+                    for synapse in range(segment_begins[slot, c], segment_ends[slot, c]):
+                        post = post_ids[np.uint64(synapse)]
+                        if post >= low and post < high:
+                            target[post] += weights[np.uint64(synapse * weight_stride)]
+        s = end
+    return events
+
 @njit(**KERNEL)
 def deliver_all_to_all(spike_ids, spike_steps, first, last, width, autapses, weight, delay_steps, ring, receptor):
     """Add ``weight`` to targets ``0 .. width - 1`` of each spike ``first .. last - 1``, in that order.
@@ -393,10 +503,12 @@ DELIVER_CSR_PER_SYNAPSE_DELAYS = 1
 DELIVER_ALL_TO_ALL = 2
 DELIVER_ALL_TO_ALL_NO_AUTAPSES = 3
 DELIVER_CONVOLUTION = 4
+DELIVER_CSR_DELAY_GROUPS = 5
 
 
 def _deliver_all(first, last, spike_ids, spike_steps, rings, pre, post, receptor, row_ptr, post_ids, weights,
-                 weight_stride, delays, modes, widths, geometries, bucket_posts, bucket_weights, slot_starts, events):
+                 weight_stride, delays, modes, widths, geometries, bucket_posts, bucket_weights, slot_starts,
+                 group_offsets, first_delays, ring_spans, segment_begins, segment_ends, segment_counts, events):
     """Deliver spikes ``first[p] .. last[p] - 1`` of each population p, projection by projection.
 
     One loop over tuples (:func:`deliver_all`) or typed lists (:func:`deliver_all_listed`) of the
@@ -405,7 +517,9 @@ def _deliver_all(first, last, spike_ids, spike_steps, rings, pre, post, receptor
     touched. ``modes[j]`` (``DELIVER_*``) says whether projection j is CSR, with one delay or
     one per synapse, implicit all-to-all onto ``widths[j]`` targets (``row_ptr[j]`` and
     ``post_ids[j]`` then empty) or a convolution of geometry ``geometries[j]`` (``post_ids[j]`` empty).
-    Per-synapse delays are delivered through the first row of the buckets (:func:`deliver_by_arrival`).
+    Per-synapse delays are delivered through the first row of the buckets (:func:`deliver_by_arrival`),
+    or, in rows in order of delay (``DELIVER_CSR_DELAY_GROUPS``), as runs of one delay
+    (:func:`deliver_delay_groups`, groups ``group_offsets[j]`` from delay ``first_delays[j]``).
     """
     for j in range(pre.shape[0]):
         source = pre[j]
@@ -421,6 +535,11 @@ def _deliver_all(first, last, spike_ids, spike_steps, rings, pre, post, receptor
                                             row_ptr[j], post_ids[j], weights[j], weight_stride[j], delays[j],
                                             rings[post[j]], receptor[j], 0, widths[j], False, bucket_posts[0],
                                             bucket_weights[0], slot_starts[0])
+        elif mode == DELIVER_CSR_DELAY_GROUPS:
+            events[j] += deliver_delay_groups(spike_ids[source], spike_steps[source], first[source], last[source],
+                                              row_ptr[j], post_ids[j], weights[j], weight_stride[j], group_offsets[j],
+                                              first_delays[j], rings[post[j]], receptor[j], 0, 1, 0, widths[j], True,
+                                              segment_begins[0], segment_ends[0], segment_counts[0])
         elif mode == DELIVER_CONVOLUTION:
             events[j] += deliver_convolution(spike_ids[source], spike_steps[source], first[source], last[source],
                                              row_ptr[j], geometries[j], weights[j], delays[j][0], rings[post[j]],
@@ -447,7 +566,13 @@ deliver_all_listed = njit(cache=True, nogil=True)(_renamed(_deliver_all, "delive
 
 # Thread-parallel delivery: each thread owns a block of every target population's neurons and
 # delivers, projection by projection and spike by spike, only the synapses onto its block, so no
-# two threads write one ring entry and every target's input is summed in the serial order.
+# two threads write one ring entry and every target's input is summed in the serial order. A ring
+# whose projections all keep their rows in delay groups is split by slot instead: each thread
+# owns every threads-th slot and reads only its own groups, with no search for a block.
+
+#: a ring whose projections are all in delay groups is split between threads by slot when its
+#: projections' delays span at least this many steps per thread (fewer would leave threads idle)
+_SLOTS_PER_THREAD = 2
 
 #: target blocks start at multiples of this many neurons (a 64-byte cache line of float32), so
 #: threads never write one cache line
@@ -516,6 +641,17 @@ def rows_ascending(row_ptr, post_ids):
 
 
 @njit(**KERNEL)
+def rows_by_delay_then_target(row_ptr, delay_steps, post_ids):
+    """Whether every source's synapses are in ascending order of delay, and of target within one delay."""
+    for neuron in range(row_ptr.shape[0] - 1):
+        for synapse in range(row_ptr[neuron] + 1, row_ptr[neuron + 1]):
+            if delay_steps[synapse] < delay_steps[synapse - 1] or (
+                    delay_steps[synapse] == delay_steps[synapse - 1] and post_ids[synapse] < post_ids[synapse - 1]):
+                return False
+    return True
+
+
+@njit(**KERNEL)
 def deliver_block(spike_ids, spike_steps, first, last, row_ptr, post_ids, weights, weight_stride, delay_steps, ring,
                   receptor, low, high, ascending):
     """:func:`deliver` of the synapses onto targets ``low .. high - 1`` only.
@@ -571,7 +707,8 @@ def _all_to_all_events(spikes, mode, width):
 
 def _deliver_all_parallel(first, last, spike_ids, spike_steps, rings, pre, post, receptor, row_ptr, post_ids,
                           weights, weight_stride, delays, modes, widths, geometries, bucket_posts, bucket_weights,
-                          slot_starts, ascending, events, min_events, threads):
+                          slot_starts, group_offsets, first_delays, ring_spans, segment_begins, segment_ends,
+                          segment_counts, ascending, events, min_events, threads):
     """:func:`deliver_all` on ``threads[0]`` threads, each over its own block of every target population.
 
     Below ``min_events`` synaptic events in the chunk (estimated from the spike counts and each
@@ -598,7 +735,8 @@ def _deliver_all_parallel(first, last, spike_ids, spike_steps, rings, pre, post,
         # the serial loop, compiled with reference counting: it takes tuples and typed lists
         deliver_all_listed(first, last, spike_ids, spike_steps, rings, pre, post, receptor, row_ptr, post_ids,
                            weights, weight_stride, delays, modes, widths, geometries, bucket_posts, bucket_weights,
-                           slot_starts, events)
+                           slot_starts, group_offsets, first_delays, ring_spans, segment_begins, segment_ends,
+                           segment_counts, events)
         return
     # the thread count comes as an argument: a kernel that calls get_num_threads() cannot be cached
     blocks = threads[0]
@@ -607,11 +745,22 @@ def _deliver_all_parallel(first, last, spike_ids, spike_steps, rings, pre, post,
             source = pre[j]
             if last[source] == first[source]:
                 continue
+            mode = modes[j]
+            if ring_spans[post[j]] >= _SLOTS_PER_THREAD * blocks:
+                # every projection onto this ring is in delay groups: thread `block` owns the slots
+                # slot % blocks == block, over all targets
+                made = deliver_delay_groups(spike_ids[source], spike_steps[source], first[source], last[source],
+                                            row_ptr[j], post_ids[j], weights[j], weight_stride[j], group_offsets[j],
+                                            first_delays[j], rings[post[j]], receptor[j], block, blocks, 0,
+                                            widths[j], True, segment_begins[block], segment_ends[block],
+                                            segment_counts[block])
+                if block == 0:
+                    events[j] += made
+                continue
             low = _block_start(block, blocks, widths[j])
             high = _block_start(block + 1, blocks, widths[j])
             if low == high:
                 continue
-            mode = modes[j]
             made = 0
             if mode == DELIVER_ALL_TO_ALL or mode == DELIVER_ALL_TO_ALL_NO_AUTAPSES:
                 deliver_all_to_all_block(spike_ids[source], spike_steps[source], first[source], last[source],
@@ -622,6 +771,12 @@ def _deliver_all_parallel(first, last, spike_ids, spike_steps, rings, pre, post,
                 made = deliver_convolution(spike_ids[source], spike_steps[source], first[source], last[source],
                                            row_ptr[j], geometries[j], weights[j], delays[j][0], rings[post[j]],
                                            receptor[j], low, high)
+            elif mode == DELIVER_CSR_DELAY_GROUPS:
+                made = deliver_delay_groups(spike_ids[source], spike_steps[source], first[source], last[source],
+                                            row_ptr[j], post_ids[j], weights[j], weight_stride[j], group_offsets[j],
+                                            first_delays[j], rings[post[j]], receptor[j], 0, 1, low, high,
+                                            ascending[j], segment_begins[block], segment_ends[block],
+                                            segment_counts[block])
             elif mode == DELIVER_CSR_PER_SYNAPSE_DELAYS:
                 made = deliver_by_arrival(spike_ids[source], spike_steps[source], first[source], last[source],
                                           row_ptr[j], post_ids[j], weights[j], weight_stride[j], delays[j],
