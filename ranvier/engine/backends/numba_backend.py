@@ -1014,7 +1014,7 @@ def _delay_groups(projection: LoweredProjection) -> tuple[np.ndarray, int, bool]
     first group's delay (steps) and whether each group's targets ascend; ``None`` for any other.
 
     Skipped where a row holds more synapses than uint16 counts, or where the offsets (2 bytes an
-    entry) would outweigh the synapses (10 bytes each) by more than half and a megabyte: a few
+    entry) would take more than 16 bytes a synapse (which itself takes 10) plus a megabyte: a few
     synapses with delays spread wide.
     """
     if not projection.per_synapse_delays or projection.post_ids is None:
