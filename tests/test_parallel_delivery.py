@@ -75,6 +75,10 @@ def build_delay_groups(seed=3):
     pre, post = rng.integers(0, 150, 3000), rng.integers(0, 150, 3000)
     net.connect(c, c, rv.connect.FromArrays(pre, post), weight=rv.init.Normal(-1e-3, 1e-4), receptor="i",
                 delay=rv.init.Uniform(1e-4, 1.5e-3))
+    # delays over 5 steps: 2 slot classes at most, so 4 threads make 2 classes of 2 target blocks
+    d = net.population(LIF(tau_syn=RECEPTORS), 90, name="d")
+    net.connect(a, d, rv.connect.FixedInDegree(40), weight=rv.init.Normal(2e-3, 2e-4), receptor="e",
+                delay=rv.init.Uniform(1e-4, 5e-4))
     return net
 
 
@@ -156,20 +160,24 @@ def test_a_population_smaller_than_the_thread_count_has_its_events_counted():
     assert two["events"] == expected["events"] and two["digest"] == expected["digest"]
 
 
-def test_rings_split_by_slot_equal_numpy_on_one_and_two_threads():
-    """Rings whose projections are all in delay groups: one thread delivers the groups, two split the
-    slots between them; both give numpy's bits and event counts."""
+def test_rings_split_by_slot_equal_numpy_on_any_number_of_threads():
+    """Rings whose projections are all in delay groups: one thread delivers the groups; more split each
+    ring into slot classes (as many as the delays' span allows), each class into target blocks: 2 threads
+    make 2 classes of every ring, 3 make 3 of the two wide rings and 3 target blocks of d, 4 make 4
+    classes of the wide rings and 2 classes of 2 blocks of d. All give numpy's bits and event counts."""
     reference = build_delay_groups()
     for name in reference.populations:
         reference.record(reference[name], "spikes")
     reference.run(0.05, backend="numpy")
     expected = fingerprint(reference)
-    assert expected["spikes"] > 500
-    one, two = run_with_threads(1, builder="build_delay_groups"), run_with_threads(2, builder="build_delay_groups")
-    # the delay steps each ring's projections span (all at least 2 a thread: split by slot)
-    assert one["ring_spans"] == two["ring_spans"] == [30, 15]
-    assert two["parallel"]
-    for result in (one, two):
+    assert expected["spikes"] > 500 and expected["events"]["a->d:e"] > 10_000
+    results = [run_with_threads(threads, builder="build_delay_groups") for threads in (1, 2, 3, 4)]
+    assert [numba_kernels._slot_classes.py_func(span, threads) for threads in (2, 3, 4)
+            for span in results[0]["ring_spans"]] == [2, 2, 2, 3, 3, 1, 4, 4, 2]
+    for threads, result in enumerate(results, start=1):
+        # the delay steps each ring's projections span
+        assert result["ring_spans"] == [30, 15, 5]
+        assert (result["threads"], result["parallel"]) == (threads, threads > 1)
         assert result["digest"] == expected["digest"]
         assert result["events"] == expected["events"]
 

@@ -567,12 +567,24 @@ deliver_all_listed = njit(cache=True, nogil=True)(_renamed(_deliver_all, "delive
 # Thread-parallel delivery: each thread owns a block of every target population's neurons and
 # delivers, projection by projection and spike by spike, only the synapses onto its block, so no
 # two threads write one ring entry and every target's input is summed in the serial order. A ring
-# whose projections all keep their rows in delay groups is split by slot instead: each thread
-# owns every threads-th slot and reads only its own groups, with no search for a block.
+# whose projections all keep their rows in delay groups is split by slot as well: each thread
+# owns one class of slots (every classes-th) of one block of targets and reads only its class's
+# groups; with as many classes as threads (a wide enough span of delays) it searches no group.
 
-#: a ring whose projections are all in delay groups is split between threads by slot when its
-#: projections' delays span at least this many steps per thread (fewer would leave threads idle)
-_SLOTS_PER_THREAD = 2
+#: a ring whose projections are all in delay groups is split between threads by slot into at most
+#: one class per this many steps its projections' delays span (fewer would leave threads idle)
+_SLOTS_PER_CLASS = 2
+
+
+@njit(**KERNEL, inline="always")
+def _slot_classes(span, threads):
+    """Into how many slot classes ``threads`` split a ring whose delays span ``span`` steps: the largest
+    divisor of ``threads`` of at most ``span // _SLOTS_PER_CLASS`` (1 for a ring not in delay groups,
+    span 0), each class's threads then splitting the targets into blocks."""
+    for classes in range(min(threads, span // _SLOTS_PER_CLASS), 1, -1):
+        if threads % classes == 0:
+            return classes
+    return 1
 
 #: target blocks start at multiples of this many neurons (a 64-byte cache line of float32), so
 #: threads never write one cache line
@@ -746,19 +758,12 @@ def _deliver_all_parallel(first, last, spike_ids, spike_steps, rings, pre, post,
             if last[source] == first[source]:
                 continue
             mode = modes[j]
-            if ring_spans[post[j]] >= _SLOTS_PER_THREAD * blocks:
-                # every projection onto this ring is in delay groups: thread `block` owns the slots
-                # slot % blocks == block, over all targets
-                made = deliver_delay_groups(spike_ids[source], spike_steps[source], first[source], last[source],
-                                            row_ptr[j], post_ids[j], weights[j], weight_stride[j], group_offsets[j],
-                                            first_delays[j], rings[post[j]], receptor[j], block, blocks, 0,
-                                            widths[j], True, segment_begins[block], segment_ends[block],
-                                            segment_counts[block])
-                if block == 0:
-                    events[j] += made
-                continue
-            low = _block_start(block, blocks, widths[j])
-            high = _block_start(block + 1, blocks, widths[j])
+            # thread `block` owns slot class block % classes (slots slot % classes == class) of target
+            # block block // classes; a ring not wholly in delay groups has one class
+            classes = _slot_classes(ring_spans[post[j]], blocks)
+            slot_class = block % classes
+            low = _block_start(block // classes, blocks // classes, widths[j])
+            high = _block_start(block // classes + 1, blocks // classes, widths[j])
             if low == high:
                 continue
             made = 0
@@ -774,8 +779,8 @@ def _deliver_all_parallel(first, last, spike_ids, spike_steps, rings, pre, post,
             elif mode == DELIVER_CSR_DELAY_GROUPS:
                 made = deliver_delay_groups(spike_ids[source], spike_steps[source], first[source], last[source],
                                             row_ptr[j], post_ids[j], weights[j], weight_stride[j], group_offsets[j],
-                                            first_delays[j], rings[post[j]], receptor[j], 0, 1, low, high,
-                                            ascending[j], segment_begins[block], segment_ends[block],
+                                            first_delays[j], rings[post[j]], receptor[j], slot_class, classes, low,
+                                            high, ascending[j], segment_begins[block], segment_ends[block],
                                             segment_counts[block])
             elif mode == DELIVER_CSR_PER_SYNAPSE_DELAYS:
                 made = deliver_by_arrival(spike_ids[source], spike_steps[source], first[source], last[source],
@@ -786,7 +791,7 @@ def _deliver_all_parallel(first, last, spike_ids, spike_steps, rings, pre, post,
                 made = deliver_block(spike_ids[source], spike_steps[source], first[source], last[source], row_ptr[j],
                                      post_ids[j], weights[j], weight_stride[j], delays[j], rings[post[j]],
                                      receptor[j], low, high, ascending[j])
-            if low == 0:  # the one block of its first targets (a thread's block can be empty)
+            if low == 0 and slot_class == 0:  # the one block of its first targets (a block can be empty)
                 events[j] += made
 
 
