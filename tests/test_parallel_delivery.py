@@ -257,3 +257,39 @@ def test_search_from_the_estimate_finds_the_first_target_at_least_low():
         for low in range(width):
             found = numba_kernels._first_at_least(post_ids, begin, end, low, width)
             assert found == begin + np.searchsorted(row, low, side="left"), (row[:5], low)
+
+
+@pytest.mark.parametrize("ascending", [True, False])
+def test_delay_groups_deliver_every_slot_class_and_block_once_in_the_serial_order(ascending):
+    """``deliver_delay_groups`` over every (slot class, target block) of a split, in batches of 3 spikes
+    (spikes of several steps, each entry reached by many): the serial loop's float32 sums, exactly."""
+    rng = np.random.default_rng(5)
+    n_pre, n_post, slots, first_delay = 7, 50, 12, 2
+    lengths = rng.integers(0, 60, n_pre)
+    row_ptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    delays = np.concatenate([np.sort(rng.integers(first_delay, 9, k)) for k in lengths]).astype(np.uint16)
+    targets = rng.integers(0, n_post, row_ptr[-1]).astype(np.uint32)
+    if ascending:  # ascending within each delay's run
+        targets = targets[np.lexsort((targets, delays, np.repeat(np.arange(n_pre), lengths)))]
+    weights = rng.normal(0.0, 1.0, row_ptr[-1]).astype(np.float32)
+    spike_ids = rng.integers(0, n_pre, 40).astype(np.uint32)
+    spike_steps = np.sort(rng.integers(0, 3, 40)).astype(np.int64)
+    expected = np.zeros((slots, 1, n_post), dtype=np.float32)
+    for s in range(40):
+        for synapse in range(row_ptr[spike_ids[s]], row_ptr[spike_ids[s] + 1]):
+            expected[(spike_steps[s] + delays[synapse]) % slots, 0, targets[synapse]] += weights[synapse]
+    offsets = np.zeros((n_pre, 9 - first_delay + 1), dtype=np.uint16)
+    assert numba_kernels.delay_group_offsets(row_ptr, delays, targets, first_delay, offsets) == int(ascending)
+    begins, ends, counts = (np.zeros((slots, 3), dtype=np.int64), np.zeros((slots, 3), dtype=np.int64),
+                            np.zeros(slots, dtype=np.int64))
+    for classes, blocks in [(1, 1), (2, 1), (3, 2), (1, 3)]:
+        ring = np.zeros_like(expected)
+        made = 0
+        for slot_class in range(classes):
+            for block in range(blocks):
+                low, high = n_post * block // blocks, n_post * (block + 1) // blocks
+                made += numba_kernels.deliver_delay_groups(
+                    spike_ids, spike_steps, 0, 40, row_ptr, targets, weights, 1, offsets, first_delay, ring, 0,
+                    slot_class, classes, low, high, ascending, begins, ends, counts)
+        assert made == classes * blocks * int(lengths[spike_ids].sum())
+        np.testing.assert_array_equal(ring, expected)
