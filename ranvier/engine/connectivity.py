@@ -34,6 +34,7 @@ def outgoing_synapses(row_ptr: np.ndarray, sources: np.ndarray) -> tuple[np.ndar
     offsets = np.cumsum(lengths) - lengths
     return np.repeat(starts - offsets, lengths) + np.arange(total), lengths
 
+
 def sort_rows_by_delay(row_ptr: np.ndarray, delay_steps: np.ndarray, post_ids: np.ndarray,
                        weights: np.ndarray) -> None:
     """Put each source's synapses in ascending order of delay, ties kept in their order, in place
