@@ -12,14 +12,16 @@ values are arguments, not part of the source: a network of another size reuses t
 (except for a value population with an array step, whose traced step has its shapes in its own
 source, :mod:`.array_program`; the kernel calls it at the population's windows).
 
-With more than one numba thread, populations of :data:`PARALLEL_MIN_NEURONS` or more update on
-all threads; where every chunk is one step, the spiking populations (:data:`PARALLEL_MIN_TOGETHER`
+With more than one numba thread, populations of :data:`PARALLEL_MIN_NEURONS` or more update on all
+threads; where every chunk is one step, the spiking populations (:data:`PARALLEL_MIN_TOGETHER`
 neurons or more in all) update in one parallel loop a step instead, each thread over its block of
-every population (``_update_together``); and networks of :data:`PARALLEL_MIN_SYNAPSES` or more deliver each busy chunk's
-spikes on all threads (``numba_kernels.deliver_all_parallel``): every thread owns a block of
-each target population and adds only the synapses onto it, in the serial order, so results are
-the same to the bit as numpy's on any number of threads. A population's Poisson drives
-(``PoissonInput``) are drawn in its update, from tables of their counts' CDF.
+every population (``_update_together``); a thread updating a block also collects the block's spikes
+(``numba_kernels.collect_block``), joined in the serial order after; and networks of
+:data:`PARALLEL_MIN_SYNAPSES` or more deliver each busy chunk's spikes on all threads
+(``numba_kernels.deliver_all_parallel``): every thread owns a block of each target population and
+adds only the synapses onto it, in the serial order, so results are the same to the bit as numpy's
+on any number of threads. A population's Poisson drives (``PoissonInput``) are drawn in its update,
+from tables of their counts' CDF.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ _INLINED = ", inline='always'"
 
 
 def _write_variant(w: SourceWriter, alias: str, shared: bool, parallel: bool, receptors: int, checks_finite: bool,
-                   drives: tuple[int, ...], dtype: np.dtype) -> None:
+                   drives: tuple[int, ...], dtype: np.dtype, finishes: bool = False) -> None:
     """The compiled step of one population: update every neuron, then collect the spikes.
 
     It returns 0, -1 when the spike buffer is full or -2 when the state (of ``dtype``) is not finite.
@@ -136,27 +138,36 @@ def _write_variant(w: SourceWriter, alias: str, shared: bool, parallel: bool, re
     ``poisson_count``'s, read from the drive's table (``numba_kernels.drawn_count``).
     A ``parallel`` variant updates on all threads, each over its block of the neurons with the
     serial variant (written before it), whose drive counts go to ``block_events[block]`` and are
-    summed after the loop, in integers (the same on any number of threads).
+    summed after the loop, in integers (the same on any number of threads), and whose spikes each thread
+    collects from its block (``_finish<name>``); so do the populations updated together
+    (``finishes``).
     """
     name = _variant_name(alias, shared, parallel, receptors, checks_finite, drives)
     drive_arguments = "".join(f", {name}" for name in _DRIVE_ARGUMENTS) if drives else ""
     if parallel:
         _write_blocks_update(w, name, _variant_name(alias, shared, False, receptors, checks_finite, drives),
-                             len(drives))
+                             len(drives), checks_finite, dtype)
     else:
         _write_serial_update(w, name, alias, shared, receptors, drives, dtype)
     threads = ", threads, block_events" if parallel else ""
+    collected = ", spike_ids, spike_steps, spike_count, block_spikes" if parallel else ""
     w()
     w()
     # the parallel update's caller keeps numba's runtime, as the parallel update does
     w(f"@njit(cache=True, nogil=True{'' if parallel else ', _nrt=False'})")
     w(f"def _population{name}(state, consts, ring, k, key, flags, spike_ids, spike_steps, spike_count"
-      f"{drive_arguments}{threads}):")
+      f"{drive_arguments}{threads}{', block_spikes' if parallel else ''}):")
     with w.indent():
         w("slot = ring[k % ring.shape[0]]")
         slots = "".join(f"slot[{r}], " for r in range(receptors))
-        w(f"_update{name}(state, consts, ({slots}), k, key, flags, 0, state.shape[1]{drive_arguments}{threads})")
-        w(f"return _collect{name}(state, flags, k, spike_ids, spike_steps, spike_count)")
+        bounds = "" if parallel else ", 0, state.shape[1]"
+        w(f"_update{name}(state, consts, ({slots}), k, key, flags{bounds}{drive_arguments}{threads}{collected})")
+        if parallel:
+            w(f"return _finish{name}(state, flags, k, spike_ids, spike_steps, spike_count, block_spikes, threads)")
+        else:
+            w(f"return _collect{name}(state, flags, k, spike_ids, spike_steps, spike_count)")
+    if parallel or finishes:
+        _write_finish(w, name, checks_finite)
     w()
     w()
     w(f"@njit(cache=True, nogil=True, _nrt=False{_INLINED})")
@@ -170,6 +181,31 @@ def _write_variant(w: SourceWriter, alias: str, shared: bool, parallel: bool, re
             w(f"if not {_finite_test('state', dtype)}:")
             with w.indent():
                 w("return -2")
+        w("spike_count[0] = count")
+        w("return 0")
+
+
+def _write_finish(w: SourceWriter, name: str, checks_finite: bool) -> None:
+    """``_finish<name>``: ``_collect<name>`` after each block collected its own spikes (``block_spikes[b]``,
+    see :func:`_write_block_collection`): the blocks' spikes joined in the serial order
+    (``numba_kernels.finish_collection``), then the blocks' finite tests."""
+    w()
+    w()
+    w(f"@njit(cache=True, nogil=True, _nrt=False{_INLINED})")
+    w(f"def _finish{name}(state, flags, k, spike_ids, spike_steps, spike_count, block_spikes, threads):")
+    with w.indent():
+        w("blocks = threads[0]")
+        w("count = finish_collection(flags, flags.view(np.uint64), state.shape[1], k, spike_ids, spike_steps, "
+          "spike_count[0], block_spikes[:, 0], blocks)")
+        w("if count < 0:")
+        with w.indent():
+            w("return count")
+        if not checks_finite:
+            w("for block in range(blocks):")
+            with w.indent():
+                w("if block_spikes[block, 1] != 0:")
+                with w.indent():
+                    w("return -2")
         w("spike_count[0] = count")
         w("return 0")
 
@@ -216,22 +252,25 @@ def _write_serial_update(w: SourceWriter, name: str, alias: str, shared: bool, r
                     w(f"arriving[{receptor}][i] = 0.0")
 
 
-def _write_blocks_update(w: SourceWriter, name: str, serial: str, drives: int) -> None:
-    """``_update<name>``: ``_update<serial>`` on all threads, each over its block of neurons ``low .. high - 1``."""
+def _write_blocks_update(w: SourceWriter, name: str, serial: str, drives: int, checks_finite: bool,
+                         dtype: np.dtype) -> None:
+    """``_update<name>``: ``_update<serial>`` on all threads, each over its block of the population's neurons
+    (:func:`numba_kernels._block_start`), then collecting the block's spikes (:func:`_write_block_collection`)."""
     drive_arguments = "".join(f", {name}" for name in _DRIVE_ARGUMENTS) if drives else ""
     block_drives = drive_arguments.replace("drive_events", "block_events[block]")
     w()
     w()
     w("@njit(cache=True, nogil=True, parallel=True)")
-    w(f"def _update{name}(state, consts, arriving, k, key, flags, low, high{drive_arguments}, threads, "
-      "block_events):")
+    w(f"def _update{name}(state, consts, arriving, k, key, flags{drive_arguments}, threads, block_events, "
+      "spike_ids, spike_steps, spike_count, block_spikes):")
     with w.indent():
         # the thread count comes as an argument: a kernel that calls get_num_threads() cannot be cached
         w("blocks = threads[0]")
         w("for block in prange(blocks):")
         with w.indent():
-            w(f"_update{serial}(state, consts, arriving, k, key, flags, low + _block_start(block, blocks, high - low), "
-              f"low + _block_start(block + 1, blocks, high - low){block_drives})")
+            w(f"_update{serial}(state, consts, arriving, k, key, flags, _block_start(block, blocks, state.shape[1]), "
+              f"_block_start(block + 1, blocks, state.shape[1]){block_drives})")
+            _write_block_collection(w, "", "block_spikes[block]", checks_finite, dtype)
         if drives:
             w("for block in range(blocks):")
             with w.indent():
@@ -337,9 +376,9 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     if together or blocks_update or any(learning_in_parallel):
         arguments += ["update_threads"]
     if together:
-        arguments += ["together_events"]
+        arguments += ["together_events", "together_spikes"]
     if blocks_update:
-        arguments += ["block_events"]
+        arguments += ["block_events", "block_spikes"]
     for m, _ in enumerate(lowered.state_monitors):
         arguments += [f"m{m}_row", f"m{m}_ids", f"m{m}_every", f"m{m}_values", f"m{m}_steps", f"m{m}_count"]
     for q, _ in enumerate(lowered.plastic):
@@ -358,7 +397,8 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     w("from ranvier.engine.backends.numba_kernels import (")
     w("    all_finite, all_finite_double, collect_spikes, emit_scheduled, gather_window, sample_state)")
     if together or blocks_update:
-        w("from ranvier.engine.backends.numba_kernels import _block_start")
+        w("from ranvier.engine.backends.numba_kernels import (")
+        w("    _block_start, block_all_finite, block_all_finite_double, collect_block, finish_collection)")
     if any(len(p.drive_names) for p in lowered.populations):
         w("from ranvier.engine.model import random_bits")
         w("from ranvier.engine.backends.numba_kernels import drawn_count")
@@ -375,8 +415,10 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
     for alias in functions.values():
         # Plain njit: LLVM inlines the call; numba-level inlining defeats LLVM's optimisation here.
         w(f"{alias} = njit(_nrt=False)(_py{alias})")
+    collected_together = {_variant(lowered.populations[i], functions[lowered.populations[i].step_function], True)
+                          for i in together}
     for variant in variants:
-        _write_variant(w, *variant, lowered.dtype)
+        _write_variant(w, *variant, lowered.dtype, finishes=variant in collected_together)
     if together:
         _write_together(w, lowered, together, functions)
     _write_value_steps(w, lowered)
@@ -409,7 +451,7 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
             if together:
                 w("for k in range(step, step + length):")
                 with w.indent():
-                    w(f"_update_together(k, update_threads, together_events, "
+                    w(f"_update_together(k, update_threads, together_events, together_spikes, "
                       f"{', '.join(a for i in together for a in _together_arguments(i, lowered.populations[i]))})")
             for index, population in enumerate(lowered.populations):
                 _write_population(w, lowered, index, population, functions, index in together)
@@ -798,7 +840,20 @@ def _together_arguments(index: int, population) -> list[str]:
     """The arguments of population ``index`` that ``_update_together`` reads."""
     p = f"p{index}_"
     drives = [f"{p}{name}" for name in _DRIVE_ARGUMENTS] if len(population.drive_names) else []
-    return [f"{p}state", f"{p}consts", f"{p}ring", f"{p}key", f"{p}flags"] + drives
+    return [f"{p}state", f"{p}consts", f"{p}ring", f"{p}key", f"{p}flags", f"{p}spike_ids", f"{p}spike_steps",
+            f"{p}spike_count"] + drives
+
+
+def _write_block_collection(w: SourceWriter, p: str, spikes: str, checks_finite: bool, dtype: np.dtype) -> None:
+    """Generated code: the block's spikes of population ``p`` (the argument prefix) collected into its region
+    of the spike buffer (``numba_kernels.collect_block``), the count written to ``spikes[0]``; for a model that
+    does not check itself, whether the block's state stayed finite to ``spikes[1]`` (1: it did not)."""
+    w(f"{spikes}[0] = collect_block({p}flags, {p}flags.view(np.uint64), {p}state.shape[1], block, blocks, k, "
+      f"{p}spike_ids, {p}spike_steps, {p}spike_count[0])")
+    if not checks_finite:
+        test = "block_all_finite_double" if dtype == np.float64 else "block_all_finite"
+        bits = "np.uint64" if dtype == np.float64 else "np.uint32"
+        w(f"{spikes}[1] = 0 if {test}({p}state.reshape(-1).view({bits}), {p}state.shape[1], block, blocks) else 1")
 
 
 def _write_together(w: SourceWriter, lowered: LoweredNetwork, together: list[int], functions) -> None:
@@ -807,13 +862,15 @@ def _write_together(w: SourceWriter, lowered: LoweredNetwork, together: list[int
     One parallel loop for all of them, where a loop per population would start the threads as
     many times a step. Blocks start on cache lines (``numba_kernels._block_start``). Block b's
     drive counts go to ``together_events[b, position]`` and are summed after the loop, in
-    integers (the same on any number of threads).
+    integers (the same on any number of threads). Each block then collects its spikes while its
+    flags are in its cache (``together_spikes[b, position]``, :func:`_write_block_collection`), which
+    ``_finish<name>`` joins in the serial order.
     """
     arguments = [a for i in together for a in _together_arguments(i, lowered.populations[i])]
     w()
     w()
     w("@njit(cache=True, nogil=True, parallel=True)")
-    w(f"def _update_together(k, threads, together_events, {', '.join(arguments)}):")
+    w(f"def _update_together(k, threads, together_events, together_spikes, {', '.join(arguments)}):")
     with w.indent():
         # the thread count comes as an argument: a kernel that calls get_num_threads() cannot be cached
         w("blocks = threads[0]")
@@ -830,6 +887,8 @@ def _write_together(w: SourceWriter, lowered: LoweredNetwork, together: list[int
                 drives = (f", {p}drive_weights, {p}drive_keys, together_events[block, {position}], {p}drive_cdf, "
                           f"{p}drive_guide") if len(population.drive_names) else ""
                 w(f"_update{name}({p}state, {p}consts, ({slots}), k, {p}key, {p}flags, low, high{drives})")
+                _write_block_collection(w, p, f"together_spikes[block, {position}]", population.checks_finite,
+                                        lowered.dtype)
         for position, index in enumerate(together):
             drives = len(lowered.populations[index].drive_names)
             if drives:
@@ -868,11 +927,12 @@ def _write_population(w: SourceWriter, lowered, index: int, population, function
                     w(f"gather_window({p}ring, k, {period})")
                 drives = "".join(f", {p}{name}" for name in _DRIVE_ARGUMENTS) if len(population.drive_names) else ""
                 if together:
-                    # updated by _update_together
-                    w(f"outcome = _collect{name}({p}state, {p}flags, k, {p}spike_ids, {p}spike_steps, "
-                      f"{p}spike_count)")
+                    # updated, and its spikes collected in blocks, by _update_together
+                    position = _updated_together(lowered).index(index)
+                    w(f"outcome = _finish{name}({p}state, {p}flags, k, {p}spike_ids, {p}spike_steps, "
+                      f"{p}spike_count, together_spikes[:, {position}], update_threads)")
                 else:
-                    threads = ", update_threads, block_events" if variant[2] else ""
+                    threads = ", update_threads, block_events, block_spikes" if variant[2] else ""
                     w(f"outcome = _population{name}({p}state, {p}consts, {p}ring, k, {p}key, {p}flags, "
                       f"{p}spike_ids, {p}spike_steps, {p}spike_count{drives}{threads})")
                 w("if outcome < 0:")
@@ -1068,10 +1128,14 @@ class NumbaRunner(Runner):
         values["update_threads"] = np.ones(1, dtype=np.int64)
         values["block_events"] = np.zeros((numba.config.NUMBA_NUM_THREADS, max(
             [1] + [len(p.drive_names) for p in lowered.populations])), dtype=np.int64)
+        # each block's spikes collected and whether its state stayed finite (_write_block_collection)
+        values["block_spikes"] = np.zeros((numba.config.NUMBA_NUM_THREADS, 2), dtype=np.int64)
         if _updated_together(lowered):
             drives = max(len(p.drive_names) for p in lowered.populations)
             values["together_events"] = np.zeros((numba.config.NUMBA_NUM_THREADS, len(lowered.populations),
                                                   max(1, drives)), dtype=np.int64)
+            values["together_spikes"] = np.zeros((numba.config.NUMBA_NUM_THREADS, len(lowered.populations), 2),
+                                                 dtype=np.int64)
         for q, plastic in enumerate(lowered.plastic):
             projection = lowered.projections[plastic.projection]
             targets = projection.post_ids.view(np.uint32)
