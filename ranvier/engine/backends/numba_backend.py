@@ -270,7 +270,7 @@ def _write_blocks_update(w: SourceWriter, name: str, serial: str, drives: int, c
         with w.indent():
             w(f"_update{serial}(state, consts, arriving, k, key, flags, _block_start(block, blocks, state.shape[1]), "
               f"_block_start(block + 1, blocks, state.shape[1]){block_drives})")
-            _write_block_collection(w, "", "block_spikes[block]", checks_finite, dtype)
+            _write_block_collection(w, "", "block_spikes[block", checks_finite, dtype)
         if drives:
             w("for block in range(blocks):")
             with w.indent():
@@ -846,14 +846,15 @@ def _together_arguments(index: int, population) -> list[str]:
 
 def _write_block_collection(w: SourceWriter, p: str, spikes: str, checks_finite: bool, dtype: np.dtype) -> None:
     """Generated code: the block's spikes of population ``p`` (the argument prefix) collected into its region
-    of the spike buffer (``numba_kernels.collect_block``), the count written to ``spikes[0]``; for a model that
-    does not check itself, whether the block's state stayed finite to ``spikes[1]`` (1: it did not)."""
-    w(f"{spikes}[0] = collect_block({p}flags, {p}flags.view(np.uint64), {p}state.shape[1], block, blocks, k, "
+    of the spike buffer (``numba_kernels.collect_block``), the count written to ``spikes, 0`` (the indices of
+    an entry before its last); for a model that does not check itself, whether the block's state stayed
+    finite to ``spikes, 1`` (1: it did not)."""
+    w(f"{spikes}, 0] = collect_block({p}flags, {p}flags.view(np.uint64), {p}state.shape[1], block, blocks, k, "
       f"{p}spike_ids, {p}spike_steps, {p}spike_count[0])")
     if not checks_finite:
         test = "block_all_finite_double" if dtype == np.float64 else "block_all_finite"
         bits = "np.uint64" if dtype == np.float64 else "np.uint32"
-        w(f"{spikes}[1] = 0 if {test}({p}state.reshape(-1).view({bits}), {p}state.shape[1], block, blocks) else 1")
+        w(f"{spikes}, 1] = 0 if {test}({p}state.reshape(-1).view({bits}), {p}state.shape[1], block, blocks) else 1")
 
 
 def _write_together(w: SourceWriter, lowered: LoweredNetwork, together: list[int], functions) -> None:
@@ -887,7 +888,7 @@ def _write_together(w: SourceWriter, lowered: LoweredNetwork, together: list[int
                 drives = (f", {p}drive_weights, {p}drive_keys, together_events[block, {position}], {p}drive_cdf, "
                           f"{p}drive_guide") if len(population.drive_names) else ""
                 w(f"_update{name}({p}state, {p}consts, ({slots}), k, {p}key, {p}flags, low, high{drives})")
-                _write_block_collection(w, p, f"together_spikes[block, {position}]", population.checks_finite,
+                _write_block_collection(w, p, f"together_spikes[block, {position}", population.checks_finite,
                                         lowered.dtype)
         for position, index in enumerate(together):
             drives = len(lowered.populations[index].drive_names)
