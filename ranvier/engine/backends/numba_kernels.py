@@ -187,23 +187,25 @@ def finish_collection(flags, flag_words, n, k, spike_ids, spike_steps, count, wr
 def block_all_finite(state_bits, n, block, blocks):
     """Whether ``block``'s columns (:func:`_block_start`) of a float32 state of ``n`` columns, given as
     the uint32 bits of its rows one after another, are all finite (:func:`all_finite`)."""
-    low, high = _block_start(block, blocks, n), _block_start(block + 1, blocks, n)
-    carries = np.uint32(0)
-    for row in range(state_bits.shape[0] // n if n else 0):
-        for word in range(row * n + low, row * n + high):
-            carries |= (state_bits[word] & _EXPONENT) + _EXPONENT_UNIT
-    return not (carries & _SIGN)
+    return not (_block_carries(state_bits, n, block, blocks, _EXPONENT, _EXPONENT_UNIT) & _SIGN)
 
 
 @njit(**KERNEL, inline="always")
 def block_all_finite_double(state_bits, n, block, blocks):
     """:func:`block_all_finite` of a float64 state, given as uint64 bits."""
+    return not (_block_carries(state_bits, n, block, blocks, _EXPONENT_DOUBLE, _EXPONENT_UNIT_DOUBLE) & _SIGN_DOUBLE)
+
+
+@njit(**KERNEL, inline="always")
+def _block_carries(state_bits, n, block, blocks, exponent, unit):
+    """The OR over ``block``'s columns of each word's exponent bits plus one exponent ``unit``
+    (:func:`all_finite`): its sign bit is set where one of them is not finite."""
     low, high = _block_start(block, blocks, n), _block_start(block + 1, blocks, n)
-    carries = np.uint64(0)
+    carries = exponent & 0
     for row in range(state_bits.shape[0] // n if n else 0):
         for word in range(row * n + low, row * n + high):
-            carries |= (state_bits[word] & _EXPONENT_DOUBLE) + _EXPONENT_UNIT_DOUBLE
-    return not (carries & _SIGN_DOUBLE)
+            carries |= (state_bits[word] & exponent) + unit
+    return carries
 
 
 @njit(**KERNEL, inline="always")
