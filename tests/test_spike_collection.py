@@ -172,17 +172,17 @@ for delay in (1e-4, 5e-4):  # chunks of 1 step (updated together) and of 5 (each
         result[f"{{delay}}/{{backend}}"] = {{
             "digest": digest.hexdigest(), "spikes": net.stats.spikes,
             "together": numba_backend._updated_together(lowered) if lowered else None}}
-    for backend in ("numpy", "numba"):
-        net = rv.Network(dt=1e-4, seed=3)
+    for backend, precision in (("numpy", "single"), ("numba", "single"), ("numpy", "double"), ("numba", "double")):
+        net = rv.Network(dt=1e-4, seed=3, precision=precision)
         drive = net.population(rv.neurons.PoissonSource(rate=500.0), 20, name="drive")
         net.population(Runaway(), 70, name="runaway")
         sink = net.population(LIF(tau_syn={{"e": 2e-3}}), 5, name="sink")
         net.connect(drive, sink, rv.connect.FixedInDegree(2), weight=1e-4, receptor="e", delay=delay)
         try:
-            net.run(0.01, backend=backend)
-            result[f"{{delay}}/{{backend}}/runaway"] = None
+            net.run(0.05, backend=backend)
+            result[f"{{delay}}/{{backend}}/{{precision}}/runaway"] = None
         except rv.NumericalError as error:
-            result[f"{{delay}}/{{backend}}/runaway"] = str(error)
+            result[f"{{delay}}/{{backend}}/{{precision}}/runaway"] = str(error)
 print(json.dumps(result))
 """
 
@@ -201,7 +201,12 @@ def test_spikes_collected_in_blocks_on_two_threads_equal_numpy(min_together):
         numpy, numba = result[f"{delay}/numpy"], result[f"{delay}/numba"]
         assert numpy["spikes"] > 1000
         assert numba["digest"] == numpy["digest"] and numba["spikes"] == numpy["spikes"]
-        assert result[f"{delay}/numba/runaway"] == result[f"{delay}/numpy/runaway"]
-        assert "population 'runaway'" in result[f"{delay}/numba/runaway"]
+        for precision in ("single", "double"):
+            failure = result[f"{delay}/numba/{precision}/runaway"]
+            assert failure == result[f"{delay}/numpy/{precision}/runaway"]
+            assert "population 'runaway'" in failure
+        # float32 overflows after 39 steps of growth, float64 after 309
+        assert "step 38" in result[f"{delay}/numba/single/runaway"]
+        assert "step 308" in result[f"{delay}/numba/double/runaway"]
     together = result["0.0001/numba"]["together"]
     assert together == ([0, 1] if min_together == 0 else [])
