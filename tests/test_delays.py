@@ -65,10 +65,32 @@ def test_rows_are_put_in_order_of_delay_with_ties_in_their_order():
     assert delays.tolist() == [1, 2, 3, 3, 1, 5, 5, 9]
     assert post_ids.tolist() == [11, 13, 10, 12, 16, 14, 15, 17]
     assert weights.tolist() == [1, 3, 0, 2, 6, 4, 5, 7]
-    # one shared weight stays; a short row over a wide range of delays takes the merge sort
+    # one shared weight stays; a row over a span of 256 steps or more takes two radix passes
     delays, post_ids, shared = np.array([900, 2, 900], np.uint16), np.array([0, 1, 2], np.int32), np.ones(1)
     sort_rows_by_delay(np.array([0, 3], dtype=np.int64), delays, post_ids, shared)
     assert (delays.tolist(), post_ids.tolist(), shared.tolist()) == ([2, 900, 900], [1, 0, 2], [1.0])
+
+
+@pytest.mark.parametrize("span", [3, 255, 256, 257, 1000, 65535])
+def test_the_row_sort_is_numpys_stable_sort_of_each_row_for_any_span_of_delays(span):
+    """One radix pass up to a span of 255 steps above the row's lowest delay, two beyond: each row as
+    ``np.argsort(kind="stable")`` orders it, per-synapse weights with it, a shared weight kept."""
+    from ranvier.engine.connectivity import sort_rows_by_delay
+
+    rng = np.random.default_rng(span)
+    for weighted in (True, False):
+        row_ptr = np.concatenate([[0], np.cumsum(rng.integers(0, 60, 40))]).astype(np.int64)
+        synapses = int(row_ptr[-1])
+        delays = (rng.integers(0, 65536 - span) + rng.integers(0, span + 1, synapses)).astype(np.uint16)
+        post_ids = rng.integers(0, 1000, synapses).astype(np.int32)
+        weights = rng.random(synapses).astype(np.float32) if weighted else np.ones(1, dtype=np.float32)
+        orders = [row_ptr[r] + np.argsort(delays[row_ptr[r]:row_ptr[r + 1]], kind="stable")
+                  for r in range(len(row_ptr) - 1)]
+        order = np.concatenate(orders)
+        expected = (delays[order], post_ids[order], weights[order] if weighted else weights.copy())
+        sort_rows_by_delay(row_ptr, delays, post_ids, weights)
+        assert np.array_equal(delays, expected[0]) and np.array_equal(post_ids, expected[1])
+        assert np.array_equal(weights, expected[2])
 
 
 def test_connect_stores_per_synapse_delays_in_order_of_delay_and_keeps_every_synapse():
