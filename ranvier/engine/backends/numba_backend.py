@@ -168,6 +168,12 @@ def _write_variant(w: SourceWriter, alias: str, shared: bool, parallel: bool, re
             w(f"return _collect{name}(state, flags, k, spike_ids, spike_steps, spike_count)")
     if parallel or finishes:
         _write_finish(w, name, checks_finite)
+    if not parallel:
+        _write_collect(w, name, checks_finite, dtype)
+
+
+def _write_collect(w: SourceWriter, name: str, checks_finite: bool, dtype: np.dtype) -> None:
+    """``_collect<name>``: the serial collection of a population's spikes, then its finite test."""
     w()
     w()
     w(f"@njit(cache=True, nogil=True, _nrt=False{_INLINED})")
