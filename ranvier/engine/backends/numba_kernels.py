@@ -114,7 +114,7 @@ def _collection_region(block, blocks, n, room):
     return room * _block_start(block, blocks, n) // n
 
 
-@njit(**KERNEL, inline="always")
+@njit(**KERNEL)
 def collect_block(flags, flag_words, n, block, blocks, k, spike_ids, spike_steps, count):
     """:func:`collect_spikes` of ``block``'s neurons (of ``blocks`` over ``n``, :func:`_block_start`), on its
     own thread.
@@ -124,6 +124,10 @@ def collect_block(flags, flag_words, n, block, blocks, k, spike_ids, spike_steps
     they do not fit or a neuron reported a state that is not finite; the block's flags are then as
     the update left them (what it had written is counted back into them), for
     :func:`finish_collection`'s serial scan.
+
+    Called, not inlined: numba's parallel passes grow faster than the parallel loop's body, and
+    inlined into ``_update_together`` once per population the microcircuit's eight took that loop
+    from 17 to 91 s to compile into an empty cache (24 s called, and runs as fast).
     """
     room = spike_ids.shape[0] - count
     begin = count + _collection_region(block, blocks, n, room)
