@@ -1,5 +1,6 @@
 """The numba kernel cache is used only when this user alone can write it; damage is a fallback, not an error."""
 
+import json
 import os
 import subprocess
 import sys
@@ -111,3 +112,54 @@ def test_a_damaged_cache_entry_is_compiled_again(tmp_path):
     assert second.returncode == 0, second.stderr[-2000:]
     assert second.stdout == first.stdout
     assert "cannot be loaded" in second.stderr and "RanvierWarning" in second.stderr
+
+
+WARM_SCRIPT = """
+import json
+from numba.core import event
+import ranvier as rv
+
+compiled = []
+
+
+class Compiles(event.Listener):
+    def on_start(self, ev):
+        function = ev.data["dispatcher"].py_func
+        compiled.append(function.__module__ + "." + function.__qualname__)
+
+    def on_end(self, ev):
+        pass
+
+
+event.register("numba:compile", Compiles())
+net = rv.Network(seed=1)
+drive = net.population(rv.neurons.PoissonSource(rate=2000.0), n=20, name="drive")
+cells = [net.population(rv.neurons.LIF(tau_syn={"exc": 5e-3}), n=10, name=f"cells{i}") for i in range(3)]
+for pre in cells:
+    net.connect(drive, pre, rv.connect.FixedInDegree(10), weight=2e-3, receptor="exc")
+    for post in cells:
+        net.connect(pre, post, rv.connect.FixedInDegree(3), weight=1e-3, receptor="exc")
+monitor = net.record(cells[0], "spikes")
+net.run(0.05)
+print(json.dumps({"projections": len(net.projections), "spikes": monitor.num_spikes, "compiled": compiled}))
+"""
+
+
+@pytest.mark.slow
+def test_a_process_with_warm_caches_compiles_nothing(tmp_path):
+    """A second process of a network of more than eight projections (whose arrays the kernel takes in typed
+    lists) compiles no function at all: numba's typed-list methods, which numba does not cache, cost
+    such a process seconds when the lists were built in Python."""
+    environment = {**os.environ, "RANVIER_CACHE_DIR": str(tmp_path / "ranvier")}
+
+    def run():
+        finished = subprocess.run([sys.executable, "-c", WARM_SCRIPT], env=environment, capture_output=True,
+                                  text=True, timeout=900)
+        assert finished.returncode == 0, finished.stderr[-2000:]
+        return json.loads(finished.stdout.strip().splitlines()[-1])
+
+    cold, warm = run(), run()
+    assert cold["projections"] == warm["projections"] == 12
+    assert warm["spikes"] == cold["spikes"] > 0
+    assert any(name.endswith(".advance") for name in cold["compiled"])  # the network's own kernel
+    assert warm["compiled"] == []
