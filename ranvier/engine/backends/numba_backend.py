@@ -994,10 +994,11 @@ def _projection_lists(lowered: LoweredNetwork, parallel: bool) -> dict[str, obje
     def listed(arrays):
         # A tuple is indexed without overhead but compiles to a switch over its entries; a typed
         # list costs a little per access and compiles the same for any length.
+        arrays = tuple(arrays)
         if len(projections) <= _TUPLE_PROJECTIONS:
-            return tuple(arrays)
-        if isinstance(numba.typeof(tuple(arrays)), numba.types.UniTuple):
-            return numba_kernels.typed_list(tuple(arrays))
+            return arrays
+        if isinstance(numba.typeof(arrays), numba.types.UniTuple):
+            return numba_kernels.typed_list(arrays)
         # arrays of mixed numba types (a read-only one among writable ones): numba's List casts them
         # to the first one's type, compiling its methods in this process
         return TypedList(arrays)
