@@ -431,3 +431,54 @@ def test_a_registered_user_model_loads_and_moved_paths_still_resolve(tmp_path, r
     assert storage._import("ranvier.neurons.lif.LIF", "here") is rv.neurons.LIF
     with pytest.raises(StorageError, match="register_model: expected"):
         rv.register_model(object)
+
+
+def test_the_microcircuit_saved_mid_run_continues_with_identical_spikes(tmp_path):
+    # its receptor is named "syn": the LIF parameter tau_syn is that receptor's, not the constructor's dict
+    net = rv.networks.microcircuit(scale=0.01, seed=2)
+    for name in ("L4e", "L5e"):
+        net.record(net[name], "spikes")
+    net.run(5 * ms, backend="numpy")
+    net.save(tmp_path / "circuit.h5")
+    loaded = rv.load(tmp_path / "circuit.h5")
+    assert loaded["L4e"].model.tau_syn == net["L4e"].model.tau_syn == {"syn": 0.5 * ms}
+    net.run(10 * ms, backend="numpy")
+    loaded.run(10 * ms, backend="numpy")
+    assert net.spike_monitors[0].num_spikes > 0
+    _assert_same_recordings(net, loaded)
+
+
+def test_a_receptor_named_m_is_refused():
+    with pytest.raises(rv.errors.ModelError, match="receptor cannot be named 'm'"):
+        rv.neurons.LIF(tau_m=20 * ms, tau_syn={"m": 1 * ms})
+
+
+class _Labelled(rv.neurons.LIF):
+    """A user's model that hands its other arguments on to LIF's constructor."""
+
+    def __init__(self, label: str = "plain", **lif_arguments):
+        super().__init__(**lif_arguments)
+        self.label = label
+
+
+def test_a_model_that_hands_keyword_arguments_to_its_base_round_trips(tmp_path, registry):
+    rv.register_model(_Labelled)
+    net = rv.Network(seed=1)
+    net.population(_Labelled(label="tagged", tau_m=30 * ms, tau_syn={"a": 1 * ms, "b": 2 * ms}), n=2, name="x")
+    net.save(tmp_path / "net.h5")
+    model = rv.load(tmp_path / "net.h5")["x"].model
+    assert (type(model), model.label, model.tau_syn) == (_Labelled, "tagged", {"a": 1 * ms, "b": 2 * ms})
+    assert model.parameters["tau_m"] == 30 * ms
+
+
+def test_reading_a_foreign_hdf5_file_leaves_it_as_it_was(tmp_path):
+    # bytes past the end an HDF5 superblock names are another program's data, not a checkpoint's tail
+    path = tmp_path / "foreign.h5"
+    with h5py.File(path, "w", libver="v110") as file:
+        file["x"] = np.arange(10)
+    with open(path, "ab") as handle:
+        handle.write(b"user data " * 400)
+    before = path.read_bytes()
+    with pytest.raises(StorageError, match="not a ranvier file"):
+        rv.load(path)
+    assert path.read_bytes() == before

@@ -19,6 +19,7 @@ import hashlib
 import io
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import StorageError
@@ -177,17 +178,21 @@ def lock(fd: int) -> bool:
     return True
 
 
-def settle(path: Path) -> None:
+def settle(path: Path, ours: Callable[[Path], bool]) -> None:
     """Before reading ``path``: if a killed checkpoint left something at its end and nobody else has
     the file open, recover it (:func:`recover`). Otherwise an uncommitted tail is left for the next
     checkpoint to cut (HDF5 reads nothing past the end its superblock names), and a committed one,
-    which must be in place to be read, is a :class:`StorageError`."""
+    which must be in place to be read, is a :class:`StorageError`.
+
+    Bytes past the image's end are cut only from a file that ``ours(path)`` says a checkpoint
+    wrote: another program's HDF5 file may keep data there, and reading must not change it. A
+    committed journal names itself (its trailer's marker and digest)."""
     try:
         with open(path, "rb") as handle:
             tail = _tail(handle.fileno())
     except OSError:
         return  # opening it for HDF5 names the problem
-    if tail is None:
+    if tail is None or (tail == "uncommitted" and not ours(path)):
         return
     refused = StorageError(f"{path}: its last checkpoint is committed but not yet in place, and this process "
                            "cannot complete it (the file is open elsewhere, or read-only); "

@@ -505,6 +505,23 @@ NOT_FINITE_UINT16 = 0xFFFF
 MAX_SPIKES_PER_STEP = NOT_FINITE_UINT16 - 1
 
 
+def _constructor_arguments(cls: type) -> dict[str, inspect.Parameter]:
+    """The named arguments of ``cls.__init__``, and where it takes ``*args`` or ``**kwargs`` (to hand
+    on), those of the next base class's ``__init__``, and so on up to :class:`Model`."""
+    arguments: dict[str, inspect.Parameter] = {}
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    for base in cls.__mro__:
+        if base is object or "__init__" not in vars(base):
+            continue
+        signature = inspect.signature(base.__init__)
+        for name, argument in list(signature.parameters.items())[1:]:
+            if argument.kind not in variadic:
+                arguments.setdefault(name, argument)
+        if not any(argument.kind in variadic for argument in signature.parameters.values()):
+            break
+    return arguments
+
+
 class Model:
     """Base class of neuron models.
 
@@ -558,13 +575,12 @@ class Model:
         Storage (:mod:`ranvier.engine.storage`) saves them with the class's import path. The
         default reads each argument of ``__init__`` from ``self.parameters`` or from an attribute
         of the same name, which covers models that keep their arguments there; a model that
-        keeps them elsewhere overrides this. Values may be numbers, strings, numpy arrays,
-        ``ranvier.init`` distributions, or dicts and lists of them.
+        keeps them elsewhere overrides this. An ``__init__`` that takes ``*args`` or ``**kwargs``
+        hands them on to its base class's, whose arguments are read too. Values may be numbers,
+        strings, numpy arrays, ``ranvier.init`` distributions, or dicts and lists of them.
         """
         config: dict[str, Any] = {}
-        for name, argument in inspect.signature(type(self).__init__).parameters.items():
-            if name == "self" or argument.kind in (argument.VAR_POSITIONAL, argument.VAR_KEYWORD):
-                continue
+        for name, argument in _constructor_arguments(type(self)).items():
             if name in self.parameters:
                 config[name] = self.parameters[name]
             elif hasattr(self, name):

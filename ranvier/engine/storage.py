@@ -669,12 +669,21 @@ def _check_write_id(file, path: Path, expected: str | None) -> None:
                            "(another save or checkpoint to that path); load it again to read them")
 
 
+def _is_ranvier_file(path: Path) -> bool:
+    """Whether ``path`` is an HDF5 file that ranvier wrote (its root's ``format`` attribute)."""
+    try:
+        with _h5py().File(path, "r") as file:
+            return file.attrs.get("format") == FORMAT
+    except (OSError, ValueError):
+        return False
+
+
 @contextmanager
 def _reading(path: Path):
     """Open ``path`` for reading; any failure inside becomes a StorageError naming the file.
 
     A checkpoint that a killed process left half written is settled first (:func:`settle`)."""
-    settle(path)
+    settle(path, _is_ranvier_file)
     file = _open(path, "r")
     try:
         yield file

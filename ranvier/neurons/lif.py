@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -130,6 +131,10 @@ class LIF(Model):
         tau_syn = {"exc": 5 * ms, "inh": 5 * ms} if tau_syn is None else dict(tau_syn)
         if not tau_syn:
             raise ModelError("LIF: tau_syn needs at least one receptor, e.g. {'exc': 5e-3}")
+        if "m" in tau_syn:
+            # the receptor's time constant is the parameter tau_<receptor>: tau_m is the membrane's
+            raise ModelError("LIF: a receptor cannot be named 'm' (its time constant would be tau_m, the "
+                             "membrane time constant); name it otherwise, e.g. 'exc'")
         self._check_positive(tau_m=tau_m)
         for receptor, tau in tau_syn.items():
             if not isinstance(tau, Distribution) and (
@@ -154,6 +159,13 @@ class LIF(Model):
     @property
     def state_names(self) -> tuple[str, ...]:
         return ("v", "refractory", *(f"I_{r}" for r in self.tau_syn))
+
+    def _config(self) -> dict[str, Any]:
+        config = super()._config()
+        if "tau_syn" in config:
+            # a receptor named "syn" has the parameter tau_syn, which is not the constructor's dict
+            config["tau_syn"] = dict(self.tau_syn)
+        return config
 
     @property
     def receptors(self) -> tuple[str, ...]:
