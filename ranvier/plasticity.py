@@ -120,12 +120,16 @@ class STDP:
                 raise PlasticityError(f"projection {name!r}: the STDP modulator {modulator.name!r} has "
                                       f"{modulator.n} units; it needs 1 or one per target neuron "
                                       f"({projection.post.n})")
-        weights = projection._weights
+        self._check_bounds(projection._weights, name)
+
+    def _check_bounds(self, weights: np.ndarray, name: str) -> None:
+        """Refuse weights of projection ``name`` outside ``[w_min, w_max]``, which learning would clip."""
         low, high = weights.dtype.type(self.w_min), weights.dtype.type(self.w_max)
         outside = (weights < low) | (weights > high)
         if np.any(outside):
-            raise PlasticityError(f"projection {name!r}: initial weight {float(weights[outside][0])!r} lies outside "
-                                  f"the STDP bounds [{self.w_min!r}, {self.w_max!r}]")
+            raise PlasticityError(f"projection {name!r}: weight {float(weights[outside][0]):.6g} of synapse "
+                                  f"{int(np.flatnonzero(outside)[0])} lies outside the STDP bounds "
+                                  f"[{self.w_min!r}, {self.w_max!r}]")
 
 
 def _is_number(value) -> bool:

@@ -46,6 +46,28 @@ def test_non_finite_weights(net, weight):
         net.connect(net["a"], net["b"], rv.connect.AllToAll(), weight=weight, receptor="exc")
 
 
+@pytest.mark.parametrize("what", ["weights", "delays"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_set_weights_and_delays_refuse_non_finite_values_and_keep_the_old(net, what, bad):
+    projection = net.connect(net["a"], net["b"], rv.connect.FixedInDegree(2), weight=1e-3, delay=1 * ms,
+                             receptor="exc")
+    before = (projection.weights.copy(), projection.delays.copy())
+    values = np.full(len(projection), 1 * ms)
+    values[3] = bad
+    with pytest.raises(rv.ProjectionError, match=rf"'a->b:exc'.*{what[:-1]} {bad!r} of synapse 3 is not finite"):
+        getattr(projection, f"set_{what}")(values)
+    np.testing.assert_array_equal(projection.weights, before[0])
+    np.testing.assert_array_equal(projection.delays, before[1])
+
+
+def test_set_weights_refuses_weights_outside_the_stdp_bounds(net):
+    projection = net.connect(net["a"], net["b"], rv.connect.FixedInDegree(2), weight=0.5 * ms, receptor="exc",
+                             plasticity=rv.plasticity.STDP(w_max=1e-3))
+    with pytest.raises(rv.PlasticityError, match=r"'a->b:exc'.*weight 0.05 of synapse 0 lies outside"):
+        projection.set_weights(np.full(len(projection), 0.05))
+    assert np.all(projection.weights == np.float32(0.5 * ms))
+
+
 def test_weight_array_of_wrong_length(net):
     with pytest.raises(rv.ProjectionError, match=r"'a->b:exc'.*\(7,\).*\(200,\)"):
         net.connect(net["a"], net["b"], rv.connect.AllToAll(), weight=np.ones(7), receptor="exc")

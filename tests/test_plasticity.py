@@ -180,7 +180,7 @@ def test_bad_input_raises_named_errors():
         net.connect(source, target, rv.connect.AllToAll(), weight=0.1 * mV, plasticity=STDP(modulator=foreign))
     with pytest.raises(PlasticityError, match="'src' must be a value population"):
         net.connect(source, target, rv.connect.AllToAll(), weight=0.1 * mV, plasticity=STDP(modulator=source))
-    with pytest.raises(PlasticityError, match="initial weight.*outside"):
+    with pytest.raises(PlasticityError, match="weight .* of synapse .* outside"):
         net.connect(source, target, rv.connect.AllToAll(), weight=2 * mV, plasticity=STDP(w_max=1 * mV))
     with pytest.raises(PlasticityError, match="tau_plus"):
         STDP(tau_plus=-1.0)

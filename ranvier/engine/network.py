@@ -65,6 +65,15 @@ def _to_precision(weights: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray
     return weights.astype(dtype)
 
 
+def _check_finite(values: np.ndarray, what: str, name: str) -> None:
+    """Refuse a NaN or infinite weight or delay given to projection ``name``, naming the synapse."""
+    bad = ~np.isfinite(values)
+    if np.any(bad):
+        synapse = int(np.flatnonzero(bad)[0])
+        raise ProjectionError(f"projection {name!r}: {what} {float(values[synapse])!r} of synapse {synapse} is not "
+                              "finite")
+
+
 def _sets_state(pre: Population, post: Population, receptor: str) -> bool:
     """Whether ``receptor`` names a state variable of a spiking ``post`` that value population ``pre`` sets."""
     return (isinstance(pre.model, ValueModel) and not isinstance(post.model, ValueModel)
@@ -296,10 +305,14 @@ class Projection:
 
         An all-to-all projection or a convolution then stores its synapses explicitly, as CSR by source.
         """
-        values = np.ascontiguousarray(weights, dtype=self.pre.network.dtype)
+        values = np.asarray(weights, dtype=np.float64)
         if values.shape != (len(self),):
             raise ProjectionError(f"projection {self.name!r}: set_weights needs {len(self)} weights (one per "
                                   f"synapse), got shape {values.shape}")
+        _check_finite(values, "weight", self.name)
+        values = _to_precision(values, self.pre.network.dtype, self.name)
+        if self.plasticity is not None:
+            self.plasticity._check_bounds(values, self.name)
         if self.all_to_all:
             self._row_ptr = self.row_ptr
             self._post_ids = all_to_all_synapses(self.pre.n, self.width, self.autapses)[1]
@@ -320,6 +333,7 @@ class Projection:
         if values.shape != (len(self),):
             raise ProjectionError(f"projection {self.name!r}: set_delays needs {len(self)} delays (one per "
                                   f"synapse), got shape {values.shape}")
+        _check_finite(values, "delay", self.name)
         steps = self.pre.network._to_delay_steps(values, self.name)
         if self.all_to_all or self.convolution is not None:
             self.set_weights(np.array(self.weights))  # per-synapse delays need explicit synapses
