@@ -532,3 +532,25 @@ def test_delays_longer_than_loihi2_holds_are_a_named_error():
     assert hw.estimate(net, "loihi").energy > 0  # no published limit for Loihi: not checked
     net.projections[0].set_delays(np.array([0.002, 0.062]))
     assert hw.estimate(net, "loihi2").energy > 0
+
+
+@pytest.mark.parametrize("target", ["loihi2", "spinnaker2"])
+def test_projections_into_a_value_port_wider_or_narrower_than_its_units_are_placed(target):
+    # an ELM of 4 units reads 3 channels each (a port of 12); its channels lie on their units' cores
+    from ranvier.hardware.placement import _compute_pairs
+
+    net = rv.Network(dt=1e-3, seed=1)
+    source = net.population(rv.neurons.PoissonSource(rate=50.0), n=3, name="src")
+    elm = net.population(rv.neurons.ELM(n_in=3, n_out=2, n_memory=4), n=4, name="elm")
+    explicit = net.connect(source, elm, rv.connect.FromArrays(np.array([0, 1, 2, 2]), np.array([0, 5, 9, 11])),
+                           weight=1.0, receptor="input")
+    dense = net.connect(source, elm, rv.connect.AllToAll(), weight=0.5, receptor="input")
+    net.record(source, "spikes")
+    net.run(0.05)
+    report = hw.estimate(net, target)
+    assert report.placement.cores_by_population["elm"] >= 1 and report.energy > 0
+    counts = hw.counts.count(net)
+    assert np.array_equal(counts.projections[explicit.name].post_ids, [0, 1, 3, 3])  # channel // 3
+    for projection, synapses in ((explicit, 4), (dense, 36)):
+        sources, cores, per_core = _compute_pairs(counts.projections[projection.name], 3, np.array([0, 2, 4]))
+        assert per_core.sum() == synapses == len(projection)

@@ -83,6 +83,9 @@ class ProjectionCounts:
     autapses: bool = True
     #: the longest synaptic delay, in steps of the network's dt (1 when unknown)
     max_delay_steps: int = 1
+    #: synapses an all-to-all source makes onto each target neuron: 1, or for a value population
+    #: whose input port is ``width`` channels over its ``n`` units, ``width / n``
+    synapses_per_target: float = 1.0
 
 
 @dataclass
@@ -237,6 +240,16 @@ def count(net, rates: dict[str, float] | float | None = None, duration: float | 
         row_ptr = None if all_to_all else np.asarray(projection.row_ptr)
         post_ids = None if all_to_all else np.asarray(projection.post_ids)
         out_degrees, in_degrees = projection.out_degrees(), projection.in_degrees()
+        per_target = 1.0
+        if projection.width != projection.post.n:
+            # a value population's port (ELM: each unit's n_in channels; CfC, LTC, Rate: n_in channels
+            # that all units read): its channels are spread evenly over the units, whose cores hold them
+            per_target = projection.width / projection.post.n
+            if post_ids is not None:
+                post_ids = post_ids.astype(np.int64) * projection.post.n // projection.width
+                in_degrees = np.bincount(post_ids, minlength=projection.post.n)
+            else:
+                in_degrees = np.ceil(in_degrees.sum() / projection.post.n) * np.ones(1, dtype=np.int64)
         dense = _is_dense(projection)
         pre, post = projection.pre.name, projection.post.name
         if dense:
@@ -254,7 +267,7 @@ def count(net, rates: dict[str, float] | float | None = None, duration: float | 
         projections[name] = ProjectionCounts(
             name, pre, post, len(projection), events, macs, dense, _weight_bits_needed(projection.weights),
             int(in_degrees.max(initial=0)), int(out_degrees.max(initial=0)), row_ptr, post_ids, all_to_all,
-            projection.autapses, projection.max_delay_steps)
+            projection.autapses, projection.max_delay_steps, per_target)
     if measured:
         raster, no_raster = spike_raster(net, {p.pre for p in projections.values() if not p.dense and p.synapses})
     else:

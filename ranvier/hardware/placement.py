@@ -172,7 +172,8 @@ def _compute_pairs(projection: ProjectionCounts, pre_n: int, post_bounds: np.nda
         if not projection.autapses:
             reached = (sizes[cores] > 1) | (sources != post_bounds[cores])
             cores, sources = cores[reached], sources[reached]
-        return sources, cores, (sizes * (pre_n if projection.autapses else pre_n - 1)).astype(float)
+        per_target = (pre_n if projection.autapses else pre_n - 1) * projection.synapses_per_target
+        return sources, cores, (sizes * per_target).astype(float)
     # no structure: uniformly random targets, so each core gets its share of the synapses and a
     # source reaches a given core with probability 1 - (1 - k/post_n)^slice
     sizes = sizes.astype(float)

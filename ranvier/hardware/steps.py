@@ -68,6 +68,7 @@ def _fanout(projection: ProjectionCounts, pre_n: int, first: int, bounds: np.nda
         synapses = np.diff(bounds)[cores]
         if not projection.autapses:
             synapses = synapses - ((sources >= bounds[cores]) & (sources < bounds[cores + 1]))
+        synapses = synapses * projection.synapses_per_target
         keep = synapses > 0
         sources, cores, synapses = sources[keep], cores[keep], synapses[keep]
     else:
