@@ -29,19 +29,25 @@ def _has_display() -> bool:
 
 
 def population_rate(monitor: SpikeMonitor, duration: float, bin_width: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
-    """Population rate (Hz per neuron) in bins of ``bin_width`` seconds: ``(bin centres, rates)``."""
+    """Population rate (Hz per neuron) in bins of ``bin_width`` seconds: ``(bin centres, rates)``.
+
+    ``rate = spikes in the bin / (recorded neurons * bin_width)``: per neuron the monitor records
+    (``net.record(..., ids=...)`` records some), not per neuron of the population.
+    """
     n_bins = max(1, int(np.ceil(duration / bin_width - 1e-9)))
     counts, edges = np.histogram(monitor.times, bins=n_bins, range=(0.0, n_bins * bin_width))
-    return (edges[:-1] + edges[1:]) / 2, counts / (monitor.population.n * bin_width)
+    recorded = monitor.population.n if monitor.ids_recorded is None else np.unique(monitor.ids_recorded).size
+    return (edges[:-1] + edges[1:]) / 2, counts / (max(recorded, 1) * bin_width)
 
 
-def raster_and_rate(monitors: Sequence[SpikeMonitor], duration: float, path: str | Path | None = None,
+def raster_and_rate(monitors: SpikeMonitor | Sequence[SpikeMonitor], duration: float, path: str | Path | None = None,
                     title: str = "", bin_width: float = 1e-3, max_neurons: int = 1000):
     """Spike raster (top) and population rates (bottom) of several populations.
 
     At most ``max_neurons`` neurons per population are drawn in the raster. Saves a PNG when
     ``path`` is given and returns the matplotlib figure.
     """
+    monitors = [monitors] if isinstance(monitors, SpikeMonitor) else list(monitors)
     plt = _pyplot()
     figure, (raster, rates) = plt.subplots(2, 1, figsize=(9, 6), sharex=True,
                                            gridspec_kw={"height_ratios": [3, 1]})

@@ -44,6 +44,18 @@ def test_population_rates_match_the_spike_counts(cuba, tmp_path):
     assert (tmp_path / "rates.png").stat().st_size > 5_000
 
 
+def test_the_rate_of_a_monitor_of_some_neurons_is_per_recorded_neuron():
+    net = rv.Network(dt=0.1 * ms, seed=3)
+    source = net.population(rv.neurons.PoissonSource(rate=100.0), n=100, name="src")
+    every = net.record(source, "spikes")
+    some = net.record(source, "spikes", ids=range(10))
+    net.run(0.5, backend="numpy")
+    _, rate_of_some = plots.population_rate(some, 0.5, 0.05)
+    assert np.sum(rate_of_some) * 10 * 0.05 == pytest.approx(some.num_spikes)
+    assert np.mean(rate_of_some) == pytest.approx(np.mean(plots.population_rate(every, 0.5, 0.05)[1]), rel=0.2)
+    assert len(plots.raster_and_rate(some, 0.5).axes) == 2  # one monitor, as raster takes it
+
+
 def test_state_traces_show_each_recorded_neuron_in_display_units(cuba, tmp_path):
     _, v = cuba
     figure = plots.state_traces(v, tmp_path / "v.png", scale=1e3, unit="mV")
