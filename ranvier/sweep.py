@@ -131,6 +131,11 @@ def _call(fn: Callable[..., Any], point: dict[str, Any]) -> _Outcome:
         cloudpickle.dumps(value)
     except Exception as error:  # noqa: BLE001
         return "error", f"the result cannot be pickled to return it ({type(error).__name__}: {error})"
+    if isinstance(value, Mapping):
+        taken = [name for name in value if name in point or name in ("error", "attempts")]
+        if taken:
+            return "error", (f"the result names {', '.join(map(repr, taken))}, which the row holds itself (the "
+                             "point's parameters, 'error' and 'attempts'); return it under another name")
     return "ok", value
 
 
@@ -396,8 +401,10 @@ def sweep(fn: Callable[..., Any], grid: Mapping[str, Iterable[Any]] | Sequence[M
         warnings.warn(f"sweep interrupted: returning the {len(found)} of {len(points)} points that finished"
                       + (f" (also in {os.fspath(results)!r})" if results is not None else ""),
                       RuntimeWarning, stacklevel=2)
-    for row in found.failed:
-        shown = {name: row[name] for name in points[0]}
+    for point, row in zip(points, rows, strict=True):
+        if row is None or row["error"] is None:
+            continue
+        shown = {name: row[name] for name in point}
         warnings.warn(f"sweep point {shown} failed: {row['error'].splitlines()[0]}", RuntimeWarning, stacklevel=2)
     return found
 

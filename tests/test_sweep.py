@@ -95,6 +95,27 @@ def test_an_unpicklable_result_fails_its_point_alone(client):
     assert [row.get("value") for row in results] == [0, None, 2]
 
 
+def _names_a_column_of_the_row(a: int) -> dict:
+    return {"error": 0.25, "score": a} if a == 1 else {"score": a}
+
+
+def test_a_result_naming_a_column_of_the_row_fails_its_point_and_overwrites_nothing(client):
+    with pytest.warns(RuntimeWarning, match=r"\{'a': 1\} failed: the result names 'error'"):
+        results = sweep(_names_a_column_of_the_row, {"a": [0, 1, 2]}, client=client)
+    assert [row["a"] for row in results] == [0, 1, 2]
+    assert [row.get("score") for row in results] == [0, None, 2] and results.failed == [results[1]]
+
+
+def _needs_a(a: int) -> int:
+    return a
+
+
+def test_points_of_different_parameters_warn_each_failure_with_its_own(client):
+    with pytest.warns(RuntimeWarning, match=r"\{'b': 2\} failed: TypeError"):
+        results = sweep(_needs_a, [{"a": 1}, {"b": 2}], client=client)
+    assert [row["error"] is None for row in results] == [True, False] and results[0]["result"] == 1
+
+
 def test_a_point_whose_worker_died_is_run_again(client, tmp_path):
     marker = str(tmp_path / "died")
     results = sweep(_dies_once, {"x": [0, 1, 2], "marker": [marker]}, client=client)
