@@ -227,6 +227,25 @@ def _gpu() -> str:
     return "none"
 
 
+def _positive_int(text: str) -> int:
+    """An argument that must be a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _output_path(text: str) -> str:
+    """A file to write: its directory must exist, so that a run is not lost at its end for want of it."""
+    directory = Path(text).expanduser().parent
+    if not directory.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: directory {str(directory)!r} does not exist")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ranvier", description=_plain(__doc__.splitlines()[0]),
                                      epilog="exit codes: 0 success, 1 simulation or input error, 2 bad usage, "
@@ -238,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=1.0, help="biological time in seconds (default 1)")
     demo.add_argument("--backend", default="numba", choices=["numba", "numpy"], help="backend (default numba)")
     demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    demo.add_argument("--output", default="ranvier_demo.png", help="where to save the plot")
+    demo.add_argument("--output", default="ranvier_demo.png", type=_output_path, help="where to save the plot")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(handler=_demo)
 
@@ -259,11 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--rate", type=float, default=None,
                           help="estimate from this firing rate (Hz) instead of measured counts")
     estimate.add_argument("--duration", type=float, default=None, help="time (s) a rate estimate covers")
-    estimate.add_argument("--inferences", type=int, default=1,
+    estimate.add_argument("--inferences", type=_positive_int, default=1,
                           help="inferences (samples, trials) the counted time holds; with 1 (the default) the "
                                "figures are those of the whole run")
-    estimate.add_argument("--json", default=None, help="write the report(s) as JSON here")
-    estimate.add_argument("--plot", default=None, help="save an energy plot here")
+    estimate.add_argument("--json", default=None, type=_output_path, help="write the report(s) as JSON here")
+    estimate.add_argument("--plot", default=None, type=_output_path, help="save an energy plot here")
     estimate.set_defaults(handler=_estimate)
 
     bench = commands.add_parser("bench", help="time the CUBA network on the numba and numpy backends",
@@ -275,8 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--n", type=int, default=4000, help="number of neurons (default 4000)")
     bench.add_argument("--duration", type=float, default=1.0,
                        help="biological time of the numba runs in seconds; numpy runs a tenth of it (default 1)")
-    bench.add_argument("--repeats", type=int, default=3, help="warm runs per backend (default 3)")
-    bench.add_argument("--json", default=None, help="also write the results as JSON here")
+    bench.add_argument("--repeats", type=_positive_int, default=3, help="warm runs per backend (default 3)")
+    bench.add_argument("--json", default=None, type=_output_path, help="also write the results as JSON here")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
     bench.add_argument("--full", action="store_true", help="run benchmarks/run_benchmarks.py instead")
     bench.add_argument("arguments", nargs=argparse.REMAINDER, help="with --full: arguments for run_benchmarks.py")

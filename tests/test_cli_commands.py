@@ -63,3 +63,21 @@ def test_interrupt_exits_130(in_tmp, capsys):
     (in_tmp / "interrupted.py").write_text("raise KeyboardInterrupt\n")
     assert main(["run", "interrupted.py"]) == 130
     assert "interrupted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["bench", "--repeats", "0"], ["bench", "--repeats", "-2"],
+                                  ["estimate", "m.h5", "--inferences", "0"]])
+def test_counts_below_one_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and "at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["demo", "--output", "no/such/dir/demo.png"],
+                                  ["estimate", "m.h5", "--json", "no/such/dir/report.json"],
+                                  ["estimate", "m.h5", "--plot", "no/such/dir/energy.png"],
+                                  ["bench", "--json", "no/such/dir/bench.json"]])
+def test_an_output_in_a_missing_directory_is_refused_before_running(argv, in_tmp, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and "directory 'no/such/dir' does not exist" in capsys.readouterr().err
