@@ -140,6 +140,16 @@ def test_bad_model_parameters():
         rv.neurons.PoissonSource(rate=-5.0)
 
 
+@pytest.mark.parametrize("inner", ["numpy", "numba"])
+def test_a_run_from_inside_a_callback_is_refused_and_the_network_goes_on(net, inner):
+    net.at(1 * ms, lambda network: network.run(1 * ms, backend=inner))
+    with pytest.raises(rv.RunError, match="called while the network is running"):
+        net.run(2 * ms, backend="numpy")
+    assert net.step == 10
+    net.run(1 * ms, backend="numpy")
+    assert net.step == 20
+
+
 def test_spike_source_time_before_first_step():
     net = rv.Network(dt=0.1 * ms)
     with pytest.raises(rv.PopulationError, match="'input'.*0.0"):

@@ -727,6 +727,9 @@ class Network:
         if not self.populations:
             raise RunError("run: the network has no populations")
         simulation = self._simulation
+        if simulation is not None and simulation.running:
+            raise RunError("run: called while the network is running (from a callback of net.at); a callback "
+                           "changes the network and returns, and the run goes on")
         if simulation is None or simulation.backend_name != backend or simulation.version != self._structure_version:
             simulation = Simulation(self, backend)
             self._simulation = simulation

@@ -29,6 +29,8 @@ class Simulation:
     def __init__(self, network: Network, backend: str):
         self.network = network
         self.backend_name = backend
+        #: whether ``run`` is advancing the network (its callbacks run inside it)
+        self.running = False
         self._lower()
 
     def _lower(self) -> None:
@@ -53,6 +55,7 @@ class Simulation:
         stretch = self._allocate_monitors(n_steps)
         bar = self._progress_bar(n_steps) if progress else None
         self._collected_from = network.step
+        self.running = True
         try:
             self._handle_events()
             self._on_host(self.values.start)
@@ -93,6 +96,7 @@ class Simulation:
                     self.runner.to_host()
                     checkpointer.write()
         finally:
+            self.running = False
             self._collect()
             self.runner.to_host()
             if bar is not None:
