@@ -20,8 +20,9 @@ def simulate(net: Network, inputs: Mapping[str, np.ndarray] | np.ndarray, input_
     ``inputs`` maps each input population to spikes ``(T, B, n)`` emitted in each step (as given
     to :meth:`SpikingModule.forward`); a single array needs ``input_name``. The engine runs one
     network whose populations hold ``B`` copies of the declared ones (block-diagonal
-    projections with the same weights and delays, the same parameters and initial state), so
-    the ``B`` samples run independently in one run. Returns, per population, ``"<name>"`` ->
+    projections with the same weights and delays, the same parameters and initial state: the
+    populations' state now, which after a ``net.run`` is where that run stopped, without the
+    spikes still in flight), so the ``B`` samples run independently in one run. Returns, per population, ``"<name>"`` ->
     spikes ``(T, B, n)`` (bool) and, for each name in ``record_v``, ``"<name>.v"`` -> ``v`` at the
     end of each step ``(T, B, n)``.
     """
