@@ -160,6 +160,24 @@ def test_bad_input_raises_named_errors():
         module.loss(torch.zeros(5, 2, 40), torch.zeros(2, dtype=torch.long), "input")
     with pytest.raises(TrainingError, match="latency_encode"):
         latency_encode(np.array([[2.0]]), 5)
+    with pytest.raises(TrainingError, match=r"at least one step and one sample, got \(T, B\) = \(0, 2\)"):
+        module(torch.zeros(0, 2, 40))
+    assert module(np.zeros((3, 2, 40), dtype=np.float32)).spikes["out"].shape == (3, 2, 4)  # numpy, as simulate
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"slope": 0.0}, "slope must be a positive finite number, got 0.0"),
+    ({"slope": -1.0}, "slope must be a positive"),
+    ({"surrogate_scale": float("nan")}, "surrogate_scale must be a positive finite number, got nan"),
+    ({"surrogate_scale": {"hidden": 0.0}}, r"surrogate_scale\['hidden'\] must be a positive"),
+    ({"surrogate_scale": {"hiden": 1.0}}, r"'hiden' is not a trained population; they are \['hidden', 'out'\]"),
+    ({"learn_delays": True, "max_delay": float("inf")}, "a finite time of at least one step"),
+    ({"learn_delays": True, "max_delay": "5ms"}, "got '5ms'"),
+    ({"learn_delays": True, "max_delay": 1 * ms}, r"'input->hidden:fast': its delays reach 2 steps"),
+])
+def test_bad_surrogate_and_delay_options_are_named(options, message):
+    with pytest.raises(TrainingError, match=message):
+        SpikingModule(feed_forward_network(False), "input", **options)
 
 
 def feed_forward_network(refractory: bool) -> rv.Network:

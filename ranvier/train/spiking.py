@@ -103,6 +103,26 @@ class Trace:
     v: dict[str, Tensor]
 
 
+def _check_surrogate(slope: float, surrogate_scale: float | Mapping[str, float] | None, net: Network,
+                     inputs: tuple[str, ...]) -> None:
+    """Refuse a surrogate slope or scale that is not a positive finite number (its gradient would be
+    NaN or of the wrong sign), and a scale given for a population that is not trained."""
+    def positive(value) -> bool:
+        is_number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+        return is_number and bool(np.isfinite(value)) and value > 0
+
+    if not positive(slope):
+        raise TrainingError(f"slope must be a positive finite number, got {slope!r}")
+    scales = surrogate_scale if isinstance(surrogate_scale, Mapping) else {None: surrogate_scale}
+    for name, value in scales.items():
+        where = "surrogate_scale" if name is None else f"surrogate_scale[{name!r}]"
+        if name is not None and (name not in net.populations or name in inputs):
+            trained = [p for p in net.populations if p not in inputs]
+            raise TrainingError(f"{where}: {name!r} is not a trained population; they are {trained}")
+        if value is not None and not positive(value):
+            raise TrainingError(f"{where} must be a positive finite number, got {value!r}")
+
+
 class SpikingModule(torch.nn.Module):
     """A ranvier network of LIF populations as a trainable torch module.
 
@@ -150,12 +170,13 @@ class SpikingModule(torch.nn.Module):
         #: ``"dcls"`` or ``"shift"``: see ``delay_method``
         self.delay_method = delay_method
         self.generic = bool(generic)
-        self._surrogate_scale = surrogate_scale
         inputs = (inputs,) if isinstance(inputs, str) else tuple(inputs)
         for name in inputs:
             if name not in net.populations:
                 raise TrainingError(f"input population {name!r} is not in the network; "
                                     f"it has {list(net.populations)}")
+        _check_surrogate(slope, surrogate_scale, net, inputs)
+        self._surrogate_scale = surrogate_scale
         self.net = net
         self.dt = net.dt
         self.inputs = inputs
@@ -271,9 +292,10 @@ class SpikingModule(torch.nn.Module):
                 torch.from_numpy(mask.reshape(pre.n, post.n)))
 
     def _learnable_delays(self, max_delay: float | None) -> None:
-        if max_delay is None or not max_delay >= self.dt:
-            raise TrainingError(f"learn_delays needs max_delay (s) of at least one step (dt = {self.dt:g} s), "
-                                f"got {max_delay!r}")
+        is_number = isinstance(max_delay, int | float | np.integer | np.floating) and not isinstance(max_delay, bool)
+        if not is_number or not np.isfinite(max_delay) or not max_delay >= self.dt:
+            raise TrainingError(f"learn_delays needs max_delay (s), a finite time of at least one step "
+                                f"(dt = {self.dt:g} s), got {max_delay!r}")
         self.max_delay_steps = int(round(max_delay / self.dt))
         group_of = {name: i for i, group in enumerate(self.groups) for name in group}
         by_name = {p.name: p for p in self.net.projections}
@@ -282,6 +304,11 @@ class SpikingModule(torch.nn.Module):
                 continue  # recurrent: its arrivals depend on this step's spikes
             declared = np.broadcast_to(np.asarray(by_name[projection.name].delay_steps, dtype=np.float64),
                                        projection.dense_index.shape)
+            if declared.size and declared.max() > self.max_delay_steps:
+                raise TrainingError(f"projection {projection.name!r}: its delays reach {int(declared.max())} steps "
+                                    f"({declared.max() * self.dt:.6g} s), beyond max_delay = "
+                                    f"{self.max_delay_steps} steps; learned delays stay within max_delay, so give "
+                                    "one at least as long")
             initial = np.ones(self.weights[index].numel())
             initial[projection.dense_index] = np.minimum(declared, self.max_delay_steps)
             self.delays[str(index)] = torch.nn.Parameter(
@@ -327,7 +354,7 @@ class SpikingModule(torch.nn.Module):
     # -- forward -------------------------------------------------------------------------------
 
     def as_inputs(self, x: Tensor | Mapping[str, Tensor]) -> dict[str, Tensor]:
-        if isinstance(x, Tensor):
+        if not isinstance(x, Mapping):
             if len(self.inputs) != 1:
                 raise TrainingError(f"give inputs as a dict, one tensor per input population {list(self.inputs)}")
             x = {self.inputs[0]: x}
@@ -344,6 +371,9 @@ class SpikingModule(torch.nn.Module):
         shapes = {tuple(t.shape[:2]) for t in out.values()}
         if len(shapes) != 1:
             raise TrainingError(f"input spikes disagree on (T, B): {sorted(shapes)}")
+        steps, batch = shapes.pop()
+        if steps < 1 or batch < 1:
+            raise TrainingError(f"input spikes need at least one step and one sample, got (T, B) = {(steps, batch)}")
         return out
 
     def forward(self, x: Tensor | Mapping[str, Tensor]) -> Trace:
