@@ -538,9 +538,18 @@ def _edges(edges_file: Path, types_file: Path | None) -> list[dict]:
             values = {name: _column(name, n, types, type_ids, group_ids, group_index, groups, where)
                       for name in ("syn_weight", "delay", "nsyns")}
             for name in ("syn_weight", "delay"):
-                if values[name] is None or np.any(np.isnan(values[name])):
+                if values[name] is None:
                     raise StorageError(f"{where}: every edge needs a {name} (in its group or its edge type)")
+                bad = ~np.isfinite(values[name])
+                if np.any(bad):
+                    edge = int(np.flatnonzero(bad)[0])
+                    raise StorageError(f"{where}: every edge needs a finite {name} (in its group or its edge type); "
+                                       f"edge {edge} has {float(values[name][edge])!r}")
             nsyns = 1.0 if values["nsyns"] is None else np.nan_to_num(values["nsyns"], nan=1.0)
+            if np.any(nsyns < 0):
+                edge = int(np.flatnonzero(nsyns < 0)[0])
+                raise StorageError(f"{where}: nsyns counts synapses and cannot be negative; edge {edge} has "
+                                   f"{float(nsyns[edge])!r}")
             weights = values["syn_weight"] * nsyns
             found.append({"where": where, "source": ends["source"], "target": ends["target"],
                           "weight": weights, "delay": values["delay"]})

@@ -320,6 +320,16 @@ def test_malformed_files_are_storage_errors(circuit):
         _load(circuit)
 
 
+@pytest.mark.parametrize(("attributes", "message"), [
+    ({"syn_weight": [300.0, np.inf], "nsyns": [2, 1]}, "finite syn_weight.*edge 1 has inf"),
+    ({"syn_weight": [300.0, -200.0], "nsyns": [2, -1]}, "nsyns counts synapses and cannot be negative; edge 1"),
+])
+def test_edges_with_a_weight_no_synapse_can_have_are_named(circuit, attributes, message):
+    _write_edges(circuit / "lgn_v1_edges.h5", "lgn_to_v1", "lgn", "v1", [0, 1], [2, 2], [1, 1], attributes)
+    with pytest.raises(StorageError, match=message):
+        _load(circuit)
+
+
 # -- reports --------------------------------------------------------------------------------------
 
 
