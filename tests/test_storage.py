@@ -315,9 +315,13 @@ def _post_ids(edit):
     (_set_attr("recordings/state/0", "rows", [7]), "rows of 'v' must be"),
     (_set_attr("recordings/state/0", "every_steps", 0), "every_steps = 0 must be at least 1"),
     (lambda file: file.__delitem__("populations/0/ring"), "lists run arrays"),
+    (_set_attr("/", "step", 2**63 - 10), r"step = 9223372036854775798 exceeds 9007199254740992 \(2\*\*53\)"),
+    (lambda file: _replace("populations/2/config_arrays/0", np.array([-1.0, 2.5, 2.5, 7.0, 12.0]) * ms)(file),
+     r"net\.h5: population 'cue': SpikeSource time -0\.001 s is below dt"),
 ], ids=["post-id-outside", "post-id-negative", "float-ids", "short-post-ids", "short-row-ptr", "row-ptr-falls",
         "delay-0", "shared-delay-0", "period-0", "receptor", "state-rows", "negative-tau", "deleted-projection",
-        "deleted-recording", "deleted-subset", "monitor-ids", "monitor-rows", "every-0", "deleted-ring"])
+        "deleted-recording", "deleted-subset", "monitor-ids", "monitor-rows", "every-0", "deleted-ring", "huge-step",
+        "source-time"])
 def test_a_file_that_contradicts_its_declaration_is_a_named_storage_error(tmp_path, change, message):
     path = _edited(tmp_path, change)
     with pytest.raises(StorageError, match=message):

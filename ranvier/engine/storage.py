@@ -68,6 +68,8 @@ from .state import Traces
 from .stats import Stats
 
 FORMAT = "ranvier"
+#: the latest step a file may hold: up to 2**53 every step's time ``step * dt`` is exact in float64
+_MAX_STEP = 2**53
 #: bumped whenever the layout changes incompatibly; files of a newer version are refused
 #: (2: implicit all-to-all projections, without row_ptr and post_ids; 3: checksums (HDF5 1.10
 #: format with checksummed metadata, Fletcher-32 on every dataset, a digest of the attributes),
@@ -868,6 +870,9 @@ def load(path: str | os.PathLike) -> Network:
         net._seeds = np.random.SeedSequence(net.seed, n_children_spawned=_attr(attrs, "seeds_spawned", where, int,
                                                                                low=0))
         step = _attr(attrs, "step", where, int, low=0)
+        if step > _MAX_STEP:
+            raise StorageError(f"{where}: step = {step} exceeds {_MAX_STEP} (2**53), past which a step's time "
+                               "(step x dt, float64) is no longer exact")
         for key in _numbered(file, "populations", where, version):
             _read_population(file["populations"][key], net, path, step, version)
         for key in _numbered(file, "projections", where, version):
@@ -932,7 +937,8 @@ def _read_population(group, net: Network, path: Path, step: int, version: int) -
             if model.kind == Kind.SCHEDULED:
                 model.schedule(net.dt, name)
     except ValueError as error:
-        raise StorageError(f"{where}: {error}") from None
+        message = str(error).removeprefix(f"population {name!r}: ")  # as a source's own check names it
+        raise StorageError(f"{where}: {message}") from None
     names = list(model.state_names)
     state = _array(group, "state", where, "float", shape=(len(names), n)).astype(net.dtype, copy=False)
     saved_names = group["state"].attrs.get("state_names")
