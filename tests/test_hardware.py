@@ -554,3 +554,16 @@ def test_projections_into_a_value_port_wider_or_narrower_than_its_units_are_plac
     for projection, synapses in ((explicit, 4), (dense, 36)):
         sources, cores, per_core = _compute_pairs(counts.projections[projection.name], 3, np.array([0, 2, 4]))
         assert per_core.sum() == synapses == len(projection)
+
+
+@pytest.mark.parametrize("target", ["loihi2", "fpga_u55c", "cpu"])
+def test_a_misspelt_placement_is_refused_on_every_target(target):
+    net = rv.Network(dt=1e-3, seed=1)
+    net.population(rv.neurons.LIF(), 4, name="cells")
+    with pytest.raises(hw.PlacementError, match="unknown placement 'pakced'"):
+        hw.estimate(net, target, rates=1.0, duration=0.1, placement="pakced")
+
+
+def test_plotting_no_reports_is_a_named_error():
+    with pytest.raises(rv.errors.HardwareError, match="no reports to plot"):
+        hw.plot([])

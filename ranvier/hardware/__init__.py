@@ -30,6 +30,7 @@ from .placement import (
     PlacementError,
     PlacementTableError,
     UnsupportedModelError,
+    check_strategy,
     place,
 )
 from .raster import SpikeRaster
@@ -65,6 +66,7 @@ def estimate(net, target: str | Path | Target = "loihi2", rates: dict[str, float
     ``report.step_model`` says which, and why.
     """
     target = load_target(target)
+    check_strategy(placement)  # a misspelt one is an error on every target, not only where it applies
     counts = net if isinstance(net, Counts) else count(net, rates, duration, inferences)
     if target.kind == "neuromorphic":
         placement = place(counts, target, placement)

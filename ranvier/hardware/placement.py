@@ -430,13 +430,18 @@ def check_delays(counts: Counts, target: Target) -> None:
                 f"{limit} steps) or relay the spikes through intermediate neurons")
 
 
+def check_strategy(strategy: str | Mapping) -> None:
+    """Refuse a placement that names no strategy (a table is checked against the network when placed)."""
+    if isinstance(strategy, str) and strategy not in STRATEGIES:
+        raise PlacementError(f"unknown placement {strategy!r}: use one of {', '.join(STRATEGIES)} or a "
+                             "population -> cores table")
+
+
 def place(counts: Counts, target: Target, strategy: str | Mapping = "fan_in_aware") -> Placement:
     """Place ``counts``' populations on ``target``'s cores by ``strategy`` (see the module docstring)."""
     check_models(counts, target)
     check_delays(counts, target)
-    if isinstance(strategy, str) and strategy not in STRATEGIES:
-        raise PlacementError(f"unknown placement {strategy!r}: use one of {', '.join(STRATEGIES)} or a "
-                             "population -> cores table")
+    check_strategy(strategy)
     _PAIRS_CACHE.clear()
     try:
         return _place(counts, target, strategy)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import HardwareError
 from .cost import CATEGORIES
 from .counts import Counts
 from .placement import Placement
@@ -210,6 +211,9 @@ def plot(reports: list[Report], path: str | Path | None = None, ax=None, by_popu
     (stacked on a linear 0-100 % axis; shares stacked on a log axis would be distorted). With
     ``ax`` given, only the totals are drawn, into it. Returns the matplotlib figure.
     """
+    reports = list(reports)
+    if not reports:
+        raise HardwareError("plot: no reports to plot (estimate, or compare, gives them)")
     if by_population:
         return _plot_by_population(reports[0], path, ax)
     if ax is None:
