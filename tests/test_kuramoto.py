@@ -94,6 +94,24 @@ def test_akorn_in_two_dimensions_is_kuramoto():
     assert orders[0][-1] > 0.9
 
 
+@pytest.mark.parametrize("precision", ["single", "double"])
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_an_akorn_run_cut_into_pieces_equals_one_run(backend, precision):
+    # each run derives its value populations' outputs at its start: that must not move a unit
+    def run(pieces: int) -> np.ndarray:
+        net = rv.Network(dt=0.1 * ms, seed=7, precision=precision)
+        units = net.population(rv.neurons.AKOrN(dim=4, omega=10.0), n=6, name="ak")
+        net.connect(units, units, rv.connect.AllToAll(), weight=0.5, receptor="coupling")
+        x0 = net.record(units, "x0")
+        for _ in range(pieces):
+            net.run(20 * ms / pieces, backend=backend)
+        return x0.values
+
+    whole = run(1)
+    assert whole.shape == (200, 6)
+    np.testing.assert_array_equal(run(40), whole)
+
+
 def test_bad_parameters_are_named_errors():
     with pytest.raises(rv.ModelError, match="AKOrN: dim"):
         rv.neurons.AKOrN(dim=1)
