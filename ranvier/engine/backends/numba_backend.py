@@ -420,7 +420,9 @@ def _generate(lowered: LoweredNetwork) -> tuple[str, list[str]]:
         w("    schedule_pulses, set_modulation, set_state_row, take_pending)")
     for alias in functions.values():
         # Plain njit: LLVM inlines the call; numba-level inlining defeats LLVM's optimisation here.
-        w(f"{alias} = njit(_nrt=False)(_py{alias})")
+        # numpy's error model: a division by zero gives inf or NaN, which the finite test names, as
+        # on the numpy backend (numba's default raises a bare ZeroDivisionError)
+        w(f"{alias} = njit(_nrt=False, error_model='numpy')(_py{alias})")
     collected_together = {_variant(lowered.populations[i], functions[lowered.populations[i].step_function], True)
                           for i in together}
     for variant in variants:
@@ -642,9 +644,9 @@ def _write_value_steps(w: SourceWriter, lowered: LoweredNetwork) -> None:
             _write_array_update(w, v, value.trace)
             continue
         # inlined by numba: left to LLVM, a step with two sin_cos stays a call and its loop does not vectorise
-        w(f"_value_step{v} = njit(_nrt=False, inline='always')(_py_value_step{v})")
+        w(f"_value_step{v} = njit(_nrt=False, inline='always', error_model='numpy')(_py_value_step{v})")
         if value.finish_function is not None:
-            w(f"_finish{v} = njit(_nrt=False)(_py_finish{v})")
+            w(f"_finish{v} = njit(_nrt=False, error_model='numpy')(_py_finish{v})")
         parallel = _value_parallel(value.n)
         checks = value.finish_function is None
         gathered = _gathered_sources(lowered, v) is not None
