@@ -68,6 +68,31 @@ def test_set_weights_refuses_weights_outside_the_stdp_bounds(net):
     assert np.all(projection.weights == np.float32(0.5 * ms))
 
 
+def test_a_connect_to_several_targets_that_fails_for_one_connects_none(net):
+    net.population(rv.neurons.LIF(tau_syn={"exc": 5 * ms}), 5, name="c")  # no "inh" receptor
+    with pytest.raises(rv.ProjectionError, match="'c'"):
+        net.connect(net["a"], [net["b"], net["c"]], rv.connect.AllToAll(), weight=1e-3, receptor="inh")
+    assert net.projections == []
+    with pytest.raises(rv.ProjectionError):
+        net.connect(rv.connect.PoissonInput(rate=5.0, n_inputs=10), ["b", "c"], weight=1e-3, receptor="inh")
+    assert net.poisson_inputs == []
+    assert net.connect(net["a"], net["b"], rv.connect.AllToAll(), weight=1e-3, receptor="inh").name == "a->b:inh"
+
+
+def test_connect_takes_population_names(net):
+    projection = net.connect("a", "b", rv.connect.AllToAll(), weight=1e-3, receptor="exc")
+    listed = net.connect("a", ["b"], rv.connect.AllToAll(), weight=1e-3, receptor="inh")
+    assert (projection.pre, projection.post) == (net["a"], net["b"]) and listed[0].post is net["b"]
+    with pytest.raises(rv.ProjectionError, match="no population named 'nope'; the network has \\['a', 'b'\\]"):
+        net.connect("nope", net["b"], rv.connect.AllToAll(), weight=1e-3, receptor="exc")
+
+
+def test_connecting_into_a_model_without_receptors_says_it_takes_no_input(net):
+    net.population(rv.neurons.PoissonSource(rate=5.0), 3, name="noise")
+    with pytest.raises(rv.ProjectionError, match="'noise' takes no synaptic input"):
+        net.connect(net["a"], net["noise"], rv.connect.AllToAll(), weight=1e-3)
+
+
 def test_weight_array_of_wrong_length(net):
     with pytest.raises(rv.ProjectionError, match=r"'a->b:exc'.*\(7,\).*\(200,\)"):
         net.connect(net["a"], net["b"], rv.connect.AllToAll(), weight=np.ones(7), receptor="exc")
@@ -167,6 +192,30 @@ def test_nan_in_state_stops_the_run_with_population_and_step(backend):
     with pytest.raises(rv.NumericalError, match=r"'inh'.*step 50") as info:
         net.run(10 * ms, backend=backend)
     assert info.value.population == "inh" and info.value.step == 50
+
+
+def _reciprocal_step(state, consts, arriving, i, col, k, key):
+    state[0, i] = consts[0, col] / state[0, i]
+    return rv.spike(state[0, i] - consts[0, col])
+
+
+class _Reciprocal(rv.Model):
+    """A user's model that divides by its state, which starts at zero."""
+
+    step = staticmethod(_reciprocal_step)
+    state_rows = rv.rows("v")
+
+    def constants(self, params, dt):
+        return np.ones((1, 1))
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_division_by_zero_in_a_users_step_is_a_numerical_error_naming_the_population(backend):
+    net = rv.Network(dt=0.1 * ms)
+    net.population(_Reciprocal(), n=3, name="reciprocal", init={"v": 0.0})
+    with pytest.raises(rv.NumericalError, match="population 'reciprocal': state became NaN or infinite in step 0"):
+        net.run(1 * ms, backend=backend)
 
 
 def test_set_refuses_non_finite_values(net):

@@ -513,28 +513,46 @@ class Network:
         step, inside its update, with no spikes travelling (Brian 2's ``PoissonInput``); it
         returns the :class:`~ranvier.engine.poisson_input.PoissonDrive`, listed in ``net.poisson_inputs``.
         """
+        single_post = isinstance(post, Population | str)
+        posts = [self._named(post)] if single_post else [self._named(target) for target in post]
         if isinstance(pre, PoissonInput):
-            targets = [post] if isinstance(post, Population) else list(post)
             drives = []
-            for target in targets:
-                drive = make_drive(self, pre, target, rule, weight, delay, receptor, plasticity)
-                self.poisson_inputs.append(drive)
-                drives.append(drive)
+            try:
+                for target in posts:
+                    drives.append(make_drive(self, pre, target, rule, weight, delay, receptor, plasticity))
+            finally:
+                # all or nothing: a failed target leaves no drive onto the others
+                self.poisson_inputs.extend(drives if len(drives) == len(posts) else [])
             self._changed()
-            return drives[0] if isinstance(post, Population) else drives
+            return drives[0] if single_post else drives
         if rule is None:
             raise ProjectionError(f"connect {getattr(pre, 'name', pre)!r} -> {getattr(post, 'name', post)!r}: "
                                   "a connection rule is required (ranvier.connect: AllToAll, OneToOne, ...)")
-        pres = [pre] if isinstance(pre, Population) else list(pre)
-        posts = [post] if isinstance(post, Population) else list(post)
+        single_pre = isinstance(pre, Population | str)
+        pres = [self._named(pre)] if single_pre else [self._named(source) for source in pre]
         made = []
-        for a in pres:
-            for b in posts:
-                try:
-                    made.append(self._connect_one(a, b, rule, weight, delay, receptor, plasticity))
-                except MemoryError as error:
-                    raise _out_of_memory(a, b, rule, error) from None
-        return made[0] if isinstance(pre, Population) and isinstance(post, Population) else made
+        try:
+            for a in pres:
+                for b in posts:
+                    try:
+                        made.append(self._connect_one(a, b, rule, weight, delay, receptor, plasticity))
+                    except MemoryError as error:
+                        raise _out_of_memory(a, b, rule, error) from None
+        except BaseException:
+            # all or nothing: a failed pair leaves no projection between the others
+            self.projections[:] = [p for p in self.projections if all(p is not m for m in made)]
+            self._changed()
+            raise
+        return made[0] if single_pre and single_post else made
+
+    def _named(self, population: object) -> object:
+        """``population``, or the population of that name (a name this network lacks is an error)."""
+        if isinstance(population, str):
+            if population not in self.populations:
+                raise ProjectionError(f"connect: no population named {population!r}; the network has "
+                                      f"{list(self.populations)}")
+            return self.populations[population]
+        return population
 
     def _connect_one(self, pre, post, rule, weight, delay, receptor, plasticity=None) -> Projection:
         pre = self._own(pre, "pre")
@@ -544,6 +562,9 @@ class Network:
                 f"connect {pre.name!r} -> {post.name!r}: rule must be a ranvier.connect rule, got {rule!r}"
             )
         receptors = post.model.receptors
+        if not receptors and not _sets_state(pre, post, receptor):
+            raise ProjectionError(f"connect {pre.name!r} -> {post.name!r}: {post.name!r} takes no synaptic input "
+                                  f"(its model, {type(post.model).__name__}, has no receptors)")
         if receptor is None:
             if len(receptors) != 1:
                 raise ProjectionError(
