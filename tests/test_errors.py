@@ -175,6 +175,15 @@ def test_a_run_from_inside_a_callback_is_refused_and_the_network_goes_on(net, in
     assert net.step == 20
 
 
+@pytest.mark.parametrize("duration", [0.04 * ms, 0.15 * ms, 1.05 * ms])
+def test_a_duration_that_is_not_a_whole_number_of_steps_is_refused(net, duration):
+    with pytest.raises(rv.RunError, match=rf"duration {duration!r} s is not a whole number of steps"):
+        net.run(duration, backend="numpy")
+    assert net.step == 0
+    net.run(0.3, backend="numpy")  # 2999.9999999999995 steps of 0.1 ms: rounding, not a fraction
+    assert net.step == 3000
+
+
 def test_spike_source_time_before_first_step():
     net = rv.Network(dt=0.1 * ms)
     with pytest.raises(rv.PopulationError, match="'input'.*0.0"):

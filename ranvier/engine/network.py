@@ -747,6 +747,11 @@ class Network:
             raise RunError(f"run: duration must be a finite number of seconds >= 0, got {duration!r}")
         if not self.populations:
             raise RunError("run: the network has no populations")
+        steps = duration / self.dt
+        if abs(steps - round(steps)) > 1e-6:
+            # as NEST refuses it: a rounded run would end elsewhere than asked
+            raise RunError(f"run: duration {duration!r} s is not a whole number of steps of dt = {self.dt:.6g} s "
+                           f"({steps:.6g} steps)")
         simulation = self._simulation
         if simulation is not None and simulation.running:
             raise RunError("run: called while the network is running (from a callback of net.at); a callback "
@@ -761,7 +766,7 @@ class Network:
             checkpointer = Checkpointer(self, checkpoint, self._every_steps(every, duration))
         elif every is not None:
             raise RunError(f"run: every={every!r} needs a checkpoint file (checkpoint=path)")
-        simulation.run(int(round(duration / self.dt)), progress, checkpointer)
+        simulation.run(int(round(steps)), progress, checkpointer)
 
     def _every_steps(self, every: float | None, duration: float) -> int:
         """Steps between checkpoints: ``every`` seconds, or the whole run when it is None."""
