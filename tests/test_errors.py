@@ -184,6 +184,37 @@ def test_a_duration_that_is_not_a_whole_number_of_steps_is_refused(net, duration
     assert net.step == 3000
 
 
+@pytest.mark.parametrize("seed", [-1, 1.5, "abc", True])
+def test_a_seed_that_is_not_a_whole_number_is_refused(seed):
+    with pytest.raises(rv.RunError, match=rf"seed must be a whole number >= 0 or None, got {seed!r}"):
+        rv.Network(seed=seed)
+
+
+@pytest.mark.parametrize(("make", "error", "message"), [
+    (lambda: rv.init.Uniform(0.0, -1.0), rv.ModelError, "Uniform: need finite low <= high"),
+    (lambda: rv.init.Normal(0.0, -1.0), rv.ModelError, "Normal: need finite mean and std >= 0"),
+    (lambda: rv.networks.microcircuit(scale=0), rv.PopulationError, r"scale must be in \(0, 1\]"),
+    (lambda: rv.networks.brunel(background="nope"), rv.PopulationError, "background must be"),
+])
+def test_bad_distributions_and_builder_arguments_are_ranvier_errors(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_state_beyond_the_precision_is_refused(net):
+    with pytest.raises(rv.PopulationError, match="'c': initial 'v' 1e\\+40 overflows float32"):
+        net.population(rv.neurons.LIF(), 2, name="c", init={"v": 1e40})
+    with pytest.raises(rv.PopulationError, match="'a': value of 'v' 1e\\+40 overflows float32"):
+        net["a"].set("v", 1e40)
+    assert np.all(np.isfinite(net["a"].get("v"))) and "c" not in net.populations
+
+
+@pytest.mark.parametrize("every", [float("nan"), float("inf"), "1ms"])
+def test_a_recording_interval_that_is_not_a_number_is_a_recording_error(net, every):
+    with pytest.raises(rv.RecordingError, match="every must be a positive multiple of dt"):
+        net.record(net["a"], "v", every=every)
+
+
 def test_spike_source_time_before_first_step():
     net = rv.Network(dt=0.1 * ms)
     with pytest.raises(rv.PopulationError, match="'input'.*0.0"):

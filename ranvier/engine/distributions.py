@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ..errors import ModelError
+
 #: per-synapse draws are made this many at a time, each block from its own generator
 DRAW_BLOCK = 1 << 20
 
@@ -45,7 +47,7 @@ class Uniform(Distribution):
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.low) and np.isfinite(self.high)) or self.high < self.low:
-            raise ValueError(f"Uniform: need finite low <= high, got low={self.low!r}, high={self.high!r}")
+            raise ModelError(f"Uniform: need finite low <= high, got low={self.low!r}, high={self.high!r}")
 
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return rng.uniform(self.low, self.high, size)
@@ -66,9 +68,9 @@ class Normal(Distribution):
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.mean) and np.isfinite(self.std)) or self.std < 0:
-            raise ValueError(f"Normal: need finite mean and std >= 0, got mean={self.mean!r}, std={self.std!r}")
+            raise ModelError(f"Normal: need finite mean and std >= 0, got mean={self.mean!r}, std={self.std!r}")
         if not self.low < self.high or (self.std == 0 and not self.low <= self.mean <= self.high):
-            raise ValueError(f"Normal: need low < high around the mean, got low={self.low!r}, high={self.high!r}")
+            raise ModelError(f"Normal: need low < high around the mean, got low={self.low!r}, high={self.high!r}")
 
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         values = rng.normal(self.mean, self.std, size)
@@ -99,7 +101,7 @@ class Cauchy(Distribution):
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.loc) and np.isfinite(self.scale)) or self.scale <= 0:
-            raise ValueError(f"Cauchy: need finite loc and scale > 0, got loc={self.loc!r}, scale={self.scale!r}")
+            raise ModelError(f"Cauchy: need finite loc and scale > 0, got loc={self.loc!r}, scale={self.scale!r}")
 
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return self.loc + self.scale * rng.standard_cauchy(size)

@@ -65,6 +65,13 @@ def _to_precision(weights: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray
     return weights.astype(dtype)
 
 
+def _check_fits(values: np.ndarray, dtype: np.dtype, what: str, owner: str) -> None:
+    """Refuse state values that the network's precision cannot hold (they would become infinite)."""
+    too_large = np.abs(values) > np.finfo(dtype).max
+    if np.any(too_large):
+        raise PopulationError(f"{owner}: {what} {float(values[too_large][0])!r} overflows {np.dtype(dtype).name}")
+
+
 def _check_finite(values: np.ndarray, what: str, name: str) -> None:
     """Refuse a NaN or infinite weight or delay given to projection ``name``, naming the synapse."""
     bad = ~np.isfinite(values)
@@ -158,6 +165,7 @@ class Population:
                                  f"population {self.name!r}")
         except ValueError as error:
             raise PopulationError(str(error)) from None
+        _check_fits(values, self.state.dtype, f"value of {variable!r}", f"population {self.name!r}")
         self.state[row] = values
 
 
@@ -360,6 +368,8 @@ class Network:
             raise RunError(f"Network: precision must be 'single' or 'double', got {precision!r}")
         self.dt = float(dt)
         self._precision = precision
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
+            raise RunError(f"Network: seed must be a whole number >= 0 or None, got {seed!r}")
         self.seed = int(np.random.SeedSequence().entropy % (2**63)) if seed is None else int(seed)
         self._seeds = np.random.SeedSequence(self.seed)
         self.populations: dict[str, Population] = {}
@@ -453,7 +463,9 @@ class Network:
             initial.update(init or {})
             state = np.zeros((len(model.state_names), n), dtype=self.dtype)
             for row, variable in enumerate(model.state_names):
-                state[row] = materialise(initial[variable], rng, n, f"initial {variable!r}", owner)
+                values = materialise(initial[variable], rng, n, f"initial {variable!r}", owner)
+                _check_fits(values, state.dtype, f"initial {variable!r}", owner)
+                state[row] = values
         except ValueError as error:
             if isinstance(error, PopulationError):
                 raise
@@ -703,8 +715,11 @@ class Network:
             if ids is None and variable in getattr(model, "population_variables", ()):
                 ids = np.zeros(1, dtype=np.int64)
             every = population.dt if every is None and model.kind == Kind.VALUE else every
+            if every is not None and (isinstance(every, bool) or not isinstance(every, int | float | np.number)
+                                      or not np.isfinite(every)):
+                raise RecordingError(f"{owner}: every must be a positive multiple of dt = {self.dt}, got {every!r}")
             every_steps = 1 if every is None else int(round(every / self.dt))
-            if every is not None and (not np.isfinite(every) or every_steps < 1
+            if every is not None and (every_steps < 1
                                       or abs(every_steps * self.dt - every) > 1e-6 * self.dt + 1e-12):
                 raise RecordingError(f"{owner}: every must be a positive multiple of dt = {self.dt}, got {every!r}")
             if every_steps % population.period:

@@ -7,6 +7,7 @@ import numpy as np
 from ..engine.connectivity import FixedInDegree, FromArrays
 from ..engine.network import Network
 from ..engine.poisson_input import PoissonInput
+from ..errors import PopulationError
 from ..neurons.lif import LIF
 from ..neurons.sources import PoissonSource
 from ..units import ms, mV
@@ -46,7 +47,7 @@ def brunel(n: int = 12500, g: float = 5.0, eta: float = 2.0, seed: int | None = 
     Populations: ``"exc"``, ``"inh"`` and, with ``background="sources"``, ``"ext"``.
     """
     if background not in ("sources", "drive"):
-        raise ValueError(f"brunel: background must be 'sources' or 'drive', got {background!r}")
+        raise PopulationError(f"brunel: background must be 'sources' or 'drive', got {background!r}")
     tau_m, theta = 20 * ms, 20 * mV
     n_exc = int(0.8 * n)
     n_inh = n - n_exc

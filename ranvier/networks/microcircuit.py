@@ -8,6 +8,7 @@ from ..engine.connectivity import FixedInDegree, OneToOne
 from ..engine.distributions import Normal
 from ..engine.network import Network
 from ..engine.poisson_input import PoissonInput
+from ..errors import PopulationError
 from ..neurons.lif import LIF
 from ..neurons.sources import PoissonSource
 from ..units import ms, mV
@@ -85,9 +86,9 @@ def microcircuit(scale: float = 1.0, seed: int | None = None, dt: float = 0.1 * 
     ``"L6i"`` (and, with ``background="sources"``, their ``"..._bg"`` sources).
     """
     if not 0 < scale <= 1:
-        raise ValueError(f"microcircuit: scale must be in (0, 1], got {scale!r}")
+        raise PopulationError(f"microcircuit: scale must be in (0, 1], got {scale!r}")
     if background not in ("drive", "sources"):
-        raise ValueError(f"microcircuit: background must be 'drive' or 'sources', got {background!r}")
+        raise PopulationError(f"microcircuit: background must be 'drive' or 'sources', got {background!r}")
     net = Network(dt=dt, seed=seed)
     model = LIF(tau_m=TAU_M, v_rest=-65 * mV, v_th=-50 * mV, v_reset=-65 * mV, t_ref=2 * ms,
                 tau_syn={"syn": TAU_SYN})
