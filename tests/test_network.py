@@ -212,3 +212,14 @@ def test_synapses_drawn_in_blocks_are_the_same_on_any_number_of_threads(monkeypa
     for name in ("row_ptr", "post_ids", "weights", "delay_steps"):
         np.testing.assert_array_equal(getattr(one, name), getattr(three, name))
     assert one.weights.min() >= 0 and len(np.unique(one.weights)) > 100_000
+
+
+def test_stats_print_every_population_and_the_dense_multiply_adds():
+    net = rv.Network(dt=0.1 * ms, seed=1)
+    oscillators = net.population(rv.neurons.Kuramoto(omega=10.0), n=4, name="osc")
+    net.connect(oscillators, oscillators, rv.connect.AllToAll(), weight=0.5, receptor="coupling")
+    net.population(rv.neurons.LIF(), n=3, name="lif")
+    net.run(1 * ms, backend="numpy")
+    assert str(net.stats).splitlines() == [
+        "0.001 s simulated in 10 steps: 0 spikes, 0 synaptic events, 70 neuron updates, 320 dense multiply-adds",
+        "  osc: 0 spikes, 40 updates", "  lif: 0 spikes, 30 updates", "  osc->osc:coupling: 320 dense multiply-adds"]

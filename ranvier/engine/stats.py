@@ -11,8 +11,8 @@ class Stats:
 
     ``spikes_by_population`` and ``neuron_updates_by_population`` are keyed by population name,
     ``synaptic_events_by_projection`` by projection name. A synaptic event is one spike
-    delivered through one synapse. ``dense_macs`` counts multiply-accumulates of dense (value)
-    projections; no model of this release makes any.
+    delivered through one synapse. ``dense_macs`` counts multiply-accumulates of projections
+    that carry values (from value populations, and into them as dense products).
     """
 
     duration: float = 0.0
@@ -43,8 +43,12 @@ class Stats:
         return self.spikes_by_population.get(population, 0) / n / self.duration if self.duration else 0.0
 
     def __str__(self) -> str:
+        macs = f", {self.dense_macs} dense multiply-adds" if self.dense_macs_by_projection else ""
         lines = [f"{self.duration:.4g} s simulated in {self.steps} steps: {self.spikes} spikes, "
-                 f"{self.synaptic_events} synaptic events, {self.neuron_updates} neuron updates"]
-        lines += [f"  {name}: {count} spikes" for name, count in self.spikes_by_population.items()]
+                 f"{self.synaptic_events} synaptic events, {self.neuron_updates} neuron updates{macs}"]
+        populations = dict.fromkeys([*self.spikes_by_population, *self.neuron_updates_by_population])
+        lines += [f"  {name}: {self.spikes_by_population.get(name, 0)} spikes, "
+                  f"{self.neuron_updates_by_population.get(name, 0)} updates" for name in populations]
         lines += [f"  {name}: {count} synaptic events" for name, count in self.synaptic_events_by_projection.items()]
+        lines += [f"  {name}: {count} dense multiply-adds" for name, count in self.dense_macs_by_projection.items()]
         return "\n".join(lines)
