@@ -390,3 +390,35 @@ def test_check_model_passes_lif_on_the_cuda_simulator(on_cuda_simulator):
         "print(json.dumps({'ok': r.ok, 'backends': list(r.backends), 'spikes': r.spikes, 'report': str(r)}))\n")
     assert result["ok"], result["report"]
     assert result["backends"] == ["numpy", "cuda"] and result["spikes"] > 0
+
+
+_TWO_ROWS = rv.rows("a", "b")
+
+
+def _reads_a_fourth_state_row(state, consts, arriving, i, c, k, key):
+    state[0, i] = state[3, i] + consts[0, c]
+    return 0
+
+
+def _reads_a_third_constants_row(state, consts, arriving, i, c, k, key):
+    state[0, i] = state[0, i] + consts[_TWO_ROWS.b + 1, c]
+    return 0
+
+
+class _OneRow(rv.Model):
+    state_rows = rv.rows("v")
+
+    def constants(self, params, dt):
+        return np.zeros((1, 1))
+
+
+@pytest.mark.parametrize(("step", "message"), [
+    (_reads_a_fourth_state_row, r"reads state row 3 \(line \d+, `state\[3, i\]`\), but the model has 1 state row"),
+    (_reads_a_third_constants_row, r"reads constants row 2 .*`consts\[_TWO_ROWS.b \+ 1, c\]`.* has 1 constants row"),
+])
+def test_a_step_reading_a_row_the_model_lacks_is_refused_at_declaration(step, message):
+    model = type("Reader", (_OneRow,), {"step": staticmethod(step)})()
+    net = rv.Network()
+    with pytest.raises(rv.ModelError, match=rf"population 'reader' \(Reader\): {step.__name__} {message}"):
+        net.population(model, 3, name="reader")
+    assert "reader" not in net.populations

@@ -33,6 +33,10 @@ The rules:
   ``array``/``arange``/``*_like``, no list, dict or set literals or comprehensions; tuples of
   scalars are fine): numba compiles it without its runtime.
 
+* **rows**: a row named by a constant (``state[3, i]``, ``consts[ROWS.tau, c]``) exists: below
+  the model's number of state variables, or of rows ``constants()`` returns
+  (:func:`check_rows`, when the population's constants are known).
+
 Checks read the function's source (``inspect.getsource``; functions defined in notebook cells
 have one too). A function without source (defined in ``python -c`` or the plain REPL) is
 checked on its code object instead: its signature, its float constants (spiking steps) and
@@ -72,6 +76,8 @@ class _Problem:
 
 #: (code object, role) -> the problems found, so each function is checked once per process
 _CHECKED: dict[tuple[types.CodeType, str], tuple[_Problem, ...]] = {}
+#: (code, 0 or 1) -> the highest constant state (0) or constants (1) row the function names
+_ROWS: dict[tuple[types.CodeType, int], tuple[int, int | None, str] | None] = {}
 
 _SIGNATURES = {
     "spiking": ("a spiking step", ("state", "consts", "arriving", "i", "c", "k", "key")),
@@ -143,6 +149,75 @@ def check_model_functions(model, owner: str) -> None:
     finish = getattr(model, "finish", None) if Kind(kind) == Kind.VALUE else None
     if finish is not None:
         check_finish(finish, owner)
+
+
+def check_rows(model, state_rows: int, const_rows: int, owner: str) -> None:
+    """Refuse a step or ``finish`` of ``model`` that reads a state or constants row it does not have.
+
+    Only rows named by a constant (``state[3, i]``, ``consts[ROWS.tau, c]``, ``FIRST + 2``) are
+    checked. numpy raises an IndexError for such a read, but numba's compiled code, which checks
+    no bounds, reads past the array, a different number on every run.
+    """
+    kind = getattr(model, "kind", None)
+    if kind not in (Kind.SPIKING, Kind.VALUE) or getattr(model, "step", None) is None:
+        return
+    functions = [model.step]
+    if Kind(kind) == Kind.VALUE and getattr(model, "finish", None) is not None:
+        functions.append(model.finish)
+    for function in functions:
+        if isinstance(function, staticmethod | classmethod):
+            function = function.__func__
+        function = getattr(function, "py_func", function)
+        if not inspect.isfunction(function):
+            continue
+        for array, rows, what in ((0, state_rows, "state"), (1, const_rows, "constants")):
+            read = _highest_row(function, array)
+            if read is not None and read[0] >= rows:
+                row, line, text = read
+                raise ModelError(f"{owner}: {function.__name__} reads {what} row {row} (line {line}, `{text}`), but "
+                                 f"the model has {rows} {what} row(s) (0 .. {rows - 1}); numba would read past "
+                                 "the array")
+
+
+def _highest_row(function, array: int) -> tuple[int, int | None, str] | None:
+    """The highest constant row of parameter ``array`` (0: state, 1: consts) that ``function`` reads
+    or writes, with its line and text; None when it names none by a constant."""
+    key = (function.__code__, array)
+    if key not in _ROWS:
+        _ROWS[key] = None
+        parsed = _parse(function)
+        if parsed is not None:
+            node, source, first_line = parsed
+            arguments = [a.arg for a in (*node.args.posonlyargs, *node.args.args)]
+            if len(arguments) > array:
+                analysis = _Analysis(function, node, source, first_line, "finish")
+                for subscript in analysis.walk():
+                    if not (isinstance(subscript, ast.Subscript) and isinstance(subscript.value, ast.Name)
+                            and subscript.value.id == arguments[array]):
+                        continue
+                    index = subscript.slice.elts[0] if isinstance(subscript.slice, ast.Tuple) else subscript.slice
+                    row = _constant_row(analysis, index)
+                    if row is not None and (_ROWS[key] is None or row > _ROWS[key][0]):
+                        _ROWS[key] = (row, analysis.line(subscript), analysis.text(subscript))
+    return _ROWS[key]
+
+
+def _constant_row(analysis: _Analysis, node: ast.AST) -> int | None:
+    """The value of a row index made of int literals, global ints (``ROWS.v``) and ``+``/``*``."""
+    if isinstance(node, ast.Constant):
+        value = node.value
+    elif isinstance(node, ast.Name | ast.Attribute):
+        value = analysis.resolve(node)
+    elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mult):
+        left, right = _constant_row(analysis, node.left), _constant_row(analysis, node.right)
+        if left is None or right is None:
+            return None
+        return left + right if isinstance(node.op, ast.Add) else left * right
+    else:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        return None
+    return int(value)
 
 
 def _check(function, role: str, owner: str) -> None:

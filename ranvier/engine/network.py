@@ -18,7 +18,7 @@ from .connectivity import AllToAll, Conv2d, Convolution, Rule, all_to_all_synaps
 from .distributions import Distribution, draw_in_blocks, materialise
 from .kinds import Kind, ProjectionKind
 from .model import Model, ValueModel
-from .model_checks import check_model_functions
+from .model_checks import check_model_functions, check_rows
 from .monitors import SpikeMonitor, StateMonitor
 from .poisson_input import PoissonDrive, PoissonInput, make_drive
 from .queue import EventQueue
@@ -450,7 +450,7 @@ class Network:
         try:
             params = {key: materialise(value, rng, n, f"parameter {key!r}", owner)
                       for key, value in model.parameters.items()}
-            model.constants(params, self.dt)  # validates parameter values now, not at run time
+            constants = model.constants(params, self.dt)  # validates parameter values now, not at run time
             if model.kind == Kind.SCHEDULED:
                 model.schedule(self.dt, name)
             initial = dict(model.initial_state())
@@ -471,6 +471,7 @@ class Network:
                 raise
             message = str(error)
             raise PopulationError(message if owner in message else f"{owner}: {message}") from None
+        check_rows(model, len(model.state_names), np.shape(constants)[0], f"{owner} ({type(model).__name__})")
         population = Population(self, model, n, name, len(self.populations), params, state, period)
         self.populations[name] = population
         self._changed()
