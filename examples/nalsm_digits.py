@@ -51,7 +51,8 @@ for astrocyte in (True, False):
     source = stream(train, range(min(args.organise, len(train))), 20 * ms)
     net = rv.networks.nalsm(n_liquid=args.liquid, astrocyte=astrocyte, input_source=source, seed=1)
     spikes = net.record("liquid", "spikes")
-    net.run(source.times.max() + 5 * ms, backend=args.backend)
+    # past the last input spike (event times are finer than dt), in whole steps
+    net.run((np.ceil(source.times.max() / net.dt) + 5) * net.dt, backend=args.backend)
     liquid = [p for p in net.projections if p.pre.name == "liquid" and p.post.name == "liquid"]
     late = spikes.steps >= spikes.steps.max() - 1000
     sigma = branching_factor(spikes.steps[late], spikes.ids[late], liquid)

@@ -1,5 +1,7 @@
 """Bad input raises a named RanvierError that says where and what."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -175,13 +177,16 @@ def test_a_run_from_inside_a_callback_is_refused_and_the_network_goes_on(net, in
     assert net.step == 20
 
 
-@pytest.mark.parametrize("duration", [0.04 * ms, 0.15 * ms, 1.05 * ms])
-def test_a_duration_that_is_not_a_whole_number_of_steps_is_refused(net, duration):
-    with pytest.raises(rv.RunError, match=rf"duration {duration!r} s is not a whole number of steps"):
+@pytest.mark.parametrize(("duration", "steps"), [(0.04 * ms, 0), (0.16 * ms, 2), (1.04 * ms, 10)])
+def test_a_duration_that_is_not_a_whole_number_of_steps_warns_and_runs_the_nearest(net, duration, steps):
+    with pytest.warns(rv.RanvierWarning, match=rf"duration {duration!r} s is not a whole number of steps.*"
+                                              rf"running {steps} steps"):
         net.run(duration, backend="numpy")
-    assert net.step == 0
-    net.run(0.3, backend="numpy")  # 2999.9999999999995 steps of 0.1 ms: rounding, not a fraction
-    assert net.step == 3000
+    assert net.step == steps
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.run(0.3, backend="numpy")  # 2999.9999999999995 steps of 0.1 ms: rounding, not a fraction
+    assert net.step == steps + 3000
 
 
 @pytest.mark.parametrize("seed", [-1, 1.5, "abc", True])

@@ -422,3 +422,14 @@ def test_a_step_reading_a_row_the_model_lacks_is_refused_at_declaration(step, me
     with pytest.raises(rv.ModelError, match=rf"population 'reader' \(Reader\): {step.__name__} {message}"):
         net.population(model, 3, name="reader")
     assert "reader" not in net.populations
+
+
+def _reads_an_undefined_name(state, consts, arriving, i, c, k, key):
+    state[0, i] = state[0, i] * consts[0, c] + leak_rate  # noqa: F821 - the mistake under test
+    return 0
+
+
+def test_an_undefined_name_in_a_step_is_refused_at_declaration():
+    model = type("Typo", (_OneRow,), {"step": staticmethod(_reads_an_undefined_name)})()
+    with pytest.raises(rv.ModelError, match=r"name 'leak_rate' is not defined .*`leak_rate`"):
+        rv.Network().population(model, 3, name="typo")

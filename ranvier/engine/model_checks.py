@@ -717,6 +717,7 @@ class _Analysis:
         for node in self.walk():
             self.check_branch(node)
             self.check_allocation(node)
+            self.check_name(node)
         for node in self.walk():
             if id(node) not in self._index_nodes:
                 self.check_numbers(node)
@@ -755,6 +756,13 @@ class _Analysis:
             if hint is not None and any(self.reads_state(a) for a in node.args):
                 self.report(node, f"`{function.__name__}()` on state values", f"{hint}; on numpy the values are "
                             "arrays, where it fails or compares whole arrays")
+
+    def check_name(self, node: ast.AST) -> None:
+        # numpy would raise a NameError in the first step, numba a TypingError when it compiles
+        if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in self.locals
+                and self.resolve(node) is _MISSING):
+            self.report(node, f"name {node.id!r} is not defined", "define it at module level (a constant of the "
+                        "model language: an int, or np.float32(...)), or read it from consts")
 
     def check_allocation(self, node: ast.AST) -> None:
         kinds = {ast.List: "a list literal", ast.Dict: "a dict literal", ast.Set: "a set literal",

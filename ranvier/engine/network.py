@@ -8,12 +8,13 @@ population or projection holds are the ones the backends update, so nothing is c
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import PlasticityError, PopulationError, ProjectionError, RecordingError, RunError
+from ..errors import PlasticityError, PopulationError, ProjectionError, RanvierWarning, RecordingError, RunError
 from .connectivity import AllToAll, Conv2d, Convolution, Rule, all_to_all_synapses, sort_rows_by_delay
 from .distributions import Distribution, draw_in_blocks, materialise
 from .kinds import Kind, ProjectionKind
@@ -765,9 +766,10 @@ class Network:
             raise RunError("run: the network has no populations")
         steps = duration / self.dt
         if abs(steps - round(steps)) > 1e-6:
-            # as NEST refuses it: a rounded run would end elsewhere than asked
-            raise RunError(f"run: duration {duration!r} s is not a whole number of steps of dt = {self.dt:.6g} s "
-                           f"({steps:.6g} steps)")
+            # the run ends elsewhere than asked (NEST refuses such a duration; Brian 2 runs whole steps)
+            warnings.warn(f"run: duration {float(duration)!r} s is not a whole number of steps of dt = "
+                          f"{self.dt:.6g} s ({steps:.6g} steps); running {round(steps)} steps "
+                          f"({round(steps) * self.dt:.6g} s)", RanvierWarning, stacklevel=2)
         simulation = self._simulation
         if simulation is not None and simulation.running:
             raise RunError("run: called while the network is running (from a callback of net.at); a callback "
