@@ -220,6 +220,16 @@ def test_a_recording_interval_that_is_not_a_number_is_a_recording_error(net, eve
         net.record(net["a"], "v", every=every)
 
 
+def test_numbers_given_as_text_are_refused_by_name(net):
+    with pytest.raises(rv.ModelError, match=r"LIF: tau_m must be a number in SI units .* got '20ms'"):
+        rv.neurons.LIF(tau_m="20ms")
+    with pytest.raises(rv.ProjectionError, match=r"'a->b:exc': weight must be a number in SI units .* got '1'"):
+        net.connect(net["a"], net["b"], rv.connect.AllToAll(), weight="1", receptor="exc")
+    with pytest.raises(rv.PopulationError, match=r"'a': value of 'v' must be a number"):
+        net["a"].set("v", "-65 mV")
+    assert net.projections == []
+
+
 def test_spike_source_time_before_first_step():
     net = rv.Network(dt=0.1 * ms)
     with pytest.raises(rv.PopulationError, match="'input'.*0.0"):

@@ -116,7 +116,14 @@ def materialise(value, rng: np.random.Generator, size: int, what: str, owner: st
     if isinstance(value, Distribution):
         values = value.sample(rng, size)
     else:
-        values = np.asarray(value, dtype=np.float64)
+        if isinstance(value, str | bytes):
+            raise ValueError(f"{owner}: {what} must be a number in SI units (ranvier.units), an array or a "
+                             f"ranvier.init distribution, got {value!r}")
+        try:
+            values = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{owner}: {what} must be a number, an array or a ranvier.init distribution, "
+                             f"got {value!r}") from None
         if values.ndim == 0:
             values = np.full(size, float(values))
         elif values.shape != (size,):

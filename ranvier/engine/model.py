@@ -595,11 +595,22 @@ class Model:
         """The model that :meth:`_config` describes."""
         return cls(**config)
 
+    def _numbers(self, name: str, value: ParameterValue) -> np.ndarray:
+        """``value`` as float64; a string or other object that is no number is a ModelError naming it."""
+        if isinstance(value, str | bytes):
+            raise ModelError(f"{type(self).__name__}: {name} must be a number in SI units (ranvier.units: "
+                             f"20 * ms, -65 * mV), an array or a ranvier.init distribution, got {value!r}")
+        try:
+            return np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            raise ModelError(f"{type(self).__name__}: {name} must be a number, an array or a ranvier.init "
+                             f"distribution, got {value!r}") from None
+
     def _check_positive(self, **values: ParameterValue) -> None:
         for name, value in values.items():
             if isinstance(value, Distribution):
                 continue
-            array = np.asarray(value, dtype=float)
+            array = self._numbers(name, value)
             if not np.all(np.isfinite(array)) or np.any(array <= 0):
                 raise ModelError(f"{type(self).__name__}: {name} must be positive and finite, got {value!r}")
 
@@ -607,7 +618,7 @@ class Model:
         for name, value in values.items():
             if isinstance(value, Distribution):
                 continue
-            if not np.all(np.isfinite(np.asarray(value, dtype=float))):
+            if not np.all(np.isfinite(self._numbers(name, value))):
                 raise ModelError(f"{type(self).__name__}: {name} must be finite, got {value!r}")
 
     def __repr__(self) -> str:
