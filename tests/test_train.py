@@ -165,6 +165,23 @@ def test_bad_input_raises_named_errors():
     assert module(np.zeros((3, 2, 40), dtype=np.float32)).spikes["out"].shape == (3, 2, 4)  # numpy, as simulate
 
 
+def test_what_training_does_not_model_is_refused():
+    drifting = two_layer(False)
+    drifting.connect(rv.connect.PoissonInput(rate=5.0, n_inputs=10), drifting["hidden"], weight=1 * mV)
+    learning = two_layer(False)
+    learning.connect(learning["input"], learning["out"], rv.connect.AllToAll(), weight=1 * mV,
+                     plasticity=rv.plasticity.STDP(w_max=2 * mV))
+    spikes = np.zeros((3, 1, 40), dtype=np.float32)
+    for net, message in ((drifting, "'poisson->hidden:in' draws Poisson input inside 'hidden'"),
+                         (learning, "projection 'input->out:in' learns by STDP.*freeze")):
+        with pytest.raises(TrainingError, match=f"SpikingModule: {message}"):
+            SpikingModule(net, "input")
+        with pytest.raises(TrainingError, match=f"simulate: {message}"):
+            simulate(net, spikes, "input")
+    rv.plasticity.freeze(learning.projections)
+    assert SpikingModule(learning, "input")(torch.from_numpy(spikes)).spikes["out"].shape == (3, 1, 4)
+
+
 @pytest.mark.parametrize(("options", "message"), [
     ({"slope": 0.0}, "slope must be a positive finite number, got 0.0"),
     ({"slope": -1.0}, "slope must be a positive"),

@@ -13,6 +13,19 @@ from ..errors import TrainingError
 from ..neurons.sources import SpikeSource
 
 
+def check_trained_network(net: Network, what: str) -> None:
+    """Refuse what training and :func:`simulate` do not model: Poisson drives drawn inside their
+    targets and projections that learn by STDP (either would make the engine's run differ)."""
+    if net.poisson_inputs:
+        drive = net.poisson_inputs[0]
+        raise TrainingError(f"{what}: {drive.name!r} draws Poisson input inside {drive.post.name!r}, which "
+                            "training does not draw; give that input as spikes of an input population")
+    plastic = [p.name for p in net.projections if p.plasticity is not None]
+    if plastic:
+        raise TrainingError(f"{what}: projection {plastic[0]!r} learns by STDP, which training does not model; "
+                            "stop it first (ranvier.plasticity.freeze)")
+
+
 def simulate(net: Network, inputs: Mapping[str, np.ndarray] | np.ndarray, input_name: str | None = None,
              backend: str = "numba", record_v: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """Run ``net`` in the event engine on a batch of input spike trains, one network copy per sample.
@@ -26,6 +39,7 @@ def simulate(net: Network, inputs: Mapping[str, np.ndarray] | np.ndarray, input_
     spikes ``(T, B, n)`` (bool) and, for each name in ``record_v``, ``"<name>.v"`` -> ``v`` at the
     end of each step ``(T, B, n)``.
     """
+    check_trained_network(net, "simulate")
     if not isinstance(inputs, Mapping):
         if input_name is None:
             raise TrainingError("simulate: give input_name with a single input array")

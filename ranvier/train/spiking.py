@@ -54,6 +54,7 @@ from ..neurons.lif import (
     V_THRESHOLD,
     V,
 )
+from .batch import check_trained_network
 from .delays import delayed_projection, rounded, shifted_projection
 from .model_step import ModelStep
 from .recurrence import LayerConstants, LIFRecurrence, lif_step, project
@@ -176,6 +177,7 @@ class SpikingModule(torch.nn.Module):
                 raise TrainingError(f"input population {name!r} is not in the network; "
                                     f"it has {list(net.populations)}")
         _check_surrogate(slope, surrogate_scale, net, inputs)
+        check_trained_network(net, "SpikingModule")
         self._surrogate_scale = surrogate_scale
         self.net = net
         self.dt = net.dt
