@@ -260,6 +260,8 @@ def sweep(fn: Callable[..., Any], grid: Mapping[str, Iterable[Any]] | Sequence[M
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
                                 or not math.isfinite(timeout) or timeout <= 0):
         raise SweepError(f"sweep: timeout must be a positive number of seconds or None, got {timeout!r}")
+    if n_workers is not None and (isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1):
+        raise SweepError(f"sweep: n_workers must be an integer >= 1 or None, got {n_workers!r}")
     points = grid_points(grid)
     sink = None
     if results is not None:

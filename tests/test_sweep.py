@@ -203,6 +203,12 @@ def test_bad_timeout_is_a_sweep_error(timeout):
         sweep(_sleeps, {"x": [0]}, timeout=timeout)
 
 
+@pytest.mark.parametrize("n_workers", [0, -1, 1.5, True])
+def test_bad_worker_count_is_a_sweep_error(n_workers):
+    with pytest.raises(SweepError, match=rf"n_workers must be an integer >= 1 or None, got {n_workers!r}"):
+        sweep(_fails_for_negative, {"x": [1.0]}, n_workers=n_workers)
+
+
 def _waits_for(x: int, release: str) -> dict:
     if x == 3:
         import time
