@@ -133,6 +133,7 @@ def test_speed_against_real_time_is_said_in_words(in_tmp, capsys):
 
     assert realtime_text(12.5) == "12.5x faster than real time"
     assert realtime_text(0.25) == "4x slower than real time"
+    assert realtime_text(1.0) == realtime_text(0.9994) == realtime_text(1.0004) == "as fast as real time"
     assert main(["bench", "--n", "200", "--duration", "0.02", "--repeats", "1", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "x real time" not in out and "wall s per bio s" in out and "below 1 is faster than real time" in out

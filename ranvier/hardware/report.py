@@ -17,9 +17,11 @@ from .targets import Target
 
 def realtime_text(factor: float) -> str:
     """``factor`` (biological seconds per second on the target) in words that cannot be misread:
-    "12.5x faster than real time" or "3.2x slower than real time"."""
+    "12.5x faster than real time", "3.2x slower than real time" or "as fast as real time"."""
     if factor == float("inf"):
         return "no measurable time on the target"
+    if factor > 0 and "1" in (f"{factor:.3g}", f"{1 / factor:.3g}"):
+        return "as fast as real time"
     if factor >= 1:
         return f"{factor:.3g}x faster than real time"
     return f"{1 / factor:.3g}x slower than real time" if factor > 0 else "no simulated time"
