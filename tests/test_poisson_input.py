@@ -186,3 +186,10 @@ def test_a_population_large_enough_to_update_on_all_threads_takes_its_drive_like
         states.append(cells.state.copy())
     assert counts[0] == counts[1] and sum(counts[0].values()) > 0
     assert np.array_equal(states[0], states[1])
+
+
+def test_two_drives_onto_one_population_in_one_call_take_their_own_names():
+    net = rv.Network(dt=0.1 * ms, seed=1)
+    cells = net.population(rv.neurons.LIF(tau_syn={"syn": 0.5 * ms}), 4, name="cells")
+    drives = net.connect(rv.connect.PoissonInput(rate=5.0, n_inputs=10), [cells, "cells"], weight=1e-4)
+    assert [drive.name for drive in drives] == ["poisson->cells:syn", "poisson->cells:syn#2"]

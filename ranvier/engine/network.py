@@ -533,10 +533,13 @@ class Network:
             drives = []
             try:
                 for target in posts:
-                    drives.append(make_drive(self, pre, target, rule, weight, delay, receptor, plasticity))
-            finally:
+                    drive = make_drive(self, pre, target, rule, weight, delay, receptor, plasticity)
+                    self.poisson_inputs.append(drive)  # before the next: it takes the next free name
+                    drives.append(drive)
+            except BaseException:
                 # all or nothing: a failed target leaves no drive onto the others
-                self.poisson_inputs.extend(drives if len(drives) == len(posts) else [])
+                self.poisson_inputs[:] = [d for d in self.poisson_inputs if all(d is not m for m in drives)]
+                raise
             self._changed()
             return drives[0] if single_post else drives
         if rule is None:
