@@ -691,7 +691,8 @@ class Network:
                every: float | None = None) -> SpikeMonitor | StateMonitor:
         """Record ``"spikes"`` or a state variable of ``population`` (all neurons by default).
 
-        State is sampled every ``every`` seconds (default: every step).
+        State is sampled every ``every`` seconds (default: every step). ``ids`` are recorded once
+        each, in ascending order: a state monitor's ``ids`` give the order of its columns.
         """
         if isinstance(population, str):
             population = self[population]
