@@ -269,3 +269,54 @@ def test_run_samples_checks_its_arguments():
         datasets.run_samples(net, test, 0.05, "hidden", batch=0, progress=False)
     with pytest.raises(DatasetError, match="only a SpikeSource"):
         datasets.run_samples(net, test, 0.05, "hidden", input="hidden", sensor_size=(40, 1, 1), progress=False)
+
+
+def test_an_event_half_a_step_from_a_grid_time_goes_the_same_way_in_every_sample():
+    events = make_events([(0, 0, 10_500, 0)])  # 10.5 ms at dt = 1 ms: a tie, rounded to even (10)
+    fresh = rv.Network(dt=1 * ms)
+    monitor = fresh.record(fresh.population(datasets.from_tonic(events, (1, 1, 1)), name="input"), "spikes")
+    fresh.run(0.011, backend="numpy")
+    net = rv.Network(dt=1 * ms)
+    net.population(datasets.from_tonic(events, (1, 1, 1)), name="input")
+    results = datasets.run_samples(net, [(events, 0)] * 4, 0.011, "input", sensor_size=(1, 1, 1), backend="numpy",
+                                   progress=False)
+    assert results.features[:, 0].tolist() == [monitor.num_spikes] * 4
+
+
+def _pulsing_network(events) -> rv.Network:
+    net = rv.Network(dt=1 * ms, seed=3)
+    net.population(datasets.from_tonic(events, (1, 1, 1)), name="input")
+    net.population(rv.neurons.Kuramoto(omega=2 * np.pi * 105, pulses=True), n=1, name="osc", init={"theta": 0.0})
+    return net
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_samples_with_a_value_population_equal_fresh_runs_in_any_batch(batch):
+    events = make_events([])
+    fresh = _pulsing_network(events)
+    pulses = fresh.record(fresh["osc"], "spikes")
+    fresh.run(0.01, backend="numpy")
+    results = datasets.run_samples(_pulsing_network(events), [(events, 0)] * 3, 0.01, "osc", batch=batch,
+                                   sensor_size=(1, 1, 1), backend="numpy", progress=False)
+    assert results.features[:, 0].tolist() == [pulses.num_spikes] * 3
+
+
+def test_samples_that_do_not_start_a_window_of_a_population_with_its_own_dt_are_refused():
+    events = make_events([])
+    net = rv.Network(dt=1 * ms)
+    net.population(datasets.from_tonic(events, (1, 1, 1)), name="input")
+    net.population(rv.neurons.Kuramoto(omega=10.0, pulses=True), n=2, name="osc", dt=3 * ms)
+    with pytest.raises(DatasetError, match="'osc' updates every 3 steps .* samples start every 11 steps from step 0"):
+        datasets.run_samples(net, [(events, 0)] * 2, 0.011, "osc", sensor_size=(1, 1, 1), progress=False)
+    net.run(1 * ms, backend="numpy")
+    with pytest.raises(DatasetError, match="start every 12 steps from step 1"):
+        datasets.run_samples(net, [(events, 0)] * 2, 0.012, "osc", sensor_size=(1, 1, 1), progress=False)
+
+
+def test_a_readout_that_does_not_spike_is_refused_before_any_sample_runs():
+    events = make_events([])
+    net = rv.Network(dt=1 * ms)
+    net.population(datasets.from_tonic(events, (1, 1, 1)), name="input")
+    net.population(rv.neurons.Kuramoto(omega=10.0), n=2, name="osc")
+    with pytest.raises(DatasetError, match="readout 'osc' does not spike"):
+        datasets.run_samples(net, [(events, 0)], 0.01, "osc", sensor_size=(1, 1, 1), progress=False)

@@ -99,7 +99,11 @@ def run_samples(net: Network, dataset, duration: float, readout: Population | st
     ``run_samples`` was called and spikes still in flight are discarded; weights are not
     touched. ``batch`` samples run back to back in one ``net.run`` call, the resets done by
     callbacks between them, so lowering and Python overhead are paid once per batch on every
-    backend. ``progress`` shows a bar over samples.
+    backend; in a network with value populations each sample has its own run (a value
+    population's window and its published output start again only with a run). A population
+    with its own ``dt`` must find each sample starting a window of it (a duration that is a whole
+    number of its ``dt``, from a network time that is), else a :class:`DatasetError`. A readout
+    must spike. ``progress`` shows a bar over samples.
 
     A sample that cannot be read or converted, or whose run fails (its batch is then re-run
     sample by sample), is reported in ``errors`` by its index; the other samples' results are
@@ -124,7 +128,15 @@ def run_samples(net: Network, dataset, duration: float, readout: Population | st
         raise DatasetError(f"run_samples: start must be in [dt, duration) = [{dt:g}, {steps * dt:g}) s, got {start!r}")
     if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
         raise DatasetError(f"run_samples: batch must be a positive integer, got {batch!r}")
+    for pop in readouts:
+        if pop.model.kind not in (Kind.SPIKING, Kind.SCHEDULED) and not getattr(pop.model, "pulses", False):
+            raise DatasetError(f"run_samples: readout {pop.name!r} does not spike ({type(pop.model).__name__}); "
+                               "the features are readout spike counts")
     indices = list(range(len(dataset)) if indices is None else indices)
+    _check_windows(net, steps, len(indices))
+    if any(pop.model.kind == Kind.VALUE for pop in net.populations.values()):
+        # a value population's window and published output start again only with a run: one sample each
+        batch = 1
     run = _SampleRun(net, dataset, source, readouts, steps, backend, polarity, start, sensor_size, on_unsorted)
     from tqdm.auto import tqdm
 
@@ -147,6 +159,20 @@ def run_samples(net: Network, dataset, duration: float, readout: Population | st
         labels=np.array([label for _, _, label in run.rows]),
         indices=np.array([index for index, _, _ in run.rows], dtype=np.int64), errors=run.errors,
     )
+
+
+def _check_windows(net: Network, steps: int, samples: int) -> None:
+    """Refuse samples that would not start with the windows of a population with its own ``dt``:
+    that population would update in the middle of a sample where a fresh network would not."""
+    base, end = net.step, net.step + samples * steps
+    for pop in net.populations.values():
+        period = pop.period
+        if period == 1 or (base // period + 1) * period >= end:
+            continue  # updates every step, or not once during the samples
+        if base % period or (samples > 1 and steps % period):
+            raise DatasetError(f"run_samples: population {pop.name!r} updates every {period} steps (dt = "
+                               f"{pop.dt:g} s), but the samples start every {steps} steps from step {base}; give "
+                               "a duration that is a whole number of its dt, starting at a multiple of it")
 
 
 class _SampleRun:
@@ -194,13 +220,14 @@ class _SampleRun:
         base = net.step
         all_times, all_ids = [], []
         for j, (_, (times, ids, _)) in enumerate(read):
-            window = base + j * steps
-            spike_times = (window * dt + self.start) + times * MICROSECOND
-            keep = np.rint(spike_times / dt) <= window + steps
+            # rounded within the sample, as a fresh network rounds them: a tie (an event half a step
+            # from a grid time) goes the same way in every sample
+            sample_steps = np.rint((self.start + times * MICROSECOND) / dt)
+            keep = sample_steps <= steps
             if not np.all(keep):
                 self.dropped += int(np.count_nonzero(~keep))
                 self.dropped_samples += 1
-            all_times.append(spike_times[keep])
+            all_times.append((base + j * steps + sample_steps[keep]) * dt)
             all_ids.append(ids[keep])
         replace_source(self.source, SpikeSource(np.concatenate(all_times), np.concatenate(all_ids), n=self.source.n))
         monitors = [net.record(pop, "spikes") for pop in self.readouts]
