@@ -163,3 +163,42 @@ def test_a_process_with_warm_caches_compiles_nothing(tmp_path):
     assert warm["spikes"] == cold["spikes"] > 0
     assert any(name.endswith(".advance") for name in cold["compiled"])  # the network's own kernel
     assert warm["compiled"] == []
+
+
+_ROW = rv.rows("v")
+_GAIN = np.array([0.5], dtype=np.float32)
+
+
+def _leak_with(scale):
+    """A model whose step reads its leak from a closure: each scale compiles a kernel of its own."""
+    scale = np.float32(scale)
+
+    def step(state, consts, arriving, i, c, k, key):
+        state[_ROW.v, i] = state[_ROW.v, i] * scale + consts[0, c] * _GAIN[0]
+        return 0
+
+    class Leak(rv.Model):
+        state_rows = _ROW
+
+        def constants(self, params, dt):
+            return np.ones((1, 1))
+
+    Leak.step = staticmethod(step)
+    return Leak()
+
+
+def _v_after_ten_steps(model, backend: str) -> np.ndarray:
+    net = rv.Network(dt=1e-4, seed=1)
+    cells = net.population(model, 2, name="leak", init={"v": 1.0})
+    net.run(1e-3, backend=backend)
+    return cells.get("v")
+
+
+def test_a_closure_or_a_global_array_that_changes_compiles_a_new_kernel(monkeypatch):
+    slow, fast = _v_after_ten_steps(_leak_with(0.5), "numba"), _v_after_ten_steps(_leak_with(0.9), "numba")
+    np.testing.assert_array_equal(slow, _v_after_ten_steps(_leak_with(0.5), "numpy"))
+    np.testing.assert_array_equal(fast, _v_after_ten_steps(_leak_with(0.9), "numpy"))
+    assert not np.array_equal(slow, fast)
+    monkeypatch.setitem(globals(), "_GAIN", np.array([2.0], dtype=np.float32))  # numba freezes global arrays
+    np.testing.assert_array_equal(_v_after_ten_steps(_leak_with(0.5), "numba"),
+                                  _v_after_ten_steps(_leak_with(0.5), "numpy"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import types
 
 import numba
 import numpy as np
@@ -37,16 +38,41 @@ def _hash_code(function, digest, seen: set[int]) -> None:
     namespace = getattr(function, "__globals__", {})
     for part in _code_parts(code):
         digest.update(part)
-    for name in _global_names(code):
-        if name not in namespace:
+    names = set(_global_names(code))
+    for name in sorted(names):
+        if name in namespace:
+            _hash_value(name, namespace[name], names, digest, seen)
+    # a closure's values are compiled in as constants, as globals are
+    for name, cell in zip(code.co_freevars, getattr(function, "__closure__", None) or (), strict=False):
+        try:
+            value = cell.cell_contents
+        except ValueError:
+            digest.update(f"{name}: empty".encode())
             continue
-        value = namespace[name]
-        if callable(value) and hasattr(getattr(value, "py_func", value), "__code__"):
-            _hash_code(value, digest, seen)
-        elif isinstance(value, int | float | complex | str | bytes | bool | np.generic | tuple):
-            digest.update(f"{name}={value!r}".encode())
-        else:
-            digest.update(f"{name}:{type(value).__module__}.{type(value).__qualname__}".encode())
+        _hash_value(name, value, names, digest, seen)
+
+
+def _hash_value(name: str, value, names: set[str], digest, seen: set[int]) -> None:
+    """Add what numba compiles in of the global or closure value ``name``: a function's code, a
+    number's or an array's value (numba freezes global arrays), a module's attributes the code names."""
+    if callable(value) and hasattr(getattr(value, "py_func", value), "__code__"):
+        _hash_code(value, digest, seen)
+    elif isinstance(value, int | float | complex | str | bytes | bool | np.generic | tuple):
+        digest.update(f"{name}={type(value).__qualname__}:{value!r}".encode())
+    elif isinstance(value, np.ndarray):
+        digest.update(f"{name}=array:{value.dtype.str}:{value.shape}".encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, types.ModuleType):
+        digest.update(f"{name}:module {value.__name__}".encode())
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        # ``helpers.decay(v)``: the attributes of the module the code names (a helper edited there)
+        for attribute in sorted(names):
+            if attribute in vars(value):
+                _hash_value(f"{value.__name__}.{attribute}", vars(value)[attribute], names, digest, seen)
+    else:
+        digest.update(f"{name}:{type(value).__module__}.{type(value).__qualname__}".encode())
 
 
 def _code_parts(code):
