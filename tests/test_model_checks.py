@@ -433,3 +433,30 @@ def test_an_undefined_name_in_a_step_is_refused_at_declaration():
     model = type("Typo", (_OneRow,), {"step": staticmethod(_reads_an_undefined_name)})()
     with pytest.raises(rv.ModelError, match=r"name 'leak_rate' is not defined .*`leak_rate`"):
         rv.Network().population(model, 3, name="typo")
+
+
+def _reading_row(row):
+    def step(state, consts, arriving, i, c, k, key):
+        state[0, i] = state[row, i] + consts[0, c]
+        return 0
+
+    return type("Closed", (_OneRow,), {"step": staticmethod(step)})()
+
+
+def test_each_closure_of_a_step_is_checked_on_its_own_values():
+    net = rv.Network()
+    net.population(_reading_row(0), 2, name="fine")
+    with pytest.raises(rv.ModelError, match="reads state row 7"):
+        net.population(_reading_row(7), 2, name="past")  # the same code, another closure
+
+
+def _stores_into_a_row_it_lacks(state, consts, arriving, i, c, k, key):
+    v = state[0, i] + consts[0, c]
+    rv.language.store_where(state, 3, i, v > consts[0, c], v)
+    return 0
+
+
+def test_a_row_handed_to_a_model_language_helper_is_checked():
+    model = type("Storer", (_OneRow,), {"step": staticmethod(_stores_into_a_row_it_lacks)})()
+    with pytest.raises(rv.ModelError, match=r"reads state row 3 .*store_where\(state, 3, i"):
+        rv.Network().population(model, 3, name="storer")

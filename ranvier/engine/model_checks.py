@@ -183,23 +183,37 @@ def _highest_row(function, array: int) -> tuple[int, int | None, str] | None:
     """The highest constant row of parameter ``array`` (0: state, 1: consts) that ``function`` reads
     or writes, with its line and text; None when it names none by a constant."""
     key = (function.__code__, array)
-    if key not in _ROWS:
-        _ROWS[key] = None
-        parsed = _parse(function)
-        if parsed is not None:
-            node, source, first_line = parsed
-            arguments = [a.arg for a in (*node.args.posonlyargs, *node.args.args)]
-            if len(arguments) > array:
-                analysis = _Analysis(function, node, source, first_line, "finish")
-                for subscript in analysis.walk():
-                    if not (isinstance(subscript, ast.Subscript) and isinstance(subscript.value, ast.Name)
-                            and subscript.value.id == arguments[array]):
-                        continue
-                    index = subscript.slice.elts[0] if isinstance(subscript.slice, ast.Tuple) else subscript.slice
-                    row = _constant_row(analysis, index)
-                    if row is not None and (_ROWS[key] is None or row > _ROWS[key][0]):
-                        _ROWS[key] = (row, analysis.line(subscript), analysis.text(subscript))
+    if function.__closure__ or key not in _ROWS:  # a closure's rows may differ from one closure to the next
+        _ROWS[key] = _find_highest_row(function, array)
     return _ROWS[key]
+
+
+#: helpers of the model language that take an array and a row: ``store_where(state, ROW, i, ...)``
+_ROW_HELPERS = (language.store_where, language.fill_row, language.row_sum)
+
+
+def _find_highest_row(function, array: int) -> tuple[int, int | None, str] | None:
+    parsed = _parse(function)
+    if parsed is None:
+        return None
+    node, source, first_line = parsed
+    arguments = [a.arg for a in (*node.args.posonlyargs, *node.args.args)]
+    if len(arguments) <= array:
+        return None
+    analysis = _Analysis(function, node, source, first_line, "finish")
+    highest = None
+    for use in analysis.walk():
+        if isinstance(use, ast.Subscript) and isinstance(use.value, ast.Name) and use.value.id == arguments[array]:
+            index = use.slice.elts[0] if isinstance(use.slice, ast.Tuple) else use.slice
+        elif (isinstance(use, ast.Call) and len(use.args) >= 2 and isinstance(use.args[0], ast.Name)
+              and use.args[0].id == arguments[array] and any(analysis.callee(use) is h for h in _ROW_HELPERS)):
+            index = use.args[1]
+        else:
+            continue
+        row = _constant_row(analysis, index)
+        if row is not None and (highest is None or row > highest[0]):
+            highest = (row, analysis.line(use), analysis.text(use))
+    return highest
 
 
 def _constant_row(analysis: _Analysis, node: ast.AST) -> int | None:
@@ -235,9 +249,12 @@ def _check(function, role: str, owner: str) -> None:
         raise ModelError(f"{owner}: {label} must be a Python function written in the model language, "
                          f"got {function!r}")
     key = (code, role)
-    if key not in _CHECKED:
-        _CHECKED[key] = tuple(_problems(function, role))
-    problems = _CHECKED[key]
+    if function.__closure__:
+        problems = tuple(_problems(function, role))  # the verdict depends on the closure's values: no cache
+    else:
+        if key not in _CHECKED:
+            _CHECKED[key] = tuple(_problems(function, role))
+        problems = _CHECKED[key]
     if problems:
         raise ModelError(_message(owner, function, problems))
 
