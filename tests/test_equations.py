@@ -318,3 +318,12 @@ def test_sqrt_of_the_state_is_the_model_languages_and_the_same_on_numpy_and_numb
     np.testing.assert_array_equal(steps, numba_steps)
     np.testing.assert_array_equal(ids, numba_ids)
     np.testing.assert_array_equal(state, numba_state)
+
+
+def test_every_prefixed_molar_unit_is_mol_per_litre_scaled():
+    from ranvier.neurons.equations.units import UNITS
+
+    for prefix, factor in {"f": 1e-15, "p": 1e-12, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3}.items():
+        for name in (f"{prefix}M", f"{prefix}molar"):
+            assert UNITS[name][0] == pytest.approx(factor * 1000.0, rel=1e-15), name  # SI: mol / m^3
+    assert UNITS["nM"][0] == 1e-6 and UNITS["molar"][0] == 1000.0

@@ -91,22 +91,23 @@ class Dimension:
         return f"Dimension({describe(self)})"
 
 
+#: SI scale of a unit that is not an SI base or derived unit itself: mol / litre is 1000 mol / m^3
+_OWN_SCALE = {"molar": 1000}
+
 #: unit name -> (SI scale, dimension)
 UNITS: dict[str, tuple[float, Dimension]] = {}
 for _name, (_symbol, _quantity) in _BASE_UNITS.items():
     _dimension = Dimension.of_quantity(_quantity)
+    _scale = _OWN_SCALE.get(_name, 1)
     for _stem in (_name, _symbol):
         if _stem is None:
             continue
         # a bare symbol (V, A, s, C, ...) reads as a model's own name far more often than as a unit
         if _stem == _name or len(_stem) > 1:
-            UNITS.setdefault(_stem, (1.0, _dimension))
+            UNITS.setdefault(_stem, (float(_scale), _dimension))
         for _prefix, _sympy_prefix in _PREFIXES.items():
-            UNITS.setdefault(_prefix + _stem, (float(_sympy_prefix.scale_factor), _dimension))
-UNITS["molar"] = (1000.0, UNITS["molar"][1])  # mol / litre in SI base units: 1000 mol / m^3
-UNITS["mmolar"] = UNITS["mM"] = (1.0, UNITS["molar"][1])
-UNITS["umolar"] = UNITS["uM"] = (1e-3, UNITS["molar"][1])
-UNITS["nmolar"] = UNITS["nM"] = (1e-6, UNITS["molar"][1])
+            # in sympy's exact rationals: nano x 1000 is 1e-6, not 1.0000000000000002e-06
+            UNITS.setdefault(_prefix + _stem, (float(_sympy_prefix.scale_factor * _scale), _dimension))
 UNITS["metre"] = UNITS["meter"] = (1.0, Dimension.of_quantity(sympy_units.meter))
 
 DIMENSIONLESS = Dimension()
