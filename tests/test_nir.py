@@ -37,6 +37,21 @@ def test_round_trip_through_a_file_gives_identical_spikes(tmp_path):
         np.testing.assert_array_equal(ours[name], theirs[name])
 
 
+def test_a_recurrent_network_exports_with_its_populations_as_outputs(tmp_path):
+    net = rv.Network(dt=1e-4, seed=2)
+    source = net.population(rv.neurons.SpikeSource([], [], n=3), name="input")
+    loop = net.population(rv.neurons.LIF(v_rest=0.0, v_th=10 * mV, v_reset=0.0, tau_syn={"exc": 5 * ms}), 4,
+                          name="loop")
+    net.connect(source, loop, rv.connect.AllToAll(), weight=6 * mV, receptor="exc")
+    net.connect(loop, loop, rv.connect.AllToAll(autapses=False), weight=1 * mV, receptor="exc")
+    rv.nir.save(net, tmp_path / "loop.nir")
+    loaded = rv.nir.load(tmp_path / "loop.nir")
+    x = (np.random.default_rng(2).random((60, 2, 3)) < 0.3).astype(np.float32)
+    ours, theirs = simulate(net, x, "input", backend="numpy"), simulate(loaded, x, "input", backend="numpy")
+    assert ours["loop"].sum() > 10
+    np.testing.assert_array_equal(ours["loop"], theirs["loop"])
+
+
 def snntorch_style_graph(beta: float = 0.9, dt: float = 1e-4) -> nir.NIRGraph:
     """What snnTorch's exporter writes for Linear + Leaky (snntorch/export_nir.py): tau = dt/(1-beta), r = tau/dt."""
     rng = np.random.default_rng(0)

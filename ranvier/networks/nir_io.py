@@ -109,9 +109,14 @@ def to_nir(net: Network):
     dt = net.dt
     nodes: dict = {}
     edges: list[tuple[str, str]] = []
+    # a population that feeds no other is an output of the graph; if every one feeds another (a
+    # loop), every non-source population is, as NIR's graphs need at least one output
     has_output = {name: False for name in net.populations}
     for projection in net.projections:
-        has_output[projection.pre.name] = True
+        if projection.post is not projection.pre:
+            has_output[projection.pre.name] = True
+    if all(has_output[name] or _is_source(population.model) for name, population in net.populations.items()):
+        has_output = dict.fromkeys(net.populations, False)
     for name, population in net.populations.items():
         model = population.model
         owner = f"population {name!r}"
