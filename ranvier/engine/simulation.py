@@ -234,4 +234,8 @@ class Simulation:
         name = self.lowered.populations[index].name
         if code == Status.NOT_FINITE:
             raise NumericalError(name, step, step * self.network.dt)
-        raise BackendError(f"population {name!r}: spike buffer overflow in step {step}; please report this")
+        model = self.network.populations[name].model
+        raise BackendError(f"population {name!r}: more spikes in step {step} than its buffer holds, sized by "
+                           f"{type(model).__name__}.spike_bound (the most spikes its neurons emit together in a "
+                           "step; by default one per neuron): a model whose neurons emit several spikes in a step "
+                           "overrides spike_bound (docs/models.md)")

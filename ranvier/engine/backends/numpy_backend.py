@@ -77,6 +77,10 @@ class NumpyRunner(Runner):
             return False
         fired = np.flatnonzero(counts)
         ids = np.repeat(fired, counts[fired]).astype(np.int32)
+        if int(population.spike_count[0]) + len(ids) > len(population.spike_ids):
+            # more spikes than the model's spike_bound sized the buffer for, as the compiled backends report it
+            self.lowered.status[:] = (Status.SPIKE_OVERFLOW, index, k)
+            return False
         self._append(population, ids, k)
         return True
 
