@@ -64,6 +64,19 @@ def test_if_integrates_without_leak_and_resets():
     assert list(np.flatnonzero(spikes)) == [8]
 
 
+def test_a_membrane_exactly_at_an_if_threshold_does_not_spike():
+    graph = nir.NIRGraph(nodes={
+        "input": nir.Input(input_type={"input": np.array([1])}),
+        "w": nir.Linear(weight=np.ones((1, 1))),
+        "if": nir.IF(r=np.full(1, 1000.0), v_threshold=np.full(1, 2.0), v_reset=np.zeros(1)),
+        "output": nir.Output(output_type={"output": np.array([1])}),
+    }, edges=[("input", "w"), ("w", "if"), ("if", "output")])
+    net = rv.nir.load(graph, dt=1e-3)
+    x = np.zeros((6, 1, 1), np.float32)
+    x[[0, 1, 2]] = 1  # v: 1, 2 (at the threshold: NIR spikes only above it), 3 -> spike
+    assert list(np.flatnonzero(_run(net, x)["if"][1:, 0, 0])) == [2]
+
+
 def _leaky(v, drive, beta=0.9):
     """snnTorch Leaky (reset by subtraction to zero, 'zero' reset): mem = beta mem + drive; spike at > 1."""
     v = beta * v + drive

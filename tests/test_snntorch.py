@@ -55,6 +55,24 @@ def test_engine_reproduces_snntorch_spikes(second):
         assert np.mean(ours[name][depth:depth + steps] == theirs) >= 0.99
 
 
+@pytest.mark.parametrize("neuron", ["leaky", "synaptic"])
+def test_a_membrane_exactly_at_the_threshold_does_not_spike_as_in_snntorch(neuron):
+    # round weights and thresholds (quantised or converted networks) meet the threshold exactly:
+    # snnTorch's Heaviside is 1 only above it
+    linear = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        linear.weight[:] = 1.0
+    spiking = snn.Synaptic(alpha=0.5, beta=0.5, threshold=1.0, reset_mechanism="zero") if neuron == "synaptic" else \
+        snn.Leaky(beta=torch.tensor([0.5]), threshold=torch.tensor([1.0]), reset_mechanism="zero")
+    model = torch.nn.Sequential(linear, spiking)
+    x = torch.zeros(12, 1, 1)
+    x[1:4] = 1.0
+    (theirs,) = run_snntorch(model, x)
+    net, (layer,) = from_snntorch(model, dt=1e-3)
+    ours = simulate(net, np.concatenate([x.numpy(), np.zeros((1, 1, 1), np.float32)]), "input", backend="numpy")
+    np.testing.assert_array_equal(ours[layer][1:], theirs)
+
+
 def test_unsupported_snntorch_models_raise_named_errors():
     with pytest.raises(TrainingError, match="reset_mechanism='subtract' is not supported"):
         from_snntorch(torch.nn.Sequential(torch.nn.Linear(3, 2), snn.Leaky(beta=0.9)))

@@ -48,7 +48,7 @@ from ..engine.network import Network, Population
 from ..engine.plausibility import unchecked
 from ..errors import NIRError, ProjectionError
 from ..neurons.discrete_synaptic import _discrete_synaptic
-from ..neurons.lif import LIF
+from ..neurons.lif import LIF, spiking_above, spiking_at
 from ..neurons.sources import PoissonSource, SpikeSource
 
 #: NIR node types ``load`` accepts (``NIRGraph``: a nested graph, flattened into its parent)
@@ -140,6 +140,8 @@ def to_nir(net: Network):
         tau_m = params["tau_m"]
         v_eq = params["v_rest"] + params["i_bias"]
         v_th = params["v_th"]
+        # NIR spikes where v > v_threshold, a LIF where v >= v_th
+        v_threshold = spiking_at(v_th, net.dtype)
         # NIR has no refractoriness, and only v_leak = v_rest + i_bias; the split sets the initial v
         metadata = {"t_ref": params["t_ref"], "v_rest": params["v_rest"], "dt": dt, "integration": "exact"}
         spiking = bool(np.all(v_th < NO_THRESHOLD))
@@ -148,12 +150,12 @@ def to_nir(net: Network):
         elif not spiking and tau_syn == 0:
             node = nir.LI(tau=tau_m, r=tau_m / dt, v_leak=v_eq, metadata=metadata)
         elif tau_syn == 0:
-            node = nir.LIF(tau=tau_m, r=tau_m / dt, v_leak=v_eq, v_threshold=v_th, v_reset=params["v_reset"],
+            node = nir.LIF(tau=tau_m, r=tau_m / dt, v_leak=v_eq, v_threshold=v_threshold, v_reset=params["v_reset"],
                            metadata=metadata)
         else:
             n = population.n
             node = nir.CubaLIF(tau_syn=np.full(n, tau_syn), tau_mem=tau_m, r=np.ones(n), v_leak=v_eq,
-                               v_threshold=v_th, v_reset=params["v_reset"], w_in=np.full(n, tau_syn / dt),
+                               v_threshold=v_threshold, v_reset=params["v_reset"], w_in=np.full(n, tau_syn / dt),
                                metadata=metadata)
         nodes[name] = node
         if not has_output[name]:
@@ -241,7 +243,8 @@ def _population(net: Network, name: str, node, dt: float, integration: str, n: i
         current_jump = w_in * (1.0 if convention == "norse" else dt / tau_syn)
         v_leak = _array(node.v_leak, n)
         v_rest = _array(meta.get("v_rest", v_leak), n)
-        parameters = {"v_rest": v_rest, "i_bias": v_leak - v_rest, "v_th": _array(node.v_threshold, n),
+        parameters = {"v_rest": v_rest, "i_bias": v_leak - v_rest, "v_th": spiking_above(_array(node.v_threshold, n),
+                                                                                           net.dtype),
                       "v_reset": _array(node.v_leak if node.v_reset is None else node.v_reset, n), "t_ref": t_ref}
         tau_m, tau_s = _leak_tau(tau_mem, dt, integration), _leak_tau(tau_syn, dt, integration)
         if integration == "exact":
@@ -255,13 +258,13 @@ def _population(net: Network, name: str, node, dt: float, integration: str, n: i
     if isinstance(node, nir.I | nir.IF):  # dv/dt = R I, without (I) or with (IF) a threshold
         tau, v_leak, threshold, reset = np.full(n, NO_LEAK_TAU), np.zeros(n), np.full(n, NO_THRESHOLD), np.zeros(n)
         if isinstance(node, nir.IF):
-            threshold, reset = _array(node.v_threshold, n), _array(node.v_reset, n)
+            threshold, reset = spiking_above(_array(node.v_threshold, n), net.dtype), _array(node.v_reset, n)
         r = _array(node.r, n)
         # NIR: a spike of weight w in a step moves v by r w dt; Norse's IAFCell by r w (v += input)
         factor = r * (1.0 if convention == "norse" else dt)
         tau_m = tau
     elif isinstance(node, nir.Threshold):  # a spike where this step's input exceeds the threshold; no memory
-        v_leak, threshold, reset = np.zeros(n), _array(node.threshold, n), np.zeros(n)
+        v_leak, threshold, reset = np.zeros(n), spiking_above(_array(node.threshold, n), net.dtype), np.zeros(n)
         factor = np.ones(n)
         tau_m = np.full(n, NO_MEMORY_TAU * dt)
     else:
@@ -269,7 +272,7 @@ def _population(net: Network, name: str, node, dt: float, integration: str, n: i
         r = _array(node.r, n)
         v_leak = _array(node.v_leak, n)
         spiking = isinstance(node, nir.LIF)
-        threshold = _array(node.v_threshold, n) if spiking else np.full(n, NO_THRESHOLD)
+        threshold = spiking_above(_array(node.v_threshold, n), net.dtype) if spiking else np.full(n, NO_THRESHOLD)
         reset = _array(node.v_reset if spiking and node.v_reset is not None else node.v_leak, n)
         factor = r * dt / tau
         tau_m = _leak_tau(tau, dt, integration)

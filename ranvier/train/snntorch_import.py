@@ -10,7 +10,8 @@ snnTorch 1.0 (``snntorch/_neurons/leaky.py``, ``synaptic.py``) updates, per step
 Mapping onto ranvier's LIF (units: snnTorch's dimensionless membrane becomes volts):
 
 * ``beta = exp(-dt / tau_m)``, ``alpha = exp(-dt / tau_syn)``, ``v_rest = v_reset = 0``,
-  ``v_th = threshold``.
+  ``v_th`` the next float above ``threshold`` (``H`` is 1 only above 0: snnTorch spikes where
+  ``mem > threshold``, a LIF where ``v >= v_th``; :func:`ranvier.neurons.lif.spiking_above`).
 * Leaky: a delta receptor ``"in"`` takes the weights; ranvier's reset to 0 followed by
   ``v = beta * 0 + x`` in the next step is snnTorch's zero reset, so ``t_ref = 0``.
 * Synaptic: ``beta mem + alpha syn[t-1] + x[t]`` is a delta receptor ``"in"`` (weight ``w``) plus a
@@ -37,7 +38,7 @@ from ..engine.network import Network
 from ..engine.plausibility import unchecked
 from ..errors import TrainingError
 from ..neurons.discrete_synaptic import _discrete_synaptic
-from ..neurons.lif import LIF
+from ..neurons.lif import LIF, spiking_above
 from ..neurons.sources import SpikeSource
 
 SUPPORTED = "nn.Sequential of nn.Linear followed by snn.Leaky or snn.Synaptic with reset_mechanism='zero'"
@@ -97,7 +98,9 @@ def from_snntorch(model: torch.nn.Module, dt: float = 1e-3, seed: int | None = N
         _check_neuron(neuron, layer)
         n = linear.out_features
         tau_m = _decay_to_tau(neuron.beta, "beta", layer, dt, n)
-        threshold = np.broadcast_to(np.asarray(torch.as_tensor(neuron.threshold).detach(), dtype=np.float64), (n,))
+        # snnTorch spikes where mem > threshold, a LIF where v >= v_th
+        threshold = spiking_above(np.broadcast_to(np.asarray(torch.as_tensor(neuron.threshold).detach(),
+                                                             dtype=np.float64), (n,)), net.dtype)
         if isinstance(neuron, snn.Synaptic):
             lif, targets = _discrete_synaptic(tau_m, _decay_to_tau(neuron.alpha, "alpha", layer, dt, n), dt,
                                               v_rest=0.0, v_th=threshold.copy(), v_reset=0.0, t_ref=dt)
