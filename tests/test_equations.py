@@ -327,3 +327,12 @@ def test_every_prefixed_molar_unit_is_mol_per_litre_scaled():
         for name in (f"{prefix}M", f"{prefix}molar"):
             assert UNITS[name][0] == pytest.approx(factor * 1000.0, rel=1e-15), name  # SI: mol / m^3
     assert UNITS["nM"][0] == 1e-6 and UNITS["molar"][0] == 1000.0
+
+
+@pytest.mark.parametrize("rhs", ["0", "0*mV/ms", "0*v/ms"])
+def test_a_right_hand_side_of_zero_holds_the_variable(rhs):
+    model = rv.neurons.Equations(f"dv/dt = {rhs} : volt", method="euler")
+    net = rv.Network(dt=0.1 * ms)
+    cells = net.population(model, 2, name="held", init={"v": -65 * mV})
+    net.run(1 * ms, backend="numpy")
+    np.testing.assert_array_equal(cells.get("v"), np.float32(-65 * mV))

@@ -162,7 +162,7 @@ class Equations(Model):
             expression = parse_expression(declaration.expression, names, where)
             found = dimension_of(expression, dimensions, where, declaration.expression)
             wanted = declaration.dimension / _TIME
-            if found is not None and found != wanted:
+            if found is not None and found != wanted and expression != 0:  # 0 * mV/ms is 0, of any unit
                 raise ModelError(f"{where}: dimension mismatch: the right-hand side is {found} but "
                                  f"d{declaration.name}/dt is {wanted}")
             symbol = states[declaration.name]
