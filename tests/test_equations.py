@@ -336,3 +336,12 @@ def test_a_right_hand_side_of_zero_holds_the_variable(rhs):
     cells = net.population(model, 2, name="held", init={"v": -65 * mV})
     net.run(1 * ms, backend="numpy")
     np.testing.assert_array_equal(cells.get("v"), np.float32(-65 * mV))
+
+
+def test_an_undeclared_constant_in_a_sum_leaves_the_other_terms_checked():
+    with pytest.raises(rv.ModelError, match="dimension mismatch"):
+        rv.neurons.Equations("dv/dt = (E_L - v)/tau + I + k*mV/ms : volt\nE_L : volt\ntau : second\nI : amp",
+                             parameters={"tau": 1e-2, "E_L": 0.0, "I": 0.0, "k": 1.0})
+    model = rv.neurons.Equations("dv/dt = (E_L - v)/tau + k*mV/ms : volt\nE_L : volt\ntau : second",
+                                 parameters={"tau": 1e-2, "E_L": 0.0, "k": 1.0})
+    assert model is not None

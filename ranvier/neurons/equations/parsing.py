@@ -141,8 +141,9 @@ def dimension_of(expression, dimensions: dict[sympy.Symbol, Dimension | None], w
         terms = [term for term in expression.args if not (isinstance(term, sympy.Number) and term == 0)]
         known = [(term, of(term)) for term in terms]
         known = [(term, dimension) for term, dimension in known if dimension is not None]
-        if len(known) < len(terms):
-            return known[0][1] if known and len({d for _, d in known}) == 1 else None
+        if not known:
+            return None
+        # the terms of known dimension must agree, whatever an undeclared constant beside them is
         first_term, first = known[0]
         for term, other in known[1:]:
             if other == first:
