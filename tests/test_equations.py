@@ -345,3 +345,10 @@ def test_an_undeclared_constant_in_a_sum_leaves_the_other_terms_checked():
     model = rv.neurons.Equations("dv/dt = (E_L - v)/tau + k*mV/ms : volt\nE_L : volt\ntau : second",
                                  parameters={"tau": 1e-2, "E_L": 0.0, "k": 1.0})
     assert model is not None
+
+
+def test_messages_name_units_as_written():
+    with pytest.raises(rv.ModelError) as info:
+        rv.neurons.Equations("dv/dt = -v/tau : volt\ntau : second", threshold="v > 10*ms", reset="v = 0*mV",
+                             parameters={"tau": 10 * ms})
+    assert "10*ms is second" in str(info.value) and "unit_" not in str(info.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import linecache
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -100,7 +101,11 @@ class Equations(Model):
         self._variables = [d for name, d in declared.items() if name not in given]
         self.parameters = self._take_parameters(declared, given)
         self._has_refractory = not (isinstance(refractory, int | float) and refractory == 0)
-        self._build()
+        try:
+            self._build()
+        except ModelError as error:
+            # messages quote sympy's forms, whose units are the symbols unit_<name>: show the units' names
+            raise ModelError(re.sub(r"\bunit_(\w+)", r"\1", str(error))) from None
 
     def _take_parameters(self, declared: dict[str, Declaration], given: dict[str, ParameterValue]):
         others = {d.name for d in self._declarations if d.kind != "parameter"}
