@@ -460,3 +460,20 @@ def test_a_row_handed_to_a_model_language_helper_is_checked():
     model = type("Storer", (_OneRow,), {"step": staticmethod(_stores_into_a_row_it_lacks)})()
     with pytest.raises(rv.ModelError, match=r"reads state row 3 .*store_where\(state, 3, i"):
         rv.Network().population(model, 3, name="storer")
+
+
+def _reads_a_second_receptor(state, consts, arriving, i, c, k, key):
+    state[0, i] = state[0, i] * consts[0, c] + arriving[1][i]
+    return 0
+
+
+def test_a_step_reading_a_receptor_the_model_lacks_is_refused():
+    class OneReceptor(_OneRow):
+        step = staticmethod(_reads_a_second_receptor)
+
+        @property
+        def receptors(self):
+            return ("exc",)
+
+    with pytest.raises(rv.ModelError, match=r"reads the input of receptor 1 .*`arriving\[1\]`.* has 1 receptor"):
+        rv.Network().population(OneReceptor(), 3, name="one")

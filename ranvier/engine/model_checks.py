@@ -170,13 +170,16 @@ def check_rows(model, state_rows: int, const_rows: int, owner: str) -> None:
         function = getattr(function, "py_func", function)
         if not inspect.isfunction(function):
             continue
-        for array, rows, what in ((0, state_rows, "state"), (1, const_rows, "constants")):
+        arrays = [(0, state_rows, "state row", "state row(s)"), (1, const_rows, "constants row", "constants row(s)")]
+        if Kind(kind) == Kind.SPIKING and function is not getattr(model, "finish", None):
+            arrays.append((2, len(model.receptors), "the input of receptor", "receptor(s)"))
+        for array, rows, what, counted in arrays:
             read = _highest_row(function, array)
             if read is not None and read[0] >= rows:
                 row, line, text = read
-                raise ModelError(f"{owner}: {function.__name__} reads {what} row {row} (line {line}, `{text}`), but "
-                                 f"the model has {rows} {what} row(s) (0 .. {rows - 1}); numba would read past "
-                                 "the array")
+                held = f"0 .. {rows - 1}" if rows else "none"
+                raise ModelError(f"{owner}: {function.__name__} reads {what} {row} (line {line}, `{text}`), but "
+                                 f"the model has {rows} {counted} ({held}); numba would read past the array")
 
 
 def _highest_row(function, array: int) -> tuple[int, int | None, str] | None:
