@@ -151,7 +151,7 @@ def check_model_functions(model, owner: str) -> None:
         check_finish(finish, owner)
 
 
-def check_rows(model, state_rows: int, const_rows: int, owner: str) -> None:
+def check_rows(model: object, state_rows: int, const_rows: int, owner: str) -> None:
     """Refuse a step or ``finish`` of ``model`` that reads a state or constants row it does not have.
 
     Only rows named by a constant (``state[3, i]``, ``consts[ROWS.tau, c]``, ``FIRST + 2``) are

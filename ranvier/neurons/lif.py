@@ -90,14 +90,14 @@ def _propagator(dt: float, tau_syn: np.ndarray, tau_m: np.ndarray) -> np.ndarray
 
 
 
-def spiking_above(threshold, dtype) -> np.ndarray:
+def spiking_above(threshold: np.ndarray | float, dtype: np.dtype | type) -> np.ndarray:
     """The ``v_th`` (float64) at which a LIF, which spikes where ``v >= v_th``, spikes where ``v > threshold``
     (snnTorch's and NIR's rule) for ``v`` held in ``dtype``: the next ``dtype`` number above ``threshold``."""
     held = np.asarray(threshold, dtype=dtype)
     return np.nextafter(held, np.asarray(np.inf, dtype=dtype)).astype(np.float64)
 
 
-def spiking_at(v_th, dtype) -> np.ndarray:
+def spiking_at(v_th: np.ndarray | float, dtype: np.dtype | type) -> np.ndarray:
     """The inverse of :func:`spiking_above`: the threshold above which ``v`` in ``dtype`` spikes where
     ``v >= v_th`` (the ``v_threshold`` of a NIR node for a LIF's ``v_th``)."""
     held = np.asarray(v_th, dtype=dtype)
