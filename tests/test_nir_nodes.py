@@ -50,14 +50,18 @@ def test_flatten_scale_and_threshold_load():
     np.testing.assert_array_equal(spikes, x[:, 0] @ np.array([2.0, 0.5]) > 1.5)
 
 
-def test_if_integrates_without_leak_and_resets():
-    graph = nir.NIRGraph(nodes={
+def _integrator(threshold: float) -> nir.NIRGraph:
+    """One input into one IF node: at dt = 1 ms a spike adds r w dt = 1 to v."""
+    return nir.NIRGraph(nodes={
         "input": nir.Input(input_type={"input": np.array([1])}),
         "w": nir.Linear(weight=np.ones((1, 1))),
-        "if": nir.IF(r=np.full(1, 1000.0), v_threshold=np.full(1, 2.5), v_reset=np.zeros(1)),
+        "if": nir.IF(r=np.full(1, 1000.0), v_threshold=np.full(1, threshold), v_reset=np.zeros(1)),
         "output": nir.Output(output_type={"output": np.array([1])}),
     }, edges=[("input", "w"), ("w", "if"), ("if", "output")])
-    net = rv.nir.load(graph, dt=1e-3)  # a spike adds r w dt = 1
+
+
+def test_if_integrates_without_leak_and_resets():
+    net = rv.nir.load(_integrator(2.5), dt=1e-3)
     x = np.zeros((10, 1, 1), np.float32)
     x[[0, 3, 8, 9]] = 1  # v: 1, 2, 3 -> spike, reset, 1 ...
     spikes = _run(net, x)["if"][1:, 0, 0]
@@ -65,13 +69,7 @@ def test_if_integrates_without_leak_and_resets():
 
 
 def test_a_membrane_exactly_at_an_if_threshold_does_not_spike():
-    graph = nir.NIRGraph(nodes={
-        "input": nir.Input(input_type={"input": np.array([1])}),
-        "w": nir.Linear(weight=np.ones((1, 1))),
-        "if": nir.IF(r=np.full(1, 1000.0), v_threshold=np.full(1, 2.0), v_reset=np.zeros(1)),
-        "output": nir.Output(output_type={"output": np.array([1])}),
-    }, edges=[("input", "w"), ("w", "if"), ("if", "output")])
-    net = rv.nir.load(graph, dt=1e-3)
+    net = rv.nir.load(_integrator(2.0), dt=1e-3)
     x = np.zeros((6, 1, 1), np.float32)
     x[[0, 1, 2]] = 1  # v: 1, 2 (at the threshold: NIR spikes only above it), 3 -> spike
     assert list(np.flatnonzero(_run(net, x)["if"][1:, 0, 0])) == [2]

@@ -58,19 +58,29 @@ def _per_synapse(value, rng: np.random.Generator, n_synapses: int, dtype, conver
         raise ProjectionError(str(error)) from None
 
 
+def _overflowing(values: np.ndarray, dtype: np.dtype) -> float | None:
+    """The first of ``values`` that ``dtype`` (the network's precision) cannot hold, or None."""
+    too_large = np.abs(values) > np.finfo(dtype).max
+    return float(values[too_large][0]) if np.any(too_large) else None
+
+
 def _to_precision(weights: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
     """Float64 ``weights`` as ``dtype`` (the network's precision); a weight it cannot hold is an error."""
-    too_large = np.abs(weights) > np.finfo(dtype).max
-    if np.any(too_large):
-        raise ProjectionError(f"projection {name!r}: weight {weights[too_large][0]!r} overflows {dtype.name}")
+    if (value := _overflowing(weights, dtype)) is not None:
+        raise ProjectionError(f"projection {name!r}: weight {value!r} overflows {np.dtype(dtype).name}")
     return weights.astype(dtype)
 
 
 def _check_fits(values: np.ndarray, dtype: np.dtype, what: str, owner: str) -> None:
     """Refuse state values that the network's precision cannot hold (they would become infinite)."""
-    too_large = np.abs(values) > np.finfo(dtype).max
-    if np.any(too_large):
-        raise PopulationError(f"{owner}: {what} {float(values[too_large][0])!r} overflows {np.dtype(dtype).name}")
+    if (value := _overflowing(values, dtype)) is not None:
+        raise PopulationError(f"{owner}: {what} {value!r} overflows {np.dtype(dtype).name}")
+
+
+def _remove(items: list, removed: list) -> None:
+    """Take the objects ``removed`` out of ``items`` in place (by identity)."""
+    gone = {id(item) for item in removed}
+    items[:] = [item for item in items if id(item) not in gone]
 
 
 def _check_finite(values: np.ndarray, what: str, name: str) -> None:
@@ -538,7 +548,7 @@ class Network:
                     drives.append(drive)
             except BaseException:
                 # all or nothing: a failed target leaves no drive onto the others
-                self.poisson_inputs[:] = [d for d in self.poisson_inputs if all(d is not m for m in drives)]
+                _remove(self.poisson_inputs, drives)
                 raise
             self._changed()
             return drives[0] if single_post else drives
@@ -557,7 +567,7 @@ class Network:
                         raise _out_of_memory(a, b, rule, error) from None
         except BaseException:
             # all or nothing: a failed pair leaves no projection between the others
-            self.projections[:] = [p for p in self.projections if all(p is not m for m in made)]
+            _remove(self.projections, made)
             self._changed()
             raise
         return made[0] if single_pre and single_post else made
